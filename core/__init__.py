@@ -1,0 +1,140 @@
+"""corral: PM2 for Python.
+
+``import corral`` is cheap: names load on first use, so the CLI's hot paths
+(``corral jlist``) never import what they do not need.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "connect": "client",
+    "current": "client",
+    "Client": "client",
+    "AsyncClient": "client",
+    "CorralWarning": "client",
+    "ProcessInfo": "info",
+    "ProcessEvent": "events",
+    "Option": "options",
+    "hookimpl": "hookspecs",
+    "hookspec": "hookspecs",
+    "ProcessState": "lifecycle",
+    "CorralError": "errors",
+    "OptionError": "errors",
+    "ConfigError": "errors",
+    "NotFoundError": "errors",
+    "ScriptError": "errors",
+    "DaemonError": "errors",
+    "ProtocolError": "errors",
+    "PluginError": "errors",
+    "StateError": "errors",
+}
+
+# PM2's singleton: module-level calls act on the client of the last connect()
+_SINGLETON_CALLS = (
+    "start",
+    "stop",
+    "restart",
+    "reload",
+    "graceful_reload",
+    "delete",
+    "list",
+    "describe",
+    "dump",
+    "resurrect",
+    "flush",
+    "reload_logs",
+    "send_signal_to_process_name",
+    "send_signal_to_process_id",
+    "ping",
+    "plugins",
+    "kill_daemon",
+    "disconnect",
+)
+
+__all__ = [
+    "AsyncClient",
+    "Client",
+    "ConfigError",
+    "CorralError",
+    "CorralWarning",
+    "DaemonError",
+    "NotFoundError",
+    "Option",
+    "OptionError",
+    "PluginError",
+    "ProcessEvent",
+    "ProcessInfo",
+    "ProcessState",
+    "ProtocolError",
+    "ScriptError",
+    "StateError",
+    "__version__",
+    "connect",
+    "current",
+    "delete",
+    "describe",
+    "disconnect",
+    "dump",
+    "flush",
+    "graceful_reload",
+    "hookimpl",
+    "hookspec",
+    "kill_daemon",
+    "list",
+    "ping",
+    "plugins",
+    "reload",
+    "reload_logs",
+    "restart",
+    "resurrect",
+    "send_signal_to_process_id",
+    "send_signal_to_process_name",
+    "start",
+    "stop",
+]
+
+if TYPE_CHECKING:
+    from .client import AsyncClient, Client, CorralWarning, connect, current
+    from .errors import (
+        ConfigError,
+        CorralError,
+        DaemonError,
+        NotFoundError,
+        OptionError,
+        PluginError,
+        ProtocolError,
+        ScriptError,
+        StateError,
+    )
+    from .events import ProcessEvent
+    from .hookspecs import hookimpl, hookspec
+    from .info import ProcessInfo
+    from .lifecycle import ProcessState
+    from .options import Option
+
+
+def _singleton(name: str) -> Any:
+    def call(*args: Any, **kwargs: Any) -> Any:
+        from .client import current
+
+        return getattr(current(), name)(*args, **kwargs)
+
+    call.__name__ = name
+    call.__doc__ = f"``{name}`` on the client of the last ``corral.connect()``."
+    return call
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    elif name in _SINGLETON_CALLS:
+        value = _singleton(name)
+    else:
+        raise AttributeError(f"module 'corral' has no attribute {name!r}")
+    globals()[name] = value
+    return value

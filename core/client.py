@@ -1,0 +1,439 @@
+"""The client API: ``connect()``, ``Client`` (synchronous) and ``AsyncClient``.
+
+Both clients share one definition of every call (``_Calls``); they differ
+only in how a request travels. Names follow PM2's API in snake_case.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import fcntl
+import os
+import subprocess
+import sys
+import threading
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from . import paths
+from .errors import CorralError, DaemonError, NotFoundError
+from .info import ProcessInfo
+from .rpc import AsyncTransport, SyncTransport, pid_alive
+
+Target = str | int | list
+
+
+class CorralWarning(UserWarning):
+    """An option corral accepted but will not use (a PM2-only key, say)."""
+
+
+def _infos(result: Any) -> list[ProcessInfo]:
+    return [ProcessInfo(item) for item in result]
+
+
+def _started(result: dict[str, Any]) -> list[ProcessInfo]:
+    for message in result.get("warnings", ()):
+        warnings.warn(message, CorralWarning, stacklevel=4)
+    return _infos(result["processes"])
+
+
+def _target(target: Any) -> Any:
+    if isinstance(target, (list, tuple)):
+        return [_target(t) for t in target]
+    if isinstance(target, os.PathLike):
+        return os.fspath(target)
+    return target
+
+
+def start_request(
+    target: Any, options: dict[str, Any] | str | os.PathLike | None, env_name: str | None
+) -> dict[str, Any] | None:
+    """The ``start`` request for a script, a config file, an options dict or a list of them.
+
+    Returns None when ``target`` may be the name or pm_id of an existing app.
+    """
+    from .config import is_config_file, load_config
+
+    extra: dict[str, Any] = {}
+    if isinstance(options, (str, os.PathLike)):
+        loaded = load_config(options)
+        extra = dict(loaded[0]) if loaded else {}
+    elif options:
+        extra = dict(options)
+    from_config = False
+    if isinstance(target, dict):
+        apps = [{**target, **extra}]
+    elif isinstance(target, (list, tuple)):
+        apps = [{**dict(app), **extra} for app in target]
+    elif isinstance(target, (str, os.PathLike)):
+        text = os.fspath(target)
+        if is_config_file(text):
+            apps = [{**app, **extra} for app in load_config(text)]
+            from_config = True
+        elif _looks_like_script(text):
+            apps = [{"script": text, **extra}]
+        else:
+            return None
+    elif isinstance(target, int):
+        return None
+    else:
+        raise CorralError(
+            f"start needs a script, a config file or options, got {type(target).__name__}"
+        )
+    return {
+        "apps": apps,
+        "cwd": os.getcwd(),
+        "env": dict(os.environ),
+        "env_name": env_name,
+        "from_config": from_config,
+    }
+
+
+def _looks_like_script(text: str) -> bool:
+    return os.path.exists(text) or "/" in text or " " in text or "." in Path(text).name
+
+
+class _Calls:
+    """Every client call, written once; ``_send`` returns a value or an awaitable."""
+
+    def _send(self, cmd: str, args: dict[str, Any], convert: Callable | None = None) -> Any:
+        raise NotImplementedError
+
+    def ping(self) -> dict[str, Any]:
+        return self._send("ping", {})
+
+    def stop(self, target: Target) -> list[ProcessInfo]:
+        return self._send("stop", {"target": _target(target)}, _infos)
+
+    def restart(
+        self, target: Target, *, update_env: bool = False, options: dict[str, Any] | None = None
+    ) -> list[ProcessInfo]:
+        args: dict[str, Any] = {"target": _target(target), "update_env": update_env}
+        if update_env:
+            args["env"] = dict(os.environ)
+        if options:
+            args["options"] = options
+        return self._send("restart", args, _infos)
+
+    def reload(self, target: Target, *, update_env: bool = False) -> list[ProcessInfo]:
+        args: dict[str, Any] = {"target": _target(target), "update_env": update_env}
+        if update_env:
+            args["env"] = dict(os.environ)
+        return self._send("reload", args, _infos)
+
+    def graceful_reload(self, target: Target, *, update_env: bool = False) -> list[ProcessInfo]:
+        return self.reload(target, update_env=update_env)
+
+    def delete(self, target: Target) -> list[ProcessInfo]:
+        return self._send("delete", {"target": _target(target)}, _infos)
+
+    def list(self) -> list[ProcessInfo]:
+        return self._send("list", {}, _infos)
+
+    def describe(self, target: Target) -> list[ProcessInfo]:
+        return self._send("describe", {"target": _target(target)}, _infos)
+
+    def dump(self, *, force: bool = False) -> dict[str, Any]:
+        return self._send("dump", {"force": force})
+
+    def resurrect(self) -> list[ProcessInfo]:
+        return self._send("resurrect", {}, _infos)
+
+    def flush(self, target: Target | None = None) -> list[str]:
+        return self._send("flush", {"target": _target(target)})
+
+    def reload_logs(self) -> list[str]:
+        return self._send("reload_logs", {})
+
+    def send_signal_to_process_name(self, signal: str | int, target: Target) -> list[ProcessInfo]:
+        return self._send(
+            "send_signal_to_process_name", {"signal": signal, "target": _target(target)}, _infos
+        )
+
+    def send_signal_to_process_id(self, pm_id: int, signal: str | int) -> list[ProcessInfo]:
+        return self._send("send_signal_to_process_id", {"pm_id": pm_id, "signal": signal}, _infos)
+
+    def plugins(self) -> list[dict[str, Any]]:
+        return self._send("plugins", {})
+
+    def options(self) -> list[dict[str, Any]]:
+        return self._send("options", {})
+
+    def call(self, cmd: str, **args: Any) -> Any:
+        """A plugin's RPC command by name."""
+        return self._send(cmd, args)
+
+
+class Client(_Calls):
+    """A synchronous client; safe to use from several threads at once."""
+
+    def __init__(self, home: Path, daemon_pid: int | None, inner: _InProcess | None = None) -> None:
+        self.home = home
+        self.daemon_pid = daemon_pid
+        self._inner = inner
+        self._transport = SyncTransport(paths.rpc_address(home), lambda: pid_alive(self.daemon_pid))
+
+    def _send(self, cmd: str, args: dict[str, Any], convert: Callable | None = None) -> Any:
+        result = self._transport.call(cmd, args)
+        return convert(result) if convert else result
+
+    def start(
+        self,
+        target: Any,
+        options: dict[str, Any] | str | os.PathLike | None = None,
+        *,
+        env_name: str | None = None,
+    ) -> list[ProcessInfo]:
+        """Start a script, a config file's apps, an options dict, or restart an app by name/id."""
+        request = start_request(target, options, env_name)
+        if request is None:
+            try:
+                self.describe(target)
+            except NotFoundError:
+                request = start_request({"script": os.fspath(target)}, options, env_name)
+            else:
+                return self.restart(target)
+        assert request is not None
+        return _started(self._transport.call("start", request))
+
+    def kill_daemon(self) -> None:
+        """Stop every app and the daemon; waits until the daemon has exited."""
+        self._transport.call("kill_daemon", {})
+        _wait_gone(self.daemon_pid)
+        if self._inner is not None:
+            self._inner.join()
+            self._inner = None
+        self._transport.close()
+
+    def disconnect(self) -> None:
+        """Close the connection; an in-process daemon stops with its apps."""
+        if self._inner is not None:
+            self.kill_daemon()
+        self._transport.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.disconnect()
+
+
+class AsyncClient(_Calls):
+    """The asyncio twin of :class:`Client`: the same calls, awaited.
+
+    ``await AsyncClient.connect()`` links to (or starts) the daemon.
+    """
+
+    def __init__(self, home: Path, daemon_pid: int | None) -> None:
+        self.home = home
+        self.daemon_pid = daemon_pid
+        self._transport = AsyncTransport(
+            paths.rpc_address(home), lambda: pid_alive(self.daemon_pid)
+        )
+
+    @classmethod
+    async def connect(
+        cls, home: str | os.PathLike | None = None, *, plugins: list[str] | None = None
+    ) -> AsyncClient:
+        root = paths.ensure_home(Path(home) if home else None)
+        pid = await asyncio.to_thread(ensure_daemon, root, plugins)
+        return cls(root, pid)
+
+    async def _send(self, cmd: str, args: dict[str, Any], convert: Callable | None = None) -> Any:
+        result = await self._transport.call(cmd, args)
+        return convert(result) if convert else result
+
+    async def start(
+        self,
+        target: Any,
+        options: dict[str, Any] | str | os.PathLike | None = None,
+        *,
+        env_name: str | None = None,
+    ) -> list[ProcessInfo]:
+        request = start_request(target, options, env_name)
+        if request is None:
+            try:
+                await self.describe(target)
+            except NotFoundError:
+                request = start_request({"script": os.fspath(target)}, options, env_name)
+            else:
+                return await self.restart(target)
+        assert request is not None
+        return _started(await self._transport.call("start", request))
+
+    async def kill_daemon(self) -> None:
+        await self._transport.call("kill_daemon", {})
+        await asyncio.to_thread(_wait_gone, self.daemon_pid)
+        await self._transport.close()
+
+    async def disconnect(self) -> None:
+        await self._transport.close()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.disconnect()
+
+
+# -- finding or starting the daemon -----------------------------------------
+
+
+def read_daemon_pid(root: Path) -> int | None:
+    try:
+        return int(paths.pid_file(root).read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _answers(root: Path, timeout: float) -> int | None:
+    """The daemon's pid if one answers a ping in ``root``, else None."""
+    pid = read_daemon_pid(root)
+    if not pid_alive(pid) or not paths.rpc_path(root).exists():
+        return None
+    transport = SyncTransport(paths.rpc_address(root), lambda: pid_alive(pid))
+    try:
+        return int(transport.call("ping", {}, timeout=timeout)["pid"])
+    except DaemonError:
+        return None
+    finally:
+        transport.close()
+
+
+def ensure_daemon(root: Path, plugins: list[str] | None = None, timeout: float = 15.0) -> int:
+    """The pid of the daemon serving ``root``, starting one if none answers (one at a time)."""
+    pid = _answers(root, timeout=5.0)
+    if pid:
+        return pid
+    with open(paths.lock_file(root), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            pid = _answers(root, timeout=5.0)
+            return pid or _spawn_daemon(root, plugins, timeout)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _spawn_daemon(root: Path, plugins: list[str] | None, timeout: float) -> int:
+    env = dict(os.environ, CORRAL_HOME=str(root))
+    if plugins is not None:
+        if not all(isinstance(p, str) for p in plugins):
+            raise CorralError(
+                "a detached daemon takes plugin names; pass objects with no_daemon=True"
+            )
+        env["CORRAL_PLUGINS"] = ",".join(plugins)
+    log_path = paths.log_file(root)
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "corral.daemon"],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            env=env,
+            cwd=str(root),
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise DaemonError(f"the daemon exited at start: {_last_line(log_path)}")
+        pid = _answers(root, timeout=0.5) if read_daemon_pid(root) == proc.pid else None
+        if pid:
+            return pid
+        time.sleep(0.005)
+    proc.kill()
+    raise DaemonError(f"the daemon did not answer within {timeout:g} s; see {log_path}")
+
+
+def _last_line(path: Path) -> str:
+    try:
+        lines = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return "no log"
+    return lines[-1] if lines else "no log"
+
+
+def _wait_gone(pid: int | None, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while pid_alive(pid) and time.monotonic() < deadline:
+        with contextlib.suppress(ChildProcessError, OSError):
+            os.waitpid(pid or 0, os.WNOHANG)  # reap it if we are its parent
+        time.sleep(0.005)
+
+
+# -- the in-process daemon --------------------------------------------------
+
+
+class _InProcess:
+    """A daemon on a thread of the calling process (``connect(no_daemon=True)``)."""
+
+    def __init__(self, root: Path, plugins: list[Any] | None) -> None:
+        from .daemon import Daemon
+
+        self.daemon = Daemon(root, plugins, in_process=True)
+        self.ready = threading.Event()
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="corral-daemon", daemon=True)
+        self.thread.start()
+        self.ready.wait(30)
+        if self.error is not None:
+            raise DaemonError(f"the in-process daemon failed to start: {self.error}")
+        atexit.register(self.stop)
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self.daemon.run(self.ready))
+        except BaseException as exc:
+            self.error = exc
+            self.ready.set()
+
+    def stop(self) -> None:
+        if self.thread.is_alive() and self.daemon.loop is not None:
+            self.daemon.loop.call_soon_threadsafe(self.daemon.request_stop)
+            self.thread.join(60)
+
+    def join(self) -> None:
+        self.thread.join(60)
+        atexit.unregister(self.stop)
+
+
+_current: list[Client] = []
+
+
+def connect(
+    home: str | os.PathLike | None = None,
+    *,
+    no_daemon: bool = False,
+    plugins: list[Any] | None = None,
+) -> Client:
+    """Link to the daemon in ``home`` (``$CORRAL_HOME``), starting one if none answers.
+
+    ``no_daemon=True`` runs the daemon inside this process instead: the apps it
+    starts stop when the client disconnects or the program exits. ``plugins``
+    picks the plugin set by name (objects too, in-process).
+    """
+    root = paths.ensure_home(Path(home).expanduser().absolute() if home else None)
+    if no_daemon:
+        if _answers(root, timeout=1.0):
+            raise DaemonError(
+                f"a daemon already serves {root}: use connect() to drive it, "
+                "or set CORRAL_HOME to another directory for an in-process daemon"
+            )
+        inner = _InProcess(root, plugins)
+        client = Client(root, os.getpid(), inner)
+    else:
+        client = Client(root, ensure_daemon(root, plugins))
+    _current[:] = [client]
+    return client
+
+
+def current() -> Client:
+    """The client of the last ``connect()`` (PM2's singleton)."""
+    if not _current:
+        raise DaemonError("not connected: call corral.connect() first")
+    return _current[0]

@@ -1,0 +1,485 @@
+"""The RPC commands the daemon serves, one coroutine each.
+
+Each command validates everything first and acts after, so bad input changes
+nothing. Commands on different apps run concurrently; commands on one app are
+serialised by that app's lock (never a daemon-wide lock).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import os
+import signal as signals
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import __version__, lifecycle, paths
+from .errors import NotFoundError, OptionError, ProtocolError, StateError
+from .lifecycle import ProcessState
+from .process import ManagedProcess
+from .spawn import (
+    check_executable,
+    filter_environment,
+    merge_env,
+    resolve_interpreter,
+    resolve_script,
+)
+from .state import load_dump, save_dump
+
+if TYPE_CHECKING:
+    from .daemon import Daemon
+
+
+@dataclass
+class PreparedApp:
+    """A validated app, ready to become ``count`` processes."""
+
+    name: str
+    options: dict[str, Any]
+    env: dict[str, str]
+    script: str
+    interpreter: str
+    is_command: bool
+    count: int
+    warnings: list[str] = field(default_factory=list)
+
+
+def instance_count(value: Any) -> int:
+    """PM2's rule: 0 (or 'max') = CPU count, negative n = CPU count + n, at least 1."""
+    count = int(value if value is not None else 1)
+    cpus = os.cpu_count() or 1
+    if count == 0:
+        count = cpus
+    elif count < 0:
+        count = cpus + count
+    return max(count, 1)
+
+
+def parse_signal(value: Any) -> int:
+    """``SIGUSR1``, ``USR1``, ``sigusr1`` or a number, to a signal number."""
+    if isinstance(value, int) or (isinstance(value, str) and value.isdigit()):
+        number = int(value)
+        if number in set(signals.Signals):
+            return number
+    elif isinstance(value, str):
+        name = value.upper()
+        name = name if name.startswith("SIG") else "SIG" + name
+        if name in signals.Signals.__members__:
+            return int(signals.Signals[name])
+    raise OptionError(
+        f"unknown signal {value!r}: use a name such as SIGUSR1 or SIGTERM, "
+        "or its number (see `kill -l`)",
+        field="signal",
+    )
+
+
+class Commands:
+    """The daemon's RPC surface. ``dispatch`` routes a request to a method."""
+
+    CORE = (
+        "ping",
+        "start",
+        "stop",
+        "restart",
+        "reload",
+        "delete",
+        "list",
+        "describe",
+        "dump",
+        "resurrect",
+        "flush",
+        "reload_logs",
+        "send_signal_to_process_name",
+        "send_signal_to_process_id",
+        "plugins",
+        "options",
+        "kill_daemon",
+    )
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+        self.extra = daemon.manager.rpc_commands()
+        clash = set(self.extra) & set(self.CORE)
+        if clash:
+            raise ProtocolError(f"plugins may not replace core commands: {sorted(clash)}")
+
+    async def dispatch(self, cmd: str, args: dict[str, Any]) -> Any:
+        if cmd in self.CORE:
+            handler = getattr(self, "cmd_" + cmd)
+            call_args = args
+        elif cmd in self.extra:
+            handler = self.extra[cmd]
+            call_args = {"daemon": self.daemon, **args}
+        else:
+            known = ", ".join(sorted([*self.CORE, *self.extra]))
+            raise ProtocolError(f"unknown command '{cmd}' (known: {known})")
+        try:
+            inspect.signature(handler).bind(**call_args)
+        except TypeError as exc:
+            raise ProtocolError(f"bad arguments for '{cmd}': {exc}") from None
+        result = handler(**call_args)
+        if inspect.isawaitable(result):
+            result = await result
+        return result
+
+    # -- helpers -----------------------------------------------------------
+
+    @property
+    def procs(self) -> dict[int, ManagedProcess]:
+        return self.daemon.procs
+
+    def select(self, target: Any) -> list[ManagedProcess]:
+        """The processes a target names: ``all``, name, pm_id, script path, namespace, list."""
+        if isinstance(target, list):
+            chosen: dict[int, ManagedProcess] = {}
+            for item in target:
+                chosen.update((p.pm_id, p) for p in self.select(item))
+            return sorted(chosen.values(), key=lambda p: p.pm_id)
+        procs = sorted(self.procs.values(), key=lambda p: p.pm_id)
+        if target == "all":
+            return procs
+        if isinstance(target, bool) or not isinstance(target, (str, int)):
+            raise OptionError(
+                f"a target is a name, a pm_id or 'all', got {target!r}", field="target"
+            )
+        text = str(target)
+        for matches in (
+            [p for p in procs if p.name == text],
+            [p for p in procs if text.isdigit() and p.pm_id == int(text)],
+            [p for p in procs if p.script == text or p.script == os.path.abspath(text)],
+            [p for p in procs if p.namespace == text],
+        ):
+            if matches:
+                return matches
+        names = ", ".join(sorted({p.name for p in procs})) or "none"
+        raise NotFoundError(f"no process matches '{text}' (names: {names}); `corral ls` lists them")
+
+    def describe_all(self, procs: list[ManagedProcess]) -> list[dict[str, Any]]:
+        running = [p for p in procs if p.pid and p.state in lifecycle.RUNNING_STATES]
+        figures = self.daemon.sampler.sample([p.pid for p in running if p.pid])
+        for proc in running:
+            proc.monit = figures.get(proc.pid or 0, (0, 0.0))
+        return [p.to_dict() for p in procs]
+
+    def next_id(self) -> int:
+        return max(self.procs, default=-1) + 1
+
+    def prepare(
+        self, raw: dict[str, Any], cwd: str, env: dict[str, str], env_name: str | None
+    ) -> PreparedApp:
+        if not isinstance(raw, dict):
+            raise OptionError(f"an app must be an object of options, got {type(raw).__name__}")
+        options, warnings = self.daemon.schema.normalize(raw)
+        app_cwd = Path(options.get("cwd") or cwd).expanduser()
+        if not app_cwd.is_absolute():
+            app_cwd = Path(cwd) / app_cwd
+        if not app_cwd.is_dir():
+            raise OptionError(f"cwd {str(app_cwd)!r} is not a directory", field="cwd")
+        options["cwd"] = str(app_cwd)
+        script, is_command = resolve_script(str(options["script"]), str(app_cwd))
+        interpreter = resolve_interpreter(script, options.get("exec_interpreter"), is_command)
+        check_executable(script, interpreter)
+        self.daemon.check_date_format(options.get("log_date_format"))
+        if (options.get("uid") is not None or options.get("gid") is not None) and os.geteuid() != 0:
+            raise OptionError("uid/gid need the daemon to run as root", field="uid")
+        name = options.get("name") or (script if is_command else Path(script).stem)
+        options["name"] = name
+        count = instance_count(options.get("instances"))
+        if options.get("merge_logs") is None:
+            options["merge_logs"] = count == 1
+        layers = [options.get("env")]
+        if env_name:
+            layers.append(options.get(f"env_{env_name}"))
+        app_env = merge_env(filter_environment(env, options.get("filter_env")), *layers)
+        return PreparedApp(name, options, app_env, script, interpreter, is_command, count, warnings)
+
+    def create(self, app: PreparedApp, instance: int, pm_id: int | None = None) -> ManagedProcess:
+        return self.daemon.new_process(
+            pm_id=self.next_id() if pm_id is None else pm_id,
+            name=app.name,
+            options=dict(app.options),
+            env=dict(app.env),
+            script=app.script,
+            interpreter=app.interpreter,
+            is_command=app.is_command,
+            instance=instance,
+        )
+
+    def launch(self, proc: ManagedProcess, *, is_restart: bool = False) -> None:
+        """Spawn a registered process; a failed exec removes a process that never ran."""
+        if not is_restart:
+            proc.history = lifecycle.on_start(proc.history, _now())
+        self.daemon.spawn(proc, is_restart=is_restart)
+
+    def saved_entry(self, proc: ManagedProcess) -> dict[str, Any]:
+        """What a dump (and the state file) keeps of a process."""
+        return {
+            "name": proc.name,
+            "options": proc.options,
+            "env": proc.env,
+            "instance": proc.instance,
+            "status": proc.state.value,
+            "unique_id": proc.unique_id,
+        }
+
+    # -- commands ----------------------------------------------------------
+
+    def cmd_ping(self) -> dict[str, Any]:
+        return {
+            "pid": os.getpid(),
+            "version": __version__,
+            "home": str(self.daemon.home),
+            "uptime_ms": _now() - self.daemon.started_at,
+            "apps": len(self.procs),
+        }
+
+    async def cmd_start(
+        self,
+        apps: list[dict[str, Any]],
+        cwd: str,
+        env: dict[str, str] | None = None,
+        env_name: str | None = None,
+        from_config: bool = False,
+    ) -> dict[str, Any]:
+        if not isinstance(apps, list) or not apps:
+            raise OptionError("start needs at least one app", field="apps")
+        caller_env = dict(env or os.environ)
+        prepared = [self.prepare(raw, cwd, caller_env, env_name) for raw in apps]
+        plans = [self._plan_start(app, from_config) for app in prepared]
+        started: list[ManagedProcess] = []
+        for app, existing in plans:
+            if existing:
+                started.extend(existing)
+                await asyncio.gather(*(self._restart_with(p, app) for p in existing))
+                continue
+            created = [self.create(app, i) for i in range(app.count)]
+            try:
+                for proc in created:
+                    if app.options.get("autostart", True):
+                        self.launch(proc)
+                        self.daemon.emit(proc, "start", manually=True)
+            except Exception:
+                for proc in created:
+                    await self.daemon.stop_process(proc)
+                    self.daemon.forget(proc)
+                raise
+            started.extend(created)
+        warnings = [w for app in prepared for w in app.warnings]
+        for warning in warnings:
+            self.daemon.log.warning("option warning", warning=warning)
+        return {"processes": self.describe_all(started), "warnings": warnings}
+
+    def _plan_start(self, app: PreparedApp, from_config: bool) -> tuple[PreparedApp, list]:
+        existing = [p for p in self.procs.values() if p.name == app.name]
+        if not existing or app.options.get("force"):
+            return app, []
+        running = [p for p in existing if p.state in lifecycle.RUNNING_STATES]
+        if running and not from_config:
+            ids = ", ".join(str(p.pm_id) for p in running)
+            raise StateError(
+                f"app '{app.name}' is already running (pm_id {ids}): restart it, "
+                "or start with force=True (--force) for another copy"
+            )
+        return app, sorted(existing, key=lambda p: p.pm_id)
+
+    async def _restart_with(self, proc: ManagedProcess, app: PreparedApp) -> None:
+        """Restart an existing process with the options and env of a new start."""
+        async with self.daemon.lock(proc):
+            await self.daemon.stop_process(proc, manually=True)
+            proc.options = dict(app.options)
+            proc.env = {**proc.env, **app.env}
+            await self._respawn_manually(proc)
+
+    async def _respawn_manually(self, proc: ManagedProcess) -> None:
+        was_started = proc.history.pm_uptime != 0
+        proc.history = lifecycle.on_manual_restart(proc.history, _now())
+        self.daemon.spawn(proc, is_restart=was_started)
+        self.daemon.emit(proc, "restart", manually=True)
+
+    async def _each(self, target: Any, action: Any) -> list[dict[str, Any]]:
+        procs = self.select(target)
+        await asyncio.gather(*(action(p) for p in procs))
+        return self.describe_all(procs)
+
+    async def cmd_stop(self, target: Any) -> list[dict[str, Any]]:
+        async def stop(proc: ManagedProcess) -> None:
+            async with self.daemon.lock(proc):
+                await self.daemon.stop_process(proc, manually=True)
+
+        return await self._each(target, stop)
+
+    async def cmd_restart(
+        self,
+        target: Any,
+        update_env: bool = False,
+        env: dict[str, str] | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> list[dict[str, Any]]:
+        changes: dict[str, Any] = {}
+        if options:
+            changes, _ = self.daemon.schema.normalize_update(options)
+        procs = self.select(target)
+
+        async def restart(proc: ManagedProcess) -> None:
+            async with self.daemon.lock(proc):
+                await self.daemon.stop_process(proc, manually=True)
+                proc.options.update(changes)
+                if update_env:
+                    proc.env = merge_env(dict(env or os.environ), proc.options.get("env"))
+                await self._respawn_manually(proc)
+
+        await asyncio.gather(*(restart(p) for p in procs))
+        return self.describe_all(procs)
+
+    async def cmd_reload(
+        self, target: Any, update_env: bool = False, env: dict | None = None
+    ) -> Any:
+        # fork mode without a shared socket: a reload is a restart, as in PM2
+        return await self.cmd_restart(target, update_env=update_env, env=env)
+
+    async def cmd_delete(self, target: Any) -> list[dict[str, Any]]:
+        procs = self.select(target)
+
+        async def delete(proc: ManagedProcess) -> None:
+            async with self.daemon.lock(proc):
+                await self.daemon.stop_process(proc, manually=True)
+                self.daemon.emit(proc, "delete", manually=True)
+                self.daemon.forget(proc)
+
+        await asyncio.gather(*(delete(p) for p in procs))
+        return [p.to_dict() for p in procs]
+
+    def cmd_list(self) -> list[dict[str, Any]]:
+        return self.describe_all(sorted(self.procs.values(), key=lambda p: p.pm_id))
+
+    def cmd_describe(self, target: Any) -> list[dict[str, Any]]:
+        return self.describe_all(self.select(target))
+
+    def save_dump(self, force: bool) -> dict[str, Any]:
+        entries = [self.saved_entry(p) for p in sorted(self.procs.values(), key=lambda p: p.pm_id)]
+        if not entries and not force:
+            raise StateError(
+                "the process list is empty, so nothing was dumped: "
+                "pass force=True (--force) to save an empty list"
+            )
+        path = paths.dump_file(self.daemon.home)
+        save_dump(path, entries)
+        return {"path": str(path), "count": len(entries)}
+
+    def cmd_dump(self, force: bool = False) -> dict[str, Any]:
+        return self.save_dump(force)
+
+    async def cmd_resurrect(self) -> list[dict[str, Any]]:
+        entries, _ = load_dump(paths.dump_file(self.daemon.home))
+        running = {p.name for p in self.procs.values()}
+        return self.describe_all(
+            await self.restore([e for e in entries if e.get("name") not in running])
+        )
+
+    async def restore(
+        self, entries: list[dict[str, Any]], *, keep_ids: bool = False
+    ) -> list[ManagedProcess]:
+        """Bring back saved processes; an entry that no longer validates is logged and skipped."""
+        restored = []
+        for entry in entries:
+            try:
+                options = dict(entry["options"])
+                app = self.prepare(
+                    options, options.get("cwd") or "/", dict(entry.get("env") or {}), None
+                )
+            except Exception as exc:
+                self.daemon.log.error("cannot restore app", name=entry.get("name"), error=str(exc))
+                continue
+            app.env = dict(entry.get("env") or app.env)
+            pm_id = (
+                entry.get("pm_id") if keep_ids and entry.get("pm_id") not in self.procs else None
+            )
+            proc = self.create(app, int(entry.get("instance") or 0), pm_id)
+            if keep_ids and entry.get("history"):
+                proc.history = lifecycle.RestartHistory(**entry["history"])
+            restored.append(proc)
+            status = entry.get("status")
+            if status == "stopped" or (keep_ids and status == "errored"):
+                continue
+            try:
+                if keep_ids:
+                    self.daemon.spawn(proc, is_restart=True)
+                else:
+                    self.launch(proc)
+            except Exception as exc:
+                self.daemon.log.error("cannot restart restored app", name=proc.name, error=str(exc))
+        return restored
+
+    def cmd_flush(self, target: Any = None) -> list[str]:
+        procs = self.select(target) if target is not None else list(self.procs.values())
+        flushed = []
+        for proc in procs:
+            for path in {p for p in proc.log_paths.values() if p is not None}:
+                if self.daemon.logs.truncate(path):
+                    flushed.append(str(path))
+        if target is None:
+            log_path = paths.log_file(self.daemon.home)
+            os.truncate(log_path, 0)
+            flushed.append(str(log_path))
+        return flushed
+
+    def cmd_reload_logs(self) -> list[str]:
+        return self.daemon.reload_logs()
+
+    async def cmd_send_signal_to_process_name(
+        self, signal: Any, target: Any
+    ) -> list[dict[str, Any]]:
+        number = parse_signal(signal)
+        procs = self.select(target)
+        for proc in procs:
+            if proc.pid and proc.state in lifecycle.RUNNING_STATES:
+                os.kill(proc.pid, number)
+        return self.describe_all(procs)
+
+    async def cmd_send_signal_to_process_id(self, pm_id: Any, signal: Any) -> list[dict[str, Any]]:
+        number = parse_signal(signal)
+        if str(pm_id) not in {str(i) for i in self.procs}:
+            raise NotFoundError(f"no process has pm_id {pm_id!r}; `corral ls` lists them")
+        proc = self.procs[int(pm_id)]
+        if not proc.pid or proc.state not in lifecycle.SIGNALLABLE_STATES:
+            raise StateError(
+                f"process {pm_id} ({proc.name}) is {proc.state.value}: it has no pid to signal"
+            )
+        os.kill(proc.pid, number)
+        return self.describe_all([proc])
+
+    def cmd_plugins(self) -> list[dict[str, Any]]:
+        return self.daemon.manager.plugin_records()
+
+    def cmd_options(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "name": o.name,
+                "type": o.type,
+                "default": o.default,
+                "aliases": list(o.aliases),
+                "help": o.help,
+                "choices": list(o.choices),
+                "plugin": o.plugin,
+            }
+            for o in self.daemon.schema
+        ]
+
+    async def cmd_kill_daemon(self) -> dict[str, Any]:
+        procs = list(self.procs.values())
+        await asyncio.gather(*(self.daemon.stop_process(p, manually=True) for p in procs))
+        for proc in procs:
+            self.daemon.emit(proc, "delete", manually=True)
+            self.daemon.forget(proc)
+        self.daemon.request_stop()
+        return {"pid": os.getpid(), "stopped": len(procs)}
+
+
+def _now() -> int:
+    return int(time.time() * 1000)
+
+
+__all__ = ["Commands", "PreparedApp", "ProcessState", "instance_count", "parse_signal"]

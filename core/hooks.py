@@ -1,0 +1,233 @@
+"""Loading plugins and calling hooks, each implementation isolated from the others.
+
+Plugins come from the entry-point group ``corral`` (loaded once, lazily), or
+from an explicit list of names and objects; ``CORRAL_PLUGINS`` (comma-separated
+names, empty for none) narrows the entry points when no list is given.
+``CORRAL_TRACE_PLUGINS=1`` logs every hook call.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from importlib import metadata
+from typing import Any
+
+import pluggy
+
+from . import hookspecs
+from .errors import PluginError
+
+GROUP = "corral"
+log = logging.getLogger("corral.hooks")
+
+
+@dataclass
+class PluginRecord:
+    """What ``corral plugins`` shows for one loaded plugin."""
+
+    name: str
+    dist: str | None = None
+    version: str | None = None
+    errors: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "dist": self.dist,
+            "version": self.version,
+            "errors": self.errors,
+        }
+
+
+def _entry_points() -> dict[str, metadata.EntryPoint]:
+    return {ep.name: ep for ep in metadata.entry_points(group=GROUP)}
+
+
+def _requested_names() -> list[str] | None:
+    value = os.environ.get("CORRAL_PLUGINS")
+    if value is None:
+        return None
+    return [name.strip() for name in value.split(",") if name.strip()]
+
+
+class PluginManager:
+    """A pluggy manager for the ``corral`` project with isolated hook calls."""
+
+    def __init__(self) -> None:
+        self.pm = pluggy.PluginManager(GROUP)
+        self.pm.add_hookspecs(hookspecs)
+        self.records: dict[str, PluginRecord] = {}
+        self.trace = os.environ.get("CORRAL_TRACE_PLUGINS", "") not in ("", "0")
+        self.on_error: list[Any] = []  # callables(plugin_name, hook_name, exc)
+        self._started_with: Any = None
+
+    # -- registration ------------------------------------------------------
+
+    def load(self, plugins: Iterable[str | object] | None = None) -> None:
+        """Register ``plugins`` (names or objects), or the installed entry points."""
+        available = _entry_points()
+        if plugins is None:
+            wanted = _requested_names()
+            plugins = list(available) if wanted is None else wanted
+        for plugin in plugins:
+            if isinstance(plugin, str):
+                self._load_name(plugin, available)
+            else:
+                self.register(plugin)
+        self.pm.check_pending()
+        self.app_options()  # fail at load on an option declared twice
+
+    def _load_name(self, name: str, available: dict[str, metadata.EntryPoint]) -> None:
+        if name in self.records:
+            return
+        ep = available.get(name)
+        if ep is None:
+            known = ", ".join(sorted(available)) or "none installed"
+            raise PluginError(
+                f"unknown plugin '{name}' (installed: {known}): pip install it or fix the name"
+            )
+        try:
+            module = ep.load()
+        except Exception as exc:
+            raise PluginError(
+                f"plugin '{name}' failed to import: {type(exc).__name__}: {exc}"
+            ) from exc
+        dist = ep.dist.name if ep.dist else None
+        version = ep.dist.version if ep.dist else None
+        self.register(module, name=name, dist=dist, version=version)
+
+    def register(
+        self,
+        plugin: object,
+        name: str | None = None,
+        dist: str | None = None,
+        version: str | None = None,
+    ) -> str:
+        """Register one plugin object; a running daemon replays ``corral_daemon_start`` to it."""
+        name = name or getattr(plugin, "__name__", None) or type(plugin).__name__
+        if name in self.records:
+            raise PluginError(f"a plugin named '{name}' is already registered")
+        self.pm.register(plugin, name=name)
+        self.records[name] = PluginRecord(name, dist, version)
+        if self._started_with is not None:
+            self._call_impls("corral_daemon_start", {"daemon": self._started_with}, only=plugin)
+        return name
+
+    def unregister(self, name: str) -> None:
+        self.pm.unregister(name=name)
+        self.records.pop(name, None)
+
+    def names(self) -> list[str]:
+        return list(self.records)
+
+    # -- calling -----------------------------------------------------------
+
+    def call(self, hook_name: str, **kwargs: Any) -> list[Any]:
+        """Call every implementation; collect non-None results; an error is logged, not raised."""
+        return self._call_impls(hook_name, kwargs)
+
+    def call_strict(self, hook_name: str, **kwargs: Any) -> list[Any]:
+        """Call every implementation; an error raises PluginError naming the plugin."""
+        return self._call_impls(hook_name, kwargs, strict=True)
+
+    def _call_impls(
+        self, hook_name: str, kwargs: dict[str, Any], *, strict: bool = False, only: object = None
+    ) -> list[Any]:
+        hook = getattr(self.pm.hook, hook_name)
+        results = []
+        # pluggy calls the last registered first, with tryfirst/trylast respected
+        for impl in reversed(hook.get_hookimpls()):
+            if only is not None and impl.plugin is not only:
+                continue
+            started = time.perf_counter()
+            try:
+                result = impl.function(*[kwargs[arg] for arg in impl.argnames])
+            except Exception as exc:
+                if strict:
+                    raise PluginError(
+                        f"plugin '{impl.plugin_name}' failed in {hook_name}: {exc}"
+                    ) from exc
+                self._record_error(impl.plugin_name, hook_name, exc)
+                continue
+            finally:
+                if self.trace:
+                    elapsed = (time.perf_counter() - started) * 1000
+                    log.info("hook %s plugin=%s %.2fms", hook_name, impl.plugin_name, elapsed)
+            if result is not None:
+                results.append(result)
+        return results
+
+    def _record_error(self, plugin: str, hook_name: str, exc: BaseException) -> None:
+        message = f"{hook_name}: {type(exc).__name__}: {exc}"
+        record = self.records.setdefault(plugin, PluginRecord(plugin))
+        record.errors.append(message)
+        del record.errors[:-20]
+        log.error("plugin %s failed in %s: %r", plugin, hook_name, exc)
+        for callback in self.on_error:
+            callback(plugin, hook_name, exc)
+
+    # -- what the core asks of plugins -----------------------------------
+
+    def app_options(self) -> list[Any]:
+        """Core options plus every plugin's, each tagged with its plugin's name."""
+        from .options import CORE_OPTIONS
+
+        options = list(CORE_OPTIONS)
+        hook = self.pm.hook.corral_app_options
+        for impl in reversed(hook.get_hookimpls()):
+            try:
+                declared = impl.function()
+            except Exception as exc:
+                raise PluginError(
+                    f"plugin '{impl.plugin_name}' failed to declare options: {exc}"
+                ) from exc
+            options.extend(replace(opt, plugin=impl.plugin_name) for opt in declared or ())
+        return options
+
+    def rpc_commands(self) -> dict[str, Any]:
+        commands: dict[str, Any] = {}
+        owners: dict[str, str] = {}
+        hook = self.pm.hook.corral_rpc_commands
+        for impl in reversed(hook.get_hookimpls()):
+            for name, handler in (impl.function() or {}).items():
+                if name in commands:
+                    raise PluginError(
+                        f"RPC command '{name}' is served by both "
+                        f"'{owners[name]}' and '{impl.plugin_name}'"
+                    )
+                commands[name] = handler
+                owners[name] = impl.plugin_name
+        return commands
+
+    def daemon_started(self, daemon: Any) -> None:
+        self._started_with = daemon
+        self.call("corral_daemon_start", daemon=daemon)
+
+    def daemon_stopped(self, daemon: Any) -> None:
+        self.call("corral_daemon_stop", daemon=daemon)
+        self._started_with = None
+
+    def call_cli(self, group: Any) -> None:
+        self.call("corral_cli", group=group)
+
+    def plugin_records(self) -> list[dict[str, Any]]:
+        return [record.to_dict() for record in self.records.values()]
+
+
+def load_plugins(plugins: Iterable[str | object] | None = None) -> PluginManager:
+    """A manager with ``plugins`` loaded (names or objects), or the installed ones."""
+    manager = PluginManager()
+    manager.load(plugins)
+    return manager
+
+
+def import_object(path: str) -> Any:
+    """``pkg.module:attr`` or ``pkg.module`` to the object it names."""
+    module_name, _, attr = path.partition(":")
+    obj = importlib.import_module(module_name)
+    return getattr(obj, attr) if attr else obj

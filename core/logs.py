@@ -1,0 +1,510 @@
+"""The app log files: where they live, how lines reach them, and the open files.
+
+The daemon reads each child's stdout/stderr pipes and hands every chunk to a
+:class:`LineWriter`, one per (process, stream). The writer holds a partial
+line until its newline arrives and writes whole lines only, so the out and
+err streams of an app can share one file (and a combined ``log_file``)
+without a line of one landing inside a line of the other. Bytes go through
+untouched: invalid UTF-8 and NUL bytes reach the file as the app wrote them.
+
+Every open file is a :class:`LogFile` kept in one :class:`LogFiles` registry,
+one per resolved path however many writers use it, so ``flush`` truncates it
+and ``reload_logs`` (after an external ``mv``) reopens it in one place.
+
+Everything here is synchronous and blocks on nothing but a local file write:
+the daemon calls it from the event loop.
+
+Paths follow PM2 (``lib/Common.js`` ``prepareAppConf`` and ``God.executeApp``):
+``$CORRAL_HOME/logs/<name>-out.log`` and ``<name>-error.log``, with
+``-<pm_id>`` before ``.log`` unless ``merge_logs``. Where corral differs:
+
+- PM2 writes each pipe read as it comes, so an out line can land inside an
+  err line and its date prefix mid-line; corral writes whole lines. A line
+  still unfinished after ``max_partial`` bytes is cut: what is held is
+  written with a newline added (and again for the rest of the line).
+- A user-given ``app-2024.log`` becomes ``app-2024-<pm_id>.log``; PM2 replaces
+  a trailing ``-<digits>`` with the id (``app-<pm_id>.log``).
+- ``log_type: json`` writes one record per line, its ``message`` without the
+  newline, invalid UTF-8 replaced by U+FFFD; PM2 writes one per pipe read.
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import json
+import os
+import re
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from .errors import OptionError
+
+_OPEN_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+_FILE_MODE = 0o640
+_NULL_PATHS = frozenset(("NULL", os.devnull))
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # as JSON.stringify
+
+
+# -- paths -------------------------------------------------------------------
+
+
+def safe_name(name: str) -> str:
+    """The app name as PM2 puts it in file names: ``[^a-zA-Z0-9.-]`` becomes ``-``."""
+    return re.sub(r"[^a-zA-Z0-9.\-]", "-", name)
+
+
+def _is_null(value: Any) -> bool:
+    return isinstance(value, (str, os.PathLike)) and os.fspath(value) in _NULL_PATHS
+
+
+def _user_path(value: Any, options: Mapping[str, Any]) -> Path:
+    """``~`` expanded, then resolved against the app's ``cwd`` (the daemon's when unset)."""
+    path = Path(os.path.expanduser(os.fspath(value)))
+    cwd = options.get("cwd")
+    base = Path(os.path.expanduser(os.fspath(cwd))) if cwd else Path.cwd()
+    return Path(os.path.abspath(base / path))
+
+
+def _with_id(path: Path, pm_id: int, ext: str) -> Path:
+    # PM2 only touches names ending in the extension: "out.txt" stays shared by every instance.
+    if path.name.endswith(ext):
+        return path.with_name(f"{path.name[: -len(ext)]}-{pm_id}{ext}")
+    return path
+
+
+def log_paths(
+    home: Path, name: str, pm_id: int, options: Mapping[str, Any]
+) -> dict[str, Path | None]:
+    """The files an app's output goes to: ``{"out": ..., "err": ..., "combined": ...}``.
+
+    ``None`` means no file: ``NULL`` or ``/dev/null`` given, no ``log_file``, or
+    ``disable_logs``. Options use their canonical names (``out_file``,
+    ``error_file``, ``log_file``, ``merge_logs``, ``disable_logs``, ``cwd``).
+    """
+    if options.get("disable_logs"):
+        return {"out": None, "err": None, "combined": None}
+    logs = Path(home) / "logs"
+    base = safe_name(name)
+    paths: dict[str, Path | None] = {}
+    for stream, key, suffix in (("out", "out_file", "-out"), ("err", "error_file", "-error")):
+        value = options.get(key)
+        if _is_null(value):
+            paths[stream] = None
+        elif value:
+            paths[stream] = _user_path(value, options)
+        else:
+            paths[stream] = logs / f"{base}{suffix}.log"
+    combined = options.get("log_file")
+    if combined is True:
+        paths["combined"] = logs / f"{base}.log"
+    elif combined and not _is_null(combined):
+        paths["combined"] = _user_path(combined, options)
+    else:
+        paths["combined"] = None
+    if not options.get("merge_logs"):
+        paths = {k: p and _with_id(p, pm_id, ".log") for k, p in paths.items()}
+    return paths
+
+
+def pid_path(home: Path, name: str, pm_id: int, options: Mapping[str, Any]) -> Path:
+    """Where the app's pid is written: ``pid_file`` or ``pids/<name>-<pm_id>.pid``.
+
+    As in PM2 a given ``pid_file`` ending in ``.pid`` gets ``-<pm_id>`` too, so
+    instances never share one; ``NULL`` means ``/dev/null``.
+    """
+    value = options.get("pid_file")
+    if _is_null(value):
+        return Path(os.devnull)
+    path = _user_path(value, options) if value else Path(home) / "pids" / f"{safe_name(name)}.pid"
+    return _with_id(path, pm_id, ".pid")
+
+
+# -- date prefixes -------------------------------------------------------------
+
+_MONTHS = (
+    "January February March April May June July August September October November December"
+).split()
+_DAYS = "Sunday Monday Tuesday Wednesday Thursday Friday Saturday".split()
+
+
+def _offset(dt: datetime, sep: str) -> str:
+    minutes = int(dt.utcoffset().total_seconds()) // 60  # type: ignore[union-attr]
+    sign = "-" if minutes < 0 else "+"
+    hours, minutes = divmod(abs(minutes), 60)
+    return f"{sign}{hours:02d}{sep}{minutes:02d}"
+
+
+def _ordinal(n: int) -> str:
+    if 10 < n % 100 < 14:
+        return f"{n}th"
+    return f"{n}{ {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th') }"
+
+
+def _fraction(digits: int) -> Callable[[datetime], str]:
+    return lambda dt: f"{dt.microsecond:06d}".ljust(digits, "0")[:digits]
+
+
+_MOMENT: dict[str, Callable[[datetime], str]] = {
+    "YYYY": lambda dt: f"{dt.year:04d}",
+    "YY": lambda dt: f"{dt.year % 100:02d}",
+    "Q": lambda dt: str((dt.month - 1) // 3 + 1),
+    "MMMM": lambda dt: _MONTHS[dt.month - 1],
+    "MMM": lambda dt: _MONTHS[dt.month - 1][:3],
+    "MM": lambda dt: f"{dt.month:02d}",
+    "M": lambda dt: str(dt.month),
+    "DDDD": lambda dt: f"{dt.timetuple().tm_yday:03d}",
+    "DDD": lambda dt: str(dt.timetuple().tm_yday),
+    "DD": lambda dt: f"{dt.day:02d}",
+    "D": lambda dt: str(dt.day),
+    "Do": lambda dt: _ordinal(dt.day),
+    "dddd": lambda dt: _DAYS[(dt.weekday() + 1) % 7],
+    "ddd": lambda dt: _DAYS[(dt.weekday() + 1) % 7][:3],
+    "dd": lambda dt: _DAYS[(dt.weekday() + 1) % 7][:2],
+    "d": lambda dt: str((dt.weekday() + 1) % 7),
+    "HH": lambda dt: f"{dt.hour:02d}",
+    "H": lambda dt: str(dt.hour),
+    "hh": lambda dt: f"{dt.hour % 12 or 12:02d}",
+    "h": lambda dt: str(dt.hour % 12 or 12),
+    "kk": lambda dt: f"{dt.hour or 24:02d}",
+    "k": lambda dt: str(dt.hour or 24),
+    "mm": lambda dt: f"{dt.minute:02d}",
+    "m": lambda dt: str(dt.minute),
+    "ss": lambda dt: f"{dt.second:02d}",
+    "s": lambda dt: str(dt.second),
+    "A": lambda dt: "PM" if dt.hour >= 12 else "AM",
+    "a": lambda dt: "pm" if dt.hour >= 12 else "am",
+    "ZZ": lambda dt: _offset(dt, ""),
+    "Z": lambda dt: _offset(dt, ":"),
+    "X": lambda dt: str(int(dt.timestamp())),
+    "x": lambda dt: str(int(dt.timestamp() * 1000)),
+    **{"S" * n: _fraction(n) for n in range(1, 10)},
+}
+# Letters moment gives a meaning to: a run of them we do not render is an error, never
+# silently printed as text. Other letters ("T" in "YYYY-MM-DDTHH:mm") are literal, as in moment.
+_MOMENT_LETTERS = frozenset("YyMDdHhkmsSQNgGwWEeaAZzXxLl")
+_MOMENT_TOKEN = re.compile(
+    r"\[([^\]]*)\]|\\(.?)|(Do|(?:DDD|[MdQwWy])o)|([A-Za-z])\4*|(\[)|([^\[\\A-Za-z]+)", re.DOTALL
+)
+
+# strftime directives of Python and glibc; %f is Python's microseconds.
+_STRFTIME_LETTERS = frozenset("aAbBcCdDeFgGhHIjklmMnpPrRsStTuUVwWxXyYzZf%")
+_STRFTIME_DIRECTIVE = re.compile(r"%[-_0^#]?(.|$)", re.DOTALL)
+
+_HINT = (
+    "use moment tokens (YYYY-MM-DD HH:mm:ss.SSS Z, [text] for literal text) "
+    "or a strftime format (%Y-%m-%d %H:%M:%S)"
+)
+
+
+def _bad_format(fmt: str, token: str, what: str = "an unknown token") -> OptionError:
+    return OptionError(
+        f"log_date_format {fmt!r} has {what} {token!r}: {_HINT}", field="log_date_format"
+    )
+
+
+def _moment_parts(fmt: str) -> list[str | Callable[[datetime], str]]:
+    parts: list[str | Callable[[datetime], str]] = []
+    for match in _MOMENT_TOKEN.finditer(fmt):
+        bracketed, escaped, ordinal, _, unclosed, text = match.groups()
+        token = match.group(0)
+        literal = next((g for g in (bracketed, escaped, text) if g is not None), None)
+        if literal is not None:
+            parts.append(literal)
+        elif unclosed is not None:
+            raise _bad_format(fmt, fmt[match.start() :], "an unclosed bracket")
+        elif token in _MOMENT:
+            parts.append(_MOMENT[token])
+        elif ordinal is not None or token[0] in _MOMENT_LETTERS:
+            raise _bad_format(fmt, token)
+        else:
+            parts.append(token)
+    return parts
+
+
+def _strftime(fmt: str) -> Callable[[float], str]:
+    for match in _STRFTIME_DIRECTIVE.finditer(fmt):
+        if match.group(1) not in _STRFTIME_LETTERS:
+            raise _bad_format(fmt, match.group(0))
+    return lambda ts: datetime.fromtimestamp(ts).astimezone().strftime(fmt)
+
+
+@functools.lru_cache(maxsize=64)
+def date_formatter(fmt: str) -> Callable[[float], str]:
+    """A function from a Unix time to ``fmt`` rendered in local time.
+
+    ``fmt`` is moment/dayjs (as PM2's ``log_date_format``), or strftime when it
+    contains ``%``. Raises :class:`OptionError` naming the token it cannot render.
+    """
+    if "%" in fmt:
+        return _strftime(fmt)
+    parts = _moment_parts(fmt)
+
+    def render(ts: float) -> str:
+        dt = datetime.fromtimestamp(ts).astimezone()
+        return "".join(p if isinstance(p, str) else p(dt) for p in parts)
+
+    return render
+
+
+def iso_timestamp(ts: float) -> str:
+    """UTC with milliseconds, as JavaScript's ``Date.toISOString()`` (PM2's json logs)."""
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+# -- files -------------------------------------------------------------------
+
+
+class LogFile:
+    """One append-mode file descriptor, shared by every writer of that path."""
+
+    path: Path  # where it was opened; reopen() opens this path again
+    error: OSError | None  # the error of the last write, None once a write succeeds
+    errors: int  # failed writes and reopens since the file was opened
+    dropped: int  # bytes lost to failed writes
+    users: int  # acquire() calls not yet released (kept by LogFiles)
+
+    def __init__(
+        self, path: Path, *, on_error: Callable[[LogFile, OSError], None] | None = None
+    ) -> None:
+        self.path = Path(path)
+        self.error = None
+        self.errors = 0
+        self.dropped = 0
+        self.users = 0
+        self._on_error = on_error
+        self._fd: int | None = os.open(self.path, _OPEN_FLAGS, _FILE_MODE)
+
+    def __repr__(self) -> str:
+        return f"<LogFile {str(self.path)!r} fd={self._fd}>"
+
+    def fileno(self) -> int:
+        if self._fd is None:
+            raise ValueError(f"log file {self.path} is closed")
+        return self._fd
+
+    @property
+    def closed(self) -> bool:
+        return self._fd is None
+
+    def write(self, data: bytes) -> None:
+        """Append all of ``data``; on an error keep going without it, never raise."""
+        view = memoryview(data)
+        try:
+            if self._fd is None:
+                raise OSError(errno.EBADF, f"log file {self.path} is closed")
+            while view:
+                try:
+                    written = os.write(self._fd, view)
+                except InterruptedError:
+                    continue
+                if written == 0:  # never on a regular file; a device could spin here forever
+                    raise OSError(errno.EIO, f"log file {self.path} accepts no more bytes")
+                view = view[written:]
+        except OSError as exc:
+            self._failed(exc, len(view))
+        else:
+            self.error = None
+
+    def _failed(self, exc: OSError, lost: int) -> None:
+        first = self.error is None
+        self.error = exc
+        self.errors += 1
+        self.dropped += lost
+        if first and self._on_error is not None:
+            try:
+                self._on_error(self, exc)
+            except Exception:  # a failing reporter must not turn a lost chunk into a crash
+                pass
+
+    def reopen(self) -> None:
+        """Open the same path again (after an external rename); the old fd is closed.
+
+        If the path cannot be opened the old file keeps receiving lines and the
+        error is recorded in ``error``; OSError is raised to the caller.
+        """
+        try:
+            fd = os.open(self.path, _OPEN_FLAGS, _FILE_MODE)
+        except OSError as exc:
+            self._failed(exc, 0)
+            raise
+        old, self._fd = self._fd, fd
+        if old is not None:
+            os.close(old)
+
+    def truncate(self) -> None:
+        """Empty the file (``flush``); appends go on from offset 0 on the same fd."""
+        os.ftruncate(self.fileno(), 0)
+
+    def close(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+
+
+class LogFiles:
+    """The daemon's open log files, one :class:`LogFile` per path, reference-counted."""
+
+    def __init__(self, *, on_error: Callable[[LogFile, OSError], None] | None = None) -> None:
+        self._files: dict[Path, LogFile] = {}
+        self._on_error = on_error
+
+    @staticmethod
+    def _key(path: Path) -> Path:
+        return Path(os.path.abspath(path))
+
+    def acquire(self, path: Path) -> LogFile:
+        """The open file for ``path``, opened (and its directory made) on first use.
+
+        Raises OSError when the file cannot be opened.
+        """
+        key = self._key(path)
+        log = self._files.get(key)
+        if log is None:
+            key.parent.mkdir(parents=True, exist_ok=True)
+            log = self._files[key] = LogFile(key, on_error=self._on_error)
+        log.users += 1
+        return log
+
+    def release(self, log: LogFile) -> None:
+        """Drop one use of ``log``; the last one closes it."""
+        log.users -= 1
+        if log.users <= 0 and self._files.get(log.path) is log:
+            del self._files[log.path]
+            log.close()
+
+    def get(self, path: Path) -> LogFile | None:
+        return self._files.get(self._key(path))
+
+    def reopen(self, path: Path) -> bool:
+        """Reopen one file if it is open; False if not open or the reopen failed."""
+        log = self.get(path)
+        if log is None:
+            return False
+        try:
+            log.reopen()
+        except OSError:
+            return False
+        return True
+
+    def reopen_all(self) -> list[Path]:
+        """Reopen every file (``reload_logs``); returns the paths reopened.
+
+        A file that cannot be reopened keeps its old fd and has ``error`` set.
+        """
+        return [path for path in list(self._files) if self.reopen(path)]
+
+    def truncate(self, path: Path) -> bool:
+        """Empty ``path``, open or not; False when it is neither open nor on disk."""
+        log = self.get(path)
+        if log is not None:
+            log.truncate()
+            return True
+        try:
+            os.truncate(path, 0)
+        except FileNotFoundError:
+            return False
+        return True
+
+    def close_all(self) -> None:
+        for log in self._files.values():
+            log.close()
+        self._files.clear()
+
+    def __iter__(self) -> Iterator[LogFile]:
+        return iter(list(self._files.values()))
+
+    def __len__(self) -> int:
+        return len(self._files)
+
+    def __contains__(self, path: object) -> bool:
+        return isinstance(path, (str, os.PathLike)) and self.get(Path(path)) is not None
+
+
+# -- lines -------------------------------------------------------------------
+
+
+class LineWriter:
+    """Writes one stream of one process to its files, whole lines at a time.
+
+    ``feed`` writes every complete line and holds the rest; ``close`` writes
+    what is held, with a newline added, when the process has exited. A held
+    partial longer than ``max_partial`` is written at once the same way, so a
+    line that long is cut in pieces (memory stays bounded).
+
+    ``date_format`` prefixes each line with ``"<date>: "`` as PM2 does;
+    ``json_fields`` (PM2's ``log_type: json``) turns each line into
+    ``{"message", "timestamp", **json_fields}``, the daemon passing
+    ``{"type": "out"|"err", "process_id": pm_id, "app_name": name}``; the
+    timestamp is ``date_format`` if given, else ISO 8601 UTC.
+    """
+
+    def __init__(
+        self,
+        targets: Sequence[LogFile],
+        *,
+        date_format: str | None = None,
+        json_fields: Mapping[str, Any] | None = None,
+        max_partial: int = 65536,
+    ) -> None:
+        # One write per file: the same file given twice (out_file == log_file) is written once.
+        self._targets = tuple({id(t): t for t in targets}.values())
+        self._date = date_formatter(date_format) if date_format else None
+        self._json = dict(json_fields) if json_fields is not None else None
+        self._max_partial = max_partial
+        self._partial = b""
+
+    @property
+    def pending(self) -> bytes:
+        """The partial line held until its newline arrives."""
+        return self._partial
+
+    def feed(self, data: bytes) -> bytes:
+        """Write the complete lines ``data`` ends; return them (without prefixes) or b""."""
+        end = data.rfind(b"\n") + 1
+        if end == 0:
+            self._partial += data
+            if len(self._partial) > self._max_partial:
+                return self.close()
+            return b""
+        lines = self._partial + data[:end] if self._partial else data[:end]
+        self._partial = data[end:]
+        self._emit(lines)
+        if len(self._partial) > self._max_partial:
+            return lines + self.close()
+        return lines
+
+    def close(self) -> bytes:
+        """Write the held partial line with a newline added; return it, or b"" if none."""
+        if not self._partial:
+            return b""
+        lines, self._partial = self._partial + b"\n", b""
+        self._emit(lines)
+        return lines
+
+    def _emit(self, lines: bytes) -> None:
+        """Write ``lines`` (ending in a newline) to every target in one write each."""
+        if not self._targets:
+            return
+        if self._json is not None:
+            out = self._as_json(lines)
+        elif self._date is not None:
+            prefix = self._date(time.time()).encode() + b": "
+            out = prefix + lines[:-1].replace(b"\n", b"\n" + prefix) + b"\n"
+        else:
+            out = lines
+        for target in self._targets:
+            target.write(out)
+
+    def _as_json(self, lines: bytes) -> bytes:
+        now = time.time()
+        stamp = self._date(now) if self._date is not None else iso_timestamp(now)
+        # Every record of a chunk shares its fields after "message": serialise them once.
+        rest = _JSON.encode({"timestamp": stamp, **(self._json or {})})[1:]
+        # Decoding the chunk at once equals decoding line by line: b"\n" never ends inside a
+        # UTF-8 sequence, so each invalid byte becomes U+FFFD on the same line either way.
+        messages = lines[:-1].decode("utf-8", "replace").split("\n")
+        return "".join(f'{{"message":{_JSON.encode(m)},{rest}\n' for m in messages).encode()

@@ -1,0 +1,181 @@
+"""One managed process as the daemon sees it: identity, options, state, counters.
+
+The daemon owns every mutation; this module only holds the fields and shows
+them the way ``pm2 jlist`` does.
+"""
+
+from __future__ import annotations
+
+import getpass
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .lifecycle import ProcessState, RestartHistory
+from .spawn import SpawnSpec
+
+if TYPE_CHECKING:
+    import asyncio
+    import subprocess
+
+    from .logs import LineWriter, LogFile
+
+__all__ = ["ManagedProcess", "SpawnSpec"]
+
+# pm2_env keys that are not app options; never copied back from a dump
+RUNTIME_KEYS = (
+    "pm_id",
+    "status",
+    "pm_uptime",
+    "created_at",
+    "restart_time",
+    "unstable_restarts",
+    "prev_restart_delay",
+    "exit_code",
+    "unique_id",
+)
+
+
+@dataclass(eq=False)
+class ManagedProcess:
+    """A process slot: it keeps its pm_id across restarts."""
+
+    pm_id: int
+    name: str
+    options: dict[str, Any]  # canonical, validated options
+    env: dict[str, str]  # the app's environment snapshot (caller env + env option)
+    script: str  # resolved script path (or a command line for bash -c)
+    interpreter: str  # interpreter path, or "none"
+    is_command: bool = False
+    instance: int = 0  # NODE_APP_INSTANCE
+    unique_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    state: ProcessState = ProcessState.STOPPED
+    history: RestartHistory = field(default_factory=RestartHistory)
+    pid: int | None = None
+    exit_code: int | None = None
+    popen: subprocess.Popen | None = None
+    pidfd: int | None = None
+    exited: asyncio.Future | None = None  # resolves with the exit code of the current child
+    restart_timer: asyncio.TimerHandle | None = None
+    log_paths: dict[str, Path | None] = field(default_factory=dict)
+    pid_path: Path | None = None
+    log_files: list[LogFile] = field(default_factory=list)
+    writers: dict[int, tuple[str, LineWriter]] = field(
+        default_factory=dict
+    )  # fd -> (stream, writer)
+    last_reason: str = ""
+    monit: tuple[int, float] = (0, 0.0)
+
+    @property
+    def namespace(self) -> str:
+        return str(self.options.get("namespace") or "default")
+
+    @property
+    def exec_mode(self) -> str:
+        return "fork_mode"
+
+    @property
+    def instances(self) -> int:
+        return int(self.options.get("instances") or 1)
+
+    def pm2_env(self, *, with_env: bool = True) -> dict[str, Any]:
+        """``pm2_env`` as PM2 prints it: the options, paths, counters and (optionally) env."""
+        from .spawn import interpreter_name
+
+        env: dict[str, Any] = {}
+        if with_env:
+            # PM2 copies every variable to the top level; options and runtime fields win
+            env.update(self.env)
+        env.update({k: v for k, v in self.options.items() if k != "env"})
+        h = self.history
+        env.update(
+            {
+                "name": self.name,
+                "namespace": self.namespace,
+                "pm_id": self.pm_id,
+                "unique_id": self.unique_id,
+                "status": self.state.value,
+                "exec_mode": self.exec_mode,
+                "instances": self.instances,
+                "exec_interpreter": interpreter_name(self.interpreter),
+                "pm_exec_path": self.script,
+                "pm_cwd": self.options.get("cwd"),
+                "pm_out_log_path": _path_or_none(self.log_paths.get("out")),
+                "pm_err_log_path": _path_or_none(self.log_paths.get("err")),
+                "pm_pid_path": _path_or_none(self.pid_path),
+                "pm_uptime": h.pm_uptime,
+                "created_at": h.created_at,
+                "restart_time": h.restart_time,
+                "unstable_restarts": h.unstable_restarts,
+                "prev_restart_delay": h.prev_restart_delay,
+                "exit_code": self.exit_code,
+                "NODE_APP_INSTANCE": self.instance,
+                "node_args": self.options.get("node_args") or [],
+                "args": self.options.get("args") or [],
+                "username": _username(),
+                "version": "N/A",
+                "versioning": None,
+                "vizion_running": False,
+                "km_link": False,
+            }
+        )
+        if self.log_paths.get("combined"):
+            env["pm_log_path"] = str(self.log_paths["combined"])
+        if with_env:
+            env["env"] = dict(self.env)
+        return env
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``pm2 jlist`` entry for this process."""
+        online = self.state in (ProcessState.ONLINE, ProcessState.LAUNCHING)
+        memory, cpu = self.monit if online else (0, 0.0)
+        return {
+            "pid": self.pid or 0,
+            "name": self.name,
+            "pm_id": self.pm_id,
+            "monit": {"memory": memory, "cpu": cpu},
+            "pm2_env": self.pm2_env(),
+        }
+
+    def child_env(self) -> dict[str, str]:
+        """What the child sees: its env plus every scalar pm2_env field, as PM2."""
+        env = dict(self.env)
+        for key, value in self.pm2_env(with_env=False).items():
+            if isinstance(value, bool):
+                env[key] = "true" if value else "false"
+            elif isinstance(value, (str, int, float)):
+                env[key] = str(value)
+        instance_var = self.options.get("instance_var") or "NODE_APP_INSTANCE"
+        env[instance_var] = str(self.instance)
+        increment_var = self.options.get("increment_var")
+        if increment_var:
+            env[increment_var] = str(int(self.env.get(increment_var, 0) or 0) + self.instance)
+        if self.options.get("port") is not None:
+            env["PORT"] = str(self.options["port"])
+        env["CORRAL_INSTANCE"] = str(self.instance)
+        if self.interpreter != "none" and "python" in Path(self.interpreter).name:
+            env["PYTHONUNBUFFERED"] = "1"
+        return env
+
+    def uptime_ms(self) -> int:
+        if self.state is not ProcessState.ONLINE or not self.history.pm_uptime:
+            return 0
+        return int(time.time() * 1000) - self.history.pm_uptime
+
+
+def _path_or_none(path: Path | None) -> str | None:
+    return str(path) if path else None
+
+
+_USER: list[str] = []
+
+
+def _username() -> str:
+    if not _USER:
+        try:
+            _USER.append(getpass.getuser())
+        except Exception:
+            _USER.append("unknown")
+    return _USER[0]

@@ -1,0 +1,137 @@
+"""How an app becomes an argv, an environment and a running child.
+
+Interpreter inference follows PM2's table (``lib/API/interpreter.json``),
+except that ``.py`` runs under the daemon's own Python unless told otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ScriptError
+
+INTERPRETERS = {
+    ".py": "python",
+    ".js": "node",
+    ".mjs": "node",
+    ".cjs": "node",
+    ".sh": "bash",
+    ".bash": "bash",
+    ".rb": "ruby",
+    ".pl": "perl",
+    ".php": "php",
+    ".ts": "node",
+}
+
+
+@dataclass
+class SpawnSpec:
+    """What will be executed; ``corral_before_spawn`` may change any field."""
+
+    argv: list[str]
+    env: dict[str, str]
+    cwd: str
+    pass_fds: list[int] = field(default_factory=list)
+
+
+def resolve_script(script: str, cwd: str) -> tuple[str, bool]:
+    """The absolute script path, and whether it is a shell command line.
+
+    A script with a space that is not a file is a command for ``bash -c``, as PM2.
+    """
+    candidate = Path(script).expanduser()
+    if not candidate.is_absolute():
+        candidate = Path(cwd) / candidate
+    if candidate.is_file():
+        return str(candidate), False
+    if " " in script.strip():
+        return script, True
+    found = shutil.which(script)
+    if found:
+        return found, False
+    raise ScriptError(
+        f"script '{script}' not found: no such file in {cwd} and no command of that name on PATH"
+    )
+
+
+def resolve_interpreter(script: str, interpreter: str | None, is_command: bool) -> str:
+    """The interpreter path, or ``"none"`` to execute the script itself."""
+    if is_command:
+        return shutil.which("bash") or "/bin/sh"
+    if interpreter is None:
+        interpreter = INTERPRETERS.get(Path(script).suffix.lower())
+        if interpreter is None:
+            return "none"
+    if interpreter == "none":
+        return "none"
+    if interpreter in ("python", "python3") and Path(script).suffix.lower() == ".py":
+        return sys.executable
+    found = shutil.which(interpreter)
+    if not found:
+        raise ScriptError(
+            f"interpreter '{interpreter}' for {script} is not on PATH: install it, "
+            "or set the option interpreter to its full path"
+        )
+    return found
+
+
+def check_executable(script: str, interpreter: str) -> None:
+    if interpreter == "none" and not os.access(script, os.X_OK):
+        raise ScriptError(
+            f"script '{script}' is not executable and has no known interpreter: "
+            f"run `chmod +x {script}` or set the option interpreter"
+        )
+
+
+def interpreter_name(interpreter: str) -> str:
+    """PM2 shows the interpreter's name (``node``, ``python3``), not its path."""
+    if interpreter == "none":
+        return "none"
+    name = Path(interpreter).name
+    return name
+
+
+def build_argv(
+    script: str, interpreter: str, is_command: bool, node_args: list[str], args: list[str]
+) -> list[str]:
+    if is_command:
+        return [interpreter, "-c", script]
+    if interpreter == "none":
+        return [script, *args]
+    return [interpreter, *node_args, script, *args]
+
+
+def filter_environment(base: dict[str, str], filter_env: Any) -> dict[str, str]:
+    """PM2's ``filter_env``: true drops the caller's environment, a list drops matching keys."""
+    if filter_env is True:
+        return {}
+    if not filter_env:
+        return dict(base)
+    needles = [filter_env] if isinstance(filter_env, str) else list(filter_env)
+    return {k: v for k, v in base.items() if not any(n in k for n in needles)}
+
+
+def merge_env(base: dict[str, str], *layers: dict[str, Any] | None) -> dict[str, str]:
+    """Later layers win; a value of ``None`` or the string ``"null"`` deletes the key."""
+    env = dict(base)
+    for layer in layers:
+        for key, value in (layer or {}).items():
+            if value is None or value == "null":
+                env.pop(key, None)
+            else:
+                env[str(key)] = str(value)
+    return env
+
+
+def split_args(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return shlex.split(value)
+    return [str(item) for item in value]

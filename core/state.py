@@ -1,0 +1,81 @@
+"""Files that outlive the daemon: the state file and the dump.
+
+Both are JSON with a schema version, written to a temporary file and renamed
+into place, so a reader sees the old file or the new one, never half of one.
+The state file is the daemon's own memory (what it runs, with which pids),
+rewritten on every change so a daemon killed by SIGKILL can be replaced
+without losing or duplicating an app. The dump is what the user saved.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from .errors import StateError
+
+SCHEMA_VERSION = 1
+
+
+def write_atomic(path: Path, payload: Any, *, fsync: bool = False) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    data = json.dumps(payload, indent=2, default=str).encode()
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, data)
+        if fsync:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def read_json(path: Path, kind: str) -> dict[str, Any]:
+    try:
+        payload = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError) as exc:
+        raise StateError(f"{kind} {path} is unreadable: {exc}") from exc
+    if not isinstance(payload, dict) or not isinstance(payload.get("apps"), list):
+        raise StateError(f"{kind} {path} has no 'apps' list")
+    if payload.get("version") != SCHEMA_VERSION:
+        raise StateError(f"{kind} {path} has schema version {payload.get('version')!r}, expected 1")
+    return payload
+
+
+def save_state(path: Path, apps: list[dict[str, Any]], daemon_pid: int) -> None:
+    write_atomic(path, {"version": SCHEMA_VERSION, "daemon_pid": daemon_pid, "apps": apps})
+
+
+def load_state(path: Path) -> dict[str, Any] | None:
+    """The last daemon's state, or None when there is none or it cannot be read."""
+    try:
+        return read_json(path, "state file")
+    except (FileNotFoundError, StateError):
+        return None
+
+
+def save_dump(path: Path, apps: list[dict[str, Any]]) -> None:
+    """Write the dump, keeping the previous one as ``<dump>.bak``."""
+    backup = path.with_name(path.name + ".bak")
+    if path.exists():
+        shutil.copy2(path, backup)
+    write_atomic(path, {"version": SCHEMA_VERSION, "apps": apps}, fsync=True)
+
+
+def load_dump(path: Path) -> tuple[list[dict[str, Any]], Path]:
+    """The saved apps and the file they came from: the dump, else its ``.bak``."""
+    backup = path.with_name(path.name + ".bak")
+    errors = []
+    for candidate in (path, backup):
+        try:
+            return read_json(candidate, "dump file")["apps"], candidate
+        except FileNotFoundError:
+            errors.append(f"{candidate} does not exist")
+        except StateError as exc:
+            errors.append(str(exc))
+    raise StateError("nothing to resurrect: " + "; ".join(errors) + " (run `corral dump` first)")
