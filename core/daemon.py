@@ -586,20 +586,10 @@ async def _reap_leftovers(pid: int, tree: list[int], timeout: float) -> None:
     """Give grandchildren the same grace as the main process, then SIGKILL them."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not _group_alive(pid) and not any(_alive_not_zombie(p) for p in tree):
+        if not _group_alive(pid) and not any(pid_alive(p) for p in tree):
             return
         await asyncio.sleep(0.02)
-    _signal_tree(pid, [p for p in tree if _alive_not_zombie(p)], signal.SIGKILL, group=True)
-
-
-def _alive_not_zombie(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
-    except FileNotFoundError:
-        return False
-    except OSError:
-        return pid_alive(pid)
+    _signal_tree(pid, [p for p in tree if pid_alive(p)], signal.SIGKILL, group=True)
 
 
 def _create_time(pid: int | None) -> float | None:

@@ -37,7 +37,13 @@ def rpc_path(root: Path) -> Path:
 
 
 def rpc_address(root: Path) -> str:
-    return f"ipc://{rpc_path(root)}"
+    path = str(rpc_path(root))
+    if len(path.encode()) > 100:
+        raise DaemonError(
+            f"CORRAL_HOME {root} is too long for a unix socket path ({len(path)} bytes, max 100): "
+            "set CORRAL_HOME to a shorter directory"
+        )
+    return f"ipc://{path}"
 
 
 def pid_file(root: Path) -> Path:

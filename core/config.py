@@ -1,0 +1,248 @@
+"""Config files: read an ecosystem file into the raw app dicts it declares.
+
+JSON, YAML and TOML are read here; ``ecosystem.config.js`` (and ``.cjs``,
+``.mjs``) through ``node`` when it is installed. A file may hold
+``{"apps": [...]}``, a bare list of apps, or one app, as PM2 accepts. The apps
+come back as written, except that a relative ``script`` or ``cwd`` is made
+absolute against the file's directory: the daemon normalizes the options.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+CONFIG_SUFFIXES = (".json", ".yaml", ".yml", ".toml", ".js", ".cjs", ".mjs")
+_JS_SUFFIXES = (".js", ".cjs", ".mjs")
+_SCRIPT_KEYS = ("script", "exec", "cmd", "command")  # PM2's names for the script
+_NODE_TIMEOUT = 30  # seconds; a config file that takes longer is stuck
+
+# Imports the file (CommonJS or ESM) and prints its exports after a marker, so
+# whatever the file itself prints does not spoil the JSON.
+_MARKER = "\n--corral-config--\n"
+_NODE_LOADER = """
+const { pathToFileURL } = require('url');
+import(pathToFileURL(process.argv[1]).href).then((m) => {
+  const conf = m.default !== undefined ? m.default : { ...m };
+  process.stdout.write(MARKER + JSON.stringify(conf === undefined ? null : conf));
+}).catch((err) => {
+  const name = (err && err.name) || 'Error';
+  const message = (err && err.message) || String(err);
+  process.stderr.write(JSON.stringify({ name, message, stack: String((err && err.stack) || '') }));
+  process.exit(1);
+});
+""".replace("MARKER", json.dumps(_MARKER))
+
+
+def is_config_file(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is an existing config file rather than a script to run.
+
+    A ``.js`` file counts only when named ``*.config.js`` or ``ecosystem*.js``
+    (likewise ``.cjs``/``.mjs``): a plain ``app.js`` is a script.
+    """
+    path = Path(path)
+    name, suffix = path.name.lower(), path.suffix.lower()
+    if suffix not in CONFIG_SUFFIXES:
+        return False
+    if suffix in _JS_SUFFIXES and not (
+        name.endswith(".config" + suffix) or name.startswith("ecosystem")
+    ):
+        return False
+    return path.is_file()
+
+
+def load_config(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """The apps a config file declares, as raw dicts with absolute paths.
+
+    Raises ConfigError naming the file (and the line, where the parser gives
+    it) when the file is missing, unreadable, malformed or declares no apps.
+    """
+    path = Path(path)
+    if not path.is_file():
+        what = "is not a file" if path.exists() else "does not exist"
+        raise ConfigError(f"config file {path} {what}")
+    suffix = path.suffix.lower()
+    if suffix in _JS_SUFFIXES:
+        data = _read_js(path)
+    elif suffix in CONFIG_SUFFIXES:
+        data = _PARSERS[suffix](path, _read_text(path))
+    else:
+        raise ConfigError(
+            f"{path}: unknown config format {suffix or '(no suffix)'!r}: "
+            f"use one of {', '.join(CONFIG_SUFFIXES)}"
+        )
+    base_dir = Path(os.path.abspath(path)).parent
+    return [resolve_app_paths(app, base_dir) for app in _apps_of(path, data)]
+
+
+def resolve_app_paths(app: dict[str, Any], base_dir: Path) -> dict[str, Any]:
+    """A copy of ``app`` whose relative ``cwd`` and ``script`` are made absolute.
+
+    ``cwd`` resolves against ``base_dir``; ``script`` against ``cwd`` when it is
+    given, else ``base_dir`` (as PM2). A bare name that is no file there
+    (``python3``) and a command line with spaces are left for the daemon to
+    find on PATH or run through a shell.
+    """
+    resolved = dict(app)
+    base = os.path.abspath(os.path.expanduser(base_dir))
+    cwd = resolved.get("cwd")
+    if isinstance(cwd, str) and cwd:
+        base = _join(base, cwd)
+        resolved["cwd"] = base
+    for key in _SCRIPT_KEYS:
+        script = resolved.get(key)
+        if isinstance(script, str) and script:
+            resolved[key] = _resolve_script(script, base)
+    return resolved
+
+
+def _join(base: str, path: str) -> str:
+    return os.path.normpath(os.path.join(base, os.path.expanduser(path)))
+
+
+def _resolve_script(script: str, base: str) -> str:
+    if any(char.isspace() for char in script):
+        return script  # a command line, run by a shell
+    expanded = os.path.expanduser(script)
+    if os.path.isabs(expanded):
+        return expanded
+    candidate = _join(base, expanded)
+    if os.sep in expanded or os.path.exists(candidate):
+        return candidate
+    return script  # a bare name not found here: a command on PATH
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot be read: {exc}") from None
+
+
+def _parse_json(path: Path, text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path} line {exc.lineno}: {exc.msg}") from None
+
+
+def _parse_yaml(path: Path, text: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}{where}: {problem}") from None
+
+
+def _parse_toml(path: Path, text: str) -> Any:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        message = str(exc)
+        match = re.search(r"\s*\(at line (\d+), column \d+\)$", message)
+        if match is None:
+            raise ConfigError(f"{path}: {message}") from None
+        raise ConfigError(f"{path} line {match[1]}: {message[: match.start()]}") from None
+
+
+_PARSERS = {".json": _parse_json, ".yaml": _parse_yaml, ".yml": _parse_yaml, ".toml": _parse_toml}
+
+
+def _read_js(path: Path) -> Any:
+    """What a JavaScript config exports, read by node as JSON."""
+    node = shutil.which("node")
+    if node is None:
+        raise ConfigError(
+            f"{path}: reading a JavaScript config needs node, which is not installed: "
+            "install node or convert the file to JSON or YAML"
+        )
+    try:
+        done = subprocess.run(
+            [node, "-e", _NODE_LOADER, os.path.abspath(path)],
+            capture_output=True,
+            text=True,
+            timeout=_NODE_TIMEOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    except subprocess.TimeoutExpired:
+        raise ConfigError(f"{path}: node did not finish reading it in {_NODE_TIMEOUT} s") from None
+    if done.returncode != 0 or _MARKER not in done.stdout:
+        raise ConfigError(_node_failure(node, path, done.stderr))
+    return json.loads(done.stdout.rsplit(_MARKER, 1)[1])
+
+
+def _node_failure(node: str, path: Path, stderr: str) -> str:
+    """The message for a config node could not load, with its line when node tells it."""
+    try:
+        error = json.loads(stderr)
+        summary, stack = f"{error['name']}: {error['message']}", error["stack"]
+    except (ValueError, KeyError, TypeError):
+        summary, stack = (stderr.strip().splitlines() or ["node failed"])[-1], stderr
+    line = _js_line(path, stack)
+    if line is None and summary.startswith("SyntaxError"):
+        # An ESM syntax error's stack has no location; `node --check` prints it.
+        try:
+            check = subprocess.run(
+                [node, "--check", os.path.abspath(path)],
+                capture_output=True,
+                text=True,
+                timeout=_NODE_TIMEOUT,
+                stdin=subprocess.DEVNULL,
+            )
+            line = _js_line(path, check.stderr)
+        except subprocess.TimeoutExpired:
+            pass
+    where = f" line {line}" if line else ""
+    return f"{path}{where}: {summary}"
+
+
+def _js_line(path: Path, text: str) -> str | None:
+    match = re.search(re.escape(os.path.abspath(path)) + r":(\d+)", text)
+    return match[1] if match else None
+
+
+def _apps_of(path: Path, data: Any) -> list[dict[str, Any]]:
+    """The app list of a parsed file: ``{"apps": [...]}``, ``[...]`` or one app."""
+    if isinstance(data, dict) and "apps" in data:
+        apps = data["apps"]
+        if isinstance(apps, dict):
+            apps = [apps]
+        if not isinstance(apps, list):
+            raise ConfigError(f"{path}: 'apps' must be a list of apps, got {_json_kind(apps)}")
+    elif isinstance(data, list):
+        apps = data
+    elif isinstance(data, dict) and any(key in data for key in _SCRIPT_KEYS):
+        apps = [data]
+    else:
+        raise ConfigError(
+            f'{path}: no apps found: expected {{"apps": [...]}}, a list of apps, '
+            "or one app with a 'script'"
+        )
+    if not apps:
+        raise ConfigError(f"{path}: no apps found: the list of apps is empty")
+    for index, app in enumerate(apps):
+        if not isinstance(app, dict):
+            raise ConfigError(f"{path}: apps[{index}] is not an object, got {_json_kind(app)}")
+    return apps
+
+
+def _json_kind(value: Any) -> str:
+    kinds = {bool: "a boolean", str: "a string", int: "a number", float: "a number", list: "a list"}
+    return "null" if value is None else kinds.get(type(value), type(value).__name__)
