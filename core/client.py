@@ -204,10 +204,11 @@ class Client(_Calls):
     def kill_daemon(self) -> None:
         """Stop every app and the daemon; waits until the daemon has exited."""
         self._transport.call("kill_daemon", {})
-        _wait_gone(self.daemon_pid)
         if self._inner is not None:
             self._inner.join()
             self._inner = None
+        else:
+            _wait_gone(self.daemon_pid)
         self._transport.close()
 
     def disconnect(self) -> None:

@@ -80,7 +80,9 @@ class PluginManager:
             else:
                 self.register(plugin)
         self.pm.check_pending()
-        self.app_options()  # fail at load on an option declared twice
+        from .options import OptionSchema
+
+        OptionSchema(self.app_options())  # fail at load on an option declared twice
 
     def _load_name(self, name: str, available: dict[str, metadata.EntryPoint]) -> None:
         if name in self.records:
