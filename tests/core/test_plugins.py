@@ -112,7 +112,7 @@ def test_connect_plugins_by_name(corral_home, installed_plugin):
 
 
 def test_unknown_plugin_name_is_an_error(installed_plugin):
-    with pytest.raises(PluginError, match="unknown plugin 'nope'.*fake"):
+    with pytest.raises(PluginError, match=r"unknown plugin 'nope'.*fake"):
         load_plugins(["nope"])
 
 
