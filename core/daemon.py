@@ -512,10 +512,11 @@ class Daemon:
         if proc.state not in lifecycle.RUNNING_STATES or proc.pid is None:
             return
         pid = proc.pid
-        tree = self.sampler.descendants(pid) if proc.options.get("treekill", True) else []
+        treekill = bool(proc.options.get("treekill", True))
+        tree = self.sampler.descendants(pid) if treekill else []
         self.change_state(proc, Event.STOP, emit="stop" if manually else None, manually=manually)
         timeout = int(proc.options.get("kill_timeout") or 1600) / 1000
-        _signal_tree(pid, tree, signal.SIGINT, group=bool(proc.options.get("treekill", True)))
+        _signal_tree(pid, tree, signal.SIGINT, group=treekill)
         assert proc.exited is not None
         exited = proc.exited
         done, _ = await asyncio.wait({exited}, timeout=timeout)
@@ -523,13 +524,14 @@ class Daemon:
             self.log.warning(
                 "kill timeout, sending SIGKILL", name=proc.name, pm_id=proc.pm_id, pid=pid
             )
-            _signal_tree(pid, tree, signal.SIGKILL, group=True)
+            _signal_tree(pid, tree, signal.SIGKILL, group=treekill)
             done, _ = await asyncio.wait({exited}, timeout=timeout)
             if not done:
                 reason = f"pid {pid} survived SIGKILL"
                 self.change_state(proc, Event.KILL_FAILED, emit="errored", reason=reason)
                 return
-        await _reap_leftovers(pid, tree, timeout)
+        if treekill:
+            await _reap_leftovers(pid, tree, timeout)
 
     # -- logs --------------------------------------------------------------
 

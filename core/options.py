@@ -124,7 +124,7 @@ CORE_OPTIONS: tuple[Option, ...] = (
     _core("log_file", "bool_or_str", help="combined stdout+stderr log (true: default path)",
           aliases=("log",)),
     _core("disable_logs", "bool", False, help="write no log files and send no log events"),
-    _core("log_type", "str", help="'json' writes one JSON object per chunk", choices=("json",)),
+    _core("log_type", "str", help="'json' writes one JSON object per line", choices=("json",)),
     _core("log_date_format", "str", help="date prefix for each log line (dayjs format)"),
     _core("time", "bool", False, help="prefix log lines with an ISO date"),
     _core("merge_logs", "bool", help="one log file for all instances (default: decided at start)",

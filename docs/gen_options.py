@@ -1,0 +1,48 @@
+"""Regenerate the option table in README.md from ``corral.options.CORE_OPTIONS``.
+
+    python docs/gen_options.py          # rewrite README.md in place
+    python docs/gen_options.py --check  # exit 1 if README.md is stale
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from corral.options import CORE_OPTIONS, camel
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+BEGIN, END = "<!-- options:begin -->", "<!-- options:end -->"
+
+
+def table() -> str:
+    rows = ["| option | also accepted as | type | default | meaning |", "|---|---|---|---|---|"]
+    for opt in CORE_OPTIONS:
+        names = [opt.name, *opt.aliases]
+        aliases = [*opt.aliases, *sorted({camel(n) for n in names} - set(names))]
+        default = "" if opt.default in (None, (), [], {}) else f"`{opt.default!r}`".replace("'", '"')
+        also = ", ".join(f"`{a}`" for a in aliases)
+        rows.append(f"| `{opt.name}` | {also} | {opt.type} | {default} | {opt.help} |")
+    return "\n".join(rows)
+
+
+def render(text: str) -> str:
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    return f"{head}{BEGIN}\n{table()}\n{END}{tail}"
+
+
+def main() -> int:
+    current = README.read_text()
+    fresh = render(current)
+    if "--check" in sys.argv:
+        if fresh != current:
+            print("README.md option table is stale: run python docs/gen_options.py")
+            return 1
+        return 0
+    README.write_text(fresh)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
