@@ -6,7 +6,6 @@ only in how a request travels. Names follow PM2's API in snake_case.
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import contextlib
 import fcntl
@@ -23,7 +22,7 @@ from typing import Any
 from . import paths
 from .errors import CorralError, DaemonError, NotFoundError
 from .info import ProcessInfo
-from .rpc import AsyncTransport, SyncTransport, pid_alive
+from .rpc import SyncTransport, pid_alive
 
 Target = str | int | list
 
@@ -233,6 +232,8 @@ class AsyncClient(_Calls):
     def __init__(self, home: Path, daemon_pid: int | None) -> None:
         self.home = home
         self.daemon_pid = daemon_pid
+        from .rpc_async import AsyncTransport
+
         self._transport = AsyncTransport(
             paths.rpc_address(home), lambda: pid_alive(self.daemon_pid)
         )
@@ -241,6 +242,8 @@ class AsyncClient(_Calls):
     async def connect(
         cls, home: str | os.PathLike | None = None, *, plugins: list[str] | None = None
     ) -> AsyncClient:
+        import asyncio
+
         root = paths.ensure_home(Path(home) if home else None)
         pid = await asyncio.to_thread(ensure_daemon, root, plugins)
         return cls(root, pid)
@@ -268,6 +271,8 @@ class AsyncClient(_Calls):
         return _started(await self._transport.call("start", request))
 
     async def kill_daemon(self) -> None:
+        import asyncio
+
         await self._transport.call("kill_daemon", {})
         await asyncio.to_thread(_wait_gone, self.daemon_pid)
         await self._transport.close()
@@ -331,7 +336,7 @@ def _spawn_daemon(root: Path, plugins: list[str] | None, timeout: float) -> int:
     log_path = paths.log_file(root)
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "corral.daemon"],
+            [sys.executable, "-m", "corral.daemon_main"],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=log,
@@ -387,6 +392,8 @@ class _InProcess:
         atexit.register(self.stop)
 
     def _run(self) -> None:
+        import asyncio
+
         try:
             asyncio.run(self.daemon.run(self.ready))
         except BaseException as exc:

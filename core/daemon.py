@@ -33,7 +33,8 @@ from .logs import LineWriter, LogFiles, date_formatter, log_paths, pid_path
 from .monitor import TreeSampler
 from .options import OptionSchema
 from .process import ManagedProcess
-from .rpc import RPCServer, pid_alive
+from .rpc import pid_alive
+from .rpc_async import RPCServer
 from .spawn import SpawnSpec, build_argv, split_args
 from .state import load_state, save_state
 
@@ -630,7 +631,7 @@ async def _kill_orphan(pid: int | None, started: float | None, kill_timeout: Any
 
 
 def main() -> None:
-    """Entry of the detached daemon process (``python -m corral.daemon``)."""
+    """Run the daemon in this process until it is told to stop."""
     home = paths.home()
     try:
         daemon = Daemon(home)
