@@ -64,6 +64,7 @@ class DaemonLog:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
         self.file = open(path, "a", buffering=1)
         self.logger = structlog.wrap_logger(
             structlog.WriteLogger(self),
@@ -460,8 +461,13 @@ class Daemon:
         proc.exit_code = code
         self._remove_pid_file(proc)
         policy = lifecycle.RestartPolicy.from_options(proc.options)
+        now = now_ms()
+        history = proc.history
+        if proc.state is ProcessState.ONLINE:
+            # PM2's worker resets the backoff of an app online for 30 s; at exit is the same
+            history = lifecycle.reset_backoff_if_stable(history, now)
         decision = lifecycle.decide_exit(
-            proc.state, policy, proc.history, code if code >= 0 else None, now_ms()
+            proc.state, policy, history, code if code >= 0 else None, now
         )
         proc.history = decision.history
         why = _exit_words(code)
