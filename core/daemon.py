@@ -30,7 +30,7 @@ from .events import ProcessEvent
 from .hooks import PluginManager, load_plugins
 from .lifecycle import Event, ProcessState
 from .logs import LineWriter, LogFiles, date_formatter, log_paths, pid_path
-from .monitor import TreeSampler
+from .monitor import TreeSampler, start_time
 from .options import OptionSchema
 from .process import ManagedProcess
 from .rpc import pid_alive
@@ -249,7 +249,7 @@ class Daemon:
         entry.update(
             pm_id=proc.pm_id,
             pid=proc.pid,
-            pid_started=_create_time(proc.pid),
+            pid_started=proc.pid_started,
             history=lifecycle_history_dict(proc.history),
         )
         return entry
@@ -350,6 +350,7 @@ class Daemon:
                 os.close(err_w)
         proc.popen = popen
         proc.pid = popen.pid
+        proc.pid_started = start_time(popen.pid)
         proc.history = lifecycle.on_spawn(proc.history, now_ms(), is_restart=is_restart)
         assert self.loop is not None
         proc.exited = self.loop.create_future()
@@ -601,17 +602,6 @@ async def _reap_leftovers(pid: int, tree: list[int], timeout: float) -> None:
     _signal_tree(pid, [p for p in tree if pid_alive(p)], signal.SIGKILL, group=True)
 
 
-def _create_time(pid: int | None) -> float | None:
-    if not pid:
-        return None
-    import psutil
-
-    try:
-        return psutil.Process(pid).create_time()
-    except (psutil.Error, OSError):
-        return None
-
-
 def _is_corral(pid: int) -> bool:
     import psutil
 
@@ -624,7 +614,7 @@ def _is_corral(pid: int) -> bool:
 
 async def _kill_orphan(pid: int | None, started: float | None, kill_timeout: Any) -> None:
     """Stop a child left by a dead daemon, if that pid is still the same process."""
-    if not pid or started is None or _create_time(pid) != started:
+    if not pid or started is None or start_time(pid) != started:
         return
     timeout = int(kill_timeout or 1600) / 1000
     _signal_tree(pid, [], signal.SIGINT, group=True)

@@ -54,6 +54,7 @@ class ManagedProcess:
     state: ProcessState = ProcessState.STOPPED
     history: RestartHistory = field(default_factory=RestartHistory)
     pid: int | None = None
+    pid_started: float | None = None  # start time of pid, to tell it from a reused pid
     exit_code: int | None = None
     popen: subprocess.Popen | None = None
     pidfd: int | None = None

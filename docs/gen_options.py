@@ -1,7 +1,7 @@
 """Regenerate the option table in README.md from ``corral.options.CORE_OPTIONS``.
 
-    python docs/gen_options.py          # rewrite README.md in place
-    python docs/gen_options.py --check  # exit 1 if README.md is stale
+python docs/gen_options.py          # rewrite README.md in place
+python docs/gen_options.py --check  # exit 1 if README.md is stale
 """
 
 from __future__ import annotations
@@ -20,7 +20,9 @@ def table() -> str:
     for opt in CORE_OPTIONS:
         names = [opt.name, *opt.aliases]
         aliases = [*opt.aliases, *sorted({camel(n) for n in names} - set(names))]
-        default = "" if opt.default in (None, (), [], {}) else f"`{opt.default!r}`".replace("'", '"')
+        default = (
+            "" if opt.default in (None, (), [], {}) else f"`{opt.default!r}`".replace("'", '"')
+        )
         also = ", ".join(f"`{a}`" for a in aliases)
         rows.append(f"| `{opt.name}` | {also} | {opt.type} | {default} | {opt.help} |")
     return "\n".join(rows)
