@@ -25,11 +25,12 @@ import structlog
 import zmq.asyncio
 
 from . import __version__, lifecycle, paths
+from .datefmt import date_formatter
 from .errors import ScriptError
 from .events import ProcessEvent
 from .hooks import PluginManager, load_plugins
 from .lifecycle import Event, ProcessState
-from .logs import LineWriter, LogFiles, date_formatter, log_paths, pid_path
+from .logs import LineWriter, LogFiles, log_paths, pid_path
 from .monitor import TreeSampler, start_time
 from .options import OptionSchema
 from .process import ManagedProcess

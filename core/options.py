@@ -3,7 +3,8 @@
 The core declares PM2's options in :data:`CORE_OPTIONS`; plugins add theirs
 through the ``corral_app_options`` hook. An :class:`OptionSchema` built from
 both turns what a user wrote (snake_case, PM2's camelCase, PM2's aliases,
-numeric strings, ``"10s"``, ``"150M"``) into one dict with canonical keys.
+numeric strings, ``"10s"``, ``"150M"``) into one dict with canonical keys;
+the value conversions themselves are in :mod:`corral.convert`.
 
 Where PM2 drops a key silently, corral refuses it: an unknown key is an error
 naming the closest known one, an option whose plugin is not loaded names the
@@ -15,13 +16,14 @@ from __future__ import annotations
 import copy
 import difflib
 import json
-import math
 import re
-import shlex
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .convert import CORE_CONVERTERS, convert_value
+from .convert import parse_bytes as parse_bytes  # re-exported: plugins import both from here
+from .convert import parse_ms as parse_ms
 from .errors import OptionError, PluginError
 
 # fmt: off
@@ -153,243 +155,6 @@ CORE_OPTIONS: tuple[Option, ...] = (
 # fmt: on
 
 
-# ---------------------------------------------------------------------------
-# Values
-
-
-class _Invalid(Exception):
-    """A value that does not fit its kind; ``detail`` says why when it is not obvious."""
-
-    def __init__(self, detail: str = "") -> None:
-        super().__init__(detail)
-        self.detail = detail
-
-
-_EXPECTED = {
-    "str": "a string",
-    "bool": "true or false",
-    "int": "an integer",
-    "number": "a number",
-    "ms": "milliseconds (an integer or '10s')",
-    "bytes": "bytes (an integer or '150M'; K, M, G are powers of 1024, uppercase, no decimals)",
-    "list": "a list of strings or one string split like a shell command line",
-    "dict": "a mapping of names to values",
-    "int_list": "an integer or a list of integers",
-    "bool_or_str": "true, false or a string",
-    "bool_or_list": "true, false, a string or a list of strings",
-}
-_BOOL_WORDS = {"true": True, "false": False}
-_TIME_UNITS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000}
-_BYTE_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
-_MS_FORM = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
-_BYTES_FORM = re.compile(r"(\d+)([KMG]?)")
-
-
-def _number(value: Any) -> int | float:
-    """A number, or a string that reads as one (PM2 parses numeric strings)."""
-    if isinstance(value, bool):
-        raise _Invalid
-    if isinstance(value, (int, float)):
-        number = value
-    elif isinstance(value, str):
-        text = value.strip()
-        try:
-            number = int(text)
-        except ValueError:
-            try:
-                number = float(text)
-            except ValueError:
-                raise _Invalid from None
-    else:
-        raise _Invalid
-    if isinstance(number, float) and not math.isfinite(number):
-        raise _Invalid
-    return number
-
-
-def _integer(value: Any) -> int:
-    number = _number(value)
-    if isinstance(number, float) and not number.is_integer():
-        raise _Invalid
-    return int(number)
-
-
-def _js_str(value: Any) -> str:
-    """A scalar as JavaScript's String() writes it, so env and args read as under PM2."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
-
-
-def _to_str(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return _js_str(value)  # `name: 42` or `uid: 1000` in YAML
-    raise _Invalid
-
-
-def _to_bool(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in _BOOL_WORDS:
-        return _BOOL_WORDS[value.strip().lower()]
-    raise _Invalid
-
-
-def _to_ms(value: Any) -> int:
-    if isinstance(value, str):
-        match = _MS_FORM.fullmatch(value.strip())
-        if match:
-            return round(float(match[1]) * _TIME_UNITS[match[2]])
-    number = _number(value)
-    if number < 0:
-        raise _Invalid
-    return round(number)
-
-
-def _to_bytes(value: Any) -> int:
-    if isinstance(value, str):
-        match = _BYTES_FORM.fullmatch(value.strip())
-        if not match:
-            raise _Invalid
-        return int(match[1]) * _BYTE_UNITS[match[2]]
-    number = _integer(value)
-    if number < 0:
-        raise _Invalid
-    return number
-
-
-def _to_list(value: Any) -> list[str]:
-    if isinstance(value, str):
-        try:
-            return shlex.split(value)
-        except ValueError as exc:  # an unclosed quote
-            raise _Invalid(str(exc)) from None
-    if isinstance(value, (list, tuple)):
-        if not all(isinstance(item, (str, int, float)) for item in value):
-            raise _Invalid
-        return [_js_str(item) for item in value]
-    raise _Invalid
-
-
-def _env_value(value: Any) -> str | None:
-    if value is None or isinstance(value, str):
-        return value  # None asks to delete the variable
-    if isinstance(value, (dict, list)):
-        return json.dumps(value, separators=(",", ":"))  # PM2 JSON-stringifies objects
-    return _js_str(value)
-
-
-def _to_dict(value: Any) -> dict[str, str | None]:
-    if not isinstance(value, Mapping):
-        raise _Invalid
-    return {str(key): _env_value(item) for key, item in value.items()}
-
-
-def _to_int_list(value: Any) -> list[int]:
-    if isinstance(value, (list, tuple)):
-        return [_integer(item) for item in value]
-    return [_integer(value)]
-
-
-def _to_bool_or_str(value: Any) -> bool | str:
-    if isinstance(value, str) and value.strip().lower() not in _BOOL_WORDS:
-        return value
-    return _to_bool(value)
-
-
-def _to_bool_or_list(value: Any) -> bool | list[str]:
-    if isinstance(value, str) and value.strip().lower() not in _BOOL_WORDS:
-        return [value]  # one path or substring, not shell-split (PM2's first type is boolean)
-    if isinstance(value, (list, tuple)):
-        if not all(isinstance(item, str) for item in value):
-            raise _Invalid
-        return list(value)
-    return _to_bool(value)
-
-
-_CONVERTERS: dict[str, Callable[[Any], Any]] = {
-    "str": _to_str,
-    "bool": _to_bool,
-    "int": _integer,
-    "number": _number,
-    "ms": _to_ms,
-    "bytes": _to_bytes,
-    "list": _to_list,
-    "dict": _to_dict,
-    "int_list": _to_int_list,
-    "bool_or_str": _to_bool_or_str,
-    "bool_or_list": _to_bool_or_list,
-    "any": lambda value: value,
-}
-
-
-def _convert(
-    kind: str,
-    field: str,
-    value: Any,
-    minimum: float | None = None,
-    converter: Callable[[Any], Any] | None = None,
-) -> Any:
-    """``value`` as ``kind``, or an OptionError naming ``field`` and what it must be."""
-    expected = _EXPECTED.get(kind, kind)
-    if minimum is not None:
-        expected += f" >= {minimum:g}"
-    try:
-        converted = (converter or _CONVERTERS[kind])(value)
-    except _Invalid as exc:
-        detail = f" ({exc.detail})" if exc.detail else ""
-        raise OptionError(
-            f"{field} must be {expected}, got {value!r}{detail}", field=field
-        ) from None
-    if minimum is not None and isinstance(converted, (int, float)) and converted < minimum:
-        raise OptionError(f"{field} must be {expected}, got {value!r}", field=field)
-    return converted
-
-
-def parse_bytes(value: str | int, field: str = "value") -> int:
-    """``150M`` -> 157286400: an integer, or digits with K, M or G (powers of 1024)."""
-    return _convert("bytes", field, value)
-
-
-def parse_ms(value: str | int | float, field: str = "value") -> int:
-    """``"10s"`` -> 10000: milliseconds, or a number with ``ms``, ``s``, ``m`` or ``h``."""
-    return _convert("ms", field, value)
-
-
-# Core options whose values need more than their kind's converter.
-def _instances(value: Any) -> int:
-    return 0 if isinstance(value, str) and value.strip() == "max" else _integer(value)
-
-
-def _exec_mode(value: Any) -> str:
-    text = _to_str(value)
-    mode = text.strip().removesuffix("_mode")
-    if mode == "cluster":
-        raise OptionError(
-            f"exec_mode {value!r} is not supported yet: cluster mode arrives with the cluster "
-            "feature; meanwhile use exec_mode 'fork' with instances N",
-            field="exec_mode",
-        )
-    return mode if mode == "fork" else text
-
-
-def _user_or_group(value: Any) -> int | str:
-    text = _to_str(value)
-    return int(text) if text.isdigit() else text  # a numeric id, as subprocess wants it
-
-
-_CORE_CONVERTERS: dict[str, Callable[[Any], Any]] = {
-    "instances": _instances,
-    "exec_mode": _exec_mode,
-    "uid": _user_or_group,
-    "gid": _user_or_group,
-}
-
-
 def _truthy(value: Any) -> bool:
     """JavaScript truthiness, for PM2's "a truthy canonical key wins" ([] and {} are truthy)."""
     if value is None or value is False or value == "":
@@ -509,13 +274,13 @@ class OptionSchema:
             elif fill or name in given:
                 result[name] = copy.deepcopy(self._defaults.get(name))
         for key, value in extra_envs.items():
-            result[key] = _convert("dict", key, value)
+            result[key] = convert_value("dict", key, value)
         return result, warnings
 
     def _convert(self, option: Option, value: Any, key: str | None = None) -> Any:
         try:
-            special = _CORE_CONVERTERS.get(option.name) if option.plugin == "core" else None
-            converted = _convert(option.type, option.name, value, option.minimum, special)
+            special = CORE_CONVERTERS.get(option.name) if option.plugin == "core" else None
+            converted = convert_value(option.type, option.name, value, option.minimum, special)
             if option.choices and converted not in option.choices:
                 choices = ", ".join(repr(choice) for choice in option.choices)
                 raise OptionError(

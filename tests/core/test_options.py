@@ -6,6 +6,8 @@ import dataclasses
 
 import pytest
 
+import corral.convert
+import corral.options
 from corral.errors import OptionError, PluginError
 from corral.options import (
     CORE_OPTIONS,
@@ -16,8 +18,6 @@ from corral.options import (
     Option,
     OptionSchema,
     camel,
-    parse_bytes,
-    parse_ms,
 )
 
 
@@ -268,29 +268,9 @@ def test_number_kind():
         normalize(schema, ratio="x")
 
 
-@pytest.mark.parametrize(
-    ("value", "expected"),
-    [
-        (5000, 5000),
-        ("5000", 5000),
-        ("10s", 10_000),
-        ("2m", 120_000),
-        ("1h", 3_600_000),
-        ("250ms", 250),
-        ("1.5s", 1500),
-        (2500.4, 2500),
-    ],
-)
-def test_ms(value, expected):
-    assert parse_ms(value) == expected
-
-
-@pytest.mark.parametrize("value", ["soon", "-5", -5, "10 minutes", "s", True, [], "10S"])
-def test_ms_rejects(value):
-    with pytest.raises(
-        OptionError, match=r"kill_timeout must be milliseconds \(an integer or '10s'\)"
-    ):
-        parse_ms(value, "kill_timeout")
+def test_parse_bytes_and_parse_ms_are_importable_from_options():
+    assert corral.options.parse_bytes is corral.convert.parse_bytes
+    assert corral.options.parse_ms is corral.convert.parse_ms
 
 
 def test_ms_error_text(schema):
@@ -304,32 +284,6 @@ def test_min_uptime_minimum_is_100(schema):
     assert normalize(schema, min_uptime=100)["min_uptime"] == 100
     with pytest.raises(OptionError, match=">= 100, got 50"):
         normalize(schema, min_uptime=50)
-
-
-@pytest.mark.parametrize(
-    ("value", "expected"),
-    [
-        (1024, 1024),
-        ("1024", 1024),
-        ("512K", 512 * 1024),
-        ("150M", 150 * 1024**2),
-        ("1G", 1024**3),
-        (2048.0, 2048),
-        ("0", 0),
-    ],
-)
-def test_bytes(value, expected):
-    assert parse_bytes(value) == expected
-
-
-@pytest.mark.parametrize("value", ["150m", "1.5G", "1.5", "10MB", "G", "-1", -1, "1 G", True, 1.5])
-def test_bytes_rejects_what_pm2_rejects(value):
-    with pytest.raises(OptionError) as info:
-        parse_bytes(value, "max_memory_restart")
-    message = str(info.value)
-    assert message.startswith("max_memory_restart must be bytes")
-    assert "uppercase, no decimals" in message
-    assert info.value.field == "max_memory_restart"
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,447 @@
+"""The click commands of ``corral``: all :func:`corral.cli.main` runs but its fast path.
+
+:func:`build_cli` builds one click group with PM2's commands and their aliases,
+each a thin layer over :class:`corral.Client`; rendering lives in
+:mod:`corral.cli_render`. Plugins add commands through the ``corral_cli``
+hook, loaded only when a name is not a core command (or for ``--help``), so
+``ls`` never pays for plugin discovery. The flags of ``corral start`` are
+built on first use from the declared options, one per core option in
+:data:`START_FLAGS` and one per option of a loaded plugin.
+
+Only :mod:`corral.cli` imports this module, and only once it needs click.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from . import paths
+from .cli import (
+    handle_errors,
+    parse_env,
+    parse_opts,
+    parse_target,
+    print_jlist,
+    print_ping,
+    stop_exit_codes,
+)
+from .errors import CorralError, NotFoundError
+
+if TYPE_CHECKING:
+    from .client import Client
+
+ALIASES = {
+    "list": "ls",
+    "status": "ls",
+    "del": "delete",
+    "save": "dump",
+    "show": "describe",
+    "send-signal": "sendSignal",
+}
+
+# The core flags of `corral start`: (option name, flag declarations, kind). Help
+# text comes from CORE_OPTIONS. kind: "value", "flag" (sets True), "negate"
+# (sets False), "optional" (a flag that may take a value, as PM2's --log).
+START_FLAGS: tuple[tuple[str, tuple[str, ...], str], ...] = (
+    ("name", ("-n", "--name"), "value"),
+    ("instances", ("-i", "--instances"), "value"),
+    ("exec_interpreter", ("--interpreter",), "value"),
+    ("node_args", ("--interpreter-args", "--node-args"), "value"),
+    ("cwd", ("--cwd",), "value"),
+    ("log_date_format", ("--log-date-format",), "value"),
+    ("time", ("--time",), "flag"),
+    ("merge_logs", ("--merge-logs",), "flag"),
+    ("out_file", ("-o", "--output"), "value"),
+    ("error_file", ("-e", "--error"), "value"),
+    ("log_file", ("--log",), "optional"),
+    ("pid_file", ("--pid",), "value"),
+    ("max_restarts", ("--max-restarts",), "value"),
+    ("min_uptime", ("--min-uptime",), "value"),
+    ("restart_delay", ("--restart-delay",), "value"),
+    ("exp_backoff_restart_delay", ("--exp-backoff-restart-delay",), "value"),
+    ("kill_timeout", ("--kill-timeout",), "value"),
+    ("autorestart", ("--no-autorestart",), "negate"),
+    ("stop_exit_codes", ("--stop-exit-codes",), "value"),
+    ("namespace", ("--namespace",), "value"),
+    ("force", ("-f", "--force"), "flag"),
+    ("port", ("--port",), "value"),
+)
+_NO_VALUE = "\x00"  # what `--log` alone parses to
+
+
+def start_options(values: dict[str, Any], kinds: dict[str, tuple[str, str]]) -> dict[str, Any]:
+    """The options dict `corral start` sends, from the parsed flag values."""
+    options: dict[str, Any] = {}
+    for param, (name, kind) in kinds.items():
+        value = values.get(param)
+        if value is None or value is False:
+            continue
+        if kind == "flag":
+            options[name] = True
+        elif kind == "negate":
+            options[name] = False
+        elif kind == "optional":
+            options[name] = True if value == _NO_VALUE else value
+        elif name == "stop_exit_codes":
+            options[name] = stop_exit_codes(value)
+        else:
+            options[name] = value
+    return options
+
+
+def _client() -> Client:
+    """The client of this invocation: connected on first use, disconnected at exit.
+
+    Tests pass their own object as ``obj``; it is used as the client.
+    """
+    root = click.get_current_context().find_root()
+    if root.obj is None:
+        import corral
+
+        root.obj = corral.connect()
+        root.call_on_close(root.obj.disconnect)
+    return root.obj
+
+
+def _echo(text: str = "") -> None:
+    sys.stdout.write(text + "\n")
+
+
+def _print_table(client: Client) -> None:
+    from .cli_render import EMPTY_HINT, make_console, process_table
+
+    infos = client.list()
+    console = make_console()
+    if infos:
+        console.print(process_table(infos))
+    else:
+        console.print(EMPTY_HINT)
+
+
+METAVARS = {"int": "N", "ms": "MS", "bytes": "SIZE", "list": "ARGS", "int_list": "CODES"}
+
+
+def _flag_kind(option: Any) -> str:
+    return "flag" if getattr(option, "type", None) == "bool" else "value"
+
+
+def _make_flag(decls: tuple[str, ...], param: str, kind: str, option: Any) -> Any:
+    """One click option for an app option; its help and metavar come from the Option."""
+    help_text = getattr(option, "help", None) or None
+    if kind == "negate" and help_text:
+        help_text = f"do not: {help_text}"
+    if kind in ("flag", "negate"):
+        return click.Option([*decls, param], is_flag=True, default=None, help=help_text)
+    metavar = METAVARS.get(getattr(option, "type", ""), "TEXT")
+    if kind == "optional":
+        return click.Option(
+            [*decls, param], is_flag=False, flag_value=_NO_VALUE, metavar="[PATH]", help=help_text
+        )
+    return click.Option([*decls, param], metavar=metavar, help=help_text)
+
+
+def _start_params() -> tuple[list[Any], dict[str, tuple[str, str]]]:
+    """Flags for the core options in START_FLAGS, then one per loaded plugin's option.
+
+    Returns the click parameters and, per parameter, (option name, kind).
+    """
+    from .hooks import load_plugins
+
+    declared = load_plugins().app_options()
+    by_key = {}
+    for option in declared:
+        for key in (option.name, *option.aliases):
+            by_key.setdefault(key, option)
+    params, kinds, taken = [], {}, set()
+    for name, decls, kind in START_FLAGS:
+        option = by_key.get(name)
+        canonical = option.name if option is not None else name
+        params.append(_make_flag(decls, f"o_{canonical}", kind, option))
+        kinds[f"o_{canonical}"] = (canonical, kind)
+        taken.update((canonical, *decls))
+    for option in declared:
+        flag = "--" + option.name.replace("_", "-")
+        if option.plugin == "core" or option.name in taken or flag in taken:
+            continue
+        kind = _flag_kind(option)
+        params.append(_make_flag((flag,), f"o_{option.name}", kind, option))
+        kinds[f"o_{option.name}"] = (option.name, kind)
+        taken.update((option.name, flag))
+    return params, kinds
+
+
+class CorralGroup(click.Group):
+    """The ``corral`` group: resolves aliases, loads plugin commands on first need."""
+
+    plugins_loaded = False  # set once the corral_cli hook has run for this group
+
+    def _load_plugins(self) -> None:
+        if not self.plugins_loaded:
+            self.plugins_loaded = True
+            from .hooks import load_plugins
+
+            load_plugins().call_cli(self)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        name = ALIASES.get(name, name)
+        command = super().get_command(ctx, name)
+        if command is None:
+            self._load_plugins()
+            command = super().get_command(ctx, name)
+        return command
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self._load_plugins()
+        return super().list_commands(ctx)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        with handle_errors():
+            return super().invoke(ctx)
+
+
+class StartCommand(click.Command):
+    """`corral start`, whose option flags are built on first use."""
+
+    kinds: dict[str, tuple[str, str]] | None = None
+
+    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+        if self.kinds is None:
+            params, self.kinds = _start_params()
+            self.params = params + self.params
+        return super().get_params(ctx)
+
+
+def build_cli() -> click.Group:
+    """The click group of every core command; plugin commands join it lazily."""
+
+    @click.group(cls=CorralGroup, context_settings={"help_option_names": ["-h", "--help"]})
+    @click.version_option(package_name="corral", prog_name="corral")
+    def cli() -> None:
+        """corral: keep programs alive, restart them by policy, log them (PM2 for Python).
+
+        Aliases: list/status = ls, del = delete, save = dump, show = describe,
+        send-signal = sendSignal.
+        """
+
+    @cli.command(cls=StartCommand)
+    @click.argument("target")
+    @click.argument("script_args", nargs=-1, metavar="[-- ARGS...]")
+    @click.option(
+        "--env",
+        "env_values",
+        multiple=True,
+        metavar="KEY=VAL|NAME",
+        help="Set a variable (KEY=VAL, repeatable), or apply env_NAME from the config.",
+    )
+    @click.option(
+        "--opt",
+        "opt_pairs",
+        multiple=True,
+        metavar="KEY=VALUE",
+        help="Any other option, e.g. --opt max_memory_restart=200M (repeatable).",
+    )
+    @click.pass_context
+    def start(
+        ctx: click.Context,
+        target: str,
+        script_args: tuple[str, ...],
+        env_values: tuple[str, ...],
+        opt_pairs: tuple[str, ...],
+        **values: Any,
+    ) -> None:
+        """Start a script or a config file, or restart an app by name or id."""
+        options = start_options(values, ctx.command.kinds or {})
+        env, env_name = parse_env(env_values)
+        if env:
+            options["env"] = env
+        if script_args:
+            options["args"] = list(script_args)
+        options.update(parse_opts(opt_pairs))
+        client = _client()
+        client.start(parse_target(target), options or None, env_name=env_name)
+        _print_table(client)
+
+    def action(verb: str, help_text: str, update_env: bool = False) -> None:
+        @click.argument("targets", nargs=-1, required=True, metavar="TARGET...")
+        def command(targets: tuple[str, ...], **flags: Any) -> None:
+            _apply(verb, targets, flags)
+
+        command.__doc__ = help_text
+        if update_env:
+            command = click.option(
+                "--update-env",
+                is_flag=True,
+                help="Use the current environment, not the stored one.",
+            )(command)
+        cli.command(name=verb)(command)
+
+    action("stop", "Stop processes (name, id, 'all', namespace, script or config file).")
+    action("restart", "Restart processes.", update_env=True)
+    action("reload", "Reload processes one instance at a time, without downtime.", update_env=True)
+    action("delete", "Stop processes and forget them.")
+
+    @cli.command()
+    def ls() -> None:
+        """List the processes (aliases: list, status)."""
+        _print_table(_client())
+
+    @cli.command()
+    @click.argument("target")
+    def describe(target: str) -> None:
+        """Show everything about a process (alias: show)."""
+        from .cli_render import describe_panel, make_console
+
+        infos = _client().describe(parse_target(target))
+        if not infos:
+            raise NotFoundError(f"no process matches {target!r}: see `corral ls`")
+        console = make_console()
+        for info in infos:
+            console.print(describe_panel(info))
+
+    @cli.command()
+    def jlist() -> None:
+        """Print the process list as one line of JSON, as `pm2 jlist`."""
+        print_jlist(_client())
+
+    @cli.command()
+    def prettylist() -> None:
+        """Print the process list as indented JSON."""
+        print_jlist(_client(), indent=2)
+
+    @cli.command()
+    @click.argument("target", required=False)
+    @click.option(
+        "--lines",
+        default=15,
+        show_default=True,
+        type=click.IntRange(min=0),
+        help="How many past lines to print per file.",
+    )
+    @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until Ctrl-C.")
+    @click.option("--out", "only", flag_value="out", help="Only the standard output logs.")
+    @click.option("--err", "only", flag_value="err", help="Only the standard error logs.")
+    @click.option("--raw", is_flag=True, help="Print the lines without prefix or colour.")
+    def logs(target: str | None, lines: int, follow: bool, only: str | None, raw: bool) -> None:
+        """Print the last lines of the log files (all apps and corral.log by default)."""
+        from .cli_render import log_files, show_logs
+
+        client = _client()
+        infos = client.describe(parse_target(target)) if target else client.list()
+        files = log_files(infos, only=only, home=None if target or only else client.home)
+        show_logs(files, lines=lines, follow=follow, raw=raw)
+
+    @cli.command()
+    @click.argument("target", required=False)
+    def flush(target: str | None) -> None:
+        """Empty the log files of a process, or of every process and corral.log."""
+        client = _client()
+        paths = client.flush(parse_target(target)) if target else client.flush()
+        for path in paths:
+            _echo(f"flushed {path}")
+
+    @cli.command("reload-logs")
+    def reload_logs() -> None:
+        """Reopen every log file (after an external rotation)."""
+        paths = _client().reload_logs()
+        _echo(f"reopened {len(paths)} log files")
+
+    @cli.command()
+    @click.option("--force", is_flag=True, help="Save even an empty process list.")
+    def dump(force: bool) -> None:
+        """Save the process list, for `corral resurrect` (alias: save)."""
+        result = _client().dump(force=force)
+        _echo(f"saved {result['count']} apps to {result['path']}")
+
+    @cli.command()
+    def resurrect() -> None:
+        """Start the processes saved by `corral dump`."""
+        client = _client()
+        client.resurrect()
+        _print_table(client)
+
+    @cli.command()
+    def kill() -> None:
+        """Stop every process and the daemon."""
+        if not daemon_running():
+            _echo("no daemon is running")
+            return
+        _client().kill_daemon()
+        _echo("daemon killed")
+
+    @cli.command()
+    def ping() -> None:
+        """Check the daemon answers (starting it if none runs)."""
+        print_ping(_client())
+
+    @cli.command("sendSignal")
+    @click.argument("signal")
+    @click.argument("target")
+    def send_signal(signal: str, target: str) -> None:
+        """Send a signal (SIGUSR2, USR2 or 12) to processes (alias: send-signal)."""
+        client = _client()
+        sig = int(signal) if signal.isdigit() else signal
+        goal = parse_target(target)
+        if isinstance(goal, int):
+            infos = client.send_signal_to_process_id(goal, sig)
+        else:
+            infos = client.send_signal_to_process_name(sig, goal)
+        _echo(f"sent {signal} to {len(infos)} processes")
+
+    @cli.command()
+    @click.option("--errors", is_flag=True, help="List each plugin's recorded errors.")
+    def plugins(errors: bool) -> None:
+        """List the plugins loaded in the daemon."""
+        from .cli_render import make_console, plugins_table
+
+        loaded = _client().plugins()
+        if not errors:
+            make_console().print(plugins_table(loaded))
+            return
+        for plugin in loaded:
+            for error in plugin.get("errors") or []:
+                _echo(f"{plugin['name']}: {error}")
+
+    @cli.command()
+    def monit() -> None:
+        """A live view of the processes and the selected one's logs (q quits)."""
+        from .cli_render import run_monit
+
+        run_monit(_client())
+
+    return cli
+
+
+def _apply(verb: str, targets: tuple[str, ...], flags: dict[str, Any]) -> None:
+    """Run one action on each target; report every failure, then exit 1 if any."""
+    client = _client()
+    method = getattr(client, verb)
+    failed = 0
+    for target in targets:
+        try:
+            method(parse_target(target), **flags)
+        except CorralError as exc:
+            failed += 1
+            sys.stderr.write(f"error: {exc}\n")
+    if failed < len(targets):
+        _print_table(client)
+    if failed:
+        raise SystemExit(1)
+
+
+def daemon_running() -> bool:
+    """Whether the pid in ``$CORRAL_HOME/corral.pid`` is alive (no daemon is started)."""
+    try:
+        pid = int(paths.pid_file(paths.home()).read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
