@@ -107,6 +107,9 @@ class Commands:
             raise ProtocolError(f"plugins may not replace core commands: {sorted(clash)}")
 
     async def dispatch(self, cmd: str, args: dict[str, Any]) -> Any:
+        if cmd != "ping" and not self.daemon.recovered.is_set():
+            # the apps of a daemon that died are not back yet: a start now could take their ids
+            await self.daemon.recovered.wait()
         if cmd in self.CORE:
             handler = getattr(self, "cmd_" + cmd)
             call_args = args
@@ -234,6 +237,7 @@ class Commands:
             "home": str(self.daemon.home),
             "uptime_ms": _now() - self.daemon.started_at,
             "apps": len(self.procs),
+            "recovering": not self.daemon.recovered.is_set(),
         }
 
     async def cmd_start(

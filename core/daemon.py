@@ -116,6 +116,7 @@ class Daemon:
         self.server: RPCServer | None = None
         self.shutting_down = False
         self._stopped = asyncio.Event()
+        self.recovered = asyncio.Event()  # set once a dead daemon's apps are back
         self._state_scheduled = False
         self._has_log_hooks = bool(self.manager.pm.hook.corral_log_chunk.get_hookimpls())
         self._has_event_hooks = bool(self.manager.pm.hook.corral_process_event.get_hookimpls())
@@ -146,6 +147,7 @@ class Daemon:
         serving = asyncio.ensure_future(self.server.serve())
         try:
             await self._recover_previous()
+            self.recovered.set()
             self.manager.daemon_started(self)
             if ready is not None:
                 ready.set()

@@ -29,8 +29,8 @@ def encode(payload: dict[str, Any]) -> bytes:
     return json.dumps(payload, separators=(",", ":"), default=str).encode()
 
 
-def parse_request(frames: list[bytes]) -> tuple[Any, str, dict[str, Any]]:
-    """``(id, cmd, args)`` from a client's frames, or ProtocolError saying what is wrong."""
+def decode_request(frames: list[bytes]) -> dict[str, Any]:
+    """The JSON object a client sent, or ProtocolError saying what is wrong with the frames."""
     if len(frames) != 1:
         raise ProtocolError(f"expected one frame per request, got {len(frames)}")
     if len(frames[0]) > MAX_FRAME:
@@ -41,12 +41,17 @@ def parse_request(frames: list[bytes]) -> tuple[Any, str, dict[str, Any]]:
         raise ProtocolError(f"request is not valid JSON: {exc}") from None
     if not isinstance(request, dict):
         raise ProtocolError('request must be a JSON object {"id", "cmd", "args"}')
+    return request
+
+
+def request_command(request: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """``(cmd, args)`` of a decoded request, or ProtocolError."""
     cmd, args = request.get("cmd"), request.get("args", {})
     if not isinstance(cmd, str) or not cmd:
         raise ProtocolError("request has no 'cmd' string")
     if not isinstance(args, dict):
         raise ProtocolError(f"'args' of {cmd} must be a JSON object")
-    return request.get("id"), cmd, args
+    return cmd, args
 
 
 def reply_result(reply: dict[str, Any]) -> Any:

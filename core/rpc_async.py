@@ -17,7 +17,7 @@ import zmq
 import zmq.asyncio
 
 from .errors import DaemonError, error_to_wire
-from .rpc import encode, parse_request, reply_result
+from .rpc import decode_request, encode, reply_result, request_command
 
 Handler = Callable[[str, dict[str, Any]], Awaitable[Any]]
 
@@ -48,7 +48,9 @@ class RPCServer:
     async def _answer(self, identity: bytes, frames: list[bytes]) -> None:
         request_id = None
         try:
-            request_id, cmd, args = parse_request(frames)
+            request = decode_request(frames)
+            request_id = request.get("id")  # so even a bad command's error finds its caller
+            cmd, args = request_command(request)
             reply = {"id": request_id, "ok": True, "result": await self.handler(cmd, args)}
         except Exception as exc:
             reply = {"id": request_id, "ok": False, "error": error_to_wire(exc)}
