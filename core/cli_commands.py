@@ -13,7 +13,6 @@ Only :mod:`corral.cli` imports this module, and only once it needs click.
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -434,14 +433,10 @@ def _apply(verb: str, targets: tuple[str, ...], flags: dict[str, Any]) -> None:
 
 def daemon_running() -> bool:
     """Whether the pid in ``$CORRAL_HOME/corral.pid`` is alive (no daemon is started)."""
+    from .rpc import pid_alive
+
     try:
         pid = int(paths.pid_file(paths.home()).read_text().split()[0])
     except (OSError, ValueError, IndexError):
         return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return pid_alive(pid)

@@ -19,7 +19,10 @@ APPS = Path(__file__).parent / "apps"
 
 
 def wait_for(
-    predicate: Callable[[], object], timeout: float = 10.0, interval: float = 0.01
+    predicate: Callable[[], object],
+    timeout: float = 15.0,
+    interval: float = 0.01,
+    what: str = "condition",
 ) -> object:
     """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
@@ -29,19 +32,31 @@ def wait_for(
         if last:
             return last
         time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout} s (last value: {last!r})")
+    raise AssertionError(f"{what} not met within {timeout} s (last value: {last!r})")
 
 
-def _kill_tree_of(pid: int) -> None:
+def kill_pids(pids: list[int]) -> None:
+    """SIGKILL each pid with its descendants, for processes no fixture knows about."""
+    for pid in pids:
+        try:
+            proc = psutil.Process(pid)
+            family = [proc, *proc.children(recursive=True)]
+        except psutil.Error:
+            continue
+        for p in family:
+            with contextlib.suppress(psutil.Error):
+                p.kill()
+        psutil.wait_procs(family, timeout=5)
+
+
+def out_lines(info: object) -> list[str]:
+    """The lines an app wrote to its out log so far."""
+    path = info.out_log  # type: ignore[attr-defined]
+    assert path
     try:
-        proc = psutil.Process(pid)
-        family = [proc, *proc.children(recursive=True)]
-    except psutil.Error:
-        return
-    for p in family:
-        with contextlib.suppress(psutil.Error):
-            p.kill()
-    psutil.wait_procs(family, timeout=5)
+        return Path(path).read_text().splitlines()
+    except FileNotFoundError:
+        return []
 
 
 def _daemon_pid(home: Path) -> int | None:
@@ -67,10 +82,10 @@ def corral_home(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
             os.kill(pid, signal.SIGTERM)
         with contextlib.suppress(psutil.Error):
             psutil.Process(pid).wait(5)
-        _kill_tree_of(pid)
+        kill_pids([pid])
     for child in psutil.Process().children(recursive=True):
         if child.pid not in started:
-            _kill_tree_of(child.pid)
+            kill_pids([child.pid])
     _kill_recorded_apps(home)
     shutil.rmtree(home, ignore_errors=True)
 
@@ -82,7 +97,7 @@ def _kill_recorded_apps(home: Path) -> None:
     with contextlib.suppress(OSError, ValueError):
         for entry in json.loads((home / "state.json").read_text()).get("apps", []):
             if entry.get("pid"):
-                _kill_tree_of(int(entry["pid"]))
+                kill_pids([int(entry["pid"])])
 
 
 @pytest.fixture

@@ -29,6 +29,8 @@ from corral.cli import (
     stop_exit_codes,
 )
 from corral.errors import NotFoundError, OptionError, StateError
+from corral.rpc import pid_alive
+from tests.conftest import wait_for
 
 # -- a stand-in for corral.Client, for parsing and rendering only ------------
 
@@ -463,27 +465,6 @@ def test_logs_prefixes_lines_and_filters_streams(tmp_path):
 DEADLINE = 15.0
 
 
-def wait_for(predicate, timeout: float = DEADLINE, what: str = "condition"):
-    end = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 @pytest.fixture
 def home(tmp_path, monkeypatch):
     pytest.importorskip("corral.client")
@@ -495,7 +476,7 @@ def home(tmp_path, monkeypatch):
     pid_file = root / "corral.pid"
     if pid_file.exists():
         pid = int(pid_file.read_text().split()[0])
-        if _pid_alive(pid):
+        if pid_alive(pid):
             os.kill(pid, signal.SIGKILL)
 
 
@@ -603,7 +584,7 @@ def test_dump_resurrect_and_kill(home, app):
     pid_file = home / "corral.pid"
     daemon_pid = int(pid_file.read_text().split()[0])
     assert "daemon killed" in corral("kill").stdout
-    wait_for(lambda: not _pid_alive(daemon_pid), what="the daemon to exit")
+    wait_for(lambda: not pid_alive(daemon_pid), what="the daemon to exit")
     assert "no daemon is running" in corral("kill").stdout
     assert "tick" in corral("resurrect").stdout
     wait_for(lambda: status_of("tick") == "online", what="resurrected app online")

@@ -13,15 +13,7 @@ import pytest
 
 import corral
 from corral.errors import ConfigError, NotFoundError, OptionError, ScriptError, StateError
-from tests.conftest import python_app, wait_for
-
-
-def out_lines(info: corral.ProcessInfo) -> list[str]:
-    assert info.out_log
-    try:
-        return Path(info.out_log).read_text().splitlines()
-    except FileNotFoundError:
-        return []
+from tests.conftest import out_lines, python_app, wait_for
 
 
 def test_start_list_describe(pm, app_path):

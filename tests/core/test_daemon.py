@@ -31,7 +31,7 @@ from hypothesis import strategies as st
 
 import corral
 from corral.errors import StateError
-from tests.conftest import python_app, wait_for
+from tests.conftest import kill_pids, out_lines, python_app, wait_for
 
 SLEEP = shutil.which("sleep") or "/bin/sleep"
 FALSE = shutil.which("false") or "/bin/false"
@@ -65,28 +65,6 @@ def reap(pid: int) -> None:
     """Collect ``pid`` if it is our child, so it does not linger as a zombie."""
     with contextlib.suppress(ChildProcessError, OSError):
         os.waitpid(pid, os.WNOHANG)
-
-
-def kill_pids(pids: list[int]) -> None:
-    """Cleanup for processes no fixture knows about: SIGKILL each, with its descendants."""
-    for pid in pids:
-        try:
-            proc = psutil.Process(pid)
-            family = [proc, *proc.children(recursive=True)]
-        except psutil.Error:
-            continue
-        for p in family:
-            with contextlib.suppress(psutil.Error):
-                p.kill()
-        psutil.wait_procs(family, timeout=5)
-
-
-def out_lines(info: corral.ProcessInfo) -> list[str]:
-    assert info.out_log
-    try:
-        return Path(info.out_log).read_text().splitlines()
-    except FileNotFoundError:
-        return []
 
 
 def grandchild(info: corral.ProcessInfo, after: int | None = None) -> int:
