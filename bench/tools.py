@@ -1,0 +1,261 @@
+"""The two process managers under test, driven through their command lines.
+
+Each :class:`Tool` runs in a home of its own (``CORRAL_HOME`` / ``PM2_HOME`` in a
+temp dir) and stamps every command it runs with ``CORRAL_BENCH_TOKEN``; daemons
+and apps inherit it, so :func:`sweep` can find what this run started, and only
+that, if a daemon ever dies without taking its apps along.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+TOKEN_VAR = "CORRAL_BENCH_TOKEN"
+
+
+class BenchError(Exception):
+    """A tool misbehaved: the message names the command and what it printed."""
+
+
+class Tool:
+    """One process manager: its CLI, its home, its daemon."""
+
+    label = ""
+    home_var = ""
+    pid_name = ""
+
+    def __init__(self, argv: list[str], root: Path, token: str, python: str) -> None:
+        self.argv = argv
+        self.root = root
+        self.token = token
+        self.python = python
+        self.home: Path | None = None
+        self.seen: dict[int, psutil.Process] = {}
+
+    # -- homes and commands ------------------------------------------------
+
+    def new_home(self) -> Path:
+        """A fresh, empty home: every measurement starts from nothing."""
+        self.home = Path(tempfile.mkdtemp(prefix=f"{self.label}-home-", dir=self.root))
+        return self.home
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env[self.home_var] = str(self.home)
+        env[TOKEN_VAR] = self.token
+        return env
+
+    def run(self, *args: str, timeout: float = 120) -> str:
+        """Run one CLI command to its end; its stdout, or BenchError naming the command."""
+        argv = [*self.argv, *args]
+        try:
+            done = subprocess.run(
+                argv, env=self.env(), capture_output=True, text=True, timeout=timeout
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise BenchError(f"`{_show(argv)}` did not finish in {timeout:g} s") from exc
+        if done.returncode != 0:
+            raise BenchError(
+                f"`{_show(argv)}` exited {done.returncode}: "
+                f"{_tail(done.stderr) or _tail(done.stdout) or '(no output)'}"
+            )
+        return done.stdout
+
+    def start_script(self, script: Path, name: str) -> None:
+        raise NotImplementedError
+
+    def start_file(self, path: Path) -> None:
+        self.run("start", str(path))
+
+    def ping(self) -> None:
+        """Start the daemon (with no app) and wait until it answers."""
+        self.run("ping")
+
+    def jlist(self) -> list[dict[str, Any]]:
+        out = self.run("jlist")
+        try:
+            processes = json.loads(out[out.index("[") :])
+        except ValueError as exc:
+            raise BenchError(f"`{self.label} jlist` printed no JSON list: {_tail(out)}") from exc
+        return processes
+
+    # -- the daemon and its processes ----------------------------------------
+
+    def daemon(self) -> psutil.Process | None:
+        """The daemon of the current home, if it runs and is ours."""
+        if self.home is None:
+            return None
+        try:
+            pid = int((self.home / self.pid_name).read_text().strip())
+            proc = psutil.Process(pid)
+            if proc.status() == psutil.STATUS_ZOMBIE or not _carries(proc, self.token):
+                return None
+        except (OSError, ValueError, psutil.Error):
+            return None
+        self.seen.setdefault(proc.pid, proc)
+        return proc
+
+    def track(self, pids: Any) -> None:
+        """Remember processes of this tool, to kill them should the daemon fail to."""
+        for pid in pids:
+            if pid and pid not in self.seen:
+                try:
+                    self.seen[pid] = psutil.Process(pid)
+                except psutil.Error:
+                    pass
+
+    def shutdown(self) -> str | None:
+        """Stop the daemon and every app, by pid; the home is removed. A problem, or None."""
+        problem = None
+        daemon = self.daemon()
+        if daemon is not None:
+            self.seen.update({p.pid: p for p in _tree(daemon)})
+            try:
+                self.run("kill", timeout=30)
+            except BenchError as exc:
+                problem = str(exc)
+        survivors = _wait_gone(list(self.seen.values()), 10)
+        if survivors:
+            pids = sorted(p.pid for p in survivors)
+            problem = problem or f"`{self.label} kill` left pids {pids} running; killed them"
+            for proc in survivors:
+                _kill(proc)
+            _wait_gone(survivors, 5)
+        self.seen.clear()
+        if self.home is not None:
+            shutil.rmtree(self.home, ignore_errors=True)
+            self.home = None
+        return problem
+
+    def version(self) -> str:
+        raise NotImplementedError
+
+
+class Corral(Tool):
+    label = "corral"
+    home_var = "CORRAL_HOME"
+    pid_name = "corral.pid"
+
+    def __init__(self, root: Path, token: str, python: str) -> None:
+        super().__init__([python, "-m", "corral"], root, token, python)
+
+    def start_script(self, script: Path, name: str) -> None:
+        # a .py script runs under the daemon's own Python, which is `python`
+        self.run("start", str(script), "--name", name)
+
+    def version(self) -> str:
+        done = subprocess.run([*self.argv, "--version"], capture_output=True, text=True)
+        if done.returncode != 0:
+            return f"unavailable ({_tail(done.stderr, 1)})"
+        return done.stdout.split()[-1]  # "corral, version 0.1.0"
+
+
+class PM2(Tool):
+    label = "pm2"
+    home_var = "PM2_HOME"
+    pid_name = "pm2.pid"
+
+    def __init__(self, prefix: Path, root: Path, token: str, python: str) -> None:
+        self.prefix = prefix
+        super().__init__([str(prefix / "node_modules" / ".bin" / "pm2")], root, token, python)
+
+    def start_script(self, script: Path, name: str) -> None:
+        args = ["start", str(script), "--name", name]
+        if script.suffix == ".py":
+            args += ["--interpreter", self.python]
+        self.run(*args)
+
+    def version(self) -> str:
+        package = self.prefix / "node_modules" / "pm2" / "package.json"
+        return json.loads(package.read_text())["version"]
+
+
+def install_pm2(prefix: Path, spec: str = "pm2@7") -> Path:
+    """``npm install --prefix <prefix> pm2@7`` unless PM2 is there already."""
+    if (prefix / "node_modules" / ".bin" / "pm2").exists():
+        return prefix
+    npm = shutil.which("npm")
+    if npm is None:
+        raise BenchError("npm is not on PATH: install node and npm to compare with PM2")
+    prefix.mkdir(parents=True, exist_ok=True)
+    argv = [npm, "install", "--prefix", str(prefix), "--no-audit", "--no-fund", spec]
+    print(f"installing PM2: {_show(argv)}", file=sys.stderr)
+    done = subprocess.run(argv, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise BenchError(f"`{_show(argv)}` exited {done.returncode}: {_tail(done.stderr)}")
+    return prefix
+
+
+def sweep(token: str) -> list[int]:
+    """Kill any process still carrying this run's token (a daemon that died uncleanly)."""
+    found = []
+    for proc in psutil.process_iter():
+        if proc.pid == os.getpid():
+            continue
+        try:
+            if proc.uids().real == os.getuid() and _carries(proc, token):
+                if proc.status() != psutil.STATUS_ZOMBIE:
+                    found.append(proc)
+        except psutil.Error:
+            continue
+    for proc in found:
+        _kill(proc)
+    _wait_gone(found, 5)
+    return [p.pid for p in found]
+
+
+def alive(proc: psutil.Process) -> bool:
+    """Running and not a zombie (our daemons are reparented to an init that may not reap)."""
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def _carries(proc: psutil.Process, token: str) -> bool:
+    try:
+        return proc.environ().get(TOKEN_VAR) == token
+    except psutil.Error:
+        return False
+
+
+def _tree(proc: psutil.Process) -> list[psutil.Process]:
+    try:
+        return [proc, *proc.children(recursive=True)]
+    except psutil.Error:
+        return [proc]
+
+
+def _kill(proc: psutil.Process) -> None:
+    try:
+        proc.send_signal(signal.SIGKILL)  # psutil refuses if the pid was reused
+    except psutil.Error:
+        pass
+
+
+def _wait_gone(procs: list[psutil.Process], timeout: float) -> list[psutil.Process]:
+    deadline = time.monotonic() + timeout
+    left = [p for p in procs if alive(p)]
+    while left and time.monotonic() < deadline:
+        time.sleep(0.02)
+        left = [p for p in left if alive(p)]
+    return left
+
+
+def _show(argv: list[str]) -> str:
+    return " ".join(argv)
+
+
+def _tail(text: str, lines: int = 5) -> str:
+    return " | ".join(line.strip() for line in text.strip().splitlines()[-lines:])
