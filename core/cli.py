@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from .client import Client
 
 FAST_COMMANDS = ("jlist", "ping")
+# commands often run with no daemon up (a first start, a resurrect at boot)
+EARLY_DAEMON_COMMANDS = ("start", "resurrect")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -33,6 +35,10 @@ def main(argv: list[str] | None = None) -> None:
         if len(args) == 1 and args[0] in FAST_COMMANDS:
             _run_fast(args[0])
             return
+        if args and args[0] in EARLY_DAEMON_COMMANDS and not {"-h", "--help"} & set(args):
+            from .client import start_daemon_early
+
+            start_daemon_early()  # it boots while click and rich load here
         build_cli().main(args, prog_name="corral")
 
 

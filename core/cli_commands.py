@@ -143,14 +143,19 @@ def _make_flag(decls: tuple[str, ...], param: str, kind: str, option: Any) -> An
     return click.Option([*decls, param], metavar=metavar, help=help_text)
 
 
-def _start_params() -> tuple[list[Any], dict[str, tuple[str, str]]]:
+def _start_params(with_plugins: bool) -> tuple[list[Any], dict[str, tuple[str, str]]]:
     """Flags for the core options in START_FLAGS, then one per loaded plugin's option.
 
     Returns the click parameters and, per parameter, (option name, kind).
     """
-    from .hooks import load_plugins
+    if with_plugins:
+        from .hooks import load_plugins
 
-    declared = load_plugins().app_options()
+        declared = load_plugins().app_options()
+    else:
+        from .options import CORE_OPTIONS
+
+        declared = list(CORE_OPTIONS)
     by_key = {}
     for option in declared:
         for key in (option.name, *option.aliases):
@@ -203,15 +208,43 @@ class CorralGroup(click.Group):
 
 
 class StartCommand(click.Command):
-    """`corral start`, whose option flags are built on first use."""
+    """`corral start`, whose option flags are built on first use.
+
+    Plugins are loaded (an entry-point scan) only when the command line has a
+    flag the core does not know, or asks for help: a plain start stays fast.
+    """
 
     kinds: dict[str, tuple[str, str]] | None = None
 
-    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+    def _build(self, with_plugins: bool) -> None:
         if self.kinds is None:
-            params, self.kinds = _start_params()
+            params, self.kinds = _start_params(with_plugins)
             self.params = params + self.params
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        self._build(with_plugins=_needs_plugin_flags(args))
+        return super().parse_args(ctx, args)
+
+    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+        self._build(with_plugins=True)
         return super().get_params(ctx)
+
+
+def _needs_plugin_flags(args: list[str]) -> bool:
+    """Whether ``args`` (before ``--``) hold a flag that no core option of start declares."""
+    known = {"--env", "--opt", "-h", "--help"}
+    known.update(decl for _, decls, _ in START_FLAGS for decl in decls)
+    known.update(
+        "--no-" + d[2:] for _, decls, _ in START_FLAGS for d in decls if d.startswith("--")
+    )
+    for arg in args:
+        if arg == "--":
+            return False
+        if arg in ("-h", "--help"):
+            return True
+        if arg.startswith("-") and arg.split("=", 1)[0] not in known:
+            return True
+    return False
 
 
 def build_cli() -> click.Group:

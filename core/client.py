@@ -325,6 +325,26 @@ def ensure_daemon(root: Path, plugins: list[str] | None = None, timeout: float =
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+def start_daemon_early(home: str | os.PathLike | None = None) -> None:
+    """Start the daemon on a thread if none runs, so it boots while the caller goes on.
+
+    The next ``connect()`` finds it up, or waits on the lock until it is; an error
+    here is left for that ``connect()`` to meet again and report.
+    """
+    try:
+        root = paths.ensure_home(Path(home) if home else None)
+    except CorralError:
+        return
+    if pid_alive(read_daemon_pid(root)):
+        return
+
+    def boot() -> None:
+        with contextlib.suppress(CorralError, OSError):
+            ensure_daemon(root)
+
+    threading.Thread(target=boot, name="corral-daemon-boot", daemon=True).start()
+
+
 def _spawn_daemon(root: Path, plugins: list[str] | None, timeout: float) -> int:
     env = dict(os.environ, CORRAL_HOME=str(root))
     if plugins is not None:

@@ -18,14 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from .errors import ConfigError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 CONFIG_SUFFIXES = (".json", ".yaml", ".yml", ".toml", ".js", ".cjs", ".mjs")
 _JS_SUFFIXES = (".js", ".cjs", ".mjs")
@@ -142,6 +135,8 @@ def _parse_json(path: Path, text: str) -> Any:
 
 
 def _parse_yaml(path: Path, text: str) -> Any:
+    import yaml  # only when a YAML file is read: the CLI's start stays light
+
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -152,6 +147,11 @@ def _parse_yaml(path: Path, text: str) -> Any:
 
 
 def _parse_toml(path: Path, text: str) -> Any:
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
