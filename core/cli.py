@@ -71,11 +71,15 @@ def _run_fast(command: str) -> None:
 
 
 def print_jlist(client: Client, *, indent: int | None = None) -> None:
+    if indent is None:
+        # the daemon's JSON goes out as it came: no decoding, no copies
+        sys.stdout.buffer.write(client.jlist_json() + b"\n")
+        sys.stdout.flush()
+        return
     import json
 
-    processes = client.call("list")  # the raw entries: to_dict() would copy each one
-    separators = (",", ":") if indent is None else (",", ": ")
-    sys.stdout.write(json.dumps(processes, indent=indent, separators=separators) + "\n")
+    processes = json.loads(client.jlist_json())
+    sys.stdout.write(json.dumps(processes, indent=indent) + "\n")
 
 
 def print_ping(client: Client) -> None:

@@ -200,6 +200,10 @@ class Client(_Calls):
         assert request is not None
         return _started(self._transport.call("start", request))
 
+    def jlist_json(self) -> bytes:
+        """Every process as ``pm2 jlist`` prints it: a JSON array, as the daemon encoded it."""
+        return self._transport.call_raw("list")
+
     def kill_daemon(self) -> None:
         """Stop every app and the daemon; waits until the daemon has exited."""
         self._transport.call("kill_daemon", {})

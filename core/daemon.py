@@ -287,6 +287,8 @@ class Daemon:
         proc = ManagedProcess(**fields)
         proc.log_paths = log_paths(self.home, proc.name, proc.pm_id, proc.options)
         proc.pid_path = pid_path(self.home, proc.name, proc.pm_id, proc.options)
+        with contextlib.suppress(OSError):
+            proc.pid_path.parent.mkdir(parents=True, exist_ok=True)
         for key in ("out", "err", "combined"):
             path = proc.log_paths.get(key)
             if path is not None and all(f.path != path for f in proc.log_files):
@@ -368,7 +370,6 @@ class Daemon:
         if proc.pid_path is None:
             return
         try:
-            proc.pid_path.parent.mkdir(parents=True, exist_ok=True)
             proc.pid_path.write_text(str(proc.pid))
         except OSError as exc:
             self.log.error("cannot write the pid file", path=str(proc.pid_path), error=str(exc))

@@ -54,6 +54,18 @@ def request_command(request: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     return cmd, args
 
 
+def _reply_id(data: bytes) -> Any:
+    """The id of an encoded reply: read from its head when it has ours, else by decoding."""
+    if data.startswith(b'{"id":'):
+        end = data.find(b",", 6)
+        if end > 6 and data[6:end].isdigit():
+            return int(data[6:end])
+    try:
+        return json.loads(data).get("id")
+    except (ValueError, AttributeError):
+        return None
+
+
 def reply_result(reply: dict[str, Any]) -> Any:
     if reply.get("ok"):
         return reply.get("result")
@@ -86,6 +98,24 @@ class SyncTransport:
     def call(
         self, cmd: str, args: dict[str, Any] | None = None, timeout: float | None = None
     ) -> Any:
+        return reply_result(json.loads(self._exchange(cmd, args, timeout)[1]))
+
+    def call_raw(self, cmd: str, args: dict[str, Any] | None = None) -> bytes:
+        """The result of ``cmd`` as the daemon encoded it: JSON bytes, never decoded here.
+
+        ``corral jlist`` prints it as is, which saves decoding and re-encoding
+        a large list. An error reply raises as ``call`` does.
+        """
+        request_id, data = self._exchange(cmd, args, None)
+        prefix = b'{"id":%d,"ok":true,"result":' % request_id
+        if data.startswith(prefix) and data.endswith(b"}"):
+            return data[len(prefix) : -1]
+        return encode(reply_result(json.loads(data)))
+
+    def _exchange(
+        self, cmd: str, args: dict[str, Any] | None, timeout: float | None
+    ) -> tuple[int, bytes]:
+        """Send one request; ``(id, reply bytes)`` once its reply comes."""
         sock = self._socket()
         request_id = next(self._ids)
         sock.send(encode({"id": request_id, "cmd": cmd, "args": args or {}}))
@@ -93,9 +123,9 @@ class SyncTransport:
         while True:
             wait = 1.0 if deadline is None else max(0.0, min(1.0, deadline - time.monotonic()))
             if sock.poll(int(wait * 1000)):
-                reply = json.loads(sock.recv())
-                if reply.get("id") == request_id:
-                    return reply_result(reply)
+                data = sock.recv()
+                if _reply_id(data) == request_id:
+                    return request_id, data
                 continue  # a late answer to an abandoned call
             if deadline is not None and time.monotonic() >= deadline:
                 self._reset_socket()

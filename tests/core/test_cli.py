@@ -105,9 +105,8 @@ class FakeClient:
     def list(self):
         return self._record("list")
 
-    def call(self, cmd, **args):
-        assert cmd == "list"
-        return [info.to_dict() for info in self._record("list")]
+    def jlist_json(self):
+        return json.dumps([info.to_dict() for info in self._record("list")]).encode()
 
     def describe(self, target):
         return self._record("describe", target)
