@@ -12,50 +12,19 @@ import inspect
 import os
 import signal as signals
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import __version__, lifecycle, paths
+from .apps import PreparedApp, prepare_app
 from .errors import NotFoundError, OptionError, ProtocolError, StateError
-from .lifecycle import ProcessState
 from .process import ManagedProcess
 from .spawn import (
-    check_executable,
-    filter_environment,
     merge_env,
-    resolve_interpreter,
-    resolve_script,
 )
 from .state import load_dump, save_dump
 
 if TYPE_CHECKING:
     from .daemon import Daemon
-
-
-@dataclass
-class PreparedApp:
-    """A validated app, ready to become ``count`` processes."""
-
-    name: str
-    options: dict[str, Any]
-    env: dict[str, str]
-    script: str
-    interpreter: str
-    is_command: bool
-    count: int
-    warnings: list[str] = field(default_factory=list)
-
-
-def instance_count(value: Any) -> int:
-    """PM2's rule: 0 (or 'max') = CPU count, negative n = CPU count + n, at least 1."""
-    count = int(value if value is not None else 1)
-    cpus = os.cpu_count() or 1
-    if count == 0:
-        count = cpus
-    elif count < 0:
-        count = cpus + count
-    return max(count, 1)
 
 
 def parse_signal(value: Any) -> int:
@@ -173,31 +142,7 @@ class Commands:
     def prepare(
         self, raw: dict[str, Any], cwd: str, env: dict[str, str], env_name: str | None
     ) -> PreparedApp:
-        if not isinstance(raw, dict):
-            raise OptionError(f"an app must be an object of options, got {type(raw).__name__}")
-        options, warnings = self.daemon.schema.normalize(raw)
-        app_cwd = Path(options.get("cwd") or cwd).expanduser()
-        if not app_cwd.is_absolute():
-            app_cwd = Path(cwd) / app_cwd
-        if not app_cwd.is_dir():
-            raise OptionError(f"cwd {str(app_cwd)!r} is not a directory", field="cwd")
-        options["cwd"] = str(app_cwd)
-        script, is_command = resolve_script(str(options["script"]), str(app_cwd))
-        interpreter = resolve_interpreter(script, options.get("exec_interpreter"), is_command)
-        check_executable(script, interpreter)
-        self.daemon.check_date_format(options.get("log_date_format"))
-        if (options.get("uid") is not None or options.get("gid") is not None) and os.geteuid() != 0:
-            raise OptionError("uid/gid need the daemon to run as root", field="uid")
-        name = options.get("name") or (script if is_command else Path(script).stem)
-        options["name"] = name
-        count = instance_count(options.get("instances"))
-        if options.get("merge_logs") is None:
-            options["merge_logs"] = count == 1
-        layers = [options.get("env")]
-        if env_name:
-            layers.append(options.get(f"env_{env_name}"))
-        app_env = merge_env(filter_environment(env, options.get("filter_env")), *layers)
-        return PreparedApp(name, options, app_env, script, interpreter, is_command, count, warnings)
+        return prepare_app(self.daemon.schema, raw, cwd, env, env_name)
 
     def create(self, app: PreparedApp, instance: int, pm_id: int | None = None) -> ManagedProcess:
         return self.daemon.new_process(
@@ -486,4 +431,4 @@ def _now() -> int:
     return int(time.time() * 1000)
 
 
-__all__ = ["Commands", "PreparedApp", "ProcessState", "instance_count", "parse_signal"]
+__all__ = ["Commands", "parse_signal"]

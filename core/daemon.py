@@ -21,75 +21,28 @@ import time
 from pathlib import Path
 from typing import Any
 
-import structlog
 import zmq.asyncio
 
 from . import __version__, lifecycle, paths
-from .datefmt import date_formatter
+from .daemonlog import DaemonLog, StructlogHandler
 from .errors import ScriptError
 from .events import ProcessEvent
 from .hooks import PluginManager, load_plugins
+from .kill import exit_words, is_corral, kill_orphan, reap_leftovers, signal_tree
 from .lifecycle import Event, ProcessState
-from .logs import LineWriter, LogFiles, log_paths, pid_path
+from .logs import LogFiles, log_paths, pid_path
 from .monitor import TreeSampler, start_time
 from .options import OptionSchema
+from .output import OutputPipes
 from .process import ManagedProcess
 from .rpc import pid_alive
 from .rpc_async import RPCServer
 from .spawn import SpawnSpec, build_argv, split_args
 from .state import load_state, save_state
 
-READ_SIZE = 65536
-
 
 def now_ms() -> int:
     return int(time.time() * 1000)
-
-
-class _StructlogHandler(logging.Handler):
-    """Routes stdlib logging (plugins, hooks) into the daemon's JSON log."""
-
-    def __init__(self, logger: Any) -> None:
-        super().__init__(logging.INFO)
-        self.logger = logger
-
-    def emit(self, record: logging.LogRecord) -> None:
-        level = record.levelname.lower()
-        getattr(self.logger, level if level in ("info", "warning", "error") else "info")(
-            record.getMessage(), logger=record.name
-        )
-
-
-class DaemonLog:
-    """``corral.log``: structlog JSON lines on a file that ``reload_logs`` can reopen."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
-        self.file = open(path, "a", buffering=1)
-        self.logger = structlog.wrap_logger(
-            structlog.WriteLogger(self),
-            processors=[
-                structlog.processors.add_log_level,
-                structlog.processors.TimeStamper(fmt="iso", utc=False),
-                structlog.processors.JSONRenderer(),
-            ],
-        )
-
-    def write(self, text: str) -> None:
-        with contextlib.suppress(OSError):
-            self.file.write(text)
-
-    def flush(self) -> None:
-        with contextlib.suppress(OSError):
-            self.file.flush()
-
-    def reopen(self) -> None:
-        old, self.file = self.file, open(self.path, "a", buffering=1)
-        old.close()
-
-    def close(self) -> None:
-        self.file.close()
 
 
 class Daemon:
@@ -118,12 +71,12 @@ class Daemon:
         self._stopped = asyncio.Event()
         self.recovered = asyncio.Event()  # set once a dead daemon's apps are back
         self._state_scheduled = False
-        self._has_log_hooks = bool(self.manager.pm.hook.corral_log_chunk.get_hookimpls())
+        self.output = OutputPipes(self.manager)
         self._has_event_hooks = bool(self.manager.pm.hook.corral_process_event.get_hookimpls())
         self.event_listeners: list[Any] = []  # callables(ProcessEvent), for in-process users
         self.log_file = DaemonLog(paths.log_file(self.home))
         self.log = self.log_file.logger
-        self._log_handler = _StructlogHandler(self.log)
+        self._log_handler = StructlogHandler(self.log)
         logging.getLogger("corral").addHandler(self._log_handler)
         logging.getLogger("corral").setLevel(logging.INFO)
         self.manager.on_error.append(self._plugin_failed)
@@ -263,7 +216,7 @@ class Daemon:
         if not state or not state["apps"]:
             return
         old_pid = state.get("daemon_pid")
-        if old_pid != os.getpid() and pid_alive(old_pid) and _is_corral(old_pid):
+        if old_pid != os.getpid() and pid_alive(old_pid) and is_corral(old_pid):
             return  # another daemon owns this home (it holds the socket); never fight it
         orphans = [
             (
@@ -274,7 +227,7 @@ class Daemon:
             for entry in state["apps"]
         ]
         await asyncio.gather(
-            *(_kill_orphan(pid, started, timeout) for pid, started, timeout in orphans)
+            *(kill_orphan(pid, started, timeout) for pid, started, timeout in orphans)
         )
         self.log.info(
             "recovering apps of a daemon that died", count=len(state["apps"]), pid=old_pid
@@ -359,8 +312,8 @@ class Daemon:
         proc.history = lifecycle.on_spawn(proc.history, now_ms(), is_restart=is_restart)
         assert self.loop is not None
         proc.exited = self.loop.create_future()
-        self._watch_output(proc, out_r, "out")
-        self._watch_output(proc, err_r, "err")
+        self.output.watch(proc, out_r, "out")
+        self.output.watch(proc, err_r, "err")
         self._watch_exit(proc, popen)
         self._write_pid_file(proc)
         self.change_state(proc, Event.READY, emit="online")
@@ -378,59 +331,6 @@ class Daemon:
         if proc.pid_path is not None:
             with contextlib.suppress(OSError):
                 proc.pid_path.unlink()
-
-    # -- output ------------------------------------------------------------
-
-    def _watch_output(self, proc: ManagedProcess, fd: int, stream: str) -> None:
-        os.set_blocking(fd, False)
-        key = "out" if stream == "out" else "err"
-        targets = [
-            f
-            for f in proc.log_files
-            if f.path in (proc.log_paths.get(key), proc.log_paths.get("combined"))
-        ]
-        options = proc.options
-        date_format = options.get("log_date_format") or (
-            "YYYY-MM-DDTHH:mm:ss" if options.get("time") else None
-        )
-        json_fields = None
-        if options.get("log_type") == "json":
-            json_fields = {"type": stream, "process_id": proc.pm_id, "app_name": proc.name}
-        writer = LineWriter(targets, date_format=date_format, json_fields=json_fields)
-        proc.writers[fd] = (stream, writer)
-        assert self.loop is not None
-        self.loop.add_reader(fd, self._on_output, proc, fd, stream, writer)
-
-    def _on_output(self, proc: ManagedProcess, fd: int, stream: str, writer: LineWriter) -> None:
-        for _ in range(16):  # bounded, so one chatty app cannot starve the loop
-            try:
-                data = os.read(fd, READ_SIZE)
-            except BlockingIOError:
-                return
-            except OSError:
-                data = b""
-            if not data:
-                self._close_output(proc, fd, stream, writer)
-                return
-            written = writer.feed(data)
-            if written and self._has_log_hooks:
-                self.manager.call("corral_log_chunk", app=proc, stream=stream, data=written)
-            if len(data) < READ_SIZE:
-                return
-
-    def _drain_output(self, proc: ManagedProcess) -> None:
-        """Read what the child left in its pipes before its exit is handled."""
-        for fd, (stream, writer) in list(proc.writers.items()):
-            self._on_output(proc, fd, stream, writer)
-
-    def _close_output(self, proc: ManagedProcess, fd: int, stream: str, writer: LineWriter) -> None:
-        assert self.loop is not None
-        self.loop.remove_reader(fd)
-        os.close(fd)
-        proc.writers.pop(fd, None)
-        rest = writer.close()
-        if rest and self._has_log_hooks:
-            self.manager.call("corral_log_chunk", app=proc, stream=stream, data=rest)
 
     # -- exits -------------------------------------------------------------
 
@@ -460,7 +360,7 @@ class Daemon:
     def _handle_exit(self, proc: ManagedProcess, popen: subprocess.Popen, code: int) -> None:
         if proc.popen is not popen:
             return
-        self._drain_output(proc)
+        self.output.drain(proc)
         proc.popen = None
         proc.pid = None
         proc.exit_code = code
@@ -475,7 +375,7 @@ class Daemon:
             proc.state, policy, history, code if code >= 0 else None, now
         )
         proc.history = decision.history
-        why = _exit_words(code)
+        why = exit_words(code)
         self.log.info(
             "exited",
             name=proc.name,
@@ -528,7 +428,7 @@ class Daemon:
         tree = self.sampler.descendants(pid) if treekill else []
         self.change_state(proc, Event.STOP, emit="stop" if manually else None, manually=manually)
         timeout = int(proc.options.get("kill_timeout") or 1600) / 1000
-        _signal_tree(pid, tree, signal.SIGINT, group=treekill)
+        signal_tree(pid, tree, signal.SIGINT, group=treekill)
         assert proc.exited is not None
         exited = proc.exited
         done, _ = await asyncio.wait({exited}, timeout=timeout)
@@ -536,14 +436,14 @@ class Daemon:
             self.log.warning(
                 "kill timeout, sending SIGKILL", name=proc.name, pm_id=proc.pm_id, pid=pid
             )
-            _signal_tree(pid, tree, signal.SIGKILL, group=treekill)
+            signal_tree(pid, tree, signal.SIGKILL, group=treekill)
             done, _ = await asyncio.wait({exited}, timeout=timeout)
             if not done:
                 reason = f"pid {pid} survived SIGKILL"
                 self.change_state(proc, Event.KILL_FAILED, emit="errored", reason=reason)
                 return
         if treekill:
-            await _reap_leftovers(pid, tree, timeout)
+            await reap_leftovers(pid, tree, timeout)
 
     # -- logs --------------------------------------------------------------
 
@@ -552,10 +452,6 @@ class Daemon:
         self.log_file.reopen()
         self.log.info("reopened logs", count=len(reopened))
         return reopened
-
-    def check_date_format(self, fmt: str | None) -> None:
-        if fmt:
-            date_formatter(fmt)
 
 
 def lifecycle_history_dict(history: lifecycle.RestartHistory) -> dict[str, Any]:
@@ -566,68 +462,6 @@ def lifecycle_history_dict(history: lifecycle.RestartHistory) -> dict[str, Any]:
         "unstable_restarts": history.unstable_restarts,
         "prev_restart_delay": history.prev_restart_delay,
     }
-
-
-def _exit_words(code: int) -> str:
-    if code < 0:
-        try:
-            return f"killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return f"killed by signal {-code}"
-    return f"exit code {code}"
-
-
-def _signal_tree(pid: int, tree: list[int], sig: int, *, group: bool) -> None:
-    if group:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, sig)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.kill(pid, sig)
-    for child in tree:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(child, sig)
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except (ProcessLookupError, PermissionError):
-        return False
-    return True
-
-
-async def _reap_leftovers(pid: int, tree: list[int], timeout: float) -> None:
-    """Give grandchildren the same grace as the main process, then SIGKILL them."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not _group_alive(pid) and not any(pid_alive(p) for p in tree):
-            return
-        await asyncio.sleep(0.02)
-    _signal_tree(pid, [p for p in tree if pid_alive(p)], signal.SIGKILL, group=True)
-
-
-def _is_corral(pid: int) -> bool:
-    import psutil
-
-    try:
-        cmdline = " ".join(psutil.Process(pid).cmdline())
-    except psutil.Error:
-        return False
-    return "corral" in cmdline
-
-
-async def _kill_orphan(pid: int | None, started: float | None, kill_timeout: Any) -> None:
-    """Stop a child left by a dead daemon, if that pid is still the same process."""
-    if not pid or started is None or start_time(pid) != started:
-        return
-    timeout = int(kill_timeout or 1600) / 1000
-    _signal_tree(pid, [], signal.SIGINT, group=True)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not _group_alive(pid):
-            return
-        await asyncio.sleep(0.02)
-    _signal_tree(pid, [], signal.SIGKILL, group=True)
 
 
 def main() -> None:
