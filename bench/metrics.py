@@ -3,6 +3,7 @@
 A group function takes a :class:`~tools.Tool` and returns the figures of one run
 (``{row name: value}``) and the raw details kept in the JSON output. It starts
 from a fresh home and leaves no process behind, whether it succeeds or raises.
+The fleet group (100 apps on one daemon) lives in :mod:`fleet`.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ APPS = Path(__file__).resolve().parent / "apps"
 FLEET = 100
 MIB = 1024 * 1024
 LINE_BYTES = 100
+SLEEP_BIN = "/bin/sleep"
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,15 @@ ROWS = (
         "note: PM2 with a node app (ratio is corral's Python app over it)",
         pm2_only=True,
     ),
-    Row("start_100", "start_100", "s", 0.5, "100 apps from one ecosystem file -> all online"),
+    Row("start_100", "start_100", "s", 0.5, "100 Python apps (one ecosystem file) -> all online"),
+    Row(
+        "daemon_cpu_start_100",
+        "start_100",
+        "CPU ms",
+        None,
+        "CPU time of the daemon process during start_100",
+    ),
+    Row("start_100_bin", "start_100_bin", "s", 0.5, "100 `/bin/sleep 3600` apps -> all online"),
     Row(
         "restart_after_sigkill",
         "restart_after_sigkill",
@@ -117,6 +127,12 @@ def prepare(settings: Settings, wanted: set[str]) -> None:
     python, sleep = settings.python, str(APPS / "sleep.py")
     fleet = [{"name": f"app-{i:03d}", "script": sleep, "interpreter": python} for i in range(FLEET)]
     write_ecosystem(settings.root / "fleet.json", fleet)
+    # the same fleet without 100 interpreters to boot: closer to the manager's own cost
+    binaries = [
+        {"name": f"bin-{i:03d}", "script": SLEEP_BIN, "args": ["3600"], "interpreter": "none"}
+        for i in range(FLEET)
+    ]
+    write_ecosystem(settings.root / "fleet-bin.json", binaries)
     # every kill is an "unstable" restart (< min_uptime): lift max_restarts for both tools
     one = {"name": "victim", "script": sleep, "interpreter": python, "max_restarts": 100_000}
     write_ecosystem(settings.root / "restart.json", [one])
@@ -168,46 +184,11 @@ def require_daemon(tool: Tool) -> psutil.Process:
     return daemon
 
 
-def helpers_of(daemon: psutil.Process, app_pids: set[int]) -> list[psutil.Process]:
-    """The daemon's own descendants that are no app and no app's child (none, usually)."""
-    inside = set(app_pids)
-    for pid in app_pids:
-        try:
-            inside.update(c.pid for c in psutil.Process(pid).children(recursive=True))
-        except psutil.Error:
-            continue
-    return [c for c in daemon.children(recursive=True) if c.pid not in inside]
-
-
-def memory(procs: list[psutil.Process]) -> tuple[float, float]:
-    """RSS and USS in MiB, summed."""
-    infos = [p.memory_full_info() for p in procs]
-    return sum(i.rss for i in infos) / MIB, sum(i.uss for i in infos) / MIB
-
-
-def cpu_seconds(procs: list[psutil.Process]) -> tuple[float, float]:
-    """CPU time used so far: per-thread schedstat (ns), and psutil's cpu_times (clock ticks).
-
-    A daemon idle for 10 s uses a few ms, below the 10 ms tick of cpu_times, so
-    the table uses schedstat where Linux has it; cpu_times is kept in the JSON.
-    """
-    ticks = sum(t.user + t.system for t in (p.cpu_times() for p in procs))
-    try:
-        precise = sum(_schedstat_seconds(p.pid) for p in procs)
-    except OSError:
-        precise = ticks
-    return precise, ticks
-
-
-def _schedstat_seconds(pid: int) -> float:
-    total = 0
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
-                total += int(f.read().split()[0])
-        except (FileNotFoundError, ProcessLookupError):
-            continue  # a thread that just ended
-    return total / 1e9
+def shutdown(tool: Tool) -> None:
+    """Stop the tool's daemon and apps; a problem is a warning, not a failed run."""
+    problem = tool.shutdown()
+    if problem:
+        print(f"  warning: {problem}", file=sys.stderr, flush=True)
 
 
 # -- the groups -----------------------------------------------------------------
@@ -231,7 +212,7 @@ def _cold_once(tool: Tool, script: Path) -> tuple[float, float]:
         wait_online(tool, 1)
         return perf_counter() - t0, cli
     finally:
-        _shutdown(tool)
+        shutdown(tool)
 
 
 def restart_after_sigkill(tool: Tool, settings: Settings, wanted: set[str]) -> Result:
@@ -256,7 +237,7 @@ def restart_after_sigkill(tool: Tool, settings: Settings, wanted: set[str]) -> R
             )
         return {"restart_after_sigkill": statistics.median(samples)}, {"kills_ms": samples}
     finally:
-        _shutdown(tool)
+        shutdown(tool)
 
 
 def _new_child(
@@ -317,51 +298,6 @@ def _wait_pid_online(tool: Tool, pid: int) -> None:
     tool.track([pid])
 
 
-def fleet(tool: Tool, settings: Settings, wanted: set[str]) -> Result:
-    """One daemon, 100 apps: start time, memory, idle CPU and jlist time."""
-    values: dict[str, float] = {}
-    raw: dict[str, Any] = {}
-    tool.new_home()
-    try:
-        tool.ping()
-        daemon = require_daemon(tool)
-        time.sleep(settings.settle_seconds)  # let the fresh daemon go idle
-        if "daemon_rss_100" in wanted:
-            values["daemon_rss_0"], values["daemon_uss_0"] = memory([daemon])
-        t0 = perf_counter()
-        tool.start_file(settings.root / "fleet.json")
-        processes = wait_online(tool, FLEET, timeout=180)
-        values["start_100"] = perf_counter() - t0
-        time.sleep(settings.settle_seconds)
-        own = [daemon, *helpers_of(daemon, {p["pid"] for p in processes})]
-        raw["daemon_processes"] = len(own)
-        if "daemon_rss_100" in wanted:
-            values["daemon_rss_100"], values["daemon_uss_100"] = memory(own)
-        if "idle_cpu_100" in wanted:
-            before = cpu_seconds(own)
-            time.sleep(settings.idle_seconds)
-            after = cpu_seconds(own)
-            values["idle_cpu_100"] = (after[0] - before[0]) * 1000
-            raw["idle_cpu_times_ms"] = (after[1] - before[1]) * 1000
-            raw["idle_window_s"] = settings.idle_seconds
-        if "jlist_100" in wanted:
-            calls = [_timed_jlist(tool) for _ in range(3)]
-            values["jlist_100"] = statistics.median(calls) * 1000
-            raw["jlist_calls_ms"] = [c * 1000 for c in calls]
-        return values, raw
-    finally:
-        _shutdown(tool)
-
-
-def _timed_jlist(tool: Tool) -> float:
-    t0 = perf_counter()
-    processes = tool.jlist()
-    spent = perf_counter() - t0
-    if len(online(processes)) != FLEET:
-        raise BenchError(f"{tool.label} jlist: {len(online(processes))} apps online, not {FLEET}")
-    return spent
-
-
 def log_throughput(tool: Tool, settings: Settings, wanted: set[str]) -> Result:
     """Start an app copying N lines to stdout; time until the out log holds the last one."""
     home = tool.new_home()
@@ -382,7 +318,7 @@ def log_throughput(tool: Tool, settings: Settings, wanted: set[str]) -> Result:
         check = check_log(path, settings.data_file, settings.lines)
         return {"log_throughput": spent}, {"log_check": check}
     finally:
-        _shutdown(tool)
+        shutdown(tool)
 
 
 def _wait_log(path: Path, size: int, last: bytes, timeout: float) -> None:
@@ -429,23 +365,11 @@ def check_log(path: Path, data: Path, count: int) -> dict[str, int]:
     }
 
 
-def _shutdown(tool: Tool) -> None:
-    problem = tool.shutdown()
-    if problem:
-        print(f"  warning: {problem}", file=sys.stderr, flush=True)
-
-
-GROUPS: dict[str, Callable[[Tool, Settings, set[str]], Result]] = {
-    "cold_start": cold_start,
-    "restart_after_sigkill": restart_after_sigkill,
-    "fleet": fleet,
-    "log_throughput": log_throughput,
-}
-
 GROUP_OF = {
     "cold_start": "cold_start",
     "restart_after_sigkill": "restart_after_sigkill",
     "start_100": "fleet",
+    "start_100_bin": "fleet",
     "jlist_100": "fleet",
     "daemon_rss_100": "fleet",
     "idle_cpu_100": "fleet",

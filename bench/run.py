@@ -22,14 +22,33 @@ import subprocess
 import sys
 import tempfile
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from metrics import GROUP_OF, GROUPS, METRICS, ROWS, Row, Settings, prepare
+from fleet import fleet
+from metrics import (
+    GROUP_OF,
+    METRICS,
+    ROWS,
+    Result,
+    Row,
+    Settings,
+    cold_start,
+    log_throughput,
+    prepare,
+    restart_after_sigkill,
+)
 from tools import PM2, BenchError, Corral, Tool, install_pm2, sweep
 
 TOOLS = ("corral", "pm2")
+GROUPS: dict[str, Callable[[Tool, Settings, set[str]], Result]] = {
+    "cold_start": cold_start,
+    "restart_after_sigkill": restart_after_sigkill,
+    "fleet": fleet,
+    "log_throughput": log_throughput,
+}
 
 
 @dataclass
@@ -274,13 +293,19 @@ def _notes(rows: list[Row], results: Results, idle: float) -> list[str]:
                 f"in order, in {len(checks)}/{len(checks)} runs"
             )
     for key, label in (("cli_s", "Python app"), ("node_cli_s", "node app")):
-        cli = {t: [r[key] for r in results.runs if r["tool"] == t and key in r] for t in TOOLS}
-        if any(cli.values()):
-            figures = ", ".join(f"{t} {statistics.median(v):.3f} s" for t, v in cli.items() if v)
+        if figures := _raw_medians(results, key, "{:.3f} s"):
             notes.append(f"- cold_start, the `start` command alone ({label}, median): {figures}")
+    if cpu := _raw_medians(results, "start_100_bin_daemon_cpu_ms", "{:.0f} CPU ms"):
+        notes.append(f"- start_100_bin, the daemon's CPU time (median): {cpu}")
     if "idle_cpu_100" in wanted:
         notes.append(f"- idle_cpu_100: CPU ms the daemon used in a {idle:g} s idle window")
     return notes
+
+
+def _raw_medians(results: Results, key: str, form: str) -> str:
+    """'corral <median>, pm2 <median>' of a raw figure of the runs, or ''."""
+    found = {t: [r[key] for r in results.runs if r["tool"] == t and key in r] for t in TOOLS}
+    return ", ".join(f"{t} {form.format(statistics.median(v))}" for t, v in found.items() if v)
 
 
 def to_json(meta: dict[str, Any], rows: list[Row], results: Results) -> dict[str, Any]:

@@ -42,6 +42,7 @@ class Tool:
         self.python = python
         self.home: Path | None = None
         self.seen: dict[int, psutil.Process] = {}
+        self.jlists = 0  # jlist calls so far, each one a request the daemon answers
 
     # -- homes and commands ------------------------------------------------
 
@@ -83,6 +84,7 @@ class Tool:
         self.run("ping")
 
     def jlist(self) -> list[dict[str, Any]]:
+        self.jlists += 1
         out = self.run("jlist")
         try:
             processes = json.loads(out[out.index("[") :])
