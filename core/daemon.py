@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -206,7 +207,7 @@ class Daemon:
             pm_id=proc.pm_id,
             pid=proc.pid,
             pid_started=proc.pid_started,
-            history=lifecycle_history_dict(proc.history),
+            history=dataclasses.asdict(proc.history),
         )
         return entry
 
@@ -452,16 +453,6 @@ class Daemon:
         self.log_file.reopen()
         self.log.info("reopened logs", count=len(reopened))
         return reopened
-
-
-def lifecycle_history_dict(history: lifecycle.RestartHistory) -> dict[str, Any]:
-    return {
-        "created_at": history.created_at,
-        "pm_uptime": history.pm_uptime,
-        "restart_time": history.restart_time,
-        "unstable_restarts": history.unstable_restarts,
-        "prev_restart_delay": history.prev_restart_delay,
-    }
 
 
 def main() -> None:

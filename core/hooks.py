@@ -8,7 +8,6 @@ names, empty for none) narrows the entry points when no list is given.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import time
@@ -226,10 +225,3 @@ def load_plugins(plugins: Iterable[str | object] | None = None) -> PluginManager
     manager = PluginManager()
     manager.load(plugins)
     return manager
-
-
-def import_object(path: str) -> Any:
-    """``pkg.module:attr`` or ``pkg.module`` to the object it names."""
-    module_name, _, attr = path.partition(":")
-    obj = importlib.import_module(module_name)
-    return getattr(obj, attr) if attr else obj
