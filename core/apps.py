@@ -13,10 +13,12 @@ from typing import Any
 
 from .datefmt import date_formatter
 from .errors import OptionError
+from .listen import parse_address
 from .options import OptionSchema
 from .spawn import (
     check_executable,
     filter_environment,
+    is_node,
     merge_env,
     resolve_interpreter,
     resolve_script,
@@ -78,8 +80,14 @@ def prepare_app(
     name = options.get("name") or (script if is_command else Path(script).stem)
     options["name"] = name
     count = instance_count(options.get("instances"))
+    if options.get("exec_mode") is None:
+        # PM2: a node app given instances runs in cluster mode
+        given = any(k in raw for k in ("instances", "i"))
+        options["exec_mode"] = "cluster" if given and is_node(interpreter) else "fork"
+    if options.get("listen"):
+        parse_address(options["listen"])  # refuse a bad address before anything starts
     if options.get("merge_logs") is None:
-        options["merge_logs"] = count == 1
+        options["merge_logs"] = count == 1 and options["exec_mode"] == "fork"
     layers = [options.get("env")]
     if env_name:
         layers.append(options.get(f"env_{env_name}"))

@@ -17,12 +17,15 @@ import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import paths
-from .errors import CorralError, DaemonError, NotFoundError
+from .errors import CorralError, DaemonError, NotFoundError, PluginError, ProtocolError
 from .info import ProcessInfo
 from .rpc import SyncTransport, pid_alive
+
+if TYPE_CHECKING:
+    from .bus import Bus
 
 Target = str | int | list
 
@@ -119,14 +122,59 @@ class _Calls:
             args["options"] = options
         return self._send("restart", args, _infos)
 
-    def reload(self, target: Target, *, update_env: bool = False) -> list[ProcessInfo]:
-        args: dict[str, Any] = {"target": _target(target), "update_env": update_env}
+    def reload(
+        self,
+        target: Target,
+        *,
+        update_env: bool = False,
+        parallel: int = 1,
+        options: dict[str, Any] | None = None,
+    ) -> list[ProcessInfo]:
+        """Zero-downtime rolling reload (cluster mode or a shared ``listen`` socket);
+        other apps are restarted, as PM2 does in fork mode. ``options`` changes the
+        app for the new instances (a new version). Raises StateError, with the old
+        instances and options still serving, if a new instance fails to become ready."""
+        return self._reload(target, update_env, parallel, options, graceful=False)
+
+    def graceful_reload(
+        self,
+        target: Target,
+        *,
+        update_env: bool = False,
+        parallel: int = 1,
+        options: dict[str, Any] | None = None,
+    ) -> list[ProcessInfo]:
+        """``reload``, but each old instance first gets the ``"shutdown"`` message,
+        then SIGINT after ``kill_timeout``."""
+        return self._reload(target, update_env, parallel, options, graceful=True)
+
+    def _reload(
+        self,
+        target: Target,
+        update_env: bool,
+        parallel: int,
+        options: dict[str, Any] | None,
+        graceful: bool,
+    ) -> Any:
+        args: dict[str, Any] = {
+            "target": _target(target),
+            "update_env": update_env,
+            "parallel": parallel,
+            "graceful": graceful,
+        }
         if update_env:
             args["env"] = dict(os.environ)
+        if options:
+            args["options"] = options
         return self._send("reload", args, _infos)
 
-    def graceful_reload(self, target: Target, *, update_env: bool = False) -> list[ProcessInfo]:
-        return self.reload(target, update_env=update_env)
+    def scale(self, name: str, count: int | str) -> list[ProcessInfo]:
+        """Run ``count`` instances of ``name``; ``"+2"`` / ``"-1"`` change the count."""
+        return self._send("scale", {"name": name, "count": count}, _infos)
+
+    def send_data_to_process_id(self, pm_id: int, packet: dict[str, Any]) -> dict[str, Any]:
+        """PM2's packet (``topic``, ``data``, ...) to one process's channel."""
+        return self._send("send_data_to_process_id", {"pm_id": pm_id, "packet": packet})
 
     def delete(self, target: Target) -> list[ProcessInfo]:
         return self._send("delete", {"target": _target(target)}, _infos)
@@ -199,6 +247,20 @@ class Client(_Calls):
                 return self.restart(target)
         assert request is not None
         return _started(self._transport.call("start", request))
+
+    def launch_bus(self, topics: list[str] | None = None) -> Bus:
+        """A subscriber to the daemon's events (``process:event``, ``log:out``, ...).
+
+        Needs the ``bus`` plugin in the daemon. ``topics`` narrows what arrives
+        (``"process:*"`` style wildcards); iterate it, or ``bus.on(topic, fn)``.
+        """
+        from .bus import Bus
+
+        try:
+            reply = self._send("bus_address", {})
+        except ProtocolError as exc:
+            raise PluginError(NO_BUS) from exc
+        return Bus(reply["address"], topics)
 
     def jlist_json(self) -> bytes:
         """Every process as ``pm2 jlist`` prints it: a JSON array, as the daemon encoded it."""
@@ -274,6 +336,16 @@ class AsyncClient(_Calls):
         assert request is not None
         return _started(await self._transport.call("start", request))
 
+    async def launch_bus(self, topics: list[str] | None = None) -> Bus:
+        """The asyncio twin of :meth:`Client.launch_bus`; iterate it with ``async for``."""
+        from .bus import Bus
+
+        try:
+            reply = await self._transport.call("bus_address", {})
+        except ProtocolError as exc:
+            raise PluginError(NO_BUS) from exc
+        return Bus(reply["address"], topics)
+
     async def kill_daemon(self) -> None:
         import asyncio
 
@@ -289,6 +361,12 @@ class AsyncClient(_Calls):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.disconnect()
+
+
+NO_BUS = (
+    "launch_bus needs the plugin 'bus', which is not loaded in the daemon: "
+    "install it, or add it to CORRAL_PLUGINS / connect(plugins=[...])"
+)
 
 
 # -- finding or starting the daemon -----------------------------------------

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from . import __version__, lifecycle, paths
 from .apps import PreparedApp, prepare_app
 from .errors import NotFoundError, OptionError, ProtocolError, StateError
+from .lifecycle import ProcessState
 from .process import ManagedProcess
 from .spawn import (
     merge_env,
@@ -63,6 +64,8 @@ class Commands:
         "reload_logs",
         "send_signal_to_process_name",
         "send_signal_to_process_id",
+        "send_data_to_process_id",
+        "scale",
         "plugins",
         "options",
         "kill_daemon",
@@ -216,6 +219,7 @@ class Commands:
                     self.daemon.forget(proc)
                 raise
             started.extend(created)
+        await self._wait_ready([p for p in started if p.options.get("wait_ready")])
         warnings = [w for app in prepared for w in app.warnings]
         for warning in warnings:
             self.daemon.log.warning("option warning", warning=warning)
@@ -283,11 +287,110 @@ class Commands:
         await asyncio.gather(*(restart(p) for p in procs))
         return self.describe_all(procs)
 
+    async def _wait_ready(self, procs: list[ManagedProcess]) -> None:
+        """Return once each process's child is ready or gone (``start`` with ``wait_ready``)."""
+        waits = [p.child.ready for p in procs if p.child is not None]
+        if waits:
+            limit = max(int(p.options.get("listen_timeout") or 3000) for p in procs) / 1000
+            await asyncio.wait(waits, timeout=limit + 1)
+
     async def cmd_reload(
-        self, target: Any, update_env: bool = False, env: dict | None = None
-    ) -> Any:
-        # fork mode without a shared socket: a reload is a restart, as in PM2
-        return await self.cmd_restart(target, update_env=update_env, env=env)
+        self,
+        target: Any,
+        update_env: bool = False,
+        env: dict[str, str] | None = None,
+        graceful: bool = False,
+        parallel: int = 1,
+        options: dict[str, Any] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Rolling reload: each instance's new child is ready before its old one stops.
+
+        Apps that neither run in cluster mode nor share a socket are restarted, as
+        PM2 does in fork mode. The first failed instance stops the rollout (the
+        rest keep their old children) and raises.
+        """
+        if not isinstance(parallel, int) or isinstance(parallel, bool) or parallel < 1:
+            raise OptionError(f"parallel must be an integer >= 1, got {parallel!r}", "parallel")
+        changes = self.daemon.schema.normalize_update(options)[0] if options else {}
+        procs = self.select(target)
+        gate = asyncio.Semaphore(parallel)
+        failures: list[str] = []
+
+        async def reload(proc: ManagedProcess) -> None:
+            async with gate, self.daemon.lock(proc):
+                if failures:
+                    return
+                before = (dict(proc.options), dict(proc.env))
+                proc.options.update(changes)
+                if update_env:
+                    proc.env = merge_env(dict(env or os.environ), proc.options.get("env"))
+                rolling = proc.cluster or proc.shares_socket
+                if not rolling or proc.state is not ProcessState.ONLINE:
+                    await self.daemon.stop_process(proc, manually=True)
+                    await self._respawn_manually(proc)
+                    return
+                try:
+                    await self.daemon.reload_process(proc, graceful=graceful)
+                except StateError as exc:
+                    proc.options, proc.env = before  # the old version keeps serving
+                    failures.append(str(exc))
+
+        await asyncio.gather(*(reload(p) for p in procs))
+        if failures:
+            raise StateError("; ".join(failures))
+        return self.describe_all(procs)
+
+    async def cmd_scale(self, name: str, count: Any) -> list[dict[str, Any]]:
+        """Run ``count`` instances of the app ``name``; ``"+2"``/``"-1"`` are relative."""
+        procs = sorted((p for p in self.procs.values() if p.name == name), key=lambda p: p.pm_id)
+        if not procs:
+            raise NotFoundError(f"no app named {name!r}; `corral ls` lists them")
+        wanted = _scale_target(count, len(procs))
+        for proc in procs[wanted:][::-1]:
+            async with self.daemon.lock(proc):
+                await self.daemon.stop_process(proc, manually=True)
+                self.daemon.emit(proc, "delete", manually=True)
+                self.daemon.forget(proc)
+        template = procs[0]
+        taken = {p.instance for p in procs[:wanted]}
+        free = (i for i in range(wanted * 2 + 1) if i not in taken)
+        added = []
+        for _ in range(wanted - len(procs)):
+            proc = self.daemon.new_process(
+                pm_id=self.next_id(),
+                name=name,
+                options=dict(template.options),
+                env=dict(template.env),
+                script=template.script,
+                interpreter=template.interpreter,
+                is_command=template.is_command,
+                instance=next(free),
+            )
+            self.launch(proc)
+            self.daemon.emit(proc, "start", manually=True)
+            added.append(proc)
+        await self._wait_ready([p for p in added if p.options.get("wait_ready")])
+        return self.describe_all(
+            sorted((p for p in self.procs.values() if p.name == name), key=lambda p: p.pm_id)
+        )
+
+    def cmd_send_data_to_process_id(self, pm_id: Any, packet: Any) -> dict[str, Any]:
+        """PM2's sendDataToProcessId: the packet goes to the child unchanged."""
+        if not isinstance(packet, dict) or "data" not in packet or "topic" not in packet:
+            raise OptionError(
+                f"a packet is an object with 'topic' and 'data' (PM2's shape), got {packet!r}",
+                field="packet",
+            )
+        if isinstance(pm_id, str) and pm_id.isdigit():
+            pm_id = int(pm_id)
+        proc = self.procs.get(pm_id) if isinstance(pm_id, int) else None
+        if proc is None:
+            raise NotFoundError(f"no process has pm_id {pm_id!r}; `corral ls` lists them")
+        if proc.state not in lifecycle.RUNNING_STATES:
+            raise StateError(f"process {pm_id} ({proc.name}) is {proc.state.value}, not online")
+        packet = {**packet, "id": pm_id}
+        self.daemon.send_message(proc, packet)
+        return {"success": True, "data": packet}
 
     async def cmd_delete(self, target: Any) -> list[dict[str, Any]]:
         procs = self.select(target)
@@ -425,6 +528,22 @@ class Commands:
             self.daemon.forget(proc)
         self.daemon.request_stop()
         return {"pid": os.getpid(), "stopped": len(procs)}
+
+
+def _scale_target(count: Any, current: int) -> int:
+    """``count`` as an absolute instance count; ``"+2"`` and ``"-1"`` are relative."""
+    text = str(count).strip()
+    try:
+        number = int(text)
+    except ValueError:
+        raise OptionError(
+            f"scale needs a number of instances (8) or a change (+2, -1), got {count!r}",
+            field="count",
+        ) from None
+    wanted = current + number if text[0] in "+-" else number
+    if wanted < 0:
+        raise OptionError(f"scale {count!r} would leave {wanted} instances", field="count")
+    return wanted
 
 
 def _now() -> int:

@@ -234,13 +234,7 @@ def _instances(value: Any) -> int:
 def _exec_mode(value: Any) -> str:
     text = _to_str(value)
     mode = text.strip().removesuffix("_mode")
-    if mode == "cluster":
-        raise OptionError(
-            f"exec_mode {value!r} is not supported yet: cluster mode arrives with the cluster "
-            "feature; meanwhile use exec_mode 'fork' with instances N",
-            field="exec_mode",
-        )
-    return mode if mode == "fork" else text
+    return mode if mode in ("fork", "cluster") else text
 
 
 def _user_or_group(value: Any) -> int | str:

@@ -25,20 +25,30 @@ from typing import Any
 import zmq.asyncio
 
 from . import __version__, lifecycle, paths
+from .channel import Channel
 from .daemonlog import DaemonLog, StructlogHandler
-from .errors import ScriptError
+from .errors import OptionError, ScriptError, StateError
 from .events import ProcessEvent
 from .hooks import PluginManager, load_plugins
 from .kill import exit_words, is_corral, kill_orphan, reap_leftovers, signal_tree
 from .lifecycle import Event, ProcessState
+from .listen import Listeners
 from .logs import LogFiles, log_paths, pid_path
-from .monitor import TreeSampler, start_time
+from .monitor import TreeSampler, ancestors, start_time
+from .notify import NotifySocket
 from .options import OptionSchema
 from .output import OutputPipes
-from .process import ManagedProcess
+from .process import Child, ManagedProcess
 from .rpc import pid_alive
 from .rpc_async import RPCServer
-from .spawn import SpawnSpec, build_argv, split_args
+from .spawn import (
+    NODE_PRELOAD,
+    SpawnSpec,
+    build_argv,
+    is_node,
+    socket_activation_argv,
+    split_args,
+)
 from .state import load_state, save_state
 
 
@@ -73,6 +83,9 @@ class Daemon:
         self.recovered = asyncio.Event()  # set once a dead daemon's apps are back
         self._state_scheduled = False
         self.output = OutputPipes(self.manager)
+        self.children: dict[int, tuple[ManagedProcess, Child]] = {}  # by pid, for sd_notify
+        self.listeners = Listeners()
+        self.notify: NotifySocket | None = None
         self._has_event_hooks = bool(self.manager.pm.hook.corral_process_event.get_hookimpls())
         self.event_listeners: list[Any] = []  # callables(ProcessEvent), for in-process users
         self.log_file = DaemonLog(paths.log_file(self.home))
@@ -94,6 +107,7 @@ class Daemon:
         address = paths.rpc_address(self.home)
         self.server = RPCServer(self.ctx, address, self.commands.dispatch)
         os.chmod(paths.rpc_path(self.home), 0o600)
+        self.notify = NotifySocket(self.home / "notify.sock", self._on_notify)
         paths.pid_file(self.home).write_text(str(os.getpid()))
         if not self.in_process:
             self._install_signals()
@@ -134,6 +148,9 @@ class Daemon:
         for proc in list(self.procs.values()):
             self.forget(proc)
         self._write_state()
+        self.listeners.close_all()
+        if self.notify is not None:
+            self.notify.close()
         self.manager.daemon_stopped(self)
         if self.server is not None:
             await self.server.drain()
@@ -206,7 +223,7 @@ class Daemon:
         entry.update(
             pm_id=proc.pm_id,
             pid=proc.pid,
-            pid_started=proc.pid_started,
+            pid_started=proc.child.started if proc.child is not None else None,
             history=dataclasses.asdict(proc.history),
         )
         return entry
@@ -235,7 +252,7 @@ class Daemon:
         )
         await self.commands.restore(state["apps"], keep_ids=True)
 
-    # -- spawning ----------------------------------------------------------
+    # -- process slots -----------------------------------------------------
 
     def new_process(self, **fields: Any) -> ManagedProcess:
         proc = ManagedProcess(**fields)
@@ -249,6 +266,7 @@ class Daemon:
                 proc.log_files.append(self.logs.acquire(path))
         self.procs[proc.pm_id] = proc
         self.locks[proc.pm_id] = asyncio.Lock()
+        self._count_instances(proc.name)
         self.mark_dirty()
         return proc
 
@@ -256,72 +274,122 @@ class Daemon:
         for log in proc.log_files:
             self.logs.release(log)
         proc.log_files.clear()
+        self.listeners.release(proc.name, proc.pm_id)
         self.procs.pop(proc.pm_id, None)
         self.locks.pop(proc.pm_id, None)
+        self._count_instances(proc.name)
         self.mark_dirty()
+
+    def _count_instances(self, name: str) -> None:
+        same = [p for p in self.procs.values() if p.name == name]
+        for proc in same:
+            proc.instances_of_app = len(same)
 
     def lock(self, proc: ManagedProcess) -> asyncio.Lock:
         return self.locks.setdefault(proc.pm_id, asyncio.Lock())
 
-    def spawn(self, proc: ManagedProcess, *, is_restart: bool) -> None:
-        """Start the child now; raises ScriptError (state errored) if exec fails."""
-        self.change_state(proc, Event.SPAWN)
-        proc.exit_code = None
-        options = proc.options
-        spec = SpawnSpec(
-            argv=build_argv(
-                proc.script,
-                proc.interpreter,
-                proc.is_command,
-                split_args(options.get("node_args")),
-                split_args(options.get("args")),
-            ),
-            env=proc.child_env(),
-            cwd=str(options.get("cwd") or self.home),
-        )
-        self.manager.call("corral_before_spawn", app=proc, spawn=spec)
-        out_r, out_w = os.pipe()
-        err_r, err_w = os.pipe()
+    # -- spawning ----------------------------------------------------------
+
+    def spawn(self, proc: ManagedProcess, *, is_restart: bool, reload: bool = False) -> Child:
+        """Start a child for ``proc`` now and make it the slot's child.
+
+        ``reload``: the slot's current child keeps running (the caller holds it) and
+        the new one is on trial until the caller accepts it. Raises ScriptError if
+        exec fails (the slot is then errored, unless this is a reload).
+        """
+        self.change_state(proc, Event.RELOAD if reload else Event.SPAWN)
+        spec = self._spawn_spec(proc)
+        channel = Channel(lambda message: None)
+        spec.env["CORRAL_CHANNEL_FD"] = str(channel.child_fd)
+        if is_node(proc.interpreter):
+            spec.env["NODE_CHANNEL_FD"] = str(channel.child_fd)
+            spec.env["NODE_CHANNEL_SERIALIZATION_MODE"] = "json"
+        spec.pass_fds.append(channel.child_fd)
+        if self.notify is not None:
+            spec.env["NOTIFY_SOCKET"] = str(self.notify.path)
         try:
-            popen = subprocess.Popen(
-                spec.argv,
-                stdin=subprocess.DEVNULL,
-                stdout=out_w,
-                stderr=err_w,
-                cwd=spec.cwd,
-                env=spec.env,
-                start_new_session=True,
-                pass_fds=tuple(spec.pass_fds),
-                user=options.get("uid"),
-                group=options.get("gid"),
+            self._share_socket(proc, spec)
+            self.manager.call("corral_before_spawn", app=proc, spawn=spec)
+            popen, out_r, err_r = _popen(spec, proc.options)
+        except (OSError, ValueError, subprocess.SubprocessError, OptionError) as exc:
+            channel.close()
+            reason = (
+                str(exc)
+                if isinstance(exc, OptionError)
+                else f"cannot execute {spec.argv[0]}: {exc}"
             )
-        except (OSError, ValueError, subprocess.SubprocessError) as exc:
-            for fd in (out_r, out_w, err_r, err_w):
-                os.close(fd)
-            reason = f"cannot execute {spec.argv[0]}: {exc}"
-            self.change_state(proc, Event.SPAWN_FAILED, emit="errored", reason=reason)
             self.log.error("spawn failed", name=proc.name, pm_id=proc.pm_id, error=str(exc))
-            raise ScriptError(reason) from exc
-        finally:
-            with contextlib.suppress(OSError):
-                os.close(out_w)
-            with contextlib.suppress(OSError):
-                os.close(err_w)
-        proc.popen = popen
-        proc.pid = popen.pid
-        proc.pid_started = start_time(popen.pid)
-        proc.history = lifecycle.on_spawn(proc.history, now_ms(), is_restart=is_restart)
+            error = exc if isinstance(exc, OptionError) else ScriptError(reason)
+            if not reload:
+                self.change_state(proc, Event.SPAWN_FAILED, emit="errored", reason=reason)
+            raise error from exc
         assert self.loop is not None
-        proc.exited = self.loop.create_future()
-        self.output.watch(proc, out_r, "out")
-        self.output.watch(proc, err_r, "err")
-        self._watch_exit(proc, popen)
+        child = Child(
+            popen=popen,
+            pid=popen.pid,
+            started=start_time(popen.pid),
+            exited=self.loop.create_future(),
+            ready=self.loop.create_future(),
+            channel=channel,
+            on_trial=reload,
+        )
+        channel.on_message = lambda message: self._on_message(proc, child, message)
+        channel.start()
+        if not reload:
+            proc.exit_code = None
+        proc.child = child
+        self.children[child.pid] = (proc, child)
+        proc.history = lifecycle.on_spawn(proc.history, now_ms(), is_restart=is_restart)
+        self.output.watch(child, proc, out_r, "out")
+        self.output.watch(child, proc, err_r, "err")
+        self._watch_exit(proc, child)
         self._write_pid_file(proc)
-        self.change_state(proc, Event.READY, emit="online")
-        self.log.info("spawned", name=proc.name, pm_id=proc.pm_id, pid=proc.pid, restart=is_restart)
+        if proc.waits_for_ready:
+            timeout = int(proc.options.get("listen_timeout") or 3000) / 1000
+            self.loop.call_later(timeout, self.mark_ready, proc, child, "listen_timeout")
+        else:
+            self.mark_ready(proc, child, "spawned")
+        self.log.info(
+            "spawned", name=proc.name, pm_id=proc.pm_id, pid=child.pid, restart=is_restart
+        )
+        return child
+
+    def _spawn_spec(self, proc: ManagedProcess) -> SpawnSpec:
+        options = proc.options
+        node_args = split_args(options.get("node_args"))
+        if is_node(proc.interpreter) and (proc.cluster or proc.shares_socket):
+            node_args = ["--require", str(NODE_PRELOAD), *node_args]
+        argv = build_argv(
+            proc.script,
+            proc.interpreter,
+            proc.is_command,
+            node_args,
+            split_args(options.get("args")),
+        )
+        return SpawnSpec(argv=argv, env=proc.child_env(), cwd=str(options.get("cwd") or self.home))
+
+    def _share_socket(self, proc: ManagedProcess, spec: SpawnSpec) -> None:
+        """Pass the app's listening socket as fd 3 (systemd socket activation)."""
+        address = proc.listen_address
+        if address is None:
+            return
+        try:
+            listener = self.listeners.acquire(proc.name, address, proc.pm_id)
+        except OSError as exc:
+            raise OptionError(
+                f"cannot listen on {address}: {exc.strerror}: free it, or set listen/port "
+                "to another address",
+                field="listen",
+            ) from exc
+        proc.listen_port = listener.port
+        spec.env.update(LISTEN_FDS="1", LISTEN_FDNAMES=proc.name)
+        if listener.port is not None:
+            spec.env["PORT"] = str(listener.port)
+        spec.argv = socket_activation_argv(listener.fd, spec.argv)
+        spec.pass_fds.append(listener.fd)
 
     def _write_pid_file(self, proc: ManagedProcess) -> None:
-        if proc.pid_path is None:
+        if proc.pid_path is None or proc.pid is None:
             return
         try:
             proc.pid_path.write_text(str(proc.pid))
@@ -333,37 +401,85 @@ class Daemon:
             with contextlib.suppress(OSError):
                 proc.pid_path.unlink()
 
+    # -- readiness and messages ---------------------------------------------
+
+    def mark_ready(self, proc: ManagedProcess, child: Child, how: str) -> None:
+        """``child`` is ready (``how`` says by which signal); the first signal wins."""
+        if child.ready.done() or child.exited.done():
+            return
+        child.ready.set_result(how)
+        if child.on_trial or child.retired or proc.child is not child:
+            return  # a reload decides what its new child's readiness means
+        if proc.state is ProcessState.LAUNCHING:
+            self.change_state(proc, Event.READY, emit="online", reason=how)
+
+    def _on_notify(self, pid: int) -> None:
+        for candidate in [pid, *ancestors(pid)]:
+            found = self.children.get(candidate)
+            if found is not None:
+                self.mark_ready(found[0], found[1], "sd_notify READY=1")
+                return
+
+    def _on_message(self, proc: ManagedProcess, child: Child, message: Any) -> None:
+        if message == "ready":
+            self.mark_ready(proc, child, "ready message")
+            return
+        if isinstance(message, dict):
+            if str(message.get("cmd", "")).startswith("NODE_"):
+                return  # node's own IPC traffic
+            if message.get("type") == "corral:listening":
+                if not proc.options.get("wait_ready"):
+                    self.mark_ready(proc, child, "listening")
+                return
+        self.manager.call("corral_process_message", app=proc, message=message)
+
+    def send_message(self, proc: ManagedProcess, message: Any) -> None:
+        if proc.child is None or proc.child.channel is None:
+            raise StateError(f"process {proc.pm_id} ({proc.name}) has no running child")
+        proc.child.channel.send(message)
+
     # -- exits -------------------------------------------------------------
 
-    def _watch_exit(self, proc: ManagedProcess, popen: subprocess.Popen) -> None:
+    def _watch_exit(self, proc: ManagedProcess, child: Child) -> None:
         assert self.loop is not None
         try:
-            pidfd = os.pidfd_open(popen.pid)
+            pidfd = os.pidfd_open(child.pid)
         except (AttributeError, OSError):
-            threading.Thread(target=self._wait_thread, args=(proc, popen), daemon=True).start()
+            threading.Thread(target=self._wait_thread, args=(proc, child), daemon=True).start()
             return
-        proc.pidfd = pidfd
-        self.loop.add_reader(pidfd, self._on_pidfd, proc, popen, pidfd)
+        child.pidfd = pidfd
+        self.loop.add_reader(pidfd, self._on_pidfd, proc, child)
 
-    def _on_pidfd(self, proc: ManagedProcess, popen: subprocess.Popen, pidfd: int) -> None:
+    def _on_pidfd(self, proc: ManagedProcess, child: Child) -> None:
+        assert self.loop is not None and child.pidfd is not None
+        self.loop.remove_reader(child.pidfd)
+        os.close(child.pidfd)
+        child.pidfd = None
+        self._handle_exit(proc, child, child.popen.wait())
+
+    def _wait_thread(self, proc: ManagedProcess, child: Child) -> None:
+        code = child.popen.wait()
         assert self.loop is not None
-        self.loop.remove_reader(pidfd)
-        os.close(pidfd)
-        if proc.pidfd == pidfd:
-            proc.pidfd = None
-        self._handle_exit(proc, popen, popen.wait())
+        self.loop.call_soon_threadsafe(self._handle_exit, proc, child, code)
 
-    def _wait_thread(self, proc: ManagedProcess, popen: subprocess.Popen) -> None:
-        code = popen.wait()
-        assert self.loop is not None
-        self.loop.call_soon_threadsafe(self._handle_exit, proc, popen, code)
+    def _handle_exit(self, proc: ManagedProcess, child: Child, code: int) -> None:
+        self.children.pop(child.pid, None)
+        self.output.drain(child, proc)
+        if child.channel is not None:
+            child.channel.close()
+        child.exited.set_result(code)
+        if not child.ready.done():
+            child.ready.set_result(None)  # exited before it was ready
+        if child.retired or child.on_trial or proc.child is not child:
+            self.log.info(
+                "exited", name=proc.name, pm_id=proc.pm_id, code=code, how=exit_words(code)
+            )
+            return  # a reload's old or new child: the reload decides
+        self.apply_exit(proc, child, code)
 
-    def _handle_exit(self, proc: ManagedProcess, popen: subprocess.Popen, code: int) -> None:
-        if proc.popen is not popen:
-            return
-        self.output.drain(proc)
-        proc.popen = None
-        proc.pid = None
+    def apply_exit(self, proc: ManagedProcess, child: Child, code: int) -> None:
+        """The restart policy's answer to the exit of the slot's child."""
+        proc.child = None
         proc.exit_code = code
         self._remove_pid_file(proc)
         policy = lifecycle.RestartPolicy.from_options(proc.options)
@@ -387,8 +503,6 @@ class Daemon:
         )
         event_name = "restart overlimit" if decision.event is Event.OVERLIMIT else "exit"
         self.change_state(proc, decision.event, emit=event_name, reason=f"{why}; {decision.reason}")
-        if proc.exited is not None and not proc.exited.done():
-            proc.exited.set_result(code)
         if decision.event is Event.CRASHED and not self.shutting_down:
             self._schedule_restart(proc, decision.delay_ms)
 
@@ -403,48 +517,110 @@ class Daemon:
         proc.restart_timer = None
         if proc.state is not ProcessState.WAITING_RESTART or self.procs.get(proc.pm_id) is not proc:
             return
-        with contextlib.suppress(ScriptError):
+        with contextlib.suppress(ScriptError, OptionError):
             self.spawn(proc, is_restart=True)
 
     # -- stopping ----------------------------------------------------------
 
     async def stop_process(self, proc: ManagedProcess, *, manually: bool = False) -> None:
-        """SIGINT to the process group, SIGKILL after ``kill_timeout``; PM2's stop."""
+        """PM2's stop: SIGINT (or the 'shutdown' message), SIGKILL after ``kill_timeout``."""
+        emit = "stop" if manually else None
         if proc.state is ProcessState.WAITING_RESTART:
             if proc.restart_timer is not None:
                 proc.restart_timer.cancel()
                 proc.restart_timer = None
-            self.change_state(
-                proc, Event.STOP, emit="stop" if manually else None, manually=manually
-            )
+            self.change_state(proc, Event.STOP, emit=emit, manually=manually)
             return
         if proc.state is ProcessState.STOPPING:
             if proc.exited is not None:
                 await asyncio.shield(proc.exited)
             return
-        if proc.state not in lifecycle.RUNNING_STATES or proc.pid is None:
+        child = proc.child
+        if proc.state not in lifecycle.RUNNING_STATES or child is None:
             return
-        pid = proc.pid
+        self.change_state(proc, Event.STOP, emit=emit, manually=manually)
+        first = "message" if proc.options.get("shutdown_with_message") else "sigint"
+        if not await self.terminate(proc, child, [first, "sigkill"]):
+            reason = f"pid {child.pid} survived SIGKILL"
+            self.change_state(proc, Event.KILL_FAILED, emit="errored", reason=reason)
+
+    async def terminate(self, proc: ManagedProcess, child: Child, steps: list[str]) -> bool:
+        """Take ``steps`` ("message", "sigint", "sigkill") one ``kill_timeout`` apart until
+        the child exits; then give its leftover descendants the same grace. False if it
+        outlived every step."""
         treekill = bool(proc.options.get("treekill", True))
-        tree = self.sampler.descendants(pid) if treekill else []
-        self.change_state(proc, Event.STOP, emit="stop" if manually else None, manually=manually)
+        tree = self.sampler.descendants(child.pid) if treekill else []
         timeout = int(proc.options.get("kill_timeout") or 1600) / 1000
-        signal_tree(pid, tree, signal.SIGINT, group=treekill)
-        assert proc.exited is not None
-        exited = proc.exited
-        done, _ = await asyncio.wait({exited}, timeout=timeout)
-        if not done:
-            self.log.warning(
-                "kill timeout, sending SIGKILL", name=proc.name, pm_id=proc.pm_id, pid=pid
-            )
-            signal_tree(pid, tree, signal.SIGKILL, group=treekill)
-            done, _ = await asyncio.wait({exited}, timeout=timeout)
-            if not done:
-                reason = f"pid {pid} survived SIGKILL"
-                self.change_state(proc, Event.KILL_FAILED, emit="errored", reason=reason)
-                return
+        for i, step in enumerate(steps):
+            if child.exited.done():
+                break
+            if step == "message" and child.channel is not None:
+                child.channel.send("shutdown")
+            elif step == "sigint":
+                signal_tree(child.pid, tree, signal.SIGINT, group=treekill)
+            elif step == "sigkill":
+                if i > 0:
+                    self.log.warning("kill timeout, sending SIGKILL", name=proc.name, pid=child.pid)
+                signal_tree(child.pid, tree, signal.SIGKILL, group=treekill)
+            done, _ = await asyncio.wait({child.exited}, timeout=timeout)
+            if done:
+                break
+        else:
+            return False
         if treekill:
-            await reap_leftovers(pid, tree, timeout)
+            await reap_leftovers(child.pid, tree, timeout)
+        return True
+
+    # -- reload ------------------------------------------------------------
+
+    async def reload_process(self, proc: ManagedProcess, *, graceful: bool = False) -> None:
+        """Replace the child of an online process with a new one, ready before the old goes.
+
+        If the new child exits or is not ready in time (``wait_ready``), it is stopped,
+        the old one keeps serving, and StateError says why.
+        """
+        old = proc.child
+        assert old is not None and proc.state is ProcessState.ONLINE
+        old.retired = True
+        proc.history = lifecycle.on_manual_restart(proc.history, now_ms())
+        try:
+            new = self.spawn(proc, is_restart=True, reload=True)
+        except (ScriptError, OptionError) as exc:
+            self._roll_back(proc, old, str(exc))
+            raise StateError(f"reload of {proc.name} (pm_id {proc.pm_id}) failed: {exc}") from exc
+        limit = int(proc.options.get("listen_timeout") or 3000) / 1000
+        await asyncio.wait({new.ready}, timeout=limit + 1)
+        how = new.ready.result() if new.ready.done() else "listen_timeout"
+        failure = None
+        if how is None:
+            failure = f"the new instance exited ({exit_words(new.exited.result())}) before ready"
+        elif how == "listen_timeout" and proc.options.get("wait_ready"):
+            failure = f"the new instance was not ready within listen_timeout ({limit:g} s)"
+        if failure is not None:
+            await self.terminate(proc, new, ["sigint", "sigkill"])
+            self._roll_back(proc, old, failure)
+            raise StateError(
+                f"reload of {proc.name} (pm_id {proc.pm_id}) failed: {failure}; "
+                f"the old instance (pid {old.pid}) is still serving"
+            )
+        new.on_trial = False
+        self.change_state(proc, Event.READY, emit="online", reason=how)
+        self.emit(proc, "reload", manually=True)
+        if graceful:
+            steps = ["message", "sigint", "sigkill"]
+        else:
+            first = "message" if proc.options.get("shutdown_with_message") else "sigint"
+            steps = [first, "sigkill"]
+        await self.terminate(proc, old, steps)
+
+    def _roll_back(self, proc: ManagedProcess, old: Child, reason: str) -> None:
+        proc.child = old
+        old.retired = False
+        self._write_pid_file(proc)
+        self.change_state(proc, Event.ROLLBACK, emit="reload failed", reason=reason)
+        self.log.error("reload failed", name=proc.name, pm_id=proc.pm_id, reason=reason)
+        if old.exited.done():  # the old one died meanwhile: the policy decides, as for a crash
+            self.apply_exit(proc, old, old.exited.result())
 
     # -- logs --------------------------------------------------------------
 
@@ -471,3 +647,30 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def _popen(spec: SpawnSpec, options: dict[str, Any]) -> tuple[subprocess.Popen, int, int]:
+    """Execute ``spec`` in a new session with piped output: ``(popen, out fd, err fd)``."""
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    try:
+        popen = subprocess.Popen(
+            spec.argv,
+            stdin=subprocess.DEVNULL,
+            stdout=out_w,
+            stderr=err_w,
+            cwd=spec.cwd,
+            env=spec.env,
+            start_new_session=True,
+            pass_fds=tuple(spec.pass_fds),
+            user=options.get("uid"),
+            group=options.get("gid"),
+        )
+    except BaseException:
+        os.close(out_r)
+        os.close(err_r)
+        raise
+    finally:
+        os.close(out_w)
+        os.close(err_w)
+    return popen, out_r, err_r

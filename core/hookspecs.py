@@ -106,6 +106,22 @@ def corral_log_chunk(app: ManagedProcess, stream: str, data: bytes) -> None:
 
 
 @hookspec
+def corral_process_message(app: ManagedProcess, message: Any) -> None:
+    """A child sent a message on its channel.
+
+    Runs in the daemon, on the event loop, for every JSON value a child sends
+    (``corral.child.send()``, node's ``process.send()``) except the ones the
+    core consumes itself: ``"ready"``, the node preload's ``corral:listening``
+    report and node's internal ``NODE_*`` traffic. ``message`` is the decoded
+    value: PM2's ``{"type": "process:msg", "data": ..., "topic": ...}``, a
+    ``{"type": "process:exception", ...}`` report, or anything else the app
+    sent. Observers only; must not block.
+
+    .. versionadded:: 0.2
+    """
+
+
+@hookspec
 def corral_rpc_commands() -> dict[str, Any]:
     """Extra RPC commands the plugin serves, as ``{name: handler}``.
 

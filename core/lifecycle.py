@@ -68,6 +68,8 @@ class Event(str, Enum):
     FINISHED = "finished"
     OVERLIMIT = "overlimit"
     KILL_FAILED = "kill_failed"
+    RELOAD = "reload"  # online -> launching: a new child is starting beside the old one
+    ROLLBACK = "rollback"  # launching -> online: the new child failed, the old one serves on
 
 
 _S, _E = ProcessState, Event
@@ -90,6 +92,8 @@ TRANSITIONS: Mapping[tuple[ProcessState, Event], ProcessState] = MappingProxyTyp
         (_S.ONLINE, _E.FINISHED): _S.STOPPED,
         (_S.LAUNCHING, _E.OVERLIMIT): _S.ERRORED,
         (_S.ONLINE, _E.OVERLIMIT): _S.ERRORED,
+        (_S.ONLINE, _E.RELOAD): _S.LAUNCHING,
+        (_S.LAUNCHING, _E.ROLLBACK): _S.ONLINE,
     }
 )
 

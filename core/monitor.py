@@ -145,3 +145,18 @@ def start_time(pid: int | None) -> float | None:
         return psutil.Process(pid).create_time()
     except psutil.Error:
         return None
+
+
+def ancestors(pid: int, limit: int = 16) -> list[int]:
+    """The parent, grandparent, ... of ``pid`` (Linux), nearest first."""
+    chain: list[int] = []
+    while _LINUX and len(chain) < limit:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                pid = int(f.read().rsplit(b")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            break
+        if pid <= 1:
+            break
+        chain.append(pid)
+    return chain

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import copy
 import difflib
-import json
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -91,14 +90,10 @@ PLUGIN_OPTIONS = {
 }
 _PLUGIN_ALIASES = {"cron_restart": ("cron",)}
 
-# Cluster-mode options this corral does not support yet.
-NOT_YET = frozenset({"wait_ready", "listen_timeout", "listen", "shutdown_with_message"})
-
 _IGNORED_KEYS = {key: name for name in PM2_IGNORED for key in _keys_of(name, ())}
 _PLUGIN_KEYS = {
     key: name for name in PLUGIN_OPTIONS for key in _keys_of(name, _PLUGIN_ALIASES.get(name, ()))
 }
-_NOT_YET_KEYS = {key: name for name in NOT_YET for key in _keys_of(name, ())}
 _ENV_KEY = re.compile(r"^env_\S+$")  # PM2's env_production etc.
 
 
@@ -118,8 +113,16 @@ CORE_OPTIONS: tuple[Option, ...] = (
           aliases=("interpreter_args",)),
     _core("exec_interpreter", "str", help="interpreter ('none' runs the file itself)",
           aliases=("interpreter",)),
-    _core("exec_mode", "str", "fork", help="execution mode: fork", choices=("fork",)),
+    _core("exec_mode", "str", help="fork or cluster (default: cluster for node with instances, "
+          "else fork)", choices=("fork", "cluster")),
     _core("instances", "int", 1, help="number of copies; 'max' or 0 = one per CPU, -1 = CPUs - 1"),
+    _core("listen", "str", help="address the daemon binds once and shares with every instance: "
+          "host:port, :port or unix:/path"),
+    _core("wait_ready", "bool", False, help="online only when the app says ready "
+          "(corral.child.ready(), process.send('ready'), sd_notify READY=1)"),
+    _core("listen_timeout", "ms", 3000, help="how long to wait for an instance to be ready"),
+    _core("shutdown_with_message", "bool", False, help="stop by sending 'shutdown' on the "
+          "channel before SIGINT"),
     _core("out_file", "str", help="stdout log file", aliases=("out", "output", "out_log")),
     _core("error_file", "str", help="stderr log file",
           aliases=("error", "err", "err_file", "err_log")),
@@ -319,13 +322,6 @@ class OptionSchema:
                 f"{name}{_given_as(key, name)} needs the plugin {PLUGIN_OPTIONS[name]!r}, "
                 "which is not loaded: install or enable it (CORRAL_PLUGINS)"
             )
-        if key in _NOT_YET_KEYS:
-            name = _NOT_YET_KEYS[key]
-            message = f"{name} belongs to cluster mode, which this corral does not support yet"
-            if not _truthy(value):  # `wait_ready: false` asks for nothing corral lacks
-                warnings.append(f"ignoring {key} ({json.dumps(value)}): {message}")
-                return
-            raise OptionError(message + _given_as(key, name), field=name)
         raise OptionError(self._unknown(key), field=key)
 
     def _unknown(self, key: str) -> str:

@@ -16,7 +16,7 @@ from .logs import LineWriter
 
 if TYPE_CHECKING:
     from .hooks import PluginManager
-    from .process import ManagedProcess
+    from .process import Child, ManagedProcess
 
 READ_SIZE = 65536
 READS_PER_WAKEUP = 16  # bounded, so one chatty app cannot starve the loop
@@ -29,7 +29,7 @@ class OutputPipes:
         self.manager = manager
         self.hooked = bool(manager.pm.hook.corral_log_chunk.get_hookimpls())
 
-    def watch(self, proc: ManagedProcess, fd: int, stream: str) -> None:
+    def watch(self, child: Child, proc: ManagedProcess, fd: int, stream: str) -> None:
         """Read ``fd`` (the child's ``out`` or ``err``) into the process's log files."""
         os.set_blocking(fd, False)
         paths = (proc.log_paths.get(stream), proc.log_paths.get("combined"))
@@ -42,15 +42,17 @@ class OutputPipes:
         if options.get("log_type") == "json":
             json_fields = {"type": stream, "process_id": proc.pm_id, "app_name": proc.name}
         writer = LineWriter(targets, date_format=date_format, json_fields=json_fields)
-        proc.writers[fd] = (stream, writer)
-        asyncio.get_running_loop().add_reader(fd, self._readable, proc, fd, stream, writer)
+        child.writers[fd] = (stream, writer)
+        asyncio.get_running_loop().add_reader(fd, self._readable, child, proc, fd, stream, writer)
 
-    def drain(self, proc: ManagedProcess) -> None:
+    def drain(self, child: Child, proc: ManagedProcess) -> None:
         """Read what the child left in its pipes, before its exit is handled."""
-        for fd, (stream, writer) in list(proc.writers.items()):
-            self._readable(proc, fd, stream, writer)
+        for fd, (stream, writer) in list(child.writers.items()):
+            self._readable(child, proc, fd, stream, writer)
 
-    def _readable(self, proc: ManagedProcess, fd: int, stream: str, writer: LineWriter) -> None:
+    def _readable(
+        self, child: Child, proc: ManagedProcess, fd: int, stream: str, writer: LineWriter
+    ) -> None:
         for _ in range(READS_PER_WAKEUP):
             try:
                 data = os.read(fd, READ_SIZE)
@@ -59,7 +61,7 @@ class OutputPipes:
             except OSError:
                 data = b""
             if not data:
-                self._close(proc, fd, stream, writer)
+                self._close(child, proc, fd, stream, writer)
                 return
             written = writer.feed(data)
             if written and self.hooked:
@@ -67,10 +69,12 @@ class OutputPipes:
             if len(data) < READ_SIZE:
                 return
 
-    def _close(self, proc: ManagedProcess, fd: int, stream: str, writer: LineWriter) -> None:
+    def _close(
+        self, child: Child, proc: ManagedProcess, fd: int, stream: str, writer: LineWriter
+    ) -> None:
         asyncio.get_running_loop().remove_reader(fd)
         os.close(fd)
-        proc.writers.pop(fd, None)
+        child.writers.pop(fd, None)
         rest = writer.close()
         if rest and self.hooked:
             self.manager.call("corral_log_chunk", app=proc, stream=stream, data=rest)

@@ -20,9 +20,10 @@ if TYPE_CHECKING:
     import asyncio
     import subprocess
 
+    from .channel import Channel
     from .logs import LineWriter, LogFile
 
-__all__ = ["ManagedProcess", "SpawnSpec"]
+__all__ = ["Child", "ManagedProcess", "SpawnSpec"]
 
 # pm2_env keys that are not app options; never copied back from a dump
 RUNTIME_KEYS = (
@@ -36,6 +37,26 @@ RUNTIME_KEYS = (
     "exit_code",
     "unique_id",
 )
+
+
+@dataclass(eq=False)
+class Child:
+    """One program run of a process slot, from spawn to exit.
+
+    A slot has one child, except during a reload, when the new child starts
+    beside the old one, which is ``retired`` until it has exited.
+    """
+
+    popen: subprocess.Popen
+    pid: int
+    started: float | None  # start time of pid, to tell it from a reused pid
+    exited: asyncio.Future  # resolves with the exit code
+    ready: asyncio.Future  # resolves with how it became ready ("ready message", ...)
+    channel: Channel | None = None
+    pidfd: int | None = None
+    writers: dict[int, tuple[str, LineWriter]] = field(default_factory=dict)  # fd -> writer
+    on_trial: bool = False  # a reload's new child: its exit is the reload's, not the policy's
+    retired: bool = False  # replaced by a reload: its exit changes nothing
 
 
 @dataclass(eq=False)
@@ -53,21 +74,49 @@ class ManagedProcess:
     unique_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     state: ProcessState = ProcessState.STOPPED
     history: RestartHistory = field(default_factory=RestartHistory)
-    pid: int | None = None
-    pid_started: float | None = None  # start time of pid, to tell it from a reused pid
+    child: Child | None = None
     exit_code: int | None = None
-    popen: subprocess.Popen | None = None
-    pidfd: int | None = None
-    exited: asyncio.Future | None = None  # resolves with the exit code of the current child
     restart_timer: asyncio.TimerHandle | None = None
+    ready_timer: asyncio.TimerHandle | None = None
     log_paths: dict[str, Path | None] = field(default_factory=dict)
     pid_path: Path | None = None
     log_files: list[LogFile] = field(default_factory=list)
-    writers: dict[int, tuple[str, LineWriter]] = field(
-        default_factory=dict
-    )  # fd -> (stream, writer)
     last_reason: str = ""
     monit: tuple[int, float] = (0, 0.0)
+    instances_of_app: int = 1  # how many processes share this name, for pm2_env.instances
+    listen_port: int | None = None  # the port of the shared socket, once bound
+
+    @property
+    def pid(self) -> int | None:
+        return self.child.pid if self.child is not None else None
+
+    @property
+    def exited(self) -> asyncio.Future | None:
+        return self.child.exited if self.child is not None else None
+
+    @property
+    def cluster(self) -> bool:
+        return self.options.get("exec_mode") == "cluster"
+
+    @property
+    def shares_socket(self) -> bool:
+        """Whether the daemon binds this app's socket (``listen``, or ``port`` in cluster mode)."""
+        return bool(self.options.get("listen")) or (
+            self.cluster and self.options.get("port") is not None
+        )
+
+    @property
+    def listen_address(self) -> str | None:
+        if self.options.get("listen"):
+            return str(self.options["listen"])
+        if self.cluster and self.options.get("port") is not None:
+            return f":{self.options['port']}"
+        return None
+
+    @property
+    def waits_for_ready(self) -> bool:
+        """Whether the child is ``launching`` until a readiness signal or listen_timeout."""
+        return bool(self.options.get("wait_ready")) or self.cluster or self.shares_socket
 
     @property
     def namespace(self) -> str:
@@ -75,11 +124,11 @@ class ManagedProcess:
 
     @property
     def exec_mode(self) -> str:
-        return "fork_mode"
+        return "cluster_mode" if self.cluster else "fork_mode"
 
     @property
     def instances(self) -> int:
-        return int(self.options.get("instances") or 1)
+        return self.instances_of_app
 
     def pm2_env(self, *, with_env: bool = True) -> dict[str, Any]:
         """``pm2_env`` as PM2 prints it: the options, paths, counters and (optionally) env."""
@@ -153,8 +202,9 @@ class ManagedProcess:
         increment_var = self.options.get("increment_var")
         if increment_var:
             env[increment_var] = str(int(self.env.get(increment_var, 0) or 0) + self.instance)
-        if self.options.get("port") is not None:
-            env["PORT"] = str(self.options["port"])
+        port = self.listen_port if self.listen_port is not None else self.options.get("port")
+        if port is not None:
+            env["PORT"] = str(port)
         env["CORRAL_INSTANCE"] = str(self.instance)
         if self.interpreter != "none" and "python" in Path(self.interpreter).name:
             env["PYTHONUNBUFFERED"] = "1"

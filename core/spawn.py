@@ -30,6 +30,31 @@ INTERPRETERS = {
 }
 
 
+NODE_PRELOAD = Path(__file__).parent / "node" / "preload.js"
+
+# Puts the listening socket at fd 3 and sets LISTEN_PID to the program's own pid
+# (the shell execs into it, so the pid stays): systemd socket activation.
+_ACTIVATE = 'exec 3<&{fd} {fd}<&-; export LISTEN_PID=$$; exec "$0" "$@"'
+_ACTIVATE_PY = (
+    "import os, sys; os.dup2({fd}, 3); os.close({fd}); "
+    "os.environ['LISTEN_PID'] = str(os.getpid()); os.execvp(sys.argv[1], sys.argv[1:])"
+)
+
+
+def socket_activation_argv(fd: int, argv: list[str]) -> list[str]:
+    """``argv`` run so that inherited ``fd`` becomes fd 3 and ``LISTEN_PID`` is right."""
+    bash = shutil.which("bash")
+    if fd == 3:
+        return [bash or "/bin/sh", "-c", 'export LISTEN_PID=$$; exec "$0" "$@"', *argv]
+    if bash:  # dash takes only one-digit fds in redirections
+        return [bash, "-c", _ACTIVATE.format(fd=fd), *argv]
+    return [sys.executable, "-c", _ACTIVATE_PY.format(fd=fd), *argv]
+
+
+def is_node(interpreter: str) -> bool:
+    return interpreter != "none" and Path(interpreter).name.startswith(("node", "bun"))
+
+
 @dataclass
 class SpawnSpec:
     """What will be executed; ``corral_before_spawn`` may change any field."""

@@ -12,7 +12,6 @@ from corral.errors import OptionError, PluginError
 from corral.options import (
     CORE_OPTIONS,
     KINDS,
-    NOT_YET,
     PLUGIN_OPTIONS,
     PM2_IGNORED,
     Option,
@@ -61,8 +60,12 @@ def test_defaults_are_filled(schema):
     assert options["script"] == "app.py"
     assert options["name"] is None
     assert options["namespace"] == "default"
-    assert options["exec_mode"] == "fork"
+    assert options["exec_mode"] is None  # decided at start: cluster for node with instances
     assert options["instances"] == 1
+    assert options["wait_ready"] is False
+    assert options["listen_timeout"] == 3000
+    assert options["listen"] is None
+    assert options["shutdown_with_message"] is False
     assert options["min_uptime"] == 1000
     assert options["max_restarts"] == 16
     assert options["kill_timeout"] == 1600
@@ -427,18 +430,21 @@ def test_exec_mode_fork(schema, value):
 
 
 @pytest.mark.parametrize("value", ["cluster", "cluster_mode"])
-def test_exec_mode_cluster_is_refused_for_now(schema, value):
-    with pytest.raises(OptionError) as info:
-        normalize(schema, exec_mode=value)
-    message = str(info.value)
-    assert "cluster mode arrives with the cluster feature" in message
-    assert "exec_mode 'fork' with instances N" in message
-    assert info.value.field == "exec_mode"
+def test_exec_mode_cluster(schema, value):
+    assert normalize(schema, exec_mode=value)["exec_mode"] == "cluster"
 
 
 def test_exec_mode_rejects_other_words(schema):
-    with pytest.raises(OptionError, match="exec_mode must be one of 'fork', got 'thread'"):
+    with pytest.raises(
+        OptionError, match="exec_mode must be one of 'fork', 'cluster', got 'thread'"
+    ):
         normalize(schema, exec_mode="thread")
+
+
+def test_cluster_options(schema):
+    options = normalize(schema, waitReady="true", listenTimeout="5s", listen=":8000")
+    assert options["wait_ready"] is True and options["listen_timeout"] == 5000
+    assert options["listen"] == ":8000"
 
 
 # --- env_<name> ------------------------------------------------------------
@@ -544,37 +550,6 @@ def test_a_loaded_plugin_option_is_validated():
     assert options["cron_restart"] == "0"
     with pytest.raises(OptionError, match="max_memory_restart must be bytes"):
         normalize(schema, max_memory_restart="1.5G")
-
-
-@pytest.mark.parametrize("key", [*sorted(NOT_YET), "waitReady", "listenTimeout"])
-def test_cluster_options_are_not_supported_yet(schema, key):
-    with pytest.raises(
-        OptionError, match="belongs to cluster mode, which this corral does not support yet"
-    ):
-        normalize(schema, **{key: 3000})
-
-
-def test_not_yet_error_text(schema):
-    with pytest.raises(OptionError) as info:
-        normalize(schema, wait_ready=True)
-    assert (
-        str(info.value)
-        == "wait_ready belongs to cluster mode, which this corral does not support yet"
-    )
-    assert info.value.field == "wait_ready"
-
-
-def test_a_falsy_cluster_option_is_only_a_warning(schema):
-    options, warnings = schema.normalize({"script": "a.py", "wait_ready": False})
-    assert "wait_ready" not in options
-    assert len(warnings) == 1 and warnings[0].startswith("ignoring wait_ready (false)")
-
-
-def test_a_registered_option_takes_precedence_over_not_yet():
-    ready = plugin_options("cluster", Option("wait_ready", "bool", False))
-    schema = OptionSchema([*CORE_OPTIONS, *ready])
-    assert normalize(schema, waitReady="true")["wait_ready"] is True
-    assert normalize(schema)["wait_ready"] is False
 
 
 def test_the_first_error_raises_and_nothing_is_returned(schema):
