@@ -68,6 +68,11 @@ START_FLAGS: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("namespace", ("--namespace",), "value"),
     ("force", ("-f", "--force"), "flag"),
     ("port", ("--port",), "value"),
+    ("exec_mode", ("-x", "--exec-mode"), "value"),
+    ("listen", ("--listen",), "value"),
+    ("wait_ready", ("--wait-ready",), "flag"),
+    ("listen_timeout", ("--listen-timeout",), "value"),
+    ("shutdown_with_message", ("--shutdown-with-message",), "flag"),
 )
 _NO_VALUE = "\x00"  # what `--log` alone parses to
 
@@ -313,8 +318,42 @@ def build_cli() -> click.Group:
 
     action("stop", "Stop processes (name, id, 'all', namespace, script or config file).")
     action("restart", "Restart processes.", update_env=True)
-    action("reload", "Reload processes one instance at a time, without downtime.", update_env=True)
     action("delete", "Stop processes and forget them.")
+
+    def reloader(verb: str, help_text: str) -> None:
+        @click.argument("targets", nargs=-1, required=True, metavar="TARGET...")
+        @click.option("--update-env", is_flag=True, help="Use the current environment.")
+        @click.option(
+            "--parallel",
+            type=click.IntRange(min=1),
+            default=1,
+            show_default=True,
+            help="Instances replaced at once.",
+        )
+        def command(targets: tuple[str, ...], **flags: Any) -> None:
+            _apply(verb, targets, flags)
+
+        command.__doc__ = help_text
+        cli.command(name=verb.replace("_", "-"))(command)
+
+    reloader(
+        "reload",
+        "Replace instances one at a time, each new one ready before its old one stops "
+        "(cluster mode or a listen socket; other apps are restarted).",
+    )
+    reloader(
+        "graceful_reload",
+        "Reload, sending each old instance the 'shutdown' message before SIGINT.",
+    )
+
+    @cli.command()
+    @click.argument("name")
+    @click.argument("count")
+    def scale(name: str, count: str) -> None:
+        """Run COUNT instances of NAME; +N or -N changes the count."""
+        client = _client()
+        client.scale(name, count)
+        _print_table(client)
 
     @cli.command()
     def ls() -> None:

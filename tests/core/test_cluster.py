@@ -163,3 +163,34 @@ def test_port_in_use_is_an_error(pm, app_path):
         with pytest.raises(OptionError, match=r"cannot listen on 127\.0\.0\.1:\d+: Address"):
             start_web(pm, app_path, port, instances=1)
     assert pm.list() == []
+
+
+def test_cli_cluster_commands(corral_home, app_path):
+    import subprocess
+    import sys
+
+    port = free_port()
+
+    def corral(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "corral", *args], capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    try:
+        corral(
+            "start", app_path("web.py"), "-n", "web", "-x", "cluster", "-i", "2",
+            "--listen", f"127.0.0.1:{port}", "--wait-ready",
+        )  # fmt: skip
+        corral("reload", "web", "--parallel", "2")
+        corral("scale", "web", "+1")
+        corral("graceful-reload", "web")
+        import json
+
+        entries = json.loads(corral("jlist"))
+        assert [e["pm2_env"]["status"] for e in entries] == ["online"] * 3
+        assert [e["pm2_env"]["restart_time"] for e in entries] == [2, 2, 1]
+        assert get(port)
+    finally:
+        subprocess.run([sys.executable, "-m", "corral", "kill"], capture_output=True, timeout=60)
