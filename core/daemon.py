@@ -178,6 +178,9 @@ class Daemon:
     ) -> None:
         """The one place a process changes state; emits ``emit`` when given."""
         proc.state = lifecycle.next_state(proc.state, event)
+        if proc.state in lifecycle.STOPPED_STATES:
+            # no child and none coming: a stopped app does not leave clients queued on its port
+            self.listeners.release(proc.name, proc.pm_id)
         if reason:
             proc.last_reason = reason
         if emit:

@@ -194,3 +194,14 @@ def test_cli_cluster_commands(corral_home, app_path):
         assert get(port)
     finally:
         subprocess.run([sys.executable, "-m", "corral", "kill"], capture_output=True, timeout=60)
+
+
+def test_a_stopped_app_refuses_connections_and_a_restart_serves_again(pm, app_path):
+    port = free_port()
+    start_web(pm, app_path, port, instances=2)
+    pm.stop("web")
+    with pytest.raises(urllib.error.URLError):
+        get(port, timeout=2)
+    pm.restart("web")
+    wait_for(lambda: [a.status for a in pm.describe("web")] == ["online"] * 2)
+    assert get(port)
