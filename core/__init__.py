@@ -18,6 +18,8 @@ _LAZY = {
     "AsyncClient": "client",
     "CorralWarning": "client",
     "ProcessInfo": "info",
+    "Bus": "bus",
+    "BusEvent": "bus",
     "ProcessEvent": "events",
     "Option": "options",
     "hookimpl": "hookspecs",
@@ -61,6 +63,8 @@ _SINGLETON_CALLS = (
 
 __all__ = [
     "AsyncClient",
+    "Bus",
+    "BusEvent",
     "Client",
     "ConfigError",
     "CorralError",
@@ -105,6 +109,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from .bus import Bus, BusEvent
     from .client import AsyncClient, Client, CorralWarning, connect, current
     from .errors import (
         ConfigError,

@@ -114,9 +114,9 @@ class Daemon:
         self.log.info("daemon started", pid=os.getpid(), version=__version__, home=str(self.home))
         serving = asyncio.ensure_future(self.server.serve())
         try:
+            self.manager.daemon_started(self)  # first, so plugins see the recovery's events
             await self._recover_previous()
             self.recovered.set()
-            self.manager.daemon_started(self)
             if ready is not None:
                 ready.set()
             await self._stopped.wait()
@@ -504,8 +504,10 @@ class Daemon:
             how=why,
             next=decision.state.value,
         )
-        event_name = "restart overlimit" if decision.event is Event.OVERLIMIT else "exit"
-        self.change_state(proc, decision.event, emit=event_name, reason=f"{why}; {decision.reason}")
+        reason = f"{why}; {decision.reason}"
+        if decision.event is Event.OVERLIMIT:
+            self.emit(proc, "restart overlimit", reason=reason)  # then "exit", as PM2
+        self.change_state(proc, decision.event, emit="exit", reason=reason)
         if decision.event is Event.CRASHED and not self.shutting_down:
             self._schedule_restart(proc, decision.delay_ms)
 
