@@ -244,13 +244,7 @@ class Commands:
             await self.daemon.stop_process(proc, manually=True)
             proc.options = dict(app.options)
             proc.env = {**proc.env, **app.env}
-            await self._respawn_manually(proc)
-
-    async def _respawn_manually(self, proc: ManagedProcess) -> None:
-        was_started = proc.history.pm_uptime != 0
-        proc.history = lifecycle.on_manual_restart(proc.history, _now())
-        self.daemon.spawn(proc, is_restart=was_started)
-        self.daemon.emit(proc, "restart", manually=True)
+            self.daemon.respawn(proc)
 
     async def _each(self, target: Any, action: Any) -> list[dict[str, Any]]:
         procs = self.select(target)
@@ -282,7 +276,7 @@ class Commands:
                 proc.options.update(changes)
                 if update_env:
                     proc.env = merge_env(dict(env or os.environ), proc.options.get("env"))
-                await self._respawn_manually(proc)
+                self.daemon.respawn(proc)
 
         await asyncio.gather(*(restart(p) for p in procs))
         return self.describe_all(procs)
@@ -327,7 +321,7 @@ class Commands:
                 rolling = proc.cluster or proc.shares_socket
                 if not rolling or proc.state is not ProcessState.ONLINE:
                     await self.daemon.stop_process(proc, manually=True)
-                    await self._respawn_manually(proc)
+                    self.daemon.respawn(proc)
                     return
                 try:
                     await self.daemon.reload_process(proc, graceful=graceful)

@@ -11,6 +11,7 @@ and marks the state file for rewriting.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import dataclasses
 import logging
@@ -575,6 +576,51 @@ class Daemon:
         if treekill:
             await reap_leftovers(child.pid, tree, timeout)
         return True
+
+    def respawn(self, proc: ManagedProcess, *, reason: str = "", manually: bool = True) -> None:
+        """Start a stopped slot again, as a restart: PM2's counters reset, restart_time+1."""
+        was_started = proc.history.pm_uptime != 0
+        proc.history = lifecycle.on_manual_restart(proc.history, now_ms())
+        self.spawn(proc, is_restart=was_started)
+        self.emit(proc, "restart", manually=manually, reason=reason)
+
+    # -- what plugins call ---------------------------------------------------
+
+    def processes(self) -> list[ManagedProcess]:
+        """Every process slot, by pm_id. Read their fields; change them only through
+        the daemon's methods."""
+        return sorted(self.procs.values(), key=lambda p: p.pm_id)
+
+    async def restart_process(self, proc: ManagedProcess, *, reason: str) -> None:
+        """Restart ``proc`` for a plugin (memory limit, file change, cron tick).
+
+        Graceful: SIGINT, then SIGKILL after ``kill_timeout``; a stopped app is
+        started. Cluster apps with a shared socket are reloaded instead, so they
+        keep serving. ``reason`` goes with the ``restart`` event.
+        """
+        async with self.lock(proc):
+            if self.procs.get(proc.pm_id) is not proc or self.shutting_down:
+                return
+            self.log.info("restart", name=proc.name, pm_id=proc.pm_id, reason=reason)
+            if proc.state is ProcessState.ONLINE and (proc.cluster or proc.shares_socket):
+                with contextlib.suppress(StateError):
+                    await self.reload_process(proc)
+                    return
+            await self.stop_process(proc)
+            if proc.state in lifecycle.STOPPED_STATES:
+                with contextlib.suppress(ScriptError, OptionError):
+                    self.respawn(proc, reason=reason, manually=False)
+
+    def request_restart(self, pm_id: int, reason: str) -> concurrent.futures.Future:
+        """``restart_process`` from any thread (a watchdog observer, a timer thread)."""
+        assert self.loop is not None
+        proc = self.procs.get(pm_id)
+        if proc is None:
+            future: concurrent.futures.Future = concurrent.futures.Future()
+            future.set_result(None)
+            return future
+        coro = self.restart_process(proc, reason=reason)
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
 
     # -- reload ------------------------------------------------------------
 
