@@ -16,8 +16,8 @@ from __future__ import annotations
 import copy
 import difflib
 import re
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from .convert import CORE_CONVERTERS, convert_value
@@ -43,6 +43,9 @@ class Option:
     choices: tuple[Any, ...] = ()
     minimum: float | None = None
     plugin: str | None = None  # "core" or the plugin that declared it
+    # A plugin's own check of the converted value: returns the value to keep, or raises
+    # ValueError (or OptionError) whose text says what is wrong and what is accepted.
+    validate: Callable[[Any], Any] | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if self.type not in KINDS:
@@ -50,6 +53,16 @@ class Option:
                 f"option {self.name!r} of {_owner(self)} has unknown type {self.type!r}: "
                 f"use one of {', '.join(KINDS)}"
             )
+
+
+def _validated(option: Option, value: Any) -> Any:
+    assert option.validate is not None
+    try:
+        return option.validate(value)
+    except OptionError:
+        raise
+    except (ValueError, TypeError, KeyError) as exc:
+        raise OptionError(f"{option.name}: {exc}", field=option.name) from None
 
 
 def camel(name: str) -> str:
@@ -289,6 +302,8 @@ class OptionSchema:
                 raise OptionError(
                     f"{option.name} must be one of {choices}, got {value!r}", field=option.name
                 )
+            if option.validate is not None and converted is not None:
+                converted = _validated(option, converted)
         except OptionError as exc:
             if key is None or key == option.name:
                 raise

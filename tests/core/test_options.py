@@ -653,3 +653,17 @@ def test_normalized_options_normalize_to_themselves(schema):
     twice, warnings = schema.normalize(once)
     assert twice == once
     assert warnings == []
+
+
+def test_a_plugin_validator_checks_the_converted_value():
+    def even(value):
+        if value % 2:
+            raise ValueError(f"must be even, got {value}")
+        return value
+
+    option = Option("pairs", "int", validate=even, plugin="demo")
+    schema = OptionSchema([*CORE_OPTIONS, option])
+    assert normalize(schema, pairs="4")["pairs"] == 4
+    with pytest.raises(OptionError, match="pairs: must be even, got 3") as info:
+        normalize(schema, pairs=3)
+    assert info.value.field == "pairs"
