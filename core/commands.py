@@ -10,12 +10,12 @@ from __future__ import annotations
 import asyncio
 import inspect
 import os
-import signal as signals
 import time
 from typing import TYPE_CHECKING, Any
 
 from . import __version__, lifecycle, paths
 from .apps import PreparedApp, prepare_app
+from .convert import signal_of
 from .errors import NotFoundError, OptionError, ProtocolError, StateError
 from .lifecycle import ProcessState
 from .process import ManagedProcess
@@ -30,20 +30,14 @@ if TYPE_CHECKING:
 
 def parse_signal(value: Any) -> int:
     """``SIGUSR1``, ``USR1``, ``sigusr1`` or a number, to a signal number."""
-    if isinstance(value, int) or (isinstance(value, str) and value.isdigit()):
-        number = int(value)
-        if number in set(signals.Signals):
-            return number
-    elif isinstance(value, str):
-        name = value.upper()
-        name = name if name.startswith("SIG") else "SIG" + name
-        if name in signals.Signals.__members__:
-            return int(signals.Signals[name])
-    raise OptionError(
-        f"unknown signal {value!r}: use a name such as SIGUSR1 or SIGTERM, "
-        "or its number (see `kill -l`)",
-        field="signal",
-    )
+    found = signal_of(value) if isinstance(value, (str, int)) else None
+    if found is None:
+        raise OptionError(
+            f"unknown signal {value!r}: use a name such as SIGUSR1 or SIGTERM, "
+            "or its number (see `kill -l`)",
+            field="signal",
+        )
+    return int(found)
 
 
 class Commands:

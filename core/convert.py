@@ -15,6 +15,7 @@ import json
 import math
 import re
 import shlex
+import signal
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -242,8 +243,30 @@ def _user_or_group(value: Any) -> int | str:
     return int(text) if text.isdigit() else text  # a numeric id, as subprocess wants it
 
 
+def signal_of(value: Any) -> signal.Signals | None:
+    """``SIGTERM``, ``term``, ``15`` -> ``Signals.SIGTERM``; None when it names no signal."""
+    text = str(value).strip().upper()
+    name = text if text.startswith("SIG") else "SIG" + text
+    try:
+        return signal.Signals(int(text)) if text.isdigit() else signal.Signals[name]
+    except (KeyError, ValueError):
+        return None
+
+
+def _signal_name(value: Any) -> str:
+    found = signal_of(_to_str(value))
+    if found is None:
+        raise OptionError(
+            f"kill_signal {value!r} is not a signal: use a name such as SIGTERM or SIGINT, "
+            "or its number (see `kill -l`)",
+            field="kill_signal",
+        )
+    return found.name
+
+
 # By option name; OptionSchema passes one to convert_value only for options the core declares.
 CORE_CONVERTERS: dict[str, Callable[[Any], Any]] = {
+    "kill_signal": _signal_name,
     "instances": _instances,
     "exec_mode": _exec_mode,
     "uid": _user_or_group,

@@ -563,7 +563,8 @@ class Daemon:
             if step == "message" and child.channel is not None:
                 child.channel.send("shutdown")
             elif step == "sigint":
-                signal_tree(child.pid, tree, signal.SIGINT, group=treekill)
+                stop_signal = signal.Signals[proc.options.get("kill_signal") or "SIGINT"]
+                signal_tree(child.pid, tree, stop_signal, group=treekill)
             elif step == "sigkill":
                 if i > 0:
                     self.log.warning("kill timeout, sending SIGKILL", name=proc.name, pid=child.pid)

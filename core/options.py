@@ -159,7 +159,9 @@ CORE_OPTIONS: tuple[Option, ...] = (
     _core("autorestart", "bool", True, help="restart the app when it exits"),
     _core("autostart", "bool", True, help="start the app when it is added"),
     _core("stop_exit_codes", "int_list", (), help="exit codes that do not trigger a restart"),
-    _core("kill_timeout", "ms", 1600, help="grace after SIGINT before SIGKILL"),
+    _core("kill_timeout", "ms", 1600, help="grace after the stop signal before SIGKILL"),
+    _core("kill_signal", "str", "SIGINT", help="stop signal (gunicorn drains on SIGTERM); "
+          "a name or number"),
     _core("force", "bool", False, help="start another copy of a script already running"),
     _core("port", "int", minimum=0, help="sets PORT in the app's environment"),
     _core("uid", "str", help="run as this user (a name, or a numeric id)", aliases=("user",)),

@@ -321,3 +321,25 @@ def test_python_runs_under_the_daemons_interpreter(pm, app_path):
     assert psutil.Process(info.pid).exe() == os.path.realpath(sys.executable) or psutil.Process(
         info.pid
     ).exe().startswith(sys.prefix)
+
+
+def test_kill_signal_picks_the_stop_signal(pm, tmp_path):
+    script = python_app(
+        tmp_path,
+        "term.py",
+        "import signal, sys, time\n"
+        "def bye(sig, frame):\n"
+        "    print('got', signal.Signals(sig).name, flush=True)\n"
+        "    sys.exit(0)\n"
+        "signal.signal(signal.SIGTERM, bye)\n"
+        "signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+        "print('ready', flush=True)\n"
+        "while True: time.sleep(1)\n",
+    )
+    info = pm.start(script, {"kill_signal": "term", "kill_timeout": 5000})[0]
+    assert info.options["kill_signal"] == "SIGTERM"
+    wait_for(lambda: "ready" in out_lines(info))
+    stopped = pm.stop("term")[0]
+    assert stopped.exit_code == 0 and "got SIGTERM" in out_lines(info)
+    with pytest.raises(OptionError, match="kill_signal 'SIGNOPE' is not a signal"):
+        pm.start(script, {"name": "other", "kill_signal": "SIGNOPE"})
