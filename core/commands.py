@@ -19,6 +19,7 @@ from .convert import signal_of
 from .errors import NotFoundError, OptionError, ProtocolError, StateError
 from .lifecycle import ProcessState
 from .process import ManagedProcess
+from .reload import reload_process
 from .spawn import (
     merge_env,
 )
@@ -318,7 +319,7 @@ class Commands:
                     self.daemon.respawn(proc)
                     return
                 try:
-                    await self.daemon.reload_process(proc, graceful=graceful)
+                    await reload_process(self.daemon, proc, graceful=graceful)
                 except StateError as exc:
                     proc.options, proc.env = before  # the old version keeps serving
                     failures.append(str(exc))

@@ -31,7 +31,7 @@ from .daemonlog import DaemonLog, StructlogHandler
 from .errors import OptionError, ScriptError, StateError
 from .events import ProcessEvent
 from .hooks import PluginManager, load_plugins
-from .kill import exit_words, is_corral, kill_orphan, reap_leftovers, signal_tree
+from .kill import exit_words, is_corral, kill_orphan, terminate
 from .lifecycle import Event, ProcessState
 from .listen import Listeners
 from .logs import LogFiles, log_paths, pid_path
@@ -40,6 +40,7 @@ from .notify import NotifySocket
 from .options import OptionSchema
 from .output import OutputPipes
 from .process import Child, ManagedProcess
+from .reload import reload_process
 from .rpc import pid_alive
 from .rpc_async import RPCServer
 from .spawn import (
@@ -347,7 +348,7 @@ class Daemon:
         self.output.watch(child, proc, out_r, "out")
         self.output.watch(child, proc, err_r, "err")
         self._watch_exit(proc, child)
-        self._write_pid_file(proc)
+        self.write_pid_file(proc)
         if proc.waits_for_ready:
             timeout = int(proc.options.get("listen_timeout") or 3000) / 1000
             self.loop.call_later(timeout, self.mark_ready, proc, child, "listen_timeout")
@@ -392,7 +393,7 @@ class Daemon:
         spec.argv = socket_activation_argv(listener.fd, spec.argv)
         spec.pass_fds.append(listener.fd)
 
-    def _write_pid_file(self, proc: ManagedProcess) -> None:
+    def write_pid_file(self, proc: ManagedProcess) -> None:
         if proc.pid_path is None or proc.pid is None:
             return
         try:
@@ -546,37 +547,9 @@ class Daemon:
             return
         self.change_state(proc, Event.STOP, emit=emit, manually=manually)
         first = "message" if proc.options.get("shutdown_with_message") else "sigint"
-        if not await self.terminate(proc, child, [first, "sigkill"]):
+        if not await terminate(proc, child, [first, "sigkill"], self.sampler, self.log):
             reason = f"pid {child.pid} survived SIGKILL"
             self.change_state(proc, Event.KILL_FAILED, emit="errored", reason=reason)
-
-    async def terminate(self, proc: ManagedProcess, child: Child, steps: list[str]) -> bool:
-        """Take ``steps`` ("message", "sigint", "sigkill") one ``kill_timeout`` apart until
-        the child exits; then give its leftover descendants the same grace. False if it
-        outlived every step."""
-        treekill = bool(proc.options.get("treekill", True))
-        tree = self.sampler.descendants(child.pid) if treekill else []
-        timeout = int(proc.options.get("kill_timeout") or 1600) / 1000
-        for i, step in enumerate(steps):
-            if child.exited.done():
-                break
-            if step == "message" and child.channel is not None:
-                child.channel.send("shutdown")
-            elif step == "sigint":
-                stop_signal = signal.Signals[proc.options.get("kill_signal") or "SIGINT"]
-                signal_tree(child.pid, tree, stop_signal, group=treekill)
-            elif step == "sigkill":
-                if i > 0:
-                    self.log.warning("kill timeout, sending SIGKILL", name=proc.name, pid=child.pid)
-                signal_tree(child.pid, tree, signal.SIGKILL, group=treekill)
-            done, _ = await asyncio.wait({child.exited}, timeout=timeout)
-            if done:
-                break
-        else:
-            return False
-        if treekill:
-            await reap_leftovers(child.pid, tree, timeout)
-        return True
 
     def respawn(self, proc: ManagedProcess, *, reason: str = "", manually: bool = True) -> None:
         """Start a stopped slot again, as a restart: PM2's counters reset, restart_time+1."""
@@ -605,7 +578,7 @@ class Daemon:
             self.log.info("restart", name=proc.name, pm_id=proc.pm_id, reason=reason)
             if proc.state is ProcessState.ONLINE and (proc.cluster or proc.shares_socket):
                 with contextlib.suppress(StateError):
-                    await self.reload_process(proc)
+                    await reload_process(self, proc)
                     return
             await self.stop_process(proc)
             if proc.state in lifecycle.STOPPED_STATES:
@@ -622,57 +595,6 @@ class Daemon:
             return future
         coro = self.restart_process(proc, reason=reason)
         return asyncio.run_coroutine_threadsafe(coro, self.loop)
-
-    # -- reload ------------------------------------------------------------
-
-    async def reload_process(self, proc: ManagedProcess, *, graceful: bool = False) -> None:
-        """Replace the child of an online process with a new one, ready before the old goes.
-
-        If the new child exits or is not ready in time (``wait_ready``), it is stopped,
-        the old one keeps serving, and StateError says why.
-        """
-        old = proc.child
-        assert old is not None and proc.state is ProcessState.ONLINE
-        old.retired = True
-        proc.history = lifecycle.on_manual_restart(proc.history, now_ms())
-        try:
-            new = self.spawn(proc, is_restart=True, reload=True)
-        except (ScriptError, OptionError) as exc:
-            self._roll_back(proc, old, str(exc))
-            raise StateError(f"reload of {proc.name} (pm_id {proc.pm_id}) failed: {exc}") from exc
-        limit = int(proc.options.get("listen_timeout") or 3000) / 1000
-        await asyncio.wait({new.ready}, timeout=limit + 1)
-        how = new.ready.result() if new.ready.done() else "listen_timeout"
-        failure = None
-        if how is None:
-            failure = f"the new instance exited ({exit_words(new.exited.result())}) before ready"
-        elif how == "listen_timeout" and proc.options.get("wait_ready"):
-            failure = f"the new instance was not ready within listen_timeout ({limit:g} s)"
-        if failure is not None:
-            await self.terminate(proc, new, ["sigint", "sigkill"])
-            self._roll_back(proc, old, failure)
-            raise StateError(
-                f"reload of {proc.name} (pm_id {proc.pm_id}) failed: {failure}; "
-                f"the old instance (pid {old.pid}) is still serving"
-            )
-        new.on_trial = False
-        self.change_state(proc, Event.READY, emit="online", reason=how)
-        self.emit(proc, "reload", manually=True)
-        if graceful:
-            steps = ["message", "sigint", "sigkill"]
-        else:
-            first = "message" if proc.options.get("shutdown_with_message") else "sigint"
-            steps = [first, "sigkill"]
-        await self.terminate(proc, old, steps)
-
-    def _roll_back(self, proc: ManagedProcess, old: Child, reason: str) -> None:
-        proc.child = old
-        old.retired = False
-        self._write_pid_file(proc)
-        self.change_state(proc, Event.ROLLBACK, emit="reload failed", reason=reason)
-        self.log.error("reload failed", name=proc.name, pm_id=proc.pm_id, reason=reason)
-        if old.exited.done():  # the old one died meanwhile: the policy decides, as for a crash
-            self.apply_exit(proc, old, old.exited.result())
 
     # -- logs --------------------------------------------------------------
 

@@ -12,10 +12,13 @@ import contextlib
 import os
 import signal
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .monitor import start_time
+from .monitor import TreeSampler, start_time
 from .rpc import pid_alive
+
+if TYPE_CHECKING:
+    from .process import Child, ManagedProcess
 
 
 def exit_words(code: int) -> str:
@@ -82,3 +85,37 @@ async def kill_orphan(pid: int | None, started: float | None, kill_timeout: Any)
             return
         await asyncio.sleep(0.02)
     signal_tree(pid, [], signal.SIGKILL, group=True)
+
+
+async def terminate(
+    proc: ManagedProcess, child: Child, steps: list[str], sampler: TreeSampler, log: Any
+) -> bool:
+    """Stop ``child``: take ``steps`` one ``kill_timeout`` apart until it exits.
+
+    A step is ``"message"`` (the "shutdown" message on its channel), ``"sigint"``
+    (the app's ``kill_signal``, SIGINT by default) or ``"sigkill"``. Its leftover
+    descendants then get the same grace. False if it outlived every step.
+    """
+    treekill = bool(proc.options.get("treekill", True))
+    tree = sampler.descendants(child.pid) if treekill else []
+    timeout = int(proc.options.get("kill_timeout") or 1600) / 1000
+    for i, step in enumerate(steps):
+        if child.exited.done():
+            break
+        if step == "message" and child.channel is not None:
+            child.channel.send("shutdown")
+        elif step == "sigint":
+            stop_signal = signal.Signals[proc.options.get("kill_signal") or "SIGINT"]
+            signal_tree(child.pid, tree, stop_signal, group=treekill)
+        elif step == "sigkill":
+            if i > 0:
+                log.warning("kill timeout, sending SIGKILL", name=proc.name, pid=child.pid)
+            signal_tree(child.pid, tree, signal.SIGKILL, group=treekill)
+        done, _ = await asyncio.wait({child.exited}, timeout=timeout)
+        if done:
+            break
+    else:
+        return False
+    if treekill:
+        await reap_leftovers(child.pid, tree, timeout)
+    return True

@@ -1,0 +1,72 @@
+"""Rolling reload: a process's new child is ready before its old one stops.
+
+If the new child exits, or (with ``wait_ready``) is not ready within
+``listen_timeout``, it is stopped and the old child goes on serving: the
+process is rolled back and the reload raises, naming the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING
+
+from . import lifecycle
+from .errors import OptionError, ScriptError, StateError
+from .kill import exit_words, terminate
+from .lifecycle import Event, ProcessState
+
+if TYPE_CHECKING:
+    from .daemon import Daemon
+    from .process import Child, ManagedProcess
+
+
+async def reload_process(daemon: Daemon, proc: ManagedProcess, *, graceful: bool = False) -> None:
+    """Replace the child of an online process with a new one, ready before the old goes.
+
+    If the new child exits or is not ready in time (``wait_ready``), it is stopped,
+    the old one keeps serving, and StateError says why.
+    """
+    old = proc.child
+    assert old is not None and proc.state is ProcessState.ONLINE
+    old.retired = True
+    proc.history = lifecycle.on_manual_restart(proc.history, int(time.time() * 1000))
+    try:
+        new = daemon.spawn(proc, is_restart=True, reload=True)
+    except (ScriptError, OptionError) as exc:
+        roll_back(daemon, proc, old, str(exc))
+        raise StateError(f"reload of {proc.name} (pm_id {proc.pm_id}) failed: {exc}") from exc
+    limit = int(proc.options.get("listen_timeout") or 3000) / 1000
+    await asyncio.wait({new.ready}, timeout=limit + 1)
+    how = new.ready.result() if new.ready.done() else "listen_timeout"
+    failure = None
+    if how is None:
+        failure = f"the new instance exited ({exit_words(new.exited.result())}) before ready"
+    elif how == "listen_timeout" and proc.options.get("wait_ready"):
+        failure = f"the new instance was not ready within listen_timeout ({limit:g} s)"
+    if failure is not None:
+        await terminate(proc, new, ["sigint", "sigkill"], daemon.sampler, daemon.log)
+        roll_back(daemon, proc, old, failure)
+        raise StateError(
+            f"reload of {proc.name} (pm_id {proc.pm_id}) failed: {failure}; "
+            f"the old instance (pid {old.pid}) is still serving"
+        )
+    new.on_trial = False
+    daemon.change_state(proc, Event.READY, emit="online", reason=how)
+    daemon.emit(proc, "reload", manually=True)
+    if graceful:
+        steps = ["message", "sigint", "sigkill"]
+    else:
+        first = "message" if proc.options.get("shutdown_with_message") else "sigint"
+        steps = [first, "sigkill"]
+    await terminate(proc, old, steps, daemon.sampler, daemon.log)
+
+
+def roll_back(daemon: Daemon, proc: ManagedProcess, old: Child, reason: str) -> None:
+    proc.child = old
+    old.retired = False
+    daemon.write_pid_file(proc)
+    daemon.change_state(proc, Event.ROLLBACK, emit="reload failed", reason=reason)
+    daemon.log.error("reload failed", name=proc.name, pm_id=proc.pm_id, reason=reason)
+    if old.exited.done():  # the old one died meanwhile: the policy decides, as for a crash
+        daemon.apply_exit(proc, old, old.exited.result())
