@@ -273,6 +273,7 @@ class Daemon:
         self.locks[proc.pm_id] = asyncio.Lock()
         self._count_instances(proc.name)
         self.mark_dirty()
+        self.manager.call("corral_process_added", app=proc)
         return proc
 
     def forget(self, proc: ManagedProcess) -> None:

@@ -67,6 +67,19 @@ def corral_daemon_stop(daemon: Daemon) -> None:
 
 
 @hookspec
+def corral_process_added(app: ManagedProcess) -> None:
+    """A process slot was added: by start (also with ``autostart: false``), scale,
+    resurrect, or the recovery of a dead daemon's apps.
+
+    Runs in the daemon, on the event loop, before the slot's first spawn. ``app``
+    has its pm_id, name and options. Use it to set up per-app state (a cron job,
+    a watcher) that must exist even for an app that is not running. Must not block.
+
+    .. versionadded:: 0.2
+    """
+
+
+@hookspec
 def corral_before_spawn(app: ManagedProcess, spawn: SpawnSpec) -> None:
     """An app is about to be executed; change how.
 
