@@ -130,7 +130,11 @@ METAVARS = {"int": "N", "ms": "MS", "bytes": "SIZE", "list": "ARGS", "int_list":
 
 
 def _flag_kind(option: Any) -> str:
-    return "flag" if getattr(option, "type", None) == "bool" else "value"
+    kind = getattr(option, "type", None)
+    if kind == "bool":
+        return "flag"
+    # `--watch` alone means true, `--watch src` a value (PM2's flags read the same way)
+    return "optional" if kind in ("bool_or_list", "bool_or_str") else "value"
 
 
 def _make_flag(decls: tuple[str, ...], param: str, kind: str, option: Any) -> Any:

@@ -304,6 +304,8 @@ class Daemon:
         exec fails (the slot is then errored, unless this is a reload).
         """
         self.change_state(proc, Event.RELOAD if reload else Event.SPAWN)
+        # counted first, so the child's environment shows this run's restart_time
+        proc.history = lifecycle.on_spawn(proc.history, now_ms(), is_restart=is_restart)
         spec = self._spawn_spec(proc)
         channel = Channel(lambda message: None)
         spec.env["CORRAL_CHANNEL_FD"] = str(channel.child_fd)
@@ -345,7 +347,6 @@ class Daemon:
             proc.exit_code = None
         proc.child = child
         self.children[child.pid] = (proc, child)
-        proc.history = lifecycle.on_spawn(proc.history, now_ms(), is_restart=is_restart)
         self.output.watch(child, proc, out_r, "out")
         self.output.watch(child, proc, err_r, "err")
         self._watch_exit(proc, child)
@@ -579,7 +580,7 @@ class Daemon:
             self.log.info("restart", name=proc.name, pm_id=proc.pm_id, reason=reason)
             if proc.state is ProcessState.ONLINE and (proc.cluster or proc.shares_socket):
                 with contextlib.suppress(StateError):
-                    await reload_process(self, proc)
+                    await reload_process(self, proc, reason=reason)
                     return
             await self.stop_process(proc)
             if proc.state in lifecycle.STOPPED_STATES:

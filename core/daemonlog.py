@@ -34,8 +34,7 @@ class DaemonLog:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
-        self.file = open(path, "a", buffering=1)
+        self.file = _open_private(path)
         self.logger = structlog.wrap_logger(
             structlog.WriteLogger(self),
             processors=[
@@ -46,7 +45,7 @@ class DaemonLog:
         )
 
     def write(self, text: str) -> None:
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError, ValueError):  # ValueError: closed by a reopen
             self.file.write(text)
 
     def flush(self) -> None:
@@ -54,8 +53,15 @@ class DaemonLog:
             self.file.flush()
 
     def reopen(self) -> None:
-        old, self.file = self.file, open(self.path, "a", buffering=1)
+        """Open the path again (after a rotation or an external ``mv``), still 0600."""
+        old, self.file = self.file, _open_private(self.path)
         old.close()
 
     def close(self) -> None:
         self.file.close()
+
+
+def _open_private(path: Path) -> Any:
+    """``path`` opened for appending lines, created 0600 if it does not exist."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    return open(fd, "a", buffering=1)

@@ -92,6 +92,10 @@ PM2_IGNORED = frozenset(
 # Options a first-party plugin provides: named in the error when that plugin is not loaded.
 PLUGIN_OPTIONS = {
     "max_memory_restart": "memory",
+    "memory_interval": "memory",
+    "logrotate_max_size": "logrotate",
+    "logrotate_retain": "logrotate",
+    "logrotate_compress": "logrotate",
     "watch": "watch",
     "ignore_watch": "watch",
     "watch_delay": "watch",

@@ -21,11 +21,14 @@ if TYPE_CHECKING:
     from .process import Child, ManagedProcess
 
 
-async def reload_process(daemon: Daemon, proc: ManagedProcess, *, graceful: bool = False) -> None:
+async def reload_process(
+    daemon: Daemon, proc: ManagedProcess, *, graceful: bool = False, reason: str = ""
+) -> None:
     """Replace the child of an online process with a new one, ready before the old goes.
 
     If the new child exits or is not ready in time (``wait_ready``), it is stopped,
-    the old one keeps serving, and StateError says why.
+    the old one keeps serving, and StateError says why. ``reason`` (a plugin's: a
+    memory figure, a changed file) goes with the ``reload`` event.
     """
     old = proc.child
     assert old is not None and proc.state is ProcessState.ONLINE
@@ -53,7 +56,7 @@ async def reload_process(daemon: Daemon, proc: ManagedProcess, *, graceful: bool
         )
     new.on_trial = False
     daemon.change_state(proc, Event.READY, emit="online", reason=how)
-    daemon.emit(proc, "reload", manually=True)
+    daemon.emit(proc, "reload", manually=not reason, reason=reason)
     if graceful:
         steps = ["message", "sigint", "sigkill"]
     else:
