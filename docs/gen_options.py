@@ -9,22 +9,39 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from corral.options import CORE_OPTIONS, camel
+from corral.hooks import load_plugins
+from corral.options import CORE_OPTIONS, Option, camel
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 BEGIN, END = "<!-- options:begin -->", "<!-- options:end -->"
 
 
+FIRST_PARTY = ("memory", "watch", "cron", "logrotate", "bus")
+
+
+def _row(opt: Option, *, plugin: bool) -> str:
+    names = [opt.name, *opt.aliases]
+    aliases = [*opt.aliases, *sorted({camel(n) for n in names} - set(names))]
+    default = "" if opt.default in (None, (), [], {}) else f"`{opt.default!r}`".replace("'", '"')
+    also = ", ".join(f"`{a}`" for a in aliases)
+    owner = f" `{opt.plugin}` |" if plugin else ""
+    return f"| `{opt.name}` |{owner} {also} | {opt.type} | {default} | {opt.help} |"
+
+
 def table() -> str:
-    rows = ["| option | also accepted as | type | default | meaning |", "|---|---|---|---|---|"]
-    for opt in CORE_OPTIONS:
-        names = [opt.name, *opt.aliases]
-        aliases = [*opt.aliases, *sorted({camel(n) for n in names} - set(names))]
-        default = (
-            "" if opt.default in (None, (), [], {}) else f"`{opt.default!r}`".replace("'", '"')
-        )
-        also = ", ".join(f"`{a}`" for a in aliases)
-        rows.append(f"| `{opt.name}` | {also} | {opt.type} | {default} | {opt.help} |")
+    """The core options, then those of the first-party plugins, marked with their plugin."""
+    head = "| option | also accepted as | type | default | meaning |"
+    rows = [head, "|---|---|---|---|---|", *(_row(o, plugin=False) for o in CORE_OPTIONS)]
+    options = load_plugins(list(FIRST_PARTY)).app_options()
+    plugin_rows = [_row(o, plugin=True) for o in options if o.plugin != "core"]
+    rows += [
+        "",
+        "Options of the first-party plugins (refused, naming the plugin, when it is not loaded):",
+        "",
+        "| option | plugin | also accepted as | type | default | meaning |",
+        "|---|---|---|---|---|---|",
+        *plugin_rows,
+    ]
     return "\n".join(rows)
 
 
