@@ -411,12 +411,22 @@ def build_cli() -> click.Group:
 
     @cli.command()
     @click.argument("target", required=False)
-    def flush(target: str | None) -> None:
+    @click.option(
+        "--all", "rotated", is_flag=True, help="Delete rotated files too (the logrotate plugin)."
+    )
+    def flush(target: str | None, rotated: bool) -> None:
         """Empty the log files of a process, or of every process and corral.log."""
         client = _client()
-        paths = client.flush(parse_target(target)) if target else client.flush()
+        chosen = parse_target(target) if target else None
+        if rotated:
+            result = _flush_rotated(client, chosen)
+            paths, deleted = result["flushed"], result["deleted"]
+        else:
+            paths, deleted = client.flush(chosen) if target else client.flush(), []
         for path in paths:
             _echo(f"flushed {path}")
+        for path in deleted:
+            _echo(f"deleted {path}")
 
     @cli.command("reload-logs")
     def reload_logs() -> None:
@@ -505,6 +515,17 @@ def _apply(verb: str, targets: tuple[str, ...], flags: dict[str, Any]) -> None:
         _print_table(client)
     if failed:
         raise SystemExit(1)
+
+
+def _flush_rotated(client: Client, target: Any) -> dict[str, Any]:
+    from .errors import PluginError, ProtocolError
+
+    try:
+        return client.call("logrotate_flush", target=target, all=True)
+    except ProtocolError as exc:
+        raise PluginError(
+            "flush --all needs the plugin 'logrotate', which is not loaded in the daemon"
+        ) from exc
 
 
 def daemon_running() -> bool:

@@ -524,3 +524,31 @@ def test_cli(pm, tmp_path):
     out = cli(pm, "logrotate", "flush", "tick", "--all")
     assert f"flushed {path}\n" in out and f"deleted {rotated}\n" in out
     assert not rotated.exists()
+
+
+def test_cli_flush_all_deletes_rotated_files(corral_home, tmp_path):
+    import subprocess
+    import sys
+
+    import corral
+
+    script = tmp_path / "once.py"
+    script.write_text("print('hello', flush=True)\n")
+    client = corral.connect(plugins=["logrotate"])
+    try:
+        info = client.start(str(script), {"autorestart": False})[0]
+        wait_for(lambda: client.describe(0)[0].status == "stopped")
+        client.call("logrotate_rotate", target=0)
+        log_dir = Path(info.out_log).parent
+        wait_for(lambda: any("__" in p.name for p in log_dir.iterdir()))
+        done = subprocess.run(
+            [sys.executable, "-m", "corral", "flush", "0", "--all"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        assert "deleted" in done.stdout
+        assert not any("__" in p.name for p in log_dir.iterdir())
+    finally:
+        client.kill_daemon()
