@@ -3,7 +3,9 @@
 A group function takes a :class:`~tools.Tool` and returns the figures of one run
 (``{row name: value}``) and the raw details kept in the JSON output. It starts
 from a fresh home and leaves no process behind, whether it succeeds or raises.
-The fleet group (100 apps on one daemon) lives in :mod:`fleet`.
+The fleet group (100 apps on one daemon) lives in :mod:`fleet`, the cluster
+group (a node app on a shared port) in :mod:`cluster`, the bus group in
+:mod:`busbench`.
 """
 
 from __future__ import annotations
@@ -38,9 +40,11 @@ class Row:
     name: str
     metric: str  # the --only name that selects it
     unit: str
-    goal: float | None  # the corral/PM2 ratio to stay under, from the issue
+    goal: float | None  # the corral/PM2 ratio to stay under (over, if higher_is_better)
     about: str
     pm2_only: bool = False
+    higher_is_better: bool = False
+    limit: float | None = None  # a bound on corral's own figure, in every run (from the issue)
 
 
 ROWS = (
@@ -76,6 +80,54 @@ ROWS = (
     Row("daemon_uss_0", "daemon_rss_100", "MiB", None, "daemon USS with no app"),
     Row("idle_cpu_100", "idle_cpu_100", "CPU ms", 1.0, "daemon CPU time while idle, 100 apps"),
     Row("log_throughput", "log_throughput", "s", 0.5, "start -> every line in the out log"),
+    Row(
+        "reload_failed",
+        "reload_under_load",
+        "req/reload",
+        None,
+        "failed requests (errors + 2 s timeouts) per reload, 4 node instances under load",
+        limit=0,
+    ),
+    Row(
+        "reload_time",
+        "reload_under_load",
+        "s",
+        1.0,
+        "wall time of `reload web` (4 instances) under load, median of the run's reloads",
+    ),
+    Row(
+        "rps_cluster",
+        "rps_cluster",
+        "req/s",
+        1.0,
+        "requests/s through the shared port, 4 node instances, a connection per request",
+        higher_is_better=True,
+    ),
+    Row(
+        "bus_events",
+        "bus_throughput",
+        "events/s",
+        None,
+        "log:out events/s at one subscriber, a child writing lines as fast as it can",
+        higher_is_better=True,
+    ),
+    Row(
+        "bus_lines",
+        "bus_throughput",
+        "lines/s",
+        None,
+        "log lines/s those events carry",
+        higher_is_better=True,
+    ),
+    Row(
+        "bus_latency",
+        "bus_latency",
+        "ms",
+        None,
+        "child's send -> subscriber, median of 200 messages",
+        limit=1.0,
+    ),
+    Row("bus_latency_p99", "bus_latency", "ms", None, "child's send -> subscriber, p99"),
 )
 
 METRICS = tuple(dict.fromkeys(row.metric for row in ROWS))
@@ -92,6 +144,8 @@ class Settings:
     settle_seconds: float
     kills: int = 20
     node: bool = True
+    window_seconds: float = 5.0  # rps_cluster's and bus_throughput's measuring window
+    reloads: int = 3
 
     @property
     def data_file(self) -> Path:
@@ -374,4 +428,8 @@ GROUP_OF = {
     "daemon_rss_100": "fleet",
     "idle_cpu_100": "fleet",
     "log_throughput": "log_throughput",
+    "rps_cluster": "cluster",
+    "reload_under_load": "cluster",
+    "bus_throughput": "bus",
+    "bus_latency": "bus",
 }

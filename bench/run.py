@@ -22,11 +22,14 @@ import subprocess
 import sys
 import tempfile
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from busbench import bus
+from cluster import cluster
 from fleet import fleet
 from metrics import (
     GROUP_OF,
@@ -48,6 +51,8 @@ GROUPS: dict[str, Callable[[Tool, Settings, set[str]], Result]] = {
     "restart_after_sigkill": restart_after_sigkill,
     "fleet": fleet,
     "log_throughput": log_throughput,
+    "cluster": cluster,
+    "bus": bus,
 }
 
 
@@ -83,10 +88,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--idle", type=float, help="idle_cpu_100 window in seconds (default 10, quick 5)"
     )
+    parser.add_argument(
+        "--window",
+        type=float,
+        help="rps_cluster and bus_throughput window in seconds (default 5, quick 2)",
+    )
     args = parser.parse_args(argv)
     args.runs = args.runs or (2 if args.quick else 5)
     args.lines = args.lines or (200_000 if args.quick else 1_000_000)
     args.idle = args.idle or (5.0 if args.quick else 10.0)
+    args.window = args.window or (2.0 if args.quick else 5.0)
     return args
 
 
@@ -113,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         idle_seconds=args.idle,
         settle_seconds=1.0 if args.quick else 2.0,
         node=shutil.which("node") is not None,
+        window_seconds=args.window,
     )
     tools: list[Tool] = []
     results = Results()
@@ -193,6 +205,8 @@ def describe(args: argparse.Namespace, settings: Settings, tools: list[Tool]) ->
         "idle_window_s": settings.idle_seconds,
         "settle_s": settings.settle_seconds,
         "kills_per_run": settings.kills,
+        "window_s": settings.window_seconds,
+        "reloads_per_run": settings.reloads,
     }
 
 
@@ -217,10 +231,18 @@ def ratio_of(results: Results, row: Row) -> float | None:
 
 
 def goal_met(results: Results, row: Row) -> bool | None:
+    """The ratio's goal and corral's own limit (every run), where the row has them."""
     corral, pm2 = median_of(results, row.name, "corral"), median_of(results, row.name, "pm2")
-    if row.goal is None or corral is None or pm2 is None:
-        return None
-    return corral <= row.goal * pm2
+    verdicts = []
+    if row.goal is not None and corral is not None and pm2 is not None:
+        target = row.goal * pm2
+        verdicts.append(corral >= target if row.higher_is_better else corral <= target)
+    samples = results.samples.get((row.name, "corral"))
+    if row.limit is not None and samples:
+        verdicts.append(
+            min(samples) >= row.limit if row.higher_is_better else max(samples) <= row.limit
+        )
+    return all(verdicts) if verdicts else None
 
 
 def render(meta: dict[str, Any], rows: list[Row], results: Results) -> str:
@@ -235,7 +257,7 @@ def render(meta: dict[str, Any], rows: list[Row], results: Results) -> str:
     ]
     for row in rows:
         ratio, met = ratio_of(results, row), goal_met(results, row)
-        goal = _goal(row.goal, met)
+        goal = _goal(row, met)
         cells = [_cell(results, row, tool) for tool in TOOLS]
         out.append(
             f"| {row.name} | {row.unit} | {cells[0]} | {cells[1]} | "
@@ -245,11 +267,18 @@ def render(meta: dict[str, Any], rows: list[Row], results: Results) -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
-def _goal(goal: float | None, met: bool | None) -> str:
-    if goal is None:
-        return ""
+def _goal(row: Row, met: bool | None) -> str:
+    sign = ">=" if row.higher_is_better else "<="
+    parts = []
+    if row.goal is not None:
+        parts.append(f"{sign} {row.goal:g}")
+    if row.limit is not None:
+        parts.append(f"corral {sign} {row.limit:g} {row.unit} every run")
     verdict = {None: "", True: " met", False: " MISSED"}[met]
-    return f"<= {goal:g}{verdict}"
+    text = " ".join(parts) + verdict
+    if row.higher_is_better:
+        text = f"{text} (higher is better)".strip()
+    return text
 
 
 def _cell(results: Results, row: Row, tool: str) -> str:
@@ -267,6 +296,8 @@ def _cell(results: Results, row: Row, tool: str) -> str:
 def _number(value: float, unit: str) -> str:
     if unit == "s":
         return f"{value:.3f}"
+    if value >= 1000:
+        return f"{value:.0f}"
     return f"{value:.2f}" if value < 10 else f"{value:.1f}"
 
 
@@ -299,7 +330,57 @@ def _notes(rows: list[Row], results: Results, idle: float) -> list[str]:
         notes.append(f"- start_100_bin, the daemon's CPU time (median): {cpu}")
     if "idle_cpu_100" in wanted:
         notes.append(f"- idle_cpu_100: CPU ms the daemon used in a {idle:g} s idle window")
+    notes += _cluster_notes(results) + _bus_notes(results)
     return notes
+
+
+def _cluster_notes(results: Results) -> list[str]:
+    notes = []
+    for tool in TOOLS:
+        reloads = [r["reload"] for r in results.runs if r["tool"] == tool and "reload" in r]
+        if not reloads:
+            continue
+        kinds: Counter[str] = Counter()
+        for r in reloads:
+            kinds.update(r["failure_kinds"])
+        per_run = ", ".join(str(r["failed"]) for r in reloads)
+        count = sum(len(r["reload_s"]) for r in reloads)
+        rate = statistics.median(r["rate"] for r in reloads)
+        notes.append(
+            f"- reload_under_load {tool}: {sum(kinds.values())} requests failed in {count} "
+            f"reloads (per run: {per_run}){_kinds(kinds)}; "
+            f"{sum(r['answered'] for r in reloads)} answered, {rate:.0f} req/s (median); "
+            "every reload replaced all 4 pids"
+        )
+    for tool in TOOLS:
+        rps = [r["rps"] for r in results.runs if r["tool"] == tool and "rps" in r]
+        if rps:
+            failed = sum(r["failed"] for r in rps)
+            spread = ", ".join("/".join(map(str, r["answers_per_pid"])) for r in rps)
+            notes.append(
+                f"- rps_cluster {tool}: {failed} requests failed; answers per instance "
+                f"in each run: {spread}"
+            )
+    return notes
+
+
+def _bus_notes(results: Results) -> list[str]:
+    notes = []
+    for tool in TOOLS:
+        found = [
+            r["bus_throughput"] for r in results.runs if r["tool"] == tool and "bus_throughput" in r
+        ]
+        if not found:
+            continue
+        size = statistics.median(r["bytes"] / max(1, r["events"]) for r in found)
+        dropped = [r["dropped"] for r in found if r.get("dropped") is not None]
+        lost = f", {sum(dropped)} events dropped (seq gaps)" if dropped else ""
+        notes.append(f"- bus_throughput {tool}: {size / 1024:.1f} KiB per log:out event{lost}")
+    return notes
+
+
+def _kinds(kinds: Counter[str]) -> str:
+    return f" ({', '.join(f'{n} {k}' for k, n in kinds.most_common())})" if kinds else ""
 
 
 def _raw_medians(results: Results, key: str, form: str) -> str:
@@ -315,6 +396,8 @@ def to_json(meta: dict[str, Any], rows: list[Row], results: Results) -> dict[str
             "unit": row.unit,
             "about": row.about,
             "goal": row.goal,
+            "higher_is_better": row.higher_is_better,
+            "limit": row.limit,
             "ratio": ratio_of(results, row),
             "goal_met": goal_met(results, row),
         }

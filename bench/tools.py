@@ -57,12 +57,19 @@ class Tool:
         env[TOKEN_VAR] = self.token
         return env
 
-    def run(self, *args: str, timeout: float = 120) -> str:
-        """Run one CLI command to its end; its stdout, or BenchError naming the command."""
+    def run(self, *args: str, timeout: float = 120, env: dict[str, str] | None = None) -> str:
+        """Run one CLI command to its end; its stdout, or BenchError naming the command.
+
+        ``env`` adds variables to the command's environment (and so to its apps').
+        """
         argv = [*self.argv, *args]
         try:
             done = subprocess.run(
-                argv, env=self.env(), capture_output=True, text=True, timeout=timeout
+                argv,
+                env={**self.env(), **(env or {})},
+                capture_output=True,
+                text=True,
+                timeout=timeout,
             )
         except subprocess.TimeoutExpired as exc:
             raise BenchError(f"`{_show(argv)}` did not finish in {timeout:g} s") from exc
@@ -78,6 +85,10 @@ class Tool:
 
     def start_file(self, path: Path) -> None:
         self.run("start", str(path))
+
+    def start_cluster(self, script: Path, name: str, instances: int, port: int) -> None:
+        """``instances`` of a node app in cluster mode, all serving ``port``."""
+        raise NotImplementedError
 
     def ping(self) -> None:
         """Start the daemon (with no app) and wait until it answers."""
@@ -156,6 +167,13 @@ class Corral(Tool):
         # a .py script runs under the daemon's own Python, which is `python`
         self.run("start", str(script), "--name", name)
 
+    def start_cluster(self, script: Path, name: str, instances: int, port: int) -> None:
+        # the daemon binds the port once; node's listen(PORT) becomes listen({fd: 3})
+        self.run(
+            "start", str(script), "--name", name, "-x", "cluster", "-i", str(instances),
+            "--port", str(port),
+        )  # fmt: skip
+
     def version(self) -> str:
         done = subprocess.run([*self.argv, "--version"], capture_output=True, text=True)
         if done.returncode != 0:
@@ -177,6 +195,12 @@ class PM2(Tool):
         if script.suffix == ".py":
             args += ["--interpreter", self.python]
         self.run(*args)
+
+    def start_cluster(self, script: Path, name: str, instances: int, port: int) -> None:
+        # node's cluster module: PM2's daemon is the primary and hands connections out
+        self.run(
+            "start", str(script), "--name", name, "-i", str(instances), env={"PORT": str(port)}
+        )
 
     def version(self) -> str:
         package = self.prefix / "node_modules" / "pm2" / "package.json"
