@@ -494,3 +494,29 @@ def test_cli_ctrl_c_exits_quietly(detached):
             proc.send_signal(signal.SIGKILL)
             proc.wait()
     assert "process:event sl" in lines[0]
+
+
+class Broken:
+    """A plugin whose event hook always raises."""
+
+    @corral.hookimpl
+    def corral_process_event(self, event):
+        raise RuntimeError(f"broken on {event.event}")
+
+
+def test_a_raising_hook_is_reported_on_the_bus(corral_home, app_path):
+    with corral.connect(no_daemon=True, plugins=["bus", Broken()]) as client:
+        bus = client.launch_bus(["corral:plugin-error"])
+        try:
+            client.start(app_path("sleeper.py"), {"name": "ok"})
+            events = collect(bus, lambda got: len(got) >= 1)
+            report = events[0].payload
+            assert report["plugin"] == "Broken" and report["hook"] == "corral_process_event"
+            assert report["error"].startswith("RuntimeError: broken on")
+            assert client.describe("ok")[0].status == "online"
+            errors = {r["name"]: r for r in client.plugins()}["Broken"]["errors"]
+            assert any("broken on" in e for e in errors)
+        finally:
+            bus.close()
+    log = (corral_home / "corral.log").read_text()
+    assert '"plugin": "Broken"' in log
