@@ -26,6 +26,7 @@ from .rpc import SyncTransport, pid_alive
 
 if TYPE_CHECKING:
     from .bus import Bus
+    from .startup import StartupResult
 
 Target = str | int | list
 
@@ -261,6 +262,27 @@ class Client(_Calls):
         except ProtocolError as exc:
             raise PluginError(NO_BUS) from exc
         return Bus(reply["address"], topics)
+
+    def startup(self, platform: str | None = None, **kw: Any) -> StartupResult:
+        """Install the boot script that runs ``corral resurrect`` at boot (``pm2.startup``).
+
+        ``platform`` is PM2's name (``ubuntu``, ``centos``, ``darwin``, ...) or an
+        init system (``systemd``, ``launchd``, ``openrc``, ``upstart``, ``systemv``,
+        ``rcd``); None detects it. The file is generated here, in the calling
+        process; this client's daemon is only asked to dump its list. Not root,
+        the result's ``todo`` is the command to run as root. Keywords: ``user``,
+        ``hp``, ``service_name``, ``user_mode``, ``print_only`` (see
+        :func:`corral.startup.startup`).
+        """
+        from .startup import startup
+
+        return startup(platform, client=self, **kw)
+
+    def unstartup(self, platform: str | None = None, **kw: Any) -> StartupResult:
+        """Disable the boot script and delete it (the keywords of :meth:`startup`)."""
+        from .startup import unstartup
+
+        return unstartup(platform, **kw)
 
     def jlist_json(self) -> bytes:
         """Every process as ``pm2 jlist`` prints it: a JSON array, as the daemon encoded it."""

@@ -140,7 +140,15 @@ class Commands:
     def prepare(
         self, raw: dict[str, Any], cwd: str, env: dict[str, str], env_name: str | None
     ) -> PreparedApp:
-        return prepare_app(self.daemon.schema, raw, cwd, env, env_name)
+        app = prepare_app(self.daemon.schema, raw, cwd, env, env_name)
+        self.daemon.manager.validate_app(app.options, app.interpreter)
+        return app
+
+    def validate_changes(self, procs: list[ManagedProcess], changes: dict[str, Any]) -> None:
+        """Ask plugins about each process's options after ``changes``, before any is touched."""
+        if changes:
+            for proc in procs:
+                self.daemon.manager.validate_app({**proc.options, **changes}, proc.interpreter)
 
     def create(self, app: PreparedApp, instance: int, pm_id: int | None = None) -> ManagedProcess:
         return self.daemon.new_process(
@@ -264,6 +272,7 @@ class Commands:
         if options:
             changes, _ = self.daemon.schema.normalize_update(options)
         procs = self.select(target)
+        self.validate_changes(procs, changes)
 
         async def restart(proc: ManagedProcess) -> None:
             async with self.daemon.lock(proc):
@@ -302,6 +311,7 @@ class Commands:
             raise OptionError(f"parallel must be an integer >= 1, got {parallel!r}", "parallel")
         changes = self.daemon.schema.normalize_update(options)[0] if options else {}
         procs = self.select(target)
+        self.validate_changes(procs, changes)
         gate = asyncio.Semaphore(parallel)
         failures: list[str] = []
 

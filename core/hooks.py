@@ -19,7 +19,7 @@ from typing import Any
 import pluggy
 
 from . import hookspecs
-from .errors import PluginError
+from .errors import CorralError, PluginError
 
 GROUP = "corral"
 log = logging.getLogger("corral.hooks")
@@ -135,6 +135,15 @@ class PluginManager:
     def call_strict(self, hook_name: str, **kwargs: Any) -> list[Any]:
         """Call every implementation; an error raises PluginError naming the plugin."""
         return self._call_impls(hook_name, kwargs, strict=True)
+
+    def validate_app(self, options: dict[str, Any], interpreter: str) -> None:
+        """``corral_validate_app``: a plugin's CorralError reaches the caller unchanged."""
+        try:
+            self.call_strict("corral_validate_app", options=options, interpreter=interpreter)
+        except PluginError as exc:
+            if isinstance(exc.__cause__, CorralError):
+                raise exc.__cause__ from None
+            raise
 
     def _call_impls(
         self, hook_name: str, kwargs: dict[str, Any], *, strict: bool = False, only: object = None

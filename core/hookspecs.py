@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from .events import ProcessEvent
     from .options import Option
     from .process import ManagedProcess, SpawnSpec
+    from .startup import StartupContext, StartupScript
 
 hookspec = pluggy.HookspecMarker("corral")
 hookimpl = pluggy.HookimplMarker("corral")
@@ -37,6 +38,27 @@ def corral_app_options() -> list[Option]:
     an option whose plugin is not loaded is refused with the plugin's name.
     Results from all plugins are concatenated; a name declared twice is an error.
 
+    Example::
+
+        import re
+
+        import corral
+
+
+        def check_team(value):
+            # the plugin's own check, after the core has made the value a str
+            if not re.fullmatch(r"[a-z0-9-]+", value):
+                raise ValueError(f"use lowercase letters, digits and '-', got {value!r}")
+            return value
+
+
+        @corral.hookimpl
+        def corral_app_options():
+            return [
+                corral.Option("team", "str", help="who owns the app", validate=check_team),
+                corral.Option("page_after", "int", 3, minimum=1, help="crashes before paging"),
+            ]
+
     .. versionadded:: 0.1
     """
 
@@ -51,6 +73,33 @@ def corral_daemon_start(daemon: Daemon) -> None:
     this call when it is registered, as a pluggy ``historic`` hook would.
     Must not block: start threads or asyncio tasks for slow work.
 
+    Example::
+
+        import asyncio
+
+        import corral
+
+        tasks = []
+
+
+        async def report(daemon):
+            while True:
+                await asyncio.sleep(60)
+                online = [p.name for p in daemon.processes() if p.state.value == "online"]
+                daemon.log.info("still online", apps=online)
+
+
+        @corral.hookimpl
+        def corral_daemon_start(daemon):
+            # on the event loop: start a task (or a thread) and return
+            tasks.append(daemon.loop.create_task(report(daemon)))
+
+
+        @corral.hookimpl
+        def corral_daemon_stop(daemon):
+            while tasks:
+                tasks.pop().cancel()
+
     .. versionadded:: 0.1
     """
 
@@ -61,6 +110,39 @@ def corral_daemon_stop(daemon: Daemon) -> None:
 
     Runs in the daemon, on the event loop, after every app was stopped and
     before the RPC socket is closed. Must return promptly.
+
+    Example::
+
+        import threading
+
+        import corral
+
+
+        class Janitor:
+            # deletes the *.tmp files apps leave in CORRAL_HOME, every minute, on a thread
+
+            def __init__(self):
+                self.stopping = threading.Event()
+                self.thread = None
+
+            def sweep(self, home):
+                while not self.stopping.wait(60):
+                    for path in home.glob("*.tmp"):
+                        path.unlink(missing_ok=True)
+
+            @corral.hookimpl
+            def corral_daemon_start(self, daemon):
+                self.stopping.clear()
+                self.thread = threading.Thread(target=self.sweep, args=(daemon.home,), daemon=True)
+                self.thread.start()
+
+            @corral.hookimpl
+            def corral_daemon_stop(self, daemon):
+                self.stopping.set()  # wakes the thread at once: this returns promptly
+                self.thread.join(timeout=5)
+
+
+        janitor = Janitor()  # plugins=[janitor], or the entry point "pkg.module:janitor"
 
     .. versionadded:: 0.1
     """
@@ -75,6 +157,53 @@ def corral_process_added(app: ManagedProcess) -> None:
     has its pm_id, name and options. Use it to set up per-app state (a cron job,
     a watcher) that must exist even for an app that is not running. Must not block.
 
+    Example::
+
+        import corral
+
+        restarts = {}  # pm_id -> restarts counted by this plugin, for every app, running or not
+
+
+        @corral.hookimpl
+        def corral_process_added(app):
+            restarts.setdefault(app.pm_id, 0)
+
+
+        @corral.hookimpl
+        def corral_process_event(event):
+            if event.event == "restart":
+                restarts[event.pm_id] = restarts.get(event.pm_id, 0) + 1
+            elif event.event == "delete":
+                restarts.pop(event.pm_id, None)
+
+    .. versionadded:: 0.2
+    """
+
+
+@hookspec
+def corral_validate_app(options: dict[str, Any], interpreter: str) -> None:
+    """Refuse an app whose options do not fit it, before anything starts.
+
+    Runs in the daemon for each app of a ``start`` (its options validated, its
+    script and interpreter resolved, nothing running yet) and for each process
+    a ``restart`` or ``reload`` gives new options, with the options it would
+    have. ``options`` are canonical and read-only; ``interpreter`` is the
+    interpreter's path, or ``"none"``. Raise :class:`corral.OptionError` naming
+    the field and the fix: the command fails with it and nothing changes. Any
+    other exception fails the command with a PluginError naming the plugin.
+
+    Example::
+
+        import corral
+
+
+        @corral.hookimpl
+        def corral_validate_app(options, interpreter):
+            if options.get("source_map_support") and "node" not in interpreter:
+                raise corral.OptionError(
+                    "source_map_support is for node apps", field="source_map_support"
+                )
+
     .. versionadded:: 0.2
     """
 
@@ -87,6 +216,22 @@ def corral_before_spawn(app: ManagedProcess, spawn: SpawnSpec) -> None:
     resurrect). May mutate ``spawn.argv``, ``spawn.env``, ``spawn.cwd`` and
     ``spawn.pass_fds``; ``app`` is read-only here. Must not block. An
     implementation that raises is logged and the spawn goes on without its change.
+
+    Example::
+
+        import corral
+
+
+        @corral.hookimpl
+        def corral_app_options():
+            return [corral.Option("unbuffered", "bool", False, help="set PYTHONUNBUFFERED=1")]
+
+
+        @corral.hookimpl
+        def corral_before_spawn(app, spawn):
+            spawn.env["APP_NAME"] = app.name
+            if app.options.get("unbuffered"):
+                spawn.env["PYTHONUNBUFFERED"] = "1"
 
     .. versionadded:: 0.1
     """
@@ -102,6 +247,29 @@ def corral_process_event(event: ProcessEvent) -> None:
     ``event.process`` the process as ``to_dict()`` shows it (without ``env``).
     Observers only: the return value is ignored. Must not block.
 
+    Example::
+
+        import json
+        import threading
+        import urllib.request
+
+        import corral
+
+        WEBHOOK = "https://hooks.example.com/corral"
+
+
+        def post(payload):
+            body = json.dumps(payload).encode()
+            headers = {"Content-Type": "application/json"}
+            urllib.request.urlopen(urllib.request.Request(WEBHOOK, body, headers), timeout=10)
+
+
+        @corral.hookimpl
+        def corral_process_event(event):
+            if event.event in ("exit", "restart overlimit") and not event.manually:
+                # a network call blocks: it runs on a thread, never on the event loop
+                threading.Thread(target=post, args=(event.to_dict(),), daemon=True).start()
+
     .. versionadded:: 0.1
     """
 
@@ -113,6 +281,25 @@ def corral_log_chunk(app: ManagedProcess, stream: str, data: bytes) -> None:
     Runs in the daemon, on the event loop, right after ``data`` (whole lines,
     or the last partial line when the app exits) was written to the log file.
     Called for every chunk, so it must be cheap; queue slow work elsewhere.
+
+    Example::
+
+        import collections
+
+        import corral
+
+        error_lines = collections.Counter()  # app name -> lines written on stderr
+
+
+        @corral.hookimpl
+        def corral_log_chunk(app, stream, data):
+            if stream == "err":
+                error_lines[app.name] += len(data.splitlines())
+
+
+        @corral.hookimpl
+        def corral_rpc_commands():
+            return {"error_lines": lambda daemon: dict(error_lines)}
 
     .. versionadded:: 0.1
     """
@@ -130,6 +317,19 @@ def corral_process_message(app: ManagedProcess, message: Any) -> None:
     ``{"type": "process:exception", ...}`` report, or anything else the app
     sent. Observers only; must not block.
 
+    Example::
+
+        import corral
+
+        progress = {}  # app name -> the last progress its child reported
+
+
+        @corral.hookimpl
+        def corral_process_message(app, message):
+            # the child ran: corral.child.send({"done": 10, "total": 40}, topic="progress")
+            if isinstance(message, dict) and message.get("topic") == "progress":
+                progress[app.name] = message.get("data")
+
     .. versionadded:: 0.2
     """
 
@@ -143,6 +343,29 @@ def corral_rpc_commands() -> dict[str, Any]:
     function; its return value must be JSON-serialisable. A name that clashes
     with a core command or another plugin's command is an error at load.
 
+    Example::
+
+        import corral
+
+
+        def errored(daemon):
+            return [p.name for p in daemon.processes() if p.state.value == "errored"]
+
+
+        async def restart_errored(daemon, name=None):
+            restarted = []
+            for proc in daemon.processes():
+                if proc.state.value == "errored" and name in (None, proc.name):
+                    await daemon.restart_process(proc, reason="restart_errored")
+                    restarted.append(proc.name)
+            return restarted
+
+
+        @corral.hookimpl
+        def corral_rpc_commands():
+            # a client calls them: corral.connect().call("restart_errored", name="web")
+            return {"errored": errored, "restart_errored": restart_errored}
+
     .. versionadded:: 0.1
     """
 
@@ -154,5 +377,74 @@ def corral_cli(group: click.Group) -> None:
     Runs in the CLI process before the command line is parsed. Call
     ``group.add_command(...)``; the return value is ignored.
 
+    Example::
+
+        import click
+
+        import corral
+
+
+        @corral.hookimpl
+        def corral_cli(group):
+            @click.command("errored", help="List the apps in the errored state.")
+            @click.option("--restart", is_flag=True, help="Restart them too.")
+            def errored(restart):
+                pm = corral.connect()
+                for info in pm.list():
+                    if info.status == "errored":
+                        click.echo(f"{info.pm_id} {info.name} (exit code {info.exit_code})")
+                        if restart:
+                            pm.restart(info.pm_id)
+
+            group.add_command(errored)
+
     .. versionadded:: 0.1
+    """
+
+
+@hookspec(firstresult=True)
+def corral_startup_script(init_system: str, context: StartupContext) -> StartupScript | None:
+    r"""Render the boot script that starts corral's daemon with ``init_system``.
+
+    Runs in the client process (``corral startup``, ``Client.startup()``), where
+    the user runs the command, never in the daemon. ``init_system`` is one of
+    ``systemd``, ``launchd``, ``openrc``, ``upstart``, ``systemv``, ``rcd`` (PM2's
+    platform names are mapped first, see ``corral.startup.PLATFORMS``);
+    ``context`` (:class:`corral.startup.StartupContext`) carries the user, its
+    ``CORRAL_HOME``, the service name, the ``corral`` executable and the ``PATH``
+    to use. Return a :class:`corral.startup.StartupScript` (destination, text,
+    mode, the commands that enable and disable it) for an init system the plugin
+    renders, else None. Must not write files or run commands: the core installs
+    what it returns, or prints it. A ``firstresult`` hook: the first answer wins,
+    so a ``tryfirst`` implementation replaces a first-party generator.
+
+    Example::
+
+        from pathlib import Path
+
+        import corral
+        from corral.startup import StartupScript
+
+
+        @corral.hookimpl(tryfirst=True)
+        def corral_startup_script(init_system, context):
+            if init_system != "systemd" or context.user_mode:
+                return None  # the startup_systemd plugin answers
+            name = context.service(f"corral-{context.user}")
+            corral_bin = context.corral_bin
+            unit = (
+                "[Unit]\nDescription=corral, niced\n\n[Service]\nType=forking\n"
+                f"User={context.user}\nNice=5\nEnvironment=CORRAL_HOME={context.home}\n"
+                f"PIDFile={context.home}/corral.pid\nExecStart=-{corral_bin} resurrect\n"
+                f"ExecStop={corral_bin} kill\n\n[Install]\nWantedBy=multi-user.target\n"
+            )
+            return StartupScript(
+                init_system="systemd",
+                path=Path("/etc/systemd/system") / f"{name}.service",
+                content=unit,
+                enable=[["systemctl", "enable", name]],
+                disable=[["systemctl", "disable", "--now", name]],
+            )
+
+    .. versionadded:: 0.2
     """
