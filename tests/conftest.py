@@ -17,6 +17,18 @@ import pytest
 
 APPS = Path(__file__).parent / "apps"
 
+# pytester runs the plugin-author tests of corral.testing (tests/core/test_testing.py)
+pytest_plugins = ["pytester"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # corral.testing arrives through its pytest11 entry point once that is installed;
+    # listing it in pytest_plugins too would register it twice, which pytest refuses
+    import corral.testing
+
+    if not config.pluginmanager.is_registered(corral.testing):
+        config.pluginmanager.register(corral.testing, "corral.testing")
+
 
 def wait_for(
     predicate: Callable[[], object],

@@ -6,9 +6,8 @@ import asyncio
 import itertools
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -25,7 +24,8 @@ from corral.plugins.cron import (
     next_tick,
     plan_wakeup,
 )
-from tests.conftest import APPS, out_lines, python_app, wait_for
+from corral.testing import wait_for, wait_for_event
+from tests.conftest import APPS, out_lines, python_app
 
 UTC = timezone.utc
 PARIS = ZoneInfo("Europe/Paris")
@@ -167,38 +167,14 @@ def test_an_early_wakeup_keeps_waiting():
 # -- in a daemon -------------------------------------------------------------------
 
 
-class Recorder:
-    """Keeps the daemon and every process event, as any plugin may."""
-
-    def __init__(self) -> None:
-        self.daemon: Any = None
-        self.events: list[Any] = []
-
-    @corral.hookimpl
-    def corral_daemon_start(self, daemon: Any) -> None:
-        self.daemon = daemon
-
-    @corral.hookimpl
-    def corral_process_event(self, event: Any) -> None:
-        self.events.append(event)
-
-    def cron_restarts(self, name: str) -> list[Any]:
-        return [
-            e
-            for e in list(self.events)
-            if e.event == "restart" and e.name == name and e.reason.startswith("cron ")
-        ]
-
-
 @pytest.fixture
-def recorder() -> Recorder:
-    return Recorder()
+def pm(corral_daemon: Callable[..., corral.Client]) -> corral.Client:
+    """An in-process daemon with the cron plugin; its events are in ``pm.events``."""
+    return corral_daemon(plugins=[cron])
 
 
-@pytest.fixture
-def pm(corral_home: Path, recorder: Recorder) -> Iterator[corral.Client]:
-    with corral.connect(no_daemon=True, plugins=[cron, recorder]) as client:
-        yield client
+def cron_restarts(pm: corral.Client, name: str) -> list[Any]:
+    return pm.events.matching("restart", name, reason="cron ")
 
 
 def info(pm: corral.Client, name: str) -> Any:
@@ -209,21 +185,20 @@ def intervals(events: list[Any]) -> list[float]:
     return [(b.at - a.at) / 1000 for a, b in itertools.pairwise(events)]
 
 
-def test_every_second(pm, recorder):
+def test_every_second(pm):
     pm.start(SLEEPER, {"name": "tick", "cron_restart": "* * * * * *"})
-    restarts = wait_for(lambda: recorder.cron_restarts("tick")[:4][3:], timeout=10)
-    assert restarts
-    ticks = recorder.cron_restarts("tick")[:4]
+    wait_for_event(pm, "restart", "tick", reason="cron ", count=4)
+    ticks = cron_restarts(pm, "tick")[:4]
     assert [e.reason for e in ticks] == ["cron * * * * * *"] * 4
     assert all(0.5 <= gap <= 1.5 for gap in intervals(ticks)), intervals(ticks)
     assert info(pm, "tick").restart_time >= 4
     assert info(pm, "tick").status == "online"
 
 
-def test_every_two_seconds_on_even_seconds(pm, recorder):
+def test_every_two_seconds_on_even_seconds(pm):
     pm.start(SLEEPER, {"name": "even", "cron": "*/2 * * * * *"})
-    wait_for(lambda: len(recorder.cron_restarts("even")) >= 3, timeout=12)
-    ticks = recorder.cron_restarts("even")[:3]
+    wait_for_event(pm, "restart", "even", reason="cron ", count=3, timeout=12)
+    ticks = cron_restarts(pm, "even")[:3]
     assert all(1.5 <= gap <= 2.5 for gap in intervals(ticks)), intervals(ticks)
     assert all(int(e.at / 1000) % 2 == 0 for e in ticks), [e.at for e in ticks]
 
@@ -238,19 +213,19 @@ def test_a_job_with_autorestart_false_runs_at_each_tick(pm, tmp_path):
     assert info(pm, "job").restart_time >= 2
 
 
-def test_the_job_survives_stop_as_in_pm2(pm, recorder):
+def test_the_job_survives_stop_as_in_pm2(pm):
     pm.start(SLEEPER, {"name": "kept", "cron_restart": "* * * * * *"})
     wait_for(lambda: info(pm, "kept").status == "online")
     pm.stop("kept")
     assert info(pm, "kept").status == "stopped"
     stopped_at = time.time() * 1000
     wait_for(lambda: info(pm, "kept").status == "online", timeout=5, what="the tick starts it")
-    assert any(e.at > stopped_at for e in recorder.cron_restarts("kept"))
+    assert any(e.at > stopped_at for e in cron_restarts(pm, "kept"))
 
 
-def test_delete_removes_the_job(pm, recorder):
+def test_delete_removes_the_job(pm):
     pm.start(SLEEPER, {"name": "gone", "cron_restart": "* * * * * *"})
-    wait_for(lambda: recorder.cron_restarts("gone"), timeout=5)
+    wait_for_event(pm, "restart", "gone", reason="cron ", timeout=5)
     assert [job["name"] for job in pm.call("cron_jobs")] == ["gone"]
     pm.delete("gone")
     deleted_at = time.time()
@@ -259,7 +234,7 @@ def test_delete_removes_the_job(pm, recorder):
     # so watch the next app that takes the same pm_id too)
     pm.start(SLEEPER, {"name": "next"})
     wait_for(lambda: time.time() > int(deleted_at) + 2.2, what="two more ticks")
-    assert all(e.at < deleted_at * 1000 for e in recorder.cron_restarts("gone"))
+    assert all(e.at < deleted_at * 1000 for e in cron_restarts(pm, "gone"))
     assert info(pm, "next").restart_time == 0
 
 
@@ -293,10 +268,10 @@ def test_cron_tz(pm):
         pm.start(SLEEPER, {"name": "nowhere", "cron_restart": "0 12 * * *", "cron_tz": "Paris"})
 
 
-def test_an_expression_that_cannot_be_scheduled_is_reported(pm, recorder):
+def test_an_expression_that_cannot_be_scheduled_is_reported(pm):
     # validation at start keeps these out; options that skipped it are still caught
     pm.start(SLEEPER, {"name": "late"})
-    daemon = recorder.daemon
+    daemon = pm.events.daemon
 
     async def corrupt() -> None:
         proc = next(p for p in daemon.processes() if p.name == "late")
@@ -304,7 +279,7 @@ def test_an_expression_that_cannot_be_scheduled_is_reported(pm, recorder):
         cron._scheduler.sync(proc)
 
     asyncio.run_coroutine_threadsafe(corrupt(), daemon.loop).result(5)
-    failed = [e for e in recorder.events if e.event == cron.FAILED_EVENT]
+    failed = pm.events.matching(cron.FAILED_EVENT)
     assert len(failed) == 1
     assert "minute field '61'" in failed[0].reason
     [job] = pm.call("cron_jobs")
@@ -312,11 +287,11 @@ def test_an_expression_that_cannot_be_scheduled_is_reported(pm, recorder):
     assert "minute field '61'" in job["error"]
 
 
-def test_without_the_plugin_the_options_name_it(corral_home):
-    with corral.connect(no_daemon=True, plugins=[]) as client:
-        for key in ("cron_restart", "cron", "cronRestart", "cron_tz"):
-            with pytest.raises(PluginError, match="needs the plugin 'cron'"):
-                client.start(SLEEPER, {"name": "x", key: "* * * * *"})
+def test_without_the_plugin_the_options_name_it(corral_daemon):
+    client = corral_daemon(plugins=[])
+    for key in ("cron_restart", "cron", "cronRestart", "cron_tz"):
+        with pytest.raises(PluginError, match="needs the plugin 'cron'"):
+            client.start(SLEEPER, {"name": "x", key: "* * * * *"})
 
 
 def test_an_app_added_stopped_is_scheduled(pm):

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -12,7 +11,8 @@ import pytest
 import corral
 from corral.options import PLUGIN_OPTIONS
 from corral.plugins import memory
-from tests.conftest import APPS, PY, out_lines, python_app, wait_for
+from corral.testing import wait_for, wait_for_event
+from tests.conftest import APPS, PY, out_lines, python_app
 
 MB = 1024**2
 
@@ -57,37 +57,18 @@ SLOW_STOPPER = GROWER.replace(
 )
 
 
-class Recorder:
-    """Keeps every process event the daemon emits (a plugin object, as a user's hook)."""
-
-    def __init__(self) -> None:
-        self.events: list[corral.ProcessEvent] = []
-        self._lock = threading.Lock()
-
-    @corral.hookimpl
-    def corral_process_event(self, event: corral.ProcessEvent) -> None:
-        with self._lock:
-            self.events.append(event)
-
-    def memory_restarts(self, name: str) -> list[corral.ProcessEvent]:
-        with self._lock:
-            return [
-                e
-                for e in self.events
-                if e.name == name and e.event == "restart" and "max_memory_restart" in e.reason
-            ]
-
-
 @pytest.fixture
-def recorder() -> Recorder:
-    return Recorder()
+def pm(corral_daemon: Callable[..., corral.Client]) -> corral.Client:
+    """An in-process daemon with the memory plugin; its events are in ``pm.events``."""
+    return corral_daemon(plugins=[memory])
 
 
-@pytest.fixture
-def pm(corral_home: Path, recorder: Recorder) -> Iterator[corral.Client]:
-    """An in-process daemon with the memory plugin and an event recorder."""
-    with corral.connect(no_daemon=True, plugins=[memory, recorder]) as client:
-        yield client
+def memory_restarts(pm: corral.Client, name: str) -> list[corral.ProcessEvent]:
+    return pm.events.matching("restart", name, reason="max_memory_restart")
+
+
+def memory_restart(pm: corral.Client, name: str) -> corral.ProcessEvent:
+    return wait_for_event(pm, "restart", name, reason="max_memory_restart")
 
 
 def grower(tmp_path: Path, name: str, size: int, body: str = GROWER) -> dict:
@@ -132,12 +113,12 @@ def online_again(pm: corral.Client, name: str, old_pid: int) -> corral.ProcessIn
 # -- restarts ------------------------------------------------------------------
 
 
-def test_over_the_limit_restarts_within_the_interval(pm, recorder, tmp_path):
+def test_over_the_limit_restarts_within_the_interval(pm, tmp_path):
     (info,) = pm.start({**grower(tmp_path, "big", 60 * MB), "max_memory_restart": "40M"})
     old_pid = info.pid
     crossed = allocated_at(pm, "big")
     new = online_again(pm, "big", old_pid)
-    (event,) = wait_for(lambda: recorder.memory_restarts("big"), what="memory restart event")
+    event = memory_restart(pm, "big")
     latency = event.at / 1000 - crossed
     print(f"\nmemory limit crossed -> new pid online: {latency:.3f} s (interval 1 s)")
     assert latency < 3.0  # generous: the design target is 1.5 s (interval + SIGINT + spawn)
@@ -151,7 +132,7 @@ def test_over_the_limit_restarts_within_the_interval(pm, recorder, tmp_path):
     assert gone(old_pid)
 
 
-def test_under_the_limit_is_left_alone(pm, recorder, tmp_path):
+def test_under_the_limit_is_left_alone(pm, tmp_path):
     options = grower(tmp_path, "small", 5 * MB)
     (info,) = pm.start({**options, "max_memory_restart": "100M", "memory_interval": 200})
     crossed = allocated_at(pm, "small")
@@ -173,17 +154,17 @@ def test_under_the_limit_is_left_alone(pm, recorder, tmp_path):
     (now,) = pm.describe("small")
     assert now.pid == info.pid
     assert now.restart_time == 0
-    assert recorder.memory_restarts("small") == []
+    assert memory_restarts(pm, "small") == []
 
 
-def test_the_whole_tree_counts(pm, recorder, tmp_path):
+def test_the_whole_tree_counts(pm, tmp_path):
     options = grower(tmp_path, "family", 60 * MB, body=PARENT)
     (info,) = pm.start({**options, "max_memory_restart": "40M", "memory_interval": 200})
     grandchild = int(first_line(pm, "family", "grandchild=").split("=")[1])
     parent_rss = psutil.Process(info.pid).memory_info().rss
     assert parent_rss < 40 * MB  # PM2, counting the main pid only, would never restart it
     new = online_again(pm, "family", info.pid)
-    (event,) = wait_for(lambda: recorder.memory_restarts("family"), what="memory restart event")
+    event = memory_restart(pm, "family")
     assert "over max_memory_restart 40M" in event.reason
     assert new.restart_time == 1
     wait_for(
@@ -194,7 +175,7 @@ def test_the_whole_tree_counts(pm, recorder, tmp_path):
     )
 
 
-def test_one_restart_per_child_while_it_is_pending(pm, recorder, tmp_path):
+def test_one_restart_per_child_while_it_is_pending(pm, tmp_path):
     options = grower(tmp_path, "slow", 60 * MB, body=SLOW_STOPPER)
     (info,) = pm.start(
         {**options, "max_memory_restart": "40M", "memory_interval": 100, "kill_timeout": 5000}
@@ -205,7 +186,7 @@ def test_one_restart_per_child_while_it_is_pending(pm, recorder, tmp_path):
         lambda: (pm.call("memory_stats").get(key) or {}).get("pid") == new.pid,
         what="the new child sampled",
     )
-    assert len(recorder.memory_restarts("slow")) == 1
+    assert len(memory_restarts(pm, "slow")) == 1
     (now,) = pm.describe("slow")
     assert now.restart_time == 1
     assert now.pid == new.pid
@@ -265,23 +246,21 @@ def test_interval_below_the_minimum_is_refused(pm):
         )
 
 
-def test_without_the_plugin_the_limit_is_refused_naming_it(corral_home):
-    with corral.connect(no_daemon=True, plugins=[]) as client:
-        with pytest.raises(
-            corral.CorralError, match="max_memory_restart needs the plugin 'memory'"
-        ):
-            client.start({"script": str(APPS / "sleeper.py"), "max_memory_restart": "150M"})
-        assert client.list() == []
+def test_without_the_plugin_the_limit_is_refused_naming_it(corral_daemon):
+    client = corral_daemon(plugins=[])
+    with pytest.raises(corral.CorralError, match="max_memory_restart needs the plugin 'memory'"):
+        client.start({"script": str(APPS / "sleeper.py"), "max_memory_restart": "150M"})
+    assert client.list() == []
 
 
 @pytest.mark.skipif(
     "memory_interval" not in PLUGIN_OPTIONS,
     reason="the lead adds memory_interval to corral.options.PLUGIN_OPTIONS",
 )
-def test_without_the_plugin_the_interval_is_refused_naming_it(corral_home):
-    with corral.connect(no_daemon=True, plugins=[]) as client:
-        with pytest.raises(corral.CorralError, match="memory_interval needs the plugin 'memory'"):
-            client.start({"script": str(APPS / "sleeper.py"), "memory_interval": 500})
+def test_without_the_plugin_the_interval_is_refused_naming_it(corral_daemon):
+    client = corral_daemon(plugins=[])
+    with pytest.raises(corral.CorralError, match="memory_interval needs the plugin 'memory'"):
+        client.start({"script": str(APPS / "sleeper.py"), "memory_interval": 500})
 
 
 # -- words ---------------------------------------------------------------------

@@ -1,0 +1,486 @@
+"""corral.testing: pytest fixtures for testing corral plugins against a real daemon.
+
+corral registers this module as a pytest plugin (the ``pytest11`` entry point
+``corral``), so every project that has corral installed gets the fixtures
+below with no conftest; ``pytest -p no:corral`` turns them off.
+
+Fixtures:
+
+- ``corral_home``: a short private ``CORRAL_HOME`` under ``/tmp`` (a unix
+  socket path must stay under ~100 bytes, which ``tmp_path`` often is not),
+  with ``CORRAL_PLUGINS`` set to ``""`` so no installed plugin loads unless a
+  test names it. At teardown every process started during the test is killed
+  by pid: a detached daemon serving the home, the apps it recorded, and any
+  new child of the test process. Then the directory is removed.
+- ``corral_events``: the :class:`EventRecorder` of this test, a plugin that
+  keeps every process event and child message the daemon reports.
+- ``corral_daemon``: a factory, ``corral_daemon(plugins=[...])``, returning a
+  :class:`corral.Client` of an in-process daemon on ``corral_home``
+  (``corral.connect(no_daemon=True, plugins=...)``). Plugins are modules,
+  objects, or installed entry-point names; ``corral_events`` is added to them,
+  and is also ``client.events``. The daemon and its apps stop at teardown.
+  Only one daemon serves a home at a time: ``client.disconnect()`` the first
+  before asking for another (to see what a plugin does across a restart).
+- ``scripted_app``: a factory writing a small Python app into ``tmp_path``
+  and returning its path. Each behaviour is a keyword, done in this order:
+
+  - ``allocate_mb=N``: hold N MiB, written so that it is resident;
+  - ``print_lines=N``: print ``line 1`` ... ``line N`` on stdout;
+  - ``open_port=True``: listen on the socket the daemon shares
+    (``corral.child.listen_socket()``, when ``LISTEN_FDS`` is set) or on
+    ``127.0.0.1:0``, print ``port=<port>``, and answer each connection with
+    the app's pid and a newline;
+  - ``ready=True``: call ``corral.child.ready()`` (for ``wait_ready``);
+  - ``crash_after=S``: after S seconds print ``crashing`` on stderr and exit
+    with status 1. Without it the app runs until it is stopped, and exits 0
+    on SIGINT or SIGTERM (its handlers are set before it prints anything: wait
+    for its first line before a stop whose exit status matters).
+
+  ``app_source(**behaviours)`` returns the same program as text.
+
+Functions to import (``from corral.testing import wait_for, wait_for_event``):
+
+- ``wait_for(predicate, timeout=15, what="condition")``: poll until the
+  predicate returns something truthy and return it; fail after ``timeout``.
+- ``wait_for_event(client_or_recorder, event, name=None, timeout=10)``: the
+  process event (``"online"``, ``"exit"``, ``"restart"``...) once it is
+  recorded, for the app ``name`` (or pm_id) if given; ``count=``, ``since=``
+  and ``reason=`` narrow it further. No bus needed.
+- ``wait_for_message(client_or_recorder, name=None, timeout=10)``: the same
+  for a message a child sent (``corral.child.send()``).
+- ``output_lines(client, target, stream="out")``: the lines an app wrote to
+  its log file so far.
+
+Example::
+
+    from corral.testing import wait_for_event
+
+    import my_plugin
+
+
+    def test_my_plugin_restarts_a_crashing_app(corral_daemon, scripted_app):
+        pm = corral_daemon(plugins=[my_plugin])
+        pm.start(scripted_app(crash_after=0.5), {"name": "app"})
+        wait_for_event(pm, "exit", "app")
+        assert wait_for_event(pm, "online", "app", count=2)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+import corral
+
+__all__ = [
+    "ChildMessage",
+    "EventRecorder",
+    "app_source",
+    "output_lines",
+    "wait_for",
+    "wait_for_event",
+    "wait_for_message",
+]
+
+T = TypeVar("T")
+
+
+# -- waiting -------------------------------------------------------------------
+
+
+def wait_for(
+    predicate: Callable[[], T],
+    timeout: float = 15.0,
+    what: str = "condition",
+    *,
+    interval: float = 0.01,
+) -> T:
+    """Poll ``predicate`` until it returns something truthy, and return that.
+
+    Fails the test with ``what`` and the last value after ``timeout`` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        last = predicate()
+        if last:
+            return last
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"{what}: not met within {timeout:g} s (last value: {last!r})")
+        time.sleep(interval)
+
+
+@dataclass(frozen=True)
+class ChildMessage:
+    """A message a child sent on its channel, as ``corral_process_message`` got it."""
+
+    pm_id: int
+    name: str
+    message: Any
+    at: float = field(default_factory=time.time)
+
+
+class EventRecorder:
+    """A plugin that keeps every process event and child message, for tests to wait on.
+
+    Hooks run on the daemon's loop thread; the lists are guarded by
+    ``changed``, a condition notified on each new record. The daemon it was
+    started in is kept as ``daemon`` (the object plugins get), for tests that
+    call the daemon API the way a plugin would.
+    """
+
+    def __init__(self) -> None:
+        self.changed = threading.Condition()
+        self.events: list[corral.ProcessEvent] = []
+        self.messages: list[ChildMessage] = []
+        self.daemon: Any = None
+
+    # -- hooks ------------------------------------------------------------
+
+    @corral.hookimpl
+    def corral_daemon_start(self, daemon: Any) -> None:
+        self.daemon = daemon
+
+    @corral.hookimpl
+    def corral_process_event(self, event: corral.ProcessEvent) -> None:
+        with self.changed:
+            self.events.append(event)
+            self.changed.notify_all()
+
+    @corral.hookimpl
+    def corral_process_message(self, app: Any, message: Any) -> None:
+        with self.changed:
+            self.messages.append(ChildMessage(app.pm_id, app.name, message))
+            self.changed.notify_all()
+
+    # -- reading ----------------------------------------------------------
+
+    def mark(self) -> int:
+        """The number of events so far: pass it as ``since`` to see only later ones."""
+        with self.changed:
+            return len(self.events)
+
+    def matching(
+        self,
+        event: str | None = None,
+        name: str | int | None = None,
+        *,
+        reason: str | None = None,
+        since: int = 0,
+    ) -> list[corral.ProcessEvent]:
+        """Recorded events of this kind, for this app name (or pm_id), whose reason
+        contains ``reason``, from index ``since`` on."""
+        with self.changed:
+            recorded = self.events[since:]
+        return [
+            e
+            for e in recorded
+            if (event is None or e.event == event)
+            and _is_app(e.name, e.pm_id, name)
+            and (reason is None or reason in e.reason)
+        ]
+
+    def wait(
+        self,
+        event: str,
+        name: str | int | None = None,
+        *,
+        timeout: float = 10.0,
+        count: int = 1,
+        since: int = 0,
+        reason: str | None = None,
+    ) -> corral.ProcessEvent:
+        """The ``count``-th matching event (see :meth:`matching`), once it is recorded."""
+        found = self._wait(
+            lambda: self.matching(event, name, reason=reason, since=since), count, timeout
+        )
+        if found is None:
+            raise AssertionError(
+                f"no {_nth(count)}{event!r} event{_for(name)} within {timeout:g} s"
+                f"{f' with a reason containing {reason!r}' if reason else ''}; "
+                f"recorded: {self._summary(since)}"
+            )
+        return found
+
+    def wait_message(
+        self, name: str | int | None = None, *, timeout: float = 10.0, count: int = 1
+    ) -> ChildMessage:
+        """The ``count``-th message a child (this app, if given) sent, once it arrives."""
+
+        def sent() -> list[ChildMessage]:
+            with self.changed:
+                return [m for m in self.messages if _is_app(m.name, m.pm_id, name)]
+
+        found = self._wait(sent, count, timeout)
+        if found is None:
+            raise AssertionError(f"no {_nth(count)}message{_for(name)} within {timeout:g} s")
+        return found
+
+    def _wait(self, records: Callable[[], list[T]], count: int, timeout: float) -> T | None:
+        with self.changed:
+            self.changed.wait_for(lambda: len(records()) >= count, timeout)
+            found = records()
+        return found[count - 1] if len(found) >= count else None
+
+    def _summary(self, since: int) -> str:
+        with self.changed:
+            recorded = self.events[since:]
+        return ", ".join(f"{e.event} {e.name}" for e in recorded[-20:]) or "nothing"
+
+
+def _is_app(app_name: str, pm_id: int, wanted: str | int | None) -> bool:
+    if wanted is None:
+        return True
+    if isinstance(wanted, int):
+        return pm_id == wanted
+    return app_name == wanted
+
+
+def _nth(count: int) -> str:
+    return "" if count == 1 else f"#{count} "
+
+
+def _for(name: str | int | None) -> str:
+    return "" if name is None else f" for {name!r}"
+
+
+def _recorder(source: Any) -> EventRecorder:
+    recorder = source if isinstance(source, EventRecorder) else getattr(source, "events", None)
+    if not isinstance(recorder, EventRecorder):
+        raise TypeError(
+            f"expected a client from the corral_daemon fixture or an EventRecorder, got {source!r}"
+        )
+    return recorder
+
+
+def wait_for_event(
+    source: Any,
+    event: str,
+    name: str | int | None = None,
+    timeout: float = 10.0,
+    *,
+    count: int = 1,
+    since: int = 0,
+    reason: str | None = None,
+) -> corral.ProcessEvent:
+    """Wait for a process event recorded by ``source`` (a ``corral_daemon`` client or an
+    :class:`EventRecorder`) and return it. See :meth:`EventRecorder.wait`."""
+    return _recorder(source).wait(
+        event, name, timeout=timeout, count=count, since=since, reason=reason
+    )
+
+
+def wait_for_message(
+    source: Any, name: str | int | None = None, timeout: float = 10.0, *, count: int = 1
+) -> ChildMessage:
+    """Wait for a message a child sent, recorded by ``source``, and return it."""
+    return _recorder(source).wait_message(name, timeout=timeout, count=count)
+
+
+def output_lines(client: corral.Client, target: str | int, stream: str = "out") -> list[str]:
+    """The lines the app ``target`` wrote to its ``out`` (or ``err``) log so far."""
+    info = client.describe(target)[0]
+    path = info.out_log if stream == "out" else info.err_log
+    if not path:
+        return []
+    try:
+        return Path(path).read_text(errors="replace").splitlines()
+    except FileNotFoundError:
+        return []
+
+
+# -- cleanup by pid ------------------------------------------------------------
+
+
+def _kill_tree(pid: int) -> None:
+    """SIGKILL ``pid`` and its descendants, and reap the ones that are ours."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        family = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return
+    for proc in family:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    psutil.wait_procs(family, timeout=5)
+
+
+def _stop_detached_daemon(home: Path) -> None:
+    try:
+        pid = int((home / "corral.pid").read_text())
+    except (OSError, ValueError):
+        return
+    if pid == os.getpid():  # an in-process daemon that did not clean up: never ourselves
+        return
+    with contextlib.suppress(OSError):
+        os.kill(pid, signal.SIGTERM)  # lets it stop its apps
+    import psutil
+
+    with contextlib.suppress(psutil.Error):
+        psutil.Process(pid).wait(5)
+    _kill_tree(pid)
+
+
+def _recorded_app_pids(home: Path) -> list[int]:
+    """Apps of a daemon killed with SIGKILL are only known from its state file."""
+    try:
+        apps = json.loads((home / "state.json").read_text()).get("apps", [])
+    except (OSError, ValueError, AttributeError):
+        return []
+    return [int(app["pid"]) for app in apps if isinstance(app, dict) and app.get("pid")]
+
+
+def _children() -> set[int]:
+    import psutil
+
+    return {p.pid for p in psutil.Process().children(recursive=True)}
+
+
+# -- fixtures ------------------------------------------------------------------
+
+
+@pytest.fixture
+def corral_home(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A short private ``CORRAL_HOME`` with no plugins; everything started in it is killed."""
+    home = Path(tempfile.mkdtemp(prefix="corral-", dir="/tmp"))
+    monkeypatch.setenv("CORRAL_HOME", str(home))
+    monkeypatch.setenv("CORRAL_PLUGINS", "")
+    monkeypatch.delenv("CORRAL_DUMP_FILE", raising=False)
+    before = _children()
+    yield home
+    _stop_detached_daemon(home)
+    for pid in sorted(_children() - before):
+        _kill_tree(pid)
+    for pid in _recorded_app_pids(home):
+        _kill_tree(pid)
+    shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture
+def corral_events() -> EventRecorder:
+    """The recorder ``corral_daemon`` adds to every daemon it starts in this test."""
+    return EventRecorder()
+
+
+@pytest.fixture
+def corral_daemon(
+    corral_home: Path, corral_events: EventRecorder
+) -> Iterator[Callable[..., corral.Client]]:
+    """A factory of in-process daemons: ``corral_daemon(plugins=[...])`` -> Client."""
+    clients: list[corral.Client] = []
+
+    def start(plugins: Iterable[Any] = ()) -> corral.Client:
+        chosen = list(plugins)
+        if not any(p is corral_events for p in chosen):
+            chosen.append(corral_events)
+        client = corral.connect(corral_home, no_daemon=True, plugins=chosen)
+        client.events = corral_events  # type: ignore[attr-defined]
+        clients.append(client)
+        return client
+
+    yield start
+    for client in reversed(clients):
+        client.disconnect()
+
+
+_ALLOCATE = """\
+ballast = b"\\x01" * ({mb} * 1024 * 1024)  # written, so resident
+"""
+
+_PRINT = """\
+for i in range(1, {n} + 1):
+    print(f"line {{i}}", flush=True)
+"""
+
+_OPEN_PORT = """\
+import socket
+import threading
+
+if os.environ.get("LISTEN_FDS"):
+    import corral.child
+
+    server = corral.child.listen_socket()
+else:
+    server = socket.create_server(("127.0.0.1", 0))
+address = server.getsockname()
+print(f"port={address[1] if isinstance(address, tuple) else address}", flush=True)
+
+
+def serve():
+    while True:
+        conn, _ = server.accept()
+        with conn:
+            conn.sendall(f"{os.getpid()}\\n".encode())
+
+
+threading.Thread(target=serve, daemon=True).start()
+"""
+
+_READY = """\
+import corral.child
+
+corral.child.ready()
+"""
+
+_CRASH = """\
+time.sleep({seconds})
+print("crashing", file=sys.stderr, flush=True)
+sys.exit(1)
+"""
+
+_RUN = """\
+while True:
+    time.sleep(3600)
+"""
+
+
+def app_source(
+    *,
+    crash_after: float | None = None,
+    print_lines: int = 0,
+    allocate_mb: int = 0,
+    open_port: bool = False,
+    ready: bool = False,
+) -> str:
+    """The source of a ``scripted_app`` with these behaviours."""
+    parts = [
+        '"""Written by corral.testing.scripted_app."""\n',
+        "import os\nimport signal\nimport sys\nimport time\n",
+        "signal.signal(signal.SIGINT, lambda *_: sys.exit(0))\n"
+        "signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))\n",
+    ]
+    if allocate_mb:
+        parts.append(_ALLOCATE.format(mb=int(allocate_mb)))
+    if print_lines:
+        parts.append(_PRINT.format(n=int(print_lines)))
+    if open_port:
+        parts.append(_OPEN_PORT)
+    if ready:
+        parts.append(_READY)
+    parts.append(_RUN if crash_after is None else _CRASH.format(seconds=float(crash_after)))
+    return "\n".join(parts)
+
+
+@pytest.fixture
+def scripted_app(tmp_path: Path) -> Callable[..., str]:
+    """A factory: ``scripted_app(name="app", **behaviours)`` writes the app, returns its path."""
+
+    def write(name: str = "app", **behaviours: Any) -> str:
+        path = tmp_path / f"{name}.py"
+        path.write_text(app_source(**behaviours))
+        return str(path)
+
+    return write
