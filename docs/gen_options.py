@@ -16,7 +16,7 @@ README = Path(__file__).resolve().parent.parent / "README.md"
 BEGIN, END = "<!-- options:begin -->", "<!-- options:end -->"
 
 
-FIRST_PARTY = ("memory", "watch", "cron", "logrotate", "bus")
+FIRST_PARTY = ("memory", "watch", "cron", "logrotate", "sourcemap", "bus")
 
 
 def _row(opt: Option, *, plugin: bool) -> str:
