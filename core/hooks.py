@@ -20,6 +20,7 @@ import pluggy
 
 from . import hookspecs
 from .errors import CorralError, PluginError
+from .offload import OBSERVER_HOOKS, PluginWorkers, runs_on_loop
 
 GROUP = "corral"
 log = logging.getLogger("corral.hooks")
@@ -63,6 +64,7 @@ class PluginManager:
         self.records: dict[str, PluginRecord] = {}
         self.trace = os.environ.get("CORRAL_TRACE_PLUGINS", "") not in ("", "0")
         self.on_error: list[Any] = []  # callables(plugin_name, hook_name, exc)
+        self.workers: PluginWorkers | None = None  # set while a daemon runs
         self._started_with: Any = None
 
     # -- registration ------------------------------------------------------
@@ -151,8 +153,13 @@ class PluginManager:
         hook = getattr(self.pm.hook, hook_name)
         results = []
         # pluggy calls the last registered first, with tryfirst/trylast respected
+        offload = self.workers is not None and hook_name in OBSERVER_HOOKS
         for impl in reversed(hook.get_hookimpls()):
             if only is not None and impl.plugin is not only:
+                continue
+            if offload and not runs_on_loop(impl.plugin):
+                args = [kwargs[arg] for arg in impl.argnames]
+                self.workers.submit(impl.plugin_name, hook_name, impl.function, args)
                 continue
             started = time.perf_counter()
             try:
@@ -216,9 +223,18 @@ class PluginManager:
 
     def daemon_started(self, daemon: Any) -> None:
         self._started_with = daemon
+        loop = daemon.loop
+
+        def failed(plugin: str, hook_name: str, exc: BaseException) -> None:
+            loop.call_soon_threadsafe(self._record_error, plugin, hook_name, exc)
+
+        self.workers = PluginWorkers(failed)
         self.call("corral_daemon_start", daemon=daemon)
 
     def daemon_stopped(self, daemon: Any) -> None:
+        if self.workers is not None:
+            workers, self.workers = self.workers, None
+            workers.close()  # the events before the stop reach every plugin
         self.call("corral_daemon_stop", daemon=daemon)
         self._started_with = None
 

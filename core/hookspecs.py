@@ -241,11 +241,14 @@ def corral_before_spawn(app: ManagedProcess, spawn: SpawnSpec) -> None:
 def corral_process_event(event: ProcessEvent) -> None:
     """A process changed state, or something happened to it.
 
-    Runs in the daemon, on the event loop, after the change is recorded.
-    ``event.event`` is PM2's word (``start``, ``online``, ``exit``,
-    ``restart``, ``stop``, ``delete``, ``restart overlimit``) and
+    Runs in the daemon after the change is recorded, on the plugin's own
+    thread, in order (on the event loop instead when the plugin declares
+    ``corral_runs_on_loop = True``, and then it must not block), so a slow
+    observer never delays the daemon. ``event.event`` is PM2's word
+    (``start``, ``online``, ``exit``, ``restart``, ``stop``, ``delete``,
+    ``restart overlimit``) and
     ``event.process`` the process as ``to_dict()`` shows it (without ``env``).
-    Observers only: the return value is ignored. Must not block.
+    Observers only: the return value is ignored.
 
     Example::
 
@@ -278,9 +281,10 @@ def corral_process_event(event: ProcessEvent) -> None:
 def corral_log_chunk(app: ManagedProcess, stream: str, data: bytes) -> None:
     """An app wrote output; ``stream`` is ``"out"`` or ``"err"``.
 
-    Runs in the daemon, on the event loop, right after ``data`` (whole lines,
-    or the last partial line when the app exits) was written to the log file.
-    Called for every chunk, so it must be cheap; queue slow work elsewhere.
+    Runs in the daemon right after ``data`` (whole lines, or the last partial
+    line when the app exits) was written to the log file, on the plugin's own
+    thread (on the event loop with ``corral_runs_on_loop = True``). Called for
+    every chunk, so it should be cheap.
 
     Example::
 
@@ -309,7 +313,8 @@ def corral_log_chunk(app: ManagedProcess, stream: str, data: bytes) -> None:
 def corral_process_message(app: ManagedProcess, message: Any) -> None:
     """A child sent a message on its channel.
 
-    Runs in the daemon, on the event loop, for every JSON value a child sends
+    Runs in the daemon, on the plugin's own thread (on the event loop with
+    ``corral_runs_on_loop = True``), for every JSON value a child sends
     (``corral.child.send()``, node's ``process.send()``) except the ones the
     core consumes itself: ``"ready"``, the node preload's ``corral:listening``
     report and node's internal ``NODE_*`` traffic. ``message`` is the decoded

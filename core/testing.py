@@ -140,6 +140,8 @@ class EventRecorder:
     call the daemon API the way a plugin would.
     """
 
+    corral_runs_on_loop = True  # quick, and tests expect events in step with replies
+
     def __init__(self) -> None:
         self.changed = threading.Condition()
         self.events: list[corral.ProcessEvent] = []

@@ -36,6 +36,9 @@ import zmq
 
 import corral
 
+# Its observer hooks only queue work or touch loop state: they never block.
+corral_runs_on_loop = True
+
 SCHEMA_VERSION = 1
 DEFAULT_HWM = 10000
 WELCOME = b"corral:welcome"  # the first frame every new subscriber receives

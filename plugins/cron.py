@@ -38,6 +38,9 @@ from croniter import CroniterBadDateError, croniter
 
 import corral
 
+# Its observer hooks only queue work or touch loop state: they never block.
+corral_runs_on_loop = True
+
 FIELD_NAMES = {
     5: ("minute", "hour", "day-of-month", "month", "day-of-week"),
     6: ("second", "minute", "hour", "day-of-month", "month", "day-of-week"),

@@ -59,6 +59,9 @@ import corral
 from corral.datefmt import date_formatter
 from corral.options import parse_bytes
 
+# Its observer hooks only queue work or touch loop state: they never block.
+corral_runs_on_loop = True
+
 SETTINGS_FILE = "logrotate.json"
 CHECK_EVERY = 64 * 1024  # bytes written between two fstat() of a file
 GZIP_LEVEL = 6

@@ -38,6 +38,9 @@ from typing import Any
 import corral
 from corral.monitor import TreeSampler
 
+# Its observer hooks only queue work or touch loop state: they never block.
+corral_runs_on_loop = True
+
 DEFAULT_INTERVAL_MS = 1000
 MIN_INTERVAL_MS = 100
 JOIN_TIMEOUT_S = 5.0

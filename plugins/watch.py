@@ -55,6 +55,9 @@ from watchdog.observers.polling import PollingObserver
 import corral
 from corral.options import parse_ms
 
+# Its observer hooks only queue work or touch loop state: they never block.
+corral_runs_on_loop = True
+
 DEFAULT_IGNORE = (".*", "node_modules", "__pycache__", "*.pyc")
 MIN_QUIET_MS = 50  # the floor of the debounce: one save writes several files within it
 MAX_BURST_MS = 10_000  # a change that never settles still restarts after this (or 10 quiets)

@@ -169,3 +169,32 @@ def test_every_hookspec_has_a_docstring():
     assert len(specs) >= 8
     for spec in specs:
         assert spec.__doc__ and "versionadded" in spec.__doc__, spec.__name__
+
+
+class Sleepy:
+    """A careless plugin: its event hook sleeps 5 s (a webhook with no timeout, say)."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    @corral.hookimpl
+    def corral_process_event(self, event):
+        import time
+
+        time.sleep(5)
+        self.seen.append(event.event)
+
+
+def test_a_slow_hook_does_not_delay_replies(corral_home, app_path):
+    import time
+
+    sleepy = Sleepy()
+    with corral.connect(no_daemon=True, plugins=[sleepy]) as client:
+        client.start(app_path("sleeper.py"), {"name": "a"})  # its events queue up for Sleepy
+        began = time.monotonic()
+        client.start(app_path("sleeper.py"), {"name": "b"})
+        client.restart("b")
+        assert [p.status for p in client.list()] == ["online", "online"]
+        # replies come while Sleepy still sleeps on the first event (a behavioural bound)
+        assert time.monotonic() - began < 2.5
+        assert sleepy.seen == []

@@ -380,6 +380,10 @@ def corral_daemon_stop(daemon: Any) -> None:
     notifier.stop()
 
 
+# on_event only decides and queues (the posting thread does the I/O): safe on the loop
+corral_runs_on_loop = True
+
+
 @corral.hookimpl
 def corral_process_event(event: Any) -> None:
     if _notifier is not None:

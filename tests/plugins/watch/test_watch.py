@@ -45,6 +45,8 @@ while True:
 class Recorder:
     """Every process event, with the monotonic time it was emitted at."""
 
+    corral_runs_on_loop = True  # timestamps must be taken as the event happens
+
     def __init__(self) -> None:
         self.events: list[tuple[float, Any]] = []
         self.lock = threading.Lock()
