@@ -163,6 +163,13 @@ class Corral(Tool):
     def __init__(self, root: Path, token: str, python: str) -> None:
         super().__init__([python, "-m", "corral"], root, token, python)
 
+    def env(self) -> dict[str, str]:
+        # PM2 runs with no module, so corral runs with only the plugin the bus metrics need:
+        # with every plugin, logrotate would rotate the log metric's file at 10M
+        env = super().env()
+        env.setdefault("CORRAL_PLUGINS", "bus")
+        return env
+
     def start_script(self, script: Path, name: str) -> None:
         # a .py script runs under the daemon's own Python, which is `python`
         self.run("start", str(script), "--name", name)

@@ -75,6 +75,7 @@ class Publisher:
         self.published = 0
         self.dropped = 0  # sends zmq refused outright; a full subscriber drops silently
         self.seqs: dict[str, int] = {}
+        self.subscribed: set[bytes] = set()  # topic prefixes someone listens to
         self.loop: asyncio.AbstractEventLoop | None = None
         self.ctx = zmq.Context()
         # XPUB, not PUB: its welcome frame tells a subscriber its subscription is in place
@@ -90,8 +91,16 @@ class Publisher:
             raise
         os.chmod(self.path, 0o600)
 
+    def wants(self, topic: str) -> bool:
+        """Whether a subscriber listens to ``topic``: nobody listening costs nothing."""
+        self.drain()
+        encoded = topic.encode()
+        return any(encoded.startswith(prefix) for prefix in self.subscribed)
+
     def publish(self, topic: str, payload: dict[str, Any]) -> None:
         """Send ``payload`` under ``topic`` without ever blocking."""
+        if not self.wants(topic):
+            return
         seq = self.seqs.get(topic, 0) + 1
         self.seqs[topic] = seq
         payload["v"] = SCHEMA_VERSION
@@ -112,9 +121,15 @@ class Publisher:
         self.drain()
 
     def drain(self) -> None:
-        """Process pending commands; discard the subscription notices XPUB queues for us."""
+        """Process pending commands; track the subscription notices XPUB queues for us
+        (``\x01prefix`` when the first subscriber of a prefix comes, ``\x00prefix``
+        when the last one leaves)."""
         while self.sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
-            self.sock.recv(zmq.NOBLOCK)
+            notice = self.sock.recv(zmq.NOBLOCK)
+            if notice[:1] == b"\x01":
+                self.subscribed.add(notice[1:])
+            elif notice[:1] == b"\x00":
+                self.subscribed.discard(notice[1:])
 
     def stats(self) -> dict[str, Any]:
         self.drain()
@@ -181,10 +196,11 @@ def corral_process_event(event: Any) -> None:
 
 @corral.hookimpl
 def corral_log_chunk(app: Any, stream: str, data: bytes) -> None:
-    if _publisher is None:
-        return
+    topic = "log:out" if stream == "out" else "log:err"
+    if _publisher is None or not _publisher.wants(topic):
+        return  # no subscriber: the chunk is not even decoded
     _publisher.publish(
-        "log:out" if stream == "out" else "log:err",
+        topic,
         {"process": _process(app), "at": _now(), "data": data.decode("utf-8", "replace")},
     )
 
