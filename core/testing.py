@@ -88,6 +88,7 @@ __all__ = [
     "ChildMessage",
     "EventRecorder",
     "app_source",
+    "kill_tree",
     "output_lines",
     "wait_for",
     "wait_for_event",
@@ -305,8 +306,10 @@ def output_lines(client: corral.Client, target: str | int, stream: str = "out") 
 # -- cleanup by pid ------------------------------------------------------------
 
 
-def _kill_tree(pid: int) -> None:
-    """SIGKILL ``pid`` and its descendants, and reap the ones that are ours."""
+def kill_tree(pid: int) -> None:
+    """SIGKILL ``pid`` and its descendants, and reap the ones that are ours.
+
+    For processes no fixture knows about (a daemon a test killed, say)."""
     import psutil
 
     try:
@@ -333,7 +336,7 @@ def _stop_detached_daemon(home: Path) -> None:
 
     with contextlib.suppress(psutil.Error):
         psutil.Process(pid).wait(5)
-    _kill_tree(pid)
+    kill_tree(pid)
 
 
 def _recorded_app_pids(home: Path) -> list[int]:
@@ -365,9 +368,9 @@ def corral_home(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     yield home
     _stop_detached_daemon(home)
     for pid in sorted(_children() - before):
-        _kill_tree(pid)
+        kill_tree(pid)
     for pid in _recorded_app_pids(home):
-        _kill_tree(pid)
+        kill_tree(pid)
     shutil.rmtree(home, ignore_errors=True)
 
 

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import contextlib
-import os
-import shutil
-import signal
 import sys
-import tempfile
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import psutil
 import pytest
+
+from corral.testing import kill_tree, wait_for
+
+# corral_home (a private CORRAL_HOME, everything started in it killed by pid) comes
+# from corral.testing, as plugin authors get it
+__all__ = ["APPS", "PY", "kill_pids", "out_lines", "python_app", "wait_for"]
 
 APPS = Path(__file__).parent / "apps"
 
@@ -30,35 +30,10 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(corral.testing, "corral.testing")
 
 
-def wait_for(
-    predicate: Callable[[], object],
-    timeout: float = 15.0,
-    interval: float = 0.01,
-    what: str = "condition",
-) -> object:
-    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"{what} not met within {timeout} s (last value: {last!r})")
-
-
 def kill_pids(pids: list[int]) -> None:
     """SIGKILL each pid with its descendants, for processes no fixture knows about."""
     for pid in pids:
-        try:
-            proc = psutil.Process(pid)
-            family = [proc, *proc.children(recursive=True)]
-        except psutil.Error:
-            continue
-        for p in family:
-            with contextlib.suppress(psutil.Error):
-                p.kill()
-        psutil.wait_procs(family, timeout=5)
+        kill_tree(pid)
 
 
 def out_lines(info: object) -> list[str]:
@@ -69,47 +44,6 @@ def out_lines(info: object) -> list[str]:
         return Path(path).read_text().splitlines()
     except FileNotFoundError:
         return []
-
-
-def _daemon_pid(home: Path) -> int | None:
-    try:
-        return int((home / "corral.pid").read_text())
-    except (OSError, ValueError):
-        return None
-
-
-@pytest.fixture
-def corral_home(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A short private home (unix socket paths are limited to ~100 bytes)."""
-    home = Path(tempfile.mkdtemp(prefix="corral-", dir="/tmp"))
-    monkeypatch.setenv("CORRAL_HOME", str(home))
-    monkeypatch.setenv("CORRAL_PLUGINS", "")
-    monkeypatch.delenv("CORRAL_DUMP_FILE", raising=False)
-    started = {p.pid for p in psutil.Process().children(recursive=True)}
-    yield home
-    # every daemon that served this home, and everything it started, by pid
-    pid = _daemon_pid(home)
-    if pid:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-        with contextlib.suppress(psutil.Error):
-            psutil.Process(pid).wait(5)
-        kill_pids([pid])
-    for child in psutil.Process().children(recursive=True):
-        if child.pid not in started:
-            kill_pids([child.pid])
-    _kill_recorded_apps(home)
-    shutil.rmtree(home, ignore_errors=True)
-
-
-def _kill_recorded_apps(home: Path) -> None:
-    """Apps of a daemon a test killed with SIGKILL are recorded in its state file."""
-    import json
-
-    with contextlib.suppress(OSError, ValueError):
-        for entry in json.loads((home / "state.json").read_text()).get("apps", []):
-            if entry.get("pid"):
-                kill_pids([int(entry["pid"])])
 
 
 @pytest.fixture
