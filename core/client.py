@@ -53,6 +53,16 @@ def _target(target: Any) -> Any:
     return target
 
 
+def _change(target: Any, update_env: bool, options: dict[str, Any] | None) -> dict[str, Any]:
+    """The arguments restart and reload share: the target, the caller's env, new options."""
+    args: dict[str, Any] = {"target": _target(target), "update_env": update_env}
+    if update_env:
+        args["env"] = dict(os.environ)
+    if options:
+        args["options"] = options
+    return args
+
+
 def start_request(
     target: Any, options: dict[str, Any] | str | os.PathLike | None, env_name: str | None
 ) -> dict[str, Any] | None:
@@ -116,12 +126,7 @@ class _Calls:
     def restart(
         self, target: Target, *, update_env: bool = False, options: dict[str, Any] | None = None
     ) -> list[ProcessInfo]:
-        args: dict[str, Any] = {"target": _target(target), "update_env": update_env}
-        if update_env:
-            args["env"] = dict(os.environ)
-        if options:
-            args["options"] = options
-        return self._send("restart", args, _infos)
+        return self._send("restart", _change(target, update_env, options), _infos)
 
     def reload(
         self,
@@ -157,16 +162,8 @@ class _Calls:
         options: dict[str, Any] | None,
         graceful: bool,
     ) -> Any:
-        args: dict[str, Any] = {
-            "target": _target(target),
-            "update_env": update_env,
-            "parallel": parallel,
-            "graceful": graceful,
-        }
-        if update_env:
-            args["env"] = dict(os.environ)
-        if options:
-            args["options"] = options
+        args = _change(target, update_env, options)
+        args.update(parallel=parallel, graceful=graceful)
         return self._send("reload", args, _infos)
 
     def scale(self, name: str, count: int | str) -> list[ProcessInfo]:
