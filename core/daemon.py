@@ -92,6 +92,7 @@ class Daemon:
         self.event_listeners: list[Any] = []  # callables(ProcessEvent), for in-process users
         self.log_file = DaemonLog(paths.log_file(self.home))
         self.log = self.log_file.logger
+        self.log_file.watch(self.logs)  # a failing app log file is reported once per streak
         self._log_handler = StructlogHandler(self.log)
         logging.getLogger("corral").addHandler(self._log_handler)
         logging.getLogger("corral").setLevel(logging.INFO)

@@ -2,17 +2,31 @@
 
 Stdlib logging under the ``corral`` logger (the plugin manager, plugins) is
 routed into the same file, so every line there is one JSON object.
+
+corral.log is written like an app log (:class:`~corral.logs.LogFile`): on a
+full disk records are dropped, never raised, and the first record written
+again is followed by one saying how many were lost. It also tells when an app
+log file starts failing and when it is written again (:meth:`DaemonLog.watch`):
+one record each per failing streak, however many lines are dropped between.
 """
 
 from __future__ import annotations
 
-import contextlib
+import errno
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
 import structlog
+
+from .logs import LogFile, LogFiles
+
+_PROCESSORS: list[Any] = [
+    structlog.processors.add_log_level,
+    structlog.processors.TimeStamper(fmt="iso", utc=False),
+    structlog.processors.JSONRenderer(),
+]
+_SPACE_ERRORS = frozenset((errno.ENOSPC, errno.EDQUOT))
 
 
 class StructlogHandler(logging.Handler):
@@ -34,34 +48,54 @@ class DaemonLog:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.file = _open_private(path)
-        self.logger = structlog.wrap_logger(
-            structlog.WriteLogger(self),
-            processors=[
-                structlog.processors.add_log_level,
-                structlog.processors.TimeStamper(fmt="iso", utc=False),
-                structlog.processors.JSONRenderer(),
-            ],
-        )
+        self.file = LogFile(path, mode=0o600, on_resume=self._resumed)
+        self.logger = structlog.wrap_logger(structlog.WriteLogger(self), processors=_PROCESSORS)
 
     def write(self, text: str) -> None:
-        with contextlib.suppress(OSError, ValueError):  # ValueError: closed by a reopen
-            self.file.write(text)
+        """One rendered record with its newline (structlog's WriteLogger calls this)."""
+        self.file.write(text.encode("utf-8", "replace"))
 
     def flush(self) -> None:
-        with contextlib.suppress(OSError):
-            self.file.flush()
+        """Nothing to do: every record is written at once."""
 
     def reopen(self) -> None:
         """Open the path again (after a rotation or an external ``mv``), still 0600."""
-        old, self.file = self.file, _open_private(self.path)
-        old.close()
+        self.file.reopen()
 
     def close(self) -> None:
         self.file.close()
 
+    def watch(self, files: LogFiles) -> None:
+        """Log here when one of ``files`` starts failing, and when it is written again."""
+        files.on_error = self._file_failed
+        files.on_resume = self._file_resumed
 
-def _open_private(path: Path) -> Any:
-    """``path`` opened for appending lines, created 0600 if it does not exist."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    return open(fd, "a", buffering=1)
+    def _file_failed(self, log: LogFile, exc: OSError) -> None:
+        until = "space frees" if exc.errno in _SPACE_ERRORS else "it can be written again"
+        self.logger.error(
+            f"log file {log.path}: {exc.strerror or exc}; dropping output until {until}",
+            path=str(log.path),
+            errno=errno.errorcode.get(exc.errno or 0),
+        )
+
+    def _file_resumed(self, log: LogFile, lines: int, nbytes: int, seconds: float) -> None:
+        self.logger.warning(
+            f"log file {log.path}: writing again; {lines} lines ({nbytes} bytes) were dropped",
+            path=str(log.path),
+            dropped_lines=lines,
+            dropped_bytes=nbytes,
+            seconds=round(seconds, 3),
+        )
+
+    def _resumed(self, log: LogFile, lines: int, nbytes: int, seconds: float) -> None:
+        # Called inside a write, under structlog's lock for this file: render the record
+        # here and write it straight to the file, not through the logger.
+        record = {
+            "event": f"corral.log: writing again; {lines} records ({nbytes} bytes) were dropped",
+            "dropped_records": lines,
+            "dropped_bytes": nbytes,
+            "seconds": round(seconds, 3),
+        }
+        for processor in _PROCESSORS:
+            record = processor(None, "warning", record)
+        self.write(f"{record}\n")

@@ -32,6 +32,7 @@ RUNTIME_FIELDS = frozenset(
         "vizion_running",
         "km_link",
         "exec_mode",
+        "log_drops",
     }
 )
 
@@ -111,6 +112,12 @@ class ProcessInfo:
     @property
     def pid_path(self) -> str | None:
         return self.pm2_env.get("pm_pid_path")
+
+    @property
+    def log_drops(self) -> list[dict[str, Any]]:
+        """The log files that lost lines or cannot be written now: ``path``, ``error``
+        (None once writing again), ``lines`` and ``bytes`` dropped, ``failing_since`` (ms)."""
+        return self.pm2_env.get("log_drops", [])
 
     @property
     def env(self) -> dict[str, str]:

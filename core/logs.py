@@ -14,6 +14,12 @@ and ``reload_logs`` (after an external ``mv``) reopens it in one place.
 Everything here is synchronous and blocks on nothing but a local file write:
 the daemon calls it from the event loop.
 
+A file that cannot be written (a full disk) never stops the daemon reading
+the pipes, so the app never blocks on its output: the lines are dropped and
+counted (``LogFile.dropped_lines``, shown by ``describe()``), the daemon logs
+the first failure and the first write that works again, and no half line is
+left behind (:meth:`LogFile.write`).
+
 Paths follow PM2 (``lib/Common.js`` ``prepareAppConf`` and ``God.executeApp``):
 ``$CORRAL_HOME/logs/<name>-out.log`` and ``<name>-error.log``, with
 ``-<pm_id>`` before ``.log`` unless ``merge_logs``. Where corral differs:
@@ -125,24 +131,49 @@ def pid_path(home: Path, name: str, pm_id: int, options: Mapping[str, Any]) -> P
 
 
 class LogFile:
-    """One append-mode file descriptor, shared by every writer of that path."""
+    """One append-mode file descriptor, shared by every writer of that path.
+
+    A write never raises. One that fails (a full disk, an I/O error) drops its
+    data and starts a *failing streak*: ``on_error(log, exc)`` is called once,
+    when the streak starts, and ``on_resume(log, lines, nbytes, seconds)`` once,
+    when a write succeeds again, with what the streak dropped. Lines stay whole:
+    a write cut short by a filling disk is cut back to its last newline.
+
+    While a streak of ENOSPC lasts, a write is only tried when the file system
+    has a free block. The slack left at the end of the file's last block would
+    otherwise take a short line now and then, and each such line would end the
+    streak and start another (two records in corral.log per line).
+    """
 
     path: Path  # where it was opened; reopen() opens this path again
-    error: OSError | None  # the error of the last write, None once a write succeeds
-    errors: int  # failed writes and reopens since the file was opened
+    error: OSError | None  # the last write's (or reopen's) error, None once a write succeeds
+    errors: int  # writes failed or dropped, and reopens failed, since the file was opened
     dropped: int  # bytes lost to failed writes
+    dropped_lines: int  # lines lost to failed writes (a line cut in the middle is lost whole)
+    failing_since: float | None  # time.time() the current failing streak began, else None
     users: int  # acquire() calls not yet released (kept by LogFiles)
 
     def __init__(
-        self, path: Path, *, on_error: Callable[[LogFile, OSError], None] | None = None
+        self,
+        path: Path,
+        *,
+        on_error: Callable[[LogFile, OSError], None] | None = None,
+        on_resume: Callable[[LogFile, int, int, float], None] | None = None,
+        mode: int = _FILE_MODE,
     ) -> None:
         self.path = Path(path)
         self.error = None
         self.errors = 0
         self.dropped = 0
+        self.dropped_lines = 0
+        self.failing_since = None
         self.users = 0
         self._on_error = on_error
-        self._fd: int | None = os.open(self.path, _OPEN_FLAGS, _FILE_MODE)
+        self._on_resume = on_resume
+        self._streak_start = (0, 0)  # (dropped, dropped_lines) when the streak began
+        self._torn = False  # a cut line could not be taken back: start the next write on a new line
+        self._mode = mode
+        self._fd: int | None = os.open(self.path, _OPEN_FLAGS, mode)
 
     def __repr__(self) -> str:
         return f"<LogFile {str(self.path)!r} fd={self._fd}>"
@@ -157,34 +188,93 @@ class LogFile:
         return self._fd is None
 
     def write(self, data: bytes) -> None:
-        """Append all of ``data``; on an error keep going without it, never raise."""
+        """Append ``data`` (whole lines); on an error drop it and go on, never raise."""
+        if self._torn:
+            data = b"\n" + data
+        if self._out_of_space():
+            self._drop(None, len(data), data.count(b"\n"))
+            return
         view = memoryview(data)
+        done = 0
         try:
             if self._fd is None:
                 raise OSError(errno.EBADF, f"log file {self.path} is closed")
-            while view:
+            while done < len(data):
                 try:
-                    written = os.write(self._fd, view)
+                    written = os.write(self._fd, view[done:])
                 except InterruptedError:
                     continue
                 if written == 0:  # never on a regular file; a device could spin here forever
                     raise OSError(errno.EIO, f"log file {self.path} accepts no more bytes")
-                view = view[written:]
+                done += written
         except OSError as exc:
-            self._failed(exc, len(view))
-        else:
-            self.error = None
+            kept = self._cut_torn_line(data, done)
+            self._drop(exc, len(data) - kept, data.count(b"\n", kept))
+            return
+        self._torn = False
+        self.error = None
+        if self.failing_since is not None:
+            self._resumed()
 
-    def _failed(self, exc: OSError, lost: int) -> None:
-        first = self.error is None
-        self.error = exc
+    def _out_of_space(self) -> bool:
+        """Whether the disk that refused the streak's writes still has no free block."""
+        if self.failing_since is None or self.error is None or self.error.errno != errno.ENOSPC:
+            return False
+        try:
+            fs = os.fstatvfs(self.fileno())
+        except (OSError, ValueError):
+            return False
+        # root may also fill the blocks reserved for it, which f_bavail leaves out
+        return (fs.f_bfree if os.geteuid() == 0 else fs.f_bavail) == 0
+
+    def _cut_torn_line(self, data: bytes, done: int) -> int:
+        """How much of ``data`` stays in the file once a write stopped after ``done`` bytes.
+
+        A disk filling up takes part of a write, ending anywhere in a line. The
+        bytes after the last newline written are truncated away, so the next line
+        starts the file's next line instead of finishing half of this one.
+        """
+        keep = data.rfind(b"\n", 0, done) + 1
+        if keep == done:
+            return keep
+        try:
+            end = os.lseek(self.fileno(), 0, os.SEEK_CUR)  # O_APPEND: just past our bytes
+            os.ftruncate(self.fileno(), end - (done - keep))
+        except (OSError, ValueError):
+            self._torn = True  # not a file one can cut (a pipe, a tty): the half line stays
+            return done
+        return keep
+
+    def _drop(self, exc: OSError | None, lost: int, lost_lines: int) -> None:
         self.errors += 1
+        starts = self.failing_since is None
+        if starts:
+            self.failing_since = time.time()
+            self._streak_start = (self.dropped, self.dropped_lines)
         self.dropped += lost
-        if first and self._on_error is not None:
-            try:
-                self._on_error(self, exc)
-            except Exception:  # a failing reporter must not turn a lost chunk into a crash
-                pass
+        self.dropped_lines += lost_lines
+        if exc is not None:  # None: dropped untried, within a streak already reported
+            self.error = exc
+            if starts:
+                _report(self._on_error, self, exc)
+
+    def _resumed(self) -> None:
+        since, self.failing_since = self.failing_since or time.time(), None
+        nbytes = self.dropped - self._streak_start[0]
+        lines = self.dropped_lines - self._streak_start[1]
+        _report(self._on_resume, self, lines, nbytes, time.time() - since)
+
+    def status(self) -> dict[str, Any]:
+        """What went wrong with this file, for ``describe()``: path, error, lines and bytes
+        dropped since it was opened, and when the current failing streak began (ms)."""
+        since = self.failing_since
+        return {
+            "path": str(self.path),
+            "error": (self.error.strerror or str(self.error)) if self.error else None,
+            "lines": self.dropped_lines,
+            "bytes": self.dropped,
+            "failing_since": int(since * 1000) if since is not None else None,
+        }
 
     def reopen(self) -> None:
         """Open the same path again (after an external rename); the old fd is closed.
@@ -193,9 +283,10 @@ class LogFile:
         error is recorded in ``error``; OSError is raised to the caller.
         """
         try:
-            fd = os.open(self.path, _OPEN_FLAGS, _FILE_MODE)
+            fd = os.open(self.path, _OPEN_FLAGS, self._mode)
         except OSError as exc:
-            self._failed(exc, 0)
+            self.error = exc
+            self.errors += 1
             raise
         old, self._fd = self._fd, fd
         if old is not None:
@@ -211,12 +302,42 @@ class LogFile:
             os.close(fd)
 
 
-class LogFiles:
-    """The daemon's open log files, one :class:`LogFile` per path, reference-counted."""
+def _report(callback: Callable[..., None] | None, *args: Any) -> None:
+    if callback is None:
+        return
+    try:
+        callback(*args)
+    except Exception:  # a failing reporter must not turn a lost chunk into a crash
+        pass
 
-    def __init__(self, *, on_error: Callable[[LogFile, OSError], None] | None = None) -> None:
+
+class LogFiles:
+    """The daemon's open log files, one :class:`LogFile` per path, reference-counted.
+
+    ``on_error`` and ``on_resume`` (see :class:`LogFile`) may be set at any time;
+    they apply to the files already open too.
+    """
+
+    on_error: Callable[[LogFile, OSError], None] | None
+    on_resume: Callable[[LogFile, int, int, float], None] | None
+
+    def __init__(
+        self,
+        *,
+        on_error: Callable[[LogFile, OSError], None] | None = None,
+        on_resume: Callable[[LogFile, int, int, float], None] | None = None,
+    ) -> None:
         self._files: dict[Path, LogFile] = {}
-        self._on_error = on_error
+        self.on_error = on_error
+        self.on_resume = on_resume
+
+    def _failed(self, log: LogFile, exc: OSError) -> None:
+        if self.on_error is not None:
+            self.on_error(log, exc)
+
+    def _resumed(self, log: LogFile, lines: int, nbytes: int, seconds: float) -> None:
+        if self.on_resume is not None:
+            self.on_resume(log, lines, nbytes, seconds)
 
     @staticmethod
     def _key(path: Path) -> Path:
@@ -231,7 +352,8 @@ class LogFiles:
         log = self._files.get(key)
         if log is None:
             key.parent.mkdir(parents=True, exist_ok=True)
-            log = self._files[key] = LogFile(key, on_error=self._on_error)
+            log = LogFile(key, on_error=self._failed, on_resume=self._resumed)
+            self._files[key] = log
         log.users += 1
         return log
 

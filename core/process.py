@@ -36,6 +36,7 @@ RUNTIME_KEYS = (
     "prev_restart_delay",
     "exit_code",
     "unique_id",
+    "log_drops",
 )
 
 
@@ -171,6 +172,8 @@ class ManagedProcess:
                 "km_link": False,
             }
         )
+        # corral's own: the app's log files that lost lines or cannot be written (not in PM2)
+        env["log_drops"] = [f.status() for f in self.log_files if f.dropped or f.error]
         if self.log_paths.get("combined"):
             env["pm_log_path"] = str(self.log_paths["combined"])
         if with_env:

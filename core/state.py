@@ -9,6 +9,7 @@ without losing or duplicating an app. The dump is what the user saved.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -25,11 +26,17 @@ def write_atomic(path: Path, payload: Any, *, fsync: bool = False) -> None:
     data = json.dumps(payload, indent=2, default=str).encode()
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
-        os.write(fd, data)
+        view = memoryview(data)
+        while view:  # a nearly full disk takes part of a write, then refuses the rest
+            view = view[os.write(fd, view) :]
         if fsync:
             os.fsync(fd)
-    finally:
+    except BaseException:
         os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)  # the space it holds may be all the disk has left
+        raise
+    os.close(fd)
     os.replace(tmp, path)
 
 
