@@ -6,7 +6,11 @@ effects, so a batch of apps is prepared in full before any of them starts.
 
 from __future__ import annotations
 
+import grp
 import os
+import pwd
+import resource
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,6 +54,94 @@ def instance_count(value: Any) -> int:
     return max(count, 1)
 
 
+# Descriptors the daemon holds per instance: log files, stdout/stderr pipes, pidfd,
+# channel, with room to spare; past its limit the daemon could open nothing at all.
+FDS_PER_INSTANCE = 8
+_PATH_OPTIONS = ("out_file", "error_file", "log_file", "pid_file")
+_NULL_PATHS = ("NULL", "/dev/null")
+
+
+def _check_fd_budget(count: int) -> None:
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return
+    try:
+        in_use = len(os.listdir("/proc/self/fd"))
+    except OSError:
+        in_use = 0
+    left = soft - in_use
+    if count * FDS_PER_INSTANCE > left:
+        raise OptionError(
+            f"instances {count} is more than the daemon can run: it has {left} of its "
+            f"{soft} file descriptors left, about {FDS_PER_INSTANCE} per instance "
+            "(start fewer, or raise `ulimit -n` before the daemon starts)",
+            field="instances",
+        )
+
+
+def _check_account(options: dict[str, Any]) -> None:
+    for key, lookup in (("uid", pwd.getpwnam), ("gid", grp.getgrnam)):
+        value = options.get(key)
+        if isinstance(value, str):
+            try:
+                lookup(value)
+            except KeyError:
+                kind = "user" if key == "uid" else "group"
+                raise OptionError(
+                    f"{key} {value!r}: no {kind} of that name on this system: "
+                    "give an existing name or a numeric id",
+                    field=key,
+                ) from None
+
+
+def _check_env_names(options: dict[str, Any]) -> None:
+    named = [(key, [options[key]]) for key in ("instance_var", "increment_var") if options.get(key)]
+    for key, value in options.items():
+        if (key == "env" or key.startswith("env_")) and isinstance(value, Mapping):
+            named.append((key, list(value)))
+    for key, names in named:
+        for name in names:
+            if not name or "=" in name:
+                raise OptionError(
+                    f"{key}: {name!r} cannot be an environment variable name: "
+                    "it must be non-empty and without '='",
+                    field=key,
+                )
+
+
+def _check_increment_var(options: dict[str, Any], env: dict[str, str]) -> None:
+    name = options.get("increment_var")
+    if not name:
+        return
+    try:
+        int(env.get(name) or 0)  # as the child's environment will read it
+    except ValueError:
+        raise OptionError(
+            f"increment_var {name!r} must name a variable holding an integer, "
+            f"but {name}={env[name]!r}",
+            field="increment_var",
+        ) from None
+
+
+def _check_paths(options: dict[str, Any], cwd: Path) -> None:
+    """A log or pid file must be a file in a directory that exists or can be made."""
+    for key in _PATH_OPTIONS:
+        value = options.get(key)
+        if not isinstance(value, str) or not value or value in _NULL_PATHS:
+            continue
+        path = cwd / Path(value).expanduser()
+        if path.is_dir():
+            raise OptionError(f"{key} {value!r} is a directory: name a file in it", field=key)
+        parent = path.parent
+        while not parent.exists():
+            parent = parent.parent
+        if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+            raise OptionError(
+                f"{key} {value!r} cannot be created: {parent} is not a directory you can write to",
+                field=key,
+            )
+
+
 def prepare_app(
     schema: OptionSchema,
     raw: dict[str, Any],
@@ -77,9 +169,13 @@ def prepare_app(
         date_formatter(options["log_date_format"])  # refuse a bad format before anything starts
     if (options.get("uid") is not None or options.get("gid") is not None) and os.geteuid() != 0:
         raise OptionError("uid/gid need the daemon to run as root", field="uid")
+    _check_account(options)
+    _check_env_names(options)
+    _check_paths(options, app_cwd)
     name = options.get("name") or (script if is_command else Path(script).stem)
     options["name"] = name
     count = instance_count(options.get("instances"))
+    _check_fd_budget(count)
     if options.get("exec_mode") is None:
         # PM2: a node app given instances runs in cluster mode
         given = any(k in raw for k in ("instances", "i"))
@@ -92,4 +188,5 @@ def prepare_app(
     if env_name:
         layers.append(options.get(f"env_{env_name}"))
     app_env = merge_env(filter_environment(env, options.get("filter_env")), *layers)
+    _check_increment_var(options, app_env)
     return PreparedApp(name, options, app_env, script, interpreter, is_command, count, warnings)

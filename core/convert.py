@@ -88,9 +88,20 @@ def _js_str(value: Any) -> str:
     return str(value)
 
 
+def _text(value: str) -> str:
+    """``value`` if the OS can take it: no NUL, no lone surrogate but os.fsdecode's escapes."""
+    if "\0" in value:
+        raise _Invalid("it contains a NUL character")
+    try:
+        value.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        raise _Invalid("it contains a lone surrogate, which is no character") from None
+    return value
+
+
 def _to_str(value: Any) -> str:
     if isinstance(value, str):
-        return value
+        return _text(value)
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return _js_str(value)  # `name: 42` or `uid: 1000` in YAML
     raise _Invalid
@@ -130,19 +141,21 @@ def _to_bytes(value: Any) -> int:
 def _to_list(value: Any) -> list[str]:
     if isinstance(value, str):
         try:
-            return shlex.split(value)
+            return shlex.split(_text(value))
         except ValueError as exc:  # an unclosed quote
             raise _Invalid(str(exc)) from None
     if isinstance(value, (list, tuple)):
         if not all(isinstance(item, (str, int, float)) for item in value):
             raise _Invalid
-        return [_js_str(item) for item in value]
+        return [_text(_js_str(item)) for item in value]
     raise _Invalid
 
 
 def _env_value(value: Any) -> str | None:
-    if value is None or isinstance(value, str):
+    if value is None:
         return value  # None asks to delete the variable
+    if isinstance(value, str):
+        return _text(value)
     if isinstance(value, (dict, list)):
         return json.dumps(value, separators=(",", ":"))  # PM2 JSON-stringifies objects
     return _js_str(value)
@@ -151,7 +164,7 @@ def _env_value(value: Any) -> str | None:
 def _to_dict(value: Any) -> dict[str, str | None]:
     if not isinstance(value, Mapping):
         raise _Invalid
-    return {str(key): _env_value(item) for key, item in value.items()}
+    return {_text(str(key)): _env_value(item) for key, item in value.items()}
 
 
 def _to_int_list(value: Any) -> list[int]:
@@ -162,17 +175,18 @@ def _to_int_list(value: Any) -> list[int]:
 
 def _to_bool_or_str(value: Any) -> bool | str:
     if isinstance(value, str) and value.strip().lower() not in _BOOL_WORDS:
-        return value
+        return _text(value)
     return _to_bool(value)
 
 
 def _to_bool_or_list(value: Any) -> bool | list[str]:
     if isinstance(value, str) and value.strip().lower() not in _BOOL_WORDS:
-        return [value]  # one path or substring, not shell-split (PM2's first type is boolean)
+        # one path or substring, not shell-split (PM2's first type is boolean)
+        return [_text(value)]
     if isinstance(value, (list, tuple)):
         if not all(isinstance(item, str) for item in value):
             raise _Invalid
-        return list(value)
+        return [_text(item) for item in value]
     return _to_bool(value)
 
 
@@ -238,6 +252,13 @@ def _exec_mode(value: Any) -> str:
     return mode if mode in ("fork", "cluster") else text
 
 
+def _port(value: Any) -> int:
+    port = _integer(value)
+    if not 0 <= port <= 65535:
+        raise _Invalid("a TCP port is 0 to 65535")
+    return port
+
+
 def _user_or_group(value: Any) -> int | str:
     text = _to_str(value)
     return int(text) if text.isdigit() else text  # a numeric id, as subprocess wants it
@@ -269,6 +290,7 @@ CORE_CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "kill_signal": _signal_name,
     "instances": _instances,
     "exec_mode": _exec_mode,
+    "port": _port,
     "uid": _user_or_group,
     "gid": _user_or_group,
 }
