@@ -13,6 +13,7 @@ Only :mod:`corral.cli` imports this module, and only once it needs click.
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -106,9 +107,15 @@ def _client() -> Client:
     if root.obj is None:
         import corral
 
-        root.obj = corral.connect()
+        root.obj = corral.connect(**_remote_flags(root))
         root.call_on_close(root.obj.disconnect)
     return root.obj
+
+
+def _remote_flags(root: click.Context) -> dict[str, Any]:
+    """``--address``, ``--server-key``, ``--client-key`` as connect() takes them."""
+    names = ("address", "server_key", "client_key")
+    return {name: root.params[name] for name in names if root.params.get(name)}
 
 
 def _echo(text: str = "") -> None:
@@ -261,7 +268,22 @@ def build_cli() -> click.Group:
 
     @click.group(cls=CorralGroup, context_settings={"help_option_names": ["-h", "--help"]})
     @click.version_option(package_name="corral", prog_name="corral")
-    def cli() -> None:
+    @click.option(
+        "--address",
+        metavar="tcp://HOST:PORT",
+        help="Drive the daemon serving rpc_address there (CURVE); or CORRAL_ADDRESS.",
+    )
+    @click.option(
+        "--server-key",
+        metavar="FILE|KEY",
+        help="The daemon's keys/server.key, or its key; or CORRAL_SERVER_KEY.",
+    )
+    @click.option(
+        "--client-key",
+        metavar="FILE",
+        help="A .key_secret file the daemon authorised; or CORRAL_CLIENT_KEY.",
+    )
+    def cli(**remote_flags: Any) -> None:
         """corral: keep programs alive, restart them by policy, log them (PM2 for Python).
 
         Aliases: list/status = ls, del = delete, save = dump, show = describe,
@@ -451,7 +473,8 @@ def build_cli() -> click.Group:
     @cli.command()
     def kill() -> None:
         """Stop every process and the daemon."""
-        if not daemon_running():
+        remote = _remote_flags(click.get_current_context().find_root()).get("address")
+        if not (remote or os.environ.get("CORRAL_ADDRESS")) and not daemon_running():
             _echo("no daemon is running")
             return
         _client().kill_daemon()
@@ -546,7 +569,48 @@ def build_cli() -> click.Group:
 
         run_monit(_client())
 
+    _keys_commands(cli)
     return cli
+
+
+def _keys_commands(cli: click.Group) -> None:
+    """`corral keys`: the CURVE keys of the TCP endpoint (corral.remote)."""
+    from . import remote
+
+    @cli.group(invoke_without_command=True)
+    @click.pass_context
+    def keys(ctx: click.Context) -> None:
+        """Show the keys of the TCP endpoint (rpc_address), making them if none exist."""
+        if ctx.invoked_subcommand is not None:
+            return
+        home = paths.ensure_home()
+        found = remote.ensure_keys(home)
+        server_key = remote.read_public_key(found.server_secret, "server key").decode()
+        allowed = sorted(p.name for p in remote.allowed_keys(found.clients).values())
+        address = remote.load_settings(home).rpc_address
+        _echo(f"server key   {server_key}  (in {found.server_public}: clients' --server-key)")
+        _echo(f"client key   {found.client_secret}  (copy it to the client: --client-key)")
+        _echo(f"authorised   {found.clients}: {', '.join(allowed) or 'none'}")
+        _echo(
+            f"rpc_address  {address}"
+            if address
+            else f"rpc_address  not set: add 'rpc_address: {remote.EXAMPLE}' to "
+            f"{paths.settings_file(home)}"
+        )
+
+    @keys.command("add")
+    @click.argument("key")
+    @click.option("--name", help="The file name in keys/clients/ (default: the key file's).")
+    def keys_add(key: str, name: str | None) -> None:
+        """Authorise a client: KEY is its public key file, or its 40-character key."""
+        _echo(f"authorised: {remote.authorize(paths.ensure_home(), key, name)}")
+
+    @keys.command("new")
+    @click.argument("name")
+    def keys_new(name: str) -> None:
+        """Make a client keypair NAME, authorise it, and print the secret file to copy."""
+        secret = remote.new_client(paths.ensure_home(), name)
+        _echo(f"authorised; copy {secret} to the client (--client-key)")
 
 
 def _apply(verb: str, targets: tuple[str, ...], flags: dict[str, Any]) -> None:

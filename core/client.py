@@ -22,6 +22,16 @@ from typing import TYPE_CHECKING, Any
 from . import paths
 from .errors import CorralError, DaemonError, NotFoundError, PluginError, ProtocolError
 from .info import ProcessInfo
+from .remote import (
+    ADDRESS_ENV,
+    CONNECT_TIMEOUT,
+    Remote,
+    RemoteAlive,
+    load_settings,
+    no_answer,
+    ping_remote,
+    remote_target,
+)
 from .rpc import SyncTransport, pid_alive
 
 if TYPE_CHECKING:
@@ -113,6 +123,15 @@ def _looks_like_script(text: str) -> bool:
 
 class _Calls:
     """Every client call, written once; ``_send`` returns a value or an awaitable."""
+
+    remote: Remote | None = None  # set for a daemon reached over TCP
+
+    def _local_only(self, what: str) -> None:
+        if self.remote is not None:
+            raise DaemonError(
+                f"{what} works on the daemon's machine only; this client drives "
+                f"{self.remote.address} over TCP"
+            )
 
     def _send(self, cmd: str, args: dict[str, Any], convert: Callable | None = None) -> Any:
         raise NotImplementedError
@@ -215,13 +234,33 @@ class _Calls:
 
 
 class Client(_Calls):
-    """A synchronous client; safe to use from several threads at once."""
+    """A synchronous client; safe to use from several threads at once.
 
-    def __init__(self, home: Path, daemon_pid: int | None, inner: _InProcess | None = None) -> None:
+    ``remote`` (from ``connect(address=...)``): the daemon of another machine,
+    over TCP; ``home`` and ``daemon_pid`` are then None.
+    """
+
+    def __init__(
+        self,
+        home: Path | None,
+        daemon_pid: int | None,
+        inner: _InProcess | None = None,
+        *,
+        remote: Remote | None = None,
+    ) -> None:
         self.home = home
         self.daemon_pid = daemon_pid
         self._inner = inner
-        self._transport = SyncTransport(paths.rpc_address(home), lambda: pid_alive(self.daemon_pid))
+        self.remote = remote
+        if remote is not None:
+            options = remote.socket_options()
+            self._transport = SyncTransport(remote.address, RemoteAlive(remote), options)
+        else:
+            assert home is not None
+            address = paths.rpc_address(home)
+            # in-process, our own pid is always alive: the daemon's thread tells
+            alive = inner.thread.is_alive if inner else lambda: pid_alive(self.daemon_pid)
+            self._transport = SyncTransport(address, alive)
 
     def _send(self, cmd: str, args: dict[str, Any], convert: Callable | None = None) -> Any:
         result = self._transport.call(cmd, args)
@@ -254,6 +293,7 @@ class Client(_Calls):
         """
         from .bus import Bus
 
+        self._local_only("launch_bus")  # the bus is a unix socket
         try:
             reply = self._send("bus_address", {})
         except ProtocolError as exc:
@@ -273,6 +313,7 @@ class Client(_Calls):
         """
         from .startup import startup
 
+        self._local_only("startup")
         return startup(platform, client=self, **kw)
 
     def unstartup(self, platform: str | None = None, **kw: Any) -> StartupResult:
@@ -297,8 +338,9 @@ class Client(_Calls):
 
     def disconnect(self) -> None:
         """Close the connection; an in-process daemon stops with its apps."""
-        if self._inner is not None:
-            self.kill_daemon()
+        if self._inner is not None and self._inner.thread.is_alive():
+            with contextlib.suppress(DaemonError):  # another client stopped it meanwhile
+                self.kill_daemon()
         self._transport.close()
 
     def __enter__(self) -> Client:
@@ -314,21 +356,42 @@ class AsyncClient(_Calls):
     ``await AsyncClient.connect()`` links to (or starts) the daemon.
     """
 
-    def __init__(self, home: Path, daemon_pid: int | None) -> None:
+    def __init__(
+        self, home: Path | None, daemon_pid: int | None, *, remote: Remote | None = None
+    ) -> None:
         self.home = home
         self.daemon_pid = daemon_pid
+        self.remote = remote
         from .rpc_async import AsyncTransport
 
-        self._transport = AsyncTransport(
-            paths.rpc_address(home), lambda: pid_alive(self.daemon_pid)
-        )
+        if remote is not None:
+            # RemoteAlive blocks for a ping, only after a call has waited a while
+            options = remote.socket_options()
+            self._transport = AsyncTransport(remote.address, RemoteAlive(remote), options)
+        else:
+            assert home is not None
+            address = paths.rpc_address(home)
+            self._transport = AsyncTransport(address, lambda: pid_alive(self.daemon_pid))
 
     @classmethod
     async def connect(
-        cls, home: str | os.PathLike | None = None, *, plugins: list[str] | None = None
+        cls,
+        home: str | os.PathLike | None = None,
+        *,
+        plugins: list[str] | None = None,
+        address: str | None = None,
+        server_key: str | bytes | os.PathLike | None = None,
+        client_key: str | os.PathLike | None = None,
+        timeout: float = CONNECT_TIMEOUT,
     ) -> AsyncClient:
+        """The asyncio twin of :func:`connect` (``no_daemon`` aside)."""
         import asyncio
 
+        target = _remote_target(home, False, address, server_key, client_key)
+        if target is not None:
+            if await asyncio.to_thread(ping_remote, target, timeout) is None:
+                raise no_answer(target, timeout)
+            return cls(None, None, remote=target)
         root = paths.ensure_home(Path(home) if home else None)
         pid = await asyncio.to_thread(ensure_daemon, root, plugins)
         return cls(root, pid)
@@ -359,6 +422,7 @@ class AsyncClient(_Calls):
         """The asyncio twin of :meth:`Client.launch_bus`; iterate it with ``async for``."""
         from .bus import Bus
 
+        self._local_only("launch_bus")
         try:
             reply = await self._transport.call("bus_address", {})
         except ProtocolError as exc:
@@ -432,6 +496,8 @@ def start_daemon_early(home: str | os.PathLike | None = None) -> None:
     The next ``connect()`` finds it up, or waits on the lock until it is; an error
     here is left for that ``connect()`` to meet again and report.
     """
+    if home is None and os.environ.get(ADDRESS_ENV):
+        return  # connect() will drive a remote daemon
     try:
         root = paths.ensure_home(Path(home) if home else None)
     except CorralError:
@@ -447,6 +513,7 @@ def start_daemon_early(home: str | os.PathLike | None = None) -> None:
 
 
 def _spawn_daemon(root: Path, plugins: list[str] | None, timeout: float) -> int:
+    load_settings(root)  # a bad corral.yaml is told here in one line, not by a dead daemon
     env = dict(os.environ, CORRAL_HOME=str(root))
     if plugins is not None:
         if not all(isinstance(p, str) for p in plugins):
@@ -455,7 +522,9 @@ def _spawn_daemon(root: Path, plugins: list[str] | None, timeout: float) -> int:
             )
         env["CORRAL_PLUGINS"] = ",".join(plugins)
     log_path = paths.log_file(root)
-    with open(log_path, "ab") as log:
+    # created here first, so 0600 here too (the daemon's own open would make it so, too late)
+    log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    with open(log_fd, "ab") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "corral.daemon_main"],
             stdin=subprocess.DEVNULL,
@@ -539,13 +608,32 @@ def connect(
     *,
     no_daemon: bool = False,
     plugins: list[Any] | None = None,
+    address: str | None = None,
+    server_key: str | bytes | os.PathLike | None = None,
+    client_key: str | os.PathLike | None = None,
+    timeout: float = CONNECT_TIMEOUT,
 ) -> Client:
     """Link to the daemon in ``home`` (``$CORRAL_HOME``), starting one if none answers.
 
     ``no_daemon=True`` runs the daemon inside this process instead: the apps it
     starts stop when the client disconnects or the program exits. ``plugins``
     picks the plugin set by name (objects too, in-process).
+
+    ``address="tcp://HOST:PORT"`` (or ``CORRAL_ADDRESS``) drives a daemon that
+    serves ``rpc_address`` there, over CURVE: ``server_key`` is its
+    ``keys/server.key`` (a path or the 40-character key), ``client_key`` a
+    ``.key_secret`` file it authorised (or ``CORRAL_SERVER_KEY``,
+    ``CORRAL_CLIENT_KEY``; by default the files of the local home). It never
+    starts a daemon, and raises DaemonError if none answers within ``timeout``
+    seconds. See :mod:`corral.remote`.
     """
+    target = _remote_target(home, no_daemon, address, server_key, client_key)
+    if target is not None:
+        if ping_remote(target, timeout) is None:
+            raise no_answer(target, timeout)
+        client = Client(None, None, remote=target)
+        _current[:] = [client]
+        return client
     root = paths.ensure_home(Path(home).expanduser().absolute() if home else None)
     if no_daemon:
         if _answers(root, timeout=1.0):
@@ -559,6 +647,16 @@ def connect(
         client = Client(root, ensure_daemon(root, plugins))
     _current[:] = [client]
     return client
+
+
+def _remote_target(
+    home: Any, no_daemon: bool, address: Any, server_key: Any, client_key: Any
+) -> Remote | None:
+    """The remote daemon to drive, if any; an explicit home or no_daemon beats CORRAL_ADDRESS."""
+    if address is not None and no_daemon:
+        raise CorralError("address= drives a daemon that runs elsewhere: drop no_daemon=True")
+    explicit_local = address is None and (home is not None or no_daemon)
+    return remote_target(address, server_key, client_key, environ={} if explicit_local else None)
 
 
 def current() -> Client:

@@ -25,7 +25,7 @@ from typing import Any
 
 import zmq.asyncio
 
-from . import __version__, lifecycle, paths
+from . import __version__, lifecycle, paths, remote
 from .channel import Channel
 from .daemonlog import DaemonLog, StructlogHandler
 from .errors import OptionError, ScriptError, StateError
@@ -106,6 +106,8 @@ class Daemon:
     async def run(self, ready: threading.Event | None = None) -> None:
         """Serve until ``kill_daemon`` or a termination signal."""
         self.loop = asyncio.get_running_loop()
+        # TCP (only if corral.yaml asks) first: a bad rpc_address stops the start here
+        tcp = remote.open_server(self.home, self.commands.dispatch, self.log)
         self.ctx = zmq.asyncio.Context()
         address = paths.rpc_address(self.home)
         self.server = RPCServer(self.ctx, address, self.commands.dispatch)
@@ -126,6 +128,8 @@ class Daemon:
         finally:
             serving.cancel()
             await self._shutdown()
+            if tcp is not None:
+                await tcp.close()
 
     def _install_signals(self) -> None:
         assert self.loop is not None

@@ -62,6 +62,16 @@ def log_file(root: Path) -> Path:
     return root / "corral.log"
 
 
+def settings_file(root: Path) -> Path:
+    """The daemon's own settings (``rpc_address``); optional."""
+    return root / "corral.yaml"
+
+
+def keys_dir(root: Path) -> Path:
+    """The CURVE keys of the TCP endpoint (:mod:`corral.remote`)."""
+    return root / "keys"
+
+
 def dump_file(root: Path) -> Path:
     value = os.environ.get("CORRAL_DUMP_FILE")
     return Path(value).expanduser().absolute() if value else root / "dump.corral"

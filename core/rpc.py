@@ -75,9 +75,15 @@ def reply_result(reply: dict[str, Any]) -> Any:
 class SyncTransport:
     """Blocking calls, one DEALER socket per thread, so threads never share a socket."""
 
-    def __init__(self, address: str, daemon_alive: Callable[[], bool]) -> None:
+    def __init__(
+        self,
+        address: str,
+        daemon_alive: Callable[[], bool],
+        options: dict[int, Any] | None = None,
+    ) -> None:
         self.address = address
         self.daemon_alive = daemon_alive
+        self.options = options or {}  # set on each socket before connect (CURVE keys)
         self.ctx = zmq.Context.instance()
         self._local = threading.local()
         self._sockets: list[zmq.Socket] = []
@@ -89,6 +95,8 @@ class SyncTransport:
         if sock is None:
             sock = self.ctx.socket(zmq.DEALER)
             sock.setsockopt(zmq.LINGER, 0)
+            for option, value in self.options.items():
+                sock.setsockopt(option, value)
             sock.connect(self.address)
             self._local.socket = sock
             with self._lock:

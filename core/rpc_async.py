@@ -23,12 +23,28 @@ Handler = Callable[[str, dict[str, Any]], Awaitable[Any]]
 
 
 class RPCServer:
-    """Serves ``handler(cmd, args)`` on a ROUTER socket until closed."""
+    """Serves ``handler(cmd, args)`` on a ROUTER socket until closed.
 
-    def __init__(self, ctx: zmq.asyncio.Context, address: str, handler: Handler) -> None:
+    ``options`` are set on the socket before it binds (the CURVE server keys of
+    :mod:`corral.remote`).
+    """
+
+    def __init__(
+        self,
+        ctx: zmq.asyncio.Context,
+        address: str,
+        handler: Handler,
+        options: dict[int, Any] | None = None,
+    ) -> None:
         self.socket = ctx.socket(zmq.ROUTER)
         self.socket.setsockopt(zmq.LINGER, 200)
-        self.socket.bind(address)
+        for option, value in (options or {}).items():
+            self.socket.setsockopt(option, value)
+        try:
+            self.socket.bind(address)
+        except zmq.ZMQError:
+            self.socket.close(linger=0)
+            raise
         self.handler = handler
         self._tasks: set[asyncio.Task] = set()
         self._closed = False
@@ -78,9 +94,15 @@ class RPCServer:
 class AsyncTransport:
     """The asyncio twin: one DEALER socket, replies matched to waiting calls by id."""
 
-    def __init__(self, address: str, daemon_alive: Callable[[], bool]) -> None:
+    def __init__(
+        self,
+        address: str,
+        daemon_alive: Callable[[], bool],
+        options: dict[int, Any] | None = None,
+    ) -> None:
         self.address = address
         self.daemon_alive = daemon_alive
+        self.options = options or {}  # set before connect, as in SyncTransport
         self.ctx = zmq.asyncio.Context.instance()
         self.socket: zmq.asyncio.Socket | None = None
         self._pending: dict[int, asyncio.Future] = {}
@@ -91,6 +113,8 @@ class AsyncTransport:
         if self.socket is None:
             self.socket = self.ctx.socket(zmq.DEALER)
             self.socket.setsockopt(zmq.LINGER, 0)
+            for option, value in self.options.items():
+                self.socket.setsockopt(option, value)
             self.socket.connect(self.address)
             self._reader = asyncio.ensure_future(self._read())
         return self.socket
