@@ -17,6 +17,7 @@ import dataclasses
 import logging
 import os
 import signal
+import stat
 import subprocess
 import threading
 import time
@@ -51,7 +52,7 @@ from .spawn import (
     socket_activation_argv,
     split_args,
 )
-from .state import load_state, save_state
+from .state import load_state, save_state, write_atomic_bytes
 
 
 def now_ms() -> int:
@@ -401,15 +402,15 @@ class Daemon:
         spec.pass_fds.append(listener.fd)
 
     def write_pid_file(self, proc: ManagedProcess) -> None:
-        if proc.pid_path is None or proc.pid is None:
-            return
+        if proc.pid_path is None or proc.pid is None or not _plain_file(proc.pid_path):
+            return  # pid_file NULL is /dev/null: never write over (or unlink) a device
         try:
-            proc.pid_path.write_text(str(proc.pid))
+            write_atomic_bytes(proc.pid_path, str(proc.pid).encode())
         except OSError as exc:
             self.log.error("cannot write the pid file", path=str(proc.pid_path), error=str(exc))
 
     def _remove_pid_file(self, proc: ManagedProcess) -> None:
-        if proc.pid_path is not None:
+        if proc.pid_path is not None and _plain_file(proc.pid_path):
             with contextlib.suppress(OSError):
                 proc.pid_path.unlink()
 
@@ -655,3 +656,13 @@ def _popen(spec: SpawnSpec, options: dict[str, Any]) -> tuple[subprocess.Popen, 
         os.close(out_w)
         os.close(err_w)
     return popen, out_r, err_r
+
+
+def _plain_file(path: Path) -> bool:
+    """``path`` is a regular file or nothing yet (not a device, fifo, socket or link)."""
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False

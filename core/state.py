@@ -22,8 +22,12 @@ SCHEMA_VERSION = 1
 
 
 def write_atomic(path: Path, payload: Any, *, fsync: bool = False) -> None:
+    """``payload`` as JSON in ``path``: readers see the old file or the new one, whole."""
+    write_atomic_bytes(path, json.dumps(payload, indent=2, default=str).encode(), fsync=fsync)
+
+
+def write_atomic_bytes(path: Path, data: bytes, *, fsync: bool = False) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    data = json.dumps(payload, indent=2, default=str).encode()
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         view = memoryview(data)

@@ -830,3 +830,26 @@ def test_child_that_exits_is_restarted_at_once(pm, tmp_path):
     printed = out_lines(pm.describe("quick")[0]).count("printed before exit")
     assert len(exits) <= printed <= len(starts)  # no output lost at exit
     assert pm.describe("quick")[0].restart_time >= 3
+
+
+def test_a_pid_file_that_is_not_a_regular_file_is_never_written_or_removed(pm, tmp_path):
+    # pid_file NULL means /dev/null: writing the pid over it, or unlinking it at exit (as root),
+    # would destroy the device. A fifo stands in for it here.
+    fifo = tmp_path / "app"  # no .pid suffix: no -<pm_id> is added
+    os.mkfifo(fifo)
+    script = python_app(tmp_path, "quick.py", "import time; time.sleep(0.3)")
+    pm.start(script, {"name": "fifo", "pid_file": str(tmp_path / "app")})
+    assert Path(pm.describe("fifo")[0].pid_path) == fifo
+    wait_for(lambda: pm.describe("fifo")[0].restart_time >= 1, timeout=10)
+    pm.delete("fifo")
+    assert fifo.is_fifo()
+
+
+def test_pid_file_is_written_and_removed(pm, tmp_path):
+    script = python_app(tmp_path, "sleeper.py", "import time; time.sleep(60)")
+    pm.start(script, {"name": "pidf", "pid_file": str(tmp_path / "app.pid")})
+    pid_file = Path(pm.describe("pidf")[0].pid_path)
+    assert pid_file.parent == tmp_path
+    wait_for(lambda: pid_file.exists() and pid_file.read_text() == str(pm.describe("pidf")[0].pid))
+    pm.stop("pidf")
+    wait_for(lambda: not pid_file.exists())
