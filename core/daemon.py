@@ -36,7 +36,7 @@ from .kill import exit_words, is_corral, kill_orphan, terminate
 from .lifecycle import Event, ProcessState
 from .listen import Listeners
 from .logs import LogFiles, log_paths, pid_path
-from .monitor import TreeSampler, ancestors, start_time
+from .monitor import TreeSampler, ancestors, boot_ticks, start_time
 from .notify import NotifySocket
 from .options import OptionSchema
 from .output import OutputPipes
@@ -52,7 +52,7 @@ from .spawn import (
     socket_activation_argv,
     split_args,
 )
-from .state import load_state, save_state, write_atomic_bytes
+from .state import load_state, save_state
 
 
 def now_ms() -> int:
@@ -324,7 +324,9 @@ class Daemon:
         try:
             self._share_socket(proc, spec)
             self.manager.call("corral_before_spawn", app=proc, spawn=spec)
+            before = boot_ticks()
             popen, out_r, err_r = _popen(spec, proc.options)
+            after = boot_ticks()
         except (OSError, ValueError, subprocess.SubprocessError, OptionError) as exc:
             channel.close()
             reason = (
@@ -341,7 +343,7 @@ class Daemon:
         child = Child(
             popen=popen,
             pid=popen.pid,
-            started=start_time(popen.pid),
+            started=start_time(popen.pid) if before is None else (before, after),
             exited=self.loop.create_future(),
             ready=self.loop.create_future(),
             channel=channel,
@@ -405,7 +407,7 @@ class Daemon:
         if proc.pid_path is None or proc.pid is None or not _plain_file(proc.pid_path):
             return  # pid_file NULL is /dev/null: never write over (or unlink) a device
         try:
-            write_atomic_bytes(proc.pid_path, str(proc.pid).encode())
+            proc.pid_path.write_text(str(proc.pid))  # in place: a rename costs ~0.5 ms
         except OSError as exc:
             self.log.error("cannot write the pid file", path=str(proc.pid_path), error=str(exc))
 
@@ -494,7 +496,6 @@ class Daemon:
         """The restart policy's answer to the exit of the slot's child."""
         proc.child = None
         proc.exit_code = code
-        self._remove_pid_file(proc)
         policy = lifecycle.RestartPolicy.from_options(proc.options)
         now = now_ms()
         history = proc.history
@@ -520,6 +521,8 @@ class Daemon:
         self.change_state(proc, decision.event, emit="exit", reason=reason)
         if decision.event is Event.CRASHED and not self.shutting_down:
             self._schedule_restart(proc, decision.delay_ms)
+        if proc.child is None:
+            self._remove_pid_file(proc)  # an immediate restart has rewritten it already
 
     def _schedule_restart(self, proc: ManagedProcess, delay_ms: int) -> None:
         assert self.loop is not None

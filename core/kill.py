@@ -14,7 +14,7 @@ import signal
 import time
 from typing import TYPE_CHECKING, Any
 
-from .monitor import TreeSampler, start_time
+from .monitor import Started, TreeSampler, same_process
 from .rpc import pid_alive
 
 if TYPE_CHECKING:
@@ -73,9 +73,9 @@ def is_corral(pid: int) -> bool:
     return "corral" in cmdline
 
 
-async def kill_orphan(pid: int | None, started: float | None, kill_timeout: Any) -> None:
+async def kill_orphan(pid: int | None, started: Started, kill_timeout: Any) -> None:
     """Stop a child left by a dead daemon, if that pid is still the same process."""
-    if not pid or started is None or start_time(pid) != started:
+    if not pid or not same_process(pid, started):
         return
     timeout = int(kill_timeout or 1600) / 1000
     signal_tree(pid, [], signal.SIGINT, group=True)

@@ -147,6 +147,34 @@ def start_time(pid: int | None) -> float | None:
         return None
 
 
+Started = float | tuple[float, float] | list[float] | None  # a start time, or a bracket
+
+
+def boot_ticks() -> float | None:
+    """Now, on the clock of ``start_time`` (Linux: clock ticks since boot), or None.
+
+    Read just before and just after a fork, it brackets the child's start time
+    without reading ``/proc/<pid>/stat``, which blocks until the child's exec is
+    done (2-4 ms for a Python child, on the daemon's loop).
+    """
+    if not _LINUX:
+        return None
+    return float(time.clock_gettime_ns(time.CLOCK_BOOTTIME) * _TICKS // 1_000_000_000)
+
+
+def same_process(pid: int | None, started: Started) -> bool:
+    """``pid`` is still the process that started at ``started`` (a time or a bracket)."""
+    if not pid or started is None:
+        return False
+    actual = start_time(pid)
+    if actual is None:
+        return False
+    if isinstance(started, (tuple, list)):
+        low, high = started
+        return low <= actual <= high
+    return actual == started
+
+
 def ancestors(pid: int, limit: int = 16) -> list[int]:
     """The parent, grandparent, ... of ``pid`` (Linux), nearest first."""
     chain: list[int] = []

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
     from .channel import Channel
     from .logs import LineWriter, LogFile
+    from .monitor import Started
 
 __all__ = ["Child", "ManagedProcess", "SpawnSpec"]
 
@@ -50,7 +51,7 @@ class Child:
 
     popen: subprocess.Popen
     pid: int
-    started: float | None  # start time of pid, to tell it from a reused pid
+    started: Started  # start time of pid (or a bracket of it), to tell it from a reused pid
     exited: asyncio.Future  # resolves with the exit code
     ready: asyncio.Future  # resolves with how it became ready ("ready message", ...)
     channel: Channel | None = None
