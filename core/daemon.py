@@ -52,7 +52,7 @@ from .spawn import (
     socket_activation_argv,
     split_args,
 )
-from .state import load_state, save_state
+from .state import SpawnJournal, load_state, read_journal, save_state
 
 
 def now_ms() -> int:
@@ -89,6 +89,7 @@ class Daemon:
         self.children: dict[int, tuple[ManagedProcess, Child]] = {}  # by pid, for sd_notify
         self.listeners = Listeners()
         self.notify: NotifySocket | None = None
+        self.journal: SpawnJournal | None = None
         self._has_event_hooks = bool(self.manager.pm.hook.corral_process_event.get_hookimpls())
         self.event_listeners: list[Any] = []  # callables(ProcessEvent), for in-process users
         self.log_file = DaemonLog(paths.log_file(self.home))
@@ -114,6 +115,7 @@ class Daemon:
         self.server = RPCServer(self.ctx, address, self.commands.dispatch)
         os.chmod(paths.rpc_path(self.home), 0o600)
         self.notify = NotifySocket(self.home / "notify.sock", self._on_notify)
+        self.journal = SpawnJournal(paths.journal_file(self.home))
         paths.pid_file(self.home).write_text(str(os.getpid()))
         if not self.in_process:
             self._install_signals()
@@ -156,6 +158,9 @@ class Daemon:
         for proc in list(self.procs.values()):
             self.forget(proc)
         self._write_state()
+        if self.journal is not None:
+            self.journal.close()
+            self.journal = None
         self.listeners.close_all()
         if self.notify is not None:
             self.notify.close()
@@ -228,6 +233,9 @@ class Daemon:
             save_state(paths.state_file(self.home), apps, os.getpid())
         except OSError as exc:
             self.log.error("cannot write the state file", error=str(exc))
+            return
+        if self.journal is not None:
+            self.journal.clear()  # the state file names every child now
 
     def _state_entry(self, proc: ManagedProcess) -> dict[str, Any]:
         entry = self.commands.saved_entry(proc)
@@ -241,23 +249,26 @@ class Daemon:
 
     async def _recover_previous(self) -> None:
         """Replace the apps of a daemon that died without stopping them."""
-        state = load_state(paths.state_file(self.home))
-        if not state or not state["apps"]:
+        state = load_state(paths.state_file(self.home)) or {"apps": []}
+        spawned = read_journal(paths.journal_file(self.home))  # children the state missed
+        if not state["apps"] and not spawned:
             return
         old_pid = state.get("daemon_pid")
         if old_pid != os.getpid() and pid_alive(old_pid) and is_corral(old_pid):
             return  # another daemon owns this home (it holds the socket); never fight it
-        orphans = [
-            (
-                entry.get("pid"),
-                entry.get("pid_started"),
-                entry.get("options", {}).get("kill_timeout"),
-            )
-            for entry in state["apps"]
-        ]
+        orphans = {
+            entry.get("pid"): (entry.get("pid_started"), entry.get("kill_timeout"))
+            for entry in spawned
+        }
+        for entry in state["apps"]:
+            timeout = entry.get("options", {}).get("kill_timeout")
+            orphans[entry.get("pid")] = (entry.get("pid_started"), timeout)
         await asyncio.gather(
-            *(kill_orphan(pid, started, timeout) for pid, started, timeout in orphans)
+            *(kill_orphan(pid, started, timeout) for pid, (started, timeout) in orphans.items())
         )
+        if not state["apps"]:
+            self.mark_dirty()  # empties the journal
+            return
         self.log.info(
             "recovering apps of a daemon that died", count=len(state["apps"]), pid=old_pid
         )
@@ -327,6 +338,9 @@ class Daemon:
             before = boot_ticks()
             popen, out_r, err_r = _popen(spec, proc.options)
             after = boot_ticks()
+            if self.journal is not None:
+                started = (before, after) if before is not None else start_time(popen.pid)
+                self.journal.record(popen.pid, started, proc.options.get("kill_timeout"))
         except (OSError, ValueError, subprocess.SubprocessError, OptionError) as exc:
             channel.close()
             reason = (
@@ -343,7 +357,7 @@ class Daemon:
         child = Child(
             popen=popen,
             pid=popen.pid,
-            started=start_time(popen.pid) if before is None else (before, after),
+            started=(before, after) if before is not None else start_time(popen.pid),
             exited=self.loop.create_future(),
             ready=self.loop.create_future(),
             channel=channel,

@@ -58,6 +58,10 @@ def state_file(root: Path) -> Path:
     return root / "state.json"
 
 
+def journal_file(root: Path) -> Path:
+    return root / "spawned.jsonl"
+
+
 def log_file(root: Path) -> Path:
     return root / "corral.log"
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,11 @@ def write_atomic(path: Path, payload: Any, *, fsync: bool = False) -> None:
 
 
 def write_atomic_bytes(path: Path, data: bytes, *, fsync: bool = False) -> None:
+    os.replace(_write_temp(path, data, fsync=fsync), path)
+
+
+def _write_temp(path: Path, data: bytes, *, fsync: bool) -> Path:
+    """``data`` in a temp file beside ``path``, whole, or OSError and no temp file."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
@@ -41,7 +45,7 @@ def write_atomic_bytes(path: Path, data: bytes, *, fsync: bool = False) -> None:
             os.unlink(tmp)  # the space it holds may be all the disk has left
         raise
     os.close(fd)
-    os.replace(tmp, path)
+    return tmp
 
 
 def read_json(path: Path, kind: str) -> dict[str, Any]:
@@ -73,9 +77,11 @@ def load_state(path: Path) -> dict[str, Any] | None:
 def save_dump(path: Path, apps: list[dict[str, Any]]) -> None:
     """Write the dump, keeping the previous one as ``<dump>.bak``."""
     backup = path.with_name(path.name + ".bak")
-    if path.exists():
-        shutil.copy2(path, backup)
-    write_atomic(path, {"version": SCHEMA_VERSION, "apps": apps}, fsync=True)
+    data = json.dumps({"version": SCHEMA_VERSION, "apps": apps}, indent=2, default=str).encode()
+    tmp = _write_temp(path, data, fsync=True)  # a full disk fails here and changes nothing
+    with contextlib.suppress(FileNotFoundError):
+        os.replace(path, backup)  # renames need no space, unlike a copy
+    os.replace(tmp, path)
 
 
 def load_dump(path: Path) -> tuple[list[dict[str, Any]], Path]:
@@ -90,3 +96,43 @@ def load_dump(path: Path) -> tuple[list[dict[str, Any]], Path]:
         except StateError as exc:
             errors.append(str(exc))
     raise StateError("nothing to resurrect: " + "; ".join(errors) + " (run `corral dump` first)")
+
+
+class SpawnJournal:
+    """The children spawned since the state file was last written, one JSON line each.
+
+    A daemon killed between a spawn and the next state write would leave that
+    child unknown to the next daemon; the journal is appended to right after
+    each fork (one small write) and emptied once the state file has the child.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+
+    def record(self, pid: int, started: Any, kill_timeout: Any) -> None:
+        entry = {"pid": pid, "pid_started": started, "kill_timeout": kill_timeout}
+        with contextlib.suppress(OSError):  # a full disk: the state write follows at once
+            os.write(self._fd, json.dumps(entry).encode() + b"\n")
+
+    def clear(self) -> None:
+        with contextlib.suppress(OSError):
+            os.ftruncate(self._fd, 0)
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+
+def read_journal(path: Path) -> list[dict[str, Any]]:
+    """The entries of a dead daemon's journal; a torn last line is skipped."""
+    try:
+        lines = path.read_bytes().splitlines()
+    except OSError:
+        return []
+    entries = []
+    for line in lines:
+        with contextlib.suppress(ValueError):
+            entry = json.loads(line)
+            if isinstance(entry, dict) and isinstance(entry.get("pid"), int):
+                entries.append(entry)
+    return entries

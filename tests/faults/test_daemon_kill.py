@@ -163,22 +163,10 @@ while True:
     time.sleep(3600)
 """
 
-SPAWNED_UNRECORDED = (
-    "commands.py/daemon.py: cmd_start spawns a batch with no await between spawns, and "
-    "the state file is written by mark_dirty's call_soon only when the loop next runs; a "
-    "SIGKILL in between leaves those children running, unknown to the next daemon"
-)
 
-
-@pytest.mark.parametrize(
-    "moment",
-    [
-        pytest.param(
-            "first-child", marks=pytest.mark.xfail(strict=True, reason=SPAWNED_UNRECORDED)
-        ),
-        "all-recorded",
-    ],
-)
+# first-child: killed right after a fork, before the state file names the child (the
+# spawn journal, spawned.jsonl, does); all-recorded: after the state file has the whole batch
+@pytest.mark.parametrize("moment", ["first-child", "all-recorded"])
 def test_sigkill_while_a_start_of_ten_is_in_flight(
     corral_home: Path, tmp_path: Path, token: str, orphans, moment: str
 ) -> None:
