@@ -31,8 +31,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from metrics import APPS, Result, Settings, shutdown, wait_online, write_ecosystem
-from tools import BenchError, Tool
+from metrics import shutdown, wait_online, write_ecosystem
+from suite import Result, Settings
+from tools import APPS, BenchError, Tool
 
 MESSAGES = 200
 INTERVAL_MS = 10

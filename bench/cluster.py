@@ -1,17 +1,23 @@
 """The cluster group: 4 instances of one node HTTP app sharing a port, under load.
 
-Both tools run ``bench/apps/web.js``, which answers every request with its pid:
-``corral start web.js -x cluster -i 4 --port P`` (the daemon binds P once and
-every instance accepts on that socket, fd 3) and ``PORT=P pm2 start web.js -i 4``
-(node's cluster module: PM2's daemon is the primary, accepts each connection and
-hands it to a worker). A session per run and tool measures, in this order:
+Every tool that can runs ``bench/apps/web.js``, which answers every request with
+its pid: ``corral start web.js -x cluster -i 4 --port P`` (the daemon binds P
+once and every instance accepts on that socket, fd 3), ``PORT=P pm2 start
+web.js -i 4`` (node's cluster module: PM2's daemon is the primary, accepts each
+connection and hands it to a worker), and for circus a ``[socket:web]`` on P
+and a ``[watcher:web]`` with ``use_sockets`` and ``numprocesses = 4`` (circusd
+binds P once; each instance gets the fd as its argument and accepts on it).
+supervisor has no way to share a port between HTTP instances. A session per
+run and tool measures, in this order:
 
 - ``rps_cluster``: requests/s answered during a window (``--window``);
-- ``reload_under_load``: 3 ``reload web`` commands in a row while the load runs
-  at RELOAD_RATE requests/s: the requests that failed (errors and timeouts) per
-  reload, and each reload's wall time; every reload must replace the 4 pids.
+- ``reload_under_load``: 3 reload commands in a row (``reload web``; circus:
+  ``circusctl reload web``, graceful: 4 new instances, then the old ones get
+  SIGINT) while the load runs at RELOAD_RATE requests/s: the requests that
+  failed (errors and timeouts) per reload, and each reload's wall time; every
+  reload must replace the 4 pids.
 
-The load is the same client for both tools: CLIENT_PROCESSES processes of
+The load is the same client for every tool: CLIENT_PROCESSES processes of
 CLIENT_THREADS threads, each sending ``GET /`` in a loop, a fresh connection per
 request (``Connection: close``: every request goes through accept), with a
 REQUEST_TIMEOUT on each socket operation, so a request a reload leaves hanging
@@ -35,8 +41,9 @@ from dataclasses import dataclass, field
 from time import perf_counter
 from typing import Any
 
-from metrics import APPS, Result, Settings, shutdown, wait_online
-from tools import BenchError, Tool
+from metrics import shutdown, wait_pids
+from suite import Result, Settings
+from tools import APPS, BenchError, Tool
 
 WEB = APPS / "web.js"
 INSTANCES = 4
@@ -59,7 +66,7 @@ def cluster(tool: Tool, settings: Settings, wanted: set[str]) -> Result:
     try:
         port = free_port()
         tool.start_cluster(WEB, "web", INSTANCES, port)
-        pids = {p["pid"] for p in wait_online(tool, INSTANCES)}
+        pids = set(_instances(tool))
         if "rps_cluster" in wanted:
             values["rps_cluster"], raw["rps"] = _rps(port, pids, settings.window_seconds)
         if "reload_under_load" in wanted:
@@ -99,10 +106,10 @@ def _reloads(tool: Tool, port: int, pids: set[int], reloads: int, values: dict, 
         for _ in range(reloads):
             t0 = perf_counter()
             began = time.monotonic()
-            tool.run("reload", "web")
+            tool.reload("web")
             times.append(perf_counter() - t0)
             windows.append((began - load.started, time.monotonic() - load.started))
-            now = {p["pid"] for p in wait_online(tool, INSTANCES)}
+            now = set(_instances(tool))
             changed.append(len(pids - now))
             pids = now
         time.sleep(REQUEST_TIMEOUT + 0.5)
@@ -122,6 +129,11 @@ def _reloads(tool: Tool, port: int, pids: set[int], reloads: int, values: dict, 
         "failure_kinds": dict(Counter(kind for _, kind in done.failures)),
         "load_s": done.ended - load.started,
     }
+
+
+def _instances(tool: Tool) -> list[int]:
+    """The pids of the INSTANCES instances of web, once there are that many."""
+    return wait_pids(tool, "web", lambda pids: len(pids) == INSTANCES, f"{INSTANCES} instances")
 
 
 def free_port() -> int:

@@ -5,12 +5,14 @@ A run has up to two sessions per tool, each starting from ``ping`` and a settle:
 - 100 ``/bin/sleep 3600`` (``start_100_bin``): the start time without 100 Python
   interpreters booting on the machine's cores, which dominate ``start_100``;
 - 100 Python apps: ``start_100`` and the daemon's CPU time during it, then, with
-  the apps online, memory, CPU while idle and the ``jlist`` time (last, since
-  ``jlist`` wakes the daemon).
+  the apps online, memory, CPU while idle, then the listing times (last, since
+  they wake the daemon): through the API over one warm connection
+  (``api_list_warm``), and with the CLI (``list_100``).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
 import time
@@ -19,20 +21,11 @@ from time import perf_counter
 from typing import Any
 
 import psutil
-from metrics import (
-    FLEET,
-    MIB,
-    SLEEP_BIN,
-    Result,
-    Settings,
-    online,
-    require_daemon,
-    shutdown,
-    wait_online,
-)
-from tools import BenchError, Tool
+from metrics import FLEET, MIB, SLEEP_BIN, online, require_daemon, shutdown, wait_online
+from suite import Result, Settings
+from tools import BenchError, Tool, run_command
 
-PYTHON_FLEET = {"start_100", "jlist_100", "daemon_rss_100", "idle_cpu_100"}
+PYTHON_FLEET = {"start_100", "list_100", "api_list_warm", "daemon_rss_100", "idle_cpu_100"}
 
 
 def fleet(tool: Tool, settings: Settings, wanted: set[str]) -> Result:
@@ -53,10 +46,11 @@ def _binaries(tool: Tool, settings: Settings, values: dict[str, float], raw: dic
         path = settings.root / "fleet-bin.json"
         processes, values["start_100_bin"], cpu = _start(tool, daemon, path, "start_100_bin", raw)
         raw["start_100_bin_daemon_cpu_ms"] = cpu
-        for entry in processes:
-            argv = psutil.Process(entry["pid"]).cmdline()
-            if argv != [SLEEP_BIN, "3600"]:
-                raise BenchError(f"{tool.label}: app {entry.get('name')} runs {argv}")
+        pids = _app_pids(daemon, processes)
+        argvs = [psutil.Process(pid).cmdline() for pid in pids]
+        odd = [argv for argv in argvs if argv != [SLEEP_BIN, "3600"]]
+        if len(pids) != FLEET or odd:
+            raise BenchError(f"{tool.label}: {len(pids)} apps, {len(odd)} not sleeping: {odd[:3]}")
     finally:
         shutdown(tool)
 
@@ -72,7 +66,7 @@ def _python_apps(
         processes, spent, cpu = _start(tool, daemon, settings.root / "fleet.json", "start_100", raw)
         values["start_100"], values["daemon_cpu_start_100"] = spent, cpu
         time.sleep(settings.settle_seconds)
-        own = [daemon, *helpers_of(daemon, {p["pid"] for p in processes})]
+        own = [daemon, *helpers_of(daemon, _app_pids(daemon, processes))]
         raw["daemon_processes"] = len(own)
         if "daemon_rss_100" in wanted:
             values["daemon_rss_100"], values["daemon_uss_100"] = memory(own)
@@ -83,10 +77,12 @@ def _python_apps(
             values["idle_cpu_100"] = (after[0] - before[0]) * 1000
             raw["idle_cpu_times_ms"] = (after[1] - before[1]) * 1000
             raw["idle_window_s"] = settings.idle_seconds
-        if "jlist_100" in wanted:
-            calls = [_timed_jlist(tool) for _ in range(3)]
-            values["jlist_100"] = statistics.median(calls) * 1000
-            raw["jlist_calls_ms"] = [c * 1000 for c in calls]
+        if "api_list_warm" in wanted:
+            values["api_list_warm"], raw["api_list_ms"] = _api_list(tool, settings.api_calls)
+        if "list_100" in wanted:
+            calls = [_timed_list(tool) for _ in range(3)]
+            values["list_100"] = statistics.median(calls) * 1000
+            raw["list_calls_ms"] = [c * 1000 for c in calls]
     finally:
         shutdown(tool)
 
@@ -118,13 +114,28 @@ def _start(
     return processes, spent, (cpu_after[0] - cpu_before[0]) * 1000
 
 
-def _timed_jlist(tool: Tool) -> float:
+def _timed_list(tool: Tool) -> float:
     t0 = perf_counter()
     processes = tool.jlist()
     spent = perf_counter() - t0
     if len(online(processes)) != FLEET:
-        raise BenchError(f"{tool.label} jlist: {len(online(processes))} apps online, not {FLEET}")
+        raise BenchError(f"{tool.label} list: {len(online(processes))} apps online, not {FLEET}")
     return spent
+
+
+def _api_list(tool: Tool, calls: int) -> tuple[float, list[float]]:
+    """The median time of ``calls`` listings over one connection, by the tool's own client."""
+    out = run_command(tool.api_list_argv(calls), tool.env(), timeout=120)
+    result = json.loads(out.strip().splitlines()[-1])
+    if result["apps"] != FLEET:
+        raise BenchError(f"{tool.label}: the API listed {result['apps']} apps, not {FLEET}")
+    return statistics.median(result["ms"]), result["ms"]
+
+
+def _app_pids(daemon: psutil.Process, processes: list[dict[str, Any]]) -> set[int]:
+    """The apps' pids: from the listing, or the daemon's children where it has none."""
+    pids = {p["pid"] for p in processes if p.get("pid")}
+    return pids or {c.pid for c in daemon.children()}
 
 
 # -- what the daemon uses ---------------------------------------------------------

@@ -1,158 +1,39 @@
-"""What is measured, and how: one function per group of metrics, the same code for both tools.
+"""What is measured, and how: one function per group of metrics, the same code for every tool.
 
-A group function takes a :class:`~tools.Tool` and returns the figures of one run
-(``{row name: value}``) and the raw details kept in the JSON output. It starts
-from a fresh home and leaves no process behind, whether it succeeds or raises.
-The fleet group (100 apps on one daemon) lives in :mod:`fleet`, the cluster
-group (a node app on a shared port) in :mod:`cluster`, the bus group in
-:mod:`busbench`.
+A group function takes a :class:`~tools.Tool`, the :class:`~suite.Settings` and
+the metrics to measure (those of the group the tool can do), and returns the
+figures of one run (``{row name: value or list of samples}``) and the raw
+details kept in the JSON output. It starts from a fresh home and leaves no
+process behind, whether it succeeds or raises. Here: cold start, restart after
+SIGKILL, log throughput, and the helpers every group polls with. The fleet group
+(100 apps on one daemon) lives in :mod:`fleet`, the cluster group (a node app on
+a shared port) in :mod:`cluster`, the bus group in :mod:`busbench`, the memory
+limit and watch groups in :mod:`triggers`.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import statistics
 import sys
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from time import perf_counter
 from typing import Any
 
 import psutil
-from tools import BenchError, Tool
+from suite import Result, Settings
+from tools import APPS, BenchError, Tool
 
-APPS = Path(__file__).resolve().parent / "apps"
 FLEET = 100
 MIB = 1024 * 1024
 LINE_BYTES = 100
 SLEEP_BIN = "/bin/sleep"
-
-
-@dataclass(frozen=True)
-class Row:
-    """One line of the results table."""
-
-    name: str
-    metric: str  # the --only name that selects it
-    unit: str
-    goal: float | None  # the corral/PM2 ratio to stay under (over, if higher_is_better)
-    about: str
-    pm2_only: bool = False
-    higher_is_better: bool = False
-    limit: float | None = None  # a bound on corral's own figure, in every run (from the issue)
-
-
-ROWS = (
-    Row("cold_start", "cold_start", "s", 0.3, "no daemon -> one Python app online"),
-    Row(
-        "cold_start_pm2_node",
-        "cold_start",
-        "s",
-        None,
-        "note: PM2 with a node app (ratio is corral's Python app over it)",
-        pm2_only=True,
-    ),
-    Row("start_100", "start_100", "s", 0.5, "100 Python apps (one ecosystem file) -> all online"),
-    Row(
-        "daemon_cpu_start_100",
-        "start_100",
-        "CPU ms",
-        None,
-        "CPU time of the daemon process during start_100",
-    ),
-    Row("start_100_bin", "start_100_bin", "s", 0.5, "100 `/bin/sleep 3600` apps -> all online"),
-    Row(
-        "restart_after_sigkill",
-        "restart_after_sigkill",
-        "ms",
-        0.3,
-        "SIGKILL the app -> new process running (median of the kills in a run)",
-    ),
-    Row("jlist_100", "jlist_100", "ms", 0.4, "`jlist` with 100 apps (median of 3 calls)"),
-    Row("daemon_rss_100", "daemon_rss_100", "MiB", 0.4, "daemon RSS with 100 apps"),
-    Row("daemon_uss_100", "daemon_rss_100", "MiB", None, "daemon USS with 100 apps"),
-    Row("daemon_rss_0", "daemon_rss_100", "MiB", None, "daemon RSS with no app"),
-    Row("daemon_uss_0", "daemon_rss_100", "MiB", None, "daemon USS with no app"),
-    Row("idle_cpu_100", "idle_cpu_100", "CPU ms", 1.0, "daemon CPU time while idle, 100 apps"),
-    Row("log_throughput", "log_throughput", "s", 0.5, "start -> every line in the out log"),
-    Row(
-        "reload_failed",
-        "reload_under_load",
-        "req/reload",
-        None,
-        "failed requests (errors + 2 s timeouts) per reload, 4 node instances under load",
-        limit=0,
-    ),
-    Row(
-        "reload_time",
-        "reload_under_load",
-        "s",
-        1.0,
-        "wall time of `reload web` (4 instances) under load, median of the run's reloads",
-    ),
-    Row(
-        "rps_cluster",
-        "rps_cluster",
-        "req/s",
-        1.0,
-        "requests/s through the shared port, 4 node instances, a connection per request",
-        higher_is_better=True,
-    ),
-    Row(
-        "bus_events",
-        "bus_throughput",
-        "events/s",
-        None,
-        "log:out events/s at one subscriber, a child writing lines as fast as it can",
-        higher_is_better=True,
-    ),
-    Row(
-        "bus_lines",
-        "bus_throughput",
-        "lines/s",
-        None,
-        "log lines/s those events carry",
-        higher_is_better=True,
-    ),
-    Row(
-        "bus_latency",
-        "bus_latency",
-        "ms",
-        None,
-        "child's send -> subscriber, median of 200 messages",
-        limit=1.0,
-    ),
-    Row("bus_latency_p99", "bus_latency", "ms", None, "child's send -> subscriber, p99"),
-)
-
-METRICS = tuple(dict.fromkeys(row.metric for row in ROWS))
-
-
-@dataclass
-class Settings:
-    """What a run of the suite is asked for; files shared by both tools live in ``root``."""
-
-    root: Path
-    python: str
-    lines: int
-    idle_seconds: float
-    settle_seconds: float
-    kills: int = 20
-    node: bool = True
-    window_seconds: float = 5.0  # rps_cluster's and bus_throughput's measuring window
-    reloads: int = 3
-
-    @property
-    def data_file(self) -> Path:
-        return self.root / f"lines-{self.lines}.txt"
-
-
-Result = tuple[dict[str, float], dict[str, Any]]
 
 
 # -- shared files ---------------------------------------------------------------
@@ -171,13 +52,14 @@ def write_data(path: Path, count: int) -> None:
 
 
 def write_ecosystem(path: Path, apps: list[dict[str, Any]]) -> Path:
-    """A PM2 JSON ecosystem file; corral reads the same file."""
+    """A PM2 JSON ecosystem file; corral reads the same file, the peers translate it."""
     path.write_text(json.dumps({"apps": apps}, indent=2))
     return path
 
 
 def prepare(settings: Settings, wanted: set[str]) -> None:
     """Write the files every tool uses, once: ecosystem files and the log lines."""
+    settings.root.mkdir(parents=True, exist_ok=True)
     python, sleep = settings.python, str(APPS / "sleep.py")
     fleet = [{"name": f"app-{i:03d}", "script": sleep, "interpreter": python} for i in range(FLEET)]
     write_ecosystem(settings.root / "fleet.json", fleet)
@@ -187,9 +69,6 @@ def prepare(settings: Settings, wanted: set[str]) -> None:
         for i in range(FLEET)
     ]
     write_ecosystem(settings.root / "fleet-bin.json", binaries)
-    # every kill is an "unstable" restart (< min_uptime): lift max_restarts for both tools
-    one = {"name": "victim", "script": sleep, "interpreter": python, "max_restarts": 100_000}
-    write_ecosystem(settings.root / "restart.json", [one])
     lines = str(APPS / "lines.py")
     writer = {"name": "lines", "script": lines, "interpreter": python}
     write_ecosystem(settings.root / "lines.json", [{**writer, "args": [str(settings.data_file)]}])
@@ -201,13 +80,14 @@ def prepare(settings: Settings, wanted: set[str]) -> None:
 
 
 def online(processes: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [p for p in processes if p.get("pid") and p.get("pm2_env", {}).get("status") == "online"]
+    """The entries of a listing that are online (circus lists no pid: see Tool.pids)."""
+    return [p for p in processes if p.get("pm2_env", {}).get("status") == "online"]
 
 
 def wait_jlist(
     tool: Tool, done: Callable[[list[dict[str, Any]]], bool], what: str, timeout: float = 60
 ) -> list[dict[str, Any]]:
-    """Poll ``jlist`` (a CLI call each time) until ``done`` holds."""
+    """Poll the tool's listing (a CLI call each time) until ``done`` holds."""
     deadline = time.monotonic() + timeout
     while True:
         processes = tool.jlist()
@@ -229,6 +109,19 @@ def wait_online(tool: Tool, count: int, timeout: float = 60) -> list[dict[str, A
         raise BenchError(f"{tool.label}: expected {count} apps, jlist shows {len(processes)}")
     tool.track(p["pid"] for p in processes)
     return processes
+
+
+def wait_pids(tool: Tool, name: str, done: Callable[[list[int]], bool], what: str) -> list[int]:
+    """Poll the pids of app ``name`` (a CLI call each time) until ``done`` holds."""
+    deadline = time.monotonic() + 60
+    while True:
+        pids = tool.pids(name)
+        if done(pids):
+            tool.track(pids)
+            return pids
+        if time.monotonic() > deadline:
+            raise BenchError(f"{tool.label}: {what} not reached in 60 s; {name} has pids {pids}")
+        time.sleep(0.005)
 
 
 def require_daemon(tool: Tool) -> psutil.Process:
@@ -270,28 +163,51 @@ def _cold_once(tool: Tool, script: Path) -> tuple[float, float]:
 
 
 def restart_after_sigkill(tool: Tool, settings: Settings, wanted: set[str]) -> Result:
-    """SIGKILL the app's pid; time until a new child of the daemon runs the script."""
-    tool.new_home()
+    """SIGKILL the app's pid; time until a new child of the daemon runs the script.
+
+    A daemon that looks for dead children every ``poll_period`` (supervisor,
+    circus) is killed at a random moment of that cycle, as a crash would be:
+    right after the listing that woke it, every kill would wait a whole period.
+    """
+    home = tool.new_home()
+    kills = tool.restart_kills or settings.kills
+    stamps = home / "stamps.txt"
+    app = {
+        "name": "victim",
+        "script": str(APPS / "stamp.py"),
+        "interpreter": settings.python,
+        "args": [str(stamps)],
+        "max_restarts": 100_000,  # every kill is an "unstable" restart (< min_uptime)
+    }
     try:
-        tool.start_file(settings.root / "restart.json")
-        pid = wait_online(tool, 1)[0]["pid"]
+        tool.start_file(write_ecosystem(home / "restart.json", [app]))
+        wait_online(tool, 1)
+        (pid,) = wait_pids(tool, "victim", lambda pids: len(pids) == 1, "one pid")
         daemon = require_daemon(tool)
-        samples = []
-        for _ in range(settings.kills):
+        exec_ms, killed_ns, new_pids = [], [], []
+        for _ in range(kills):
+            if tool.poll_period:
+                time.sleep(random.uniform(0, tool.poll_period))
             before = set(psutil.pids())
+            killed_ns.append(time.monotonic_ns())
             t0 = perf_counter()
             os.kill(pid, signal.SIGKILL)
-            pid, t1 = _new_child(daemon, before, "sleep.py", t0)
-            samples.append((t1 - t0) * 1000)
+            pid, t1 = _new_child(daemon, before, "stamp.py", t0)
+            exec_ms.append((t1 - t0) * 1000)
+            new_pids.append(pid)
             _wait_pid_online(tool, pid)
         restarts = tool.jlist()[0]["pm2_env"].get("restart_time")
-        if restarts != settings.kills:
-            raise BenchError(
-                f"{tool.label}: restart_time is {restarts} after {settings.kills} kills"
-            )
-        return {"restart_after_sigkill": statistics.median(samples)}, {"kills_ms": samples}
+        if restarts is not None and restarts != kills:  # the peers count none
+            raise BenchError(f"{tool.label}: restart_time is {restarts} after {kills} kills")
+        started = {s[2]: s[1] for s in wait_stamps(stamps, "start", kills + 1, 30)}
+        stamped_ms = [(started[p] - k) / 1e6 for p, k in zip(new_pids, killed_ns, strict=True)]
     finally:
         shutdown(tool)
+    values = {
+        "restart_after_sigkill": statistics.median(exec_ms),
+        "restart_stamped": statistics.median(stamped_ms),
+    }
+    return values, {"kills_ms": exec_ms, "stamped_ms": stamped_ms}
 
 
 def _new_child(
@@ -344,12 +260,7 @@ def _find_with_psutil(daemon: psutil.Process, known: set[int], script: str) -> i
 
 
 def _wait_pid_online(tool: Tool, pid: int) -> None:
-    wait_jlist(
-        tool,
-        lambda ps: [p.get("pid") for p in online(ps)] == [pid],
-        f"the restarted pid {pid} online",
-    )
-    tool.track([pid])
+    wait_pids(tool, "victim", lambda pids: pids == [pid], f"the restarted pid {pid} online")
 
 
 def log_throughput(tool: Tool, settings: Settings, wanted: set[str]) -> Result:
@@ -357,7 +268,8 @@ def log_throughput(tool: Tool, settings: Settings, wanted: set[str]) -> Result:
     home = tool.new_home()
     try:
         tool.ping()
-        # both tools default to <home>/logs/<name>-out.log; jlist confirms it after the clock
+        # corral and PM2 default to <home>/logs/<name>-out.log, jlist confirms it after the
+        # clock; the peers' configs written by the bench say so
         path = home / "logs" / "lines-out.log"
         size = settings.lines * LINE_BYTES
         t0 = perf_counter()
@@ -365,9 +277,9 @@ def log_throughput(tool: Tool, settings: Settings, wanted: set[str]) -> Result:
         _wait_log(path, size, line(settings.lines - 1), timeout=max(60, settings.lines / 5000))
         spent = perf_counter() - t0
         (entry,) = tool.jlist()
-        tool.track([entry.get("pid")])
-        reported = entry.get("pm2_env", {}).get("pm_out_log_path")
-        if not reported or Path(reported).resolve() != path.resolve():
+        tool.track(tool.pids("lines"))
+        reported = entry.get("pm2_env", {}).get("pm_out_log_path", str(path))
+        if Path(reported).resolve() != path.resolve():
             raise BenchError(f"{tool.label}: jlist says the out log is {reported}, not {path}")
         check = check_log(path, settings.data_file, settings.lines)
         return {"log_throughput": spent}, {"log_check": check}
@@ -419,17 +331,36 @@ def check_log(path: Path, data: Path, count: int) -> dict[str, int]:
     }
 
 
-GROUP_OF = {
-    "cold_start": "cold_start",
-    "restart_after_sigkill": "restart_after_sigkill",
-    "start_100": "fleet",
-    "start_100_bin": "fleet",
-    "jlist_100": "fleet",
-    "daemon_rss_100": "fleet",
-    "idle_cpu_100": "fleet",
-    "log_throughput": "log_throughput",
-    "rps_cluster": "cluster",
-    "reload_under_load": "cluster",
-    "bus_throughput": "bus",
-    "bus_latency": "bus",
-}
+# -- stamps: what the apps write when they start ----------------------------------
+
+Stamp = tuple[str, int, int]  # kind, CLOCK_MONOTONIC ns, pid
+
+
+def wait_stamps(path: Path, kind: str, count: int, timeout: float) -> list[Stamp]:
+    """Poll ``path`` until it holds ``count`` stamps of ``kind``; all its stamps, in order."""
+    deadline = time.monotonic() + timeout
+    while True:
+        stamps = read_stamps(path)
+        found = [s for s in stamps if s[0] == kind]
+        if len(found) >= count:
+            return stamps
+        if time.monotonic() > deadline:
+            raise BenchError(f"{len(found)} of {count} '{kind}' stamps after {timeout:g} s")
+        time.sleep(0.01)  # the figure is the app's own stamp: polling faster gains nothing
+
+
+def starts_of(stamps: list[Stamp]) -> list[Stamp]:
+    return [s for s in stamps if s[0] == "start"]
+
+
+def read_stamps(path: Path) -> list[Stamp]:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return []
+    stamps = []
+    for line in text.splitlines(keepends=True):
+        if line.endswith("\n"):  # a line still being written is read next time
+            kind, ns, pid = line.split()
+            stamps.append((kind, int(ns), int(pid)))
+    return stamps

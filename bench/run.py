@@ -1,11 +1,14 @@
-"""Benchmark corral against PM2 7 in the same run and print corral/PM2 ratios.
+"""Benchmark corral against PM2, supervisor and circus in the same run, on the same machine.
 
-    python bench/run.py [--quick] [--only metric,...] [--json out.json]
+    python bench/run.py [--peers corral,pm2,supervisor,circus] [--quick] [--only metric,...]
 
-PM2 is installed with npm into a temp prefix; both tools run in temp homes and
-every process they start is stopped by pid at the end, even after a failure.
-Timings never make this script fail: it exits 1 only when a tool errored.
-See bench/README.md for what each metric measures.
+PM2 is installed with npm into a temp prefix, supervisor and circus with pip into
+a venv of their own; a peer that fails to install is reported and the run goes on
+with the others. Every tool runs in temp homes, driven through its own CLI, and
+every process it starts is stopped by pid at the end, even after a failure.
+Writes bench/RESULTS.md (``--results``) and bench/results.json (``--json``), and
+prints the table. Timings never make this script fail: it exits 1 only when a
+tool errored. See bench/README.md for what each metric measures.
 """
 
 from __future__ import annotations
@@ -15,57 +18,55 @@ import datetime
 import json
 import os
 import platform
+import shlex
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
-from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
 from busbench import bus
 from cluster import cluster
 from fleet import fleet
-from metrics import (
-    GROUP_OF,
-    METRICS,
-    ROWS,
-    Result,
-    Row,
-    Settings,
-    cold_start,
-    log_throughput,
-    prepare,
-    restart_after_sigkill,
-)
+from metrics import cold_start, log_throughput, prepare, restart_after_sigkill
+from peers import PEERS, install_peer
+from report import Results, render, to_json
+from suite import GROUP_OF, METRICS, ROWS, Result, Row, Settings
 from tools import PM2, BenchError, Corral, Tool, install_pm2, sweep
+from triggers import memory_limit, watch
 
-TOOLS = ("corral", "pm2")
+HERE = Path(__file__).resolve().parent
+_STARTED = time.monotonic()
+ALL_TOOLS = ("corral", "pm2", "supervisor", "circus")
 GROUPS: dict[str, Callable[[Tool, Settings, set[str]], Result]] = {
     "cold_start": cold_start,
     "restart_after_sigkill": restart_after_sigkill,
     "fleet": fleet,
     "log_throughput": log_throughput,
+    "memory_limit": memory_limit,
+    "watch": watch,
     "cluster": cluster,
     "bus": bus,
 }
 
 
-@dataclass
-class Results:
-    samples: dict[tuple[str, str], list[float]] = field(default_factory=dict)
-    errors: dict[tuple[str, str], str] = field(default_factory=dict)
-    runs: list[dict[str, Any]] = field(default_factory=list)
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="2 runs, 200k log lines, 5 s idle")
+    parser.add_argument(
+        "--peers",
+        type=_peer_list,
+        default=list(ALL_TOOLS),
+        help=f"comma-separated tools to measure, from {', '.join(ALL_TOOLS)} (corral always)",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="2 runs, 200k log lines, 5 s idle, 1 memory run"
+    )
     parser.add_argument("--runs", type=int, help="runs per tool and metric (default 5, quick 2)")
     parser.add_argument(
         "--only",
@@ -73,32 +74,68 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=list(METRICS),
         help=f"comma-separated metrics, from: {', '.join(METRICS)}",
     )
-    parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
+    parser.add_argument(
+        "--results",
+        type=Path,
+        default=HERE / "RESULTS.md",
+        help="write the markdown here (default bench/RESULTS.md, overwritten)",
+    )
+    parser.add_argument(
+        "--json",
+        type=Path,
+        help="write every sample here (default bench/results.json, or beside --results)",
+    )
     parser.add_argument(
         "--python",
         default=sys.executable,
-        help="the Python that runs corral and the Python apps of both tools (default: this one)",
+        help="the Python that runs corral and every tool's Python apps, and creates the "
+        "peers' venv (default: this one)",
     )
     parser.add_argument(
         "--pm2-prefix",
         type=Path,
         help="reuse this npm prefix for PM2 (installed there if missing) instead of a temp one",
     )
+    parser.add_argument(
+        "--peers-venv",
+        type=Path,
+        help="reuse this venv for supervisor and circus (installed there if missing)",
+    )
     parser.add_argument("--lines", type=int, help="log lines (default 1000000, quick 200000)")
     parser.add_argument(
-        "--idle", type=float, help="idle_cpu_100 window in seconds (default 10, quick 5)"
+        "--idle", type=float, help="idle_cpu_100 window in seconds (default 30, quick 5)"
     )
     parser.add_argument(
         "--window",
         type=float,
         help="rps_cluster and bus_throughput window in seconds (default 5, quick 2)",
     )
+    parser.add_argument(
+        "--memory-runs",
+        type=int,
+        help="runs of memory_limit_latency, at most --runs (default 2, quick 1): PM2 "
+        "looks every 30 s",
+    )
     args = parser.parse_args(argv)
     args.runs = args.runs or (2 if args.quick else 5)
     args.lines = args.lines or (200_000 if args.quick else 1_000_000)
-    args.idle = args.idle or (5.0 if args.quick else 10.0)
+    args.idle = args.idle or (5.0 if args.quick else 30.0)
     args.window = args.window or (2.0 if args.quick else 5.0)
+    args.memory_runs = min(args.runs, args.memory_runs or (1 if args.quick else 2))
+    if args.json is None:
+        default = args.results == HERE / "RESULTS.md"
+        args.json = HERE / "results.json" if default else args.results.with_suffix(".json")
     return args
+
+
+def _peer_list(text: str) -> list[str]:
+    names = [name.strip().lower() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in ALL_TOOLS]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown peer {', '.join(unknown)}: choose from {', '.join(ALL_TOOLS)}"
+        )
+    return [t for t in ALL_TOOLS if t == "corral" or t in names]
 
 
 def _metric_list(text: str) -> list[str]:
@@ -113,32 +150,36 @@ def _metric_list(text: str) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    command = shlex.join([sys.executable, sys.argv[0], *(sys.argv[1:] if argv is None else argv)])
     signal.signal(signal.SIGTERM, _exit_on_term)
     wanted = set(args.only)
     root = Path(tempfile.mkdtemp(prefix="corral-bench-"))
     token = uuid.uuid4().hex
     settings = Settings(
-        root=root,
+        root=root / "shared",
         python=args.python,
         lines=args.lines,
         idle_seconds=args.idle,
         settle_seconds=1.0 if args.quick else 2.0,
         node=shutil.which("node") is not None,
         window_seconds=args.window,
+        touches=3 if args.quick else 5,
     )
     tools: list[Tool] = []
-    results = Results()
+    results = Results(tools=[])
     try:
-        prefix = install_pm2(args.pm2_prefix or root / "pm2")
-        tools = [Corral(root, token, args.python), PM2(prefix, root, token, args.python)]
-        meta = describe(args, settings, tools)
-        _log(f"corral {meta['corral']} vs PM2 {meta['pm2']}, {args.runs} runs, in {root}")
+        tools = make_tools(args, root, token, results)
+        results.tools = [tool.label for tool in tools]
+        for tool in tools:
+            for metric, why in tool.unsupported.items():
+                results.na[(metric, tool.label)] = why
+        meta = describe(args, settings, tools, command)
+        versions = ", ".join(f"{k} {v}" for k, v in meta["versions"].items())
+        _log(f"{versions}; {args.runs} runs, in {root}")
         prepare(settings, wanted)
         for group in dict.fromkeys(GROUP_OF[m] for m in METRICS if m in wanted):
-            run_group(group, tools, args.runs, settings, wanted, results)
-    except BenchError as exc:
-        _log(f"error: {exc}")
-        return 2
+            runs = args.memory_runs if group == "memory_limit" else args.runs
+            run_group(group, tools, runs, settings, wanted, results)
     finally:
         for tool in tools:
             tool.shutdown()
@@ -146,12 +187,47 @@ def main(argv: list[str] | None = None) -> int:
         if leftovers:
             _log(f"warning: killed leftover processes of this run: {leftovers}")
         shutil.rmtree(root, ignore_errors=True)
-    rows = [row for row in ROWS if row.metric in wanted]
-    print(render(meta, rows, results))
-    if args.json:
-        args.json.write_text(json.dumps(to_json(meta, rows, results), indent=2) + "\n")
-        _log(f"wrote {args.json}")
+    rows = [row for row in ROWS if row.metric in wanted and _anyone_has(row, results.tools)]
+    text = render(meta, rows, results)
+    print(text)
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.results.write_text(text)
+    args.json.write_text(json.dumps(to_json(meta, rows, results), indent=2) + "\n")
+    _log(f"wrote {args.results} and {args.json}")
     return 1 if results.errors else 0
+
+
+def make_tools(args: argparse.Namespace, root: Path, token: str, results: Results) -> list[Tool]:
+    """The tools asked for, each installed if needed; one that cannot be goes to ``missing``."""
+    tools: list[Tool] = [Corral(root, token, args.python)]
+    if "pm2" in args.peers:
+        try:
+            prefix = install_pm2(args.pm2_prefix or root / "pm2")
+            tools.append(PM2(prefix, root, token, args.python))
+        except (BenchError, OSError) as exc:
+            results.missing["pm2"] = f"install failed: {exc}"
+            _log(f"PM2 not measured: {exc}")
+    venv = args.peers_venv or root / "peers-venv"
+    for label, peer in PEERS.items():
+        if label not in args.peers:
+            continue
+        try:
+            install_peer(label, venv, args.python)
+            tools.append(peer(venv, root, token, args.python))
+        except (BenchError, OSError) as exc:
+            results.missing[label] = f"install failed: {exc}"
+            _log(f"{label} not measured: {exc}")
+    return tools
+
+
+def _anyone_has(row: Row, tools: list[str]) -> bool:
+    return row.only is None or any(tool in row.only for tool in tools)
+
+
+def does(tool: Tool, row: Row) -> bool:
+    """Whether ``tool`` has this row at all (not n/a, not another tool's row)."""
+    return (row.only is None or tool.label in row.only) and row.metric not in tool.unsupported
 
 
 def run_group(
@@ -162,16 +238,17 @@ def run_group(
     wanted: set[str],
     results: Results,
 ) -> None:
-    """Run one group ``runs`` times per tool, alternating which tool goes first."""
+    """Run one group ``runs`` times per tool, rotating which tool goes first."""
     rows = [row for row in ROWS if row.metric in wanted and GROUP_OF[row.metric] == group]
     for run in range(runs):
-        for tool in tools if run % 2 == 0 else tools[::-1]:
-            mine = [row for row in rows if not (row.pm2_only and tool.label != "pm2")]
-            if any((row.name, tool.label) in results.errors for row in mine):
-                continue  # this tool already failed here: keep going with the others
+        shift = run % len(tools)
+        for tool in tools[shift:] + tools[:shift]:
+            mine = [row for row in rows if does(tool, row)]
+            if not mine or any((row.name, tool.label) in results.errors for row in mine):
+                continue  # n/a, or this tool already failed here: keep going with the others
             _log(f"{group}: run {run + 1}/{runs}, {tool.label}")
             try:
-                values, raw = GROUPS[group](tool, settings, wanted)
+                values, raw = GROUPS[group](tool, settings, {row.metric for row in mine})
             except Exception as exc:
                 message = (
                     str(exc) if isinstance(exc, BenchError) else f"{type(exc).__name__}: {exc}"
@@ -182,237 +259,72 @@ def run_group(
                 continue
             for row in mine:
                 if row.name in values:
-                    results.samples.setdefault((row.name, tool.label), []).append(values[row.name])
+                    value = values[row.name]
+                    samples = results.samples.setdefault((row.name, tool.label), [])
+                    samples.extend(value if isinstance(value, list) else [value])
             results.runs.append(
                 {"group": group, "tool": tool.label, "run": run + 1, "values": values, **raw}
             )
-            _log("  " + ", ".join(f"{k} {v:.4g}" for k, v in values.items()))
+            _log("  " + ", ".join(f"{k} {_figures(v)}" for k, v in values.items()))
 
 
-def describe(args: argparse.Namespace, settings: Settings, tools: list[Tool]) -> dict[str, Any]:
-    corral, pm2 = tools
+def describe(
+    args: argparse.Namespace, settings: Settings, tools: list[Tool], command: str
+) -> dict[str, Any]:
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "command": " ".join(["python", "bench/run.py", *(sys.argv[1:])]),
-        "cpus": os.cpu_count(),
-        "platform": platform.platform(),
+        "command": command,
+        "machine": machine(),
         "python": _first_line([args.python, "--version"]),
         "node": _first_line(["node", "--version"]) if settings.node else None,
-        "corral": corral.version(),
-        "pm2": pm2.version(),
+        "versions": {tool.label: tool.version() for tool in tools},
+        "peers": args.peers,
         "runs": args.runs,
+        "memory_runs": args.memory_runs,
+        "memory_samples": settings.memory_samples,
+        "touches": settings.touches,
         "log_lines": settings.lines,
         "idle_window_s": settings.idle_seconds,
         "settle_s": settings.settle_seconds,
         "kills_per_run": settings.kills,
         "window_s": settings.window_seconds,
         "reloads_per_run": settings.reloads,
+        "api_calls": settings.api_calls,
     }
 
 
-# -- output ---------------------------------------------------------------------
-
-
-def stats(values: list[float]) -> dict[str, float]:
-    return {"min": min(values), "median": statistics.median(values), "max": max(values)}
-
-
-def median_of(results: Results, row: str, tool: str) -> float | None:
-    values = results.samples.get((row, tool))
-    return statistics.median(values) if values else None
-
-
-def ratio_of(results: Results, row: Row) -> float | None:
-    corral = median_of(results, "cold_start" if row.pm2_only else row.name, "corral")
-    pm2 = median_of(results, row.name, "pm2")
-    if corral is None or not pm2:
-        return None
-    return corral / pm2
-
-
-def goal_met(results: Results, row: Row) -> bool | None:
-    """The ratio's goal and corral's own limit (every run), where the row has them."""
-    corral, pm2 = median_of(results, row.name, "corral"), median_of(results, row.name, "pm2")
-    verdicts = []
-    if row.goal is not None and corral is not None and pm2 is not None:
-        target = row.goal * pm2
-        verdicts.append(corral >= target if row.higher_is_better else corral <= target)
-    samples = results.samples.get((row.name, "corral"))
-    if row.limit is not None and samples:
-        verdicts.append(
-            min(samples) >= row.limit if row.higher_is_better else max(samples) <= row.limit
-        )
-    return all(verdicts) if verdicts else None
-
-
-def render(meta: dict[str, Any], rows: list[Row], results: Results) -> str:
-    out = [
-        f"corral {meta['corral']} vs PM2 {meta['pm2']} (node {meta['node']}), "
-        f"{meta['python']}, {meta['cpus']} CPUs, {meta['platform']}, {meta['date']}",
-        f"`{meta['command']}`: {meta['runs']} runs per tool, min / median / max; "
-        "ratio = corral median / PM2 median",
-        "",
-        "| metric | unit | corral | PM2 | corral/PM2 | goal |",
-        "| --- | --- | --- | --- | --- | --- |",
-    ]
-    for row in rows:
-        ratio, met = ratio_of(results, row), goal_met(results, row)
-        goal = _goal(row, met)
-        cells = [_cell(results, row, tool) for tool in TOOLS]
-        out.append(
-            f"| {row.name} | {row.unit} | {cells[0]} | {cells[1]} | "
-            f"{'' if ratio is None else f'{ratio:.2f}'} | {goal} |"
-        )
-    out += ["", *_notes(rows, results, meta["idle_window_s"])]
-    return "\n".join(out).rstrip() + "\n"
-
-
-def _goal(row: Row, met: bool | None) -> str:
-    sign = ">=" if row.higher_is_better else "<="
-    parts = []
-    if row.goal is not None:
-        parts.append(f"{sign} {row.goal:g}")
-    if row.limit is not None:
-        parts.append(f"corral {sign} {row.limit:g} {row.unit} every run")
-    verdict = {None: "", True: " met", False: " MISSED"}[met]
-    text = " ".join(parts) + verdict
-    if row.higher_is_better:
-        text = f"{text} (higher is better)".strip()
-    return text
-
-
-def _cell(results: Results, row: Row, tool: str) -> str:
-    if row.pm2_only and tool == "corral":
-        return "(n/a)"
-    values = results.samples.get((row.name, tool))
-    failed = "**failed**" if (row.name, tool) in results.errors else ""
-    if not values:
-        return failed
-    s = stats(values)
-    figures = " / ".join(_number(s[k], row.unit) for k in ("min", "median", "max"))
-    return f"{figures} ({len(values)} runs, then {failed})" if failed else figures
-
-
-def _number(value: float, unit: str) -> str:
-    if unit == "s":
-        return f"{value:.3f}"
-    if value >= 1000:
-        return f"{value:.0f}"
-    return f"{value:.2f}" if value < 10 else f"{value:.1f}"
-
-
-def _notes(rows: list[Row], results: Results, idle: float) -> list[str]:
-    notes = []
-    wanted = {row.name for row in rows}
-    for (row, tool), message in sorted(results.errors.items()):
-        if row in wanted:
-            notes.append(f"- {row} failed for {tool}: {message}")
-    for tool in TOOLS:
-        checks = [r["log_check"] for r in results.runs if r["tool"] == tool and "log_check" in r]
-        if not checks:
-            continue
-        bad = [c for c in checks if c["lost"] or c["duplicated"] or c["torn"]]
-        if bad:
-            for c in bad:
-                notes.append(
-                    f"- log_throughput {tool}: {c['lost']} lines lost, {c['duplicated']} "
-                    f"duplicated, {c['torn']} torn"
-                )
-        else:
-            notes.append(
-                f"- log_throughput {tool}: all {checks[0]['lines']} lines intact, "
-                f"in order, in {len(checks)}/{len(checks)} runs"
-            )
-    for key, label in (("cli_s", "Python app"), ("node_cli_s", "node app")):
-        if figures := _raw_medians(results, key, "{:.3f} s"):
-            notes.append(f"- cold_start, the `start` command alone ({label}, median): {figures}")
-    if cpu := _raw_medians(results, "start_100_bin_daemon_cpu_ms", "{:.0f} CPU ms"):
-        notes.append(f"- start_100_bin, the daemon's CPU time (median): {cpu}")
-    if "idle_cpu_100" in wanted:
-        notes.append(f"- idle_cpu_100: CPU ms the daemon used in a {idle:g} s idle window")
-    notes += _cluster_notes(results) + _bus_notes(results)
-    return notes
-
-
-def _cluster_notes(results: Results) -> list[str]:
-    notes = []
-    for tool in TOOLS:
-        reloads = [r["reload"] for r in results.runs if r["tool"] == tool and "reload" in r]
-        if not reloads:
-            continue
-        kinds: Counter[str] = Counter()
-        for r in reloads:
-            kinds.update(r["failure_kinds"])
-        per_run = ", ".join(str(r["failed"]) for r in reloads)
-        count = sum(len(r["reload_s"]) for r in reloads)
-        rate = statistics.median(r["rate"] for r in reloads)
-        notes.append(
-            f"- reload_under_load {tool}: {sum(kinds.values())} requests failed in {count} "
-            f"reloads (per run: {per_run}){_kinds(kinds)}; "
-            f"{sum(r['answered'] for r in reloads)} answered, {rate:.0f} req/s (median); "
-            "every reload replaced all 4 pids"
-        )
-    for tool in TOOLS:
-        rps = [r["rps"] for r in results.runs if r["tool"] == tool and "rps" in r]
-        if rps:
-            failed = sum(r["failed"] for r in rps)
-            spread = ", ".join("/".join(map(str, r["answers_per_pid"])) for r in rps)
-            notes.append(
-                f"- rps_cluster {tool}: {failed} requests failed; answers per instance "
-                f"in each run: {spread}"
-            )
-    return notes
-
-
-def _bus_notes(results: Results) -> list[str]:
-    notes = []
-    for tool in TOOLS:
-        found = [
-            r["bus_throughput"] for r in results.runs if r["tool"] == tool and "bus_throughput" in r
-        ]
-        if not found:
-            continue
-        size = statistics.median(r["bytes"] / max(1, r["events"]) for r in found)
-        dropped = [r["dropped"] for r in found if r.get("dropped") is not None]
-        lost = f", {sum(dropped)} events dropped (seq gaps)" if dropped else ""
-        notes.append(f"- bus_throughput {tool}: {size / 1024:.1f} KiB per log:out event{lost}")
-    return notes
-
-
-def _kinds(kinds: Counter[str]) -> str:
-    return f" ({', '.join(f'{n} {k}' for k, n in kinds.most_common())})" if kinds else ""
-
-
-def _raw_medians(results: Results, key: str, form: str) -> str:
-    """'corral <median>, pm2 <median>' of a raw figure of the runs, or ''."""
-    found = {t: [r[key] for r in results.runs if r["tool"] == t and key in r] for t in TOOLS}
-    return ", ".join(f"{t} {form.format(statistics.median(v))}" for t, v in found.items() if v)
-
-
-def to_json(meta: dict[str, Any], rows: list[Row], results: Results) -> dict[str, Any]:
-    table = {}
-    for row in rows:
-        entry: dict[str, Any] = {
-            "unit": row.unit,
-            "about": row.about,
-            "goal": row.goal,
-            "higher_is_better": row.higher_is_better,
-            "limit": row.limit,
-            "ratio": ratio_of(results, row),
-            "goal_met": goal_met(results, row),
-        }
-        for tool in TOOLS:
-            values = results.samples.get((row.name, tool))
-            entry[tool] = {
-                "samples": values or [],
-                **(stats(values) if values else {}),
-                "error": results.errors.get((row.name, tool)),
-            }
-        table[row.name] = entry
-    return {"meta": meta, "metrics": table, "runs": results.runs}
+def machine() -> dict[str, Any]:
+    """CPU model, cores, memory and OS of this machine."""
+    model = platform.processor() or "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            found = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+        model = found[0] if found else model
+    except OSError:
+        pass
+    os_name = f"{platform.system()} {platform.release()}"
+    try:
+        fields = (line.split("=", 1) for line in Path("/etc/os-release").read_text().splitlines())
+        release = {k: v.strip('"') for k, v in (f for f in fields if len(f) == 2)}
+        os_name += f" ({release['PRETTY_NAME']})" if "PRETTY_NAME" in release else ""
+    except OSError:
+        pass
+    return {
+        "cpu_model": model,
+        "cores": os.cpu_count(),
+        "memory_gib": psutil.virtual_memory().total / 1024**3,
+        "os": os_name,
+        "platform": platform.platform(),
+    }
 
 
 # -- helpers --------------------------------------------------------------------
+
+
+def _figures(value: float | list[float]) -> str:
+    if isinstance(value, list):
+        return "[" + ", ".join(f"{v:.4g}" for v in value) + "]"
+    return f"{value:.4g}"
 
 
 def _first_line(argv: list[str]) -> str:
@@ -424,7 +336,8 @@ def _first_line(argv: list[str]) -> str:
 
 
 def _log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    elapsed = int(time.monotonic() - _STARTED)
+    print(f"[{elapsed // 60:02d}:{elapsed % 60:02d}] {message}", file=sys.stderr, flush=True)
 
 
 def _exit_on_term(signum: int, frame: Any) -> None:

@@ -1,9 +1,17 @@
-"""The two process managers under test, driven through their command lines.
+"""The process managers under test, driven through their command lines.
 
-Each :class:`Tool` runs in a home of its own (``CORRAL_HOME`` / ``PM2_HOME`` in a
-temp dir) and stamps every command it runs with ``CORRAL_BENCH_TOKEN``; daemons
-and apps inherit it, so :func:`sweep` can find what this run started, and only
-that, if a daemon ever dies without taking its apps along.
+Each :class:`Tool` runs in a home of its own (a temp dir: ``CORRAL_HOME``,
+``PM2_HOME``, or the config file, socket and logs of supervisor and circus) and
+stamps every command it runs with ``CORRAL_BENCH_TOKEN``; daemons and apps
+inherit it, so :func:`sweep` can find what this run started, and only that, if
+a daemon ever dies without taking its apps along. corral and PM2 are here;
+supervisor and circus, installed with pip, are in :mod:`peers`.
+
+Every tool answers the same questions the metrics ask: start a script, start an
+ecosystem file (PM2's JSON, which corral reads and the peers translate), list the
+apps in the shape of ``pm2 jlist`` (``name``, ``pid``, ``pm2_env.status``), the
+pids of one app, reload one, and stop everything. What a tool cannot do is in
+its ``unsupported`` table, metric -> the reason, which the results print as n/a.
 """
 
 from __future__ import annotations
@@ -22,18 +30,29 @@ from typing import Any
 import psutil
 
 TOKEN_VAR = "CORRAL_BENCH_TOKEN"
+APPS = Path(__file__).resolve().parent / "apps"
 
 
 class BenchError(Exception):
     """A tool misbehaved: the message names the command and what it printed."""
 
 
+class Unsupported(BenchError):
+    """The tool has no way to do what a metric asks."""
+
+
 class Tool:
     """One process manager: its CLI, its home, its daemon."""
 
-    label = ""
+    label = ""  # the --peers name
     home_var = ""
-    pid_name = ""
+    pid_name = ""  # the daemon's pid file, in the home
+    list_args: tuple[str, ...] = ("jlist",)  # the listing a user's script reads
+    list_ok: tuple[int, ...] = (0,)  # its exit codes that are no error
+    unsupported: dict[str, str] = {}  # metric -> why this tool cannot do it
+    poll_period = 0.0  # s between the daemon's looks for dead children (0: told at once)
+    restart_kills: int | None = None  # kills per run of restart_after_sigkill, if not --kills
+    memory_period = 1.0  # s between two looks at an app's memory, with the bench's settings
 
     def __init__(self, argv: list[str], root: Path, token: str, python: str) -> None:
         self.argv = argv
@@ -41,67 +60,88 @@ class Tool:
         self.token = token
         self.python = python
         self.home: Path | None = None
+        self.features: tuple[str, ...] = ()
         self.seen: dict[int, psutil.Process] = {}
-        self.jlists = 0  # jlist calls so far, each one a request the daemon answers
+        self.jlists = 0  # listing calls so far, each one a request the daemon answers
 
     # -- homes and commands ------------------------------------------------
 
-    def new_home(self) -> Path:
-        """A fresh, empty home: every measurement starts from nothing."""
+    def new_home(self, features: tuple[str, ...] = ()) -> Path:
+        """A fresh, empty home: every measurement starts from nothing.
+
+        ``features`` names what the session needs beyond the basics ("memory",
+        "watch"): corral loads those plugins; the others have them built in.
+        """
         self.home = Path(tempfile.mkdtemp(prefix=f"{self.label}-home-", dir=self.root))
+        self.features = features
         return self.home
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
-        env[self.home_var] = str(self.home)
+        if self.home_var:
+            env[self.home_var] = str(self.home)
         env[TOKEN_VAR] = self.token
         return env
 
-    def run(self, *args: str, timeout: float = 120, env: dict[str, str] | None = None) -> str:
+    def cli(self) -> list[str]:
+        """The command line every CLI call starts with."""
+        return self.argv
+
+    def run(
+        self,
+        *args: str,
+        timeout: float = 120,
+        env: dict[str, str] | None = None,
+        ok: tuple[int, ...] = (0,),
+    ) -> str:
         """Run one CLI command to its end; its stdout, or BenchError naming the command.
 
-        ``env`` adds variables to the command's environment (and so to its apps').
+        ``env`` adds variables to the command's environment (and so to its apps');
+        ``ok`` are the exit codes that are no error.
         """
-        argv = [*self.argv, *args]
-        try:
-            done = subprocess.run(
-                argv,
-                env={**self.env(), **(env or {})},
-                capture_output=True,
-                text=True,
-                timeout=timeout,
-            )
-        except subprocess.TimeoutExpired as exc:
-            raise BenchError(f"`{_show(argv)}` did not finish in {timeout:g} s") from exc
-        if done.returncode != 0:
-            raise BenchError(
-                f"`{_show(argv)}` exited {done.returncode}: "
-                f"{_tail(done.stderr) or _tail(done.stdout) or '(no output)'}"
-            )
-        return done.stdout
+        return run_command([*self.cli(), *args], {**self.env(), **(env or {})}, timeout, ok)
 
     def start_script(self, script: Path, name: str) -> None:
         raise NotImplementedError
 
     def start_file(self, path: Path) -> None:
+        """Start the apps of an ecosystem file (the daemon too, if none runs)."""
         self.run("start", str(path))
 
     def start_cluster(self, script: Path, name: str, instances: int, port: int) -> None:
         """``instances`` of a node app in cluster mode, all serving ``port``."""
-        raise NotImplementedError
+        raise Unsupported(self.unsupported.get("reload_under_load", "no cluster mode"))
+
+    def reload(self, name: str) -> None:
+        """Replace every instance of ``name`` without dropping a request."""
+        self.run("reload", name)
 
     def ping(self) -> None:
         """Start the daemon (with no app) and wait until it answers."""
         self.run("ping")
 
     def jlist(self) -> list[dict[str, Any]]:
+        """The apps, as ``pm2 jlist`` shows them (or translated to that shape)."""
         self.jlists += 1
-        out = self.run("jlist")
+        return self.parse_list(self.run(*self.list_args, ok=self.list_ok))
+
+    def parse_list(self, out: str) -> list[dict[str, Any]]:
         try:
-            processes = json.loads(out[out.index("[") :])
+            return json.loads(out[out.index("[") :])
         except ValueError as exc:
             raise BenchError(f"`{self.label} jlist` printed no JSON list: {_tail(out)}") from exc
-        return processes
+
+    def pids(self, name: str) -> list[int]:
+        """The pids of the online instances of ``name``."""
+        return sorted(
+            p["pid"]
+            for p in self.jlist()
+            if p.get("name") == name and p.get("pid") and _status(p) == "online"
+        )
+
+    def api_list_argv(self, calls: int) -> list[str]:
+        """A program that lists the apps ``calls`` times over one connection (a JSON line)."""
+        raise NotImplementedError
 
     # -- the daemon and its processes ----------------------------------------
 
@@ -135,13 +175,13 @@ class Tool:
         if daemon is not None:
             self.seen.update({p.pid: p for p in _tree(daemon)})
             try:
-                self.run("kill", timeout=30)
+                self.kill()
             except BenchError as exc:
                 problem = str(exc)
         survivors = _wait_gone(list(self.seen.values()), 10)
         if survivors:
             pids = sorted(p.pid for p in survivors)
-            problem = problem or f"`{self.label} kill` left pids {pids} running; killed them"
+            problem = problem or f"{self.label}: pids {pids} outlived the daemon; killed them"
             for proc in survivors:
                 _kill(proc)
             _wait_gone(survivors, 5)
@@ -150,6 +190,10 @@ class Tool:
             shutil.rmtree(self.home, ignore_errors=True)
             self.home = None
         return problem
+
+    def kill(self) -> None:
+        """Stop every app and the daemon, through the CLI."""
+        self.run("kill", timeout=30)
 
     def version(self) -> str:
         raise NotImplementedError
@@ -164,10 +208,11 @@ class Corral(Tool):
         super().__init__([python, "-m", "corral"], root, token, python)
 
     def env(self) -> dict[str, str]:
-        # PM2 runs with no module, so corral runs with only the plugin the bus metrics need:
+        # PM2 runs with no module, so corral runs with only the plugins a metric needs:
         # with every plugin, logrotate would rotate the log metric's file at 10M
         env = super().env()
-        env.setdefault("CORRAL_PLUGINS", "bus")
+        plugins = [p for p in os.environ.get("CORRAL_PLUGINS", "bus").split(",") if p]
+        env["CORRAL_PLUGINS"] = ",".join(dict.fromkeys([*plugins, *self.features]))
         return env
 
     def start_script(self, script: Path, name: str) -> None:
@@ -181,6 +226,9 @@ class Corral(Tool):
             "--port", str(port),
         )  # fmt: skip
 
+    def api_list_argv(self, calls: int) -> list[str]:
+        return [self.python, str(APPS / "api_list.py"), "corral", "-", str(calls)]
+
     def version(self) -> str:
         done = subprocess.run([*self.argv, "--version"], capture_output=True, text=True)
         if done.returncode != 0:
@@ -192,6 +240,7 @@ class PM2(Tool):
     label = "pm2"
     home_var = "PM2_HOME"
     pid_name = "pm2.pid"
+    memory_period = 30.0  # its worker checks max_memory_restart every 30 s
 
     def __init__(self, prefix: Path, root: Path, token: str, python: str) -> None:
         self.prefix = prefix
@@ -209,6 +258,10 @@ class PM2(Tool):
             "start", str(script), "--name", name, "-i", str(instances), env={"PORT": str(port)}
         )
 
+    def api_list_argv(self, calls: int) -> list[str]:
+        module = str(self.prefix / "node_modules" / "pm2")
+        return ["node", str(APPS / "pm2_list.js"), module, str(calls)]
+
     def version(self) -> str:
         package = self.prefix / "node_modules" / "pm2" / "package.json"
         return json.loads(package.read_text())["version"]
@@ -223,11 +276,29 @@ def install_pm2(prefix: Path, spec: str = "pm2@7") -> Path:
         raise BenchError("npm is not on PATH: install node and npm to compare with PM2")
     prefix.mkdir(parents=True, exist_ok=True)
     argv = [npm, "install", "--prefix", str(prefix), "--no-audit", "--no-fund", spec]
-    print(f"installing PM2: {_show(argv)}", file=sys.stderr)
+    print(f"installing PM2: {_show(argv)}", file=sys.stderr, flush=True)
     done = subprocess.run(argv, capture_output=True, text=True)
     if done.returncode != 0:
         raise BenchError(f"`{_show(argv)}` exited {done.returncode}: {_tail(done.stderr)}")
     return prefix
+
+
+def run_command(
+    argv: list[str], env: dict[str, str], timeout: float, ok: tuple[int, ...] = (0,)
+) -> str:
+    """Run ``argv`` to its end; its stdout, or BenchError naming the command."""
+    try:
+        done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        raise BenchError(f"`{_show(argv)}` did not finish in {timeout:g} s") from exc
+    except OSError as exc:
+        raise BenchError(f"`{_show(argv)}` could not run: {exc}") from exc
+    if done.returncode not in ok:
+        raise BenchError(
+            f"`{_show(argv)}` exited {done.returncode}: "
+            f"{_tail(done.stderr) or _tail(done.stdout) or '(no output)'}"
+        )
+    return done.stdout
 
 
 def sweep(token: str) -> list[int]:
@@ -254,6 +325,10 @@ def alive(proc: psutil.Process) -> bool:
         return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
         return False
+
+
+def _status(entry: dict[str, Any]) -> str | None:
+    return entry.get("pm2_env", {}).get("status")
 
 
 def _carries(proc: psutil.Process, token: str) -> bool:
