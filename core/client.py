@@ -22,20 +22,13 @@ from typing import TYPE_CHECKING, Any
 from . import paths
 from .errors import CorralError, DaemonError, NotFoundError, PluginError, ProtocolError
 from .info import ProcessInfo
-from .remote import (
-    ADDRESS_ENV,
-    CONNECT_TIMEOUT,
-    Remote,
-    RemoteAlive,
-    load_settings,
-    no_answer,
-    ping_remote,
-    remote_target,
-)
 from .rpc import SyncTransport, pid_alive
+
+ADDRESS_ENV_NAME = "CORRAL_ADDRESS"  # corral.remote.ADDRESS_ENV, without importing it
 
 if TYPE_CHECKING:
     from .bus import Bus
+    from .remote import Remote
     from .startup import StartupResult
 
 Target = str | int | list
@@ -254,6 +247,8 @@ class Client(_Calls):
         self.remote = remote
         if remote is not None:
             options = remote.socket_options()
+            from .remote import RemoteAlive
+
             self._transport = SyncTransport(remote.address, RemoteAlive(remote), options)
         else:
             assert home is not None
@@ -367,6 +362,8 @@ class AsyncClient(_Calls):
         if remote is not None:
             # RemoteAlive blocks for a ping, only after a call has waited a while
             options = remote.socket_options()
+            from .remote import RemoteAlive
+
             self._transport = AsyncTransport(remote.address, RemoteAlive(remote), options)
         else:
             assert home is not None
@@ -382,13 +379,15 @@ class AsyncClient(_Calls):
         address: str | None = None,
         server_key: str | bytes | os.PathLike | None = None,
         client_key: str | os.PathLike | None = None,
-        timeout: float = CONNECT_TIMEOUT,
+        timeout: float = 5.0,
     ) -> AsyncClient:
         """The asyncio twin of :func:`connect` (``no_daemon`` aside)."""
         import asyncio
 
         target = _remote_target(home, False, address, server_key, client_key)
         if target is not None:
+            from .remote import no_answer, ping_remote
+
             if await asyncio.to_thread(ping_remote, target, timeout) is None:
                 raise no_answer(target, timeout)
             return cls(None, None, remote=target)
@@ -496,7 +495,7 @@ def start_daemon_early(home: str | os.PathLike | None = None) -> None:
     The next ``connect()`` finds it up, or waits on the lock until it is; an error
     here is left for that ``connect()`` to meet again and report.
     """
-    if home is None and os.environ.get(ADDRESS_ENV):
+    if home is None and os.environ.get(ADDRESS_ENV_NAME):
         return  # connect() will drive a remote daemon
     try:
         root = paths.ensure_home(Path(home) if home else None)
@@ -513,7 +512,10 @@ def start_daemon_early(home: str | os.PathLike | None = None) -> None:
 
 
 def _spawn_daemon(root: Path, plugins: list[str] | None, timeout: float) -> int:
-    load_settings(root)  # a bad corral.yaml is told here in one line, not by a dead daemon
+    if paths.has_settings(root):
+        from .remote import load_settings
+
+        load_settings(root)  # a bad corral.yaml is told here in one line, not by a dead daemon
     env = dict(os.environ, CORRAL_HOME=str(root))
     if plugins is not None:
         if not all(isinstance(p, str) for p in plugins):
@@ -611,7 +613,7 @@ def connect(
     address: str | None = None,
     server_key: str | bytes | os.PathLike | None = None,
     client_key: str | os.PathLike | None = None,
-    timeout: float = CONNECT_TIMEOUT,
+    timeout: float = 5.0,
 ) -> Client:
     """Link to the daemon in ``home`` (``$CORRAL_HOME``), starting one if none answers.
 
@@ -629,6 +631,8 @@ def connect(
     """
     target = _remote_target(home, no_daemon, address, server_key, client_key)
     if target is not None:
+        from .remote import no_answer, ping_remote
+
         if ping_remote(target, timeout) is None:
             raise no_answer(target, timeout)
         client = Client(None, None, remote=target)
@@ -656,6 +660,11 @@ def _remote_target(
     if address is not None and no_daemon:
         raise CorralError("address= drives a daemon that runs elsewhere: drop no_daemon=True")
     explicit_local = address is None and (home is not None or no_daemon)
+    keys = server_key is not None or client_key is not None
+    if address is None and not keys and (explicit_local or not os.environ.get(ADDRESS_ENV_NAME)):
+        return None  # the common case: a local daemon, and corral.remote is never imported
+    from .remote import remote_target
+
     return remote_target(address, server_key, client_key, environ={} if explicit_local else None)
 
 

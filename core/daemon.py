@@ -14,6 +14,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import dataclasses
+import json
 import logging
 import os
 import signal
@@ -26,10 +27,10 @@ from typing import Any
 
 import zmq.asyncio
 
-from . import __version__, lifecycle, paths, remote
+from . import __version__, lifecycle, paths
 from .channel import Channel
 from .daemonlog import DaemonLog, StructlogHandler
-from .errors import OptionError, ScriptError, StateError
+from .errors import CorralError, OptionError, ScriptError, StateError
 from .events import ProcessEvent
 from .hooks import PluginManager, load_plugins
 from .kill import exit_words, is_corral, kill_orphan, terminate
@@ -109,7 +110,11 @@ class Daemon:
         """Serve until ``kill_daemon`` or a termination signal."""
         self.loop = asyncio.get_running_loop()
         # TCP (only if corral.yaml asks) first: a bad rpc_address stops the start here
-        tcp = remote.open_server(self.home, self.commands.dispatch, self.log)
+        tcp = None
+        if paths.has_settings(self.home):
+            from . import remote
+
+            tcp = remote.open_server(self.home, self.commands.dispatch, self.log)
         self.ctx = zmq.asyncio.Context()
         address = paths.rpc_address(self.home)
         self.server = RPCServer(self.ctx, address, self.commands.dispatch)
@@ -631,17 +636,25 @@ class Daemon:
 
 
 def main() -> None:
-    """Run the daemon in this process until it is told to stop."""
+    """Run the daemon in this process until it is told to stop; a reason it cannot
+    becomes one ``corral daemon: ...`` line (and a record in corral.log when it can)."""
     home = paths.home()
     try:
         daemon = Daemon(home)
     except Exception as exc:
-        with contextlib.suppress(OSError):
-            paths.ensure_home(home)
-            with open(paths.log_file(home), "a") as f:
-                f.write(f'{{"event": "daemon failed to start", "error": "{exc}"}}\n')
+        _record_failure(home, exc)
         raise SystemExit(f"corral daemon: {exc}") from None
-    asyncio.run(daemon.run())
+    try:
+        asyncio.run(daemon.run())
+    except CorralError as exc:  # a bad rpc_address, an address in use: run() logged it
+        raise SystemExit(f"corral daemon: {exc}") from None
+
+
+def _record_failure(home: Path, exc: Exception) -> None:
+    with contextlib.suppress(OSError, CorralError):
+        paths.ensure_home(home)  # refuses an unsafe home: then nothing is written there
+        with open(paths.log_file(home), "a") as f:
+            f.write(json.dumps({"event": "daemon failed to start", "error": str(exc)}) + "\n")
 
 
 if __name__ == "__main__":

@@ -70,7 +70,7 @@ from .errors import ConfigError, DaemonError
 from .rpc import MAX_FRAME, SyncTransport
 
 RPC_ADDRESS_ENV = "CORRAL_RPC_ADDRESS"
-ADDRESS_ENV = "CORRAL_ADDRESS"
+ADDRESS_ENV = "CORRAL_ADDRESS"  # also in corral.client, which must not import this module
 SERVER_KEY_ENV = "CORRAL_SERVER_KEY"
 CLIENT_KEY_ENV = "CORRAL_CLIENT_KEY"
 SETTINGS = ("rpc_address",)

@@ -119,11 +119,6 @@ def test_the_daemon_entry_point_refuses_an_unsafe_home_and_creates_nothing(
     assert list(corral_home.iterdir()) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="daemon.main() retries ensure_home in its except clause and only suppresses "
-    "OSError, so the DaemonError escapes as a traceback (fix: suppress CorralError too)",
-)
 def test_the_daemon_entry_point_says_why_in_one_line(corral_home: Path) -> None:
     os.chmod(corral_home, 0o770)
     done = subprocess.run(
