@@ -36,14 +36,17 @@ class TreeSampler:
         result = {}
         for root in roots:
             rss, cpu = 0, 0.0
-            for pid in _walk(root, _proc_children):
+            stack = [root]
+            while stack:  # the tree, each pid's stat read once (it also gives its threads)
+                pid = stack.pop()
                 figures = _proc_stat(pid)
                 if figures is None:
                     continue
-                pages, seconds = figures
+                pages, seconds, threads = figures
                 rss += pages * _PAGE
                 cpu += self._percent(pid, seconds, now)
                 seen[pid] = (seconds, now)
+                stack.extend(_proc_children(pid, threads))
             result[root] = (rss, round(cpu, 1))
         self._last = seen
         return result
@@ -90,7 +93,28 @@ def _walk(root: int, children_of) -> list[int]:  # type: ignore[no-untyped-def]
     return order
 
 
-def _proc_children(pid: int) -> list[int]:
+def _read(path: str) -> bytes:
+    """A small /proc file in one read (os calls: a third of open()'s cost)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        data = os.read(fd, 4096)
+        while len(data) % 4096 == 0 and data:  # a long children list comes in pieces
+            more = os.read(fd, 4096)
+            if not more:
+                break
+            data += more
+        return data
+    finally:
+        os.close(fd)
+
+
+def _proc_children(pid: int, threads: int = 0) -> list[int]:
+    """The children of ``pid``: of its one thread's list when ``threads`` says 1."""
+    if threads == 1:
+        try:
+            return [int(x) for x in _read(f"/proc/{pid}/task/{pid}/children").split()]
+        except OSError:
+            return []
     try:
         tasks = os.listdir(f"/proc/{pid}/task")
     except OSError:
@@ -98,24 +122,22 @@ def _proc_children(pid: int) -> list[int]:
     kids: list[int] = []
     for tid in tasks:
         try:
-            with open(f"/proc/{pid}/task/{tid}/children", "rb") as f:
-                kids.extend(int(x) for x in f.read().split())
+            kids.extend(int(x) for x in _read(f"/proc/{pid}/task/{tid}/children").split())
         except OSError:
             continue
     return kids
 
 
-def _proc_stat(pid: int) -> tuple[int, float] | None:
-    """``(rss_pages, cpu_seconds)`` of one process, or None if it is gone or a zombie."""
+def _proc_stat(pid: int) -> tuple[int, float, int] | None:
+    """``(rss_pages, cpu_seconds, threads)`` of one process, or None if gone or a zombie."""
     try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            fields = f.read().rsplit(b")", 1)[1].split()
+        fields = _read(f"/proc/{pid}/stat").rsplit(b")", 1)[1].split()
     except (OSError, IndexError):
         return None
     if fields[0] == b"Z":
         return None
-    # after the command: state(0) ppid(1) ... utime(11) stime(12) ... rss(21)
-    return int(fields[21]), (int(fields[11]) + int(fields[12])) / _TICKS
+    # after the command: state(0) ppid(1) ... utime(11) stime(12) ... num_threads(17) rss(21)
+    return int(fields[21]), (int(fields[11]) + int(fields[12])) / _TICKS, int(fields[17])
 
 
 def _psutil_children_map() -> dict[int, list[int]]:
