@@ -20,6 +20,7 @@ from .errors import NotFoundError, OptionError, ProtocolError, StateError
 from .lifecycle import ProcessState
 from .process import ManagedProcess
 from .reload import reload_process
+from .rpc import RawJSON
 from .spawn import (
     merge_env,
 )
@@ -128,11 +129,15 @@ class Commands:
         raise NotFoundError(f"no process matches '{text}' (names: {names}); `corral ls` lists them")
 
     def describe_all(self, procs: list[ManagedProcess]) -> list[dict[str, Any]]:
+        self.sample(procs)
+        return [p.to_dict() for p in procs]
+
+    def sample(self, procs: list[ManagedProcess]) -> None:
+        """Fresh memory and CPU figures (``monit``) for the running ones of ``procs``."""
         running = [p for p in procs if p.pid and p.state in lifecycle.RUNNING_STATES]
         figures = self.daemon.sampler.sample([p.pid for p in running if p.pid])
         for proc in running:
             proc.monit = figures.get(proc.pid or 0, (0, 0.0))
-        return [p.to_dict() for p in procs]
 
     def next_id(self) -> int:
         return max(self.procs, default=-1) + 1
@@ -277,7 +282,7 @@ class Commands:
         async def restart(proc: ManagedProcess) -> None:
             async with self.daemon.lock(proc):
                 await self.daemon.stop_process(proc, manually=True)
-                proc.options.update(changes)
+                proc.options = {**proc.options, **changes}  # replaced, never changed in place
                 if update_env:
                     proc.env = merge_env(dict(env or os.environ), proc.options.get("env"))
                 self.daemon.respawn(proc)
@@ -320,7 +325,7 @@ class Commands:
                 if failures:
                     return
                 before = (dict(proc.options), dict(proc.env))
-                proc.options.update(changes)
+                proc.options = {**proc.options, **changes}  # replaced, never changed in place
                 if update_env:
                     proc.env = merge_env(dict(env or os.environ), proc.options.get("env"))
                 rolling = proc.cluster or proc.shares_socket
@@ -403,8 +408,11 @@ class Commands:
         await asyncio.gather(*(delete(p) for p in procs))
         return [p.to_dict() for p in procs]
 
-    def cmd_list(self) -> list[dict[str, Any]]:
-        return self.describe_all(sorted(self.procs.values(), key=lambda p: p.pm_id))
+    def cmd_list(self) -> RawJSON:
+        """Every process in the ``pm2 jlist`` shape, encoded here (see ManagedProcess.to_json)."""
+        procs = sorted(self.procs.values(), key=lambda p: p.pm_id)
+        self.sample(procs)
+        return RawJSON(("[" + ",".join(p.to_json() for p in procs) + "]").encode())
 
     def cmd_describe(self, target: Any) -> list[dict[str, Any]]:
         return self.describe_all(self.select(target))

@@ -7,6 +7,7 @@ them the way ``pm2 jlist`` does.
 from __future__ import annotations
 
 import getpass
+import json
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -87,6 +88,8 @@ class ManagedProcess:
     monit: tuple[int, float] = (0, 0.0)
     instances_of_app: int = 1  # how many processes share this name, for pm2_env.instances
     listen_port: int | None = None  # the port of the shared socket, once bound
+    leftover_groups: set[int] = field(default_factory=set)  # groups of exited children, not empty
+    _json_cache: tuple[tuple, str] | None = field(default=None, repr=False)
 
     @property
     def pid(self) -> int | None:
@@ -134,35 +137,34 @@ class ManagedProcess:
 
     def pm2_env(self, *, with_env: bool = True) -> dict[str, Any]:
         """``pm2_env`` as PM2 prints it: the options, paths, counters and (optionally) env."""
-        from .spawn import interpreter_name
-
         env: dict[str, Any] = {}
         if with_env:
             # PM2 copies every variable to the top level; options and runtime fields win
             env.update(self.env)
-        env.update({k: v for k, v in self.options.items() if k != "env"})
-        h = self.history
-        env.update(
+        env.update(self._fixed_fields())
+        env.update(self._runtime_fields())
+        if with_env:
+            env["env"] = dict(self.env)
+        return env
+
+    def _fixed_fields(self) -> dict[str, Any]:
+        """What changes only with the options, the env or the slot: options, paths, names."""
+        from .spawn import interpreter_name
+
+        fields = {k: v for k, v in self.options.items() if k != "env"}
+        fields.update(
             {
                 "name": self.name,
                 "namespace": self.namespace,
                 "pm_id": self.pm_id,
                 "unique_id": self.unique_id,
-                "status": self.state.value,
                 "exec_mode": self.exec_mode,
-                "instances": self.instances,
                 "exec_interpreter": interpreter_name(self.interpreter),
                 "pm_exec_path": self.script,
                 "pm_cwd": self.options.get("cwd"),
                 "pm_out_log_path": _path_or_none(self.log_paths.get("out")),
                 "pm_err_log_path": _path_or_none(self.log_paths.get("err")),
                 "pm_pid_path": _path_or_none(self.pid_path),
-                "pm_uptime": h.pm_uptime,
-                "created_at": h.created_at,
-                "restart_time": h.restart_time,
-                "unstable_restarts": h.unstable_restarts,
-                "prev_restart_delay": h.prev_restart_delay,
-                "exit_code": self.exit_code,
                 "NODE_APP_INSTANCE": self.instance,
                 "node_args": self.options.get("node_args") or [],
                 "args": self.options.get("args") or [],
@@ -173,13 +175,24 @@ class ManagedProcess:
                 "km_link": False,
             }
         )
-        # corral's own: the app's log files that lost lines or cannot be written (not in PM2)
-        env["log_drops"] = [f.status() for f in self.log_files if f.dropped or f.error]
         if self.log_paths.get("combined"):
-            env["pm_log_path"] = str(self.log_paths["combined"])
-        if with_env:
-            env["env"] = dict(self.env)
-        return env
+            fields["pm_log_path"] = str(self.log_paths["combined"])
+        return fields
+
+    def _runtime_fields(self) -> dict[str, Any]:
+        h = self.history
+        return {
+            "status": self.state.value,
+            "instances": self.instances,
+            "pm_uptime": h.pm_uptime,
+            "created_at": h.created_at,
+            "restart_time": h.restart_time,
+            "unstable_restarts": h.unstable_restarts,
+            "prev_restart_delay": h.prev_restart_delay,
+            "exit_code": self.exit_code,
+            # corral's own: the app's log files that lost lines or cannot be written (not in PM2)
+            "log_drops": [f.status() for f in self.log_files if f.dropped or f.error],
+        }
 
     def to_dict(self) -> dict[str, Any]:
         """The ``pm2 jlist`` entry for this process."""
@@ -192,6 +205,35 @@ class ManagedProcess:
             "monit": {"memory": memory, "cpu": cpu},
             "pm2_env": self.pm2_env(),
         }
+
+    def to_json(self) -> str:
+        """:meth:`to_dict` as JSON, the same object (keys in another order), made faster:
+        the part of ``pm2_env`` that changes only with the options or env is encoded once."""
+        online = self.state in (ProcessState.ONLINE, ProcessState.LAUNCHING)
+        memory, cpu = self.monit if online else (0, 0.0)
+        runtime = self._runtime_fields()
+        head = _JSON.encode(
+            {"pid": self.pid or 0, "name": self.name, "pm_id": self.pm_id,
+             "monit": {"memory": memory, "cpu": cpu}}
+        )  # fmt: skip
+        return f'{head[:-1]},"pm2_env":{{{self._fixed_json(runtime)}{_JSON.encode(runtime)[1:]}}}'
+
+    def _fixed_json(self, runtime: dict[str, Any]) -> str:
+        """The env copy, the fixed fields and ``env``, encoded, ending in a comma.
+
+        Cached while the options, env, log paths and pid path are the same objects
+        (they are replaced, never changed in place) and the slot's names are the same.
+        """
+        key = (self.options, self.env, self.log_paths, self.pid_path, self.name, self.instance)
+        cached = self._json_cache
+        if cached is not None and all(a is b for a, b in zip(cached[0], key, strict=True)):
+            return cached[1]
+        fields = {k: v for k, v in self.env.items() if k not in runtime}
+        fields.update((k, v) for k, v in self._fixed_fields().items() if k not in runtime)
+        fields["env"] = self.env
+        text = _JSON.encode(fields)[1:-1] + ","
+        self._json_cache = (key, text)
+        return text
 
     def child_env(self) -> dict[str, str]:
         """What the child sees: its env plus every scalar pm2_env field, as PM2."""
@@ -218,6 +260,9 @@ class ManagedProcess:
         if self.state is not ProcessState.ONLINE or not self.history.pm_uptime:
             return 0
         return int(time.time() * 1000) - self.history.pm_uptime
+
+
+_JSON = json.JSONEncoder(separators=(",", ":"), default=str)
 
 
 def _path_or_none(path: Path | None) -> str | None:

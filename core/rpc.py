@@ -25,7 +25,16 @@ from .errors import DaemonError, ProtocolError, error_from_wire
 MAX_FRAME = 16 * 1024 * 1024
 
 
+class RawJSON(bytes):
+    """A command's result that is already JSON: the reply carries it as it is."""
+
+
 def encode(payload: dict[str, Any]) -> bytes:
+    result = payload.get("result")
+    if isinstance(result, RawJSON):
+        rest = {k: v for k, v in payload.items() if k != "result"}
+        head = json.dumps(rest, separators=(",", ":"), default=str)
+        return b'%s,"result":%s}' % (head[:-1].encode(), result)
     return json.dumps(payload, separators=(",", ":"), default=str).encode()
 
 
