@@ -15,10 +15,12 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing on the fast path
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from typing import Any
+
     import click
 
     from .client import Client
@@ -61,6 +63,19 @@ def handle_errors() -> Iterator[None]:
 
 
 def _run_fast(command: str) -> None:
+    from . import fastrpc
+
+    # a running daemon in a private home answers without pyzmq (~12 ms of imports)
+    found = fastrpc.result(fastrpc.call(b"list" if command == "jlist" else b"ping"))
+    if found is not None and command == "jlist":
+        sys.stdout.buffer.write(found + b"\n")
+        sys.stdout.flush()
+        return
+    if found is not None:
+        import json
+
+        _print_pong(json.loads(found))
+        return
     import corral
 
     with corral.connect() as client:
@@ -83,7 +98,10 @@ def print_jlist(client: Client, *, indent: int | None = None) -> None:
 
 
 def print_ping(client: Client) -> None:
-    reply = client.ping()
+    _print_pong(client.ping())
+
+
+def _print_pong(reply: dict[str, Any]) -> None:
     pid, apps, home = reply.get("pid"), reply.get("apps", 0), reply.get("home")
     sys.stdout.write(f"pong (daemon pid {pid}, {apps} apps, home {home})\n")
 
