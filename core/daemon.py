@@ -91,6 +91,7 @@ class Daemon:
         self.listeners = Listeners()
         self.notify: NotifySocket | None = None
         self.journal: SpawnJournal | None = None
+        self._held_events: list[ProcessEvent] | None = None  # see apply_exit
         self._has_event_hooks = bool(self.manager.pm.hook.corral_process_event.get_hookimpls())
         self.event_listeners: list[Any] = []  # callables(ProcessEvent), for in-process users
         self.log_file = DaemonLog(paths.log_file(self.home))
@@ -211,6 +212,12 @@ class Daemon:
         if not (self._has_event_hooks or self.event_listeners):
             return
         event = ProcessEvent(name, proc.pm2_env(with_env=False), manually=manually, reason=reason)
+        if self._held_events is not None:
+            self._held_events.append(event)  # told in order once the held section ends
+            return
+        self._tell(event)
+
+    def _tell(self, event: ProcessEvent) -> None:
         if self._has_event_hooks:
             self.manager.call("corral_process_event", event=event)
         for listener in list(self.event_listeners):
@@ -515,7 +522,7 @@ class Daemon:
         """The restart policy's answer to the exit of the slot's child."""
         proc.child = None
         proc.exit_code = code
-        policy = lifecycle.RestartPolicy.from_options(proc.options)
+        policy = proc.restart_policy()
         now = now_ms()
         history = proc.history
         if proc.state is ProcessState.ONLINE:
@@ -537,9 +544,20 @@ class Daemon:
         reason = f"{why}; {decision.reason}"
         if decision.event is Event.OVERLIMIT:
             self.emit(proc, "restart overlimit", reason=reason)  # then "exit", as PM2
-        self.change_state(proc, decision.event, emit="exit", reason=reason)
-        if decision.event is Event.CRASHED and not self.shutting_down:
-            self._schedule_restart(proc, decision.delay_ms)
+        # an immediate restart forks first; the plugins hear "exit" (then "online") after,
+        # each event with the state it had when it happened
+        outermost = self._held_events is None
+        if outermost:
+            self._held_events = []
+        try:
+            self.change_state(proc, decision.event, emit="exit", reason=reason)
+            if decision.event is Event.CRASHED and not self.shutting_down:
+                self._schedule_restart(proc, decision.delay_ms)
+        finally:
+            if outermost:
+                held, self._held_events = self._held_events or [], None
+                for event in held:
+                    self._tell(event)
         if proc.child is None:
             self._remove_pid_file(proc)  # an immediate restart has rewritten it already
 

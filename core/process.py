@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .lifecycle import ProcessState, RestartHistory
+from .lifecycle import ProcessState, RestartHistory, RestartPolicy
 from .spawn import SpawnSpec
 
 if TYPE_CHECKING:
@@ -90,6 +90,7 @@ class ManagedProcess:
     listen_port: int | None = None  # the port of the shared socket, once bound
     leftover_groups: set[int] = field(default_factory=set)  # groups of exited children, not empty
     _json_cache: tuple[tuple, str] | None = field(default=None, repr=False)
+    _policy_cache: tuple[dict, RestartPolicy] | None = field(default=None, repr=False)
 
     @property
     def pid(self) -> int | None:
@@ -193,6 +194,14 @@ class ManagedProcess:
             # corral's own: the app's log files that lost lines or cannot be written (not in PM2)
             "log_drops": [f.status() for f in self.log_files if f.dropped or f.error],
         }
+
+    def restart_policy(self) -> RestartPolicy:
+        """The restart policy of the options (parsed once per options dict: they are
+        replaced, never changed in place)."""
+        cached = self._policy_cache
+        if cached is None or cached[0] is not self.options:
+            cached = self._policy_cache = (self.options, RestartPolicy.from_options(self.options))
+        return cached[1]
 
     def to_dict(self) -> dict[str, Any]:
         """The ``pm2 jlist`` entry for this process."""
