@@ -61,7 +61,7 @@ _PATH_OPTIONS = ("out_file", "error_file", "log_file", "pid_file")
 _NULL_PATHS = ("NULL", "/dev/null")
 
 
-def _check_fd_budget(count: int) -> None:
+def check_fd_budget(count: int) -> None:
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY:
         return
@@ -175,7 +175,7 @@ def prepare_app(
     name = options.get("name") or (script if is_command else Path(script).stem)
     options["name"] = name
     count = instance_count(options.get("instances"))
-    _check_fd_budget(count)
+    check_fd_budget(count)
     if options.get("exec_mode") is None:
         # PM2: a node app given instances runs in cluster mode
         given = any(k in raw for k in ("instances", "i"))

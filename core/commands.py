@@ -8,16 +8,19 @@ serialised by that app's lock (never a daemon-wide lock).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import os
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from . import __version__, lifecycle, paths
-from .apps import PreparedApp, prepare_app
+from .apps import PreparedApp, check_fd_budget, prepare_app
 from .convert import signal_of
 from .errors import NotFoundError, OptionError, ProtocolError, StateError
 from .lifecycle import ProcessState
+from .logs import log_paths
 from .process import ManagedProcess
 from .reload import reload_process
 from .rpc import RawJSON
@@ -156,16 +159,53 @@ class Commands:
                 self.daemon.manager.validate_app({**proc.options, **changes}, proc.interpreter)
 
     def create(self, app: PreparedApp, instance: int, pm_id: int | None = None) -> ManagedProcess:
-        return self.daemon.new_process(
-            pm_id=self.next_id() if pm_id is None else pm_id,
-            name=app.name,
-            options=dict(app.options),
-            env=dict(app.env),
-            script=app.script,
-            interpreter=app.interpreter,
-            is_command=app.is_command,
-            instance=instance,
-        )
+        """Register a process of ``app``; OptionError (and nothing registered) if a log
+        file cannot be opened."""
+        pm_id = self.next_id() if pm_id is None else pm_id
+        with self._logs_open(app, pm_id):
+            return self.daemon.new_process(
+                pm_id=pm_id,
+                name=app.name,
+                options=dict(app.options),
+                env=dict(app.env),
+                script=app.script,
+                interpreter=app.interpreter,
+                is_command=app.is_command,
+                instance=instance,
+            )
+
+    @contextlib.contextmanager
+    def _logs_open(self, app: PreparedApp, pm_id: int) -> Iterator[None]:
+        """Hold the log files of ``app``'s process ``pm_id`` open while the block runs.
+
+        Opened before the process is registered, so a file that cannot be opened
+        names its option and leaves nothing half-made.
+        """
+        logs = self.daemon.logs
+        held = []
+        try:
+            for stream, path in log_paths(self.daemon.home, app.name, pm_id, app.options).items():
+                if path is None:
+                    continue
+                try:
+                    held.append(logs.acquire(path))
+                except OSError as exc:
+                    field = _LOG_OPTIONS[stream]
+                    raise OptionError(
+                        f"{field} {str(path)!r} cannot be opened: {exc.strerror or exc}: "
+                        "name a file in a directory you can write to",
+                        field=field,
+                    ) from None
+            yield
+        finally:
+            for log in held:
+                logs.release(log)
+
+    async def _undo(self, procs: list[ManagedProcess]) -> None:
+        """Remove processes a failed command created (stopping those it started)."""
+        for proc in procs:
+            await self.daemon.stop_process(proc)
+            self.daemon.forget(proc)
 
     def launch(self, proc: ManagedProcess, *, is_restart: bool = False) -> None:
         """Spawn a registered process; a failed exec removes a process that never ran."""
@@ -209,24 +249,23 @@ class Commands:
         caller_env = dict(env or os.environ)
         prepared = [self.prepare(raw, cwd, caller_env, env_name) for raw in apps]
         plans = [self._plan_start(app, from_config) for app in prepared]
+        # the batch's new apps start all or none: a failure removes every one of them
+        created: dict[int, list[ManagedProcess]] = {}  # by index in plans
+        try:
+            for index, (app, existing) in enumerate(plans):
+                for i in range(0 if existing else app.count):
+                    created.setdefault(index, []).append(self.create(app, i))
+            for proc in (p for procs in created.values() for p in procs):
+                if proc.options.get("autostart", True):
+                    self.launch(proc)
+                    self.daemon.emit(proc, "start", manually=True)
+        except Exception:
+            await self._undo([p for procs in created.values() for p in procs])
+            raise
         started: list[ManagedProcess] = []
-        for app, existing in plans:
-            if existing:
-                started.extend(existing)
-                await asyncio.gather(*(self._restart_with(p, app) for p in existing))
-                continue
-            created = [self.create(app, i) for i in range(app.count)]
-            try:
-                for proc in created:
-                    if app.options.get("autostart", True):
-                        self.launch(proc)
-                        self.daemon.emit(proc, "start", manually=True)
-            except Exception:
-                for proc in created:
-                    await self.daemon.stop_process(proc)
-                    self.daemon.forget(proc)
-                raise
-            started.extend(created)
+        for index, (app, existing) in enumerate(plans):
+            started.extend(existing or created[index])
+            await asyncio.gather(*(self._restart_with(p, app) for p in existing))
         await self._wait_ready([p for p in started if p.options.get("wait_ready")])
         warnings = [w for app in prepared for w in app.warnings]
         for warning in warnings:
@@ -350,29 +389,38 @@ class Commands:
         if not procs:
             raise NotFoundError(f"no app named {name!r}; `corral ls` lists them")
         wanted = _scale_target(count, len(procs))
+        if wanted > len(procs):
+            try:
+                check_fd_budget(wanted - len(procs))
+            except OptionError as exc:
+                raise OptionError(f"scale {name!r} to {wanted}: {exc}", field="count") from None
         for proc in procs[wanted:][::-1]:
             async with self.daemon.lock(proc):
                 await self.daemon.stop_process(proc, manually=True)
                 self.daemon.emit(proc, "delete", manually=True)
                 self.daemon.forget(proc)
         template = procs[0]
+        app = PreparedApp(
+            name,
+            template.options,
+            template.env,
+            template.script,
+            template.interpreter,
+            template.is_command,
+            count=wanted,
+        )
         taken = {p.instance for p in procs[:wanted]}
         free = (i for i in range(wanted * 2 + 1) if i not in taken)
-        added = []
-        for _ in range(wanted - len(procs)):
-            proc = self.daemon.new_process(
-                pm_id=self.next_id(),
-                name=name,
-                options=dict(template.options),
-                env=dict(template.env),
-                script=template.script,
-                interpreter=template.interpreter,
-                is_command=template.is_command,
-                instance=next(free),
-            )
-            self.launch(proc)
-            self.daemon.emit(proc, "start", manually=True)
-            added.append(proc)
+        added: list[ManagedProcess] = []
+        try:  # all the new instances or none
+            for _ in range(wanted - len(procs)):
+                added.append(self.create(app, next(free)))
+            for proc in added:
+                self.launch(proc)
+                self.daemon.emit(proc, "start", manually=True)
+        except Exception:
+            await self._undo(added)
+            raise
         await self._wait_ready([p for p in added if p.options.get("wait_ready")])
         return self.describe_all(
             sorted((p for p in self.procs.values() if p.name == name), key=lambda p: p.pm_id)
@@ -449,14 +497,16 @@ class Commands:
                 app = self.prepare(
                     options, options.get("cwd") or "/", dict(entry.get("env") or {}), None
                 )
+                app.env = dict(entry.get("env") or app.env)
+                pm_id = (
+                    entry.get("pm_id")
+                    if keep_ids and entry.get("pm_id") not in self.procs
+                    else None
+                )
+                proc = self.create(app, int(entry.get("instance") or 0), pm_id)
             except Exception as exc:
                 self.daemon.log.error("cannot restore app", name=entry.get("name"), error=str(exc))
                 continue
-            app.env = dict(entry.get("env") or app.env)
-            pm_id = (
-                entry.get("pm_id") if keep_ids and entry.get("pm_id") not in self.procs else None
-            )
-            proc = self.create(app, int(entry.get("instance") or 0), pm_id)
             if keep_ids and entry.get("history"):
                 proc.history = lifecycle.RestartHistory(**entry["history"])
             restored.append(proc)
@@ -535,6 +585,9 @@ class Commands:
             self.daemon.forget(proc)
         self.daemon.request_stop()
         return {"pid": os.getpid(), "stopped": len(procs)}
+
+
+_LOG_OPTIONS = {"out": "out_file", "err": "error_file", "combined": "log_file"}
 
 
 def _scale_target(count: Any, current: int) -> int:

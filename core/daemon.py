@@ -33,7 +33,18 @@ from .daemonlog import DaemonLog, StructlogHandler
 from .errors import CorralError, OptionError, ScriptError, StateError
 from .events import ProcessEvent
 from .hooks import PluginManager, load_plugins
-from .kill import exit_words, is_corral, kill_orphan, terminate
+from .kill import (
+    Leftovers,
+    Stray,
+    exit_words,
+    group_alive,
+    is_corral,
+    kill_orphan,
+    kill_timeout,
+    scan_strays,
+    stop_signal,
+    terminate,
+)
 from .lifecycle import Event, ProcessState
 from .listen import Listeners
 from .logs import LogFiles, log_paths, pid_path
@@ -269,9 +280,15 @@ class Daemon:
         if old_pid != os.getpid() and pid_alive(old_pid) and is_corral(old_pid):
             return  # another daemon owns this home (it holds the socket); never fight it
         orphans = {
-            entry.get("pid"): (entry.get("pid_started"), entry.get("kill_timeout"))
+            entry["pid"]: (entry.get("pid_started"), entry.get("kill_timeout"))
             for entry in spawned
+            if "pid" in entry
         }
+        # children forked by a daemon killed before their pid was known: by their unique_id
+        markers = {entry["unique_id"] for entry in spawned if "unique_id" in entry}
+        for pids in scan_strays(markers, skip_groups=()).values():
+            for pid in pids:
+                orphans.setdefault(pid, (start_time(pid), None))
         for entry in state["apps"]:
             timeout = entry.get("options", {}).get("kill_timeout")
             orphans[entry.get("pid")] = (entry.get("pid_started"), timeout)
@@ -347,6 +364,8 @@ class Daemon:
         try:
             self._share_socket(proc, spec)
             self.manager.call("corral_before_spawn", app=proc, spawn=spec)
+            if self.journal is not None:
+                self.journal.intent(proc.unique_id)
             before = boot_ticks()
             popen, out_r, err_r = _popen(spec, proc.options)
             after = boot_ticks()
@@ -504,6 +523,7 @@ class Daemon:
         self.loop.call_soon_threadsafe(self._handle_exit, proc, child, code)
 
     def _handle_exit(self, proc: ManagedProcess, child: Child, code: int) -> None:
+        self._keep_group(proc, child)  # first: a later stop must reach what it left behind
         self.children.pop(child.pid, None)
         self.output.drain(child, proc)
         if child.channel is not None:
@@ -585,6 +605,7 @@ class Daemon:
                 proc.restart_timer.cancel()
                 proc.restart_timer = None
             self.change_state(proc, Event.STOP, emit=emit, manually=manually)
+            await self._stop_leftovers(proc)
             return
         if proc.state is ProcessState.STOPPING:
             if proc.exited is not None:
@@ -592,10 +613,16 @@ class Daemon:
             return
         child = proc.child
         if proc.state not in lifecycle.RUNNING_STATES or child is None:
+            await self._stop_leftovers(proc)  # what its exited children left running
             return
         self.change_state(proc, Event.STOP, emit=emit, manually=manually)
         first = "message" if proc.options.get("shutdown_with_message") else "sigint"
-        if not await terminate(proc, child, [first, "sigkill"], self.sampler, self.log):
+        rest = await self._leftovers(proc)
+        try:
+            stopped = await terminate(proc, child, [first, "sigkill"], self.sampler, self.log, rest)
+        finally:
+            rest.close()
+        if not stopped:
             reason = f"pid {child.pid} survived SIGKILL"
             self.change_state(proc, Event.KILL_FAILED, emit="errored", reason=reason)
 
@@ -651,6 +678,69 @@ class Daemon:
         self.log_file.reopen()
         self.log.info("reopened logs", count=len(reopened))
         return reopened
+
+    # -- leftovers: what a stop reaches besides the running child's tree -------
+
+    # the /proc scan pending for this turn of the loop, with the markers asked for;
+    # the stops of one "stop all" or kill_daemon share it
+    _stray_scan: tuple[asyncio.Future, set[str]] | None = None
+
+    def _keep_group(self, proc: ManagedProcess, child: Child) -> None:
+        """Remember the exited child's process group while members outlive it."""
+        if proc.options.get("treekill", True) and group_alive(child.pid):
+            proc.leftover_groups = {g for g in proc.leftover_groups if group_alive(g)}
+            proc.leftover_groups.add(child.pid)  # no live group's id is given to a new process
+
+    async def _leftovers(self, proc: ManagedProcess) -> Leftovers:
+        """The groups ``proc``'s exited children left, and its strays, held for a stop.
+
+        The caller closes it. Nothing with ``treekill`` off: then only the main pid
+        is ever signalled.
+        """
+        if not proc.options.get("treekill", True):
+            return Leftovers()
+        proc.leftover_groups = {g for g in proc.leftover_groups if group_alive(g)}
+        pids = await self._find_strays(proc.unique_id)
+        strays = [Stray.pin(pid, proc.unique_id) for pid in pids]
+        return Leftovers(set(proc.leftover_groups), [s for s in strays if s is not None])
+
+    async def _find_strays(self, marker: str) -> list[int]:
+        """Pids carrying ``marker`` outside the groups of running children."""
+        if self._stray_scan is None:
+            assert self.loop is not None
+            self._stray_scan = (self.loop.create_future(), set())
+            self.loop.call_soon(self._scan_strays)
+        future, markers = self._stray_scan
+        markers.add(marker)
+        return (await asyncio.shield(future)).get(marker, [])
+
+    def _scan_strays(self) -> None:
+        assert self._stray_scan is not None
+        future, markers = self._stray_scan
+        self._stray_scan = None
+        try:
+            found = scan_strays(markers, skip_groups=set(self.children))
+        except Exception as exc:  # a stop goes on without strays rather than hang
+            self.log.error("cannot scan for strays", error=f"{type(exc).__name__}: {exc}")
+            found = {}
+        future.set_result(found)
+
+    async def _stop_leftovers(self, proc: ManagedProcess) -> None:
+        """Stop what a slot with no child left: ``kill_signal``, SIGKILL after kill_timeout."""
+        rest = await self._leftovers(proc)
+        try:
+            if rest.alive():
+                self.log.info(
+                    "stopping leftovers",
+                    name=proc.name,
+                    pm_id=proc.pm_id,
+                    groups=sorted(rest.groups),
+                    pids=rest.pids(),
+                )
+                await rest.stop(stop_signal(proc), kill_timeout(proc))
+        finally:
+            rest.close()
+        proc.leftover_groups = {g for g in proc.leftover_groups if group_alive(g)}
 
 
 def main() -> None:

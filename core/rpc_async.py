@@ -38,6 +38,9 @@ class RPCServer:
     ) -> None:
         self.socket = ctx.socket(zmq.ROUTER)
         self.socket.setsockopt(zmq.LINGER, 200)
+        # a ROUTER drops replies to a peer whose queue is full: a client that pipelines
+        # thousands of requests and reads late (1,000 by default) would lose some
+        self.socket.setsockopt(zmq.SNDHWM, 10_000)
         for option, value in (options or {}).items():
             self.socket.setsockopt(option, value)
         try:

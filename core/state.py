@@ -110,8 +110,15 @@ class SpawnJournal:
         self.path = path
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
 
+    def intent(self, unique_id: str) -> None:
+        """Before a fork: a daemon killed inside it leaves a child whose pid was never
+        known, found by the ``unique_id`` in its environment."""
+        self._write({"unique_id": unique_id})
+
     def record(self, pid: int, started: Any, kill_timeout: Any) -> None:
-        entry = {"pid": pid, "pid_started": started, "kill_timeout": kill_timeout}
+        self._write({"pid": pid, "pid_started": started, "kill_timeout": kill_timeout})
+
+    def _write(self, entry: dict[str, Any]) -> None:
         with contextlib.suppress(OSError):  # a full disk: the state write follows at once
             os.write(self._fd, json.dumps(entry).encode() + b"\n")
 
@@ -133,6 +140,8 @@ def read_journal(path: Path) -> list[dict[str, Any]]:
     for line in lines:
         with contextlib.suppress(ValueError):
             entry = json.loads(line)
-            if isinstance(entry, dict) and isinstance(entry.get("pid"), int):
+            if isinstance(entry, dict) and (
+                isinstance(entry.get("pid"), int) or isinstance(entry.get("unique_id"), str)
+            ):
                 entries.append(entry)
     return entries

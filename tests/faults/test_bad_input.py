@@ -257,15 +257,6 @@ def test_bad_value_in_a_batch_starts_nothing(pm, running, tmp_path, extra, field
     unchanged(pm, running)
 
 
-UNOPENABLE = (
-    "commands.py: cmd_start creates and launches each app of a batch in turn, and "
-    "self.create() (which opens the log files) runs outside the try that undoes a failed "
-    "launch: a log file that cannot be opened is an 'internal error: FileNotFoundError' "
-    "naming no field, and the apps before it in the batch stay started"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=UNOPENABLE)
 def test_a_log_file_that_cannot_be_opened_starts_nothing(pm, running) -> None:
     good = {"script": SLEEP, "args": ["3600"], "name": "fz-good"}
     bad = {"script": SLEEP, "args": ["3600"], "name": "fz-bad", "error_file": "/proc/fz.log"}

@@ -4,8 +4,10 @@ A child that ignores its stop signal gets SIGKILL once ``kill_timeout`` has
 passed, never before (the daemon's own ``stop`` and ``exit`` event times are
 the measure). A child that forks grandchildren, one of them a double-forked
 ``setsid`` daemon, leaves none of them alive after ``stop``, ``delete`` or
-``kill_daemon``, whether it keeps running or has exited first. Grandchildren
-write their own pids to a file, so the test knows them all.
+``kill_daemon``, whether it keeps running or has exited first; one whose
+environment is empty (so only its process group ties it to the app) is still
+reached after its parent exited. Grandchildren write their own pids to a file,
+so the test knows them all.
 """
 
 from __future__ import annotations
@@ -113,30 +115,12 @@ while True:
     time.sleep(3600)
 """
 
-ESCAPED = (
-    "kill.py: a grandchild that double-forks and calls setsid is reparented to init, so it "
-    "is neither in the app's process group nor in the descendants snapshot terminate() "
-    "takes: stop, delete and kill_daemon never signal it"
-)
-LEFT_BEHIND = (
-    "daemon.py/kill.py: when an app's main process exits by itself, apply_exit leaves its "
-    "process group running, and stop/delete/kill_daemon of the now stopped slot signal "
-    "nothing (stop_process returns at once when the slot has no child)"
-)
+# the double-forked one is found by the slot's unique_id in its environment; the
+# groups of an exited main process are remembered at its exit
 FAMILIES = [
     pytest.param("stay", ("plain", "deaf"), id="running-in-group"),
-    pytest.param(
-        "stay",
-        ("daemon",),
-        id="running-double-forked",
-        marks=pytest.mark.xfail(strict=True, reason=ESCAPED),
-    ),
-    pytest.param(
-        "exit",
-        ("plain", "deaf", "daemon"),
-        id="exited",
-        marks=pytest.mark.xfail(strict=True, reason=LEFT_BEHIND),
-    ),
+    pytest.param("stay", ("daemon",), id="running-double-forked"),
+    pytest.param("exit", ("plain", "deaf", "daemon"), id="exited"),
 ]
 
 
@@ -192,3 +176,67 @@ def test_no_grandchild_survives(
                 os.kill(pid, signal.SIGKILL)
         if action != "kill_daemon":
             client.kill_daemon()
+
+
+BARE = """\
+import subprocess, sys
+
+# a deaf grandchild with an empty environment: no unique_id to find it by, only its group
+DEAF = "import signal, time; signal.signal(signal.SIGINT, signal.SIG_IGN); time.sleep(3600)"
+grandchild = subprocess.Popen([sys.executable, "-c", DEAF], env={})
+with open(sys.argv[1], "a") as f:
+    f.write(f"{grandchild.pid}\\n")
+"""
+
+
+@pytest.mark.parametrize("action", ["stop", "restart", "delete"])
+def test_the_group_of_an_exited_child_is_remembered(
+    corral_daemon, tmp_path: Path, action: str
+) -> None:
+    """The main process exits and leaves a grandchild nothing but its process group ties to
+    the app: a later stop, restart or delete still reaches it (SIGKILL, as it is deaf)."""
+    pm = corral_daemon()
+    record = tmp_path / "bare.txt"
+    script = python_app(tmp_path, "bare.py", BARE)
+    options = {"name": "bare", "args": [str(record)], "kill_timeout": KILL_TIMEOUT_MS}
+    info = pm.start(script, {**options, "autorestart": False})[0]
+    wait_for(lambda: pm.describe("bare")[0].status == "stopped", what="main exited")
+    grandchild = int(record.read_text().split()[0])
+    try:
+        assert alive(grandchild)
+        assert os.getpgid(grandchild) == info.pid  # its group is the exited child's
+        assert Path(f"/proc/{grandchild}/environ").read_bytes() == b""
+        getattr(pm, action)("bare")
+        # stop, restart and delete return once the leftovers are gone; a grace for the reaper
+        wait_for(lambda: not alive(grandchild), timeout=5, what=f"grandchild gone after {action}")
+    finally:
+        for pid in map(int, record.read_text().split()):
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_a_stop_reaches_only_its_own_app(corral_home: Path, tmp_path: Path) -> None:
+    """Strays are told apart by their app's unique_id: stopping one app leaves another's
+    double-forked grandchild (and the rest of its family) running."""
+    script = python_app(tmp_path, "family.py", FAMILY)
+    client = corral.connect()
+    families = {}
+    try:
+        for name in ("one", "other"):
+            record = tmp_path / f"{name}.txt"
+            options = {"name": name, "args": [str(record), "stay"]}
+            client.start(script, {**options, "kill_timeout": KILL_TIMEOUT_MS})
+            families[name] = grandchildren(record)
+        client.stop("one")
+        wait_for(
+            lambda: not any(alive(pid) for pid in families["one"].values()),
+            timeout=KILL_TIMEOUT_MS / 1000 * 4,
+            what="the stopped app's family gone",
+        )
+        assert all(alive(pid) for pid in families["other"].values()), families["other"]
+        assert client.describe("other")[0].status == "online"
+    finally:
+        client.kill_daemon()
+        for pid in (pid for family in families.values() for pid in family.values()):
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
