@@ -166,7 +166,15 @@ def describe_rows(info: Any, now: int) -> list[tuple[str, str | Text]]:
         ("out log path", info.out_log or "-"),
         ("error log path", info.err_log or "-"),
         ("pid path", _words(env.get("pm_pid_path"))),
+        *(("log drops", _log_drop(drop)) for drop in env.get("log_drops") or []),
     ]
+
+
+def _log_drop(drop: dict[str, Any]) -> str:
+    """``/logs/web-out.log: 120 lines (12.0 KB) dropped; No space left on device``."""
+    lost = f"{drop.get('lines', 0)} lines ({human_bytes(drop.get('bytes', 0))}) dropped"
+    now = f"; {drop['error']}" if drop.get("error") else "; writing again"
+    return f"{drop.get('path')}: {lost}{now}"
 
 
 def describe_panel(info: Any, now: int | None = None) -> Panel:

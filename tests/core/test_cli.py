@@ -691,3 +691,16 @@ def test_monit_live_on_a_terminal_quits_on_q_and_restores_it(home, app):
             monit.wait()
         os.close(master)
         os.close(slave)
+
+
+def test_describe_shows_the_log_files_that_lost_lines():
+    from corral.cli_render import describe_rows
+    from corral.info import ProcessInfo
+
+    drop = {"path": "/l/web-out.log", "error": "No space left on device", "lines": 3, "bytes": 300}
+    info = ProcessInfo(
+        {"pid": 0, "name": "web", "pm_id": 0, "monit": {"memory": 0, "cpu": 0.0},
+         "pm2_env": {"status": "online", "log_drops": [drop]}}
+    )  # fmt: skip
+    rows = dict(describe_rows(info, now=0))
+    assert rows["log drops"] == "/l/web-out.log: 3 lines (300b) dropped; No space left on device"
