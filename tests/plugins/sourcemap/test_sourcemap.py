@@ -56,7 +56,12 @@ def running_cmdline(pm: corral.Client, name: str) -> list[str]:
     info = wait_for(lambda: next((i for i in pm.list() if i.name == name and i.pid), None))
     process = psutil.Process(info.pid)
     server = str(APPS / "server.js")
-    return wait_for(lambda: server in process.cmdline() and process.cmdline(), what="exec node")
+
+    def node_argv() -> list[str] | None:
+        argv = process.cmdline()  # the bash wrapper's argv names server.js too
+        return argv if server in argv and Path(argv[0]).name.startswith("node") else None
+
+    return wait_for(node_argv, what="exec node")
 
 
 def free_port() -> int:
