@@ -245,17 +245,9 @@ class Client(_Calls):
         self.daemon_pid = daemon_pid
         self._inner = inner
         self.remote = remote
-        if remote is not None:
-            options = remote.socket_options()
-            from .remote import RemoteAlive
-
-            self._transport = SyncTransport(remote.address, RemoteAlive(remote), options)
-        else:
-            assert home is not None
-            address = paths.rpc_address(home)
-            # in-process, our own pid is always alive: the daemon's thread tells
-            alive = inner.thread.is_alive if inner else lambda: pid_alive(self.daemon_pid)
-            self._transport = SyncTransport(address, alive)
+        # in-process, our own pid is always alive: the daemon's thread tells
+        alive = inner.thread.is_alive if inner else lambda: pid_alive(self.daemon_pid)
+        self._transport = SyncTransport(*_endpoint(home, remote, alive))
 
     def _send(self, cmd: str, args: dict[str, Any], convert: Callable | None = None) -> Any:
         result = self._transport.call(cmd, args)
@@ -359,16 +351,8 @@ class AsyncClient(_Calls):
         self.remote = remote
         from .rpc_async import AsyncTransport
 
-        if remote is not None:
-            # RemoteAlive blocks for a ping, only after a call has waited a while
-            options = remote.socket_options()
-            from .remote import RemoteAlive
-
-            self._transport = AsyncTransport(remote.address, RemoteAlive(remote), options)
-        else:
-            assert home is not None
-            address = paths.rpc_address(home)
-            self._transport = AsyncTransport(address, lambda: pid_alive(self.daemon_pid))
+        endpoint = _endpoint(home, remote, lambda: pid_alive(self.daemon_pid))
+        self._transport = AsyncTransport(*endpoint)
 
     @classmethod
     async def connect(
@@ -651,6 +635,19 @@ def connect(
         client = Client(root, ensure_daemon(root, plugins))
     _current[:] = [client]
     return client
+
+
+def _endpoint(
+    home: Path | None, remote: Remote | None, alive: Callable[[], bool]
+) -> tuple[str, Callable[[], bool], dict[int, Any]]:
+    """A transport's address, daemon check and socket options: the remote daemon over
+    CURVE (its check pings, only after a call has waited a while), or the home's socket."""
+    if remote is not None:
+        from .remote import RemoteAlive
+
+        return remote.address, RemoteAlive(remote), remote.socket_options()
+    assert home is not None
+    return paths.rpc_address(home), alive, {}
 
 
 def _remote_target(
