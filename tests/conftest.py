@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import zmq
 
 from corral.testing import kill_tree, wait_for
 
@@ -56,6 +57,18 @@ def pm(corral_home: Path) -> Iterator[object]:
     with contextlib.suppress(Exception):
         client.kill_daemon()
     client.disconnect()
+
+
+@pytest.fixture
+def raw(corral_home, pm):
+    """A bare DEALER socket on the daemon's RPC address."""
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(f"ipc://{corral_home}/rpc.sock")
+    yield sock
+    sock.close(linger=0)
+    ctx.term()
 
 
 @pytest.fixture

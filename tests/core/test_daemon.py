@@ -380,18 +380,6 @@ def test_commands_wait_for_the_recovery_of_a_killed_daemons_apps(corral_home, ap
 # -- 5. malformed RPC frames -------------------------------------------------
 
 
-@pytest.fixture
-def raw(corral_home, pm):
-    """A bare DEALER socket on the daemon's RPC address."""
-    ctx = zmq.Context()
-    sock = ctx.socket(zmq.DEALER)
-    sock.setsockopt(zmq.LINGER, 0)
-    sock.connect(f"ipc://{corral_home}/rpc.sock")
-    yield sock
-    sock.close(linger=0)
-    ctx.term()
-
-
 def ask(sock: zmq.Socket, *frames: bytes, timeout: float = 5.0) -> dict:
     sock.send_multipart(list(frames))
     assert sock.poll(int(timeout * 1000)), f"no reply to {frames!r:.200}"

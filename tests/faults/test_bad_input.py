@@ -23,7 +23,6 @@ from pathlib import Path
 import psutil
 import pytest
 import yaml
-import zmq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -271,18 +270,6 @@ def test_a_log_file_that_cannot_be_opened_starts_nothing(pm, running) -> None:
 
 
 # -- garbage at the RPC socket -------------------------------------------------------
-
-
-@pytest.fixture
-def raw(corral_home, pm):
-    """A bare DEALER socket on the daemon's RPC address."""
-    ctx = zmq.Context()
-    sock = ctx.socket(zmq.DEALER)
-    sock.setsockopt(zmq.LINGER, 0)
-    sock.connect(f"ipc://{corral_home}/rpc.sock")
-    yield sock
-    sock.close(linger=0)
-    ctx.term()
 
 
 def test_multi_frame_garbage(pm, raw, running) -> None:
