@@ -45,15 +45,26 @@ def exit_words(code: int) -> str:
 
 
 def signal_tree(pid: int, tree: list[int], sig: int, *, group: bool) -> None:
-    """Send ``sig`` to ``pid`` (its whole group when ``group``) and to each pid of ``tree``."""
+    """Send ``sig`` once to ``pid`` (its whole group when ``group``) and to each pid of
+    ``tree``: a process the group signal reached is not signalled again (a second
+    SIGINT landing while Python exits after the first kills it with SIGINT)."""
+    reached = False
     if group:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pid, sig)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.kill(pid, sig)
-    for child in tree:
+            reached = True
+    for target in (pid, *tree):
+        if reached and _group_of(target) == pid:
+            continue
         with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(child, sig)
+            os.kill(target, sig)
+
+
+def _group_of(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except OSError:
+        return None
 
 
 def group_alive(pgid: int) -> bool:

@@ -841,3 +841,33 @@ def test_pid_file_is_written_and_removed(pm, tmp_path):
     wait_for(lambda: pid_file.exists() and pid_file.read_text() == str(pm.describe("pidf")[0].pid))
     pm.stop("pidf")
     wait_for(lambda: not pid_file.exists())
+
+
+COUNT_QUEUED = """\
+import signal, sys
+# a real-time signal queues (SIGINT would coalesce): every one sent is counted
+signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGRTMIN])
+print("ready", flush=True)
+count = 0
+while signal.sigtimedwait([signal.SIGRTMIN], 1.0) is not None:
+    count += 1
+print(count, flush=True)
+"""
+
+
+def test_signal_tree_signals_each_process_once(tmp_path):
+    # killpg reaches the main process: a second, direct signal would land while a Python
+    # app exits after the first SIGINT, and kill it with SIGINT (exit code -2)
+    from corral.kill import signal_tree
+
+    child = subprocess.Popen(
+        [sys.executable, "-c", COUNT_QUEUED], stdout=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        assert child.stdout.readline() == "ready\n"
+        signal_tree(child.pid, [], signal.SIGRTMIN, group=True)
+        assert child.stdout.readline() == "1\n"
+    finally:
+        kill_pids([child.pid])
+        child.wait()
