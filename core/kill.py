@@ -198,12 +198,15 @@ class Leftovers:
     strays: list[Stray] = field(default_factory=list)
 
     def send(self, sig: int) -> None:
+        reached = set()
         for pgid in self.groups:
             if group_alive(pgid):  # an empty group's number may be taken again
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(pgid, sig)
+                    reached.add(pgid)
         for stray in self.strays:
-            stray.send(sig)
+            if _group_of(stray.pid) not in reached:  # once per process, as signal_tree
+                stray.send(sig)
 
     def alive(self) -> bool:
         return any(group_alive(g) for g in self.groups) or any(s.alive() for s in self.strays)
