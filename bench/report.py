@@ -191,7 +191,7 @@ def _notes(rows: list[Row], results: Results, meta: dict[str, Any]) -> list[str]
 def _log_notes(results: Results) -> list[str]:
     notes = []
     for tool in results.tools:
-        checks = [r["log_check"] for r in results.runs if r["tool"] == tool and "log_check" in r]
+        checks = raw_of(results, tool, "log_check")
         if not checks:
             continue
         bad = [c for c in checks if c["lost"] or c["duplicated"] or c["torn"]]
@@ -208,10 +208,15 @@ def _log_notes(results: Results) -> list[str]:
     return notes
 
 
+def raw_of(results: Results, tool: str, key: str) -> list[Any]:
+    """The raw figures ``key`` of every run of ``tool`` that recorded them, in run order."""
+    return [r[key] for r in results.runs if r["tool"] == tool and key in r]
+
+
 def _cluster_notes(results: Results) -> list[str]:
     notes = []
     for tool in results.tools:
-        reloads = [r["reload"] for r in results.runs if r["tool"] == tool and "reload" in r]
+        reloads = raw_of(results, tool, "reload")
         if not reloads:
             continue
         kinds: Counter[str] = Counter()
@@ -227,7 +232,7 @@ def _cluster_notes(results: Results) -> list[str]:
             "every reload replaced all 4 pids"
         )
     for tool in results.tools:
-        rps = [r["rps"] for r in results.runs if r["tool"] == tool and "rps" in r]
+        rps = raw_of(results, tool, "rps")
         if rps:
             failed = sum(r["failed"] for r in rps)
             spread = ", ".join("/".join(map(str, r["answers_per_pid"])) for r in rps)
@@ -241,9 +246,7 @@ def _cluster_notes(results: Results) -> list[str]:
 def _bus_notes(results: Results) -> list[str]:
     notes = []
     for tool in results.tools:
-        found = [
-            r["bus_throughput"] for r in results.runs if r["tool"] == tool and "bus_throughput" in r
-        ]
+        found = raw_of(results, tool, "bus_throughput")
         if not found:
             continue
         size = statistics.median(r["bytes"] / max(1, r["events"]) for r in found)
