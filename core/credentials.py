@@ -1,0 +1,85 @@
+"""Who an app runs as: the ``uid``/``gid`` options resolved as ``runuser`` does.
+
+``uid`` alone means that user's primary group and supplementary groups
+(``initgroups``), not the daemon's; ``gid`` overrides the primary group only.
+The environment an app of another user sees names that user (``HOME``,
+``USER``, ``LOGNAME``, ``SHELL``), as ``runuser -l`` and systemd's ``User=`` set them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import grp
+import os
+import pwd
+from typing import Any
+
+from .errors import OptionError
+
+
+@dataclasses.dataclass(frozen=True)
+class Credentials:
+    """The account a child is executed as, and the one its files are opened as."""
+
+    uid: int
+    gid: int
+    groups: tuple[int, ...]  # supplementary groups, the primary one among them
+    user: str  # the login name, or the number when the passwd file has none
+    home: str
+    shell: str
+
+    def env(self) -> dict[str, str]:
+        """The variables naming the account, for the child's environment."""
+        return {"HOME": self.home, "USER": self.user, "LOGNAME": self.user, "SHELL": self.shell}
+
+
+def _user_entry(value: Any) -> pwd.struct_passwd | None:
+    try:
+        if isinstance(value, int) or (isinstance(value, str) and value.isdigit()):
+            return pwd.getpwuid(int(value))
+        return pwd.getpwnam(str(value))
+    except KeyError:
+        if isinstance(value, int) or str(value).isdigit():
+            return None  # a bare number is allowed; it then needs a gid
+        raise OptionError(
+            f"uid {value!r}: no user of that name on this system: "
+            "give an existing name or a numeric id",
+            field="uid",
+        ) from None
+
+
+def _group_id(value: Any) -> int:
+    if isinstance(value, int) or (isinstance(value, str) and value.isdigit()):
+        return int(value)
+    try:
+        return grp.getgrnam(str(value)).gr_gid
+    except KeyError:
+        raise OptionError(
+            f"gid {value!r}: no group of that name on this system: "
+            "give an existing name or a numeric id",
+            field="gid",
+        ) from None
+
+
+def resolve(options: dict[str, Any]) -> Credentials | None:
+    """The credentials ``options`` ask for, or None when the app runs as the daemon."""
+    uid, gid = options.get("uid"), options.get("gid")
+    if uid is None and gid is None:
+        return None
+    if uid is None:
+        me = pwd.getpwuid(os.getuid())
+        group = _group_id(gid)
+        return Credentials(os.getuid(), group, (group,), me.pw_name, me.pw_dir, me.pw_shell)
+    entry = _user_entry(uid)
+    if entry is None:
+        if gid is None:
+            raise OptionError(
+                f"uid {uid}: no user has that id on this system, so it has no group: give gid too",
+                field="uid",
+            )
+        group = _group_id(gid)
+        return Credentials(int(uid), group, (group,), str(uid), "/", "/bin/sh")
+    group = entry.pw_gid if gid is None else _group_id(gid)
+    groups = tuple(dict.fromkeys([group, *os.getgrouplist(entry.pw_name, entry.pw_gid)]))
+    shell = entry.pw_shell or "/bin/sh"
+    return Credentials(entry.pw_uid, group, groups, entry.pw_name, entry.pw_dir or "/", shell)
