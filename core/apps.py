@@ -6,15 +6,14 @@ effects, so a batch of apps is prepared in full before any of them starts.
 
 from __future__ import annotations
 
-import grp
 import os
-import pwd
 import resource
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import credentials
 from .datefmt import date_formatter
 from .errors import OptionError
 from .listen import parse_address
@@ -80,18 +79,9 @@ def check_fd_budget(count: int) -> None:
 
 
 def _check_account(options: dict[str, Any]) -> None:
-    for key, lookup in (("uid", pwd.getpwnam), ("gid", grp.getgrnam)):
-        value = options.get(key)
-        if isinstance(value, str):
-            try:
-                lookup(value)
-            except KeyError:
-                kind = "user" if key == "uid" else "group"
-                raise OptionError(
-                    f"{key} {value!r}: no {kind} of that name on this system: "
-                    "give an existing name or a numeric id",
-                    field=key,
-                ) from None
+    """The uid/gid resolve as they will at spawn: a name that exists, a valid id,
+    a gid with a uid that has no passwd entry (one-line OptionError naming the field)."""
+    credentials.resolve(options)
 
 
 def _check_env_names(options: dict[str, Any]) -> None:

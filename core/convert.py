@@ -261,7 +261,7 @@ def _port(value: Any) -> int:
 
 def _user_or_group(value: Any) -> int | str:
     text = _to_str(value)
-    return int(text) if text.isdigit() else text  # a numeric id, as subprocess wants it
+    return int(text) if text.isascii() and text.isdigit() else text  # a numeric id
 
 
 def signal_of(value: Any) -> signal.Signals | None:

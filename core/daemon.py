@@ -27,7 +27,7 @@ from typing import Any
 
 import zmq.asyncio
 
-from . import __version__, lifecycle, paths
+from . import __version__, credentials, lifecycle, paths
 from .channel import Channel
 from .daemonlog import DaemonLog, StructlogHandler
 from .errors import CorralError, OptionError, ScriptError, StateError
@@ -49,7 +49,7 @@ from .lifecycle import Event, ProcessState
 from .listen import Listeners
 from .logs import LogFiles, log_paths, pid_path
 from .monitor import TreeSampler, ancestors, boot_ticks, start_time
-from .notify import NotifySocket
+from .notify import Notifier
 from .options import OptionSchema
 from .output import OutputPipes
 from .process import Child, ManagedProcess
@@ -100,7 +100,7 @@ class Daemon:
         self.output = OutputPipes(self.manager)
         self.children: dict[int, tuple[ManagedProcess, Child]] = {}  # by pid, for sd_notify
         self.listeners = Listeners()
-        self.notify: NotifySocket | None = None
+        self.notify: Notifier | None = None
         self.journal: SpawnJournal | None = None
         self._held_events: list[ProcessEvent] | None = None  # see apply_exit
         self._has_event_hooks = bool(self.manager.pm.hook.corral_process_event.get_hookimpls())
@@ -131,7 +131,7 @@ class Daemon:
         address = paths.rpc_address(self.home)
         self.server = RPCServer(self.ctx, address, self.commands.dispatch)
         os.chmod(paths.rpc_path(self.home), 0o600)
-        self.notify = NotifySocket(self.home / "notify.sock", self._on_notify)
+        self.notify = Notifier(self.home / "notify.sock", self._on_notify)
         self.journal = SpawnJournal(paths.journal_file(self.home))
         paths.pid_file(self.home).write_text(str(os.getpid()))
         if not self.in_process:
@@ -359,15 +359,17 @@ class Daemon:
             spec.env["NODE_CHANNEL_FD"] = str(channel.child_fd)
             spec.env["NODE_CHANNEL_SERIALIZATION_MODE"] = "json"
         spec.pass_fds.append(channel.child_fd)
-        if self.notify is not None:
-            spec.env["NOTIFY_SOCKET"] = str(self.notify.path)
         try:
+            creds = credentials.resolve(proc.options)  # the user may be gone since the start
+            credentials.account_env(spec.env, creds, proc.options)
+            if self.notify is not None:
+                spec.env["NOTIFY_SOCKET"] = self.notify.address_for(creds.uid if creds else None)
             self._share_socket(proc, spec)
             self.manager.call("corral_before_spawn", app=proc, spawn=spec)
             if self.journal is not None:
                 self.journal.intent(proc.unique_id)
             before = boot_ticks()
-            popen, out_r, err_r = _popen(spec, proc.options)
+            popen, out_r, err_r = _popen(spec, creds)
             after = boot_ticks()
             if self.journal is not None:
                 started = (before, after) if before is not None else start_time(popen.pid)
@@ -769,8 +771,14 @@ if __name__ == "__main__":
     main()
 
 
-def _popen(spec: SpawnSpec, options: dict[str, Any]) -> tuple[subprocess.Popen, int, int]:
-    """Execute ``spec`` in a new session with piped output: ``(popen, out fd, err fd)``."""
+def _popen(
+    spec: SpawnSpec, creds: credentials.Credentials | None
+) -> tuple[subprocess.Popen, int, int]:
+    """Execute ``spec`` in a new session with piped output: ``(popen, out fd, err fd)``.
+
+    With ``creds`` the child runs as that account: its uid, its gid and exactly its
+    supplementary groups (``extra_groups=None`` would keep the daemon's, root's).
+    """
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     try:
@@ -783,8 +791,9 @@ def _popen(spec: SpawnSpec, options: dict[str, Any]) -> tuple[subprocess.Popen, 
             env=spec.env,
             start_new_session=True,
             pass_fds=tuple(spec.pass_fds),
-            user=options.get("uid"),
-            group=options.get("gid"),
+            user=creds.uid if creds else None,
+            group=creds.gid if creds else None,
+            extra_groups=list(creds.groups) if creds else None,
         )
     except BaseException:
         os.close(out_r)

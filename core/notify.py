@@ -1,8 +1,15 @@
 """``NOTIFY_SOCKET``: systemd's readiness protocol, for programs in any language.
 
-One datagram socket per daemon; a child (or a process it started) sends
-``READY=1`` and the daemon learns who sent it from the kernel-checked
-credentials (``SO_PASSCRED``), never from the datagram's text.
+A child (or a process it started) sends ``READY=1`` and the daemon learns who
+sent it from the kernel-checked credentials (``SO_PASSCRED``), never from the
+datagram's text: only the app's own process tree can make it ready, whoever
+can reach the socket (as with systemd's world-writable ``/run/systemd/notify``).
+
+Apps run as the daemon's user get ``notify.sock`` in the private home (0600).
+Apps run as another user cannot reach into that 0700 home, so they get an
+abstract socket (``@corral/<pid>/<random>``), bound on the first such spawn: it
+has no file to leave behind or to give wrong permissions, and the daemon holds
+its random name before any app learns it.
 """
 
 from __future__ import annotations
@@ -10,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import secrets
 import socket
 import struct
 from collections.abc import Callable
@@ -19,19 +27,35 @@ _CREDS = struct.Struct("3i")  # struct ucred: pid, uid, gid
 
 
 class NotifySocket:
-    """Receives sd_notify datagrams and reports ``READY=1`` with the sender's pid."""
+    """Receives sd_notify datagrams and reports ``READY=1`` with the sender's pid.
 
-    def __init__(self, path: Path, on_ready: Callable[[int], None]) -> None:
+    ``path`` None binds an abstract socket of a random name instead of a file.
+    """
+
+    def __init__(self, path: Path | None, on_ready: Callable[[int], None]) -> None:
         self.path = path
         self.on_ready = on_ready
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(str(path))
-        os.chmod(path, 0o600)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
-        self.sock.setblocking(False)
-        asyncio.get_running_loop().add_reader(self.sock.fileno(), self._readable)
+        try:
+            if path is None:
+                self.name = f"corral/{os.getpid()}/{secrets.token_hex(8)}"
+                self.sock.bind("\0" + self.name)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+                self.sock.bind(str(path))
+                os.chmod(path, 0o600)
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+            self.sock.setblocking(False)
+            asyncio.get_running_loop().add_reader(self.sock.fileno(), self._readable)
+        except BaseException:
+            self.sock.close()
+            raise
+
+    @property
+    def address(self) -> str:
+        """The value of ``NOTIFY_SOCKET``: a path, or ``@name`` for an abstract socket."""
+        return str(self.path) if self.path is not None else "@" + self.name
 
     def _readable(self) -> None:
         for _ in range(64):
@@ -49,8 +73,36 @@ class NotifySocket:
         with contextlib.suppress(ValueError, OSError):
             asyncio.get_running_loop().remove_reader(self.sock.fileno())
         self.sock.close()
-        with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()
+        if self.path is not None:
+            with contextlib.suppress(FileNotFoundError):
+                self.path.unlink()
+
+
+class Notifier:
+    """The daemon's sd_notify sockets: the private file, and the abstract one once needed."""
+
+    def __init__(self, path: Path, on_ready: Callable[[int], None]) -> None:
+        self.on_ready = on_ready
+        self.private = NotifySocket(path, on_ready)
+        self.shared: NotifySocket | None = None
+
+    @property
+    def path(self) -> Path:
+        assert self.private.path is not None
+        return self.private.path
+
+    def address_for(self, uid: int | None) -> str:
+        """``NOTIFY_SOCKET`` for a child run as ``uid`` (None: as the daemon)."""
+        if uid is None or uid == os.getuid():
+            return self.private.address
+        if self.shared is None:
+            self.shared = NotifySocket(None, self.on_ready)
+        return self.shared.address
+
+    def close(self) -> None:
+        self.private.close()
+        if self.shared is not None:
+            self.shared.close()
 
 
 def _sender(ancillary: list[tuple[int, int, bytes]]) -> int | None:
