@@ -343,3 +343,14 @@ def test_a_process_of_another_user_cannot_make_an_app_ready(
         assert pm.events.matching(reason="sd_notify") == []
     finally:
         starting.join(10)
+
+
+@pytest.mark.skipif(not shutil.which("systemd-notify"), reason="no systemd-notify")
+def test_systemd_notify_of_another_user_is_heard(corral_daemon, accounts: Accounts) -> None:
+    """systemd's own tool takes the abstract ``@`` address (as sd_notify(3) says)."""
+    pm = corral_daemon()
+    script = Path(app(accounts, "notify", "#!/bin/bash\nsystemd-notify --ready\nexec sleep 600\n"))
+    script.chmod(0o755)
+    options = {"name": "tool", "uid": accounts.user, "wait_ready": True, "listen_timeout": 20000}
+    pm.start(str(script), {**options, "exec_interpreter": "none"})
+    assert wait_for_event(pm, "online", "tool").reason == "sd_notify READY=1"
