@@ -249,8 +249,17 @@ def test_a_uid_that_reads_a_root_group_file_is_refused(
         ({"gid": 4294967295}, "gid", "not a valid id"),
         ({"uid": "no-such-user-pd"}, "uid", "no user of that name"),
         ({"gid": "no-such-group-pd"}, "gid", "no group of that name"),
+        ({"uid": "\u00b2"}, "uid", "no user of that name"),  # a digit to isdigit(), not to int()
     ],
-    ids=["no-passwd-entry", "uid-minus-one", "uid-too-big", "gid-minus-one", "name", "group"],
+    ids=[
+        "no-passwd-entry",
+        "uid-minus-one",
+        "uid-too-big",
+        "gid-minus-one",
+        "name",
+        "group",
+        "superscript-two",
+    ],
 )
 def test_an_account_that_cannot_be_used_starts_nothing(
     corral_daemon, accounts: Accounts, account: dict[str, Any], field: str, words: str
