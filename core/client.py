@@ -319,10 +319,8 @@ class Client(_Calls):
         if self._inner is not None:
             self._inner.join()
             self._inner = None
-        else:
-            pid = reply.get("pid") or self.daemon_pid
-            if not _wait_gone(pid):
-                raise _still_running(pid)
+        elif self.remote is None:  # a daemon over TCP has a pid of another machine
+            _wait_daemon_gone(reply.get("pid") or self.daemon_pid)
         self._transport.close()
 
     def disconnect(self) -> None:
@@ -418,9 +416,8 @@ class AsyncClient(_Calls):
         import asyncio
 
         reply = await self._transport.call("kill_daemon", {})
-        pid = reply.get("pid") or self.daemon_pid
-        if not await asyncio.to_thread(_wait_gone, pid):
-            raise _still_running(pid)
+        if self.remote is None:
+            await asyncio.to_thread(_wait_daemon_gone, reply.get("pid") or self.daemon_pid)
         await self._transport.close()
 
     async def disconnect(self) -> None:
@@ -589,9 +586,13 @@ def _wait_gone(pid: int | None, timeout: float = 15.0) -> bool:
     return True
 
 
-def _still_running(pid: int | None) -> DaemonError:
-    return DaemonError(
-        f"the daemon (pid {pid}) accepted kill_daemon but still runs 15 s later: "
+def _wait_daemon_gone(pid: int | None, timeout: float = 15.0) -> None:
+    """Return once the daemon that accepted ``kill_daemon`` has exited; DaemonError if it
+    still runs ``timeout`` seconds later (an in-process daemon's pid is ours: not waited)."""
+    if pid == os.getpid() or _wait_gone(pid, timeout):
+        return
+    raise DaemonError(
+        f"the daemon (pid {pid}) accepted kill_daemon but still runs {timeout:g} s later: "
         f"it may be stalled; see corral.log, or end it with `kill -9 {pid}`"
     )
 
