@@ -8,6 +8,7 @@ daemons whose environment names the home, and the apps by a marker in theirs.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -42,6 +43,8 @@ def every_process(corral_home: Path, token: str) -> Iterator[None]:
     have left two), their children, and the apps carrying this test's marker."""
     yield
     for pid in processes_of(corral_home, lambda _: True):
+        if pid == os.getpid():
+            continue
         with_cont(pid)
         kill_tree(pid)
     for pids in marked_processes(token).values():
@@ -122,8 +125,6 @@ def one_daemon_running(home: Path, token: str, expected: dict[str, int]) -> bool
     )
     if listed.returncode != 0:
         return False
-    import json
-
     rows = json.loads(listed.stdout)
     counts: dict[str, int] = {}
     for row in rows:
