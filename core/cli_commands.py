@@ -670,11 +670,7 @@ def _flush_rotated(client: Client, target: Any) -> dict[str, Any]:
 
 
 def daemon_running() -> bool:
-    """Whether the pid in ``$CORRAL_HOME/corral.pid`` is alive (no daemon is started)."""
-    from .rpc import pid_alive
+    """Whether a daemon holds ``$CORRAL_HOME`` (booting, serving or stalled); none is started."""
+    from .homelock import holder
 
-    try:
-        pid = int(paths.pid_file(paths.home()).read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return False
-    return pid_alive(pid)
+    return holder(paths.home()) is not None

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import fcntl
 import os
 import subprocess
 import sys
@@ -19,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import paths
+from . import homelock, paths
 from .errors import CorralError, DaemonError, NotFoundError, PluginError, ProtocolError
 from .info import ProcessInfo
 from .rpc import SyncTransport, pid_alive
@@ -314,13 +313,14 @@ class Client(_Calls):
         return self._transport.call_raw("list")
 
     def kill_daemon(self) -> None:
-        """Stop every app and the daemon; waits until the daemon has exited."""
-        self._transport.call("kill_daemon", {})
+        """Stop every app and the daemon; waits until the daemon has exited (a
+        DaemonError says so if it still runs 15 s after it answered)."""
+        reply = self._transport.call("kill_daemon", {})
         if self._inner is not None:
             self._inner.join()
             self._inner = None
-        else:
-            _wait_gone(self.daemon_pid)
+        elif self.remote is None:  # a daemon over TCP has a pid of another machine
+            _wait_daemon_gone(reply.get("pid") or self.daemon_pid)
         self._transport.close()
 
     def disconnect(self) -> None:
@@ -415,8 +415,9 @@ class AsyncClient(_Calls):
     async def kill_daemon(self) -> None:
         import asyncio
 
-        await self._transport.call("kill_daemon", {})
-        await asyncio.to_thread(_wait_gone, self.daemon_pid)
+        reply = await self._transport.call("kill_daemon", {})
+        if self.remote is None:
+            await asyncio.to_thread(_wait_daemon_gone, reply.get("pid") or self.daemon_pid)
         await self._transport.close()
 
     async def disconnect(self) -> None:
@@ -460,23 +461,62 @@ def _answers(root: Path, timeout: float) -> int | None:
 
 
 def ensure_daemon(root: Path, plugins: list[str] | None = None, timeout: float = 15.0) -> int:
-    """The pid of the daemon serving ``root``, starting one if none answers (one at a time)."""
-    pid = _answers(root, timeout=5.0)
-    if pid:
-        return pid
-    with open(paths.lock_file(root), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            pid = _answers(root, timeout=5.0)
-            return pid or _spawn_daemon(root, plugins, timeout)
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    """The pid of the daemon serving ``root``, starting one only when no daemon holds the
+    home's lock (one client at a time); never beside a daemon that holds it and does not
+    answer: that is a DaemonError naming its pid after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    spawn_fd: int | None = None
+    proc: subprocess.Popen | None = None
+    try:
+        while True:
+            holder = homelock.holder(root)
+            if holder is not None:
+                pid = _answers(root, timeout=min(2.0, max(0.1, deadline - time.monotonic())))
+                if pid:
+                    return pid
+            elif proc is not None and proc.poll() is not None:
+                reason = _last_line(paths.log_file(root))
+                raise DaemonError(f"the daemon exited at start: {reason}")
+            elif proc is None:
+                if spawn_fd is None:
+                    spawn_fd = homelock.try_spawn_lock(root)  # None: another client spawns
+                if spawn_fd is not None and homelock.holder(root) is None:
+                    proc = _spawn_daemon(root, plugins, spawn_fd)
+                    continue
+            if time.monotonic() >= deadline:
+                raise DaemonError(_no_answer(root, holder, proc, timeout))
+            time.sleep(0.005)
+    finally:
+        if spawn_fd is not None:
+            os.close(spawn_fd)  # closed, not unlocked: a daemon still booting keeps it held
+
+
+def _no_answer(
+    root: Path, holder: int | None, proc: subprocess.Popen | None, timeout: float
+) -> str:
+    """Why ``ensure_daemon`` gives up, with what to do."""
+    if proc is not None and proc.poll() is None and holder in (None, 0, proc.pid):
+        proc.kill()  # ours, and it never answered: not left to hold the home
+        proc.wait()
+        return f"the daemon did not answer within {timeout:g} s; see {paths.log_file(root)}"
+    if holder is None:
+        return (
+            f"another client is starting the daemon of {root}, "
+            f"which did not answer within {timeout:g} s; see {paths.log_file(root)}"
+        )
+    pid = holder or read_daemon_pid(root) or "?"
+    return (
+        f"the daemon (pid {pid}) holds CORRAL_HOME {root} but did not answer within "
+        f"{timeout:g} s: it may be stopped (SIGSTOP) or stalled. No second daemon was started; "
+        f"resume it with `kill -CONT {pid}`, or end it with `kill -9 {pid}` "
+        "(the next daemon takes its apps over)"
+    )
 
 
 def start_daemon_early(home: str | os.PathLike | None = None) -> None:
     """Start the daemon on a thread if none runs, so it boots while the caller goes on.
 
-    The next ``connect()`` finds it up, or waits on the lock until it is; an error
+    The next ``connect()`` finds it up, or waits until it answers; an error
     here is left for that ``connect()`` to meet again and report.
     """
     if home is None and os.environ.get(ADDRESS_ENV_NAME):
@@ -485,7 +525,7 @@ def start_daemon_early(home: str | os.PathLike | None = None) -> None:
         root = paths.ensure_home(Path(home) if home else None)
     except CorralError:
         return
-    if pid_alive(read_daemon_pid(root)):
+    if homelock.holder(root) is not None:
         return
 
     def boot() -> None:
@@ -495,23 +535,26 @@ def start_daemon_early(home: str | os.PathLike | None = None) -> None:
     threading.Thread(target=boot, name="corral-daemon-boot", daemon=True).start()
 
 
-def _spawn_daemon(root: Path, plugins: list[str] | None, timeout: float) -> int:
+def _spawn_daemon(root: Path, plugins: list[str] | None, spawn_fd: int) -> subprocess.Popen:
+    """Start a detached daemon on ``root``, handing it ``spawn_fd`` (see corral.homelock)."""
     if paths.has_settings(root):
         from .remote import load_settings
 
         load_settings(root)  # a bad corral.yaml is told here in one line, not by a dead daemon
     env = dict(os.environ, CORRAL_HOME=str(root))
+    env[homelock.SPAWN_FD_ENV] = str(spawn_fd)
     if plugins is not None:
         if not all(isinstance(p, str) for p in plugins):
             raise CorralError(
                 "a detached daemon takes plugin names; pass objects with no_daemon=True"
             )
         env["CORRAL_PLUGINS"] = ",".join(plugins)
-    log_path = paths.log_file(root)
     # created here first, so 0600 here too (the daemon's own open would make it so, too late)
-    log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    log_fd = homelock.open_private(paths.log_file(root), os.O_WRONLY | os.O_APPEND)
     with open(log_fd, "ab") as log:
-        proc = subprocess.Popen(
+        # its own session: a Ctrl-C on this client's terminal never reaches it, and it
+        # outlives this client (the next one finds it through the home's lock)
+        return subprocess.Popen(
             [sys.executable, "-m", "corral.daemon_main"],
             stdin=subprocess.DEVNULL,
             stdout=log,
@@ -519,17 +562,8 @@ def _spawn_daemon(root: Path, plugins: list[str] | None, timeout: float) -> int:
             env=env,
             cwd=str(root),
             start_new_session=True,
+            pass_fds=(spawn_fd,),
         )
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise DaemonError(f"the daemon exited at start: {_last_line(log_path)}")
-        pid = _answers(root, timeout=0.5) if read_daemon_pid(root) == proc.pid else None
-        if pid:
-            return pid
-        time.sleep(0.005)
-    proc.kill()
-    raise DaemonError(f"the daemon did not answer within {timeout:g} s; see {log_path}")
 
 
 def _last_line(path: Path) -> str:
@@ -540,12 +574,27 @@ def _last_line(path: Path) -> str:
     return lines[-1] if lines else "no log"
 
 
-def _wait_gone(pid: int | None, timeout: float = 15.0) -> None:
+def _wait_gone(pid: int | None, timeout: float = 15.0) -> bool:
+    """Wait until ``pid`` has exited; False if it still runs after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
-    while pid_alive(pid) and time.monotonic() < deadline:
+    while pid_alive(pid):
         with contextlib.suppress(ChildProcessError, OSError):
             os.waitpid(pid or 0, os.WNOHANG)  # reap it if we are its parent
+        if time.monotonic() >= deadline:
+            return False
         time.sleep(0.005)
+    return True
+
+
+def _wait_daemon_gone(pid: int | None, timeout: float = 15.0) -> None:
+    """Return once the daemon that accepted ``kill_daemon`` has exited; DaemonError if it
+    still runs ``timeout`` seconds later (an in-process daemon's pid is ours: not waited)."""
+    if pid == os.getpid() or _wait_gone(pid, timeout):
+        return
+    raise DaemonError(
+        f"the daemon (pid {pid}) accepted kill_daemon but still runs {timeout:g} s later: "
+        f"it may be stalled; see corral.log, or end it with `kill -9 {pid}`"
+    )
 
 
 # -- the in-process daemon --------------------------------------------------
@@ -575,6 +624,8 @@ class _InProcess:
         except BaseException as exc:
             self.error = exc
             self.ready.set()
+        finally:
+            homelock.release(self.daemon.home)  # a run() that failed at its start, too
 
     def stop(self) -> None:
         if self.thread.is_alive() and self.daemon.loop is not None:
@@ -624,7 +675,7 @@ def connect(
         return client
     root = paths.ensure_home(Path(home).expanduser().absolute() if home else None)
     if no_daemon:
-        if _answers(root, timeout=1.0):
+        if homelock.holder(root) is not None:
             raise DaemonError(
                 f"a daemon already serves {root}: use connect() to drive it, "
                 "or set CORRAL_HOME to another directory for an in-process daemon"

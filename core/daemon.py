@@ -27,7 +27,7 @@ from typing import Any
 
 import zmq.asyncio
 
-from . import __version__, credentials, lifecycle, paths
+from . import __version__, credentials, homelock, lifecycle, paths
 from .channel import Channel
 from .daemonlog import DaemonLog, StructlogHandler
 from .errors import CorralError, OptionError, ScriptError, StateError
@@ -120,6 +120,7 @@ class Daemon:
 
     async def run(self, ready: threading.Event | None = None) -> None:
         """Serve until ``kill_daemon`` or a termination signal."""
+        homelock.hold(self.home)  # one daemon per home: before any file or socket is touched
         self.loop = asyncio.get_running_loop()
         # TCP (only if corral.yaml asks) first: a bad rpc_address stops the start here
         tcp = None
@@ -133,7 +134,7 @@ class Daemon:
         os.chmod(paths.rpc_path(self.home), 0o600)
         self.notify = Notifier(self.home / "notify.sock", self._on_notify)
         self.journal = SpawnJournal(paths.journal_file(self.home))
-        paths.pid_file(self.home).write_text(str(os.getpid()))
+        homelock.write_pid_file(self.home)
         if not self.in_process:
             self._install_signals()
         self.log.info("daemon started", pid=os.getpid(), version=__version__, home=str(self.home))
@@ -194,6 +195,7 @@ class Daemon:
         self.log.info("daemon stopped", pid=os.getpid())
         logging.getLogger("corral").removeHandler(self._log_handler)
         self.log_file.close()
+        homelock.release(self.home)  # last: the next daemon finds no socket or pid file of ours
 
     # -- state changes -----------------------------------------------------
 
@@ -749,6 +751,7 @@ def main() -> None:
     """Run the daemon in this process until it is told to stop; a reason it cannot
     becomes one ``corral daemon: ...`` line (and a record in corral.log when it can)."""
     home = paths.home()
+    homelock.claim_home()  # a second daemon exits here, having touched nothing
     try:
         daemon = Daemon(home)
     except Exception as exc:

@@ -33,6 +33,9 @@ GREETING = (
     b"\xff" + b"\x00" * 7 + b"\x01\x7f" + b"\x03\x01" + b"NULL".ljust(20, b"\x00") + b"\x00" * 32
 )
 MORE, LONG, COMMAND = 0x01, 0x02, 0x04
+# libzmq's I/O thread greets at once even while the daemon's loop is busy: no greeting
+# soon means a stopped (SIGSTOP) daemon, which the full path then names
+GREETING_TIMEOUT = 3.0
 
 
 def call(cmd: bytes, timeout: float = 60.0) -> bytes | None:
@@ -44,7 +47,7 @@ def call(cmd: bytes, timeout: float = 60.0) -> bytes | None:
     try:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            sock.settimeout(timeout)
+            sock.settimeout(min(timeout, GREETING_TIMEOUT))
             sock.connect(path)
             sock.sendall(GREETING)  # libzmq hangs up on a READY sent before its own
             reader = _Reader(sock)
@@ -53,6 +56,7 @@ def call(cmd: bytes, timeout: float = 60.0) -> bytes | None:
             flags, body = reader.frame()
             if not flags & COMMAND or not body.startswith(b"\x05READY"):
                 return None
+            sock.settimeout(timeout)
             sock.sendall(_frame(_ready(), COMMAND) + _frame(request, 0))
             flags, reply = reader.frame()
             return None if flags & (COMMAND | MORE) else reply
