@@ -313,8 +313,8 @@ class Daemon:
         )
         for entry in state["apps"]:
             with contextlib.suppress(TypeError, ValueError):
-                path, dev, ino = entry.get("pid_file_created") or ()
-                self.pid_files.adopt(Path(path), (int(dev), int(ino)))
+                path, *ident = entry.get("pid_file_created") or ()
+                self.pid_files.adopt(Path(path), tuple(int(n) for n in ident))
         await self.commands.restore(state["apps"], keep_ids=True)
 
     # -- process slots -----------------------------------------------------

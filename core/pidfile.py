@@ -8,8 +8,10 @@ config, started by a root daemon, destroys the file. corral:
   there through a descriptor of that directory, never through a symbolic link;
 - any other ``pid_file`` is created by the daemon with the app's rights
   (``O_CREAT|O_EXCL|O_NOFOLLOW``, :mod:`corral.asuser`), and its identity
-  (device, inode) recorded. A path that already holds a regular file or a
-  symbolic link the daemon did not create is refused when the app is created
+  recorded: device, inode and the ctime of the daemon's last write (an inode
+  number freed by an unlink is handed to the next file made, at once). A path
+  that already holds a regular file or a symbolic link the daemon did not
+  create is refused when the app is created
   (:meth:`PidFiles.claim`, an OptionError naming ``pid_file``); something else
   there (a fifo, a device) is never written nor removed;
 - a pid file is rewritten in place (no rename: ~0.5 ms saved per restart) only
@@ -37,11 +39,11 @@ _MODE = 0o644
 
 class PidFiles:
     """The pid files of one daemon: ``own_dir`` (``pids/`` and a descriptor of it) and
-    the files it created elsewhere, path -> (st_dev, st_ino)."""
+    the files it created elsewhere, path -> (st_dev, st_ino, st_ctime_ns) after its last write."""
 
     def __init__(self, own_dir: tuple[Path, int] | None = None) -> None:
         self.own_dir = own_dir
-        self.created: dict[Path, tuple[int, int]] = {}
+        self.created: dict[Path, tuple[int, ...]] = {}
 
     def _own(self, path: Path) -> int | None:
         """The descriptor of ``pids/`` when ``path`` is in it."""
@@ -65,14 +67,14 @@ class PidFiles:
                 "name the file itself",
                 field="pid_file",
             )
-        if stat.S_ISREG(st.st_mode) and self.created.get(path) != (st.st_dev, st.st_ino):
+        if stat.S_ISREG(st.st_mode) and self.created.get(path) != _ident(st):
             raise OptionError(
                 f"pid_file {str(path)!r} exists and corral did not create it: corral never "
                 "overwrites or deletes such a file; remove it, or name a file that does not exist",
                 field="pid_file",
             )
 
-    def adopt(self, path: Path, ident: tuple[int, int]) -> None:
+    def adopt(self, path: Path, ident: tuple[int, ...]) -> None:
         """Take back a pid file a previous daemon created (from its state file)."""
         self.created[path] = ident
 
@@ -96,6 +98,8 @@ class PidFiles:
             data = str(pid).encode()
             os.pwrite(fd, data, 0)  # then cut: a reader never sees an empty file
             os.ftruncate(fd, len(data))
+            if dir_fd is None:
+                self.created[path] = _ident(os.fstat(fd))
         finally:
             os.close(fd)
 
@@ -108,18 +112,14 @@ class PidFiles:
             st = os.lstat(path)
         except FileNotFoundError:
             self.created.pop(path, None)
-            fd = asuser.open_as(creds, str(path), _CREATE, _MODE, parents=True)
-            st = os.fstat(fd)
-            self.created[path] = (st.st_dev, st.st_ino)
-            return fd
+            return asuser.open_as(creds, str(path), _CREATE, _MODE, parents=True)
         if not stat.S_ISREG(st.st_mode) and not stat.S_ISLNK(st.st_mode):
             return None
         ident = self.created.get(path)
-        if ident != (st.st_dev, st.st_ino):
+        if ident != _ident(st):
             raise FileExistsError(f"{path} holds a file corral did not create: pid not written")
         fd = os.open(path, _REWRITE)  # no O_CREAT, no O_TRUNC: opening changes nothing
-        st = os.fstat(fd)
-        if ident != (st.st_dev, st.st_ino):  # swapped between the two looks
+        if ident != _ident(os.fstat(fd)):  # swapped between the two looks
             os.close(fd)
             raise FileExistsError(f"{path} was replaced: pid not written")
         return fd
@@ -133,6 +133,13 @@ class PidFiles:
                     os.unlink(path.name, dir_fd=dir_fd)
                 return
             ident = self.created.pop(path, None)
-            st = os.lstat(path)
-            if ident == (st.st_dev, st.st_ino):
+            if ident == _ident(os.lstat(path)):
                 os.unlink(path)
+
+
+def _ident(st: os.stat_result) -> tuple[int, ...]:
+    """What tells the file the daemon wrote from any other: a regular file of that
+    device, inode and change time (the daemon's write was its last change)."""
+    if not stat.S_ISREG(st.st_mode):
+        return ()
+    return (st.st_dev, st.st_ino, st.st_ctime_ns)
