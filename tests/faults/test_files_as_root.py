@@ -224,3 +224,15 @@ def test_opening_as_the_app_costs_little(app_user, tmp_path):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert float(done.stdout) < 2000  # microseconds; ~70 measured on 2 cores
+
+
+def test_logrotate_compress_never_writes_through_a_planted_link(tmp_path):
+    from corral.plugins.logrotate import compress
+
+    target = victim(tmp_path)
+    rotated = tmp_path / "app-out__2024-01-01_00-00-00.log"
+    rotated.write_text("old lines\n")
+    (tmp_path / f".{rotated.name}.gz.tmp").symlink_to(target)  # planted by the app's user
+    gz = compress(rotated)
+    assert target.read_text() == "precious\n"
+    assert gz.exists() and not rotated.exists()

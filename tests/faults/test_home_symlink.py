@@ -134,7 +134,9 @@ def test_a_home_link_repointed_after_start_is_not_followed(base, tmp_path):
         os.replace(swap, link)
         client.reload_logs()  # what logrotate's scheduled reopen does too
         size = out_log.stat().st_size
-        wait_for(lambda: out_log.stat().st_size > size)  # still the real file
+        # lines keep coming: into the real file, never through the new link into the victim
+        wait_for(lambda: out_log.stat().st_size > size or target.read_text() != "precious\n")
+        assert target.read_text() == "precious\n"
         client.flush()
         client.restart("chat")
         wait_for(lambda: "app line" in out_log.read_text())
