@@ -236,3 +236,25 @@ def test_logrotate_compress_never_writes_through_a_planted_link(tmp_path):
     gz = compress(rotated)
     assert target.read_text() == "precious\n"
     assert gz.exists() and not rotated.exists()
+
+
+def test_the_next_daemon_takes_back_the_pid_file_of_an_app_it_recovers(corral_home, tmp_path):
+    import corral
+    from tests.faults.test_daemon_kill import sigkill_daemon
+
+    pid_file = tmp_path / "app-pid"
+    client = corral.connect()
+    client.start(script(tmp_path), {"name": "p", "pid_file": str(pid_file)})
+    first = client.describe("p")[0].pid
+    wait_for(lambda: pid_file.exists() and pid_file.read_text() == str(first))
+    wait_for(lambda: "pid_file_created" in (corral_home / "state.json").read_text())
+    sigkill_daemon(client.daemon_pid)  # the file stays behind, still corral's
+    again = corral.connect()
+    try:
+        wait_for(lambda: again.describe("p")[0].pid not in (None, first), timeout=30)
+        wait_for(lambda: pid_file.read_text() == str(again.describe("p")[0].pid))
+        again.delete("p")
+        wait_for(lambda: not pid_file.exists())
+    finally:
+        again.kill_daemon()
+        again.disconnect()
