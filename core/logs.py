@@ -446,7 +446,7 @@ class LogFiles:
         flags = os.O_WRONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY
         try:
             fd = asuser.open_as(creds, str(self._key(path)), flags)
-        except FileNotFoundError:
+        except OSError:  # gone, a link, or not the app's to write
             return False
         try:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
