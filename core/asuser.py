@@ -32,10 +32,13 @@ import platform
 import socket
 import threading
 from collections.abc import Callable
+from typing import TypeVar
 
 from .credentials import Credentials
 
 # __NR_setgroups: the 32-bit-gid call on every architecture listed.
+T = TypeVar("T")
+
 _SYS_SETGROUPS = {"x86_64": 116, "aarch64": 159, "riscv64": 159, "ppc64le": 81, "ppc64": 81}
 
 _lock = threading.Lock()
@@ -70,6 +73,24 @@ def open_as(
     return _thread().submit(_switched, creds, job).result()
 
 
+def can_create(creds: Credentials | None, path: str) -> bool:
+    """Whether the account of ``creds`` could create ``path``: its nearest existing
+    directory is one that account may write and search (checked as that account)."""
+    parent = os.path.dirname(path)
+    while not os.path.lexists(parent) and parent != os.path.dirname(parent):
+        parent = os.path.dirname(parent)
+
+    def job() -> bool:
+        return os.path.isdir(parent) and os.access(parent, os.W_OK | os.X_OK, effective_ids=True)
+
+    if not needed(creds):
+        return job()
+    assert creds is not None
+    if platform.machine() not in _SYS_SETGROUPS:
+        return True  # the forked helper cannot say; creating the file will
+    return _thread().submit(_switched, creds, job).result()
+
+
 # -- the thread ----------------------------------------------------------------
 
 
@@ -101,7 +122,7 @@ def _set_fs_ids(uid: int, gid: int) -> None:
         raise PermissionError(f"cannot take the filesystem ids {uid}:{gid}")
 
 
-def _switched(creds: Credentials, job: Callable[[], int]) -> int:
+def _switched(creds: Credentials, job: Callable[[], T]) -> T:
     own_groups = os.getgroups()
     own = (os.geteuid(), os.getegid())
     try:

@@ -163,7 +163,8 @@ class Commands:
         """Register a process of ``app``; OptionError (and nothing registered) if a log
         file cannot be opened."""
         pm_id = self.next_id() if pm_id is None else pm_id
-        self.daemon.pid_files.claim(pid_path(self.daemon.home, app.name, pm_id, app.options))
+        where = pid_path(self.daemon.home, app.name, pm_id, app.options)
+        self.daemon.pid_files.claim(where, credentials.resolve(app.options))
         with self._logs_open(app, pm_id):
             return self.daemon.new_process(
                 pm_id=pm_id,

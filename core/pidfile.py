@@ -51,13 +51,21 @@ class PidFiles:
             return self.own_dir[1]
         return None
 
-    def claim(self, path: Path) -> None:
-        """Refuse (OptionError) a ``pid_file`` that holds a file the daemon did not create."""
+    def claim(self, path: Path, creds: Credentials | None = None) -> None:
+        """Refuse (OptionError) a ``pid_file`` that holds a file the daemon did not create,
+        or that the app's account (``creds``) could not create."""
         if self._own(path) is not None or str(path) == os.devnull:
             return
         try:
             st = os.lstat(path)
         except FileNotFoundError:
+            if asuser.needed(creds) and not asuser.can_create(creds, str(path)):
+                assert creds is not None
+                raise OptionError(
+                    f"pid_file {str(path)!r} cannot be created by user {creds.user}, whom the "
+                    "app runs as: name a file in a directory that user can write",
+                    field="pid_file",
+                ) from None
             return
         except OSError:
             return  # not reachable as the daemon: creating it as the app says why, then

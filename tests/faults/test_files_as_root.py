@@ -258,3 +258,15 @@ def test_the_next_daemon_takes_back_the_pid_file_of_an_app_it_recovers(corral_ho
     finally:
         again.kill_daemon()
         again.disconnect()
+
+
+def test_a_pid_file_the_app_user_cannot_create_is_refused(pm, shared_dir, app_user):
+    pid_file = shared_dir / "app-pid"  # root's 0755 directory: the user cannot write it
+    message = refused(
+        pm,
+        "pid_file",
+        pid_file,
+        lambda: pm.start(script(shared_dir), {"uid": app_user, "pid_file": str(pid_file)}),
+    )
+    assert f"user {app_user}" in message
+    assert not pid_file.exists()
