@@ -75,7 +75,7 @@ class PidFiles:
                 "name the file itself",
                 field="pid_file",
             )
-        if stat.S_ISREG(st.st_mode) and self.created.get(path) != _ident(st):
+        if stat.S_ISREG(st.st_mode) and not _matches(self.created.get(path), st):
             raise OptionError(
                 f"pid_file {str(path)!r} exists and corral did not create it: corral never "
                 "overwrites or deletes such a file; remove it, or name a file that does not exist",
@@ -83,8 +83,10 @@ class PidFiles:
             )
 
     def adopt(self, path: Path, ident: tuple[int, ...]) -> None:
-        """Take back a pid file a previous daemon created (from its state file)."""
-        self.created[path] = ident
+        """Take back a pid file a previous daemon created (from its state file). Only its
+        device and inode count: the daemon may have died between a write and the state
+        file that would have recorded its new change time."""
+        self.created[path] = tuple(ident[:2])
 
     def identity(self, path: Path | None) -> list[int] | None:
         """What the state file records for ``path`` (None for ``pids/`` and others)."""
@@ -124,10 +126,10 @@ class PidFiles:
         if not stat.S_ISREG(st.st_mode) and not stat.S_ISLNK(st.st_mode):
             return None
         ident = self.created.get(path)
-        if ident != _ident(st):
+        if not _matches(ident, st):
             raise FileExistsError(f"{path} holds a file corral did not create: pid not written")
         fd = os.open(path, _REWRITE)  # no O_CREAT, no O_TRUNC: opening changes nothing
-        if ident != _ident(os.fstat(fd)):  # swapped between the two looks
+        if not _matches(ident, os.fstat(fd)):  # swapped between the two looks
             os.close(fd)
             raise FileExistsError(f"{path} was replaced: pid not written")
         return fd
@@ -141,8 +143,13 @@ class PidFiles:
                     os.unlink(path.name, dir_fd=dir_fd)
                 return
             ident = self.created.pop(path, None)
-            if ident == _ident(os.lstat(path)):
+            if _matches(ident, os.lstat(path)):
                 os.unlink(path)
+
+
+def _matches(record: tuple[int, ...] | None, st: os.stat_result) -> bool:
+    """Whether ``st`` is the file ``record`` names (all of it, or an adopted prefix)."""
+    return bool(record) and record == _ident(st)[: len(record or ())]
 
 
 def _ident(st: os.stat_result) -> tuple[int, ...]:
