@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 from corral.errors import OptionError
@@ -33,13 +34,21 @@ CHATTY = "import time\nwhile True:\n    print('app line', flush=True)\n    time.
 
 @pytest.fixture
 def app_user() -> Iterator[str]:
-    """A real user made for this test (``useradd``), removed after it (``userdel -r``)."""
+    """A real user made for this test (``useradd``), removed after it (``userdel -r``).
+
+    Ask for it before ``pm``: its teardown then runs after the daemon's, once the
+    apps run as this user are gone (``userdel`` refuses a user with processes)."""
     name = f"crl{uuid.uuid4().hex[:8]}"
     subprocess.run(["useradd", "-m", "-s", "/bin/sh", name], check=True, capture_output=True)
+    uid = pwd.getpwnam(name).pw_uid
     try:
         yield name
     finally:
-        subprocess.run(["userdel", "-r", name], capture_output=True)
+        wait_for(
+            lambda: not [p for p in psutil.process_iter(["uids"]) if p.info["uids"].real == uid]
+        )
+        done = subprocess.run(["userdel", "-r", name], capture_output=True, text=True)
+        assert done.returncode in (0, 12), done.stderr  # 12: no mail spool to remove
 
 
 @pytest.fixture
@@ -125,7 +134,7 @@ def test_a_pid_file_corral_created_is_rewritten_and_removed(pm, tmp_path):
     wait_for(lambda: not pid_file.exists())
 
 
-def test_a_pid_file_of_an_app_run_as_a_user_is_created_as_that_user(pm, shared_dir, app_user):
+def test_a_pid_file_of_an_app_run_as_a_user_is_created_as_that_user(app_user, pm, shared_dir):
     owned = shared_dir / "run"
     owned.mkdir()
     uid = pwd.getpwnam(app_user).pw_uid
@@ -149,7 +158,7 @@ def test_a_pid_file_of_an_app_run_as_a_user_is_created_as_that_user(pm, shared_d
 
 
 @pytest.mark.parametrize("field", ["out_file", "error_file", "log_file"])
-def test_a_log_the_app_user_cannot_open_is_refused(pm, shared_dir, app_user, field):
+def test_a_log_the_app_user_cannot_open_is_refused(app_user, pm, shared_dir, field):
     target = victim(shared_dir)  # root's, 0600, in a directory the user can search
     message = refused(
         pm,
@@ -173,7 +182,7 @@ def test_a_log_that_is_a_link_is_refused(pm, tmp_path, field):
     assert target.read_text() == "precious\n"
 
 
-def test_a_log_already_open_for_a_root_app_is_refused_to_a_user_app(pm, shared_dir, app_user):
+def test_a_log_already_open_for_a_root_app_is_refused_to_a_user_app(app_user, pm, shared_dir):
     log = shared_dir / "root-app-out"
     pm.start(script(shared_dir), {"name": "rootapp", "out_file": str(log)})
     log.chmod(0o600)
@@ -186,7 +195,7 @@ def test_a_log_already_open_for_a_root_app_is_refused_to_a_user_app(pm, shared_d
     assert [p.name for p in pm.list()] == ["rootapp"]
 
 
-def test_a_user_app_logs_in_its_own_files(pm, shared_dir, app_user):
+def test_a_user_app_logs_in_its_own_files(app_user, pm, shared_dir):
     owned = shared_dir / "logs"
     owned.mkdir()
     uid = pwd.getpwnam(app_user).pw_uid
@@ -260,7 +269,7 @@ def test_the_next_daemon_takes_back_the_pid_file_of_an_app_it_recovers(corral_ho
         again.disconnect()
 
 
-def test_a_pid_file_the_app_user_cannot_create_is_refused(pm, shared_dir, app_user):
+def test_a_pid_file_the_app_user_cannot_create_is_refused(app_user, pm, shared_dir):
     pid_file = shared_dir / "app-pid"  # root's 0755 directory: the user cannot write it
     message = refused(
         pm,
