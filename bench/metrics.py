@@ -196,6 +196,8 @@ def restart_after_sigkill(tool: Tool, settings: Settings, wanted: set[str]) -> R
             exec_ms.append((t1 - t0) * 1000)
             new_pids.append(pid)
             _wait_pid_online(tool, pid)
+            # and its stamp: a daemon that lists it online at once would see it killed first
+            wait_stamps(stamps, "start", len(new_pids) + 1, 30)
         restarts = tool.jlist()[0]["pm2_env"].get("restart_time")
         if restarts is not None and restarts != kills:  # the peers count none
             raise BenchError(f"{tool.label}: restart_time is {restarts} after {kills} kills")

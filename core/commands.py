@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import inspect
 import os
 import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from . import __version__, lifecycle, paths
+from . import __version__, asuser, credentials, lifecycle, paths
 from .apps import PreparedApp, check_fd_budget, prepare_app
 from .convert import signal_of
 from .errors import NotFoundError, OptionError, ProtocolError, StateError
 from .lifecycle import ProcessState
-from .logs import log_paths
+from .logs import log_paths, own_log_paths, pid_path
 from .process import ManagedProcess
 from .reload import reload_process
 from .rpc import RawJSON
@@ -162,6 +163,8 @@ class Commands:
         """Register a process of ``app``; OptionError (and nothing registered) if a log
         file cannot be opened."""
         pm_id = self.next_id() if pm_id is None else pm_id
+        where = pid_path(self.daemon.home, app.name, pm_id, app.options)
+        self.daemon.pid_files.claim(where, credentials.resolve(app.options))
         with self._logs_open(app, pm_id):
             return self.daemon.new_process(
                 pm_id=pm_id,
@@ -183,19 +186,17 @@ class Commands:
         """
         logs = self.daemon.logs
         held = []
+        creds = credentials.resolve(app.options)  # opened as the app's account (asuser.py)
+        own = own_log_paths(self.daemon.home, app.name, pm_id, app.options)
         try:
             for stream, path in log_paths(self.daemon.home, app.name, pm_id, app.options).items():
                 if path is None:
                     continue
                 try:
-                    held.append(logs.acquire(path))
+                    held.append(logs.acquire(path, creds, own=path in own))
                 except OSError as exc:
                     field = _LOG_OPTIONS[stream]
-                    raise OptionError(
-                        f"{field} {str(path)!r} cannot be opened: {exc.strerror or exc}: "
-                        "name a file in a directory you can write to",
-                        field=field,
-                    ) from None
+                    raise OptionError(_cannot_open(field, path, exc, creds), field=field) from None
             yield
         finally:
             for log in held:
@@ -526,8 +527,9 @@ class Commands:
         procs = self.select(target) if target is not None else list(self.procs.values())
         flushed = []
         for proc in procs:
+            creds = self.daemon.credentials(proc)
             for path in {p for p in proc.log_paths.values() if p is not None}:
-                if self.daemon.logs.truncate(path):
+                if self.daemon.logs.truncate(path, creds):
                     flushed.append(str(path))
         if target is None:
             log_path = paths.log_file(self.daemon.home)
@@ -588,6 +590,25 @@ class Commands:
 
 
 _LOG_OPTIONS = {"out": "out_file", "err": "error_file", "combined": "log_file"}
+
+
+def _cannot_open(field: str, path: Any, exc: OSError, creds: credentials.Credentials | None) -> str:
+    """The one line saying why a log file of ``field`` cannot be opened, and what to do."""
+    if exc.errno == errno.ELOOP:
+        return (
+            f"{field} {str(path)!r} is a symbolic link: corral never opens a log through one; "
+            "name the file itself"
+        )
+    if asuser.needed(creds) and isinstance(exc, PermissionError):
+        assert creds is not None
+        return (
+            f"{field} {str(path)!r} cannot be opened by user {creds.user}, whom the app runs "
+            f"as: {exc.strerror}: name a file that user can write"
+        )
+    return (
+        f"{field} {str(path)!r} cannot be opened: {exc.strerror or exc}: "
+        "name a file in a directory you can write to"
+    )
 
 
 def _scale_target(count: Any, current: int) -> int:

@@ -18,7 +18,6 @@ import json
 import logging
 import os
 import signal
-import stat
 import subprocess
 import threading
 import time
@@ -47,11 +46,12 @@ from .kill import (
 )
 from .lifecycle import Event, ProcessState
 from .listen import Listeners
-from .logs import LogFiles, log_paths, pid_path
+from .logs import LogFiles, log_paths, own_log_paths, pid_path
 from .monitor import TreeSampler, ancestors, boot_ticks, start_time
 from .notify import Notifier
 from .options import OptionSchema
 from .output import OutputPipes
+from .pidfile import PidFiles
 from .process import Child, ManagedProcess
 from .reload import reload_process
 from .rpc import pid_alive
@@ -88,6 +88,10 @@ class Daemon:
         self.procs: dict[int, ManagedProcess] = {}
         self.locks: dict[int, asyncio.Lock] = {}
         self.logs = LogFiles()
+        # the daemon's own directories, opened once: their files are opened relative to them
+        self.logs.own_dir = (self.home / "logs", paths.open_dir(self.home, "logs"))
+        self.pid_files = PidFiles((self.home / "pids", paths.open_dir(self.home, "pids")))
+        self._creds: dict[int, tuple[dict, credentials.Credentials | None]] = {}
         self.sampler = TreeSampler()
         self.started_at = now_ms()
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -195,6 +199,9 @@ class Daemon:
         self.log.info("daemon stopped", pid=os.getpid())
         logging.getLogger("corral").removeHandler(self._log_handler)
         self.log_file.close()
+        for own in (self.logs.own_dir, self.pid_files.own_dir):
+            if own is not None:
+                os.close(own[1])
         homelock.release(self.home)  # last: the next daemon finds no socket or pid file of ours
 
     # -- state changes -----------------------------------------------------
@@ -270,6 +277,9 @@ class Daemon:
             pid_started=proc.child.started if proc.child is not None else None,
             history=dataclasses.asdict(proc.history),
         )
+        ident = self.pid_files.identity(proc.pid_path)
+        if ident is not None:  # the next daemon may rewrite and remove it (pidfile.py)
+            entry["pid_file_created"] = [str(proc.pid_path), *ident]
         return entry
 
     async def _recover_previous(self) -> None:
@@ -303,6 +313,10 @@ class Daemon:
         self.log.info(
             "recovering apps of a daemon that died", count=len(state["apps"]), pid=old_pid
         )
+        for entry in state["apps"]:
+            with contextlib.suppress(TypeError, ValueError):
+                path, *ident = entry.get("pid_file_created") or ()
+                self.pid_files.adopt(Path(path), tuple(int(n) for n in ident))
         await self.commands.restore(state["apps"], keep_ids=True)
 
     # -- process slots -----------------------------------------------------
@@ -311,12 +325,12 @@ class Daemon:
         proc = ManagedProcess(**fields)
         proc.log_paths = log_paths(self.home, proc.name, proc.pm_id, proc.options)
         proc.pid_path = pid_path(self.home, proc.name, proc.pm_id, proc.options)
-        with contextlib.suppress(OSError):
-            proc.pid_path.parent.mkdir(parents=True, exist_ok=True)
+        creds = self.credentials(proc)
+        own = own_log_paths(self.home, proc.name, proc.pm_id, proc.options)
         for key in ("out", "err", "combined"):
             path = proc.log_paths.get(key)
             if path is not None and all(f.path != path for f in proc.log_files):
-                proc.log_files.append(self.logs.acquire(path))
+                proc.log_files.append(self.logs.acquire(path, creds, own=path in own))
         self.procs[proc.pm_id] = proc
         self.locks[proc.pm_id] = asyncio.Lock()
         self._count_instances(proc.name)
@@ -329,6 +343,7 @@ class Daemon:
             self.logs.release(log)
         proc.log_files.clear()
         self.listeners.release(proc.name, proc.pm_id)
+        self._creds.pop(proc.pm_id, None)
         self.procs.pop(proc.pm_id, None)
         self.locks.pop(proc.pm_id, None)
         self._count_instances(proc.name)
@@ -452,18 +467,25 @@ class Daemon:
         spec.argv = socket_activation_argv(listener.fd, spec.argv)
         spec.pass_fds.append(listener.fd)
 
+    def credentials(self, proc: ManagedProcess) -> credentials.Credentials | None:
+        """The account ``proc``'s files are opened as (None: the daemon's), resolved once
+        per options (a restart may change ``uid``)."""
+        cached = self._creds.get(proc.pm_id)
+        if cached is None or cached[0] is not proc.options:
+            cached = self._creds[proc.pm_id] = (proc.options, credentials.resolve(proc.options))
+        return cached[1]
+
     def write_pid_file(self, proc: ManagedProcess) -> None:
-        if proc.pid_path is None or proc.pid is None or not _plain_file(proc.pid_path):
-            return  # pid_file NULL is /dev/null: never write over (or unlink) a device
-        try:
-            proc.pid_path.write_text(str(proc.pid))  # in place: a rename costs ~0.5 ms
-        except OSError as exc:
+        if proc.pid_path is None or proc.pid is None:
+            return
+        try:  # never over a file corral did not create, a device or through a link (pidfile.py)
+            self.pid_files.write(proc.pid_path, proc.pid, self.credentials(proc))
+        except (OSError, OptionError) as exc:
             self.log.error("cannot write the pid file", path=str(proc.pid_path), error=str(exc))
 
     def _remove_pid_file(self, proc: ManagedProcess) -> None:
-        if proc.pid_path is not None and _plain_file(proc.pid_path):
-            with contextlib.suppress(OSError):
-                proc.pid_path.unlink()
+        if proc.pid_path is not None:
+            self.pid_files.remove(proc.pid_path)
 
     # -- readiness and messages ---------------------------------------------
 
@@ -806,13 +828,3 @@ def _popen(
         os.close(out_w)
         os.close(err_w)
     return popen, out_r, err_r
-
-
-def _plain_file(path: Path) -> bool:
-    """``path`` is a regular file or nothing yet (not a device, fifo, socket or link)."""
-    try:
-        return stat.S_ISREG(os.lstat(path).st_mode)
-    except FileNotFoundError:
-        return True
-    except OSError:
-        return False

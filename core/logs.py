@@ -40,14 +40,19 @@ import errno
 import json
 import os
 import re
+import stat
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from . import asuser
+from .credentials import Credentials
 from .datefmt import date_formatter, iso_timestamp
 
-_OPEN_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+# O_NOFOLLOW: a log is never opened through a symbolic link, which whoever can write the
+# directory could point at any file; O_NOCTTY: a tty named as a log never becomes ours.
+_OPEN_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NOCTTY
 _FILE_MODE = 0o640
 _NULL_PATHS = frozenset(("NULL", os.devnull))
 _JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # as JSON.stringify
@@ -114,6 +119,16 @@ def log_paths(
     return paths
 
 
+def own_log_paths(home: Path, name: str, pm_id: int, options: Mapping[str, Any]) -> set[Path]:
+    """The paths :func:`log_paths` can give ``name`` in ``$CORRAL_HOME/logs``: corral's
+    own choice, which the daemon opens in its own directory. Any other path came from
+    the app's options and is opened with the app's rights."""
+    given = ("out_file", "error_file", "log_file", "disable_logs")
+    plain = {k: v for k, v in options.items() if k not in given}
+    plain["log_file"] = True
+    return {p for p in log_paths(home, name, pm_id, plain).values() if p is not None}
+
+
 def pid_path(home: Path, name: str, pm_id: int, options: Mapping[str, Any]) -> Path:
     """Where the app's pid is written: ``pid_file`` or ``pids/<name>-<pm_id>.pid``.
 
@@ -160,7 +175,10 @@ class LogFile:
         on_error: Callable[[LogFile, OSError], None] | None = None,
         on_resume: Callable[[LogFile, int, int, float], None] | None = None,
         mode: int = _FILE_MODE,
+        opener: Callable[[], int] | None = None,
     ) -> None:
+        """``opener`` returns a new descriptor of ``path`` (at first and on each reopen);
+        by default ``path`` is opened for appending, never through a symbolic link."""
         self.path = Path(path)
         self.error = None
         self.errors = 0
@@ -172,8 +190,8 @@ class LogFile:
         self._on_resume = on_resume
         self._streak_start = (0, 0)  # (dropped, dropped_lines) when the streak began
         self._torn = False  # a cut line could not be taken back: start the next write on a new line
-        self._mode = mode
-        self._fd: int | None = os.open(self.path, _OPEN_FLAGS, mode)
+        self._opener = opener or (lambda: os.open(self.path, _OPEN_FLAGS, mode))
+        self._fd: int | None = self._opener()
 
     def __repr__(self) -> str:
         return f"<LogFile {str(self.path)!r} fd={self._fd}>"
@@ -283,7 +301,7 @@ class LogFile:
         error is recorded in ``error``; OSError is raised to the caller.
         """
         try:
-            fd = os.open(self.path, _OPEN_FLAGS, self._mode)
+            fd = self._opener()
         except OSError as exc:
             self.error = exc
             self.errors += 1
@@ -330,6 +348,7 @@ class LogFiles:
         self._files: dict[Path, LogFile] = {}
         self.on_error = on_error
         self.on_resume = on_resume
+        self.own_dir: tuple[Path, int] | None = None  # $CORRAL_HOME/logs and a descriptor of it
 
     def _failed(self, log: LogFile, exc: OSError) -> None:
         if self.on_error is not None:
@@ -343,19 +362,48 @@ class LogFiles:
     def _key(path: Path) -> Path:
         return Path(os.path.abspath(path))
 
-    def acquire(self, path: Path) -> LogFile:
+    def acquire(
+        self, path: Path, creds: Credentials | None = None, *, own: bool = False
+    ) -> LogFile:
         """The open file for ``path``, opened (and its directory made) on first use.
 
-        Raises OSError when the file cannot be opened.
+        ``own``: a file corral named in :attr:`own_dir`, opened there by the daemon.
+        Any other path is opened with the rights of ``creds`` (the app's account,
+        :mod:`corral.asuser`), so an app gets no file its user could not open; one
+        already open for another app is opened once more as ``creds`` to check it.
+        Never through a symbolic link, never truncated. Raises OSError when the
+        file cannot be opened.
         """
         key = self._key(path)
         log = self._files.get(key)
         if log is None:
-            key.parent.mkdir(parents=True, exist_ok=True)
-            log = LogFile(key, on_error=self._failed, on_resume=self._resumed)
+            log = LogFile(
+                key,
+                on_error=self._failed,
+                on_resume=self._resumed,
+                opener=self._opener(key, creds, own),
+            )
             self._files[key] = log
+        elif not (own and self._in_own_dir(key)) and asuser.needed(creds):
+            os.close(self._opener(key, creds, own)())  # may this account open it too?
         log.users += 1
         return log
+
+    def _in_own_dir(self, path: Path) -> bool:
+        return self.own_dir is not None and path.parent == self.own_dir[0]
+
+    def _opener(self, path: Path, creds: Credentials | None, own: bool) -> Callable[[], int]:
+        if own and self.own_dir is not None and self._in_own_dir(path):
+            dir_fd = self.own_dir[1]
+            return lambda: os.open(path.name, _OPEN_FLAGS, _FILE_MODE, dir_fd=dir_fd)
+        opened: list[int] = []
+
+        def as_app() -> int:  # its directory is made on the first open only, as acquire() did
+            fd = asuser.open_as(creds, str(path), _OPEN_FLAGS, _FILE_MODE, parents=not opened)
+            opened.append(fd)
+            return fd
+
+        return as_app
 
     def release(self, log: LogFile) -> None:
         """Drop one use of ``log``; the last one closes it."""
@@ -385,16 +433,27 @@ class LogFiles:
         """
         return [path for path in list(self._files) if self.reopen(path)]
 
-    def truncate(self, path: Path) -> bool:
-        """Empty ``path``, open or not; False when it is neither open nor on disk."""
+    def truncate(self, path: Path, creds: Credentials | None = None) -> bool:
+        """Empty ``path``, open or not; False when it is neither open nor a regular file.
+
+        A file not open is opened with the rights of ``creds`` (never through a
+        symbolic link) to be truncated: ``flush`` empties only what the app could.
+        """
         log = self.get(path)
         if log is not None:
             log.truncate()
             return True
+        flags = os.O_WRONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY
         try:
-            os.truncate(path, 0)
-        except FileNotFoundError:
+            fd = asuser.open_as(creds, str(self._key(path)), flags)
+        except OSError:  # gone, a link, or not the app's to write
             return False
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return False
+            os.ftruncate(fd, 0)
+        finally:
+            os.close(fd)
         return True
 
     def close_all(self) -> None:

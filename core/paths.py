@@ -16,20 +16,96 @@ def home() -> Path:
 
 
 def ensure_home(path: Path | None = None) -> Path:
-    """Create the home (0700) with ``logs/`` and ``pids/``; refuse one others can write."""
-    root = path or home()
-    root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    """The real home directory (0700, with ``logs/`` and ``pids/``), made if missing.
+
+    The path is resolved once, here, one component at a time: every directory on
+    the way must belong to root or to you and be writable by no one else (unless
+    sticky, as ``/tmp``), every symbolic link followed must belong to root or to
+    you, and the home itself must be yours and writable by you alone. No other
+    user can then swap a component of the path returned, so paths under it stay
+    where they were checked; a symbolic link in ``CORRAL_HOME`` is followed now
+    and never again.
+    """
+    given = path or home()
+    root = _resolve(given)
     mode = root.stat()
+    shown = str(given) if str(given) == str(root) else f"{given} (really {root})"
     if mode.st_uid != os.getuid():
         raise DaemonError(
-            f"CORRAL_HOME {root} belongs to uid {mode.st_uid}, not to you (uid {os.getuid()}): "
+            f"CORRAL_HOME {shown} belongs to uid {mode.st_uid}, not to you (uid {os.getuid()}): "
             "set CORRAL_HOME to a directory of your own"
         )
     if mode.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        raise DaemonError(f"CORRAL_HOME {root} is writable by other users: run `chmod 700 {root}`")
+        raise DaemonError(f"CORRAL_HOME {shown} is writable by other users: run `chmod 700 {root}`")
     for sub in ("logs", "pids"):
         (root / sub).mkdir(mode=0o700, exist_ok=True)
+        st = os.lstat(root / sub)
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
+            raise DaemonError(
+                f"CORRAL_HOME {shown}: {root / sub} is not a directory of yours: "
+                f"remove it, corral makes it again"
+            )
     return root
+
+
+def _resolve(given: Path) -> Path:
+    """``given`` made absolute, its links followed and checked, missing directories made."""
+    me = os.getuid()
+    todo = list(Path(os.getcwd(), given).parts[1:])  # not abspath: a/.. goes through a
+    real = Path("/")
+    links = 0
+    while todo:
+        name = todo.pop(0)
+        if name in ("", "."):
+            continue
+        if name == "..":
+            real = real.parent
+            continue
+        _check_parent(given, real, me)
+        step = real / name
+        try:
+            st = os.lstat(step)
+        except FileNotFoundError:
+            step.mkdir(mode=0o755 if todo else 0o700)
+            st = os.lstat(step)
+        if stat.S_ISLNK(st.st_mode):
+            links += 1
+            if st.st_uid not in (0, me) or links > 40:
+                raise DaemonError(
+                    f"CORRAL_HOME {given} goes through the symbolic link {step}, which "
+                    f"uid {st.st_uid} can change: set CORRAL_HOME to the real directory"
+                )
+            target = os.readlink(step)
+            if os.path.isabs(target):
+                real = Path("/")
+            todo[:0] = [p for p in Path(target).parts if p != "/"]
+            continue
+        if not stat.S_ISDIR(st.st_mode):
+            raise DaemonError(f"CORRAL_HOME {given}: {step} is not a directory")
+        real = step
+    return real
+
+
+def _check_parent(given: Path, directory: Path, me: int) -> None:
+    """A directory above the home: only root or you may change what it holds."""
+    st = os.stat(directory)
+    others_write = st.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not st.st_mode & stat.S_ISVTX
+    if st.st_uid not in (0, me) or others_write:
+        who = f"uid {st.st_uid}" if st.st_uid not in (0, me) else "other users"
+        raise DaemonError(
+            f"CORRAL_HOME {given}: {directory} can be changed by {who}, who could swap the "
+            "home for another directory: set CORRAL_HOME to a directory only you and root control"
+        )
+
+
+def open_dir(root: Path, sub: str) -> int:
+    """A descriptor of ``root/sub`` (``logs``, ``pids``), never through a symbolic link:
+    the daemon opens the files it keeps there relative to it (``dir_fd``)."""
+    fd = os.open(root / sub, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    if os.fstat(fd).st_uid != os.getuid():
+        os.close(fd)
+        raise DaemonError(f"{root / sub} is not a directory of yours: remove it")
+    return fd
 
 
 def rpc_path(root: Path) -> Path:

@@ -267,19 +267,24 @@ def compress(path: Path) -> Path:
     """Gzip ``path`` to ``path.gz`` (same mode and mtime), then remove ``path``."""
     target = path.with_name(path.name + ".gz")
     tmp = path.with_name(f".{target.name}.tmp")
-    st = os.stat(path)
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        with open(fd, "wb") as raw, open(path, "rb") as src:
-            with gzip.GzipFile(target.name, "wb", GZIP_LEVEL, raw, int(st.st_mtime)) as out:
-                shutil.copyfileobj(src, out, 1 << 20)
-        os.chmod(tmp, stat.S_IMODE(st.st_mode))
-        os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))  # keeps the rotation order
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    # never through a link: whoever can write an app's log directory could plant one
+    src_fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    with open(src_fd, "rb") as src:
+        st = os.fstat(src_fd)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)  # a leftover, or a planted link: O_EXCL below refuses either
+        try:
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+            with open(os.open(tmp, flags, 0o600), "wb") as raw:
+                with gzip.GzipFile(target.name, "wb", GZIP_LEVEL, raw, int(st.st_mtime)) as out:
+                    shutil.copyfileobj(src, out, 1 << 20)
+            os.chmod(tmp, stat.S_IMODE(st.st_mode))
+            os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))  # keeps the rotation order
+            os.replace(tmp, target)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
     os.unlink(path)
     return target
 
@@ -473,7 +478,7 @@ class Rotator:
                 return None
             target = self._rotated_name(path)
             os.rename(path, target)
-            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600))
             log_file.reopen()
         except OSError as exc:
             self.daemon.log.error("logrotate cannot rotate corral.log", error=str(exc))
