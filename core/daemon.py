@@ -129,7 +129,7 @@ class Daemon:
             tcp = remote.open_server(self.home, self.commands.dispatch, self.log)
         self.ctx = zmq.asyncio.Context()
         address = paths.rpc_address(self.home)
-        self.server = RPCServer(self.ctx, address, self.commands.dispatch)
+        self.server = RPCServer(self.ctx, address, self.commands.dispatch, log=self.log)
         os.chmod(paths.rpc_path(self.home), 0o600)
         self.notify = NotifySocket(self.home / "notify.sock", self._on_notify)
         self.journal = SpawnJournal(paths.journal_file(self.home))

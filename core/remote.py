@@ -460,7 +460,7 @@ class TCPServer:
         if _ipv6(address):
             options[zmq.IPV6] = 1
         try:
-            self.server = RPCServer(self.ctx, address, handler, options)
+            self.server = RPCServer(self.ctx, address, handler, options, log=log)
         except zmq.ZMQError as exc:
             self.auth.stop()
             self.ctx.destroy(linger=0)
