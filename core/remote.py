@@ -108,13 +108,9 @@ def _read_settings(path: Path) -> dict[str, Any]:
         return {}
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
-    import yaml  # only when the file exists: most homes have none
+    from .config import safe_yaml  # only when the file exists: most homes have none
 
-    try:
-        values = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise ConfigError(f"{path} is not valid YAML: {first}") from None
+    values = safe_yaml(text, path)
     if values is None:
         return {}
     if not isinstance(values, dict):
