@@ -66,7 +66,7 @@ from typing import Any
 import zmq
 
 from . import paths
-from .errors import ConfigError, DaemonError
+from .errors import ConfigError, DaemonError, shorten
 from .rpc import MAX_FRAME, SyncTransport
 
 RPC_ADDRESS_ENV = "CORRAL_RPC_ADDRESS"
@@ -119,7 +119,7 @@ def _read_settings(path: Path) -> dict[str, Any]:
         if key not in SETTINGS:
             close = difflib.get_close_matches(str(key), SETTINGS, n=1)
             hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(SETTINGS)}"
-            raise ConfigError(f"{path}: unknown setting {key!r} ({hint})")
+            raise ConfigError(f"{path}: unknown setting {shorten(key)} ({hint})")
     return values
 
 
@@ -129,16 +129,20 @@ def check_tcp_address(value: Any, source: str) -> str:
         raise ConfigError(f"{source} must be a string like {EXAMPLE}, got {type(value).__name__}")
     if not value.startswith("tcp://"):
         raise ConfigError(
-            f"{source} {value!r} must be tcp://HOST:PORT, e.g. {EXAMPLE} "
+            f"{source} {shorten(value)} must be tcp://HOST:PORT, e.g. {EXAMPLE} "
             "(the local unix socket is always served)"
         )
     host, sep, port = value[len("tcp://") :].rpartition(":")
     if not sep or not host:
-        raise ConfigError(f"{source} {value!r} has no port: write tcp://HOST:PORT, e.g. {EXAMPLE}")
+        raise ConfigError(
+            f"{source} {shorten(value)} has no port: write tcp://HOST:PORT, e.g. {EXAMPLE}"
+        )
     if not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigError(f"{source} {value!r}: the port must be a number from 1 to 65535")
+        raise ConfigError(f"{source} {shorten(value)}: the port must be a number from 1 to 65535")
     if any(c.isspace() or c in "/?#" for c in host):
-        raise ConfigError(f"{source} {value!r}: {host!r} is not a host name or IP address")
+        raise ConfigError(
+            f"{source} {shorten(value)}: {shorten(host)} is not a host name or IP address"
+        )
     return value
 
 
@@ -234,7 +238,7 @@ def new_client(home: Path, name: str) -> Path:
     """Make the client keypair ``keys/NAME.key_secret``, authorise it, return its secret file."""
     keys = ensure_keys(home)
     if (keys.root / f"{_check_name(name)}.key_secret").exists():
-        raise ConfigError(f"a key named {name!r} exists in {keys.root}: pick another name")
+        raise ConfigError(f"a key named {shorten(name)} exists in {keys.root}: pick another name")
     public, secret = new_keypair(keys.root, name)
     authorize(home, public, name)
     return secret
@@ -242,7 +246,7 @@ def new_client(home: Path, name: str) -> Path:
 
 def _check_name(name: str) -> str:
     if not name or name.startswith(".") or not name.replace("-", "").replace("_", "").isalnum():
-        raise ConfigError(f"name {name!r}: use letters, digits, '-' and '_'")
+        raise ConfigError(f"name {shorten(name)}: use letters, digits, '-' and '_'")
     return name
 
 
@@ -265,7 +269,7 @@ def read_public_key(value: str | bytes | os.PathLike, field: str) -> bytes:
         if _is_z85_key(text):
             return text.encode()
         raise ConfigError(
-            f"{field} {os.fsdecode(value)!r} is neither a key file nor a 40-character key: "
+            f"{field} {shorten(os.fsdecode(value))} is neither a key file nor a 40-character key: "
             "pass the daemon's keys/server.key (or what `corral keys` prints)"
         )
     try:
