@@ -190,3 +190,26 @@ def test_an_idle_flood_at_a_low_fd_limit_leaves_the_daemon_working(tcp_home) -> 
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
         with contextlib.suppress(corral.CorralError):
             pm.kill_daemon()
+
+
+def test_a_crash_restart_with_a_full_fd_table_uses_the_reserve(pm, corral_home: Path) -> None:
+    """The daemon's fd table is full (its limit lowered under what it holds): a crashed
+    app is restarted from the reserve and the state file still written, twice over."""
+    pm.start(SLEEP, {"name": "victim", "args": ["3600"]})
+    pid = wait_for(lambda: pm.describe("victim")[0].pid, what="the app's pid")
+    daemon = psutil.Process(pm.daemon_pid)
+    hard = daemon.rlimit(psutil.RLIMIT_NOFILE)[1]
+    daemon.rlimit(psutil.RLIMIT_NOFILE, (daemon.num_fds(), hard))
+    try:
+        for _ in range(2):
+            os.kill(pid, signal.SIGKILL)
+            new = wait_for(
+                lambda old=pid: [p for p in pm.list() if p.status == "online" and p.pid != old],
+                timeout=20,
+                what="the crashed app restarted",
+            )[0].pid
+            wait_for(lambda n=new: state_pids(corral_home) == [n], what="the state file")
+            pid = new
+        assert pm.ping()["pid"] == pm.daemon_pid
+    finally:
+        daemon.rlimit(psutil.RLIMIT_NOFILE, (1024, hard))
