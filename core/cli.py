@@ -124,7 +124,7 @@ def parse_value(text: str) -> Any:
     if text.strip()[:1] in ("[", "{"):
         import json
 
-        with contextlib.suppress(ValueError):
+        with contextlib.suppress(ValueError, RecursionError):  # nested too deep: a string
             return json.loads(text)
     return text
 

@@ -105,6 +105,15 @@ def test_a_client_that_reads_late_still_gets_every_reply(pm, raw) -> None:
     assert sorted(ids) == list(range(count))
 
 
+def test_a_request_nested_too_deep_is_a_protocol_error(pm, raw) -> None:
+    raw.send(b'{"id": 1, "cmd": "ping", "args": {"x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}}")
+    assert raw.poll(10_000)
+    reply = json.loads(raw.recv())
+    assert reply["error"]["type"] == "ProtocolError", reply
+    assert "nested too deep" in reply["error"]["message"]
+    assert pm.ping()["pid"] == pm.daemon_pid
+
+
 # -- config files ----------------------------------------------------------------------
 
 
