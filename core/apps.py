@@ -15,7 +15,7 @@ from typing import Any
 
 from . import credentials
 from .datefmt import date_formatter
-from .errors import OptionError
+from .errors import OptionError, shorten
 from .listen import parse_address
 from .options import OptionSchema
 from .spawn import (
@@ -93,7 +93,7 @@ def _check_env_names(options: dict[str, Any]) -> None:
         for name in names:
             if not name or "=" in name:
                 raise OptionError(
-                    f"{key}: {name!r} cannot be an environment variable name: "
+                    f"{key}: {shorten(name)} cannot be an environment variable name: "
                     "it must be non-empty and without '='",
                     field=key,
                 )
@@ -107,8 +107,8 @@ def _check_increment_var(options: dict[str, Any], env: dict[str, str]) -> None:
         int(env.get(name) or 0)  # as the child's environment will read it
     except ValueError:
         raise OptionError(
-            f"increment_var {name!r} must name a variable holding an integer, "
-            f"but {name}={env[name]!r}",
+            f"increment_var {shorten(name)} must name a variable holding an integer, "
+            f"but {name}={shorten(env[name])}",
             field="increment_var",
         ) from None
 
@@ -121,13 +121,16 @@ def _check_paths(options: dict[str, Any], cwd: Path) -> None:
             continue
         path = cwd / Path(value).expanduser()
         if path.is_dir():
-            raise OptionError(f"{key} {value!r} is a directory: name a file in it", field=key)
+            raise OptionError(
+                f"{key} {shorten(value)} is a directory: name a file in it", field=key
+            )
         parent = path.parent
         while not parent.exists():
             parent = parent.parent
         if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
             raise OptionError(
-                f"{key} {value!r} cannot be created: {parent} is not a directory you can write to",
+                f"{key} {shorten(value)} cannot be created: "
+                f"{parent} is not a directory you can write to",
                 field=key,
             )
 
@@ -150,7 +153,7 @@ def prepare_app(
     if not app_cwd.is_absolute():
         app_cwd = Path(cwd) / app_cwd
     if not app_cwd.is_dir():
-        raise OptionError(f"cwd {str(app_cwd)!r} is not a directory", field="cwd")
+        raise OptionError(f"cwd {shorten(str(app_cwd))} is not a directory", field="cwd")
     options["cwd"] = str(app_cwd)
     script, is_command = resolve_script(str(options["script"]), str(app_cwd))
     interpreter = resolve_interpreter(script, options.get("exec_interpreter"), is_command)

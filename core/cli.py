@@ -16,6 +16,8 @@ import contextlib
 import os
 import sys
 
+from .errors import shorten
+
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing on the fast path
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -122,7 +124,7 @@ def parse_value(text: str) -> Any:
     if text.strip()[:1] in ("[", "{"):
         import json
 
-        with contextlib.suppress(ValueError):
+        with contextlib.suppress(ValueError, RecursionError):  # nested too deep: a string
             return json.loads(text)
     return text
 
@@ -134,7 +136,7 @@ def parse_opts(pairs: tuple[str, ...] | list[str]) -> dict[str, Any]:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
-            raise OptionError(f"--opt needs KEY=VALUE, got {pair!r}", field="opt")
+            raise OptionError(f"--opt needs KEY=VALUE, got {shorten(pair)}", field="opt")
         options[key.strip()] = parse_value(value)
     return options
 
@@ -151,7 +153,8 @@ def parse_env(values: tuple[str, ...] | list[str]) -> tuple[dict[str, str], str 
             env[key] = rest
         elif env_name is not None and env_name != value:
             raise OptionError(
-                f"--env names one environment, got {env_name!r} and {value!r}", field="env"
+                f"--env names one environment, got {shorten(env_name)} and {shorten(value)}",
+                field="env",
             )
         else:
             env_name = value

@@ -29,7 +29,7 @@ from .cli import (
     print_ping,
     stop_exit_codes,
 )
-from .errors import CorralError, NotFoundError
+from .errors import CorralError, NotFoundError, shorten
 
 if TYPE_CHECKING:
     from .client import Client
@@ -394,7 +394,7 @@ def build_cli() -> click.Group:
 
         infos = _client().describe(parse_target(target))
         if not infos:
-            raise NotFoundError(f"no process matches {target!r}: see `corral ls`")
+            raise NotFoundError(f"no process matches {shorten(target)}: see `corral ls`")
         console = make_console()
         for info in infos:
             console.print(describe_panel(info))

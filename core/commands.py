@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from . import __version__, asuser, credentials, lifecycle, paths
 from .apps import PreparedApp, check_fd_budget, prepare_app
 from .convert import signal_of
-from .errors import NotFoundError, OptionError, ProtocolError, StateError
+from .errors import NotFoundError, OptionError, ProtocolError, StateError, shorten
 from .lifecycle import ProcessState
 from .logs import log_paths, own_log_paths, pid_path
 from .process import ManagedProcess
@@ -39,7 +39,7 @@ def parse_signal(value: Any) -> int:
     found = signal_of(value) if isinstance(value, (str, int)) else None
     if found is None:
         raise OptionError(
-            f"unknown signal {value!r}: use a name such as SIGUSR1 or SIGTERM, "
+            f"unknown signal {shorten(value)}: use a name such as SIGUSR1 or SIGTERM, "
             "or its number (see `kill -l`)",
             field="signal",
         )
@@ -90,7 +90,7 @@ class Commands:
             call_args = {"daemon": self.daemon, **args}
         else:
             known = ", ".join(sorted([*self.CORE, *self.extra]))
-            raise ProtocolError(f"unknown command '{cmd}' (known: {known})")
+            raise ProtocolError(f"unknown command {shorten(cmd)} (known: {known})")
         try:
             inspect.signature(handler).bind(**call_args)
         except TypeError as exc:
@@ -118,7 +118,7 @@ class Commands:
             return procs
         if isinstance(target, bool) or not isinstance(target, (str, int)):
             raise OptionError(
-                f"a target is a name, a pm_id or 'all', got {target!r}", field="target"
+                f"a target is a name, a pm_id or 'all', got {shorten(target)}", field="target"
             )
         text = str(target)
         for matches in (
@@ -130,7 +130,9 @@ class Commands:
             if matches:
                 return matches
         names = ", ".join(sorted({p.name for p in procs})) or "none"
-        raise NotFoundError(f"no process matches '{text}' (names: {names}); `corral ls` lists them")
+        raise NotFoundError(
+            f"no process matches {shorten(text)} (names: {names}); `corral ls` lists them"
+        )
 
     def describe_all(self, procs: list[ManagedProcess]) -> list[dict[str, Any]]:
         self.sample(procs)
@@ -353,7 +355,9 @@ class Commands:
         rest keep their old children) and raises.
         """
         if not isinstance(parallel, int) or isinstance(parallel, bool) or parallel < 1:
-            raise OptionError(f"parallel must be an integer >= 1, got {parallel!r}", "parallel")
+            raise OptionError(
+                f"parallel must be an integer >= 1, got {shorten(parallel)}", "parallel"
+            )
         changes = self.daemon.schema.normalize_update(options)[0] if options else {}
         procs = self.select(target)
         self.validate_changes(procs, changes)
@@ -388,13 +392,15 @@ class Commands:
         """Run ``count`` instances of the app ``name``; ``"+2"``/``"-1"`` are relative."""
         procs = sorted((p for p in self.procs.values() if p.name == name), key=lambda p: p.pm_id)
         if not procs:
-            raise NotFoundError(f"no app named {name!r}; `corral ls` lists them")
+            raise NotFoundError(f"no app named {shorten(name)}; `corral ls` lists them")
         wanted = _scale_target(count, len(procs))
         if wanted > len(procs):
             try:
                 check_fd_budget(wanted - len(procs))
             except OptionError as exc:
-                raise OptionError(f"scale {name!r} to {wanted}: {exc}", field="count") from None
+                raise OptionError(
+                    f"scale {shorten(name)} to {wanted}: {exc}", field="count"
+                ) from None
         for proc in procs[wanted:][::-1]:
             async with self.daemon.lock(proc):
                 await self.daemon.stop_process(proc, manually=True)
@@ -431,14 +437,15 @@ class Commands:
         """PM2's sendDataToProcessId: the packet goes to the child unchanged."""
         if not isinstance(packet, dict) or "data" not in packet or "topic" not in packet:
             raise OptionError(
-                f"a packet is an object with 'topic' and 'data' (PM2's shape), got {packet!r}",
+                "a packet is an object with 'topic' and 'data' (PM2's shape), "
+                f"got {shorten(packet)}",
                 field="packet",
             )
         if isinstance(pm_id, str) and pm_id.isdigit():
             pm_id = int(pm_id)
         proc = self.procs.get(pm_id) if isinstance(pm_id, int) else None
         if proc is None:
-            raise NotFoundError(f"no process has pm_id {pm_id!r}; `corral ls` lists them")
+            raise NotFoundError(f"no process has pm_id {shorten(pm_id)}; `corral ls` lists them")
         if proc.state not in lifecycle.RUNNING_STATES:
             raise StateError(f"process {pm_id} ({proc.name}) is {proc.state.value}, not online")
         packet = {**packet, "id": pm_id}
@@ -553,7 +560,7 @@ class Commands:
     async def cmd_send_signal_to_process_id(self, pm_id: Any, signal: Any) -> list[dict[str, Any]]:
         number = parse_signal(signal)
         if str(pm_id) not in {str(i) for i in self.procs}:
-            raise NotFoundError(f"no process has pm_id {pm_id!r}; `corral ls` lists them")
+            raise NotFoundError(f"no process has pm_id {shorten(pm_id)}; `corral ls` lists them")
         proc = self.procs[int(pm_id)]
         if not proc.pid or proc.state not in lifecycle.SIGNALLABLE_STATES:
             raise StateError(
@@ -596,17 +603,17 @@ def _cannot_open(field: str, path: Any, exc: OSError, creds: credentials.Credent
     """The one line saying why a log file of ``field`` cannot be opened, and what to do."""
     if exc.errno == errno.ELOOP:
         return (
-            f"{field} {str(path)!r} is a symbolic link: corral never opens a log through one; "
+            f"{field} {shorten(str(path))} is a symbolic link: corral never opens a log through one; "
             "name the file itself"
         )
     if asuser.needed(creds) and isinstance(exc, PermissionError):
         assert creds is not None
         return (
-            f"{field} {str(path)!r} cannot be opened by user {creds.user}, whom the app runs "
+            f"{field} {shorten(str(path))} cannot be opened by user {creds.user}, whom the app runs "
             f"as: {exc.strerror}: name a file that user can write"
         )
     return (
-        f"{field} {str(path)!r} cannot be opened: {exc.strerror or exc}: "
+        f"{field} {shorten(str(path))} cannot be opened: {exc.strerror or exc}: "
         "name a file in a directory you can write to"
     )
 
@@ -618,12 +625,12 @@ def _scale_target(count: Any, current: int) -> int:
         number = int(text)
     except ValueError:
         raise OptionError(
-            f"scale needs a number of instances (8) or a change (+2, -1), got {count!r}",
+            f"scale needs a number of instances (8) or a change (+2, -1), got {shorten(count)}",
             field="count",
         ) from None
     wanted = current + number if text[0] in "+-" else number
     if wanted < 0:
-        raise OptionError(f"scale {count!r} would leave {wanted} instances", field="count")
+        raise OptionError(f"scale {shorten(count)} would leave {wanted} instances", field="count")
     return wanted
 
 

@@ -24,6 +24,8 @@ CONFIG_SUFFIXES = (".json", ".yaml", ".yml", ".toml", ".js", ".cjs", ".mjs")
 _JS_SUFFIXES = (".js", ".cjs", ".mjs")
 _SCRIPT_KEYS = ("script", "exec", "cmd", "command")  # PM2's names for the script
 _NODE_TIMEOUT = 30  # seconds; a config file that takes longer is stuck
+MAX_DEPTH = 100  # levels of nesting a config file may have (apps sit at 2 or 3)
+MAX_YAML_VALUES = 100_000  # values a YAML file may hold once its aliases are expanded
 
 # Imports the file (CommonJS or ESM) and prints its exports after a marker, so
 # whatever the file itself prints does not spoil the JSON.
@@ -73,12 +75,16 @@ def load_config(path: str | os.PathLike) -> list[dict[str, Any]]:
     if suffix in _JS_SUFFIXES:
         data = _read_js(path)
     elif suffix in CONFIG_SUFFIXES:
-        data = _PARSERS[suffix](path, _read_text(path))
+        try:
+            data = _PARSERS[suffix](path, _read_text(path))
+        except RecursionError:  # the parsers recurse once per level
+            raise ConfigError(too_deep(path)) from None
     else:
         raise ConfigError(
             f"{path}: unknown config format {suffix or '(no suffix)'!r}: "
             f"use one of {', '.join(CONFIG_SUFFIXES)}"
         )
+    check_depth(data, path)
     base_dir = Path(os.path.abspath(path)).parent
     return [resolve_app_paths(app, base_dir) for app in _apps_of(path, data)]
 
@@ -135,15 +141,91 @@ def _parse_json(path: Path, text: str) -> Any:
 
 
 def _parse_yaml(path: Path, text: str) -> Any:
+    return safe_yaml(text, path)
+
+
+def safe_yaml(text: str, source: str | os.PathLike) -> Any:
+    """``yaml.safe_load(text)``, refusing what would take the reader's memory or time.
+
+    Aliases are followed once each while the file is checked: a file whose
+    values, aliases expanded, number more than :data:`MAX_YAML_VALUES` (a
+    "billion laughs" file), that nests deeper than :data:`MAX_DEPTH` levels or
+    whose alias refers to itself is refused with a ConfigError naming ``source``.
+    """
     import yaml  # only when a YAML file is read: the CLI's start stays light
 
+    loader = yaml.SafeLoader(text)
     try:
-        return yaml.safe_load(text)
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _YamlSize(source).of(node, 1)
+        return loader.construct_document(node)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc)
         where = f" line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}{where}: {problem}") from None
+        raise ConfigError(f"{source}{where}: {problem}") from None
+    except RecursionError:
+        raise ConfigError(too_deep(source)) from None
+    finally:
+        loader.dispose()
+
+
+class _YamlSize:
+    """The number of values under a YAML node once its aliases are expanded, and its height."""
+
+    def __init__(self, source: str | os.PathLike) -> None:
+        self.source = source
+        self.known: dict[int, tuple[int, int]] = {}  # id(node): (values, height)
+        self.open: set[int] = set()
+
+    def of(self, node: Any, depth: int) -> tuple[int, int]:
+        key = id(node)
+        if key in self.known:  # an alias: its values count again, where it is used
+            size, height = self.known[key]
+        elif key in self.open:
+            raise ConfigError(f"{self.source}: an alias refers to the value that holds it")
+        else:
+            if depth > MAX_DEPTH:
+                raise ConfigError(too_deep(self.source))
+            self.open.add(key)
+            children = node.value if isinstance(node.value, list) else []
+            size, height = 1, 1
+            for child in children:
+                for sub in child if isinstance(child, tuple) else (child,):
+                    sub_size, sub_height = self.of(sub, depth + 1)
+                    size, height = size + sub_size, max(height, sub_height + 1)
+            self.open.discard(key)
+            self.known[key] = (size, height)
+        if depth + height - 1 > MAX_DEPTH:
+            raise ConfigError(too_deep(self.source))
+        if size > MAX_YAML_VALUES:
+            raise ConfigError(
+                f"{self.source}: its aliases expand to more than {MAX_YAML_VALUES:,} values "
+                "(a 'billion laughs' file?): write the values out, or use fewer aliases"
+            )
+        return size, height
+
+
+def too_deep(source: str | os.PathLike) -> str:
+    return f"{source}: nested more than {MAX_DEPTH} levels deep: flatten it"
+
+
+def check_depth(data: Any, source: str | os.PathLike) -> None:
+    """ConfigError when ``data`` nests lists and mappings more than :data:`MAX_DEPTH` levels."""
+    stack = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            children = value.values()
+        elif isinstance(value, list):
+            children = value
+        else:
+            continue
+        if depth > MAX_DEPTH:
+            raise ConfigError(too_deep(source))
+        stack.extend((child, depth + 1) for child in children)
 
 
 def _parse_toml(path: Path, text: str) -> Any:

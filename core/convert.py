@@ -19,7 +19,7 @@ import signal
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .errors import OptionError
+from .errors import OptionError, shorten
 
 
 class _Invalid(Exception):
@@ -222,10 +222,10 @@ def convert_value(
     except _Invalid as exc:
         detail = f" ({exc.detail})" if exc.detail else ""
         raise OptionError(
-            f"{field} must be {expected}, got {value!r}{detail}", field=field
+            f"{field} must be {expected}, got {shorten(value)}{detail}", field=field
         ) from None
     if minimum is not None and isinstance(converted, (int, float)) and converted < minimum:
-        raise OptionError(f"{field} must be {expected}, got {value!r}", field=field)
+        raise OptionError(f"{field} must be {expected}, got {shorten(value)}", field=field)
     return converted
 
 
@@ -278,7 +278,7 @@ def _signal_name(value: Any) -> str:
     found = signal_of(_to_str(value))
     if found is None:
         raise OptionError(
-            f"kill_signal {value!r} is not a signal: use a name such as SIGTERM or SIGINT, "
+            f"kill_signal {shorten(value)} is not a signal: use a name such as SIGTERM or SIGINT, "
             "or its number (see `kill -l`)",
             field="kill_signal",
         )

@@ -15,7 +15,7 @@ import pwd
 from collections.abc import Mapping
 from typing import Any
 
-from .errors import OptionError
+from .errors import OptionError, shorten
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,7 +63,7 @@ def _user_entry(value: Any) -> pwd.struct_passwd | None:
         if number is not None:
             return None  # a bare number is allowed; it then needs a gid
         raise OptionError(
-            f"uid {value!r}: no user of that name on this system: "
+            f"uid {shorten(value)}: no user of that name on this system: "
             "give an existing name or a numeric id",
             field="uid",
         ) from None
@@ -77,7 +77,7 @@ def _group_id(value: Any) -> int:
         return grp.getgrnam(str(value)).gr_gid
     except KeyError:
         raise OptionError(
-            f"gid {value!r}: no group of that name on this system: "
+            f"gid {shorten(value)}: no group of that name on this system: "
             "give an existing name or a numeric id",
             field="gid",
         ) from None

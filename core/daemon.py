@@ -31,6 +31,7 @@ from .channel import Channel
 from .daemonlog import DaemonLog, StructlogHandler
 from .errors import CorralError, OptionError, ScriptError, StateError
 from .events import ProcessEvent
+from .fdreserve import FdReserve, fd_limit, out_of_fds
 from .hooks import PluginManager, load_plugins
 from .kill import (
     Leftovers,
@@ -109,6 +110,7 @@ class Daemon:
         self._held_events: list[ProcessEvent] | None = None  # see apply_exit
         self._has_event_hooks = bool(self.manager.pm.hook.corral_process_event.get_hookimpls())
         self.event_listeners: list[Any] = []  # callables(ProcessEvent), for in-process users
+        self.fds = FdReserve()  # a spawn and a state write still work at the fd limit
         self.log_file = DaemonLog(paths.log_file(self.home))
         self.log = self.log_file.logger
         self.log_file.watch(self.logs)  # a failing app log file is reported once per streak
@@ -134,7 +136,7 @@ class Daemon:
             tcp = remote.open_server(self.home, self.commands.dispatch, self.log)
         self.ctx = zmq.asyncio.Context()
         address = paths.rpc_address(self.home)
-        self.server = RPCServer(self.ctx, address, self.commands.dispatch)
+        self.server = RPCServer(self.ctx, address, self.commands.dispatch, log=self.log)
         os.chmod(paths.rpc_path(self.home), 0o600)
         self.notify = Notifier(self.home / "notify.sock", self._on_notify)
         self.journal = SpawnJournal(paths.journal_file(self.home))
@@ -197,6 +199,7 @@ class Daemon:
         with contextlib.suppress(FileNotFoundError):
             paths.rpc_path(self.home).unlink()
         self.log.info("daemon stopped", pid=os.getpid())
+        self.fds.close()
         logging.getLogger("corral").removeHandler(self._log_handler)
         self.log_file.close()
         for own in (self.logs.own_dir, self.pid_files.own_dir):
@@ -262,7 +265,7 @@ class Daemon:
         self._state_scheduled = False
         apps = [self._state_entry(p) for p in self.procs.values()]
         try:
-            save_state(paths.state_file(self.home), apps, os.getpid())
+            self.fds.call(save_state, paths.state_file(self.home), apps, os.getpid())
         except OSError as exc:
             self.log.error("cannot write the state file", error=str(exc))
             return
@@ -370,13 +373,14 @@ class Daemon:
         # counted first, so the child's environment shows this run's restart_time
         proc.history = lifecycle.on_spawn(proc.history, now_ms(), is_restart=is_restart)
         spec = self._spawn_spec(proc)
-        channel = Channel(lambda message: None)
-        spec.env["CORRAL_CHANNEL_FD"] = str(channel.child_fd)
-        if is_node(proc.interpreter):
-            spec.env["NODE_CHANNEL_FD"] = str(channel.child_fd)
-            spec.env["NODE_CHANNEL_SERIALIZATION_MODE"] = "json"
-        spec.pass_fds.append(channel.child_fd)
+        channel: Channel | None = None
         try:
+            channel = self.fds.call(Channel, lambda message: None)
+            spec.env["CORRAL_CHANNEL_FD"] = str(channel.child_fd)
+            if is_node(proc.interpreter):
+                spec.env["NODE_CHANNEL_FD"] = str(channel.child_fd)
+                spec.env["NODE_CHANNEL_SERIALIZATION_MODE"] = "json"
+            spec.pass_fds.append(channel.child_fd)
             creds = credentials.resolve(proc.options)  # the user may be gone since the start
             credentials.account_env(spec.env, creds, proc.options)
             if self.notify is not None:
@@ -386,18 +390,23 @@ class Daemon:
             if self.journal is not None:
                 self.journal.intent(proc.unique_id)
             before = boot_ticks()
-            popen, out_r, err_r = _popen(spec, creds)
+            popen, out_r, err_r = self.fds.call(_popen, spec, creds)
             after = boot_ticks()
             if self.journal is not None:
                 started = (before, after) if before is not None else start_time(popen.pid)
                 self.journal.record(popen.pid, started, proc.options.get("kill_timeout"))
         except (OSError, ValueError, subprocess.SubprocessError, OptionError) as exc:
-            channel.close()
-            reason = (
-                str(exc)
-                if isinstance(exc, OptionError)
-                else f"cannot execute {spec.argv[0]}: {exc}"
-            )
+            if channel is not None:
+                channel.close()
+            if isinstance(exc, OptionError):
+                reason = str(exc)
+            elif out_of_fds(exc):
+                reason = (
+                    f"cannot start {spec.argv[0]}: the daemon is out of file descriptors "
+                    f"({exc.strerror}, limit {fd_limit()}); see corral.log"
+                )
+            else:
+                reason = f"cannot execute {spec.argv[0]}: {exc}"
             self.log.error("spawn failed", name=proc.name, pm_id=proc.pm_id, error=str(exc))
             error = exc if isinstance(exc, OptionError) else ScriptError(reason)
             if not reload:
@@ -805,7 +814,12 @@ def _popen(
     supplementary groups (``extra_groups=None`` would keep the daemon's, root's).
     """
     out_r, out_w = os.pipe()
-    err_r, err_w = os.pipe()
+    try:
+        err_r, err_w = os.pipe()
+    except OSError:
+        os.close(out_r)
+        os.close(out_w)
+        raise
     try:
         popen = subprocess.Popen(
             spec.argv,

@@ -18,7 +18,7 @@ import re
 from collections.abc import Callable
 from datetime import datetime, timezone
 
-from .errors import OptionError
+from .errors import OptionError, shorten
 
 _MONTHS = (
     "January February March April May June July August September October November December"
@@ -97,7 +97,8 @@ _HINT = (
 
 def _bad_format(fmt: str, token: str, what: str = "an unknown token") -> OptionError:
     return OptionError(
-        f"log_date_format {fmt!r} has {what} {token!r}: {_HINT}", field="log_date_format"
+        f"log_date_format {shorten(fmt)} has {what} {shorten(token)}: {_HINT}",
+        field="log_date_format",
     )
 
 

@@ -7,6 +7,20 @@ and is raised again in the client as the same class, so callers can catch
 
 from __future__ import annotations
 
+ECHO_LIMIT = 200  # characters of a user's input an error message repeats
+
+
+def shorten(value: object, limit: int = ECHO_LIMIT) -> str:
+    """``repr(value)``, cut to about ``limit`` characters: ``'xxx...' ... (N chars)``.
+
+    Error messages echo what they were given; a megabyte of it helps nobody.
+    """
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    size = len(value) if isinstance(value, (str, bytes, list, tuple, dict)) else len(text)
+    return f"{text[:limit]}... ({size} chars)"
+
 
 class CorralError(Exception):
     """Base class of every error corral raises on purpose."""

@@ -38,7 +38,7 @@ from enum import Enum
 from types import MappingProxyType
 from typing import Any
 
-from .errors import OptionError, StateError
+from .errors import OptionError, StateError, shorten
 
 EXP_BACKOFF_RESET_MS = 30000  # uptime after which the backoff starts again from E
 EXP_BACKOFF_MAX_MS = 15000
@@ -157,7 +157,7 @@ def _int(options: Mapping[str, Any], name: str, default: int) -> int:
         return default
     number = _as_int(value)
     if number is None or number < 0:
-        raise OptionError(f"{name} must be an integer >= 0, got {value!r}", field=name)
+        raise OptionError(f"{name} must be an integer >= 0, got {shorten(value)}", field=name)
     return number
 
 
@@ -168,7 +168,7 @@ def _bool(options: Mapping[str, Any], name: str, default: bool) -> bool:
     # PM2 also honours the strings, as its ecosystem files sometimes carry them
     if value in (True, False, "true", "false"):
         return value in (True, "true")
-    raise OptionError(f"{name} must be true or false, got {value!r}", field=name)
+    raise OptionError(f"{name} must be true or false, got {shorten(value)}", field=name)
 
 
 def _exit_codes(value: Any) -> frozenset[int]:
@@ -178,7 +178,7 @@ def _exit_codes(value: Any) -> frozenset[int]:
     codes = [_as_int(v) for v in values]
     if any(code is None for code in codes):
         raise OptionError(
-            f"stop_exit_codes must be an exit code or a list of exit codes, got {value!r}",
+            f"stop_exit_codes must be an exit code or a list of exit codes, got {shorten(value)}",
             field="stop_exit_codes",
         )
     return frozenset(codes)  # type: ignore[arg-type]

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .channel import high_fd
-from .errors import OptionError
+from .errors import OptionError, shorten
 
 BACKLOG = 1024
 
@@ -48,7 +48,7 @@ def parse_address(value: str | int) -> tuple[str, str | int]:
         host, port = "", text
     if not port.isdigit() or not 0 <= int(port) <= 65535:
         raise OptionError(
-            f"listen {value!r} is not an address: use host:port, :port or unix:/path",
+            f"listen {shorten(value)} is not an address: use host:port, :port or unix:/path",
             field="listen",
         )
     return "tcp", f"{host.strip('[]')}:{port}"

@@ -23,7 +23,7 @@ from typing import Any
 from .convert import CORE_CONVERTERS, convert_value
 from .convert import parse_bytes as parse_bytes  # re-exported: plugins import both from here
 from .convert import parse_ms as parse_ms
-from .errors import OptionError, PluginError
+from .errors import OptionError, PluginError, shorten
 
 # fmt: off
 KINDS = ("str", "bool", "int", "number", "ms", "bytes", "list", "dict", "int_list",
@@ -193,7 +193,7 @@ def _owner(option: Option) -> str:
 
 
 def _given_as(key: str, name: str) -> str:
-    return "" if key == name else f" (given as {key!r})"
+    return "" if key == name else f" (given as {shorten(key)})"
 
 
 def _quoted(keys: list[str]) -> str:
@@ -226,7 +226,7 @@ class OptionSchema:
             if key in self._keys:
                 other = self._options[self._keys[key]]
                 raise PluginError(
-                    f"option key {key!r} is declared twice: for {other.name!r} by "
+                    f"option key {shorten(key)} is declared twice: for {other.name!r} by "
                     f"{_owner(other)} and for {option.name!r} by {_owner(option)}"
                 )
         for key in _keys_of(option.name, option.aliases):
@@ -270,13 +270,15 @@ class OptionSchema:
 
     def _validate(self, raw: Mapping[str, Any], *, fill: bool) -> tuple[dict[str, Any], list[str]]:
         if not isinstance(raw, Mapping):
-            raise OptionError(f"app options must be a mapping of names to values, got {raw!r}")
+            raise OptionError(
+                f"app options must be a mapping of names to values, got {shorten(raw)}"
+            )
         warnings: list[str] = []
         given: dict[str, list[tuple[str, Any]]] = {}
         extra_envs: dict[str, Any] = {}
         for key, value in raw.items():
             if not isinstance(key, str):
-                raise OptionError(f"option names must be strings, got {key!r}")
+                raise OptionError(f"option names must be strings, got {shorten(key)}")
             if key in self._keys:
                 given.setdefault(self._keys[key], []).append((key, value))
             elif _ENV_KEY.match(key):
@@ -306,7 +308,8 @@ class OptionSchema:
             if option.choices and converted not in option.choices:
                 choices = ", ".join(repr(choice) for choice in option.choices)
                 raise OptionError(
-                    f"{option.name} must be one of {choices}, got {value!r}", field=option.name
+                    f"{option.name} must be one of {choices}, got {shorten(value)}",
+                    field=option.name,
                 )
             if option.validate is not None and converted is not None:
                 converted = _validated(option, converted)
@@ -335,12 +338,12 @@ class OptionSchema:
     def _refuse(self, key: str, value: Any, warnings: list[str]) -> None:
         """A key no loaded option declares: warn for PM2's unused keys, else raise."""
         if key in _IGNORED_KEYS:
-            warnings.append(f"ignoring PM2 option {key!r}: corral has no use for it")
+            warnings.append(f"ignoring PM2 option {shorten(key)}: corral has no use for it")
             return
         if key in _PLUGIN_KEYS:
             name = _PLUGIN_KEYS[key]
             raise PluginError(
-                f"{name}{_given_as(key, name)} needs the plugin {PLUGIN_OPTIONS[name]!r}, "
+                f"{name}{_given_as(key, name)} needs the plugin {shorten(PLUGIN_OPTIONS[name])}, "
                 "which is not loaded: install or enable it (CORRAL_PLUGINS)"
             )
         raise OptionError(self._unknown(key), field=key)
@@ -349,5 +352,5 @@ class OptionSchema:
         known = {k.lower(): k for k in [*_PLUGIN_KEYS, *self._keys]}
         close = difflib.get_close_matches(key.lower(), list(known), n=1)
         if close:
-            return f"unknown option {key!r}: did you mean {known[close[0]]!r}?"
-        return f"unknown option {key!r}; see `corral start --help` for the list"
+            return f"unknown option {shorten(key)}: did you mean {known[close[0]]!r}?"
+        return f"unknown option {shorten(key)}; see `corral start --help` for the list"

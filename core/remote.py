@@ -9,8 +9,10 @@ empty value turns TCP off). It is served in addition to the unix socket,
 always with CURVE: encrypted, and only for clients whose public key is
 authorised. There is no plain-text TCP.
 
-``corral.yaml`` holds the daemon's own settings; ``rpc_address`` is the only
-one today. An unknown key or a bad value stops the daemon before it binds
+``corral.yaml`` holds the daemon's own settings: ``rpc_address``, and the caps
+of its TCP acceptor (:mod:`corral.acceptor`): ``tcp_max_connections`` (256),
+``tcp_max_per_source`` (16 per IP address) and ``tcp_handshake_timeout`` (10
+seconds). An unknown key or a bad value stops the daemon before it binds
 anything, with a one-line error naming the setting.
 
 Keys, made on the first start with TCP, in zmq's certificate format (what
@@ -59,21 +61,22 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import zmq
 
 from . import paths
-from .errors import ConfigError, DaemonError
+from .acceptor import Acceptor, Limits, listen_socket
+from .errors import ConfigError, DaemonError, shorten
 from .rpc import MAX_FRAME, SyncTransport
 
 RPC_ADDRESS_ENV = "CORRAL_RPC_ADDRESS"
 ADDRESS_ENV = "CORRAL_ADDRESS"  # also in corral.client, which must not import this module
 SERVER_KEY_ENV = "CORRAL_SERVER_KEY"
 CLIENT_KEY_ENV = "CORRAL_CLIENT_KEY"
-SETTINGS = ("rpc_address",)
+SETTINGS = ("rpc_address", "tcp_max_connections", "tcp_max_per_source", "tcp_handshake_timeout")
 EXAMPLE = "tcp://127.0.0.1:5800"
 REFUSAL_LOG_INTERVAL = 60.0  # seconds between two log lines about the same kind of refusal
 CONNECT_TIMEOUT = 5.0
@@ -86,6 +89,8 @@ class Settings:
     """What ``corral.yaml`` and the environment ask of the daemon."""
 
     rpc_address: str | None = None  # the TCP endpoint; None: the unix socket only
+    # connections the TCP endpoint accepts (corral.acceptor)
+    limits: Limits = field(default_factory=Limits)
 
 
 def load_settings(home: Path, environ: Mapping[str, str] | None = None) -> Settings:
@@ -96,9 +101,25 @@ def load_settings(home: Path, environ: Mapping[str, str] | None = None) -> Setti
     address, source = values.get("rpc_address"), f"rpc_address in {path}"
     if RPC_ADDRESS_ENV in environ:
         address, source = environ[RPC_ADDRESS_ENV], f"rpc_address (from {RPC_ADDRESS_ENV})"
+    limits = Limits(
+        **{
+            key[len("tcp_") :]: _positive(values[key], f"{key} in {path}", key.endswith("timeout"))
+            for key in SETTINGS[1:]
+            if key in values
+        }
+    )
     if address is None or address == "":
-        return Settings()
-    return Settings(rpc_address=check_tcp_address(address, source))
+        return Settings(limits=limits)
+    return Settings(rpc_address=check_tcp_address(address, source), limits=limits)
+
+
+def _positive(value: Any, source: str, fraction: bool) -> Any:
+    """``value`` if it is a number above 0 (an integer unless ``fraction``), else ConfigError."""
+    kinds = (int, float) if fraction else (int,)
+    if isinstance(value, bool) or not isinstance(value, kinds) or value <= 0:
+        what = "a number of seconds above 0" if fraction else "a whole number above 0"
+        raise ConfigError(f"{source} must be {what}, got {shorten(value)}")
+    return value
 
 
 def _read_settings(path: Path) -> dict[str, Any]:
@@ -108,13 +129,9 @@ def _read_settings(path: Path) -> dict[str, Any]:
         return {}
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
-    import yaml  # only when the file exists: most homes have none
+    from .config import safe_yaml  # only when the file exists: most homes have none
 
-    try:
-        values = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise ConfigError(f"{path} is not valid YAML: {first}") from None
+    values = safe_yaml(text, path)
     if values is None:
         return {}
     if not isinstance(values, dict):
@@ -123,7 +140,7 @@ def _read_settings(path: Path) -> dict[str, Any]:
         if key not in SETTINGS:
             close = difflib.get_close_matches(str(key), SETTINGS, n=1)
             hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(SETTINGS)}"
-            raise ConfigError(f"{path}: unknown setting {key!r} ({hint})")
+            raise ConfigError(f"{path}: unknown setting {shorten(key)} ({hint})")
     return values
 
 
@@ -133,16 +150,20 @@ def check_tcp_address(value: Any, source: str) -> str:
         raise ConfigError(f"{source} must be a string like {EXAMPLE}, got {type(value).__name__}")
     if not value.startswith("tcp://"):
         raise ConfigError(
-            f"{source} {value!r} must be tcp://HOST:PORT, e.g. {EXAMPLE} "
+            f"{source} {shorten(value)} must be tcp://HOST:PORT, e.g. {EXAMPLE} "
             "(the local unix socket is always served)"
         )
     host, sep, port = value[len("tcp://") :].rpartition(":")
     if not sep or not host:
-        raise ConfigError(f"{source} {value!r} has no port: write tcp://HOST:PORT, e.g. {EXAMPLE}")
+        raise ConfigError(
+            f"{source} {shorten(value)} has no port: write tcp://HOST:PORT, e.g. {EXAMPLE}"
+        )
     if not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigError(f"{source} {value!r}: the port must be a number from 1 to 65535")
+        raise ConfigError(f"{source} {shorten(value)}: the port must be a number from 1 to 65535")
     if any(c.isspace() or c in "/?#" for c in host):
-        raise ConfigError(f"{source} {value!r}: {host!r} is not a host name or IP address")
+        raise ConfigError(
+            f"{source} {shorten(value)}: {shorten(host)} is not a host name or IP address"
+        )
     return value
 
 
@@ -238,7 +259,7 @@ def new_client(home: Path, name: str) -> Path:
     """Make the client keypair ``keys/NAME.key_secret``, authorise it, return its secret file."""
     keys = ensure_keys(home)
     if (keys.root / f"{_check_name(name)}.key_secret").exists():
-        raise ConfigError(f"a key named {name!r} exists in {keys.root}: pick another name")
+        raise ConfigError(f"a key named {shorten(name)} exists in {keys.root}: pick another name")
     public, secret = new_keypair(keys.root, name)
     authorize(home, public, name)
     return secret
@@ -246,7 +267,7 @@ def new_client(home: Path, name: str) -> Path:
 
 def _check_name(name: str) -> str:
     if not name or name.startswith(".") or not name.replace("-", "").replace("_", "").isalnum():
-        raise ConfigError(f"name {name!r}: use letters, digits, '-' and '_'")
+        raise ConfigError(f"name {shorten(name)}: use letters, digits, '-' and '_'")
     return name
 
 
@@ -269,7 +290,7 @@ def read_public_key(value: str | bytes | os.PathLike, field: str) -> bytes:
         if _is_z85_key(text):
             return text.encode()
         raise ConfigError(
-            f"{field} {os.fsdecode(value)!r} is neither a key file nor a 40-character key: "
+            f"{field} {shorten(os.fsdecode(value))} is neither a key file nor a 40-character key: "
             "pass the daemon's keys/server.key (or what `corral keys` prints)"
         )
     try:
@@ -434,7 +455,9 @@ class TCPServer:
     away from the unix socket, which stays as it was.
     """
 
-    def __init__(self, address: str, keys: Keys, handler: Any, log: Any) -> None:
+    def __init__(
+        self, address: str, keys: Keys, handler: Any, log: Any, limits: Limits | None = None
+    ) -> None:
         import asyncio
 
         import zmq.asyncio
@@ -457,23 +480,38 @@ class TCPServer:
             zmq.CURVE_SECRETKEY: secret,
             zmq.MAXMSGSIZE: MAX_FRAME + 1024,  # a bigger frame drops the connection, unread
         }
-        if _ipv6(address):
-            options[zmq.IPV6] = 1
+        limits = limits or Limits()
+        # a peer that stalls in the handshake is dropped (the acceptor then closes its TCP)
+        options[zmq.HANDSHAKE_IVL] = int(limits.handshake_timeout * 1000)
+        # zmq serves CURVE on a private unix socket; the acceptor splices TCP to it
+        self.endpoint = keys.root.parent / "tcp.sock"
+        with contextlib.suppress(FileNotFoundError):
+            self.endpoint.unlink()  # a dead daemon's
         try:
-            self.server = RPCServer(self.ctx, address, handler, options)
-        except zmq.ZMQError as exc:
+            listener = listen_socket(address)
+        except OSError as exc:
             self.auth.stop()
             self.ctx.destroy(linger=0)
             raise DaemonError(
-                f"rpc_address {address}: cannot listen there: {exc.strerror}: use an address "
-                "of this machine (an IP, an interface name or *) and a free port"
+                f"rpc_address {address}: cannot listen there: {exc.strerror or exc}: use an "
+                "address of this machine (an IP, an interface name or *) and a free port"
             ) from None
+        try:
+            self.server = RPCServer(self.ctx, f"ipc://{self.endpoint}", handler, options, log=log)
+        except zmq.ZMQError as exc:
+            listener.close()
+            self.auth.stop()
+            self.ctx.destroy(linger=0)
+            raise DaemonError(f"cannot serve CURVE on {self.endpoint}: {exc.strerror}") from None
+        os.chmod(self.endpoint, 0o600)
+        self.acceptor = Acceptor(listener, str(self.endpoint), limits, self.refusals)
         self.monitor = self.server.socket.get_monitor_socket(
             zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
         )
         self._tasks = [
             asyncio.ensure_future(self.server.serve()),
             asyncio.ensure_future(self._watch_handshakes()),
+            asyncio.ensure_future(self.acceptor.start()),
         ]
 
     async def _watch_handshakes(self) -> None:
@@ -489,6 +527,7 @@ class TCPServer:
     async def close(self) -> None:
         """Let in-flight replies go out, then close the endpoint."""
         await self.server.drain()
+        await self.acceptor.close()
         for task in self._tasks:
             task.cancel()
         with contextlib.suppress(zmq.ZMQError):
@@ -497,6 +536,8 @@ class TCPServer:
         self.server.close()
         self.auth.stop()
         self.ctx.destroy(linger=200)
+        with contextlib.suppress(FileNotFoundError):
+            self.endpoint.unlink()
 
 
 def open_server(home: Path, handler: Any, log: Any) -> TCPServer | None:
@@ -511,7 +552,7 @@ def open_server(home: Path, handler: Any, log: Any) -> TCPServer | None:
         return None
     keys = ensure_keys(home)
     try:
-        server = TCPServer(settings.rpc_address, keys, handler, log)
+        server = TCPServer(settings.rpc_address, keys, handler, log, settings.limits)
     except DaemonError as exc:
         log.error("daemon failed to start", error=str(exc))
         raise
@@ -520,6 +561,8 @@ def open_server(home: Path, handler: Any, log: Any) -> TCPServer | None:
         address=settings.rpc_address,
         server_key=str(keys.server_public),
         clients=str(keys.clients),
+        max_connections=settings.limits.total(),
+        max_per_source=settings.limits.max_per_source,
     )
     return server
 

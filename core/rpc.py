@@ -48,6 +48,8 @@ def decode_request(frames: list[bytes]) -> dict[str, Any]:
         request = json.loads(frames[0])
     except (ValueError, UnicodeDecodeError) as exc:
         raise ProtocolError(f"request is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ProtocolError("request is nested too deep: at most a few hundred levels") from None
     if not isinstance(request, dict):
         raise ProtocolError('request must be a JSON object {"id", "cmd", "args"}')
     return request

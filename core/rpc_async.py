@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from itertools import count
 from typing import Any
@@ -17,16 +18,26 @@ import zmq
 import zmq.asyncio
 
 from .errors import DaemonError, error_to_wire
-from .rpc import decode_request, encode, reply_result, request_command
+from .rpc import MAX_FRAME, decode_request, encode, reply_result, request_command
 
 Handler = Callable[[str, dict[str, Any]], Awaitable[Any]]
+
+PEER_QUEUE = 100  # replies zmq queues for one client (its SNDHWM)
+PEER_BACKLOG = 32 * 1024 * 1024  # bytes of replies held for one client beyond those
+FLUSH_MIN, FLUSH_MAX = 0.001, 0.2  # seconds between two tries to hand the backlog to zmq
+REFUSAL_INTERVAL = 60.0  # seconds between two log lines about clients that do not read
 
 
 class RPCServer:
     """Serves ``handler(cmd, args)`` on a ROUTER socket until closed.
 
     ``options`` are set on the socket before it binds (the CURVE server keys of
-    :mod:`corral.remote`).
+    :mod:`corral.remote`). A frame over :data:`~corral.rpc.MAX_FRAME` makes zmq
+    drop its peer before it is buffered. What waits for one client is bounded:
+    at most :data:`PEER_QUEUE` replies in zmq's queue for it, then up to
+    :data:`PEER_BACKLOG` bytes held here; past that, its requests are dropped
+    unanswered until it reads (a client that pipelines and never reads cannot
+    grow the daemon).
     """
 
     def __init__(
@@ -35,12 +46,15 @@ class RPCServer:
         address: str,
         handler: Handler,
         options: dict[int, Any] | None = None,
+        log: Any = None,
     ) -> None:
         self.socket = ctx.socket(zmq.ROUTER)
         self.socket.setsockopt(zmq.LINGER, 200)
-        # a ROUTER drops replies to a peer whose queue is full: a client that pipelines
-        # thousands of requests and reads late (1,000 by default) would lose some
-        self.socket.setsockopt(zmq.SNDHWM, 10_000)
+        self.socket.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME + 1024)
+        # a full peer's queue raises Again (it is not dropped in silence): the reply
+        # then waits in the backlog, counted in bytes
+        self.socket.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        self.socket.setsockopt(zmq.SNDHWM, PEER_QUEUE)
         for option, value in (options or {}).items():
             self.socket.setsockopt(option, value)
         try:
@@ -49,8 +63,14 @@ class RPCServer:
             self.socket.close(linger=0)
             raise
         self.handler = handler
+        self.log = log
         self._tasks: set[asyncio.Task] = set()
         self._closed = False
+        self._backlog: dict[bytes, Backlog] = {}
+        self._flush_timer: asyncio.TimerHandle | None = None
+        self._flush_delay = FLUSH_MIN
+        self._last_warning = -REFUSAL_INTERVAL
+        self._dropped = 0
 
     async def serve(self) -> None:
         while not self._closed:
@@ -59,6 +79,10 @@ class RPCServer:
             except (zmq.ZMQError, asyncio.CancelledError):
                 return
             if len(frames) < 2:
+                continue
+            backlog = self._backlog.get(frames[0])
+            if backlog is not None and backlog.full:
+                self._drop(frames[0], "request")  # it reads nothing: serve it nothing more
                 continue
             task = asyncio.ensure_future(self._answer(frames[0], frames[1:]))
             self._tasks.add(task)
@@ -78,10 +102,69 @@ class RPCServer:
         except (TypeError, ValueError) as exc:
             data = encode({"id": request_id, "ok": False, "error": error_to_wire(exc)})
         if not self._closed:
-            try:
-                await self.socket.send_multipart([identity, data])
-            except zmq.ZMQError:
-                pass
+            self._send(identity, data)
+
+    # -- what waits for a client that reads slowly, or never ---------------------
+
+    def _send(self, identity: bytes, data: bytes) -> None:
+        backlog = self._backlog.get(identity)
+        if backlog is None:
+            if self._try_send(identity, data):
+                return
+            backlog = self._backlog[identity] = Backlog()
+        if backlog.full:
+            self._drop(identity, "reply")
+            return
+        backlog.append(data)
+        self._schedule_flush(FLUSH_MIN)
+
+    def _try_send(self, identity: bytes, data: bytes) -> bool:
+        """True when zmq took the reply, or when it can never go (the peer is gone)."""
+        # no send ever waits here, so pyzmq tries this one at once and the future is
+        # done; its own send (not a shadow socket's) keeps the socket's events in step
+        sent = self.socket.send_multipart([identity, data], flags=zmq.DONTWAIT)
+        if not sent.done():
+            sent.add_done_callback(lambda f: f.exception())
+            return True
+        error = sent.exception()
+        # Again: its queue is full, it is not reading. Any other error: it is gone
+        # (EHOSTUNREACH), or the socket is closing: nobody to answer
+        return not isinstance(error, zmq.Again)
+
+    def _schedule_flush(self, delay: float) -> None:
+        if self._flush_timer is None and not self._closed:
+            loop = asyncio.get_running_loop()
+            self._flush_timer = loop.call_later(delay, self._flush)
+
+    def _flush(self) -> None:
+        """Hand zmq what waits, peer by peer, as far as each peer's queue has room."""
+        self._flush_timer = None
+        moved = False
+        for identity, backlog in list(self._backlog.items()):
+            while backlog.replies and self._try_send(identity, backlog.replies[0]):
+                backlog.popleft()
+                moved = True
+            if not backlog.replies:
+                del self._backlog[identity]
+        if self._backlog:
+            # a reader drains its queue in microseconds; one that never reads is asked
+            # less and less often
+            self._flush_delay = FLUSH_MIN if moved else min(self._flush_delay * 2, FLUSH_MAX)
+            self._schedule_flush(self._flush_delay)
+
+    def _drop(self, identity: bytes, what: str) -> None:
+        self._dropped += 1
+        now = time.monotonic()
+        if self.log is None or now - self._last_warning < REFUSAL_INTERVAL:
+            return
+        self._last_warning = now
+        self.log.warning(
+            "dropped requests of an RPC client that does not read its replies",
+            backlog_bytes=self._backlog[identity].size,
+            dropped=self._dropped,
+            last=what,
+        )
+        self._dropped = 0
 
     async def drain(self, timeout: float = 5.0) -> None:
         """Let in-flight replies go out (used before the daemon exits)."""
@@ -91,7 +174,29 @@ class RPCServer:
 
     def close(self) -> None:
         self._closed = True
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
         self.socket.close(linger=200)
+
+
+class Backlog:
+    """The replies waiting for one client whose zmq queue is full, and their size."""
+
+    def __init__(self) -> None:
+        self.replies: deque[bytes] = deque()
+        self.size = 0
+
+    @property
+    def full(self) -> bool:
+        return self.size >= PEER_BACKLOG
+
+    def append(self, data: bytes) -> None:
+        self.replies.append(data)
+        self.size += len(data)
+
+    def popleft(self) -> None:
+        self.size -= len(self.replies.popleft())
 
 
 class AsyncTransport:

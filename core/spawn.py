@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ScriptError
+from .errors import ScriptError, shorten
 
 INTERPRETERS = {
     ".py": "python",
@@ -81,7 +81,8 @@ def resolve_script(script: str, cwd: str) -> tuple[str, bool]:
     if found:
         return found, False
     raise ScriptError(
-        f"script '{script}' not found: no such file in {cwd} and no command of that name on PATH"
+        f"script {shorten(script)} not found: no such file in {cwd} "
+        "and no command of that name on PATH"
     )
 
 

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import paths
-from .errors import CorralError, OptionError, PluginError, StateError
+from .errors import CorralError, OptionError, PluginError, StateError, shorten
 
 if TYPE_CHECKING:
     from .client import Client
@@ -118,7 +118,7 @@ class StartupContext:
         env = os.environ if environ is None else environ
         name = user or current_user()
         if not _USER_NAME.fullmatch(name):
-            raise OptionError(f"{name!r} is not a user name (--user)", field="user")
+            raise OptionError(f"{shorten(name)} is not a user name (--user)", field="user")
         if hp:
             user_home = Path(hp).expanduser().absolute()
         else:
@@ -127,10 +127,13 @@ class StartupContext:
         corral_home = Path(home).expanduser().absolute() if home else user_home / ".corral"
         for what, path in (("--hp", user_home), ("CORRAL_HOME", corral_home)):
             if any(ord(c) < 32 for c in str(path)):
-                raise OptionError(f"{what} {str(path)!r} has a control character", field="hp")
+                raise OptionError(
+                    f"{what} {shorten(str(path))} has a control character", field="hp"
+                )
         if service_name is not None and not _SERVICE_NAME.fullmatch(service_name):
             raise OptionError(
-                f"service name {service_name!r} must be letters, digits, '.', '_', '@' or '-' "
+                f"service name {shorten(service_name)} must be letters, digits, "
+                "'.', '_', '@' or '-' "
                 "(--service-name)",
                 field="service_name",
             )
@@ -205,7 +208,7 @@ def _home_of(user: str) -> Path:
         return Path(pwd.getpwnam(user).pw_dir)
     except KeyError:
         raise OptionError(
-            f"no user named {user!r} on this machine (--user): create it, or give its "
+            f"no user named {shorten(user)} on this machine (--user): create it, or give its "
             "home directory with --hp",
             field="user",
         ) from None
@@ -250,7 +253,7 @@ def resolve_platform(platform: str | None, path: str | None = None) -> tuple[str
         close = difflib.get_close_matches(platform.lower(), PLATFORMS, n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
         raise OptionError(
-            f"unknown platform {platform!r}: {hint}known: {', '.join(sorted(PLATFORMS))}",
+            f"unknown platform {shorten(platform)}: {hint}known: {', '.join(sorted(PLATFORMS))}",
             field="platform",
         )
     notes = []
