@@ -8,22 +8,24 @@ its cgroup, short of writing to the cgroup tree itself.
 
 Where the daemon can make cgroups (cgroup v2 mounted and the daemon's own
 cgroup writable: root, or a delegated subtree), each home gets a parent cgroup
-below the daemon's own, ``corral-<hash of the home's real path>``; each
-process slot a cgroup in it named by its ``unique_id``; each spawned child
-one in there (``<parent>/<unique_id>/<n>``), which holds the child and every
-descendant from the first instruction on. A stop ends with ``cgroup.kill`` of
-the slot's cgroup (frozen, then SIGKILL to every pid, on kernels before 5.14),
-and a daemon started after one killed with SIGKILL ends whatever is left in
-the parent it finds recorded in ``<home>/cgroup.path``.
+below the daemon's own, ``corral-<hash of the home's real path>``, recorded in
+``<home>/cgroup.path``; each spawned child a numbered cgroup in it, which holds
+the child and every descendant from its first instruction on. A stop ends with
+``cgroup.kill`` of its slot's cgroups (frozen, then SIGKILL to every pid, on
+kernels before 5.14); a daemon started after one killed with SIGKILL ends
+whatever is left in the recorded parent before it restores the apps.
 
-A child is born inside: the daemon moves itself into the child's cgroup for
-the fork and back right after (the two moves cost about 0.1 ms; an exec
-wrapper costs an exec and cannot move a child that drops privileges, and a
-``preexec_fn`` makes Popen fork instead of vfork, 2 to 6 ms). A process that
-another thread of the daemon forks in that window starts in the app's cgroup
-too, so an in-process daemon (``connect(no_daemon=True)``), which shares its
-host's threads, does not use cgroups unless ``CORRAL_CGROUPS=1``;
-``CORRAL_CGROUPS=0`` turns them off everywhere.
+A child is born inside, without being moved: the daemon waits for each fork
+in an empty cgroup of the parent, its *nursery*, so the child starts there;
+right after the fork a thread moves the daemon on to the next nursery. Moving
+a process costs one RCU grace period when no move came just before (about
+10 ms here), and this way that wait is neither in the child's start nor on the
+daemon's loop (moving in before the fork, or an exec wrapper or ``preexec_fn``
+that moves the child, all put it in the child's start). A process another
+thread of the daemon forks meanwhile starts in the nursery: it is moved back
+to the daemon's own cgroup before the next fork. So an in-process daemon
+(``connect(no_daemon=True)``), which shares its host's threads and cgroup, does
+not use cgroups unless ``CORRAL_CGROUPS=1``; ``CORRAL_CGROUPS=0`` turns them off.
 """
 
 from __future__ import annotations
@@ -33,19 +35,22 @@ import contextlib
 import hashlib
 import itertools
 import os
+import queue
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 ENV = "CORRAL_CGROUPS"
 RECORD = "cgroup.path"  # in the home: the parent cgroup of the daemon that runs (or ran) it
 
-# one process-wide lock: while it is held the process may be inside an app's cgroup, so
-# no other daemon of this process forks then, and no kill of a cgroup can reach us
+# one process-wide lock, held from just before a fork until this process has left the
+# child's cgroup: no other fork starts there meanwhile, and no kill of a cgroup reaches us
 _LOCK = threading.Lock()
 _origin_cache: list[Path | None] = []
+_mount_cache: list[tuple[Path, str] | None] = []
+_location: list[Path] = []  # where _enter last put this process
 
 
 def wanted(in_process: bool) -> bool:
@@ -57,12 +62,15 @@ def wanted(in_process: bool) -> bool:
 
 
 def v2_mount(mountinfo: str | None = None) -> tuple[Path, str] | None:
-    """The cgroup v2 mount point and the cgroup path at its root, from ``/proc/self/mountinfo``."""
+    """The cgroup v2 mount point and the cgroup path at its root, from ``/proc/self/mountinfo``
+    (read once per process)."""
     if mountinfo is None:
-        try:
-            mountinfo = Path("/proc/self/mountinfo").read_text()
-        except OSError:
-            return None
+        if not _mount_cache:
+            try:
+                _mount_cache.append(v2_mount(Path("/proc/self/mountinfo").read_text()))
+            except OSError:
+                return None
+        return _mount_cache[0]
     for line in mountinfo.splitlines():
         fields, _, rest = line.partition(" - ")
         parts = fields.split()
@@ -103,11 +111,12 @@ def locate(cgroup: str, mount: tuple[Path, str]) -> Path | None:
 def origin() -> Path | None:
     """The directory of this process's cgroup when it started using cgroups (cached: the
     process visits app cgroups later, always under the lock, and comes back here)."""
-    with _LOCK:
-        if not _origin_cache:
-            mount, path = v2_mount(), own_path()
-            _origin_cache.append(locate(path, mount) if mount and path else None)
-        return _origin_cache[0]
+    if not _origin_cache:
+        with _LOCK:
+            if not _origin_cache:
+                mount, path = v2_mount(), own_path()
+                _origin_cache.append(locate(path, mount) if mount and path else None)
+    return _origin_cache[0]
 
 
 def parent_name(home: Path) -> str:
@@ -138,7 +147,9 @@ def pids(path: Path) -> list[int]:
 def kill_all(path: Path, *, via_freeze: bool = False) -> None:
     """SIGKILL every process in ``path`` and below: ``cgroup.kill``, or on kernels without
     it (``via_freeze``) freeze the tree so nothing forks, SIGKILL each pid, thaw."""
-    with _LOCK:  # never while this process visits an app's cgroup
+    with _LOCK:  # never while this process is in a child's cgroup
+        if inside(path):
+            return  # never this process (a nursery is not an app's cgroup)
         if not via_freeze:
             try:
                 (path / "cgroup.kill").write_text("1")
@@ -159,6 +170,16 @@ def kill_all(path: Path, *, via_freeze: bool = False) -> None:
                 os.kill(pid, signal.SIGKILL)  # a frozen process neither exits nor forks
         if frozen:
             _write(path / "cgroup.freeze", "0")
+
+
+def inside(path: Path) -> bool:
+    """Whether this process is in ``path`` or below it."""
+    if _location:
+        here: Path | None = _location[0]
+    else:
+        mount, own = v2_mount(), own_path()
+        here = locate(own, mount) if mount and own else None
+    return here is not None and here.is_relative_to(path)
 
 
 def signal_all(path: Path, sig: int) -> list[int]:
@@ -236,66 +257,158 @@ def _write(path: Path, text: str) -> bool:
 
 
 class Cgroups:
-    """A home's parent cgroup and the cgroups of its slots and children."""
+    """A home's parent cgroup, the nursery this process forks in, and the children's cgroups."""
 
     def __init__(self, home: Path, origin: Path) -> None:
         self.home = home
         self.origin = origin
         self.parent = origin / parent_name(home)
+        self.nursery = self.parent
+        self.slots: dict[str, list[Path]] = {}  # unique_id -> its children's cgroups, in use
         self._numbers = itertools.count(1)
+        self._mover = _Worker("corral-cgroup-mover")
+        self._pruner = _Worker("corral-cgroup-pruner")
 
     @classmethod
     def open(cls, home: Path) -> Cgroups | None:
-        """The home's cgroups, recorded in the home; None where they cannot be made here."""
+        """The home's cgroups, this process in its first nursery; None where they cannot be
+        made here."""
         start = origin()
         if start is None:
             return None
         cgroups = cls(home, start)
-        probe = cgroups.parent / f"probe-{os.getpid()}"
         try:
             cgroups.parent.mkdir(exist_ok=True)
-            probe.mkdir(exist_ok=True)
-            with cgroups.born_in(probe):  # both moves, as every spawn makes them
-                pass
+            cgroups.nursery = cgroups._new_dir()
+            with _LOCK:
+                _enter(cgroups.nursery)
         except OSError:
-            with contextlib.suppress(OSError):
-                probe.rmdir()
-            with contextlib.suppress(OSError):
-                cgroups.parent.rmdir()
+            remove_tree(cgroups.parent)
             return None
-        probe.rmdir()
         (home / RECORD).write_text(str(cgroups.parent))
         return cgroups
 
-    def slot(self, unique_id: str) -> Path:
-        """The cgroup of a slot: every child it spawned has its cgroup in there."""
-        return self.parent / unique_id
-
-    def new_child(self, unique_id: str) -> Path:
-        """A new empty cgroup for the next child of a slot."""
-        path = self.slot(unique_id) / str(next(self._numbers))
-        path.mkdir(parents=True)
-        return path
+    def _new_dir(self) -> Path:
+        while True:  # a dead daemon's cgroups may still be there, named the same
+            path = self.parent / f"{os.getpid()}-{next(self._numbers)}"
+            with contextlib.suppress(FileExistsError):
+                path.mkdir()
+                return path
 
     @contextlib.contextmanager
-    def born_in(self, path: Path) -> Iterator[None]:
-        """Inside, this process is in ``path``: what it forks starts there."""
-        with _LOCK:
-            (path / "cgroup.procs").write_text("0")
-            try:
-                yield
-            finally:
-                (self.origin / "cgroup.procs").write_text("0")
+    def born_in(self, unique_id: str) -> Iterator[Path]:
+        """Around one fork: inside, this process is alone in a fresh cgroup, which is the
+        cgroup of what it forks; that joins the slot ``unique_id`` unless the fork fails."""
+        _LOCK.acquire()
+        try:
+            here = self._ready_nursery()
+            following = self._new_dir()
+        except OSError as exc:
+            _LOCK.release()
+            raise OSError(exc.errno, f"no cgroup for it in {self.parent}: {exc.strerror}") from exc
+        except BaseException:
+            _LOCK.release()
+            raise
+        try:
+            yield here
+        except BaseException:
+            remove_tree(following)  # nothing was born in here: it stays the nursery
+            _LOCK.release()
+            raise
+        self.slots.setdefault(unique_id, []).append(here)
+        self.nursery = following
+        self._mover.submit(self._leave, following)  # releases the lock once out of ``here``
 
-    def prune(self, path: Path) -> None:
-        """Remove ``path``'s empty cgroups (a child's, once it has exited)."""
-        remove_tree(path)
+    def _ready_nursery(self) -> Path:
+        """The nursery, this process alone in it (strangers, forked by other threads of
+        this process since the last fork, go back to the daemon's own cgroup)."""
+        for _ in range(3):
+            if not inside(self.nursery):
+                _enter(self.nursery)
+            listed = _read(self.nursery / "cgroup.procs").split()  # a leaf: no walk
+            strangers = [int(p) for p in listed if int(p) != os.getpid()]
+            if not strangers:
+                return self.nursery
+            for pid in strangers:
+                _write(self.origin / "cgroup.procs", str(pid))
+        self.nursery = self._new_dir()  # strangers that keep forking: leave them there
+        _enter(self.nursery)
+        return self.nursery
+
+    def _leave(self, target: Path) -> None:
+        try:
+            _enter(target)
+        except OSError:  # never stay in a child's cgroup
+            with contextlib.suppress(OSError):
+                _enter(self.origin)
+        finally:
+            _LOCK.release()
+
+    def of_slot(self, unique_id: str) -> list[Path]:
+        """The cgroups of a slot's children that are still there."""
+        return list(self.slots.get(unique_id, ()))
+
+    def prune(self, unique_id: str, paths: Iterable[Path] | None = None) -> None:
+        """Forget the slot's empty cgroups (``paths`` of them; all by default) and remove
+        them on a thread (nothing enters an empty cgroup again)."""
+        kept = self.slots.get(unique_id, [])
+        for path in list(kept if paths is None else paths):
+            if not populated(path):
+                if path in kept:
+                    kept.remove(path)
+                self._pruner.submit(remove_tree, path)
+        if not kept:
+            self.slots.pop(unique_id, None)
+
+    def stale(self) -> list[Path]:
+        """The cgroups in the parent that are not this daemon's (a dead daemon's)."""
+        mine = {self.nursery, *(p for paths in self.slots.values() for p in paths)}
+        return [p for p in self.parent.iterdir() if p.is_dir() and p not in mine]
 
     def close(self) -> None:
-        """Remove every empty cgroup, the parent last, and the record once it is gone."""
+        """Back to the daemon's own cgroup; every empty cgroup removed, the parent last, and
+        the record once it is gone."""
+        with _LOCK:
+            _enter(self.origin)
+            for pid in pids(self.nursery):
+                _write(self.origin / "cgroup.procs", str(pid))
+        self._pruner.drain()
         if remove_tree(self.parent):
             with contextlib.suppress(OSError):
                 (self.home / RECORD).unlink()
+
+
+def _enter(path: Path) -> None:
+    """Move this process into ``path`` (the caller holds the lock)."""
+    (path / "cgroup.procs").write_text("0")
+    _location[:] = [path]
+
+
+class _Worker:
+    """A thread of its own for slow cgroup writes (a move or an rmdir of a cgroup that
+    had processes waits for an RCU grace period, about 10 ms here), started on first use."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.jobs: queue.Queue = queue.Queue()
+        self.thread: threading.Thread | None = None
+
+    def submit(self, job: Callable[..., object], *args: object) -> None:
+        if self.thread is None:
+            self.thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+            self.thread.start()
+        self.jobs.put((job, args))
+
+    def _run(self) -> None:
+        while True:
+            job, args = self.jobs.get()
+            with contextlib.suppress(Exception):
+                job(*args)
+            self.jobs.task_done()
+
+    def drain(self) -> None:
+        if self.thread is not None:
+            self.jobs.join()
 
 
 def previous(home: Path) -> list[Path]:

@@ -326,14 +326,15 @@ class Daemon:
     async def _end_previous_cgroups(self) -> None:
         """SIGKILL what a dead daemon's children left in its cgroups and remove them: the
         descendants that left every process group, parent and environment."""
-        for path in self._previous_cgroups:
-            left = cgroup.pids(path)
-            if not await cgroup.sweep(path):
-                self.log.error("processes outlive cgroup.kill", cgroup=str(path), pids=left)
-            keep = self.cgroups is not None and path == self.cgroups.parent
-            cgroup.remove_tree(path, keep_root=keep)
-            if left:
-                self.log.info("ended what a dead daemon left", cgroup=str(path), pids=left)
+        for parent in self._previous_cgroups:
+            mine = self.cgroups is not None and parent == self.cgroups.parent
+            for path in self.cgroups.stale() if self.cgroups and mine else [parent]:
+                left = cgroup.pids(path)
+                if not await cgroup.sweep(path):
+                    self.log.error("processes outlive cgroup.kill", cgroup=str(path), pids=left)
+                cgroup.remove_tree(path)
+                if left:
+                    self.log.info("ended what a dead daemon left", cgroup=str(path), pids=left)
         if self._previous_cgroups and self.cgroups is None:
             cgroup.forget_record(self.home)
         self._previous_cgroups = []
@@ -359,7 +360,7 @@ class Daemon:
 
     def forget(self, proc: ManagedProcess) -> None:
         if self.cgroups is not None:
-            self.cgroups.prune(self.cgroups.slot(proc.unique_id))  # stopped: empty
+            self.cgroups.prune(proc.unique_id)  # stopped: empty
         for log in proc.log_files:
             self.logs.release(log)
         proc.log_files.clear()
@@ -460,16 +461,8 @@ class Daemon:
         if self.cgroups is None or not proc.options.get("treekill", True):
             yield None
             return
-        try:
-            path = self.cgroups.new_child(proc.unique_id)
-        except OSError as exc:
-            raise OSError(exc.errno, f"cannot make its cgroup: {exc.strerror}") from exc
-        try:
-            with self.cgroups.born_in(path):
-                yield path
-        except BaseException:
-            self.cgroups.prune(path)
-            raise
+        with self.cgroups.born_in(proc.unique_id) as path:
+            yield path
 
     def _spawn_spec(self, proc: ManagedProcess) -> SpawnSpec:
         options = proc.options
@@ -582,7 +575,8 @@ class Daemon:
     def _handle_exit(self, proc: ManagedProcess, child: Child, code: int) -> None:
         self._keep_group(proc, child)  # first: a later stop must reach what it left behind
         if child.cgroup is not None and self.cgroups is not None and self.loop is not None:
-            self.loop.call_soon(self.cgroups.prune, child.cgroup)  # gone, unless it left some
+            # gone, unless it left some; later, so an immediate restart forks first
+            self.loop.call_soon(self.cgroups.prune, proc.unique_id, [child.cgroup])
         self.children.pop(child.pid, None)
         self.output.drain(child, proc)
         if child.channel is not None:
@@ -762,7 +756,7 @@ class Daemon:
         if not proc.options.get("treekill", True):
             return Leftovers()
         if self.cgroups is not None and (proc.child is None or proc.child.cgroup is not None):
-            return Enclosure(self.cgroups.slot(proc.unique_id))  # everything, and nothing else
+            return Enclosure(self.cgroups.of_slot(proc.unique_id))  # everything, nothing else
         proc.leftover_groups = {g for g in proc.leftover_groups if group_alive(g)}
         pids = await self._find_strays(proc.unique_id)
         strays = [Stray.pin(pid, proc.unique_id) for pid in pids]
@@ -811,10 +805,12 @@ class Daemon:
         forked after the last signal), wait until it is empty, and remove it."""
         if self.cgroups is None:
             return
-        slot = self.cgroups.slot(proc.unique_id)
-        if not await cgroup.sweep(slot):
-            self.log.error("processes outlive cgroup.kill", name=proc.name, pids=cgroup.pids(slot))
-        self.cgroups.prune(slot)
+        for path in self.cgroups.of_slot(proc.unique_id):
+            if not await cgroup.sweep(path):
+                self.log.error(
+                    "processes outlive cgroup.kill", name=proc.name, pids=cgroup.pids(path)
+                )
+        self.cgroups.prune(proc.unique_id)
 
 
 def main() -> None:

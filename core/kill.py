@@ -231,23 +231,24 @@ class Leftovers:
 
 
 class Enclosure:
-    """Every process in a cgroup and the cgroups below it (a slot's, or one child's):
-    the running child's whole tree and whatever its earlier children left."""
+    """Every process in some cgroups (a slot's children's, or one child's): the running
+    child's whole tree and whatever its earlier children left."""
 
     covers_tree: ClassVar[bool] = True
-    groups: ClassVar[set[int]] = set()  # nothing apart from the cgroup, for the logs
+    groups: ClassVar[set[int]] = set()  # nothing apart from the cgroups, for the logs
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, paths: list[Path]) -> None:
+        self.paths = paths
 
     def send(self, sig: int) -> None:
-        cgroup.signal_all(self.path, sig)  # each process once; SIGKILL is cgroup.kill
+        for path in self.paths:  # each process once; SIGKILL is cgroup.kill
+            cgroup.signal_all(path, sig)
 
     def alive(self) -> bool:
-        return cgroup.populated(self.path)
+        return any(cgroup.populated(path) for path in self.paths)
 
     def pids(self) -> list[int]:
-        return cgroup.pids(self.path)
+        return [pid for path in self.paths for pid in cgroup.pids(path)]
 
     async def stop(self, sig: int, timeout: float) -> None:
         """``sig`` to everything, SIGKILL to what is still there ``timeout`` seconds later."""
@@ -314,7 +315,7 @@ async def terminate(
     """
     treekill = bool(proc.options.get("treekill", True))
     if treekill and rest is None and child.cgroup is not None:
-        rest = Enclosure(child.cgroup)
+        rest = Enclosure([child.cgroup])
     rest = rest if treekill and rest is not None else Leftovers()
     tree = sampler.descendants(child.pid) if treekill and not rest.covers_tree else []
     timeout = kill_timeout(proc)

@@ -214,7 +214,7 @@ def test_no_descendant_escapes(corral_home: Path, tmp_path: Path, action: str, s
 
 def test_each_child_has_a_cgroup_of_its_own(corral_home: Path, tmp_path: Path, strays) -> None:
     """The child and its whole family share one cgroup, below the home's parent (recorded in
-    the home), and a restart's new child gets a new one."""
+    the home), and a restart's new child gets a new one; the old one is removed."""
     client = corral.connect()
     try:
         info, record = start_family(client, tmp_path)
@@ -224,17 +224,17 @@ def test_each_child_has_a_cgroup_of_its_own(corral_home: Path, tmp_path: Path, s
         assert len(where) == 1, where
         parent = parent_of(corral_home)
         assert (corral_home / "cgroup.path").read_text() == str(parent)
-        slot = parent / client.describe("family")[0].pm2_env["unique_id"]
-        assert cgroup.locate(where.pop(), cgroup.v2_mount()).parent == slot
+        mount = cgroup.v2_mount()
+        assert mount is not None
+        own = cgroup.locate(where.pop(), mount)
+        assert own is not None and own.parent == parent
         # the middle processes of the double fork exit right after the family is recorded
         expected = sorted([info.pid, *first.values()])
-        wait_for(lambda: sorted(cgroup.pids(slot)) == expected, what=f"{expected} in {slot}")
+        wait_for(lambda: sorted(cgroup.pids(own)) == expected, what=f"{expected} in {own}")
         (again,) = client.restart("family")
         strays.extend(family(record, 1).values())
         assert cgroup.own_path(again.pid) != cgroup.own_path(info.pid)
-        assert [p.name for p in slot.iterdir() if p.is_dir()] == [
-            Path(cgroup.own_path(again.pid)).name
-        ], "the stopped child's cgroup is removed"
+        wait_for(lambda: not own.exists(), what="the stopped child's cgroup removed")
     finally:
         client.kill_daemon()
 
@@ -305,17 +305,16 @@ def test_freeze_and_kill_where_there_is_no_cgroup_kill(tmp_path: Path) -> None:
     SIGKILLed pid by pid, and nothing is left."""
     cgroups = cgroup.Cgroups.open(tmp_path)
     assert cgroups is not None
-    where = cgroups.new_child("forker")
     forker = "import os, time\nwhile True:\n    os.fork() or time.sleep(60)\n    time.sleep(0.01)\n"
-    with cgroups.born_in(where):
-        proc = subprocess.Popen([sys.executable, "-c", forker], start_new_session=True)
     try:
+        with cgroups.born_in("forker") as where:
+            proc = subprocess.Popen([sys.executable, "-c", forker], start_new_session=True)
         wait_for(lambda: len(cgroup.pids(where)) > 5, what="a growing tree")
-        cgroup.kill_all(cgroups.slot("forker"), via_freeze=True)
+        cgroup.kill_all(where, via_freeze=True)
         wait_for(lambda: not cgroup.populated(where), timeout=5, what="the cgroup empty")
         assert proc.wait(timeout=5) == -signal.SIGKILL
     finally:
-        asyncio.run(cgroup.sweep(cgroups.slot("forker")))
+        asyncio.run(cgroup.sweep(where))
         proc.kill()
         proc.wait()
         cgroups.close()
