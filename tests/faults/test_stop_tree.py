@@ -32,6 +32,7 @@ def cgroups(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
     cgroups can be made), and process groups with the /proc scan (``CORRAL_CGROUPS=0``)."""
     monkeypatch.setenv("CORRAL_CGROUPS", "1" if request.param == "cgroups" else "0")
 
+
 DEAF = """\
 import signal, sys, time
 for name in sys.argv[1:]:
