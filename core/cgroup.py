@@ -264,6 +264,7 @@ class Cgroups:
         self.origin = origin
         self.parent = origin / parent_name(home)
         self.nursery = self.parent
+        self._spare: Path | None = None  # the next nursery, made ahead on the mover's thread
         self.slots: dict[str, list[Path]] = {}  # unique_id -> its children's cgroups, in use
         self._numbers = itertools.count(1)
         self._mover = _Worker("corral-cgroup-mover")
@@ -285,7 +286,8 @@ class Cgroups:
         except OSError:
             remove_tree(cgroups.parent)
             return None
-        (home / RECORD).write_text(str(cgroups.parent))
+        with contextlib.suppress(OSError):  # without it, found by its name from here only
+            (home / RECORD).write_text(str(cgroups.parent))
         return cgroups
 
     def _new_dir(self) -> Path:
@@ -302,7 +304,7 @@ class Cgroups:
         _LOCK.acquire()
         try:
             here = self._ready_nursery()
-            following = self._new_dir()
+            following, self._spare = self._spare or self._new_dir(), None
         except OSError as exc:
             _LOCK.release()
             raise OSError(exc.errno, f"no cgroup for it in {self.parent}: {exc.strerror}") from exc
@@ -338,6 +340,7 @@ class Cgroups:
     def _leave(self, target: Path) -> None:
         try:
             _enter(target)
+            self._spare = self._new_dir()
         except OSError:  # never stay in a child's cgroup
             with contextlib.suppress(OSError):
                 _enter(self.origin)
@@ -362,7 +365,7 @@ class Cgroups:
 
     def stale(self) -> list[Path]:
         """The cgroups in the parent that are not this daemon's (a dead daemon's)."""
-        mine = {self.nursery, *(p for paths in self.slots.values() for p in paths)}
+        mine = {self.nursery, self._spare, *(p for paths in self.slots.values() for p in paths)}
         return [p for p in self.parent.iterdir() if p.is_dir() and p not in mine]
 
     def close(self) -> None:
