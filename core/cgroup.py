@@ -436,6 +436,18 @@ def previous(home: Path) -> list[Path]:
     return mine
 
 
+def end_home(home: Path, timeout: float = 5.0) -> None:
+    """SIGKILL whatever is left in the parent cgroups of ``home``'s daemons, and remove them:
+    for a home whose daemon is gone and will not be replaced (a test's, at its end)."""
+    for path in previous(home):
+        kill_all(path)
+        deadline = time.monotonic() + timeout
+        while populated(path) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        remove_tree(path)
+    forget_record(home)
+
+
 def forget_record(home: Path) -> None:
     with contextlib.suppress(OSError):
         (home / RECORD).unlink()
