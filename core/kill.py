@@ -235,7 +235,7 @@ class Enclosure:
     child's whole tree and whatever its earlier children left."""
 
     covers_tree: ClassVar[bool] = True
-    groups: ClassVar[set[int]] = set()  # nothing apart from the cgroups, for the logs
+    groups: ClassVar[frozenset[int]] = frozenset()  # nothing but the cgroups, for the logs
 
     def __init__(self, paths: list[Path]) -> None:
         self.paths = paths
