@@ -319,3 +319,30 @@ def test_freeze_and_kill_where_there_is_no_cgroup_kill(tmp_path: Path) -> None:
         proc.wait()
         cgroups.close()
     assert not cgroups.parent.exists()
+
+
+def test_a_process_forked_beside_a_spawn_never_shares_the_childs_cgroup(tmp_path: Path) -> None:
+    """Between forks the daemon waits in its nursery cgroup, so what another of its threads
+    forks meanwhile starts there: it goes back to the daemon's own cgroup before the next
+    child is born, and the child's cgroup holds the child alone."""
+    cgroups = cgroup.Cgroups.open(tmp_path)  # this process now waits in the nursery
+    assert cgroups is not None
+    started: list[subprocess.Popen] = []
+    try:
+        started.append(subprocess.Popen(["sleep", "60"]))  # as a plugin's thread would
+        stranger = started[0].pid
+        assert cgroup.own_path(stranger) == cgroup.own_path("self")
+        with cgroups.born_in("app") as where:
+            started.append(subprocess.Popen(["sleep", "60"], start_new_session=True))
+        child = started[1].pid
+        wait_for(lambda: cgroup.pids(where) == [child], what=f"{where} holds the child alone")
+        mount = cgroup.v2_mount()
+        assert mount is not None
+        assert cgroup.locate(cgroup.own_path(stranger), mount) == cgroups.origin
+        assert not cgroup.inside(where)
+    finally:
+        for proc in started:
+            proc.kill()
+            proc.wait()
+        cgroups.close()
+    assert not cgroups.parent.exists()
