@@ -326,7 +326,11 @@ class Cgroups:
         this process since the last fork, go back to the daemon's own cgroup)."""
         for _ in range(3):
             if not inside(self.nursery):
-                _enter(self.nursery)
+                try:
+                    _enter(self.nursery)
+                except OSError:  # removed behind our back: another one
+                    self.nursery = self._new_dir()
+                    _enter(self.nursery)
             listed = _read(self.nursery / "cgroup.procs").split()  # a leaf: no walk
             strangers = [int(p) for p in listed if int(p) != os.getpid()]
             if not strangers:

@@ -346,3 +346,27 @@ def test_a_process_forked_beside_a_spawn_never_shares_the_childs_cgroup(tmp_path
             proc.wait()
         cgroups.close()
     assert not cgroups.parent.exists()
+
+
+def test_a_daemon_that_cannot_make_cgroups_keeps_todays_method(tmp_path: Path) -> None:
+    """A process of another user below a cgroup it cannot write (root's) gets no cgroups, and
+    nothing is created: its daemon stops trees by process group and the /proc scan."""
+    home = tmp_path / "home"
+    home.mkdir()
+    os.chown(home, 65534, 65534)  # nobody (no Python of root's is open to it: fork, drop)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            os.write(write, repr(cgroup.Cgroups.open(home)).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as answer:
+        said = answer.read()
+    os.waitpid(pid, 0)
+    assert said == "None"
+    assert not parent_of(home).exists() and not (home / "cgroup.path").exists()
