@@ -1,4 +1,4 @@
-"""What a cgroup per child costs a spawn (corral.cgroup), measured two ways.
+"""What a cgroup per child costs a spawn (corral.cgroup_home), measured two ways.
 
     python bench/cgroup_cost.py [--kills 60] [--spawns 80]
 
@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from corral import cgroup
+from corral import cgroup_home
 
 HERE = Path(__file__).resolve().parent
 
@@ -56,7 +56,7 @@ finally:
 
 
 def on_the_loop(spawns: int) -> None:
-    cgroups = cgroup.Cgroups.open(Path(tempfile.mkdtemp(prefix="cgcost-", dir="/tmp")))
+    cgroups = cgroup_home.Cgroups.open(Path(tempfile.mkdtemp(prefix="cgcost-", dir="/tmp")))
     if cgroups is None:
         raise SystemExit("no writable cgroup v2 hierarchy here")
     enter, leave, popen = [], [], []

@@ -6,26 +6,14 @@ none), and then nothing ties it to the app: not ``killpg``, not a descendants
 snapshot, not the ``unique_id`` scan of :mod:`corral.kill`. It cannot leave
 its cgroup, short of writing to the cgroup tree itself.
 
-Where the daemon can make cgroups (cgroup v2 mounted and the daemon's own
-cgroup writable: root, or a delegated subtree), each home gets a parent cgroup
-below the daemon's own, ``corral-<hash of the home's real path>``, recorded in
-``<home>/cgroup.path``; each spawned child a numbered cgroup in it, which holds
-the child and every descendant from its first instruction on. A stop ends with
-``cgroup.kill`` of its slot's cgroups (frozen, then SIGKILL to every pid, on
-kernels before 5.14); a daemon started after one killed with SIGKILL ends
-whatever is left in the recorded parent before it restores the apps.
-
-A child is born inside, without being moved: the daemon waits for each fork
-in an empty cgroup of the parent, its *nursery*, so the child starts there;
-right after the fork a thread moves the daemon on to the next nursery. Moving
-a process costs one RCU grace period when no move came just before (about
-10 ms here), and this way that wait is neither in the child's start nor on the
-daemon's loop (moving in before the fork, or an exec wrapper or ``preexec_fn``
-that moves the child, all put it in the child's start). A process another
-thread of the daemon forks meanwhile starts in the nursery: it is moved back
-to the daemon's own cgroup before the next fork. So an in-process daemon
-(``connect(no_daemon=True)``), which shares its host's threads and cgroup, does
-not use cgroups unless ``CORRAL_CGROUPS=1``; ``CORRAL_CGROUPS=0`` turns them off.
+This module finds the cgroup v2 hierarchy and this process's place in it
+(``/proc/self/mountinfo``, ``/proc/self/cgroup``), and signals, kills
+(``cgroup.kill``, or freeze and SIGKILL each pid on kernels before 5.14) and
+removes cgroups. :mod:`corral.cgroup_home` lays out a home's cgroups and puts
+each child in one. ``CORRAL_CGROUPS=0`` turns them off; unset, detached
+daemons use them where they can be made (root, or a delegated subtree), and
+an in-process daemon only with ``CORRAL_CGROUPS=1``: its host's other threads
+fork too (see :mod:`corral.cgroup_home`).
 """
 
 from __future__ import annotations
@@ -33,24 +21,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import itertools
 import os
-import queue
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 ENV = "CORRAL_CGROUPS"
-RECORD = "cgroup.path"  # in the home: the parent cgroup of the daemon that runs (or ran) it
 
 # one process-wide lock, held from just before a fork until this process has left the
 # child's cgroup: no other fork starts there meanwhile, and no kill of a cgroup reaches us
-_LOCK = threading.Lock()
+LOCK = threading.Lock()
 _origin_cache: list[Path | None] = []
 _mount_cache: list[tuple[Path, str] | None] = []
-_location: list[Path] = []  # where _enter last put this process
+_location: list[Path] = []  # where enter() last put this process
 
 
 def wanted(in_process: bool) -> bool:
@@ -112,7 +96,7 @@ def origin() -> Path | None:
     """The directory of this process's cgroup when it started using cgroups (cached: the
     process visits app cgroups later, always under the lock, and comes back here)."""
     if not _origin_cache:
-        with _LOCK:
+        with LOCK:
             if not _origin_cache:
                 mount, path = v2_mount(), own_path()
                 _origin_cache.append(locate(path, mount) if mount and path else None)
@@ -147,7 +131,7 @@ def pids(path: Path) -> list[int]:
 def kill_all(path: Path, *, via_freeze: bool = False) -> None:
     """SIGKILL every process in ``path`` and below: ``cgroup.kill``, or on kernels without
     it (``via_freeze``) freeze the tree so nothing forks, SIGKILL each pid, thaw."""
-    with _LOCK:  # never while this process is in a child's cgroup
+    with LOCK:  # never while this process is in a child's cgroup
         if inside(path):
             return  # never this process (a nursery is not an app's cgroup)
         if not via_freeze:
@@ -159,9 +143,9 @@ def kill_all(path: Path, *, via_freeze: bool = False) -> None:
                     return
             except OSError:
                 pass
-        frozen = _write(path / "cgroup.freeze", "1")
+        frozen = try_write(path / "cgroup.freeze", "1")
         deadline = time.monotonic() + 0.5
-        while frozen and "frozen 1" not in _read(path / "cgroup.events"):
+        while frozen and "frozen 1" not in read_file(path / "cgroup.events"):
             if time.monotonic() > deadline:
                 break
             time.sleep(0.001)
@@ -169,7 +153,7 @@ def kill_all(path: Path, *, via_freeze: bool = False) -> None:
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)  # a frozen process neither exits nor forks
         if frozen:
-            _write(path / "cgroup.freeze", "0")
+            try_write(path / "cgroup.freeze", "0")
 
 
 def inside(path: Path) -> bool:
@@ -191,10 +175,14 @@ def signal_all(path: Path, sig: int) -> list[int]:
     if sig == signal.SIGKILL:
         kill_all(path)
         return []
+    listed = [pid for pid in pids(path) if pid != os.getpid()]  # never this process
+    if not hasattr(os, "pidfd_open"):  # Linux before 5.3: by pid, as the process groups
+        for pid in listed:
+            with contextlib.suppress(OSError):
+                os.kill(pid, sig)
+        return listed
     held = {}
-    for pid in pids(path):
-        if pid == os.getpid():
-            continue  # never: this process is only ever inside under the lock
+    for pid in listed:
         with contextlib.suppress(OSError):
             held[pid] = os.pidfd_open(pid)
     try:
@@ -238,14 +226,14 @@ def remove_tree(path: Path, *, keep_root: bool = False) -> bool:
     return clean
 
 
-def _read(path: Path) -> str:
+def read_file(path: Path) -> str:
     try:
         return path.read_text()
     except OSError:
         return ""
 
 
-def _write(path: Path, text: str) -> bool:
+def try_write(path: Path, text: str) -> bool:
     try:
         path.write_text(text)
     except OSError:
@@ -253,205 +241,7 @@ def _write(path: Path, text: str) -> bool:
     return True
 
 
-# -- one home's cgroups ----------------------------------------------------------
-
-
-class Cgroups:
-    """A home's parent cgroup, the nursery this process forks in, and the children's cgroups."""
-
-    def __init__(self, home: Path, origin: Path) -> None:
-        self.home = home
-        self.origin = origin
-        self.parent = origin / parent_name(home)
-        self.nursery = self.parent
-        self._spare: Path | None = None  # the next nursery, made ahead on the mover's thread
-        self.slots: dict[str, list[Path]] = {}  # unique_id -> its children's cgroups, in use
-        self._numbers = itertools.count(1)
-        self._mover = _Worker("corral-cgroup-mover")
-        self._pruner = _Worker("corral-cgroup-pruner")
-
-    @classmethod
-    def open(cls, home: Path) -> Cgroups | None:
-        """The home's cgroups, this process in its first nursery; None where they cannot be
-        made here."""
-        start = origin()
-        if start is None:
-            return None
-        cgroups = cls(home, start)
-        try:
-            cgroups.parent.mkdir(exist_ok=True)
-            cgroups.nursery = cgroups._new_dir()
-            with _LOCK:
-                _enter(cgroups.nursery)
-        except OSError:
-            remove_tree(cgroups.parent)
-            return None
-        with contextlib.suppress(OSError):  # without it, found by its name from here only
-            (home / RECORD).write_text(str(cgroups.parent))
-        return cgroups
-
-    def _new_dir(self) -> Path:
-        while True:  # a dead daemon's cgroups may still be there, named the same
-            path = self.parent / f"{os.getpid()}-{next(self._numbers)}"
-            with contextlib.suppress(FileExistsError):
-                path.mkdir()
-                return path
-
-    @contextlib.contextmanager
-    def born_in(self, unique_id: str) -> Iterator[Path]:
-        """Around one fork: inside, this process is alone in a fresh cgroup, which is the
-        cgroup of what it forks; that joins the slot ``unique_id`` unless the fork fails."""
-        _LOCK.acquire()
-        try:
-            here = self._ready_nursery()
-            following, self._spare = self._spare or self._new_dir(), None
-        except OSError as exc:
-            _LOCK.release()
-            raise OSError(exc.errno, f"no cgroup for it in {self.parent}: {exc.strerror}") from exc
-        except BaseException:
-            _LOCK.release()
-            raise
-        try:
-            yield here
-        except BaseException:
-            remove_tree(following)  # nothing was born in here: it stays the nursery
-            _LOCK.release()
-            raise
-        self.slots.setdefault(unique_id, []).append(here)
-        self.nursery = following
-        self._mover.submit(self._leave, following)  # releases the lock once out of ``here``
-
-    def _ready_nursery(self) -> Path:
-        """The nursery, this process alone in it (strangers, forked by other threads of
-        this process since the last fork, go back to the daemon's own cgroup)."""
-        for _ in range(3):
-            if not inside(self.nursery):
-                try:
-                    _enter(self.nursery)
-                except OSError:  # removed behind our back: another one
-                    self.nursery = self._new_dir()
-                    _enter(self.nursery)
-            listed = _read(self.nursery / "cgroup.procs").split()  # a leaf: no walk
-            strangers = [int(p) for p in listed if int(p) != os.getpid()]
-            if not strangers:
-                return self.nursery
-            for pid in strangers:
-                _write(self.origin / "cgroup.procs", str(pid))
-        self.nursery = self._new_dir()  # strangers that keep forking: leave them there
-        _enter(self.nursery)
-        return self.nursery
-
-    def _leave(self, target: Path) -> None:
-        try:
-            _enter(target)
-            self._spare = self._new_dir()
-        except OSError:  # never stay in a child's cgroup
-            with contextlib.suppress(OSError):
-                _enter(self.origin)
-        finally:
-            _LOCK.release()
-
-    def of_slot(self, unique_id: str) -> list[Path]:
-        """The cgroups of a slot's children that are still there."""
-        return list(self.slots.get(unique_id, ()))
-
-    def prune(self, unique_id: str, paths: Iterable[Path] | None = None) -> None:
-        """Forget the slot's empty cgroups (``paths`` of them; all by default) and remove
-        them on a thread (nothing enters an empty cgroup again)."""
-        kept = self.slots.get(unique_id, [])
-        for path in list(kept if paths is None else paths):
-            if not populated(path):
-                if path in kept:
-                    kept.remove(path)
-                self._pruner.submit(remove_tree, path)
-        if not kept:
-            self.slots.pop(unique_id, None)
-
-    def stale(self) -> list[Path]:
-        """The cgroups in the parent that are not this daemon's (a dead daemon's)."""
-        mine = {self.nursery, self._spare, *(p for paths in self.slots.values() for p in paths)}
-        return [p for p in self.parent.iterdir() if p.is_dir() and p not in mine]
-
-    def close(self) -> None:
-        """Back to the daemon's own cgroup; every empty cgroup removed, the parent last, and
-        the record once it is gone."""
-        with _LOCK:
-            _enter(self.origin)
-            for pid in pids(self.nursery):
-                _write(self.origin / "cgroup.procs", str(pid))
-        self._pruner.drain()
-        if remove_tree(self.parent):
-            with contextlib.suppress(OSError):
-                (self.home / RECORD).unlink()
-
-
-def _enter(path: Path) -> None:
+def enter(path: Path) -> None:
     """Move this process into ``path`` (the caller holds the lock)."""
     (path / "cgroup.procs").write_text("0")
     _location[:] = [path]
-
-
-class _Worker:
-    """A thread of its own for slow cgroup writes (a move or an rmdir of a cgroup that
-    had processes waits for an RCU grace period, about 10 ms here), started on first use."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.jobs: queue.Queue = queue.Queue()
-        self.thread: threading.Thread | None = None
-
-    def submit(self, job: Callable[..., object], *args: object) -> None:
-        if self.thread is None:
-            self.thread = threading.Thread(target=self._run, name=self.name, daemon=True)
-            self.thread.start()
-        self.jobs.put((job, args))
-
-    def _run(self) -> None:
-        while True:
-            job, args = self.jobs.get()
-            with contextlib.suppress(Exception):
-                job(*args)
-            self.jobs.task_done()
-
-    def drain(self) -> None:
-        if self.thread is not None:
-            self.jobs.join()
-
-
-def previous(home: Path) -> list[Path]:
-    """The parent cgroups an earlier daemon of ``home`` may have left processes in: the one
-    its record names and the one a daemon started here uses; only real cgroups of that name."""
-    mount = v2_mount()
-    if mount is None:
-        return []
-    found = []
-    with contextlib.suppress(OSError):
-        found.append(Path((home / RECORD).read_text().strip()))
-    start = origin()
-    if start is not None:
-        found.append(start / parent_name(home))
-    name = parent_name(home)
-    mine = []
-    for path in found:
-        real = Path(os.path.realpath(path))
-        if real.name == name and real.is_relative_to(mount[0]) and (real / "cgroup.procs").exists():
-            if real not in mine:
-                mine.append(real)
-    return mine
-
-
-def end_home(home: Path, timeout: float = 5.0) -> None:
-    """SIGKILL whatever is left in the parent cgroups of ``home``'s daemons, and remove them:
-    for a home whose daemon is gone and will not be replaced (a test's, at its end)."""
-    for path in previous(home):
-        kill_all(path)
-        deadline = time.monotonic() + timeout
-        while populated(path) and time.monotonic() < deadline:
-            time.sleep(0.005)
-        remove_tree(path)
-    forget_record(home)
-
-
-def forget_record(home: Path) -> None:
-    with contextlib.suppress(OSError):
-        (home / RECORD).unlink()

@@ -28,7 +28,7 @@ from typing import Any
 
 import zmq.asyncio
 
-from . import __version__, cgroup, lifecycle, paths
+from . import __version__, cgroup, cgroup_home, lifecycle, paths
 from .channel import Channel
 from .daemonlog import DaemonLog, StructlogHandler
 from .errors import CorralError, OptionError, ScriptError, StateError
@@ -104,7 +104,7 @@ class Daemon:
         self.listeners = Listeners()
         self.notify: NotifySocket | None = None
         self.journal: SpawnJournal | None = None
-        self.cgroups: cgroup.Cgroups | None = None  # each child in a cgroup, where possible
+        self.cgroups: cgroup_home.Cgroups | None = None  # each child in a cgroup, where possible
         self._previous_cgroups: list[Path] = []  # where a dead daemon of this home kept them
         self._held_events: list[ProcessEvent] | None = None  # see apply_exit
         self._has_event_hooks = bool(self.manager.pm.hook.corral_process_event.get_hookimpls())
@@ -138,9 +138,9 @@ class Daemon:
         self.notify = NotifySocket(self.home / "notify.sock", self._on_notify)
         self.journal = SpawnJournal(paths.journal_file(self.home))
         paths.pid_file(self.home).write_text(str(os.getpid()))
-        self._previous_cgroups = cgroup.previous(self.home)  # before open() records its own
+        self._previous_cgroups = cgroup_home.previous(self.home)  # before open() records its own
         if cgroup.wanted(self.in_process):
-            self.cgroups = cgroup.Cgroups.open(self.home)
+            self.cgroups = cgroup_home.Cgroups.open(self.home)
         if not self.in_process:
             self._install_signals()
         self.log.info(
@@ -336,7 +336,7 @@ class Daemon:
                 if left:
                     self.log.info("ended what a dead daemon left", cgroup=str(path), pids=left)
         if self._previous_cgroups and self.cgroups is None:
-            cgroup.forget_record(self.home)
+            cgroup_home.forget_record(self.home)
         self._previous_cgroups = []
 
     # -- process slots -----------------------------------------------------

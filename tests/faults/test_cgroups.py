@@ -25,7 +25,7 @@ import psutil
 import pytest
 
 import corral
-from corral import cgroup
+from corral import cgroup, cgroup_home
 from tests.conftest import kill_pids, python_app, wait_for
 from tests.core.test_daemon import alive, reap
 
@@ -303,7 +303,7 @@ def test_a_dead_daemons_descendants_end_with_the_next_connect(
 def test_freeze_and_kill_where_there_is_no_cgroup_kill(tmp_path: Path) -> None:
     """The path for kernels before 5.14: a tree that forks all the time is frozen, then
     SIGKILLed pid by pid, and nothing is left."""
-    cgroups = cgroup.Cgroups.open(tmp_path)
+    cgroups = cgroup_home.Cgroups.open(tmp_path)
     assert cgroups is not None
     forker = "import os, time\nwhile True:\n    os.fork() or time.sleep(60)\n    time.sleep(0.01)\n"
     try:
@@ -325,7 +325,7 @@ def test_a_process_forked_beside_a_spawn_never_shares_the_childs_cgroup(tmp_path
     """Between forks the daemon waits in its nursery cgroup, so what another of its threads
     forks meanwhile starts there: it goes back to the daemon's own cgroup before the next
     child is born, and the child's cgroup holds the child alone."""
-    cgroups = cgroup.Cgroups.open(tmp_path)  # this process now waits in the nursery
+    cgroups = cgroup_home.Cgroups.open(tmp_path)  # this process now waits in the nursery
     assert cgroups is not None
     started: list[subprocess.Popen] = []
     try:
@@ -361,7 +361,7 @@ def test_a_daemon_that_cannot_make_cgroups_keeps_todays_method(tmp_path: Path) -
             os.setgroups([])
             os.setgid(65534)
             os.setuid(65534)
-            os.write(write, repr(cgroup.Cgroups.open(home)).encode())
+            os.write(write, repr(cgroup_home.Cgroups.open(home)).encode())
         finally:
             os._exit(0)
     os.close(write)
