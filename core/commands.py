@@ -603,14 +603,14 @@ def _cannot_open(field: str, path: Any, exc: OSError, creds: credentials.Credent
     """The one line saying why a log file of ``field`` cannot be opened, and what to do."""
     if exc.errno == errno.ELOOP:
         return (
-            f"{field} {shorten(str(path))} is a symbolic link: corral never opens a log through one; "
-            "name the file itself"
+            f"{field} {shorten(str(path))} is a symbolic link: "
+            "corral never opens a log through one; name the file itself"
         )
     if asuser.needed(creds) and isinstance(exc, PermissionError):
         assert creds is not None
         return (
-            f"{field} {shorten(str(path))} cannot be opened by user {creds.user}, whom the app runs "
-            f"as: {exc.strerror}: name a file that user can write"
+            f"{field} {shorten(str(path))} cannot be opened by user {creds.user}, "
+            f"whom the app runs as: {exc.strerror}: name a file that user can write"
         )
     return (
         f"{field} {shorten(str(path))} cannot be opened: {exc.strerror or exc}: "

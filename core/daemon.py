@@ -21,12 +21,13 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import zmq.asyncio
 
-from . import __version__, credentials, homelock, lifecycle, paths
+from . import __version__, cgroup, cgroup_home, credentials, homelock, lifecycle, paths
 from .channel import Channel
 from .daemonlog import DaemonLog, StructlogHandler
 from .errors import CorralError, OptionError, ScriptError, StateError
@@ -34,11 +35,11 @@ from .events import ProcessEvent
 from .fdreserve import FdReserve, fd_limit, out_of_fds
 from .hooks import PluginManager, load_plugins
 from .kill import (
+    Enclosure,
     Leftovers,
     Stray,
     exit_words,
     group_alive,
-    is_corral,
     kill_orphan,
     kill_timeout,
     scan_strays,
@@ -55,7 +56,6 @@ from .output import OutputPipes
 from .pidfile import PidFiles
 from .process import Child, ManagedProcess
 from .reload import reload_process
-from .rpc import pid_alive
 from .rpc_async import RPCServer
 from .spawn import (
     NODE_PRELOAD,
@@ -107,6 +107,8 @@ class Daemon:
         self.listeners = Listeners()
         self.notify: Notifier | None = None
         self.journal: SpawnJournal | None = None
+        self.cgroups: cgroup_home.Cgroups | None = None  # each child in a cgroup, where possible
+        self._previous_cgroups: list[Path] = []  # where a dead daemon of this home kept them
         self._held_events: list[ProcessEvent] | None = None  # see apply_exit
         self._has_event_hooks = bool(self.manager.pm.hook.corral_process_event.get_hookimpls())
         self.event_listeners: list[Any] = []  # callables(ProcessEvent), for in-process users
@@ -141,9 +143,18 @@ class Daemon:
         self.notify = Notifier(self.home / "notify.sock", self._on_notify)
         self.journal = SpawnJournal(paths.journal_file(self.home))
         homelock.write_pid_file(self.home)
+        self._previous_cgroups = cgroup_home.previous(self.home)  # before open() records its own
+        if cgroup.wanted(self.in_process):
+            self.cgroups = cgroup_home.Cgroups.open(self.home)
         if not self.in_process:
             self._install_signals()
-        self.log.info("daemon started", pid=os.getpid(), version=__version__, home=str(self.home))
+        self.log.info(
+            "daemon started",
+            pid=os.getpid(),
+            version=__version__,
+            home=str(self.home),
+            cgroup=str(self.cgroups.parent) if self.cgroups else None,
+        )
         serving = asyncio.ensure_future(self.server.serve())
         try:
             self.manager.daemon_started(self)  # first, so plugins see the recovery's events
@@ -181,6 +192,8 @@ class Daemon:
         await asyncio.gather(*(self.stop_process(p) for p in list(self.procs.values())))
         for proc in list(self.procs.values()):
             self.forget(proc)
+        if self.cgroups is not None:
+            self.cgroups.close()
         self._write_state()
         if self.journal is not None:
             self.journal.close()
@@ -286,14 +299,31 @@ class Daemon:
         return entry
 
     async def _recover_previous(self) -> None:
-        """Replace the apps of a daemon that died without stopping them."""
+        """Replace the apps of a daemon that died without stopping them.
+
+        This daemon holds the home's lock (homelock), so no other daemon runs here.
+        """
         state = load_state(paths.state_file(self.home)) or {"apps": []}
         spawned = read_journal(paths.journal_file(self.home))  # children the state missed
-        if not state["apps"] and not spawned:
-            return
         old_pid = state.get("daemon_pid")
-        if old_pid != os.getpid() and pid_alive(old_pid) and is_corral(old_pid):
-            return  # another daemon owns this home (it holds the socket); never fight it
+        if state["apps"] or spawned:
+            await self._kill_orphans(state, spawned)
+        await self._end_previous_cgroups()  # what the pids above did not reach
+        if not state["apps"]:
+            if spawned:
+                self.mark_dirty()  # empties the journal
+            return
+        self.log.info(
+            "recovering apps of a daemon that died", count=len(state["apps"]), pid=old_pid
+        )
+        for entry in state["apps"]:
+            with contextlib.suppress(TypeError, ValueError):
+                path, *ident = entry.get("pid_file_created") or ()
+                self.pid_files.adopt(Path(path), tuple(int(n) for n in ident))
+        await self.commands.restore(state["apps"], keep_ids=True)
+
+    async def _kill_orphans(self, state: dict[str, Any], spawned: list[dict[str, Any]]) -> None:
+        """Stop the children a dead daemon recorded (state file, spawn journal), by pid."""
         orphans = {
             entry["pid"]: (entry.get("pid_started"), entry.get("kill_timeout"))
             for entry in spawned
@@ -310,17 +340,22 @@ class Daemon:
         await asyncio.gather(
             *(kill_orphan(pid, started, timeout) for pid, (started, timeout) in orphans.items())
         )
-        if not state["apps"]:
-            self.mark_dirty()  # empties the journal
-            return
-        self.log.info(
-            "recovering apps of a daemon that died", count=len(state["apps"]), pid=old_pid
-        )
-        for entry in state["apps"]:
-            with contextlib.suppress(TypeError, ValueError):
-                path, *ident = entry.get("pid_file_created") or ()
-                self.pid_files.adopt(Path(path), tuple(int(n) for n in ident))
-        await self.commands.restore(state["apps"], keep_ids=True)
+
+    async def _end_previous_cgroups(self) -> None:
+        """SIGKILL what a dead daemon's children left in its cgroups and remove them: the
+        descendants that left every process group, parent and environment."""
+        for parent in self._previous_cgroups:
+            mine = self.cgroups is not None and parent == self.cgroups.parent
+            for path in self.cgroups.stale() if self.cgroups and mine else [parent]:
+                left = cgroup.pids(path)
+                if not await cgroup.sweep(path):
+                    self.log.error("processes outlive cgroup.kill", cgroup=str(path), pids=left)
+                cgroup.remove_tree(path)
+                if left:
+                    self.log.info("ended what a dead daemon left", cgroup=str(path), pids=left)
+        if self._previous_cgroups and self.cgroups is None:
+            cgroup_home.forget_record(self.home)
+        self._previous_cgroups = []
 
     # -- process slots -----------------------------------------------------
 
@@ -342,6 +377,8 @@ class Daemon:
         return proc
 
     def forget(self, proc: ManagedProcess) -> None:
+        if self.cgroups is not None:
+            self.cgroups.prune(proc.unique_id)  # stopped: empty
         for log in proc.log_files:
             self.logs.release(log)
         proc.log_files.clear()
@@ -390,7 +427,8 @@ class Daemon:
             if self.journal is not None:
                 self.journal.intent(proc.unique_id)
             before = boot_ticks()
-            popen, out_r, err_r = self.fds.call(_popen, spec, creds)
+            with self._birthplace(proc) as where:
+                popen, out_r, err_r = self.fds.call(_popen, spec, creds)
             after = boot_ticks()
             if self.journal is not None:
                 started = (before, after) if before is not None else start_time(popen.pid)
@@ -421,6 +459,7 @@ class Daemon:
             ready=self.loop.create_future(),
             channel=channel,
             on_trial=reload,
+            cgroup=where,
         )
         channel.on_message = lambda message: self._on_message(proc, child, message)
         channel.start()
@@ -441,6 +480,16 @@ class Daemon:
             "spawned", name=proc.name, pm_id=proc.pm_id, pid=child.pid, restart=is_restart
         )
         return child
+
+    @contextlib.contextmanager
+    def _birthplace(self, proc: ManagedProcess) -> Iterator[Path | None]:
+        """Around the fork of ``proc``'s next child: the new cgroup it starts in, or None
+        (no cgroups here, or ``treekill`` off: its descendants are meant to outlive it)."""
+        if self.cgroups is None or not proc.options.get("treekill", True):
+            yield None
+            return
+        with self.cgroups.born_in(proc.unique_id) as path:
+            yield path
 
     def _spawn_spec(self, proc: ManagedProcess) -> SpawnSpec:
         options = proc.options
@@ -559,6 +608,9 @@ class Daemon:
 
     def _handle_exit(self, proc: ManagedProcess, child: Child, code: int) -> None:
         self._keep_group(proc, child)  # first: a later stop must reach what it left behind
+        if child.cgroup is not None and self.cgroups is not None and self.loop is not None:
+            # gone, unless it left some; later, so an immediate restart forks first
+            self.loop.call_soon(self.cgroups.prune, proc.unique_id, [child.cgroup])
         self.children.pop(child.pid, None)
         self.output.drain(child, proc)
         if child.channel is not None:
@@ -641,6 +693,7 @@ class Daemon:
                 proc.restart_timer = None
             self.change_state(proc, Event.STOP, emit=emit, manually=manually)
             await self._stop_leftovers(proc)
+            await self._sweep_cgroup(proc)
             return
         if proc.state is ProcessState.STOPPING:
             if proc.exited is not None:
@@ -649,6 +702,7 @@ class Daemon:
         child = proc.child
         if proc.state not in lifecycle.RUNNING_STATES or child is None:
             await self._stop_leftovers(proc)  # what its exited children left running
+            await self._sweep_cgroup(proc)
             return
         self.change_state(proc, Event.STOP, emit=emit, manually=manually)
         first = "message" if proc.options.get("shutdown_with_message") else "sigint"
@@ -657,6 +711,7 @@ class Daemon:
             stopped = await terminate(proc, child, [first, "sigkill"], self.sampler, self.log, rest)
         finally:
             rest.close()
+        await self._sweep_cgroup(proc)
         if not stopped:
             reason = f"pid {child.pid} survived SIGKILL"
             self.change_state(proc, Event.KILL_FAILED, emit="errored", reason=reason)
@@ -734,6 +789,8 @@ class Daemon:
         """
         if not proc.options.get("treekill", True):
             return Leftovers()
+        if self.cgroups is not None and (proc.child is None or proc.child.cgroup is not None):
+            return Enclosure(self.cgroups.of_slot(proc.unique_id))  # everything, nothing else
         proc.leftover_groups = {g for g in proc.leftover_groups if group_alive(g)}
         pids = await self._find_strays(proc.unique_id)
         strays = [Stray.pin(pid, proc.unique_id) for pid in pids]
@@ -776,6 +833,18 @@ class Daemon:
         finally:
             rest.close()
         proc.leftover_groups = {g for g in proc.leftover_groups if group_alive(g)}
+
+    async def _sweep_cgroup(self, proc: ManagedProcess) -> None:
+        """The end of every stop: SIGKILL whatever is still in the slot's cgroup (a process
+        forked after the last signal), wait until it is empty, and remove it."""
+        if self.cgroups is None:
+            return
+        for path in self.cgroups.of_slot(proc.unique_id):
+            if not await cgroup.sweep(path):
+                self.log.error(
+                    "processes outlive cgroup.kill", name=proc.name, pids=cgroup.pids(path)
+                )
+        self.cgroups.prune(proc.unique_id)
 
 
 def main() -> None:

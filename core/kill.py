@@ -25,8 +25,10 @@ import signal
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
 
+from . import cgroup
 from .monitor import Started, TreeSampler, same_process
 from .rpc import pid_alive
 
@@ -87,7 +89,7 @@ async def _until(done: Callable[[], bool], timeout: float) -> bool:
 
 
 async def reap_leftovers(
-    pid: int, tree: list[int], timeout: float, rest: Leftovers | None = None
+    pid: int, tree: list[int], timeout: float, rest: Leftovers | Enclosure | None = None
 ) -> None:
     """Give grandchildren (and ``rest``) the same grace as the main process, then SIGKILL."""
     rest = rest or Leftovers()
@@ -196,6 +198,7 @@ class Leftovers:
 
     groups: set[int] = field(default_factory=set)
     strays: list[Stray] = field(default_factory=list)
+    covers_tree: ClassVar[bool] = False  # the running child's tree is signalled apart
 
     def send(self, sig: int) -> None:
         reached = set()
@@ -225,6 +228,38 @@ class Leftovers:
     def close(self) -> None:
         for stray in self.strays:
             stray.close()
+
+
+class Enclosure:
+    """Every process in some cgroups (a slot's children's, or one child's): the running
+    child's whole tree and whatever its earlier children left."""
+
+    covers_tree: ClassVar[bool] = True
+    groups: ClassVar[frozenset[int]] = frozenset()  # nothing but the cgroups, for the logs
+
+    def __init__(self, paths: list[Path]) -> None:
+        self.paths = paths
+
+    def send(self, sig: int) -> None:
+        for path in self.paths:  # each process once; SIGKILL is cgroup.kill
+            cgroup.signal_all(path, sig)
+
+    def alive(self) -> bool:
+        return any(cgroup.populated(path) for path in self.paths)
+
+    def pids(self) -> list[int]:
+        return [pid for path in self.paths for pid in cgroup.pids(path)]
+
+    async def stop(self, sig: int, timeout: float) -> None:
+        """``sig`` to everything, SIGKILL to what is still there ``timeout`` seconds later."""
+        if not self.alive():
+            return
+        self.send(sig)
+        if not await _until(lambda: not self.alive(), timeout):
+            self.send(signal.SIGKILL)
+
+    def close(self) -> None:
+        pass
 
 
 def stop_signal(proc: ManagedProcess) -> signal.Signals:
@@ -268,18 +303,21 @@ async def terminate(
     steps: list[str],
     sampler: TreeSampler,
     log: Any,
-    rest: Leftovers | None = None,
+    rest: Leftovers | Enclosure | None = None,
 ) -> bool:
     """Stop ``child``: take ``steps`` one ``kill_timeout`` apart until it exits.
 
     A step is ``"message"`` (the "shutdown" message on its channel), ``"sigint"``
     (the app's ``kill_signal``, SIGINT by default) or ``"sigkill"``; each signal
     goes to ``rest`` too. Its leftover descendants (and ``rest``) then get the
-    same grace. False if it outlived every step.
+    same grace. False if it outlived every step. A child in a cgroup of its own
+    is stopped through it: ``rest`` if that covers it, else the child's cgroup.
     """
     treekill = bool(proc.options.get("treekill", True))
-    tree = sampler.descendants(child.pid) if treekill else []
+    if treekill and rest is None and child.cgroup is not None:
+        rest = Enclosure([child.cgroup])
     rest = rest if treekill and rest is not None else Leftovers()
+    tree = sampler.descendants(child.pid) if treekill and not rest.covers_tree else []
     timeout = kill_timeout(proc)
     for i, step in enumerate(steps):
         if child.exited.done():
@@ -287,12 +325,14 @@ async def terminate(
         if step == "message" and child.channel is not None:
             child.channel.send("shutdown")
         elif step == "sigint":
-            signal_tree(child.pid, tree, stop_signal(proc), group=treekill)
+            if not rest.covers_tree:
+                signal_tree(child.pid, tree, stop_signal(proc), group=treekill)
             rest.send(stop_signal(proc))
         elif step == "sigkill":
             if i > 0:
                 log.warning("kill timeout, sending SIGKILL", name=proc.name, pid=child.pid)
-            signal_tree(child.pid, tree, signal.SIGKILL, group=treekill)
+            if not rest.covers_tree:
+                signal_tree(child.pid, tree, signal.SIGKILL, group=treekill)
             rest.send(signal.SIGKILL)
         done, _ = await asyncio.wait({child.exited}, timeout=timeout)
         if done:

@@ -60,6 +60,7 @@ class Child:
     writers: dict[int, tuple[str, LineWriter]] = field(default_factory=dict)  # fd -> writer
     on_trial: bool = False  # a reload's new child: its exit is the reload's, not the policy's
     retired: bool = False  # replaced by a reload: its exit changes nothing
+    cgroup: Path | None = None  # the cgroup it was born in (corral.cgroup), if any
 
 
 @dataclass(eq=False)

@@ -83,6 +83,7 @@ from typing import Any, TypeVar
 import pytest
 
 import corral
+from corral import cgroup_home
 
 __all__ = [
     "ChildMessage",
@@ -371,6 +372,7 @@ def corral_home(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
         kill_tree(pid)
     for pid in _recorded_app_pids(home):
         kill_tree(pid)
+    cgroup_home.end_home(home)  # what a daemon killed by the test left in its cgroups
     shutil.rmtree(home, ignore_errors=True)
 
 

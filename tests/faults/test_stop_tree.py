@@ -25,6 +25,14 @@ from tests.core.test_daemon import alive
 
 KILL_TIMEOUT_MS = 500
 
+
+@pytest.fixture(autouse=True, params=["cgroups", "no-cgroups"])
+def cgroups(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test both ways: each child in a cgroup of its own (in-process daemons too, where
+    cgroups can be made), and process groups with the /proc scan (``CORRAL_CGROUPS=0``)."""
+    monkeypatch.setenv("CORRAL_CGROUPS", "1" if request.param == "cgroups" else "0")
+
+
 DEAF = """\
 import signal, sys, time
 for name in sys.argv[1:]:
