@@ -40,6 +40,7 @@ import errno
 import json
 import os
 import re
+import stat
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -51,6 +52,8 @@ _OPEN_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
 _FILE_MODE = 0o640
 _NULL_PATHS = frozenset(("NULL", os.devnull))
 _JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # as JSON.stringify
+_FOREIGN = object()  # the owner of an unfinished line found at the end of a file
+MAX_LINE = 1 << 20  # bytes: a longer line is cut in pieces of this size (LineWriter)
 
 
 # -- paths -------------------------------------------------------------------
@@ -172,6 +175,9 @@ class LogFile:
         self._on_resume = on_resume
         self._streak_start = (0, 0)  # (dropped, dropped_lines) when the streak began
         self._torn = False  # a cut line could not be taken back: start the next write on a new line
+        # (fd, owner): whose unfinished line ends the file open as fd; owner None: a whole line
+        # does, _FOREIGN: a line nobody here wrote. Another fd (opened or reopened since): unknown.
+        self._open_line: tuple[int | None, object] = (None, None)
         self._mode = mode
         self._fd: int | None = os.open(self.path, _OPEN_FLAGS, mode)
 
@@ -187,9 +193,14 @@ class LogFile:
     def closed(self) -> bool:
         return self._fd is None
 
-    def write(self, data: bytes) -> None:
-        """Append ``data`` (whole lines); on an error drop it and go on, never raise."""
-        if self._torn:
+    def write(self, data: bytes, owner: object = None) -> None:
+        """Append ``data``; on an error drop it and go on, never raise.
+
+        ``data`` may end without a newline: the line stays open for ``owner``
+        (a :class:`LineWriter`), whose next write continues it. A write of anyone
+        else first ends that line with a newline, so two writers never share one.
+        """
+        if self._torn or self._line_owner() not in (None, owner):
             data = b"\n" + data
         if self._out_of_space():
             self._drop(None, len(data), data.count(b"\n"))
@@ -209,12 +220,43 @@ class LogFile:
                 done += written
         except OSError as exc:
             kept = self._cut_torn_line(data, done)
+            if kept:
+                self._open_line = (self._fd, None)
             self._drop(exc, len(data) - kept, data.count(b"\n", kept))
             return
         self._torn = False
+        self._open_line = (self._fd, None if data.endswith(b"\n") else owner)
         self.error = None
         if self.failing_since is not None:
             self._resumed()
+
+    def holds_line_of(self, owner: object) -> bool:
+        """Whether the file ends in an unfinished line ``owner`` wrote (and may continue)."""
+        return owner is not None and self._line_owner() is owner
+
+    def _line_owner(self) -> object:
+        fd, owner = self._open_line
+        if fd != self._fd:  # opened (or reopened) since: look at the file's last byte, once
+            owner = _FOREIGN if self._ends_unfinished() else None
+            self._open_line = (self._fd, owner)
+        return owner
+
+    def _ends_unfinished(self) -> bool:
+        """Whether the file's last byte is not a newline (a line someone left open)."""
+        try:
+            info = os.fstat(self.fileno())
+            if not stat.S_ISREG(info.st_mode) or info.st_size == 0:
+                return False
+            # the fd is write-only: read the same open file through /proc (Linux)
+            fd = os.open(f"/proc/self/fd/{self.fileno()}", os.O_RDONLY | os.O_CLOEXEC)
+        except (OSError, ValueError):
+            return False
+        try:
+            return os.pread(fd, 1, info.st_size - 1) not in (b"\n", b"")
+        except OSError:
+            return False
+        finally:
+            os.close(fd)
 
     def _out_of_space(self) -> bool:
         """Whether the disk that refused the streak's writes still has no free block."""
@@ -295,6 +337,7 @@ class LogFile:
     def truncate(self) -> None:
         """Empty the file (``flush``); appends go on from offset 0 on the same fd."""
         os.ftruncate(self.fileno(), 0)
+        self._open_line = (self._fd, None)
 
     def close(self) -> None:
         fd, self._fd = self._fd, None
@@ -418,16 +461,28 @@ class LogFiles:
 class LineWriter:
     """Writes one stream of one process to its files, whole lines at a time.
 
-    ``feed`` writes every complete line and holds the rest; ``close`` writes
-    what is held, with a newline added, when the process has exited. A held
-    partial longer than ``max_partial`` is written at once the same way, so a
-    line that long is cut in pieces (memory stays bounded).
+    ``feed`` writes every complete line, in one write per file, and holds the
+    rest. ``flush`` writes what is held without ending the line (the daemon
+    calls it when a partial line has waited :data:`corral.output.PARTIAL_DELAY`,
+    so progress output such as ``10%\r20%\r`` reaches the file at once); the
+    next ``feed`` continues that line, or starts a new one if another writer
+    wrote to the file in between. ``close`` writes what is held with a newline
+    added, when the process has exited.
+
+    A line is at most ``max_line`` bytes in the file (:data:`MAX_LINE`, 1 MiB),
+    its newline not counted. A longer one is cut: pieces of exactly
+    ``max_line`` bytes (one to three fewer when the cut would split a UTF-8
+    character), each ended with a newline, and the last with its own; no
+    byte is lost and no empty line is made, so joining the pieces gives the
+    line back. Memory held per writer stays under ``max_line`` plus a read.
 
     ``date_format`` (a :mod:`corral.datefmt` format) prefixes each line with
-    ``"<date>: "`` as PM2 does; ``json_fields`` (PM2's ``log_type: json``)
-    turns each line into ``{"message", "timestamp", **json_fields}``, the
-    daemon passing ``{"type": "out"|"err", "process_id": pm_id, "app_name":
-    name}``; the timestamp is ``date_format`` if given, else ISO 8601 UTC.
+    ``"<date>: "`` as PM2 does, each piece of a cut line too; ``json_fields``
+    (PM2's ``log_type: json``) turns each line into ``{"message",
+    "timestamp", **json_fields}``, the daemon passing ``{"type":
+    "out"|"err", "process_id": pm_id, "app_name": name}``; the timestamp is
+    ``date_format`` if given, else ISO 8601 UTC. In JSON a flushed partial
+    line is a record of its own, as PM2 writes one record per chunk.
     """
 
     def __init__(
@@ -436,56 +491,123 @@ class LineWriter:
         *,
         date_format: str | None = None,
         json_fields: Mapping[str, Any] | None = None,
-        max_partial: int = 65536,
+        max_line: int = MAX_LINE,
     ) -> None:
+        if max_line < 4:
+            raise ValueError("max_line must be at least 4 bytes (one UTF-8 character)")
         # One write per file: the same file given twice (out_file == log_file) is written once.
         self._targets = tuple({id(t): t for t in targets}.values())
         self._date = date_formatter(date_format) if date_format else None
         self._json = dict(json_fields) if json_fields is not None else None
-        self._max_partial = max_partial
-        self._partial = b""
+        self._max = max_line
+        self._partial = bytearray()
+        self._written = 0  # bytes of the current line already written by flush() (line open)
 
     @property
     def pending(self) -> bytes:
         """The partial line held until its newline arrives."""
-        return self._partial
+        return bytes(self._partial)
 
     def feed(self, data: bytes) -> bytes:
-        """Write the complete lines ``data`` ends; return them (without prefixes) or b""."""
+        """Write the complete lines ``data`` ends; return what was written (without
+        prefixes, with the newlines of cut lines), or b""."""
         end = data.rfind(b"\n") + 1
         if end == 0:
             self._partial += data
-            if len(self._partial) > self._max_partial:
-                return self.close()
+            return self._cut() if self._written + len(self._partial) > self._max else b""
+        if self._partial:
+            block = bytes(self._partial) + data[:end]
+            self._partial = bytearray(data[end:])
+        else:
+            block = data[:end]
+            self._partial = bytearray(data[end:]) if end < len(data) else bytearray()
+        if self._written + len(block) > self._max + 1:  # a line in it may be too long
+            block = self._split(block)
+        self._emit(block)
+        self._written = 0
+        if len(self._partial) > self._max:
+            return block + self._cut()
+        return block
+
+    def flush(self) -> bytes:
+        """Write the held partial line now, leaving it open; return it, or b"" if none."""
+        if not self._partial:
             return b""
-        lines = self._partial + data[:end] if self._partial else data[:end]
-        self._partial = data[end:]
-        self._emit(lines)
-        if len(self._partial) > self._max_partial:
-            return lines + self.close()
-        return lines
+        data, self._partial = bytes(self._partial), bytearray()
+        if self._json is not None:
+            self._emit(data + b"\n")  # a record can't stay open: this part is one of its own
+            return data + b"\n"
+        self._emit(data)
+        self._written += len(data)
+        return data
 
     def close(self) -> bytes:
         """Write the held partial line with a newline added; return it, or b"" if none."""
-        if not self._partial:
+        if not self._partial and not self._written:
             return b""
-        lines, self._partial = self._partial + b"\n", b""
+        lines, self._partial = bytes(self._partial) + b"\n", bytearray()
         self._emit(lines)
-        return lines
+        self._written = 0
+        return lines if lines != b"\n" else b""
 
-    def _emit(self, lines: bytes) -> None:
-        """Write ``lines`` (ending in a newline) to every target in one write each."""
-        if not self._targets:
+    def _cut(self) -> bytes:
+        """Write the held line's first pieces of ``max_line`` bytes; keep the rest (1 to
+        ``max_line`` bytes), which may be the end of the line."""
+        held = bytes(self._partial)
+        out = bytearray()
+        start, room = 0, self._max - self._written
+        while len(held) - start > room:
+            cut = _char_boundary(held, start + room, start)
+            out += held[start:cut] + b"\n"
+            start, room = cut, self._max
+        self._partial = bytearray(held[start:])
+        self._emit(bytes(out))
+        self._written = 0
+        return bytes(out)
+
+    def _split(self, block: bytes) -> bytes:
+        """``block`` (whole lines, the first continuing an open line) with a newline
+        inserted in each line longer than ``max_line``."""
+        out = bytearray()
+        room = self._max - self._written
+        start = 0
+        while start < len(block):
+            end = block.index(b"\n", start)
+            while end - start > room:
+                cut = _char_boundary(block, start + room, start)
+                out += block[start:cut] + b"\n"
+                start, room = cut, self._max
+            out += block[start : end + 1]
+            start, room = end + 1, self._max
+        return bytes(out)
+
+    def _emit(self, data: bytes) -> None:
+        """Write ``data`` (continuing the current line) to every target, one write each."""
+        if not data or not self._targets:
             return
         if self._json is not None:
-            out = self._as_json(lines)
-        elif self._date is not None:
-            prefix = self._date(time.time()).encode() + b": "
-            out = prefix + lines[:-1].replace(b"\n", b"\n" + prefix) + b"\n"
-        else:
-            out = lines
+            out = self._as_json(data)
+            for target in self._targets:
+                target.write(out)
+            return
+        variants: dict[bool, bytes] = {}
         for target in self._targets:
-            target.write(out)
+            continues = self._written > 0 and target.holds_line_of(self)
+            if continues not in variants:
+                chunk = data
+                if self._written > 0 and not continues and chunk.startswith(b"\n"):
+                    chunk = chunk[1:]  # its line was ended by another writer already
+                variants[continues] = self._prefixed(chunk, continues)
+            if variants[continues]:
+                target.write(variants[continues], self)
+
+    def _prefixed(self, data: bytes, continues: bool) -> bytes:
+        if self._date is None or not data:
+            return data
+        prefix = self._date(time.time()).encode() + b": "
+        whole = data.endswith(b"\n")
+        body = (data[:-1] if whole else data).replace(b"\n", b"\n" + prefix)
+        return (body if continues else prefix + body) + (b"\n" if whole else b"")
 
     def _as_json(self, lines: bytes) -> bytes:
         now = time.time()
@@ -496,3 +618,14 @@ class LineWriter:
         # UTF-8 sequence, so each invalid byte becomes U+FFFD on the same line either way.
         messages = lines[:-1].decode("utf-8", "replace").split("\n")
         return "".join(f'{{"message":{_JSON.encode(m)},{rest}\n' for m in messages).encode()
+
+
+def _char_boundary(data: bytes, cut: int, start: int) -> int:
+    """``cut``, moved back (at most 3 bytes) so it does not split a UTF-8 character."""
+    for back in range(4):
+        at = cut - back
+        if at <= start:
+            break
+        if data[at] & 0xC0 != 0x80:  # not a continuation byte: a character starts here
+            return at
+    return cut
