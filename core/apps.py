@@ -19,6 +19,7 @@ from .datefmt import date_formatter
 from .errors import OptionError
 from .listen import parse_address
 from .options import OptionSchema
+from .secrets import mask
 from .spawn import (
     check_executable,
     filter_environment,
@@ -118,7 +119,7 @@ def _check_increment_var(options: dict[str, Any], env: dict[str, str]) -> None:
     except ValueError:
         raise OptionError(
             f"increment_var {name!r} must name a variable holding an integer, "
-            f"but {name}={env[name]!r}",
+            f"but {name}={mask(name, env[name])!r}",
             field="increment_var",
         ) from None
 
