@@ -40,7 +40,7 @@ _URL_PASSWORD = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*://[^\s:/?#@'\"]*:)([^\s/?
 # password=..., pwd=... in a query string or a connection string (";Password=x;")
 _PAIR_PASSWORD = re.compile(
     r"(?i)((?:^|[?&;\s])(?:password|passwd|pwd|pass|secret|token|api_?key|access_token)=)"
-    r"([^&;\s'\"]+)"
+    r"([^&;,\s'\")}\]]+)"
 )
 # NAME=value, NAME='value', 'NAME': 'value', "NAME": "value" in free text
 _NAMED = re.compile(
