@@ -189,7 +189,8 @@ def divergent_env(
 ) -> list[tuple[str, str]]:
     """The app's variables whose value differs from ``local`` (PM2's "divergent env
     variables from local env"), sorted, secret values masked unless ``show_secrets``."""
-    rows = [(k, v) for k, v in sorted((info.env or {}).items()) if local.get(k) != v]
+    env = _env(info).get("env") or {}
+    rows = [(k, v) for k, v in sorted(env.items()) if local.get(k) != v]
     if show_secrets:
         return [(k, str(v)) for k, v in rows]
     return [(k, str(mask(k, v))) for k, v in rows]
