@@ -35,16 +35,17 @@ MIN_KNOWN = 4  # a shorter secret value is not searched for in free text ("1" is
 
 _WORDS = re.compile(r"[_.\-]+")
 _NOT_SECRET = frozenset(("PWD", "OLDPWD"))
-# a URL's password: scheme://user:PASSWORD@host (the last @ before the path ends it)
-_URL_PASSWORD = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*://[^\s:/?#@'\"]*:)([^\s/?#'\"]+)(@)")
+# where a URL's authority ends (its password is found by hand: a regex would backtrack)
+_AUTHORITY_END = re.compile(r"[\s/?#'\"]")
+_SCHEME_CHAR = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+.-")
 # password=..., pwd=... in a query string or a connection string (";Password=x;")
 _PAIR_PASSWORD = re.compile(
     r"(?i)((?:^|[?&;\s])(?:password|passwd|pwd|pass|secret|token|api_?key|access_token)=)"
     r"([^&;,\s'\")}\]]+)"
 )
 # NAME=value, NAME='value', 'NAME': 'value', "NAME": "value" in free text
-_NAMED = re.compile(
-    r"""(?<![\w.])(?P<q>['"]?)(?P<name>[A-Za-z_][A-Za-z0-9_.\-]*)(?P=q)"""
+_NAMED = re.compile(  # names of at most 128 characters keep the search linear
+    r"""(?<![\w.])(?P<q>['"]?)(?P<name>[A-Za-z_][A-Za-z0-9_.\-]{0,127})(?P=q)"""
     r"""(?P<sep>=|(?<=['"]):\s?)"""
     r"""(?P<value>'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|[^\s,;&)}\]]+)"""
 )
@@ -72,12 +73,32 @@ def is_secret(name: str, value: Any = None) -> bool:
     return isinstance(value, str) and mask_value(value) != value
 
 
+def _url_passwords(text: str) -> list[tuple[int, int]]:
+    """The (start, end) of each URL password in ``text``: ``scheme://user:PASSWORD@host``,
+    the last ``@`` before the path ending it. Linear in ``len(text)``."""
+    spans = []
+    found = text.find("://")
+    while found != -1:
+        start = found + 3
+        match = _AUTHORITY_END.search(text, start)
+        end = match.start() if match else len(text)
+        if found > 0 and text[found - 1] in _SCHEME_CHAR:
+            at = text.rfind("@", start, end)
+            colon = text.find(":", start, at) if at != -1 else -1
+            if colon != -1 and colon + 1 < at:
+                spans.append((colon + 1, at))
+        found = text.find("://", max(end, start))
+    return spans
+
+
 def mask_value(value: str) -> str:
     """``value`` with the passwords of its URLs and ``password=`` pairs masked."""
-    if "=" not in value and "://" not in value:
-        return value
-    value = _URL_PASSWORD.sub(lambda m: m[1] + MASK + m[3], value)
-    return _PAIR_PASSWORD.sub(lambda m: m[1] + MASK, value)
+    if "://" in value:
+        for start, end in reversed(_url_passwords(value)):
+            value = value[:start] + MASK + value[end:]
+    if "=" in value:
+        value = _PAIR_PASSWORD.sub(lambda m: m[1] + MASK, value)
+    return value
 
 
 def mask(name: str, value: Any) -> Any:
@@ -103,9 +124,9 @@ def secret_values(env: Mapping[str, Any]) -> set[str]:
             continue
         if is_secret_name(name) and len(value) >= MIN_KNOWN:
             found.add(value)
-        for match in _URL_PASSWORD.finditer(value):
-            if len(match[2]) >= MIN_KNOWN:
-                found.add(match[2])
+        for start, end in _url_passwords(value) if "://" in value else ():
+            if end - start >= MIN_KNOWN:
+                found.add(value[start:end])
     return found
 
 

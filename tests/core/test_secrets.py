@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from corral.convert import convert_value
@@ -16,6 +18,7 @@ from corral.secrets import (
     mask_env,
     mask_text,
     mask_value,
+    secret_values,
 )
 
 SECRET_NAMES = [
@@ -168,3 +171,27 @@ def test_option_errors_mask_env_values():
     message = str(caught.value)
     assert "s3cr3t" not in message and ":pw@" not in message
     assert "'API_TOKEN': '****'" in message and "NUL" in message
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a" * 200_000,
+        "a:" * 100_000,
+        "a-" * 100_000,
+        "a://b:" * 30_000,
+        "a://b:c" + "@" * 100_000,
+        "'a': " * 40_000,
+        "password=" * 20_000,
+        "API_KEY=" * 20_000,
+        "x" * 100_000 + "://" + "y:" * 50_000,
+    ],
+)
+def test_masking_is_linear_on_hostile_text(text):
+    """Found by hypothesis (tests/faults/test_bad_input.py): a backtracking regex held
+    the daemon for minutes on one odd env value."""
+    began = time.perf_counter()
+    mask_text(text, ["hunter22"])
+    secret_values({"ANY": text, "API_KEY": text})
+    mask_env({"URL": text})
+    assert time.perf_counter() - began < 2.0
