@@ -1,14 +1,14 @@
 """Children's stdout and stderr: read from their pipes, written as whole lines.
 
 The daemon reads each pipe without blocking when the loop says it is
-readable, hands the bytes to the process's :class:`~corral.logs.LineWriter`,
+readable, hands the bytes to the process's :class:`~corral.lines.LineWriter`,
 and passes the lines written to the ``corral_log_chunk`` hook when a plugin
 implements it.
 
 A partial line (progress output such as ``10%\r20%\r``, a prompt) is written
 :data:`PARTIAL_DELAY` after its first byte arrived even if no newline follows,
 so it is in the file before the daemon could die; the rest of that line
-continues it (see :meth:`~corral.logs.LineWriter.flush`). PM2 writes each
+continues it (see :meth:`~corral.lines.LineWriter.flush`). PM2 writes each
 pipe read as it comes; corral waits that long for the newline so the lines of
 the out and err streams stay apart.
 """
@@ -19,7 +19,7 @@ import asyncio
 import os
 from typing import TYPE_CHECKING
 
-from .logs import LineWriter
+from .lines import LineWriter
 
 if TYPE_CHECKING:
     from .hooks import PluginManager
