@@ -72,6 +72,11 @@ class LineWriter:
         """The partial line held until its newline arrives."""
         return bytes(self._partial)
 
+    @property
+    def holds_partial(self) -> bool:
+        """Whether a partial line is held (``pending`` without copying it)."""
+        return bool(self._partial)
+
     def feed(self, data: bytes) -> bytes:
         """Write the complete lines ``data`` ends; return what was written (without
         prefixes, with the newlines of cut lines), or b""."""

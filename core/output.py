@@ -77,7 +77,7 @@ class OutputPipes:
                 self.manager.call("corral_log_chunk", app=proc, stream=stream, data=written)
             if len(data) < READ_SIZE:
                 break
-        if writer.pending and writer not in self._timers:
+        if writer.holds_partial and writer not in self._timers:
             self._timers[writer] = asyncio.get_running_loop().call_later(
                 PARTIAL_DELAY, self._flush, proc, stream, writer
             )
