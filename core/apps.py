@@ -18,6 +18,7 @@ from .datefmt import date_formatter
 from .errors import OptionError, shorten
 from .listen import parse_address
 from .options import OptionSchema
+from .secrets import mask
 from .spawn import (
     check_executable,
     filter_environment,
@@ -108,7 +109,7 @@ def _check_increment_var(options: dict[str, Any], env: dict[str, str]) -> None:
     except ValueError:
         raise OptionError(
             f"increment_var {shorten(name)} must name a variable holding an integer, "
-            f"but {name}={shorten(env[name])}",
+            f"but {name}={shorten(mask(name, env[name]))}",
             field="increment_var",
         ) from None
 

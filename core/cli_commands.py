@@ -388,8 +388,15 @@ def build_cli() -> click.Group:
 
     @cli.command()
     @click.argument("target")
-    def describe(target: str) -> None:
-        """Show everything about a process (alias: show)."""
+    @click.option(
+        "--show-secrets",
+        is_flag=True,
+        help="Show the values of secret variables (*_KEY, *_TOKEN, *SECRET*, *PASSWORD*, "
+        "URL passwords) instead of ****.",
+    )
+    def describe(target: str, show_secrets: bool) -> None:
+        """Show everything about a process, and its variables that differ from this
+        shell's, secrets masked (alias: show)."""
         from .cli_render import describe_panel, make_console
 
         infos = _client().describe(parse_target(target))
@@ -397,7 +404,8 @@ def build_cli() -> click.Group:
             raise NotFoundError(f"no process matches {shorten(target)}: see `corral ls`")
         console = make_console()
         for info in infos:
-            console.print(describe_panel(info))
+            panel = describe_panel(info, local_env=os.environ, show_secrets=show_secrets)
+            console.print(panel)
 
     @cli.command()
     def jlist() -> None:
@@ -421,9 +429,16 @@ def build_cli() -> click.Group:
     @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until Ctrl-C.")
     @click.option("--out", "only", flag_value="out", help="Only the standard output logs.")
     @click.option("--err", "only", flag_value="err", help="Only the standard error logs.")
-    @click.option("--raw", is_flag=True, help="Print the lines without prefix or colour.")
+    @click.option(
+        "--raw",
+        is_flag=True,
+        help="Print the lines as written: no prefix, no colour, escape sequences kept.",
+    )
     def logs(target: str | None, lines: int, follow: bool, only: str | None, raw: bool) -> None:
-        """Print the last lines of the log files (all apps and corral.log by default)."""
+        """Print the last lines of the log files (all apps and corral.log by default).
+
+        Escape sequences in the apps' output are removed and other control
+        characters shown as \\xNN, unless --raw."""
         from .cli_render import log_files, show_logs
 
         client = _client()

@@ -9,9 +9,10 @@ is tested without a daemon. Imported only by commands that print tables.
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +21,8 @@ from rich.console import Console, Group
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
+
+from .secrets import mask, mask_text
 
 STATUS_STYLES = {
     "online": "green",
@@ -140,10 +143,14 @@ def _words(value: Any) -> str:
     return str(value)
 
 
-def describe_rows(info: Any, now: int) -> list[tuple[str, str | Text]]:
-    """The fields ``corral describe`` shows, in order, as (label, value)."""
+def describe_rows(
+    info: Any, now: int, *, show_secrets: bool = False
+) -> list[tuple[str, str | Text]]:
+    """The fields ``corral describe`` shows, in order, as (label, value); secrets in
+    the script's and interpreter's arguments masked unless ``show_secrets``."""
     env = _env(info)
     opts = info.options or {}
+    shown = (lambda text: text) if show_secrets else mask_text
     return [
         ("status", status_text(info.status)),
         ("name", info.name),
@@ -158,9 +165,9 @@ def describe_rows(info: Any, now: int) -> list[tuple[str, str | Text]]:
         ("cpu", human_cpu(info.cpu)),
         ("memory", human_bytes(info.memory)),
         ("script path", _words(env.get("pm_exec_path", opts.get("script")))),
-        ("script args", _words(opts.get("args"))),
+        ("script args", shown(_words(opts.get("args")))),
         ("interpreter", _words(env.get("exec_interpreter", opts.get("exec_interpreter")))),
-        ("interpreter args", _words(opts.get("node_args"))),
+        ("interpreter args", shown(_words(opts.get("node_args")))),
         ("exec cwd", _words(env.get("pm_cwd", opts.get("cwd")))),
         ("autorestart", _words(opts.get("autorestart", True))),
         ("out log path", info.out_log or "-"),
@@ -177,13 +184,39 @@ def _log_drop(drop: dict[str, Any]) -> str:
     return f"{drop.get('path')}: {lost}{now}"
 
 
-def describe_panel(info: Any, now: int | None = None) -> Panel:
+def divergent_env(
+    info: Any, local: Mapping[str, str], *, show_secrets: bool = False
+) -> list[tuple[str, str]]:
+    """The app's variables whose value differs from ``local`` (PM2's "divergent env
+    variables from local env"), sorted, secret values masked unless ``show_secrets``."""
+    env = _env(info).get("env") or {}
+    rows = [(k, v) for k, v in sorted(env.items()) if local.get(k) != v]
+    if show_secrets:
+        return [(k, str(v)) for k, v in rows]
+    return [(k, str(mask(k, v))) for k, v in rows]
+
+
+def describe_panel(
+    info: Any,
+    now: int | None = None,
+    *,
+    local_env: Mapping[str, str] | None = None,
+    show_secrets: bool = False,
+) -> Panel:
+    """The ``corral describe`` panel; with ``local_env``, the app's variables that
+    differ from it too (secret values masked unless ``show_secrets``)."""
     now = now_ms() if now is None else now
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold")
     grid.add_column()
-    for label, value in describe_rows(info, now):
+    for label, value in describe_rows(info, now, show_secrets=show_secrets):
         grid.add_row(label, value)
+    if local_env is not None:
+        rows = divergent_env(info, local_env, show_secrets=show_secrets)
+        if rows:
+            grid.add_row(Text("env (differs from here)", style="dim"), "")
+        for name, value in rows:
+            grid.add_row(Text(f"  {name}", style=""), Text(printable(value)))
     return Panel(grid, title=f"{info.name} (id {info.pm_id})", title_align="left", expand=False)
 
 
@@ -200,6 +233,33 @@ def plugins_table(plugins: Iterable[dict]) -> Table:
             Text(str(errors), style="red" if errors else ""),
         )
     return table
+
+
+# Escape sequences a terminal acts on (colours, cursor moves, titles, hyperlinks,
+# clipboard writes), ECMA-48: CSI, OSC, the DCS/SOS/PM/APC strings, 8-bit CSI, and
+# the two-byte ones. An unterminated string runs to the end of the line, as it would.
+_ESCAPES = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]"
+    r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?"
+    r"|\x1b[PX^_][^\x1b]*(?:\x1b\\)?"
+    r"|\x9b[0-?]*[ -/]*[@-~]"
+    r"|\x1b[ -/]*[0-~]"
+)
+_CONTROLS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")  # all but \t
+
+
+def printable(line: str) -> str:
+    """An app's log line made safe for a terminal: escape sequences removed, a ``\\r``
+    overwriting the start of the line as a terminal shows it (``10%\\r20%`` is
+    ``20%``), every other control character but a tab shown as ``\\xNN``."""
+    if "\x1b" in line or "\x9b" in line:
+        line = _ESCAPES.sub("", line)
+    if "\r" in line:
+        shown = ""
+        for part in line.split("\r"):
+            shown = part + shown[len(part) :]
+        line = shown
+    return _CONTROLS.sub(lambda m: f"\\x{ord(m[0]):02x}", line)
 
 
 def log_line(prefix: str, stream: str, line: str) -> Text:
@@ -332,8 +392,8 @@ def monit_logs(info: Any, count: int = MONIT_LOG_LINES) -> list[Text]:
         err = tail_lines(info.err_log, count)
     keep_err = min(len(err), max(count - len(out), count // 3))
     keep_out = min(len(out), count - keep_err)
-    lines = [log_line("out", "out", line) for line in out[len(out) - keep_out :]]
-    lines += [log_line("err", "err", line) for line in err[len(err) - keep_err :]]
+    lines = [log_line("out", "out", printable(line)) for line in out[len(out) - keep_out :]]
+    lines += [log_line("err", "err", printable(line)) for line in err[len(err) - keep_err :]]
     return lines
 
 
@@ -382,9 +442,9 @@ def show_logs(files: list[tuple[str, str, str]], *, lines: int, follow: bool, ra
 
     def emit(prefix: str, stream: str, text: str) -> None:
         if raw:
-            sys.stdout.write(text + "\n")
+            sys.stdout.write(text + "\n")  # as the app wrote it, escape sequences and all
         else:
-            console.print(log_line(prefix, stream, text), soft_wrap=True)
+            console.print(log_line(prefix, stream, printable(text)), soft_wrap=True)
 
     for path, prefix, stream in files:
         if not raw and lines:

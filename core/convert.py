@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from .errors import OptionError, shorten
+from .secrets import mask_env, mask_text
 
 
 class _Invalid(Exception):
@@ -222,11 +223,18 @@ def convert_value(
     except _Invalid as exc:
         detail = f" ({exc.detail})" if exc.detail else ""
         raise OptionError(
-            f"{field} must be {expected}, got {shorten(value)}{detail}", field=field
+            f"{field} must be {expected}, got {_shown(value)}{detail}", field=field
         ) from None
     if minimum is not None and isinstance(converted, (int, float)) and converted < minimum:
-        raise OptionError(f"{field} must be {expected}, got {shorten(value)}", field=field)
+        raise OptionError(f"{field} must be {expected}, got {_shown(value)}", field=field)
     return converted
+
+
+def _shown(value: Any) -> str:
+    """``repr(value)`` for an error message, its secrets masked (an env's, a URL's password)."""
+    if isinstance(value, Mapping):
+        value = mask_env({str(k): v for k, v in value.items()})
+    return mask_text(shorten(value))
 
 
 def parse_bytes(value: str | int, field: str = "value") -> int:

@@ -57,6 +57,7 @@ from .pidfile import PidFiles
 from .process import Child, ManagedProcess
 from .reload import reload_process
 from .rpc_async import RPCServer
+from .secrets import KnownSecrets, mask_text
 from .spawn import (
     NODE_PRELOAD,
     SpawnSpec,
@@ -115,6 +116,7 @@ class Daemon:
         self.fds = FdReserve()  # a spawn and a state write still work at the fd limit
         self.log_file = DaemonLog(paths.log_file(self.home))
         self.log = self.log_file.logger
+        self.log_file.known_secrets = KnownSecrets(lambda: [p.env for p in self.procs.values()])
         self.log_file.watch(self.logs)  # a failing app log file is reported once per streak
         self._log_handler = StructlogHandler(self.log)
         logging.getLogger("corral").addHandler(self._log_handler)
@@ -866,8 +868,10 @@ def main() -> None:
 def _record_failure(home: Path, exc: Exception) -> None:
     with contextlib.suppress(OSError, CorralError):
         paths.ensure_home(home)  # refuses an unsafe home: then nothing is written there
-        with open(paths.log_file(home), "a") as f:
-            f.write(json.dumps({"event": "daemon failed to start", "error": str(exc)}) + "\n")
+        fd = os.open(paths.log_file(home), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with open(fd, "a") as f:
+            record = {"event": "daemon failed to start", "error": mask_text(str(exc))}
+            f.write(json.dumps(record) + "\n")
 
 
 if __name__ == "__main__":

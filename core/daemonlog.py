@@ -8,18 +8,25 @@ full disk records are dropped, never raised, and the first record written
 again is followed by one saying how many were lost. It also tells when an app
 log file starts failing and when it is written again (:meth:`DaemonLog.watch`):
 one record each per failing streak, however many lines are dropped between.
+
+No record shows a secret (:mod:`corral.secrets`): before a record is rendered,
+an entry under a secret name is masked, and so is, in every string, a URL's
+password, a ``NAME=value`` pair with a secret name, and any secret value of a
+managed app's env (``known_secrets``), wherever an error message quotes it.
 """
 
 from __future__ import annotations
 
 import errno
 import logging
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import structlog
 
 from .logs import LogFile, LogFiles
+from .secrets import mask_data
 
 _PROCESSORS: list[Any] = [
     structlog.processors.add_log_level,
@@ -46,10 +53,25 @@ class StructlogHandler(logging.Handler):
 class DaemonLog:
     """``corral.log``: structlog JSON lines on a file that ``reload_logs`` can reopen."""
 
+    known_secrets: Callable[[], Iterable[str]] | None  # values masked wherever they appear
+
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.known_secrets = None
         self.file = LogFile(path, mode=0o600, on_resume=self._resumed)
-        self.logger = structlog.wrap_logger(structlog.WriteLogger(self), processors=_PROCESSORS)
+        self.logger = structlog.wrap_logger(
+            structlog.WriteLogger(self), processors=[self._mask, *_PROCESSORS]
+        )
+
+    def _mask(self, logger: Any, method: str, record: dict[str, Any]) -> dict[str, Any]:
+        """The structlog processor that takes every secret out of a record."""
+        known: Iterable[str] = ()
+        if self.known_secrets is not None:
+            try:
+                known = self.known_secrets()
+            except Exception:  # a record is still written, masked by name and by URL
+                known = ()
+        return mask_data(record, known)
 
     def write(self, text: str) -> None:
         """One rendered record with its newline (structlog's WriteLogger calls this)."""

@@ -281,8 +281,9 @@ def corral_process_event(event: ProcessEvent) -> None:
 def corral_log_chunk(app: ManagedProcess, stream: str, data: bytes) -> None:
     """An app wrote output; ``stream`` is ``"out"`` or ``"err"``.
 
-    Runs in the daemon right after ``data`` (whole lines, or the last partial
-    line when the app exits) was written to the log file, on the plugin's own
+    Runs in the daemon right after ``data`` (whole lines; or a partial line
+    held 0.1 s without its newline, or left when the app exits; a line over
+    1 MiB comes cut in pieces) was written to the log file, on the plugin's own
     thread (on the event loop with ``corral_runs_on_loop = True``). Called for
     every chunk, so it should be cheap.
 

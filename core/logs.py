@@ -1,7 +1,7 @@
 """The app log files: where they live, how lines reach them, and the open files.
 
 The daemon reads each child's stdout/stderr pipes and hands every chunk to a
-:class:`LineWriter`, one per (process, stream). The writer holds a partial
+:class:`~corral.lines.LineWriter`, one per (process, stream). The writer holds a partial
 line until its newline arrives and writes whole lines only, so the out and
 err streams of an app can share one file (and a combined ``log_file``)
 without a line of one landing inside a line of the other. Bytes go through
@@ -25,9 +25,10 @@ Paths follow PM2 (``lib/Common.js`` ``prepareAppConf`` and ``God.executeApp``):
 ``-<pm_id>`` before ``.log`` unless ``merge_logs``. Where corral differs:
 
 - PM2 writes each pipe read as it comes, so an out line can land inside an
-  err line and its date prefix mid-line; corral writes whole lines. A line
-  still unfinished after ``max_partial`` bytes is cut: what is held is
-  written with a newline added (and again for the rest of the line).
+  err line and its date prefix mid-line; corral writes whole lines, up to
+  1 MiB (:data:`~corral.lines.MAX_LINE`); a longer one is cut in pieces of
+  1 MiB. A partial line is written after 0.1 s without its newline and
+  continued by the next write (:meth:`LogFile.write`'s ``owner``).
 - A user-given ``app-2024.log`` becomes ``app-2024-<pm_id>.log``; PM2 replaces
   a trailing ``-<digits>`` with the id (``app-<pm_id>.log``).
 - ``log_type: json`` writes one record per line, its ``message`` without the
@@ -37,25 +38,26 @@ Paths follow PM2 (``lib/Common.js`` ``prepareAppConf`` and ``God.executeApp``):
 from __future__ import annotations
 
 import errno
-import json
 import os
 import re
 import stat
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from . import asuser
 from .credentials import Credentials
-from .datefmt import date_formatter, iso_timestamp
+from .lines import MAX_LINE, LineWriter
+
+__all__ = ["MAX_LINE", "LineWriter", "LogFile", "LogFiles", "log_paths", "pid_path", "safe_name"]
 
 # O_NOFOLLOW: a log is never opened through a symbolic link, which whoever can write the
 # directory could point at any file; O_NOCTTY: a tty named as a log never becomes ours.
 _OPEN_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NOCTTY
 _FILE_MODE = 0o640
 _NULL_PATHS = frozenset(("NULL", os.devnull))
-_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # as JSON.stringify
+_FOREIGN = object()  # the owner of an unfinished line found at the end of a file
 
 
 # -- paths -------------------------------------------------------------------
@@ -190,6 +192,9 @@ class LogFile:
         self._on_resume = on_resume
         self._streak_start = (0, 0)  # (dropped, dropped_lines) when the streak began
         self._torn = False  # a cut line could not be taken back: start the next write on a new line
+        # (fd, owner): whose unfinished line ends the file open as fd; owner None: a whole line
+        # does, _FOREIGN: a line nobody here wrote. Another fd (opened or reopened since): unknown.
+        self._open_line: tuple[int | None, object] = (None, None)
         self._opener = opener or (lambda: os.open(self.path, _OPEN_FLAGS, mode))
         self._fd: int | None = self._opener()
 
@@ -205,9 +210,14 @@ class LogFile:
     def closed(self) -> bool:
         return self._fd is None
 
-    def write(self, data: bytes) -> None:
-        """Append ``data`` (whole lines); on an error drop it and go on, never raise."""
-        if self._torn:
+    def write(self, data: bytes, owner: object = None) -> None:
+        """Append ``data``; on an error drop it and go on, never raise.
+
+        ``data`` may end without a newline: the line stays open for ``owner``
+        (a :class:`LineWriter`), whose next write continues it. A write of anyone
+        else first ends that line with a newline, so two writers never share one.
+        """
+        if self._torn or self._line_owner() not in (None, owner):
             data = b"\n" + data
         if self._out_of_space():
             self._drop(None, len(data), data.count(b"\n"))
@@ -227,12 +237,43 @@ class LogFile:
                 done += written
         except OSError as exc:
             kept = self._cut_torn_line(data, done)
+            if kept:
+                self._open_line = (self._fd, None)
             self._drop(exc, len(data) - kept, data.count(b"\n", kept))
             return
         self._torn = False
+        self._open_line = (self._fd, None if data.endswith(b"\n") else owner)
         self.error = None
         if self.failing_since is not None:
             self._resumed()
+
+    def holds_line_of(self, owner: object) -> bool:
+        """Whether the file ends in an unfinished line ``owner`` wrote (and may continue)."""
+        return owner is not None and self._line_owner() is owner
+
+    def _line_owner(self) -> object:
+        fd, owner = self._open_line
+        if fd != self._fd:  # opened (or reopened) since: look at the file's last byte, once
+            owner = _FOREIGN if self._ends_unfinished() else None
+            self._open_line = (self._fd, owner)
+        return owner
+
+    def _ends_unfinished(self) -> bool:
+        """Whether the file's last byte is not a newline (a line someone left open)."""
+        try:
+            info = os.fstat(self.fileno())
+            if not stat.S_ISREG(info.st_mode) or info.st_size == 0:
+                return False
+            # the fd is write-only: read the same open file through /proc (Linux)
+            fd = os.open(f"/proc/self/fd/{self.fileno()}", os.O_RDONLY | os.O_CLOEXEC)
+        except (OSError, ValueError):
+            return False
+        try:
+            return os.pread(fd, 1, info.st_size - 1) not in (b"\n", b"")
+        except OSError:
+            return False
+        finally:
+            os.close(fd)
 
     def _out_of_space(self) -> bool:
         """Whether the disk that refused the streak's writes still has no free block."""
@@ -313,6 +354,7 @@ class LogFile:
     def truncate(self) -> None:
         """Empty the file (``flush``); appends go on from offset 0 on the same fd."""
         os.ftruncate(self.fileno(), 0)
+        self._open_line = (self._fd, None)
 
     def close(self) -> None:
         fd, self._fd = self._fd, None
@@ -469,89 +511,3 @@ class LogFiles:
 
     def __contains__(self, path: object) -> bool:
         return isinstance(path, (str, os.PathLike)) and self.get(Path(path)) is not None
-
-
-# -- lines -------------------------------------------------------------------
-
-
-class LineWriter:
-    """Writes one stream of one process to its files, whole lines at a time.
-
-    ``feed`` writes every complete line and holds the rest; ``close`` writes
-    what is held, with a newline added, when the process has exited. A held
-    partial longer than ``max_partial`` is written at once the same way, so a
-    line that long is cut in pieces (memory stays bounded).
-
-    ``date_format`` (a :mod:`corral.datefmt` format) prefixes each line with
-    ``"<date>: "`` as PM2 does; ``json_fields`` (PM2's ``log_type: json``)
-    turns each line into ``{"message", "timestamp", **json_fields}``, the
-    daemon passing ``{"type": "out"|"err", "process_id": pm_id, "app_name":
-    name}``; the timestamp is ``date_format`` if given, else ISO 8601 UTC.
-    """
-
-    def __init__(
-        self,
-        targets: Sequence[LogFile],
-        *,
-        date_format: str | None = None,
-        json_fields: Mapping[str, Any] | None = None,
-        max_partial: int = 65536,
-    ) -> None:
-        # One write per file: the same file given twice (out_file == log_file) is written once.
-        self._targets = tuple({id(t): t for t in targets}.values())
-        self._date = date_formatter(date_format) if date_format else None
-        self._json = dict(json_fields) if json_fields is not None else None
-        self._max_partial = max_partial
-        self._partial = b""
-
-    @property
-    def pending(self) -> bytes:
-        """The partial line held until its newline arrives."""
-        return self._partial
-
-    def feed(self, data: bytes) -> bytes:
-        """Write the complete lines ``data`` ends; return them (without prefixes) or b""."""
-        end = data.rfind(b"\n") + 1
-        if end == 0:
-            self._partial += data
-            if len(self._partial) > self._max_partial:
-                return self.close()
-            return b""
-        lines = self._partial + data[:end] if self._partial else data[:end]
-        self._partial = data[end:]
-        self._emit(lines)
-        if len(self._partial) > self._max_partial:
-            return lines + self.close()
-        return lines
-
-    def close(self) -> bytes:
-        """Write the held partial line with a newline added; return it, or b"" if none."""
-        if not self._partial:
-            return b""
-        lines, self._partial = self._partial + b"\n", b""
-        self._emit(lines)
-        return lines
-
-    def _emit(self, lines: bytes) -> None:
-        """Write ``lines`` (ending in a newline) to every target in one write each."""
-        if not self._targets:
-            return
-        if self._json is not None:
-            out = self._as_json(lines)
-        elif self._date is not None:
-            prefix = self._date(time.time()).encode() + b": "
-            out = prefix + lines[:-1].replace(b"\n", b"\n" + prefix) + b"\n"
-        else:
-            out = lines
-        for target in self._targets:
-            target.write(out)
-
-    def _as_json(self, lines: bytes) -> bytes:
-        now = time.time()
-        stamp = self._date(now) if self._date is not None else iso_timestamp(now)
-        # Every record of a chunk shares its fields after "message": serialise them once.
-        rest = _JSON.encode({"timestamp": stamp, **(self._json or {})})[1:]
-        # Decoding the chunk at once equals decoding line by line: b"\n" never ends inside a
-        # UTF-8 sequence, so each invalid byte becomes U+FFFD on the same line either way.
-        messages = lines[:-1].decode("utf-8", "replace").split("\n")
-        return "".join(f'{{"message":{_JSON.encode(m)},{rest}\n' for m in messages).encode()

@@ -1,9 +1,16 @@
 """Children's stdout and stderr: read from their pipes, written as whole lines.
 
 The daemon reads each pipe without blocking when the loop says it is
-readable, hands the bytes to the process's :class:`~corral.logs.LineWriter`,
+readable, hands the bytes to the process's :class:`~corral.lines.LineWriter`,
 and passes the lines written to the ``corral_log_chunk`` hook when a plugin
 implements it.
+
+A partial line (progress output such as ``10%\r20%\r``, a prompt) is written
+:data:`PARTIAL_DELAY` after its first byte arrived even if no newline follows,
+so it is in the file before the daemon could die; the rest of that line
+continues it (see :meth:`~corral.lines.LineWriter.flush`). PM2 writes each
+pipe read as it comes; corral waits that long for the newline so the lines of
+the out and err streams stay apart.
 """
 
 from __future__ import annotations
@@ -12,7 +19,7 @@ import asyncio
 import os
 from typing import TYPE_CHECKING
 
-from .logs import LineWriter
+from .lines import LineWriter
 
 if TYPE_CHECKING:
     from .hooks import PluginManager
@@ -20,6 +27,7 @@ if TYPE_CHECKING:
 
 READ_SIZE = 65536
 READS_PER_WAKEUP = 16  # bounded, so one chatty app cannot starve the loop
+PARTIAL_DELAY = 0.1  # seconds a partial line is held, at most, before it is written
 
 
 class OutputPipes:
@@ -28,6 +36,7 @@ class OutputPipes:
     def __init__(self, manager: PluginManager) -> None:
         self.manager = manager
         self.hooked = bool(manager.pm.hook.corral_log_chunk.get_hookimpls())
+        self._timers: dict[LineWriter, asyncio.TimerHandle] = {}  # partial lines to write
 
     def watch(self, child: Child, proc: ManagedProcess, fd: int, stream: str) -> None:
         """Read ``fd`` (the child's ``out`` or ``err``) into the process's log files."""
@@ -57,7 +66,7 @@ class OutputPipes:
             try:
                 data = os.read(fd, READ_SIZE)
             except BlockingIOError:
-                return
+                break
             except OSError:
                 data = b""
             if not data:
@@ -67,7 +76,17 @@ class OutputPipes:
             if written and self.hooked:
                 self.manager.call("corral_log_chunk", app=proc, stream=stream, data=written)
             if len(data) < READ_SIZE:
-                return
+                break
+        if writer.holds_partial and writer not in self._timers:
+            self._timers[writer] = asyncio.get_running_loop().call_later(
+                PARTIAL_DELAY, self._flush, proc, stream, writer
+            )
+
+    def _flush(self, proc: ManagedProcess, stream: str, writer: LineWriter) -> None:
+        self._timers.pop(writer, None)
+        written = writer.flush()
+        if written and self.hooked:
+            self.manager.call("corral_log_chunk", app=proc, stream=stream, data=written)
 
     def _close(
         self, child: Child, proc: ManagedProcess, fd: int, stream: str, writer: LineWriter
@@ -75,6 +94,9 @@ class OutputPipes:
         asyncio.get_running_loop().remove_reader(fd)
         os.close(fd)
         child.writers.pop(fd, None)
+        timer = self._timers.pop(writer, None)
+        if timer is not None:
+            timer.cancel()
         rest = writer.close()
         if rest and self.hooked:
             self.manager.call("corral_log_chunk", app=proc, stream=stream, data=rest)

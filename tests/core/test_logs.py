@@ -284,11 +284,124 @@ def test_json_with_date_format(tmp_path, files):
 
 def test_long_partial_is_cut(tmp_path, files):
     path = tmp_path / "a.log"
-    writer = LineWriter([files.acquire(path)], max_partial=10)
-    assert writer.feed(b"0123456789") == b""
-    assert writer.feed(b"ab") == b"0123456789ab\n"
-    assert writer.feed(b"end\nxxxxxxxxxxxx") == b"end\nxxxxxxxxxxxx\n"
-    assert path.read_bytes() == b"0123456789ab\nend\nxxxxxxxxxxxx\n"
+    writer = LineWriter([files.acquire(path)], max_line=10)
+    assert writer.feed(b"0123456789") == b""  # exactly the limit: held whole
+    assert writer.feed(b"ab") == b"0123456789\n"
+    assert writer.feed(b"end\nxxxxxxxxxxxx") == b"abend\nxxxxxxxxxx\n"
+    assert writer.close() == b"xx\n"
+    assert path.read_bytes() == b"0123456789\nabend\nxxxxxxxxxx\nxx\n"
+
+
+@pytest.mark.parametrize("size", [1, 9, 10, 11, 19, 20, 21, 30, 31, 57])
+@pytest.mark.parametrize("chunk", [1, 3, 10, 64, 10_000])
+def test_long_line_cut_in_pieces_of_the_limit(tmp_path, files, size, chunk):
+    """No piece is longer than the limit, none is empty, joined they are the line."""
+    path = tmp_path / "a.log"
+    writer = LineWriter([files.acquire(path)], max_line=10)
+    line = bytes(48 + i % 10 for i in range(size))
+    data = b"a\n" + line + b"\nb\n"
+    returned = [writer.feed(data[i : i + chunk]) for i in range(0, len(data), chunk)]
+    assert b"".join(returned) == path.read_bytes()
+    pieces = path.read_bytes().split(b"\n")[1:-2]
+    assert b"".join(pieces) == line
+    assert [len(p) for p in pieces] == [10] * ((size - 1) // 10) + [(size - 1) % 10 + 1]
+
+
+def test_cut_keeps_utf8_characters_whole(tmp_path, files):
+    path = tmp_path / "a.log"
+    writer = LineWriter([files.acquire(path)], max_line=10)
+    line = "é" * 12  # 24 bytes: a cut at byte 10 would split nothing, at 9 it would
+    writer.feed(b"x" + line.encode() + b"\n")
+    pieces = path.read_bytes().split(b"\n")[:-1]
+    assert [p.decode() for p in pieces] == ["xéééé", "ééééé", "ééé"]
+
+
+def test_cut_pieces_each_get_the_date(tmp_path, files):
+    path = tmp_path / "a.log"
+    writer = LineWriter([files.acquire(path)], date_format="HH:mm:ss", max_line=10)
+    writer.feed(b"0123456789abcdefghijKLM\n")
+    lines = path.read_bytes().split(b"\n")[:-1]
+    assert [line[len(b"00:00:00: ") :] for line in lines] == [b"0123456789", b"abcdefghij", b"KLM"]
+
+
+def test_a_flushed_partial_line_is_continued(tmp_path, files):
+    path = tmp_path / "a.log"
+    writer = LineWriter([files.acquire(path)], date_format="HH:mm:ss")
+    writer.feed(b"10%\r20%\r")
+    assert path.read_bytes() == b""
+    assert writer.flush() == b"10%\r20%\r"
+    assert writer.flush() == b""
+    assert path.read_bytes()[10:] == b"10%\r20%\r"  # on disk now, the line still open
+    writer.feed(b"30%\r")
+    writer.flush()
+    writer.feed(b"done\nnext\n")
+    lines = path.read_bytes().split(b"\n")[:-1]
+    assert [line[10:] for line in lines] == [b"10%\r20%\r30%\rdone", b"next"]
+
+
+def test_another_writer_ends_a_flushed_line(tmp_path, files):
+    path = tmp_path / "a.log"
+    out = LineWriter([files.acquire(path)])
+    err = LineWriter([files.acquire(path)])
+    out.feed(b"wait")
+    out.flush()
+    err.feed(b"oops\n")
+    out.feed(b"ing\n")
+    err.feed(b"more")
+    err.flush()
+    out.close()
+    err.close()
+    assert path.read_bytes() == b"wait\noops\ning\nmore\n"
+
+
+def test_a_flushed_line_ended_by_another_writer_adds_no_empty_line(tmp_path, files):
+    path = tmp_path / "a.log"
+    out = LineWriter([files.acquire(path)])
+    err = LineWriter([files.acquire(path)])
+    out.feed(b"prompt: ")
+    out.flush()
+    err.feed(b"e\n")
+    out.feed(b"\n")
+    assert out.close() == b""
+    assert path.read_bytes() == b"prompt: \ne\n"
+
+
+def test_close_ends_a_flushed_line(tmp_path, files):
+    path = tmp_path / "a.log"
+    writer = LineWriter([files.acquire(path)])
+    writer.feed(b"no newline")
+    writer.flush()
+    writer.close()
+    assert path.read_bytes() == b"no newline\n"
+
+
+def test_json_flush_is_a_record(tmp_path, files):
+    path = tmp_path / "a.log"
+    writer = LineWriter([files.acquire(path)], json_fields={})
+    writer.feed(b"50%\r")
+    writer.flush()
+    writer.feed(b"100%\n")
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [r["message"] for r in records] == ["50%\r", "100%"]
+
+
+def test_a_file_left_mid_line_gets_a_new_line(tmp_path, files):
+    """A daemon killed after flushing a partial line: the next one starts a new line."""
+    path = tmp_path / "a.log"
+    path.write_bytes(b"old\n40%\r")
+    LineWriter([files.acquire(path)]).feed(b"new\n")
+    assert path.read_bytes() == b"old\n40%\r\nnew\n"
+
+
+def test_flush_after_truncate_starts_clean(tmp_path, files):
+    path = tmp_path / "a.log"
+    out = LineWriter([files.acquire(path)])
+    err = LineWriter([files.acquire(path)])
+    out.feed(b"open")
+    out.flush()
+    files.truncate(path)
+    err.feed(b"e\n")
+    assert path.read_bytes() == b"e\n"
 
 
 def test_same_target_twice_written_once(tmp_path, files):

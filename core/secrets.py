@@ -1,0 +1,194 @@
+"""Secret values in what a person reads: which env values are secret, and masking them.
+
+A variable is secret when its name, upper-cased and cut into words at ``_``,
+``-`` and ``.``, has a word that:
+
+- contains ``SECRET``, ``PASSWORD``, ``PASSWD`` or ``PASSPHRASE``
+  (``CLIENT_SECRET``, ``DB_PASSWORD``, ``MYSQLPASSWD``);
+- ends in ``TOKEN`` (``GITHUB_TOKEN``, ``NPMTOKEN``, ``TOKEN``; not
+  ``TOKENIZERS_PARALLELISM``);
+- is ``PASS`` or ``PWD``, except the shell's own ``PWD`` and ``OLDPWD``
+  (``SMTP_PASS``, ``MYSQL_PWD``);
+- is ``APIKEY``, or ``KEY`` as the last word (``API_KEY``, ``STRIPE_KEY``,
+  ``AWS_SECRET_ACCESS_KEY``; not ``AWS_ACCESS_KEY_ID``, ``KEYBOARD``).
+
+Whatever its name, a value holding a URL with a password shows the URL with
+the password masked (``postgres://u:****@h/db``), and so does a
+``password=...``-like pair in a query string or a connection string.
+
+:func:`mask_env` masks an env mapping (``describe``, a future ``env``
+command, any export); :func:`mask_text` masks free text (error messages,
+records of corral.log): URL passwords, ``NAME=value`` and ``'NAME': 'value'``
+pairs whose name is secret, and any value given in ``known``. ``jlist`` and
+``prettylist`` print PM2's shape untouched, for tools; the files that hold
+values (state, dump, corral.log) are 0600.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+MASK = "****"
+MIN_KNOWN = 4  # a shorter secret value is not searched for in free text ("1" is everywhere)
+
+_WORDS = re.compile(r"[_.\-]+")
+_NOT_SECRET = frozenset(("PWD", "OLDPWD"))
+# where a URL's authority ends (its password is found by hand: a regex would backtrack)
+_AUTHORITY_END = re.compile(r"[\s/?#'\"]")
+_SCHEME_CHAR = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+.-")
+# password=..., pwd=... in a query string or a connection string (";Password=x;")
+_PAIR_PASSWORD = re.compile(
+    r"(?i)((?:^|[?&;\s])(?:password|passwd|pwd|pass|secret|token|api_?key|access_token)=)"
+    r"([^&;,\s'\")}\]]+)"
+)
+# NAME=value, NAME='value', 'NAME': 'value', "NAME": "value" in free text
+_NAMED = re.compile(  # names of at most 128 characters keep the search linear
+    r"""(?<![\w.])(?P<q>['"]?)(?P<name>[A-Za-z_][A-Za-z0-9_.\-]{0,127})(?P=q)"""
+    r"""(?P<sep>=|(?<=['"]):\s?)"""
+    r"""(?P<value>'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|[^\s,;&)}\]]+)"""
+)
+
+
+def is_secret_name(name: str) -> bool:
+    """Whether a variable named ``name`` holds a secret (see the module's rules)."""
+    upper = name.upper()
+    if upper in _NOT_SECRET:
+        return False
+    words = [w for w in _WORDS.split(upper) if w]
+    for word in words:
+        if any(part in word for part in ("SECRET", "PASSWORD", "PASSWD", "PASSPHRASE")):
+            return True
+        if word.endswith("TOKEN") or word in ("PASS", "PWD", "APIKEY"):
+            return True
+    return bool(words) and words[-1] == "KEY" and len(words) > 1
+
+
+def is_secret(name: str, value: Any = None) -> bool:
+    """Whether showing ``name=value`` would show a secret: a secret name, or a value
+    holding a URL password or a ``password=`` pair."""
+    if is_secret_name(name):
+        return True
+    return isinstance(value, str) and mask_value(value) != value
+
+
+def _url_passwords(text: str) -> list[tuple[int, int]]:
+    """The (start, end) of each URL password in ``text``: ``scheme://user:PASSWORD@host``,
+    the last ``@`` before the path ending it. Linear in ``len(text)``."""
+    spans = []
+    found = text.find("://")
+    while found != -1:
+        start = found + 3
+        match = _AUTHORITY_END.search(text, start)
+        end = match.start() if match else len(text)
+        if found > 0 and text[found - 1] in _SCHEME_CHAR:
+            at = text.rfind("@", start, end)
+            colon = text.find(":", start, at) if at != -1 else -1
+            if colon != -1 and colon + 1 < at:
+                spans.append((colon + 1, at))
+        found = text.find("://", max(end, start))
+    return spans
+
+
+def mask_value(value: str) -> str:
+    """``value`` with the passwords of its URLs and ``password=`` pairs masked."""
+    if "://" in value:
+        for start, end in reversed(_url_passwords(value)):
+            value = value[:start] + MASK + value[end:]
+    if "=" in value:
+        value = _PAIR_PASSWORD.sub(lambda m: m[1] + MASK, value)
+    return value
+
+
+def mask(name: str, value: Any) -> Any:
+    """What to show for ``name=value``: :data:`MASK` for a secret name (an empty or
+    missing value stays as is), else the value with its URL passwords masked."""
+    if value is None or value == "":
+        return value
+    if is_secret_name(name):
+        return MASK
+    return mask_value(value) if isinstance(value, str) else value
+
+
+def mask_env(env: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of ``env`` fit to show: every secret value masked."""
+    return {name: mask(name, value) for name, value in env.items()}
+
+
+def secret_values(env: Mapping[str, Any]) -> set[str]:
+    """The values of ``env`` that :func:`mask_text` should hide wherever they appear."""
+    found = set()
+    for name, value in env.items():
+        if not isinstance(value, str):
+            continue
+        if is_secret_name(name) and len(value) >= MIN_KNOWN:
+            found.add(value)
+        for start, end in _url_passwords(value) if "://" in value else ():
+            if end - start >= MIN_KNOWN:
+                found.add(value[start:end])
+    return found
+
+
+def mask_text(text: str, known: Iterable[str] = ()) -> str:
+    """``text`` with secrets masked: the ``known`` values, URL passwords, and the
+    values of ``NAME=value`` or ``'NAME': 'value'`` pairs whose name is secret."""
+    for value in sorted(known, key=len, reverse=True):
+        if len(value) >= MIN_KNOWN and value in text:
+            text = text.replace(value, MASK)
+    if "=" not in text and ":" not in text:
+        return text
+    text = mask_value(text)
+    return _NAMED.sub(_mask_named, text)
+
+
+def _mask_named(match: re.Match[str]) -> str:
+    if not is_secret_name(match["name"]):
+        return match[0]
+    value = match["value"]
+    if value[:1] in ("'", '"') and len(value) >= 2:
+        shown = value[0] + MASK + value[0]
+    else:
+        shown = MASK
+    return match[0][: match.start("value") - match.start()] + shown
+
+
+def mask_data(value: Any, known: Iterable[str] = ()) -> Any:
+    """A copy of ``value`` (dicts, lists, strings) with secrets masked: a dict's entry
+    under a secret name entirely, every string as :func:`mask_text` does."""
+    known = tuple(known)
+    if isinstance(value, str):
+        return mask_text(value, known)
+    if isinstance(value, Mapping):
+        return {
+            k: (
+                MASK
+                if isinstance(k, str) and is_secret_name(k) and v not in (None, "")
+                else mask_data(v, known)
+            )
+            for k, v in value.items()
+        }
+    if isinstance(value, list) or type(value) is tuple:
+        return type(value)(mask_data(v, known) for v in value)
+    return value
+
+
+class KnownSecrets:
+    """The secret values (:func:`secret_values`) of the envs ``envs()`` gives, for
+    :func:`mask_text`; each env is read once while it is the same object."""
+
+    def __init__(self, envs: Callable[[], Iterable[Mapping[str, Any]]]) -> None:
+        self._envs = envs
+        self._cache: dict[int, tuple[Mapping[str, Any], frozenset[str]]] = {}
+
+    def __call__(self) -> set[str]:
+        cache: dict[int, tuple[Mapping[str, Any], frozenset[str]]] = {}
+        values: set[str] = set()
+        for env in self._envs():
+            hit = self._cache.get(id(env))
+            if hit is None or hit[0] is not env:
+                hit = (env, frozenset(secret_values(env)))
+            cache[id(env)] = hit
+            values |= hit[1]
+        self._cache = cache
+        return values
