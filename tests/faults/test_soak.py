@@ -335,7 +335,8 @@ def test_soak(corral_home: Path, tmp_path: Path, token: str, monkeypatch) -> Non
     runs, torn, other = account(logs, tmp_path / "runs")
     bound = pipe_capacity() // LINE + 1  # what a pipe holds, and a partial line
     lost: Counter[int] = Counter()
-    unreported = written = in_log = 0
+    written = in_log = 0
+    unreported: list[str] = []  # runs killed before they could report
     for run in runs.values():
         key = f"{run.app} pid {run.pid} {run.stream}"
         in_log += run.in_log
@@ -346,7 +347,8 @@ def test_soak(corral_home: Path, tmp_path: Path, token: str, monkeypatch) -> Non
             problems.append(f"{key}: {run.out_of_order()} lines out of order")
         tail = run.lost_tail()
         if tail is None:
-            unreported += 1
+            at_kill = [k.daemon for k in kills if run.pid in k.flood_pids]
+            unreported.append(f"{key}: {run.in_log} logged, alive at kill of {at_kill}")
             continue
         written += run.written or 0
         if tail < 0:
@@ -370,7 +372,8 @@ def test_soak(corral_home: Path, tmp_path: Path, token: str, monkeypatch) -> Non
         f"{sum(w.reconnects for w in workers)} reconnects, {len(failures)} client errors\n"
         f"soak: restarts {restarts}; describe saw {dict(statuses)}\n"
         f"soak: {len(runs) // 2} flood runs, {written} lines written by the runs that "
-        f"reported ({unreported} streams unreported), {in_log} in the logs, "
+        f"reported, {in_log} in the logs, {len(unreported)} streams unreported "
+        f"{unreported[:4]}, "
         f"lost per kill {dict(lost)} (bound {bound} per pipe); "
         f"{len(other)} lines of other output (Python's own: {other[:2]})"
     )
