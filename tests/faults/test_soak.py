@@ -55,7 +55,9 @@ SLEEP = shutil.which("sleep") or "/bin/sleep"
 SLEEPERS = [f"sleep-{i}" for i in range(4)]
 FLOODS = ["flood-a", "flood-b"]  # restarted by the clients now and then
 CRON_FLOOD = "flood-cron"  # restarted every second by the cron plugin
-STEADY = [*SLEEPERS, *FLOODS]  # online with one process whenever nothing restarts them
+FORKER = "forker"  # leaves a worker in its own session: two processes, reached by treekill
+RESTARTABLE = [*SLEEPERS, FORKER]
+STEADY = [*SLEEPERS, *FLOODS, FORKER]  # online whenever nothing restarts them
 CHURNING = [CRON_FLOOD, "crasher", "hog"]  # between runs at any moment
 RECONNECT_WITHIN = 60.0  # seconds a client keeps trying to connect after its daemon died
 JOIN_GRACE = 90.0  # past the window: a client thread still running then is stuck
@@ -65,6 +67,14 @@ DESCRIBED = {"online", "launching", "stopping", "stopped", "waiting restart"}
 GRACE = 3.0  # a run that ended this close before a kill may have lines left in its pipe
 
 CRASHER = "import sys, time\ntime.sleep(0.3)\nsys.exit(1)\n"
+FORK = f"""\
+import os, signal, subprocess, time
+signal.signal(signal.SIGINT, lambda *_: os._exit(0))
+signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+subprocess.Popen([{SLEEP!r}, "3600"], start_new_session=True)  # left running at exit
+while True:
+    time.sleep(3600)
+"""
 HOG = """\
 import signal, sys, time
 signal.signal(signal.SIGINT, lambda *_: sys.exit(0))
@@ -109,6 +119,7 @@ def apps(token: str, folder: Path) -> list[dict]:
     reports.mkdir()
     (folder / "crasher.py").write_text(CRASHER)
     (folder / "hog.py").write_text(HOG)
+    (folder / "forker.py").write_text(FORK)
 
     def flooder(name: str, **options: object) -> dict:
         return app(name, script=str(flood), args=[name, str(RATE), str(reports)], **options)
@@ -119,6 +130,7 @@ def apps(token: str, folder: Path) -> list[dict]:
         flooder(CRON_FLOOD, cron_restart="*/1 * * * * *"),
         app("crasher", script=str(folder / "crasher.py"), restart_delay=500, max_restarts=10**6),
         app("hog", script=str(folder / "hog.py"), max_memory_restart="48M", memory_interval=200),
+        app(FORKER, script=str(folder / "forker.py")),
     ]
 
 
@@ -184,7 +196,7 @@ class Worker:
         self.statuses[info.status] += 1
 
     def do_restart(self) -> None:
-        (info,) = self.client.restart(self.random.choice(SLEEPERS))
+        (info,) = self.client.restart(self.random.choice(RESTARTABLE))
         # a concurrent restart (another client's, a kill's recovery) may be stopping it already
         assert info.status in RESTARTED and info.pid, info.status
 
@@ -239,7 +251,12 @@ def settled(client: corral.Client, token: str, names: set[str]) -> list[str]:
         wrong.append(f"listed {sorted(rows)}")
     for name, info in rows.items():
         listed = [info.pid] if info.pid and alive(info.pid) else []
-        if name in STEADY and (info.status != "online" or running.get(name) != listed):
+        if name == FORKER and listed:
+            with contextlib.suppress(psutil.Error):
+                listed += [c.pid for c in psutil.Process(info.pid).children()]
+            if len(listed) != 2:
+                wrong.append(f"{FORKER} pid {info.pid} has no worker yet")
+        if name in STEADY and (info.status != "online" or running.get(name) != sorted(listed)):
             wrong.append(f"{name} {info.status} pid {info.pid}, processes {running.get(name)}")
         elif name in CHURNING and not set(running.get(name, [])) <= set(listed):
             wrong.append(f"{name} {info.status} pid {info.pid}, processes {running.get(name)}")
@@ -283,6 +300,7 @@ def test_soak(corral_home: Path, tmp_path: Path, token: str, monkeypatch) -> Non
         thread.start()
     kills: list[Kill] = []
     extra: list[str] = []  # moments more than one daemon served the home
+    most_rss = 0
     while time.monotonic() < until:
         if kill_at and time.monotonic() >= kill_at[0]:
             kill_at.pop(0)
@@ -294,6 +312,9 @@ def test_soak(corral_home: Path, tmp_path: Path, token: str, monkeypatch) -> Non
                 f"flood runs alive); daemon {new} answered {took:.2f} s later"
             )
         serving = daemons(corral_home)
+        with contextlib.suppress(psutil.Error, IndexError, ValueError):
+            rss = psutil.Process(int(serving[0].split()[0])).memory_info().rss
+            most_rss = max(most_rss, rss)
         if len(serving) > 1:
             extra.append(f"{time.monotonic() - start:.1f} s: {serving}")
         time.sleep(0.25)  # the load's pace: nothing waits on this
@@ -323,14 +344,16 @@ def test_soak(corral_home: Path, tmp_path: Path, token: str, monkeypatch) -> Non
     logs = {n: (infos[n].out_log, infos[n].err_log) for n in (*FLOODS, CRON_FLOOD)}
     restarts = {n: p.restart_time for n, p in sorted(infos.items())}
 
-    final.delete("all")
+    # stopped while the cron, memory and crash-loop restarts go on: nothing may outlive it
+    final.kill_daemon()
     with contextlib.suppress(AssertionError):
         wait_for(lambda: not marked_processes(token), timeout=30, what="apps gone")
     if marked_processes(token):
-        problems.append(f"processes left after delete all: {marked_processes(token)}")
-    final.kill_daemon()
+        problems.append(f"processes left after kill_daemon: {marked_processes(token)}")
     if daemons(corral_home):
         problems.append(f"daemons left after kill_daemon: {daemons(corral_home)}")
+    with contextlib.suppress(OSError):
+        shutil.copy(corral_home / "corral.log", tmp_path / "corral.log")
 
     runs, torn, other = account(logs, tmp_path / "runs")
     bound = pipe_capacity() // LINE + 1  # what a pipe holds, and a partial line
@@ -370,7 +393,8 @@ def test_soak(corral_home: Path, tmp_path: Path, token: str, monkeypatch) -> Non
         f"soak: {sum(calls.values())} calls {dict(calls)}, "
         f"{sum(w.daemon_errors for w in workers)} calls lost to a dead daemon, "
         f"{sum(w.reconnects for w in workers)} reconnects, {len(failures)} client errors\n"
-        f"soak: restarts {restarts}; describe saw {dict(statuses)}\n"
+        f"soak: restarts {restarts}; describe saw {dict(statuses)}; "
+        f"daemon RSS at most {most_rss / 2**20:.0f} MiB\n"
         f"soak: {len(runs) // 2} flood runs, {written} lines written by the runs that "
         f"reported, {in_log} in the logs, {len(unreported)} streams unreported "
         f"{unreported[:4]}, "
@@ -379,4 +403,6 @@ def test_soak(corral_home: Path, tmp_path: Path, token: str, monkeypatch) -> Non
     )
     for problem in problems:
         print(f"soak PROBLEM: {problem}", file=sys.stderr)
+    if problems:
+        print(f"soak: the daemon's log and the runs' reports are in {tmp_path}", file=sys.stderr)
     assert not problems, f"seed {SEED}: {len(problems)} problems, first: {problems[:5]}"
