@@ -32,6 +32,7 @@ from .channel import Channel
 from .daemonlog import DaemonLog, StructlogHandler
 from .errors import CorralError, OptionError, ScriptError, StateError
 from .events import ProcessEvent
+from .fdholder import Drain, HolderLink
 from .hooks import PluginManager, load_plugins
 from .kill import (
     Leftovers,
@@ -133,6 +134,8 @@ class Daemon:
         os.chmod(paths.rpc_path(self.home), 0o600)
         self.notify = NotifySocket(self.home / "notify.sock", self._on_notify)
         self.journal = SpawnJournal(paths.journal_file(self.home))
+        if not self.in_process:  # a detached daemon's pipes outlive it (corral.fdholder)
+            self.output.holder = HolderLink.open(self.home, self.log)
         paths.pid_file(self.home).write_text(str(os.getpid()))
         if not self.in_process:
             self._install_signals()
@@ -182,6 +185,8 @@ class Daemon:
         if self.notify is not None:
             self.notify.close()
         self.manager.daemon_stopped(self)
+        if self.output.holder is not None:
+            self.output.holder.close()  # every pipe dropped: the holder exits
         if self.server is not None:
             await self.server.drain()
             self.server.close()
@@ -279,6 +284,8 @@ class Daemon:
         old_pid = state.get("daemon_pid")
         if old_pid != os.getpid() and pid_alive(old_pid) and is_corral(old_pid):
             return  # another daemon owns this home (it holds the socket); never fight it
+        held = self.output.holder.take() if self.output.holder is not None else []
+        drain = Drain(held, self.logs)  # what the old children left in their pipes
         orphans = {
             entry["pid"]: (entry.get("pid_started"), entry.get("kill_timeout"))
             for entry in spawned
@@ -295,6 +302,9 @@ class Daemon:
         await asyncio.gather(
             *(kill_orphan(pid, started, timeout) for pid, (started, timeout) in orphans.items())
         )
+        if held:
+            drained = await drain.finish(timeout=2.0)
+            self.log.info("drained the old children's pipes", pipes=len(held), bytes=drained)
         if not state["apps"]:
             self.mark_dirty()  # empties the journal
             return
