@@ -27,6 +27,7 @@ import random
 import shutil
 import signal
 import sys
+import tempfile
 import threading
 import time
 import traceback
@@ -339,7 +340,7 @@ def test_soak(corral_home: Path, tmp_path: Path, token: str, monkeypatch) -> Non
     with contextlib.suppress(AssertionError):
         wait_for(right_now, timeout=SETTLE, interval=0.2, what="settled")
     if last[0]:
-        problems.append(f"not settled {SETTLE:g} s after the load: {last[0]}")
+        problems.append(f"not settled {SETTLE:g} s after the load, last sample: {last[0]}")
     infos = {p.name: p for p in final.list()}
     logs = {n: (infos[n].out_log, infos[n].err_log) for n in (*FLOODS, CRON_FLOOD)}
     restarts = {n: p.restart_time for n, p in sorted(infos.items())}
@@ -352,8 +353,6 @@ def test_soak(corral_home: Path, tmp_path: Path, token: str, monkeypatch) -> Non
         problems.append(f"processes left after kill_daemon: {marked_processes(token)}")
     if daemons(corral_home):
         problems.append(f"daemons left after kill_daemon: {daemons(corral_home)}")
-    with contextlib.suppress(OSError):
-        shutil.copy(corral_home / "corral.log", tmp_path / "corral.log")
 
     runs, torn, other = account(logs, tmp_path / "runs")
     bound = pipe_capacity() // LINE + 1  # what a pipe holds, and a partial line
@@ -403,6 +402,10 @@ def test_soak(corral_home: Path, tmp_path: Path, token: str, monkeypatch) -> Non
     )
     for problem in problems:
         print(f"soak PROBLEM: {problem}", file=sys.stderr)
-    if problems:
-        print(f"soak: the daemon's log and the runs' reports are in {tmp_path}", file=sys.stderr)
+    if problems:  # kept out of pytest's tmp_path, which other runs soon remove
+        kept = Path(tempfile.mkdtemp(prefix=f"corral-soak-{SEED}-"))
+        with contextlib.suppress(OSError):
+            shutil.copy(corral_home / "corral.log", kept / "corral.log")
+            shutil.copytree(tmp_path / "runs", kept / "runs")
+        print(f"soak: the daemon's log and the runs' reports are in {kept}", file=sys.stderr)
     assert not problems, f"seed {SEED}: {len(problems)} problems, first: {problems[:5]}"
