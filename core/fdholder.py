@@ -174,13 +174,17 @@ class HolderLink:
         """Connect to the holder of ``home``, starting one if none answers."""
         sock = _connect(home)
         if sock is None:
-            subprocess.Popen(
+            # it forks and its first process exits at once: the holder is no child of the
+            # daemon, in a session of its own, so a kill of the daemon's group misses it
+            subprocess.run(
                 [sys.executable, "-m", "corral.fdholder", str(home)],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
                 cwd=str(home),
-                start_new_session=True,  # a kill of the daemon's group does not reach it
+                start_new_session=True,
+                timeout=timeout,
+                check=False,
             )
             deadline = time.monotonic() + timeout
             while sock is None and time.monotonic() < deadline:
@@ -313,4 +317,6 @@ class Drain:
 
 
 if __name__ == "__main__":
-    serve(Path(sys.argv[1]))
+    if os.fork() == 0:
+        serve(Path(sys.argv[1]))
+    os._exit(0)
