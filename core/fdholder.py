@@ -72,6 +72,7 @@ def _recv(sock: socket.socket) -> tuple[dict[str, Any] | None, list[int]]:
 
 def serve(home: Path) -> None:
     """Hold pipes for the daemons of ``home`` until none needs them (see the module doc)."""
+    os.umask(0o077)  # its socket, lock and pid file are private from their creation
     lock = open(home / LOCK, "a")  # held (and locked) for the life of the process
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)

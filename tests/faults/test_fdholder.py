@@ -51,6 +51,8 @@ def test_lines_in_a_full_pipe_survive_a_daemon_sigkill(corral_home: Path, tmp_pa
     wait_for(lambda: (reap(daemon), not alive(daemon))[1], what="daemon gone")
     holder = holder_pid(corral_home)
     held = bool(holder and alive(holder))
+    files = ("fdholder.sock", "fdholder.pid")
+    modes = {n: (corral_home / n).stat().st_mode & 0o777 for n in files} if held else {}
 
     again = corral.connect()
     wait_for(lambda: not alive(old_pid), what="the old app stopped by the new daemon")
@@ -68,3 +70,4 @@ def test_lines_in_a_full_pipe_survive_a_daemon_sigkill(corral_home: Path, tmp_pa
         assert run.lost_tail() == 0, f"{run.lost_tail()} lines lost on {stream}"
     assert held, "the pipe holder died with the daemon"
     wait_for(lambda: not alive(holder), what="the holder gone once no pipe is held")
+    assert modes == {"fdholder.sock": 0o600, "fdholder.pid": 0o600}
