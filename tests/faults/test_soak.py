@@ -227,7 +227,8 @@ def kill_daemon(home: Path, token: str) -> tuple[Kill, float, int]:
     floods = marked_processes(token)
     holder = home / "fdholder.pid"
     kill = Kill(time.time(), pid, {p for n in (*FLOODS, CRON_FLOOD) for p in floods.get(n, [])})
-    kill.held = holder.exists() and alive(int(holder.read_text() or 0))
+    with contextlib.suppress(OSError, ValueError):  # no holder, or one exiting
+        kill.held = alive(int(holder.read_text()))
     os.kill(pid, signal.SIGKILL)
     wait_for(lambda: (reap(pid), not alive(pid))[1], what=f"daemon {pid} gone")
     started = time.monotonic()
