@@ -32,6 +32,7 @@ from .channel import Channel
 from .daemonlog import DaemonLog, StructlogHandler
 from .errors import CorralError, OptionError, ScriptError, StateError
 from .events import ProcessEvent
+from .fdholder import Drain, HolderLink
 from .fdreserve import FdReserve, fd_limit, out_of_fds
 from .hooks import PluginManager, load_plugins
 from .kill import (
@@ -145,6 +146,9 @@ class Daemon:
         self.notify = Notifier(self.home / "notify.sock", self._on_notify)
         self.journal = SpawnJournal(paths.journal_file(self.home))
         homelock.write_pid_file(self.home)
+        if not self.in_process:  # a detached daemon's pipes outlive it (corral.fdholder)
+            # before the cgroups open: the holder must not be born in an app's cgroup
+            self.output.holder = HolderLink.open(self.home, self.log)
         self._previous_cgroups = cgroup_home.previous(self.home)  # before open() records its own
         if cgroup.wanted(self.in_process):
             self.cgroups = cgroup_home.Cgroups.open(self.home)
@@ -204,6 +208,8 @@ class Daemon:
         if self.notify is not None:
             self.notify.close()
         self.manager.daemon_stopped(self)
+        if self.output.holder is not None:
+            self.output.holder.close()  # every pipe dropped: the holder exits
         if self.server is not None:
             await self.server.drain()
             self.server.close()
@@ -308,9 +314,14 @@ class Daemon:
         state = load_state(paths.state_file(self.home)) or {"apps": []}
         spawned = read_journal(paths.journal_file(self.home))  # children the state missed
         old_pid = state.get("daemon_pid")
+        held = self.output.holder.take() if self.output.holder is not None else []
+        drain = Drain(held, self.logs)  # what the old children left in their pipes
         if state["apps"] or spawned:
             await self._kill_orphans(state, spawned)
         await self._end_previous_cgroups()  # what the pids above did not reach
+        if held:
+            drained = await drain.finish(timeout=2.0)
+            self.log.info("drained the old children's pipes", pipes=len(held), bytes=drained)
         if not state["apps"]:
             if spawned:
                 self.mark_dirty()  # empties the journal

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from .lines import LineWriter
 
 if TYPE_CHECKING:
+    from .fdholder import HolderLink
     from .hooks import PluginManager
     from .process import Child, ManagedProcess
 
@@ -37,6 +38,7 @@ class OutputPipes:
         self.manager = manager
         self.hooked = bool(manager.pm.hook.corral_log_chunk.get_hookimpls())
         self._timers: dict[LineWriter, asyncio.TimerHandle] = {}  # partial lines to write
+        self.holder: HolderLink | None = None  # keeps a copy of each pipe (corral.fdholder)
 
     def watch(self, child: Child, proc: ManagedProcess, fd: int, stream: str) -> None:
         """Read ``fd`` (the child's ``out`` or ``err``) into the process's log files."""
@@ -52,6 +54,9 @@ class OutputPipes:
             json_fields = {"type": stream, "process_id": proc.pm_id, "app_name": proc.name}
         writer = LineWriter(targets, date_format=date_format, json_fields=json_fields)
         child.writers[fd] = (stream, writer)
+        if self.holder is not None:
+            meta = {"paths": [str(f.path) for f in targets], "date_format": date_format}
+            self.holder.put(child.pid, stream, fd, {**meta, "json_fields": json_fields})
         asyncio.get_running_loop().add_reader(fd, self._readable, child, proc, fd, stream, writer)
 
     def drain(self, child: Child, proc: ManagedProcess) -> None:
@@ -93,6 +98,8 @@ class OutputPipes:
     ) -> None:
         asyncio.get_running_loop().remove_reader(fd)
         os.close(fd)
+        if self.holder is not None:
+            self.holder.drop(child.pid, stream, fd)
         child.writers.pop(fd, None)
         timer = self._timers.pop(writer, None)
         if timer is not None:

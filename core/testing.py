@@ -340,6 +340,15 @@ def _stop_detached_daemon(home: Path) -> None:
     kill_tree(pid)
 
 
+def _stop_pid_file(path: Path) -> None:
+    try:
+        pid = int(path.read_text())
+    except (OSError, ValueError):
+        return
+    if pid != os.getpid():
+        kill_tree(pid)
+
+
 def _recorded_app_pids(home: Path) -> list[int]:
     """Apps of a daemon killed with SIGKILL are only known from its state file."""
     try:
@@ -368,6 +377,7 @@ def corral_home(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     before = _children()
     yield home
     _stop_detached_daemon(home)
+    _stop_pid_file(home / "fdholder.pid")  # corral.fdholder, left holding a killed daemon's pipes
     for pid in sorted(_children() - before):
         kill_tree(pid)
     for pid in _recorded_app_pids(home):
