@@ -578,6 +578,7 @@ class Commands:
         ]
 
     async def cmd_kill_daemon(self) -> dict[str, Any]:
+        self.daemon.shutting_down = True  # first: a restart in flight must not spawn now
         procs = list(self.procs.values())
         await asyncio.gather(*(self.daemon.stop_process(p, manually=True) for p in procs))
         for proc in procs:

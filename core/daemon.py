@@ -174,6 +174,13 @@ class Daemon:
         await asyncio.gather(*(self.stop_process(p) for p in list(self.procs.values())))
         for proc in list(self.procs.values()):
             self.forget(proc)
+        # a reload's old or new child, which no slot holds: it must not outlive the daemon
+        await asyncio.gather(
+            *(
+                terminate(proc, child, ["sigint", "sigkill"], self.sampler, self.log)
+                for proc, child in list(self.children.values())
+            )
+        )
         self._write_state()
         if self.journal is not None:
             self.journal.close()
@@ -347,8 +354,13 @@ class Daemon:
 
         ``reload``: the slot's current child keeps running (the caller holds it) and
         the new one is on trial until the caller accepts it. Raises ScriptError if
-        exec fails (the slot is then errored, unless this is a reload).
+        exec fails (the slot is then errored, unless this is a reload), and StateError
+        once the daemon is shutting down: from then on nothing is spawned.
         """
+        if self.shutting_down:
+            raise StateError(
+                f"the daemon is shutting down: {proc.name} (pm_id {proc.pm_id}) is not started"
+            )
         self.change_state(proc, Event.RELOAD if reload else Event.SPAWN)
         # counted first, so the child's environment shows this run's restart_time
         proc.history = lifecycle.on_spawn(proc.history, now_ms(), is_restart=is_restart)
@@ -592,7 +604,7 @@ class Daemon:
         proc.restart_timer = None
         if proc.state is not ProcessState.WAITING_RESTART or self.procs.get(proc.pm_id) is not proc:
             return
-        with contextlib.suppress(ScriptError, OptionError):
+        with contextlib.suppress(ScriptError, OptionError, StateError):
             self.spawn(proc, is_restart=True)
 
     # -- stopping ----------------------------------------------------------
@@ -656,8 +668,10 @@ class Daemon:
                     await reload_process(self, proc, reason=reason)
                     return
             await self.stop_process(proc)
+            if self.procs.get(proc.pm_id) is not proc:
+                return  # deleted (or kill_daemon) while it stopped
             if proc.state in lifecycle.STOPPED_STATES:
-                with contextlib.suppress(ScriptError, OptionError):
+                with contextlib.suppress(ScriptError, OptionError, StateError):
                     self.respawn(proc, reason=reason, manually=False)
 
     def request_restart(self, pm_id: int, reason: str) -> concurrent.futures.Future:
