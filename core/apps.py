@@ -79,7 +79,7 @@ def check_fd_budget(count: int) -> None:
         )
 
 
-def _check_account(options: dict[str, Any]) -> None:
+def check_account(options: dict[str, Any]) -> None:
     for key, lookup in (("uid", pwd.getpwnam), ("gid", grp.getgrnam)):
         value = options.get(key)
         if isinstance(value, str):
@@ -94,7 +94,7 @@ def _check_account(options: dict[str, Any]) -> None:
                 ) from None
 
 
-def _check_env_names(options: dict[str, Any]) -> None:
+def check_env_names(options: dict[str, Any]) -> None:
     named = [(key, [options[key]]) for key in ("instance_var", "increment_var") if options.get(key)]
     for key, value in options.items():
         if (key == "env" or key.startswith("env_")) and isinstance(value, Mapping):
@@ -109,7 +109,7 @@ def _check_env_names(options: dict[str, Any]) -> None:
                 )
 
 
-def _check_increment_var(options: dict[str, Any], env: dict[str, str]) -> None:
+def check_increment_var(options: dict[str, Any], env: dict[str, str]) -> None:
     name = options.get("increment_var")
     if not name:
         return
@@ -169,8 +169,8 @@ def prepare_app(
         date_formatter(options["log_date_format"])  # refuse a bad format before anything starts
     if (options.get("uid") is not None or options.get("gid") is not None) and os.geteuid() != 0:
         raise OptionError("uid/gid need the daemon to run as root", field="uid")
-    _check_account(options)
-    _check_env_names(options)
+    check_account(options)
+    check_env_names(options)
     _check_paths(options, app_cwd)
     name = options.get("name") or (script if is_command else Path(script).stem)
     options["name"] = name
@@ -188,5 +188,5 @@ def prepare_app(
     if env_name:
         layers.append(options.get(f"env_{env_name}"))
     app_env = merge_env(filter_environment(env, options.get("filter_env")), *layers)
-    _check_increment_var(options, app_env)
+    check_increment_var(options, app_env)
     return PreparedApp(name, options, app_env, script, interpreter, is_command, count, warnings)

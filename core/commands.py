@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import __version__, lifecycle, paths
 from .apps import PreparedApp, check_fd_budget, prepare_app
+from .changes import changed_options, refuse_fixed
 from .convert import signal_of
 from .errors import NotFoundError, OptionError, ProtocolError, StateError
 from .lifecycle import ProcessState
@@ -152,11 +153,21 @@ class Commands:
         self.daemon.manager.validate_app(app.options, app.interpreter)
         return app
 
-    def validate_changes(self, procs: list[ManagedProcess], changes: dict[str, Any]) -> None:
-        """Ask plugins about each process's options after ``changes``, before any is touched."""
-        if changes:
-            for proc in procs:
-                self.daemon.manager.validate_app({**proc.options, **changes}, proc.interpreter)
+    def plan_changes(
+        self, procs: list[ManagedProcess], options: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        """The validated ``options`` of a restart or reload of ``procs``, checked for each
+        of them (as start checks, then by the plugins) before any is touched."""
+        if not options:
+            return {}
+        changes, warnings = self.daemon.schema.normalize_update(options)
+        refuse_fixed(changes, procs)
+        for proc in procs:
+            after = changed_options(self.daemon, proc, changes)
+            self.daemon.manager.validate_app(after, proc.interpreter)
+        for warning in warnings:
+            self.daemon.log.warning("option warning", warning=warning)
+        return changes
 
     def create(self, app: PreparedApp, instance: int, pm_id: int | None = None) -> ManagedProcess:
         """Register a process of ``app``; OptionError (and nothing registered) if a log
@@ -291,6 +302,9 @@ class Commands:
             await self.daemon.stop_process(proc, manually=True)
             proc.options = dict(app.options)
             proc.env = {**proc.env, **app.env}
+            # the config file's script too: restart refuses to change it, start brings it in line
+            proc.script, proc.interpreter = app.script, app.interpreter
+            proc.is_command = app.is_command
             self.daemon.respawn(proc)
 
     async def _each(self, target: Any, action: Any) -> list[dict[str, Any]]:
@@ -312,16 +326,14 @@ class Commands:
         env: dict[str, str] | None = None,
         options: dict[str, Any] | None = None,
     ) -> list[dict[str, Any]]:
-        changes: dict[str, Any] = {}
-        if options:
-            changes, _ = self.daemon.schema.normalize_update(options)
         procs = self.select(target)
-        self.validate_changes(procs, changes)
+        changes = self.plan_changes(procs, options)
 
         async def restart(proc: ManagedProcess) -> None:
             async with self.daemon.lock(proc):
+                new_options = changed_options(self.daemon, proc, changes)  # before the stop
                 await self.daemon.stop_process(proc, manually=True)
-                proc.options = {**proc.options, **changes}  # replaced, never changed in place
+                proc.options = new_options  # replaced, never changed in place
                 if update_env:
                     proc.env = merge_env(dict(env or os.environ), proc.options.get("env"))
                 self.daemon.respawn(proc)
@@ -352,10 +364,12 @@ class Commands:
         rest keep their old children) and raises.
         """
         if not isinstance(parallel, int) or isinstance(parallel, bool) or parallel < 1:
-            raise OptionError(f"parallel must be an integer >= 1, got {parallel!r}", "parallel")
-        changes = self.daemon.schema.normalize_update(options)[0] if options else {}
+            raise OptionError(
+                f"parallel must be an integer >= 1 (instances replaced at once), got {parallel!r}",
+                field="parallel",
+            )
         procs = self.select(target)
-        self.validate_changes(procs, changes)
+        changes = self.plan_changes(procs, options)
         gate = asyncio.Semaphore(parallel)
         failures: list[str] = []
 
@@ -364,7 +378,8 @@ class Commands:
                 if failures:
                     return
                 before = (dict(proc.options), dict(proc.env))
-                proc.options = {**proc.options, **changes}  # replaced, never changed in place
+                # replaced, never changed in place
+                proc.options = changed_options(self.daemon, proc, changes)
                 if update_env:
                     proc.env = merge_env(dict(env or os.environ), proc.options.get("env"))
                 rolling = proc.cluster or proc.shares_socket

@@ -384,7 +384,7 @@ class Daemon:
             if self.journal is not None:
                 started = (before, after) if before is not None else start_time(popen.pid)
                 self.journal.record(popen.pid, started, proc.options.get("kill_timeout"))
-        except (OSError, ValueError, subprocess.SubprocessError, OptionError) as exc:
+        except Exception as exc:  # whatever it is, the slot is errored, never left launching
             channel.close()
             reason = (
                 str(exc)
