@@ -94,6 +94,25 @@ def check_account(options: dict[str, Any]) -> None:
                 ) from None
 
 
+def check_name(name: str) -> None:
+    """A new app's name must not shadow a target: ``all``, or a pm_id (all digits).
+
+    PM2 accepts both, and then ``pm2 stop 5`` cannot reach an app named 5 by
+    its name (Unitech/pm2#1937); corral refuses them.
+    """
+    if name == "all":
+        raise OptionError(
+            "name 'all' is reserved: as a target it means every app; choose another name",
+            field="name",
+        )
+    if name.isascii() and name.isdigit():
+        raise OptionError(
+            f"name {name!r} is all digits, so as a target it would mean pm_id {int(name)}: "
+            f"choose a name with a letter, e.g. 'app-{name}' (--name)",
+            field="name",
+        )
+
+
 def check_env_names(options: dict[str, Any]) -> None:
     named = [(key, [options[key]]) for key in ("instance_var", "increment_var") if options.get(key)]
     for key, value in options.items():

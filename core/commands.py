@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from . import __version__, lifecycle, paths
-from .apps import PreparedApp, check_fd_budget, prepare_app
+from .apps import PreparedApp, check_fd_budget, check_name, prepare_app
 from .changes import changed_options, refuse_fixed
 from .convert import signal_of
 from .errors import NotFoundError, OptionError, ProtocolError, StateError
@@ -259,6 +259,8 @@ class Commands:
             raise OptionError("start needs at least one app", field="apps")
         caller_env = dict(env or os.environ)
         prepared = [self.prepare(raw, cwd, caller_env, env_name) for raw in apps]
+        for app in prepared:
+            check_name(app.name)  # here, not in prepare: a dump's old app still comes back
         plans = [self._plan_start(app, from_config) for app in prepared]
         # the batch's new apps start all or none: a failure removes every one of them
         created: dict[int, list[ManagedProcess]] = {}  # by index in plans
