@@ -63,6 +63,23 @@ def refuse_fixed(changes: dict[str, Any], procs: list[ManagedProcess]) -> None:
             )
 
 
+def refuse_moving_socket(changes: dict[str, Any], procs: list[ManagedProcess]) -> None:
+    """A reload keeps serving on the socket it has: moving it is a restart's job."""
+    for proc in procs:
+        if not (proc.cluster or proc.shares_socket):
+            continue
+        moved = _address({**proc.options, **changes})
+        if moved != _address(proc.options):
+            field = "listen" if "listen" in changes else "port"
+            where = moved or "no socket"
+            raise OptionError(
+                f"{field}: a reload keeps {proc.name} serving on {proc.listen_address} "
+                f"while it replaces instances, so it cannot move to {where}: "
+                "restart the app to move it",
+                field=field,
+            )
+
+
 def changed_options(
     daemon: Daemon, proc: ManagedProcess, changes: dict[str, Any]
 ) -> dict[str, Any]:

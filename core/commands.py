@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import __version__, lifecycle, paths
 from .apps import PreparedApp, check_fd_budget, check_name, prepare_app
-from .changes import changed_options, refuse_fixed
+from .changes import changed_options, refuse_fixed, refuse_moving_socket
 from .convert import signal_of
 from .errors import NotFoundError, OptionError, ProtocolError, StateError
 from .lifecycle import ProcessState
@@ -372,6 +372,7 @@ class Commands:
             )
         procs = self.select(target)
         changes = self.plan_changes(procs, options)
+        refuse_moving_socket(changes, procs)
         gate = asyncio.Semaphore(parallel)
         failures: list[str] = []
 

@@ -177,3 +177,35 @@ def test_an_app_whose_user_is_gone_is_errored_not_left_launching(pm, user):
         pm.restart("gone")
     pm.delete("gone")
     assert not pm.list()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def listening(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    except OSError:
+        return False
+    return True
+
+
+def test_a_restart_moves_the_socket_and_a_reload_refuses_to(pm):
+    """A rolling reload keeps its socket to serve on: it used to accept a new listen,
+    show it, and go on serving on the old one."""
+    old, new = free_port(), free_port()
+    pm.start(SLEEP, {"name": "web", "args": ["3600"], "instances": 2, "listen": f"127.0.0.1:{old}"})
+    wait_for(lambda: all(p.status == "online" for p in pm.describe("web")))
+    before = apps_snapshot(pm)
+    with pytest.raises(OptionError, match="restart the app to move it") as caught:
+        pm.reload("web", options={"listen": f"127.0.0.1:{new}"})
+    assert caught.value.field == "listen"
+    unchanged(pm, before)
+    assert listening(old)
+    pm.restart("web", options={"listen": f"127.0.0.1:{new}"})
+    wait_for(lambda: listening(new), what=f"port {new} listening")
+    assert not listening(old)
+    assert {p.pm2_env["listen"] for p in pm.describe("web")} == {f"127.0.0.1:{new}"}
