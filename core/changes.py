@@ -15,6 +15,7 @@ instead, rather than accepted and silently ignored.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 from pathlib import Path
@@ -78,6 +79,45 @@ def refuse_moving_socket(changes: dict[str, Any], procs: list[ManagedProcess]) -
                 "restart the app to move it",
                 field=field,
             )
+
+
+class SocketMove:
+    """Instances of an app whose socket a restart moves: none respawns before all stopped.
+
+    An instance respawned while another still holds the old socket would get the
+    old one again (the socket is shared by name), and the move would not happen.
+    """
+
+    def __init__(self, procs: list[ManagedProcess]) -> None:
+        self.waiting = {proc.pm_id for proc in procs}
+        self.all_stopped = asyncio.Event()
+
+    def arrive(self, proc: ManagedProcess) -> None:
+        """``proc`` is stopped (or will not be restarted): idempotent."""
+        self.waiting.discard(proc.pm_id)
+        if not self.waiting:
+            self.all_stopped.set()
+
+
+def socket_moves(
+    daemon: Daemon, changes: dict[str, Any], procs: list[ManagedProcess]
+) -> dict[str, SocketMove]:
+    """By app name, the socket moves a restart with ``changes`` makes; OptionError if
+    one would leave an instance of that app out (it would keep the old socket)."""
+    moving: dict[str, list[ManagedProcess]] = {}
+    for proc in procs:
+        if _address({**proc.options, **changes}) != _address(proc.options):
+            moving.setdefault(proc.name, []).append(proc)
+    for name, chosen in moving.items():
+        every = [p for p in daemon.procs.values() if p.name == name]
+        if len(every) != len(chosen):
+            field = "listen" if "listen" in changes else "port"
+            raise OptionError(
+                f"{field}: moving the socket of {name} needs all its {len(every)} instances "
+                f"restarted together: restart {name!r}, not some of its pm_ids",
+                field=field,
+            )
+    return {name: SocketMove(chosen) for name, chosen in moving.items()}
 
 
 def changed_options(

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import __version__, lifecycle, paths
 from .apps import PreparedApp, check_fd_budget, check_name, prepare_app
-from .changes import changed_options, refuse_fixed, refuse_moving_socket
+from .changes import changed_options, refuse_fixed, refuse_moving_socket, socket_moves
 from .convert import signal_of
 from .errors import NotFoundError, OptionError, ProtocolError, StateError
 from .lifecycle import ProcessState
@@ -330,15 +330,24 @@ class Commands:
     ) -> list[dict[str, Any]]:
         procs = self.select(target)
         changes = self.plan_changes(procs, options)
+        moves = socket_moves(self.daemon, changes, procs)
 
         async def restart(proc: ManagedProcess) -> None:
-            async with self.daemon.lock(proc):
-                new_options = changed_options(self.daemon, proc, changes)  # before the stop
-                await self.daemon.stop_process(proc, manually=True)
-                proc.options = new_options  # replaced, never changed in place
-                if update_env:
-                    proc.env = merge_env(dict(env or os.environ), proc.options.get("env"))
-                self.daemon.respawn(proc)
+            move = moves.get(proc.name)
+            try:
+                async with self.daemon.lock(proc):
+                    new_options = changed_options(self.daemon, proc, changes)  # before the stop
+                    await self.daemon.stop_process(proc, manually=True)
+                    proc.options = new_options  # replaced, never changed in place
+                    if update_env:
+                        proc.env = merge_env(dict(env or os.environ), proc.options.get("env"))
+                    if move is not None:
+                        move.arrive(proc)
+                        await move.all_stopped.wait()  # the old socket is closed now
+                    self.daemon.respawn(proc)
+            finally:
+                if move is not None:
+                    move.arrive(proc)  # a failed instance holds no other up
 
         await asyncio.gather(*(restart(p) for p in procs))
         return self.describe_all(procs)

@@ -205,6 +205,11 @@ def test_a_restart_moves_the_socket_and_a_reload_refuses_to(pm):
     assert caught.value.field == "listen"
     unchanged(pm, before)
     assert listening(old)
+    first = before[0][0]
+    with pytest.raises(OptionError, match="needs all its 2 instances") as caught:
+        pm.restart(first, options={"listen": f"127.0.0.1:{new}"})
+    assert caught.value.field == "listen"
+    unchanged(pm, before)
     pm.restart("web", options={"listen": f"127.0.0.1:{new}"})
     wait_for(lambda: listening(new), what=f"port {new} listening")
     assert not listening(old)
