@@ -79,13 +79,32 @@ def check_fd_budget(count: int) -> None:
         )
 
 
-def _check_account(options: dict[str, Any]) -> None:
+def check_account(options: dict[str, Any]) -> None:
     """The uid/gid resolve as they will at spawn: a name that exists, a valid id,
     a gid with a uid that has no passwd entry (one-line OptionError naming the field)."""
     credentials.resolve(options)
 
 
-def _check_env_names(options: dict[str, Any]) -> None:
+def check_name(name: str) -> None:
+    """A new app's name must not shadow a target: ``all``, or a pm_id (all digits).
+
+    PM2 accepts both, and then ``pm2 stop 5`` cannot reach an app named 5 by
+    its name (Unitech/pm2#1937); corral refuses them.
+    """
+    if name == "all":
+        raise OptionError(
+            "name 'all' is reserved: as a target it means every app; choose another name",
+            field="name",
+        )
+    if name.isascii() and name.isdigit():
+        raise OptionError(
+            f"name {name!r} is all digits, so as a target it would mean pm_id {int(name)}: "
+            f"choose a name with a letter, e.g. 'app-{name}' (--name)",
+            field="name",
+        )
+
+
+def check_env_names(options: dict[str, Any]) -> None:
     named = [(key, [options[key]]) for key in ("instance_var", "increment_var") if options.get(key)]
     for key, value in options.items():
         if (key == "env" or key.startswith("env_")) and isinstance(value, Mapping):
@@ -100,7 +119,7 @@ def _check_env_names(options: dict[str, Any]) -> None:
                 )
 
 
-def _check_increment_var(options: dict[str, Any], env: dict[str, str]) -> None:
+def check_increment_var(options: dict[str, Any], env: dict[str, str]) -> None:
     name = options.get("increment_var")
     if not name:
         return
@@ -163,8 +182,8 @@ def prepare_app(
         date_formatter(options["log_date_format"])  # refuse a bad format before anything starts
     if (options.get("uid") is not None or options.get("gid") is not None) and os.geteuid() != 0:
         raise OptionError("uid/gid need the daemon to run as root", field="uid")
-    _check_account(options)
-    _check_env_names(options)
+    check_account(options)
+    check_env_names(options)
     _check_paths(options, app_cwd)
     name = options.get("name") or (script if is_command else Path(script).stem)
     options["name"] = name
@@ -182,5 +201,5 @@ def prepare_app(
     if env_name:
         layers.append(options.get(f"env_{env_name}"))
     app_env = merge_env(filter_environment(env, options.get("filter_env")), *layers)
-    _check_increment_var(options, app_env)
+    check_increment_var(options, app_env)
     return PreparedApp(name, options, app_env, script, interpreter, is_command, count, warnings)

@@ -17,7 +17,8 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from . import __version__, asuser, credentials, lifecycle, paths
-from .apps import PreparedApp, check_fd_budget, prepare_app
+from .apps import PreparedApp, check_fd_budget, check_name, prepare_app
+from .changes import changed_options, refuse_fixed, refuse_moving_socket, socket_moves
 from .convert import signal_of
 from .errors import NotFoundError, OptionError, ProtocolError, StateError, shorten
 from .lifecycle import ProcessState
@@ -155,11 +156,21 @@ class Commands:
         self.daemon.manager.validate_app(app.options, app.interpreter)
         return app
 
-    def validate_changes(self, procs: list[ManagedProcess], changes: dict[str, Any]) -> None:
-        """Ask plugins about each process's options after ``changes``, before any is touched."""
-        if changes:
-            for proc in procs:
-                self.daemon.manager.validate_app({**proc.options, **changes}, proc.interpreter)
+    def plan_changes(
+        self, procs: list[ManagedProcess], options: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        """The validated ``options`` of a restart or reload of ``procs``, checked for each
+        of them (as start checks, then by the plugins) before any is touched."""
+        if not options:
+            return {}
+        changes, warnings = self.daemon.schema.normalize_update(options)
+        refuse_fixed(changes, procs)
+        for proc in procs:
+            after = changed_options(self.daemon, proc, changes)
+            self.daemon.manager.validate_app(after, proc.interpreter)
+        for warning in warnings:
+            self.daemon.log.warning("option warning", warning=warning)
+        return changes
 
     def create(self, app: PreparedApp, instance: int, pm_id: int | None = None) -> ManagedProcess:
         """Register a process of ``app``; OptionError (and nothing registered) if a log
@@ -251,6 +262,8 @@ class Commands:
             raise OptionError("start needs at least one app", field="apps")
         caller_env = dict(env or os.environ)
         prepared = [self.prepare(raw, cwd, caller_env, env_name) for raw in apps]
+        for app in prepared:
+            check_name(app.name)  # here, not in prepare: a dump's old app still comes back
         plans = [self._plan_start(app, from_config) for app in prepared]
         # the batch's new apps start all or none: a failure removes every one of them
         created: dict[int, list[ManagedProcess]] = {}  # by index in plans
@@ -294,6 +307,9 @@ class Commands:
             await self.daemon.stop_process(proc, manually=True)
             proc.options = dict(app.options)
             proc.env = {**proc.env, **app.env}
+            # the config file's script too: restart refuses to change it, start brings it in line
+            proc.script, proc.interpreter = app.script, app.interpreter
+            proc.is_command = app.is_command
             self.daemon.respawn(proc)
 
     async def _each(self, target: Any, action: Any) -> list[dict[str, Any]]:
@@ -315,19 +331,26 @@ class Commands:
         env: dict[str, str] | None = None,
         options: dict[str, Any] | None = None,
     ) -> list[dict[str, Any]]:
-        changes: dict[str, Any] = {}
-        if options:
-            changes, _ = self.daemon.schema.normalize_update(options)
         procs = self.select(target)
-        self.validate_changes(procs, changes)
+        changes = self.plan_changes(procs, options)
+        moves = socket_moves(self.daemon, changes, procs)
 
         async def restart(proc: ManagedProcess) -> None:
-            async with self.daemon.lock(proc):
-                await self.daemon.stop_process(proc, manually=True)
-                proc.options = {**proc.options, **changes}  # replaced, never changed in place
-                if update_env:
-                    proc.env = merge_env(dict(env or os.environ), proc.options.get("env"))
-                self.daemon.respawn(proc)
+            move = moves.get(proc.name)
+            try:
+                async with self.daemon.lock(proc):
+                    new_options = changed_options(self.daemon, proc, changes)  # before the stop
+                    await self.daemon.stop_process(proc, manually=True)
+                    proc.options = new_options  # replaced, never changed in place
+                    if update_env:
+                        proc.env = merge_env(dict(env or os.environ), proc.options.get("env"))
+                    if move is not None:
+                        move.arrive(proc)
+                        await move.all_stopped.wait()  # the old socket is closed now
+                    self.daemon.respawn(proc)
+            finally:
+                if move is not None:
+                    move.arrive(proc)  # a failed instance holds no other up
 
         await asyncio.gather(*(restart(p) for p in procs))
         return self.describe_all(procs)
@@ -356,11 +379,13 @@ class Commands:
         """
         if not isinstance(parallel, int) or isinstance(parallel, bool) or parallel < 1:
             raise OptionError(
-                f"parallel must be an integer >= 1, got {shorten(parallel)}", "parallel"
+                "parallel must be an integer >= 1 (instances replaced at once), "
+                f"got {shorten(parallel)}",
+                field="parallel",
             )
-        changes = self.daemon.schema.normalize_update(options)[0] if options else {}
         procs = self.select(target)
-        self.validate_changes(procs, changes)
+        changes = self.plan_changes(procs, options)
+        refuse_moving_socket(changes, procs)
         gate = asyncio.Semaphore(parallel)
         failures: list[str] = []
 
@@ -369,7 +394,8 @@ class Commands:
                 if failures:
                     return
                 before = (dict(proc.options), dict(proc.env))
-                proc.options = {**proc.options, **changes}  # replaced, never changed in place
+                # replaced, never changed in place
+                proc.options = changed_options(self.daemon, proc, changes)
                 if update_env:
                     proc.env = merge_env(dict(env or os.environ), proc.options.get("env"))
                 rolling = proc.cluster or proc.shares_socket
@@ -587,6 +613,7 @@ class Commands:
         ]
 
     async def cmd_kill_daemon(self) -> dict[str, Any]:
+        self.daemon.shutting_down = True  # first: a restart in flight must not spawn now
         procs = list(self.procs.values())
         await asyncio.gather(*(self.daemon.stop_process(p, manually=True) for p in procs))
         for proc in procs:

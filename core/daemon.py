@@ -198,6 +198,13 @@ class Daemon:
         await asyncio.gather(*(self.stop_process(p) for p in list(self.procs.values())))
         for proc in list(self.procs.values()):
             self.forget(proc)
+        # a reload's old or new child, which no slot holds: it must not outlive the daemon
+        await asyncio.gather(
+            *(
+                terminate(proc, child, ["sigint", "sigkill"], self.sampler, self.log)
+                for proc, child in list(self.children.values())
+            )
+        )
         if self.cgroups is not None:
             self.cgroups.close()
         self._write_state()
@@ -417,8 +424,13 @@ class Daemon:
 
         ``reload``: the slot's current child keeps running (the caller holds it) and
         the new one is on trial until the caller accepts it. Raises ScriptError if
-        exec fails (the slot is then errored, unless this is a reload).
+        exec fails (the slot is then errored, unless this is a reload), and StateError
+        once the daemon is shutting down: from then on nothing is spawned.
         """
+        if self.shutting_down:
+            raise StateError(
+                f"the daemon is shutting down: {proc.name} (pm_id {proc.pm_id}) is not started"
+            )
         self.change_state(proc, Event.RELOAD if reload else Event.SPAWN)
         # counted first, so the child's environment shows this run's restart_time
         proc.history = lifecycle.on_spawn(proc.history, now_ms(), is_restart=is_restart)
@@ -446,7 +458,7 @@ class Daemon:
             if self.journal is not None:
                 started = (before, after) if before is not None else start_time(popen.pid)
                 self.journal.record(popen.pid, started, proc.options.get("kill_timeout"))
-        except (OSError, ValueError, subprocess.SubprocessError, OptionError) as exc:
+        except Exception as exc:  # whatever it is, the slot is errored, never left launching
             if channel is not None:
                 channel.close()
             if isinstance(exc, OptionError):
@@ -692,7 +704,7 @@ class Daemon:
         proc.restart_timer = None
         if proc.state is not ProcessState.WAITING_RESTART or self.procs.get(proc.pm_id) is not proc:
             return
-        with contextlib.suppress(ScriptError, OptionError):
+        with contextlib.suppress(ScriptError, OptionError, StateError):
             self.spawn(proc, is_restart=True)
 
     # -- stopping ----------------------------------------------------------
@@ -759,8 +771,10 @@ class Daemon:
                     await reload_process(self, proc, reason=reason)
                     return
             await self.stop_process(proc)
+            if self.procs.get(proc.pm_id) is not proc:
+                return  # deleted (or kill_daemon) while it stopped
             if proc.state in lifecycle.STOPPED_STATES:
-                with contextlib.suppress(ScriptError, OptionError):
+                with contextlib.suppress(ScriptError, OptionError, StateError):
                     self.respawn(proc, reason=reason, manually=False)
 
     def request_restart(self, pm_id: int, reason: str) -> concurrent.futures.Future:

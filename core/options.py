@@ -111,6 +111,11 @@ _IGNORED_KEYS = {key: name for name in PM2_IGNORED for key in _keys_of(name, ())
 _PLUGIN_KEYS = {
     key: name for name in PLUGIN_OPTIONS for key in _keys_of(name, _PLUGIN_ALIASES.get(name, ()))
 }
+# PM2's rule (lib/God/Methods.js: `kill_timeout || 1600`), kept, and said when it applies
+KILL_TIMEOUT_ZERO = (
+    "kill_timeout 0 means the default, 1600 ms, as in PM2: "
+    "give 1 for the shortest grace before SIGKILL"
+)
 _ENV_KEY = re.compile(r"^env_\S+$")  # PM2's env_production etc.
 
 
@@ -163,7 +168,8 @@ CORE_OPTIONS: tuple[Option, ...] = (
     _core("autorestart", "bool", True, help="restart the app when it exits"),
     _core("autostart", "bool", True, help="start the app when it is added"),
     _core("stop_exit_codes", "int_list", (), help="exit codes that do not trigger a restart"),
-    _core("kill_timeout", "ms", 1600, help="grace after the stop signal before SIGKILL"),
+    _core("kill_timeout", "ms", 1600, help="grace after the stop signal before SIGKILL; "
+          "0 means the default, 1600 ms, as in PM2 (1 is the shortest)"),
     _core("kill_signal", "str", "SIGINT", help="stop signal (gunicorn drains on SIGTERM); "
           "a name or number"),
     _core("force", "bool", False, help="start another copy of a script already running"),
@@ -299,6 +305,8 @@ class OptionSchema:
                 result[name] = copy.deepcopy(self._defaults.get(name))
         for key, value in extra_envs.items():
             result[key] = convert_value("dict", key, value)
+        if converted.get("kill_timeout") == 0:
+            warnings.append(KILL_TIMEOUT_ZERO)
         return result, warnings
 
     def _convert(self, option: Option, value: Any, key: str | None = None) -> Any:

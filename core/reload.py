@@ -36,7 +36,7 @@ async def reload_process(
     proc.history = lifecycle.on_manual_restart(proc.history, int(time.time() * 1000))
     try:
         new = daemon.spawn(proc, is_restart=True, reload=True)
-    except (ScriptError, OptionError) as exc:
+    except (ScriptError, OptionError, StateError) as exc:
         roll_back(daemon, proc, old, str(exc))
         raise StateError(f"reload of {proc.name} (pm_id {proc.pm_id}) failed: {exc}") from exc
     limit = int(proc.options.get("listen_timeout") or 3000) / 1000

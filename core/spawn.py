@@ -127,7 +127,10 @@ def build_argv(
     script: str, interpreter: str, is_command: bool, node_args: list[str], args: list[str]
 ) -> list[str]:
     if is_command:
-        return [interpreter, "-c", script]
+        if not args:
+            return [interpreter, "-c", script]
+        # the arguments follow the command line, each one word as given (`-- a b`)
+        return [interpreter, "-c", script + ' "$@"', script.split()[0], *args]
     if interpreter == "none":
         return [script, *args]
     return [interpreter, *node_args, script, *args]

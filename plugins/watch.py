@@ -479,6 +479,7 @@ class AppWatch:
         if self.pending and self.burst and self.settings is not None:
             self._arm()
         self.pending = False
+        self.owner._forget_if_gone(self)  # deleted while it restarted
 
     def cancel_timer(self) -> None:
         if self.timer is not None:
@@ -578,6 +579,23 @@ class Watcher:
             app.task = self.loop.create_task(self._reconcile(app))
 
     async def _reconcile(self, app: AppWatch) -> None:
+        try:
+            await self._bring_in_line(app)
+        finally:
+            self._forget_if_gone(app)
+
+    def _forget_if_gone(self, app: AppWatch) -> None:
+        """Drop the state of an app name no process has any more (deleted, scaled to 0)."""
+        if (
+            app.observer is None
+            and not app.restarting
+            and self.apps.get(app.name) is app
+            and not self.instances(app.name)
+        ):
+            app.cancel_timer()
+            del self.apps[app.name]
+
+    async def _bring_in_line(self, app: AppWatch) -> None:
         while True:
             try:
                 wanted = self.wanted(app)

@@ -334,7 +334,18 @@ def test_a_delete_forgets_the_watcher(pm, project):
     start_watched(pm, "web", project)
     pm.delete("web")
     wait_for(lambda: not status(pm, "web").get("watching"), what="web unwatched")
-    assert status(pm, "web")["pm_ids"] == []
+    assert status(pm, "web").get("pm_ids", []) == []
+
+
+def test_deleted_apps_leave_no_state(pm, project):
+    """The watcher of a deleted app name goes with it (it was ~1.3 KB kept per name)."""
+    watch_status = pm.call("watch_status")
+    before = len(watch._running().apps)
+    for i in range(200):
+        start_watched(pm, f"gone-{i}", project)
+        pm.delete(f"gone-{i}")
+    wait_for(lambda: len(watch._running().apps) == before, what="the watcher's apps as before")
+    assert pm.call("watch_status") == watch_status
 
 
 def test_watch_stop_and_start_toggle(pm, project):
