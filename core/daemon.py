@@ -867,6 +867,11 @@ class Daemon:
         if self.cgroups is None:
             return
         for path in self.cgroups.of_slot(proc.unique_id):
+            if set(cgroup.pids(path)) <= {os.getpid()}:
+                # nothing of the app's left: at most this daemon, which the mover takes out
+                # of its last child's cgroup within ~10 ms. A wait here would show a restart
+                # "stopped" to other clients; prune removes the cgroup once it is empty.
+                continue
             if not await cgroup.sweep(path):
                 self.log.error(
                     "processes outlive cgroup.kill", name=proc.name, pids=cgroup.pids(path)

@@ -430,7 +430,7 @@ class AllowedKeys:
         self.refusals.refused(
             "client-key",
             "its public key is not in keys/clients/",
-            client_key=key.decode(),
+            client_public_key=key.decode(),
             fix=f"to allow it: corral keys add {shlex.quote(key.decode())}",
         )
         return False

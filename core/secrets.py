@@ -57,6 +57,8 @@ def is_secret_name(name: str) -> bool:
     if upper in _NOT_SECRET:
         return False
     words = [w for w in _WORDS.split(upper) if w]
+    if "PUBLIC" in words:
+        return False  # a public key names who someone is; it opens nothing
     for word in words:
         if any(part in word for part in ("SECRET", "PASSWORD", "PASSWD", "PASSPHRASE")):
             return True

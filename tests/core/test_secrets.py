@@ -57,6 +57,8 @@ PLAIN_NAMES = [
     "BYPASS",
     "NODE_ENV",
     "DATABASE_URL",
+    "SSH_PUBLIC_KEY",
+    "client_public_key",  # corral.log names a refused TCP client by it
     "",
 ]
 

@@ -346,7 +346,7 @@ def test_unauthenticated_clients_get_no_answer_and_change_nothing(
     assert set(kinds) <= {"plain-text", "handshake", "client-key", "server-key"}
     assert {"plain-text", "handshake"} & set(kinds), kinds
     unknown = next(r for r in refusals if r["refusal"] == "client-key")
-    assert unknown["client_key"] == stranger_public.decode()
+    assert unknown["client_public_key"] == stranger_public.decode()
 
 
 def test_authorisations_change_without_a_restart(tcp_daemon: TCPDaemon, tmp_path: Path) -> None:
