@@ -648,6 +648,9 @@ class Daemon:
                 "exited", name=proc.name, pm_id=proc.pm_id, code=code, how=exit_words(code)
             )
             return  # a reload's old or new child: the reload decides
+        if proc.stop_in_progress and proc.state is ProcessState.STOPPING:
+            proc.held_exit = (child, code)  # stop_process applies it once the tree is gone
+            return
         self.apply_exit(proc, child, code)
 
     def apply_exit(self, proc: ManagedProcess, child: Child, code: int) -> None:
@@ -731,12 +734,21 @@ class Daemon:
             return
         self.change_state(proc, Event.STOP, emit=emit, manually=manually)
         first = "message" if proc.options.get("shutdown_with_message") else "sigint"
-        rest = await self._leftovers(proc)
+        proc.stop_in_progress = True
         try:
-            stopped = await terminate(proc, child, [first, "sigkill"], self.sampler, self.log, rest)
+            rest = await self._leftovers(proc)
+            try:
+                stopped = await terminate(
+                    proc, child, [first, "sigkill"], self.sampler, self.log, rest
+                )
+            finally:
+                rest.close()
+            await self._sweep_cgroup(proc)
         finally:
-            rest.close()
-        await self._sweep_cgroup(proc)
+            proc.stop_in_progress = False
+            held, proc.held_exit = proc.held_exit, None
+            if held is not None:
+                self.apply_exit(proc, *held)
         if not stopped:
             reason = f"pid {child.pid} survived SIGKILL"
             self.change_state(proc, Event.KILL_FAILED, emit="errored", reason=reason)

@@ -90,6 +90,10 @@ class ManagedProcess:
     instances_of_app: int = 1  # how many processes share this name, for pm2_env.instances
     listen_port: int | None = None  # the port of the shared socket, once bound
     leftover_groups: set[int] = field(default_factory=set)  # groups of exited children, not empty
+    # a stop in progress: the child's exit is held until the whole tree is gone, so the
+    # slot shows "stopped" only when nothing of it runs (and never in a restart's middle)
+    stop_in_progress: bool = False
+    held_exit: tuple[Child, int] | None = None
     _json_cache: tuple[tuple, str] | None = field(default=None, repr=False)
     _policy_cache: tuple[dict, RestartPolicy] | None = field(default=None, repr=False)
 

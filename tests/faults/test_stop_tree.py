@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 from pathlib import Path
 
 import pytest
@@ -248,3 +249,44 @@ def test_a_stop_reaches_only_its_own_app(corral_home: Path, tmp_path: Path) -> N
         for pid in (pid for family in families.values() for pid in family.values()):
             if alive(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+PARENT_OF_A_DEAF_CHILD = """\
+import os, signal, sys, time
+pid = os.fork()
+if pid == 0:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    while True:
+        time.sleep(3600)
+open(sys.argv[1], "w").write(str(pid))
+while True:
+    time.sleep(3600)
+"""
+
+
+def test_stopped_means_nothing_of_the_app_runs(corral_daemon, tmp_path: Path) -> None:
+    """The main process obeys SIGINT at once, its child ignores it until SIGKILL after
+    kill_timeout: the slot stays "stopping" until that child is gone too, so "stopped"
+    is never shown (to another client, in a restart's middle) while any of it runs.
+    Failed before: "stopped" for the whole kill_timeout with the child alive."""
+    pm = corral_daemon()
+    script = python_app(tmp_path, "parent.py", PARENT_OF_A_DEAF_CHILD)
+    marker = tmp_path / "child.pid"
+    pm.start(script, {"name": "family", "args": [str(marker)], "kill_timeout": 1500})
+    wait_for(lambda: marker.exists() and marker.read_text(), what="the child's pid")
+    child = int(marker.read_text())
+    watcher = corral.connect()
+    try:
+        stopping = threading.Thread(target=pm.stop, args=("family",))
+        stopping.start()
+        seen = []
+        while stopping.is_alive():
+            status = watcher.describe("family")[0].status
+            seen.append(status)
+            if status == "stopped":
+                assert not alive(child), f"stopped while pid {child} of the app runs: {seen}"
+        stopping.join()
+        assert "stopping" in seen and not alive(child)
+        assert watcher.describe("family")[0].status == "stopped"
+    finally:
+        watcher.disconnect()
