@@ -156,7 +156,13 @@ CORE_OPTIONS: tuple[Option, ...] = (
     _core("time", "bool", False, help="prefix log lines with an ISO date"),
     _core("merge_logs", "bool", help="one log file for all instances (default: decided at start)",
           aliases=("combine_logs",)),
-    _core("pid_file", "str", help="pid file path", aliases=("pid",)),
+    _core(
+        "pid_file",
+        "str",
+        help="pid file path: must not exist yet (corral never overwrites or deletes "
+        "a file it did not create)",
+        aliases=("pid",),
+    ),
     _core("env", "dict", {}, help="environment variables for the app"),
     _core("filter_env", "bool_or_list", help="true: do not inherit the caller's environment; "
           "a list: drop inherited variables containing these strings"),
@@ -174,8 +180,14 @@ CORE_OPTIONS: tuple[Option, ...] = (
           "a name or number"),
     _core("force", "bool", False, help="start another copy of a script already running"),
     _core("port", "int", minimum=0, help="sets PORT in the app's environment"),
-    _core("uid", "str", help="run as this user (a name, or a numeric id)", aliases=("user",)),
-    _core("gid", "str", help="run as this group (a name, or a numeric id)"),
+    _core(
+        "uid",
+        "str",
+        help="run as this user (a name, or a numeric id), with its groups, HOME, USER, "
+        "LOGNAME and SHELL, as runuser does; its log and pid files are opened as it",
+        aliases=("user",),
+    ),
+    _core("gid", "str", help="primary group (a name, or a numeric id); alone: the only group"),
     _core("treekill", "bool", True, help="signal the whole process tree, not just the main pid"),
     _core("instance_var", "str", "NODE_APP_INSTANCE", help="variable holding the instance index"),
     _core("increment_var", "str", help="variable incremented for each instance"),
