@@ -191,8 +191,26 @@ class Stray:
             self.fd = None
 
 
+class _Stoppable:
+    """What a stop does with a set of processes: ``send`` a signal, ask if any is ``alive``."""
+
+    def send(self, sig: int) -> None:
+        raise NotImplementedError
+
+    def alive(self) -> bool:
+        raise NotImplementedError
+
+    async def stop(self, sig: int, timeout: float) -> None:
+        """``sig`` to everything, SIGKILL to what is still there ``timeout`` seconds later."""
+        if not self.alive():
+            return
+        self.send(sig)
+        if not await _until(lambda: not self.alive(), timeout):
+            self.send(signal.SIGKILL)
+
+
 @dataclass
-class Leftovers:
+class Leftovers(_Stoppable):
     """What an app left beside its running child: ``groups`` of its earlier children
     that still have members, and ``strays`` that left every group."""
 
@@ -217,20 +235,12 @@ class Leftovers:
     def pids(self) -> list[int]:
         return [s.pid for s in self.strays]
 
-    async def stop(self, sig: int, timeout: float) -> None:
-        """``sig`` to everything, SIGKILL to what is still there ``timeout`` seconds later."""
-        if not self.alive():
-            return
-        self.send(sig)
-        if not await _until(lambda: not self.alive(), timeout):
-            self.send(signal.SIGKILL)
-
     def close(self) -> None:
         for stray in self.strays:
             stray.close()
 
 
-class Enclosure:
+class Enclosure(_Stoppable):
     """Every process in some cgroups (a slot's children's, or one child's): the running
     child's whole tree and whatever its earlier children left."""
 
@@ -249,14 +259,6 @@ class Enclosure:
 
     def pids(self) -> list[int]:
         return [pid for path in self.paths for pid in cgroup.pids(path)]
-
-    async def stop(self, sig: int, timeout: float) -> None:
-        """``sig`` to everything, SIGKILL to what is still there ``timeout`` seconds later."""
-        if not self.alive():
-            return
-        self.send(sig)
-        if not await _until(lambda: not self.alive(), timeout):
-            self.send(signal.SIGKILL)
 
     def close(self) -> None:
         pass

@@ -28,12 +28,13 @@ from tests.core.test_daemon import alive, daemons_of, read_state, reap
 MARK = "FAULT_MARK"
 
 
-def marked_processes(token: str) -> dict[str, list[int]]:
-    """``{app name: live pids}`` of every process on the system whose marker has ``token``."""
+def marked_processes(token: str, variable: str = MARK) -> dict[str, list[int]]:
+    """``{app name: live pids}`` of every process on the system whose marker (the
+    environment ``variable``) has ``token``."""
     found: dict[str, list[int]] = {}
     for proc in psutil.process_iter():
         try:
-            mark = proc.environ().get(MARK, "")
+            mark = proc.environ().get(variable, "")
             if mark.startswith(token + ":") and proc.status() != psutil.STATUS_ZOMBIE:
                 found.setdefault(mark.split(":", 1)[1], []).append(proc.pid)
         except psutil.Error:

@@ -44,6 +44,7 @@ from corral.errors import CorralError, DaemonError
 from tests.conftest import kill_pids, wait_for
 from tests.core.test_daemon import alive, daemons_of, reap
 from tests.faults.soak_lines import FLOOD, LINE, Kill, account
+from tests.faults.test_daemon_kill import marked_processes as marked_processes_of
 
 pytestmark = pytest.mark.soak
 
@@ -90,16 +91,8 @@ while True:
 
 
 def marked_processes(token: str) -> dict[str, list[int]]:
-    """``{app name: live pids}`` of every process on the system carrying this test's marker."""
-    found: dict[str, list[int]] = {}
-    for proc in psutil.process_iter():
-        try:
-            mark = proc.environ().get(MARK, "")
-            if mark.startswith(token + ":") and proc.status() != psutil.STATUS_ZOMBIE:
-                found.setdefault(mark.split(":", 1)[1], []).append(proc.pid)
-        except psutil.Error:
-            continue
-    return {name: sorted(pids) for name, pids in found.items()}
+    """``{app name: live pids}`` of every process carrying this soak's marker."""
+    return marked_processes_of(token, MARK)
 
 
 def pipe_capacity() -> int:
