@@ -1,0 +1,109 @@
+"""A hostile tester's findings against a root daemon: each test failed before its fix.
+
+The attacker is a local user whose app a root daemon runs (``uid``), or a config file
+a root user starts. Victims are root-owned 0600 files in temporary directories.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import subprocess
+import sys
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from corral.testing import wait_for
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="a root daemon is the subject")
+
+PYTHON = "/usr/bin/python3"
+SLEEPER = "import time\nprint('started', flush=True)\ntime.sleep(60)\n"
+
+
+@pytest.fixture
+def app_user() -> Iterator[str]:
+    """A real user (``useradd``), removed after the test (``userdel -r``); ask before ``pm``."""
+    name = f"atk{uuid.uuid4().hex[:8]}"
+    subprocess.run(["useradd", "-m", "-s", "/bin/sh", name], check=True, capture_output=True)
+    uid = pwd.getpwnam(name).pw_uid
+    try:
+        yield name
+    finally:
+        wait_for(
+            lambda: not [p for p in psutil.process_iter(["uids"]) if p.info["uids"].real == uid]
+        )
+        done = subprocess.run(["userdel", "-r", name], capture_output=True, text=True)
+        assert done.returncode in (0, 12), done.stderr
+
+
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="corral-attack-", dir="/tmp"))
+    path.chmod(0o755)
+    yield path
+    subprocess.run(["rm", "-rf", str(path)], check=False)
+
+
+def script(directory: Path, source: str = SLEEPER) -> str:
+    path = directory / "app.py"
+    path.write_text(source)
+    path.chmod(0o644)
+    return str(path)
+
+
+def user_dir(parent: Path, user: str) -> Path:
+    """A directory the app's user owns (its own log directory)."""
+    path = parent / "userdir"
+    path.mkdir()
+    pw = pwd.getpwnam(user)
+    os.chown(path, pw.pw_uid, pw.pw_gid)
+    return path
+
+
+def client_call(corral_home: Path, code: str, timeout: float) -> subprocess.CompletedProcess:
+    env = dict(os.environ, CORRAL_HOME=str(corral_home))
+    return subprocess.run(
+        [sys.executable, "-c", f"import corral\npm = corral.connect()\n{code}"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_a_fifo_swapped_for_a_user_apps_log_does_not_hang_the_daemon(
+    app_user, shared_dir, corral_home, pm
+):
+    """The app's user replaces its own log with a fifo nobody reads; root's daemon then
+    reopens it (``reload_logs``, logrotate's rotation): an open O_WRONLY of a fifo blocks
+    until a reader comes, so the whole daemon (every user's apps) hung for ever."""
+    logs = user_dir(shared_dir, app_user)
+    out = logs / "out.log"
+    pm.start(
+        script(shared_dir),
+        {"name": "u", "uid": app_user, "out_file": str(out), "interpreter": PYTHON},
+    )
+    wait_for(lambda: out.exists() and b"started" in out.read_bytes())
+    pw = pwd.getpwnam(app_user)
+    out.rename(logs / "out.old")  # what the user may do in its own directory
+    os.mkfifo(out, 0o600)
+    os.chown(out, pw.pw_uid, pw.pw_gid)
+    try:
+        try:
+            done = client_call(corral_home, "pm.reload_logs()\nprint(pm.ping()['pid'])", 20)
+        except subprocess.TimeoutExpired:
+            pytest.fail("reload_logs of a log swapped for a fifo hung the daemon")
+        assert done.returncode == 0, done.stderr
+        assert pm.ping()["pid"]
+        assert pm.list()[0].status == "online"
+    finally:
+        # a daemon blocked in open() is released by a reader, so teardown can stop it
+        fd = os.open(out, os.O_RDONLY | os.O_NONBLOCK)
+        wait_for(lambda: pm.ping() is not None, timeout=10)
+        os.close(fd)
