@@ -6,6 +6,7 @@ a root user starts. Victims are root-owned 0600 files in temporary directories.
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import subprocess
@@ -18,6 +19,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from corral.errors import OptionError
 from corral.testing import wait_for
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="a root daemon is the subject")
@@ -107,3 +109,50 @@ def test_a_fifo_swapped_for_a_user_apps_log_does_not_hang_the_daemon(
         fd = os.open(out, os.O_RDONLY | os.O_NONBLOCK)
         wait_for(lambda: pm.ping() is not None, timeout=10)
         os.close(fd)
+
+
+def root_only_log(directory: Path) -> Path:
+    """A log a root app was given: root's 0600 file the app's new user could not open."""
+    path = directory / "root-only.log"
+    path.write_text("")
+    path.chmod(0o600)
+    return path
+
+
+def test_a_restart_that_changes_uid_does_not_keep_a_log_the_user_cannot_open(
+    app_user, shared_dir, corral_home, pm
+):
+    """Logs are opened once, at creation, as the account of that time: a restart with
+    ``uid`` then ran the user's app with its output in root's 0600 file (and ``flush``
+    truncated it for that app). Now refused, one line naming the log; nothing changes."""
+    log = root_only_log(shared_dir)
+    pm.start(script(shared_dir), {"name": "r", "out_file": str(log), "interpreter": PYTHON})
+    wait_for(lambda: b"started" in log.read_bytes())
+    with pytest.raises(OptionError) as caught:
+        pm.restart("r", options={"uid": app_user})
+    assert str(log) in str(caught.value) and app_user in str(caught.value), caught.value
+    (info,) = pm.list()
+    assert info.options.get("uid") is None
+    assert psutil.Process(info.pid).uids().real == 0
+    assert log.read_bytes().count(b"started") == 1
+
+
+def test_a_config_started_again_with_uid_does_not_keep_a_log_the_user_cannot_open(
+    app_user, shared_dir, corral_home, pm
+):
+    """``corral start ecosystem`` again, now with ``uid``, restarts the app with the
+    new options: the same check as ``restart``."""
+    log = root_only_log(shared_dir)
+    app = script(shared_dir)
+    config = shared_dir / "eco.json"
+    entry = {"name": "c", "script": app, "out_file": str(log), "interpreter": PYTHON}
+    config.write_text(json.dumps({"apps": [entry]}))
+    pm.start(str(config))
+    wait_for(lambda: b"started" in log.read_bytes())
+    config.write_text(json.dumps({"apps": [{**entry, "uid": app_user}]}))
+    with pytest.raises(OptionError) as caught:
+        pm.start(str(config))
+    assert str(log) in str(caught.value), caught.value
+    (info,) = pm.list()
+    assert psutil.Process(info.pid).uids().real == 0
+    assert log.read_bytes().count(b"started") == 1
