@@ -22,7 +22,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from .secrets import mask, mask_text
+from .secrets import mask, mask_args, mask_text
 
 STATUS_STYLES = {
     "online": "green",
@@ -150,7 +150,14 @@ def describe_rows(
     the script's and interpreter's arguments masked unless ``show_secrets``."""
     env = _env(info)
     opts = info.options or {}
-    shown = (lambda text: text) if show_secrets else mask_text
+
+    def shown(value: Any) -> str:
+        if show_secrets:
+            return _words(value)
+        if isinstance(value, (list, tuple)):
+            return _words(mask_args(value))
+        return mask_text(_words(value))
+
     return [
         ("status", status_text(info.status)),
         ("name", info.name),
@@ -165,9 +172,9 @@ def describe_rows(
         ("cpu", human_cpu(info.cpu)),
         ("memory", human_bytes(info.memory)),
         ("script path", _words(env.get("pm_exec_path", opts.get("script")))),
-        ("script args", shown(_words(opts.get("args")))),
+        ("script args", shown(opts.get("args"))),
         ("interpreter", _words(env.get("exec_interpreter", opts.get("exec_interpreter")))),
-        ("interpreter args", shown(_words(opts.get("node_args")))),
+        ("interpreter args", shown(opts.get("node_args"))),
         ("exec cwd", _words(env.get("pm_cwd", opts.get("cwd")))),
         ("autorestart", _words(opts.get("autorestart", True))),
         ("out log path", info.out_log or "-"),

@@ -156,3 +156,19 @@ def test_a_config_started_again_with_uid_does_not_keep_a_log_the_user_cannot_ope
     (info,) = pm.list()
     assert psutil.Process(info.pid).uids().real == 0
     assert log.read_bytes().count(b"started") == 1
+
+
+def test_describe_masks_a_secret_given_as_the_argument_after_its_flag(shared_dir, corral_home, pm):
+    """``--password=x`` was masked but ``--password x`` (two arguments, the form most
+    command lines take) was shown in clear by ``corral describe``."""
+    args = ["--password", "hunter2", "--api-key", "sk-live-9", "--db-token=tok-77", "--port", "80"]
+    pm.start(script(shared_dir), {"name": "a", "args": args, "interpreter": PYTHON})
+    env = dict(os.environ, CORRAL_HOME=str(corral_home), COLUMNS="200")
+    run = [sys.executable, "-m", "corral", "describe", "a"]
+    shown = subprocess.run(run, env=env, capture_output=True, text=True, timeout=30)
+    assert shown.returncode == 0, shown.stderr
+    for secret in ("hunter2", "sk-live-9", "tok-77"):
+        assert secret not in shown.stdout, shown.stdout
+    assert "--password ****" in shown.stdout and "--port 80" in shown.stdout, shown.stdout
+    revealed = subprocess.run([*run, "--show-secrets"], env=env, capture_output=True, text=True)
+    assert "--password hunter2" in revealed.stdout, revealed.stdout
