@@ -91,6 +91,30 @@ def can_create(creds: Credentials | None, path: str) -> bool:
     return _thread().submit(_switched, creds, job).result()
 
 
+def on_this_thread(creds: Credentials | None, job: Callable[[], T]) -> T | None:
+    """``job()`` on the calling thread with the filesystem rights of ``creds`` (the
+    daemon's own when not :func:`needed`). For a thread that runs nothing else meanwhile
+    (logrotate's worker). Without the thread trick the job runs in a forked child that
+    dropped to ``creds``, and its result is lost (None)."""
+    if not needed(creds):
+        return job()
+    assert creds is not None
+    if platform.machine() not in _SYS_SETGROUPS:
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - runs in the child
+            try:
+                os.setgroups(list(creds.groups))
+                os.setgid(creds.gid)
+                os.setuid(creds.uid)
+                job()
+            finally:
+                os._exit(0)
+        os.waitpid(pid, 0)
+        return None
+    _thread()  # loads libc
+    return _switched(creds, job)
+
+
 # -- the thread ----------------------------------------------------------------
 
 

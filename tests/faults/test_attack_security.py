@@ -19,7 +19,9 @@ from pathlib import Path
 import psutil
 import pytest
 
+import corral
 from corral.errors import OptionError
+from corral.plugins import logrotate
 from corral.testing import wait_for
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="a root daemon is the subject")
@@ -172,3 +174,55 @@ def test_describe_masks_a_secret_given_as_the_argument_after_its_flag(shared_dir
     assert "--password ****" in shown.stdout and "--port 80" in shown.stdout, shown.stdout
     revealed = subprocess.run([*run, "--show-secrets"], env=env, capture_output=True, text=True)
     assert "--password hunter2" in revealed.stdout, revealed.stdout
+
+
+def test_logrotate_flush_never_deletes_through_a_directory_the_user_swapped(
+    app_user, shared_dir, corral_home
+):
+    """The app's user owns its log directory, so it can replace it with a symbolic link
+    to any directory; ``logrotate flush --all`` then listed and deleted, as root, the
+    files there named like rotated logs (``x__*.log``): root's files the user could not."""
+    logs = user_dir(shared_dir, app_user)
+    (logs / "l").mkdir()
+    pw = pwd.getpwnam(app_user)
+    os.chown(logs / "l", pw.pw_uid, pw.pw_gid)
+    out = logs / "l" / "x.log"
+    with corral.connect(no_daemon=True, plugins=[logrotate]) as pm:
+        swap_and_flush(pm, app_user, shared_dir, logs, out)
+
+
+def swap_and_flush(pm, app_user: str, shared_dir: Path, logs: Path, out: Path) -> None:
+    pw = pwd.getpwnam(app_user)
+    pm.start(
+        script(shared_dir),
+        {"name": "u", "uid": app_user, "out_file": str(out), "interpreter": PYTHON},
+    )
+    wait_for(lambda: out.exists() and b"started" in out.read_bytes())
+    vault = shared_dir / "vault"
+    vault.mkdir(mode=0o700)
+    precious = vault / "x__2020-01-01.log"
+    precious.write_text("precious\n")
+    precious.chmod(0o600)
+    (logs / "l").rename(logs / "l.old")  # all the user's to do, in its own directory
+    (logs / "l").symlink_to(vault)
+    os.lchown(logs / "l", pw.pw_uid, pw.pw_gid)
+    pm.call("logrotate_flush", target="u", all=True)
+    assert precious.read_text() == "precious\n"
+
+
+def test_a_user_apps_rotated_logs_are_handled_as_that_user(app_user, shared_dir, corral_home):
+    """gzip and retention run with the app's rights in the app's directory: the ``.gz``
+    belongs to the app's user (it was root's, in the user's directory)."""
+    logs = user_dir(shared_dir, app_user)
+    out = logs / "x.log"
+    with corral.connect(no_daemon=True, plugins=[logrotate]) as pm:
+        pm.call("logrotate_set", key="compress", value=True)
+        pm.start(
+            script(shared_dir),
+            {"name": "u", "uid": app_user, "out_file": str(out), "interpreter": PYTHON},
+        )
+        wait_for(lambda: out.exists() and b"started" in out.read_bytes())
+        (done,) = pm.call("logrotate_rotate", target="u")
+        gz = Path(done["rotated"])
+        assert gz.suffix == ".gz" and gz.parent == logs, done
+        assert gz.stat().st_uid == pwd.getpwnam(app_user).pw_uid
