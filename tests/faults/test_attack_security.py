@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import socket
 import subprocess
 import sys
 import tempfile
@@ -226,3 +227,58 @@ def test_a_user_apps_rotated_logs_are_handled_as_that_user(app_user, shared_dir,
         gz = Path(done["rotated"])
         assert gz.suffix == ".gz" and gz.parent == logs, done
         assert gz.stat().st_uid == pwd.getpwnam(app_user).pw_uid
+
+
+# -- listen: unix:/path ---------------------------------------------------------------
+
+
+def test_a_user_app_gets_no_socket_where_its_user_could_not_make_one(
+    app_user, shared_dir, corral_home, pm
+):
+    """``listen: unix:/path`` was bound by the root daemon: an app with ``uid`` got a
+    socket in a directory only root can write (``/run/...``) and root's socket file there."""
+    vault = shared_dir / "vault"
+    vault.mkdir(mode=0o755)  # root's, like /run: others may enter, not create
+    where = vault / "app.sock"
+    with pytest.raises(OptionError) as caught:
+        pm.start(
+            script(shared_dir),
+            {"name": "s", "uid": app_user, "listen": f"unix:{where}", "interpreter": PYTHON},
+        )
+    assert caught.value.field == "listen", caught.value
+    assert not os.path.lexists(where)
+    assert pm.list() == [] or all(p.status != "online" for p in pm.list())
+
+
+def test_a_live_socket_of_another_service_is_neither_deleted_nor_taken(shared_dir, corral_home, pm):
+    """A socket file was unlinked whenever one was there, on the guess it was stale: a
+    config naming ``/run/dbus/system_bus_socket`` took the bus from its service. Now a
+    socket someone listens on is left alone (the start fails: address in use)."""
+    where = shared_dir / "service.sock"
+    service = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        service.bind(str(where))
+        service.listen(8)
+        before = os.lstat(where).st_ino
+        with pytest.raises(OptionError) as caught:
+            pm.start(
+                script(shared_dir), {"name": "h", "listen": f"unix:{where}", "interpreter": PYTHON}
+            )
+        assert caught.value.field == "listen", caught.value
+        assert os.lstat(where).st_ino == before
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+            client.connect(str(where))  # still the service's
+    finally:
+        service.close()
+
+
+def test_a_stale_socket_is_still_replaced(shared_dir, corral_home, pm):
+    """A socket file nobody listens on (a previous run's) is replaced, as before."""
+    where = shared_dir / "stale.sock"
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stale.bind(str(where))
+    stale.close()
+    pm.start(script(shared_dir), {"name": "st", "listen": f"unix:{where}", "interpreter": PYTHON})
+    wait_for(lambda: pm.list()[0].status == "online")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+        client.connect(str(where))
