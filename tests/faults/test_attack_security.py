@@ -282,3 +282,35 @@ def test_a_stale_socket_is_still_replaced(shared_dir, corral_home, pm):
     wait_for(lambda: pm.list()[0].status == "online")
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
         client.connect(str(where))
+
+
+# -- a hand-edited dump ------------------------------------------------------------
+
+
+def test_a_dump_edited_to_name_a_victim_pid_file_writes_nothing_there(
+    app_user, shared_dir, corral_home, pm
+):
+    """``resurrect`` goes through the checks of ``start``: a dump whose app now names a
+    victim as its ``pid_file``, or a log the app's user cannot open, touches neither
+    (guard: it held before)."""
+    pm.start(script(shared_dir), {"name": "d", "interpreter": PYTHON})
+    pm.dump()
+    pm.kill_daemon()
+    victim = shared_dir / "victim"
+    victim.write_text("precious\n")
+    victim.chmod(0o600)
+    dump = corral_home / "dump.corral"
+    data = json.loads(dump.read_text())
+    data["apps"][0]["options"].update(pid_file=str(victim))
+    dump.write_text(json.dumps(data))
+    again = corral.connect()  # a new daemon
+    assert again.resurrect() == []  # refused, and said in corral.log
+    data["apps"][0]["options"].update(pid_file=None, out_file=str(victim), uid=app_user)
+    dump.write_text(json.dumps(data))
+    assert again.resurrect() == []  # refused, and said in corral.log
+    assert victim.read_text() == "precious\n"
+    assert all(p.status != "online" for p in again.list())
+    said = (corral_home / "corral.log").read_text()
+    assert "cannot restore app" in said and "pid_file" in said and "out_file" in said
+    again.kill_daemon()
+    again.disconnect()
