@@ -314,3 +314,44 @@ def test_a_dump_edited_to_name_a_victim_pid_file_writes_nothing_there(
     assert "cannot restore app" in said and "pid_file" in said and "out_file" in said
     again.kill_daemon()
     again.disconnect()
+
+
+# -- corral logs, run by root on a user's files ---------------------------------------
+
+
+def test_corral_logs_reads_no_fifo_nor_link_the_app_user_put_in_its_place(
+    app_user, shared_dir, corral_home, pm
+):
+    """``corral logs`` (and ``monit``) read a ``uid`` app's log paths as root, the
+    caller: the app's user could put a fifo there (root's ``corral logs`` hung in
+    open()), or a link to a file only root may read (shown), or to ``/dev/zero``
+    (``-f`` read it for ever). Only regular files, never through a link, are read."""
+    logs = user_dir(shared_dir, app_user)
+    out = logs / "out.log"
+    pm.start(
+        script(shared_dir),
+        {"name": "u", "uid": app_user, "out_file": str(out), "interpreter": PYTHON},
+    )
+    wait_for(lambda: out.exists() and b"started" in out.read_bytes())
+    pw = pwd.getpwnam(app_user)
+    out.rename(logs / "out.old")
+    os.mkfifo(out, 0o600)
+    os.chown(out, pw.pw_uid, pw.pw_gid)
+    env = dict(os.environ, CORRAL_HOME=str(corral_home))
+    run = [sys.executable, "-m", "corral", "logs", "u", "--lines", "5", "--raw", "--out"]
+    try:
+        shown = subprocess.run(run, env=env, capture_output=True, text=True, timeout=20)
+    except subprocess.TimeoutExpired:
+        pytest.fail("corral logs hung on a fifo the app's user put in place of its log")
+    finally:
+        out.unlink()
+    assert shown.returncode == 0, shown.stderr
+    vault = shared_dir / "vault"
+    vault.mkdir(mode=0o700)
+    (vault / "secret").write_text("root-only-words\n")
+    (vault / "secret").chmod(0o600)
+    out.symlink_to(vault / "secret")
+    os.lchown(out, pw.pw_uid, pw.pw_gid)
+    shown = subprocess.run(run, env=env, capture_output=True, text=True, timeout=20)
+    assert shown.returncode == 0, shown.stderr
+    assert "root-only-words" not in shown.stdout
