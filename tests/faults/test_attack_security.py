@@ -6,10 +6,12 @@ a root user starts. Victims are root-owned 0600 files in temporary directories.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pwd
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -355,3 +357,47 @@ def test_corral_logs_reads_no_fifo_nor_link_the_app_user_put_in_its_place(
     shown = subprocess.run(run, env=env, capture_output=True, text=True, timeout=20)
     assert shown.returncode == 0, shown.stderr
     assert "root-only-words" not in shown.stdout
+
+
+# -- corral startup, root writing a user-level unit into someone's home -------------------
+
+
+def test_startup_for_a_user_never_writes_through_a_link_that_user_planted(app_user):
+    """``sudo corral startup systemd --user-mode -u USER`` writes the unit into USER's
+    home as root: USER could plant a link at the temporary file's name, and root then
+    wrote the unit into the link's target, chmod-ed it 0644 and gave it to USER
+    (``/etc/shadow`` owned by USER). Now every step is done with USER's rights."""
+    from corral.startup import StartupScript, install
+
+    pw = pwd.getpwnam(app_user)
+    home = Path(pw.pw_dir)
+    units = home / ".config" / "systemd" / "user"
+    vault = Path(tempfile.mkdtemp(prefix="corral-vault-", dir="/tmp"))
+    try:
+        victim = vault / "shadow"
+        victim.write_text("root:precious\n")
+        victim.chmod(0o600)
+        # the user, in its own home, before root runs startup
+        subprocess.run(
+            [
+                "runuser",
+                "-u",
+                app_user,
+                "--",
+                "sh",
+                "-c",
+                f"mkdir -p {units} && ln -s {victim} {units}/.corral.service.tmp",
+            ],
+            check=True,
+        )
+        unit = StartupScript("systemd", units / "corral.service", "[Unit]\n", mode=0o644)
+        with contextlib.suppress(Exception):
+            install(unit, owner=(pw.pw_uid, pw.pw_gid), run=lambda argv: None, enable=False)
+        st = os.stat(victim)
+        assert victim.read_text() == "root:precious\n"
+        assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (0, 0o600)
+        written = units / "corral.service"
+        assert written.read_text() == "[Unit]\n" and not written.is_symlink()
+        assert written.stat().st_uid == pw.pw_uid
+    finally:
+        subprocess.run(["rm", "-rf", str(vault)], check=False)
