@@ -23,7 +23,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from .secrets import mask, mask_args, mask_text
+from .secrets import mask, mask_args
 
 STATUS_STYLES = {
     "online": "green",
@@ -157,7 +157,7 @@ def describe_rows(
             return _words(value)
         if isinstance(value, (list, tuple)):
             return _words(mask_args(value))
-        return mask_text(_words(value))
+        return " ".join(mask_args(_words(value).split(" ")))  # a command line, as typed
 
     return [
         ("status", status_text(info.status)),
@@ -172,7 +172,7 @@ def describe_rows(
         ("created at", _when(info.created_at)),
         ("cpu", human_cpu(info.cpu)),
         ("memory", human_bytes(info.memory)),
-        ("script path", _words(env.get("pm_exec_path", opts.get("script")))),
+        ("script path", shown(env.get("pm_exec_path", opts.get("script")))),
         ("script args", shown(opts.get("args"))),
         ("interpreter", _words(env.get("exec_interpreter", opts.get("exec_interpreter")))),
         ("interpreter args", shown(opts.get("node_args"))),

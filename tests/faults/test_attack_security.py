@@ -177,6 +177,11 @@ def test_describe_masks_a_secret_given_as_the_argument_after_its_flag(shared_dir
     assert "--password ****" in shown.stdout and "--port 80" in shown.stdout, shown.stdout
     revealed = subprocess.run([*run, "--show-secrets"], env=env, capture_output=True, text=True)
     assert "--password hunter2" in revealed.stdout, revealed.stdout
+    # a command line given as the script: its words are its arguments
+    pm.start("sleep 30 --password hunter5", {"name": "c"})
+    shown = subprocess.run([*run[:-1], "c"], env=env, capture_output=True, text=True, timeout=30)
+    assert shown.returncode == 0, shown.stderr
+    assert "hunter5" not in shown.stdout and "--password ****" in shown.stdout, shown.stdout
 
 
 def test_logrotate_flush_never_deletes_through_a_directory_the_user_swapped(
