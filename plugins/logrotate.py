@@ -497,12 +497,20 @@ class Rotator:
             return None
         return self._after(target, path, {})
 
-    def _after(self, rotated: Path, current: Path, options: dict[str, Any]) -> asyncio.Future:
+    def _after(
+        self, rotated: Path, current: Path, options: dict[str, Any]
+    ) -> asyncio.Future | None:
         self.rotations += 1
         gzip_it = bool(self._for_app(options, "compress"))
         retain = self._for_app(options, "retain")
         # as the app's account: its user can swap its log directory for a link to any other
-        creds = self._account(current, options)
+        try:
+            creds = self._account(current, options)
+        except corral.OptionError as exc:  # the user is gone: its files are left as they are
+            self.daemon.log.error(
+                "logrotate cannot act as the app", path=str(rotated), error=str(exc)
+            )
+            return None
         job = functools.partial(finish, rotated, current, gzip_it, retain)
         future = self.loop.run_in_executor(self.executor, asuser.on_this_thread, creds, job)
         self.jobs.add(future)
@@ -565,7 +573,10 @@ class Rotator:
         apps = self.daemon.processes() if procs is None else procs
         owners = {Path(os.path.abspath(p)): a for a in apps for p in a.log_paths.values() if p}
         paths = sorted(owners)
-        accounts = [(p, self._account(p, owners[p].options)) for p in paths]
+        accounts = []
+        for path in paths:
+            with contextlib.suppress(corral.OptionError):  # the user is gone: left as is
+                accounts.append((path, self._account(path, owners[path].options)))
         flushed = [str(p) for p, creds in accounts if self.daemon.logs.truncate(p, creds)]
         if procs is None:
             paths.append(Path(self.daemon.log_file.path))
