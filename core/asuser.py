@@ -73,6 +73,39 @@ def open_as(
     return _thread().submit(_switched, creds, job).result()
 
 
+def fd_as(creds: Credentials | None, job: Callable[[], int]) -> int:
+    """``job()``, which makes and returns a descriptor (a socket it binds), with the
+    filesystem rights of ``creds``; OSError as the job raises it."""
+    if not needed(creds):
+        return job()
+    assert creds is not None
+    if platform.machine() not in _SYS_SETGROUPS:
+        return _in_child(creds, job)
+    return _thread().submit(_switched, creds, job).result()
+
+
+def run_as(creds: Credentials | None, job: Callable[[], object]) -> None:
+    """``job()`` for its effect (an unlink) with the filesystem rights of ``creds``;
+    OSError as the job raises it (not from the forked fallback, which only runs it)."""
+    if not needed(creds):
+        job()
+        return
+    assert creds is not None
+    if platform.machine() in _SYS_SETGROUPS:
+        _thread().submit(_switched, creds, job).result()
+        return
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        try:
+            os.setgroups(list(creds.groups))
+            os.setgid(creds.gid)
+            os.setuid(creds.uid)
+            job()
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+
+
 def can_create(creds: Credentials | None, path: str) -> bool:
     """Whether the account of ``creds`` could create ``path``: its nearest existing
     directory is one that account may write and search (checked as that account)."""
@@ -89,6 +122,30 @@ def can_create(creds: Credentials | None, path: str) -> bool:
     if platform.machine() not in _SYS_SETGROUPS:
         return True  # the forked helper cannot say; creating the file will
     return _thread().submit(_switched, creds, job).result()
+
+
+def on_this_thread(creds: Credentials | None, job: Callable[[], T]) -> T | None:
+    """``job()`` on the calling thread with the filesystem rights of ``creds`` (the
+    daemon's own when not :func:`needed`). For a thread that runs nothing else meanwhile
+    (logrotate's worker). Without the thread trick the job runs in a forked child that
+    dropped to ``creds``, and its result is lost (None)."""
+    if not needed(creds):
+        return job()
+    assert creds is not None
+    if platform.machine() not in _SYS_SETGROUPS:
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - runs in the child
+            try:
+                os.setgroups(list(creds.groups))
+                os.setgid(creds.gid)
+                os.setuid(creds.uid)
+                job()
+            finally:
+                os._exit(0)
+        os.waitpid(pid, 0)
+        return None
+    _thread()  # loads libc
+    return _switched(creds, job)
 
 
 # -- the thread ----------------------------------------------------------------

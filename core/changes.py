@@ -16,15 +16,15 @@ instead, rather than accepted and silently ignored.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import credentials
 from .apps import check_account, check_env_names, check_increment_var
 from .datefmt import date_formatter
 from .errors import OptionError
-from .listen import bind, parse_address
+from .listen import bind, identity, parse_address, unlink_bound
 
 if TYPE_CHECKING:
     from .daemon import Daemon
@@ -142,7 +142,7 @@ def changed_options(
     check_increment_var(options, proc.env)
     address = _address(options)
     if address is not None and address != _address(proc.options):
-        _check_bindable(daemon, proc, address)
+        _check_bindable(daemon, proc, address, options)
     return options
 
 
@@ -167,9 +167,11 @@ def _address(options: dict[str, Any]) -> str | None:
     return None
 
 
-def _check_bindable(daemon: Daemon, proc: ManagedProcess, address: str) -> None:
+def _check_bindable(
+    daemon: Daemon, proc: ManagedProcess, address: str, options: dict[str, Any]
+) -> None:
     """``address`` parses and can be bound now, without touching the app's live socket."""
-    kind, where = parse_address(address)
+    parse_address(address)
     held = {listener.address for listener in daemon.listeners.by_name.values()}
     if address in held:
         raise OptionError(
@@ -177,8 +179,10 @@ def _check_bindable(daemon: Daemon, proc: ManagedProcess, address: str) -> None:
             "choose another address",
             field="listen",
         )
+    creds = credentials.resolve(options)
     try:
-        sock, _ = bind(address)
+        sock, _ = bind(address, creds)
+        ident = identity(address)
     except OSError as exc:
         raise OptionError(
             f"cannot listen on {address}: {exc.strerror or exc}: free it, "
@@ -186,6 +190,4 @@ def _check_bindable(daemon: Daemon, proc: ManagedProcess, address: str) -> None:
             field="listen",
         ) from None
     sock.close()
-    if kind == "unix":
-        with contextlib.suppress(OSError):
-            os.unlink(str(where))
+    unlink_bound(address, ident, creds)

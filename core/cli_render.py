@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO
 
 from rich import box
 from rich.console import Console, Group
@@ -22,7 +23,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from .secrets import mask, mask_text
+from .secrets import mask, mask_args
 
 STATUS_STYLES = {
     "online": "green",
@@ -150,7 +151,14 @@ def describe_rows(
     the script's and interpreter's arguments masked unless ``show_secrets``."""
     env = _env(info)
     opts = info.options or {}
-    shown = (lambda text: text) if show_secrets else mask_text
+
+    def shown(value: Any) -> str:
+        if show_secrets:
+            return _words(value)
+        if isinstance(value, (list, tuple)):
+            return _words(mask_args(value))
+        return " ".join(mask_args(_words(value).split(" ")))  # a command line, as typed
+
     return [
         ("status", status_text(info.status)),
         ("name", info.name),
@@ -164,10 +172,10 @@ def describe_rows(
         ("created at", _when(info.created_at)),
         ("cpu", human_cpu(info.cpu)),
         ("memory", human_bytes(info.memory)),
-        ("script path", _words(env.get("pm_exec_path", opts.get("script")))),
-        ("script args", shown(_words(opts.get("args")))),
+        ("script path", shown(env.get("pm_exec_path", opts.get("script")))),
+        ("script args", shown(opts.get("args"))),
         ("interpreter", _words(env.get("exec_interpreter", opts.get("exec_interpreter")))),
-        ("interpreter args", shown(_words(opts.get("node_args")))),
+        ("interpreter args", shown(opts.get("node_args"))),
         ("exec cwd", _words(env.get("pm_cwd", opts.get("cwd")))),
         ("autorestart", _words(opts.get("autorestart", True))),
         ("out log path", info.out_log or "-"),
@@ -272,13 +280,27 @@ def log_line(prefix: str, stream: str, line: str) -> Text:
 # -- log files ---------------------------------------------------------------
 
 
+def open_log(path: str | os.PathLike) -> BinaryIO | None:
+    """``path`` opened for reading if it is a regular file, never through a symbolic
+    link (None otherwise): the caller may be root, and an app's user can put a fifo
+    (open would hang), a link to root's files, or to ``/dev/zero`` in place of its log."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags)
+    except OSError:
+        return None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        return None
+    return open(fd, "rb")
+
+
 def tail_lines(path: str | os.PathLike, count: int) -> list[str]:
     """The last ``count`` lines of a file, read from its end (``[]`` if it is missing)."""
     if count <= 0:
         return []
-    try:
-        handle = open(path, "rb")
-    except (FileNotFoundError, IsADirectoryError, PermissionError):
+    handle = open_log(path)
+    if handle is None:
         return []
     with handle:
         position = handle.seek(0, os.SEEK_END)
@@ -309,9 +331,8 @@ class FollowedFile:
         self._open(at_end=True)
 
     def _open(self, *, at_end: bool) -> None:
-        try:
-            handle = open(self.path, "rb")
-        except OSError:
+        handle = open_log(self.path)
+        if handle is None:
             return
         self._close()
         self._handle = handle

@@ -168,9 +168,27 @@ class Commands:
         for proc in procs:
             after = changed_options(self.daemon, proc, changes)
             self.daemon.manager.validate_app(after, proc.interpreter)
+            self.check_logs_for(proc, after)
         for warning in warnings:
             self.daemon.log.warning("option warning", warning=warning)
         return changes
+
+    def check_logs_for(self, proc: ManagedProcess, options: dict[str, Any]) -> None:
+        """OptionError if ``options`` run ``proc`` as an account that could not open the
+        log files it holds (opened once, at creation, as the account of that time)."""
+        creds = credentials.resolve(options)
+        if not asuser.needed(creds) or creds == self.daemon.credentials(proc):
+            return
+        own = own_log_paths(self.daemon.home, proc.name, proc.pm_id, proc.options)
+        flags = os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY
+        for stream, path in proc.log_paths.items():
+            if path is None or path in own:
+                continue
+            try:
+                os.close(asuser.open_as(creds, str(path), flags))
+            except OSError as exc:
+                field = _LOG_OPTIONS[stream]
+                raise OptionError(_cannot_open(field, path, exc, creds), field=field) from None
 
     def create(self, app: PreparedApp, instance: int, pm_id: int | None = None) -> ManagedProcess:
         """Register a process of ``app``; OptionError (and nothing registered) if a log
@@ -299,6 +317,8 @@ class Commands:
                 f"app '{app.name}' is already running (pm_id {ids}): restart it, "
                 "or start with force=True (--force) for another copy"
             )
+        for proc in existing:  # restarted with these options: the same check as restart
+            self.check_logs_for(proc, app.options)
         return app, sorted(existing, key=lambda p: p.pm_id)
 
     async def _restart_with(self, proc: ManagedProcess, app: PreparedApp) -> None:

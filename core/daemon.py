@@ -536,7 +536,9 @@ class Daemon:
         if address is None:
             return
         try:
-            listener = self.listeners.acquire(proc.name, address, proc.pm_id)
+            listener = self.listeners.acquire(
+                proc.name, address, proc.pm_id, self.credentials(proc)
+            )
         except OSError as exc:
             raise OptionError(
                 f"cannot listen on {address}: {exc.strerror}: free it, or set listen/port "

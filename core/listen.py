@@ -10,10 +10,12 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import stat
 from dataclasses import dataclass, field
-from pathlib import Path
 
+from . import asuser
 from .channel import high_fd
+from .credentials import Credentials
 from .errors import OptionError, shorten
 
 BACKLOG = 1024
@@ -27,6 +29,8 @@ class Listener:
     sock: socket.socket
     port: int | None
     users: set[int] = field(default_factory=set)
+    ident: tuple[int, int] | None = None  # the socket file bound (unix:), removed at close
+    creds: Credentials | None = None  # whose rights bound it
 
     @property
     def fd(self) -> int:
@@ -54,17 +58,31 @@ def parse_address(value: str | int) -> tuple[str, str | int]:
     return "tcp", f"{host.strip('[]')}:{port}"
 
 
-def bind(address: str) -> tuple[socket.socket, int | None]:
-    """A listening socket for ``address``; OSError tells why it cannot be had."""
+def bind(address: str, creds: Credentials | None = None) -> tuple[socket.socket, int | None]:
+    """A listening socket for ``address``; OSError tells why it cannot be had.
+
+    A ``unix:`` path is bound with the rights of ``creds`` (the app's account): its
+    user gets no socket where it could not make one. A socket file there is replaced
+    only when stale (nobody accepts on it): a live one is another service's.
+    """
     kind, where = parse_address(address)
     if kind == "unix":
-        path = Path(str(where))
-        with contextlib.suppress(FileNotFoundError):
-            if path.is_socket():
-                path.unlink()  # a stale socket file from a previous run
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.bind(str(path))
-        sock.listen(BACKLOG)
+        path = str(where)
+
+        def job() -> int:
+            with contextlib.suppress(OSError):
+                if stat.S_ISSOCK(os.lstat(path).st_mode) and _stale(path):
+                    os.unlink(path)  # a stale socket file from a previous run
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                sock.bind(path)
+                sock.listen(BACKLOG)
+            except BaseException:
+                sock.close()
+                raise
+            return sock.detach()
+
+        sock = socket.socket(fileno=asuser.fd_as(creds, job))
         return sock, None
     host, port = str(where).rsplit(":", 1)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -75,21 +93,64 @@ def bind(address: str) -> tuple[socket.socket, int | None]:
     return sock, sock.getsockname()[1]
 
 
+def _stale(path: str) -> bool:
+    """Whether nobody listens on the socket file ``path`` (connecting is refused)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_NONBLOCK) as probe:
+        try:
+            probe.connect(path)
+        except ConnectionRefusedError:
+            return True
+        except OSError:
+            return False
+    return False
+
+
+def identity(address: str) -> tuple[int, int] | None:
+    """(device, inode) of the socket file of a ``unix:`` address just bound, else None."""
+    kind, where = parse_address(address)
+    if kind != "unix":
+        return None
+    with contextlib.suppress(OSError):
+        st = os.lstat(str(where))
+        return (st.st_dev, st.st_ino)
+    return None
+
+
+def unlink_bound(address: str, ident: tuple[int, int] | None, creds: Credentials | None) -> None:
+    """Remove the socket file of ``address`` if it still is the one bound (``ident``),
+    with the rights of ``creds``: never another file put there since."""
+    kind, where = parse_address(address)
+    if kind != "unix" or ident is None:
+        return
+
+    def job() -> None:
+        st = os.lstat(str(where))
+        if stat.S_ISSOCK(st.st_mode) and (st.st_dev, st.st_ino) == ident:
+            os.unlink(str(where))
+
+    with contextlib.suppress(OSError):
+        asuser.run_as(creds, job)
+
+
 class Listeners:
     """One socket per app name, bound on first use and closed with the last instance."""
 
     def __init__(self) -> None:
         self.by_name: dict[str, Listener] = {}
 
-    def acquire(self, name: str, address: str, pm_id: int) -> Listener:
+    def acquire(
+        self, name: str, address: str, pm_id: int, creds: Credentials | None = None
+    ) -> Listener:
         listener = self.by_name.get(name)
         if listener is None or listener.address != address:
             if listener is not None and not listener.users:
                 self._close(name)
             if listener is None or not listener.users:
-                sock, port = bind(address)
+                sock, port = bind(address, creds)
+                ident = identity(address)
                 sock = high_fd(sock)
-                listener = self.by_name[name] = Listener(address, sock, port)
+                listener = Listener(address, sock, port, ident=ident, creds=creds)
+                self.by_name[name] = listener
         listener.users.add(pm_id)
         return listener
 
@@ -103,11 +164,8 @@ class Listeners:
 
     def _close(self, name: str) -> None:
         listener = self.by_name.pop(name)
-        kind, where = parse_address(listener.address)
         listener.sock.close()
-        if kind == "unix":
-            with contextlib.suppress(OSError):
-                os.unlink(str(where))
+        unlink_bound(listener.address, listener.ident, listener.creds)
 
     def close_all(self) -> None:
         for name in list(self.by_name):

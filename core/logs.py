@@ -53,8 +53,18 @@ from .lines import MAX_LINE, LineWriter
 __all__ = ["MAX_LINE", "LineWriter", "LogFile", "LogFiles", "log_paths", "pid_path", "safe_name"]
 
 # O_NOFOLLOW: a log is never opened through a symbolic link, which whoever can write the
-# directory could point at any file; O_NOCTTY: a tty named as a log never becomes ours.
-_OPEN_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NOCTTY
+# directory could point at any file; O_NOCTTY: a tty named as a log never becomes ours;
+# O_NONBLOCK: a fifo put there by whoever owns the directory fails the open (ENXIO, no
+# reader) instead of blocking the daemon for ever, and a full one drops lines (no effect on files).
+_OPEN_FLAGS = (
+    os.O_WRONLY
+    | os.O_APPEND
+    | os.O_CREAT
+    | os.O_CLOEXEC
+    | os.O_NOFOLLOW
+    | os.O_NOCTTY
+    | os.O_NONBLOCK
+)
 _FILE_MODE = 0o640
 _NULL_PATHS = frozenset(("NULL", os.devnull))
 _FOREIGN = object()  # the owner of an unfinished line found at the end of a file

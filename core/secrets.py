@@ -144,6 +144,18 @@ def mask_text(text: str, known: Iterable[str] = ()) -> str:
     return _NAMED.sub(_mask_named, text)
 
 
+def mask_args(args: Iterable[Any]) -> list[str]:
+    """Command-line arguments with secrets masked: as :func:`mask_text` each, and the
+    argument after a flag with a secret name and no ``=`` (``--password hunter2``)."""
+    shown: list[str] = []
+    after_secret_flag = False
+    for arg in (str(a) for a in args):
+        shown.append(MASK if after_secret_flag and arg else mask_text(arg))
+        flag = arg.lstrip("-")
+        after_secret_flag = arg.startswith("-") and "=" not in arg and is_secret_name(flag)
+    return shown
+
+
 def _mask_named(match: re.Match[str]) -> str:
     if not is_secret_name(match["name"]):
         return match[0]

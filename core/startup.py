@@ -20,6 +20,7 @@ path and a ``run`` callable for the commands, so tests never touch the machine.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import os
 import pwd
@@ -33,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import paths
+from . import asuser, credentials, paths
 from .errors import CorralError, OptionError, PluginError, StateError, shorten
 
 if TYPE_CHECKING:
@@ -319,16 +320,12 @@ def install(
     for a user-level script root writes into someone's home.
     """
     dest = under(root, script.path)
-    tmp = dest.with_name(f".{dest.name}.tmp")
+    # in someone's home, every step with that user's rights: the user could have
+    # planted a link at the temporary name, or swapped a directory on the way
+    creds = credentials.resolve({"uid": owner[0], "gid": owner[1]}) if owner else None
     try:
-        _make_parents(dest.parent, owner)
-        tmp.write_text(script.content)
-        os.chmod(tmp, script.mode)
-        if owner is not None:
-            os.chown(tmp, *owner)
-        os.replace(tmp, dest)
+        asuser.run_as(creds, lambda: _write(dest, script))
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise StateError(f"cannot write {dest}: {exc.strerror or exc}") from exc
     if enable:
         for argv in script.enable:
@@ -336,15 +333,23 @@ def install(
     return dest
 
 
-def _make_parents(directory: Path, owner: tuple[int, int] | None) -> None:
-    missing = []
-    while not directory.exists():
-        missing.append(directory)
-        directory = directory.parent
-    for path in reversed(missing):
-        path.mkdir(mode=0o755)
-        if owner is not None:
-            os.chown(path, *owner)
+def _write(dest: Path, script: StartupScript) -> None:
+    """Write ``script`` to ``dest`` through a new temporary file (never through a link)."""
+    os.makedirs(dest.parent, mode=0o755, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.tmp")
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)  # a leftover, or a planted link: O_EXCL below refuses either
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(tmp, flags, script.mode)
+    try:
+        with open(fd, "w") as handle:
+            handle.write(script.content)
+            os.fchmod(handle.fileno(), script.mode)
+        os.replace(tmp, dest)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def uninstall(

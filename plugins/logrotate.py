@@ -41,6 +41,7 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import difflib
+import functools
 import gzip
 import json
 import os
@@ -56,6 +57,8 @@ from typing import Any
 from croniter import croniter
 
 import corral
+from corral import asuser, credentials
+from corral.credentials import Credentials
 from corral.datefmt import date_formatter
 from corral.options import parse_bytes
 
@@ -317,6 +320,15 @@ def delete_rotated(paths: list[Path]) -> list[str]:
     return deleted
 
 
+def _delete_as(accounts: list[tuple[Path, Credentials | None]]) -> list[str]:
+    """:func:`delete_rotated` of each path with the rights of its account."""
+    deleted: list[str] = []
+    for path, creds in accounts:
+        with contextlib.suppress(OSError):  # a directory that account cannot list: nothing
+            deleted.extend(asuser.on_this_thread(creds, lambda p=path: delete_rotated([p])) or [])
+    return deleted
+
+
 # -- the rotator: one per daemon, used on its loop ----------------------------
 
 
@@ -485,14 +497,33 @@ class Rotator:
             return None
         return self._after(target, path, {})
 
-    def _after(self, rotated: Path, current: Path, options: dict[str, Any]) -> asyncio.Future:
+    def _after(
+        self, rotated: Path, current: Path, options: dict[str, Any]
+    ) -> asyncio.Future | None:
         self.rotations += 1
         gzip_it = bool(self._for_app(options, "compress"))
         retain = self._for_app(options, "retain")
-        future = self.loop.run_in_executor(self.executor, finish, rotated, current, gzip_it, retain)
+        # as the app's account: its user can swap its log directory for a link to any other
+        try:
+            creds = self._account(current, options)
+        except corral.OptionError as exc:  # the user is gone: its files are left as they are
+            self.daemon.log.error(
+                "logrotate cannot act as the app", path=str(rotated), error=str(exc)
+            )
+            return None
+        job = functools.partial(finish, rotated, current, gzip_it, retain)
+        future = self.loop.run_in_executor(self.executor, asuser.on_this_thread, creds, job)
         self.jobs.add(future)
         future.add_done_callback(self._job_done)
         return future
+
+    def _account(self, path: Path, options: dict[str, Any]) -> Credentials | None:
+        """Whose rights the files next to ``path`` are handled with: the daemon's in its
+        own logs directory, else those of the app of ``options``."""
+        own = self.daemon.logs.own_dir
+        if not options or (own is not None and path.parent == own[0]):
+            return None
+        return credentials.resolve(options)
 
     def _job_done(self, future: asyncio.Future) -> None:
         self.jobs.discard(future)
@@ -540,16 +571,22 @@ class Rotator:
         """Truncate the files of ``procs`` (None: every app's and corral.log), as the core's
         ``flush`` does; with ``rotated``, delete their rotated files too."""
         apps = self.daemon.processes() if procs is None else procs
-        paths = sorted({Path(os.path.abspath(p)) for a in apps for p in a.log_paths.values() if p})
-        flushed = [str(p) for p in paths if self.daemon.logs.truncate(p)]
+        owners = {Path(os.path.abspath(p)): a for a in apps for p in a.log_paths.values() if p}
+        paths = sorted(owners)
+        accounts = []
+        for path in paths:
+            with contextlib.suppress(corral.OptionError):  # the user is gone: left as is
+                accounts.append((path, self._account(path, owners[path].options)))
+        flushed = [str(p) for p, creds in accounts if self.daemon.logs.truncate(p, creds)]
         if procs is None:
             paths.append(Path(self.daemon.log_file.path))
             with contextlib.suppress(FileNotFoundError):
                 os.truncate(paths[-1], 0)
                 flushed.append(str(paths[-1]))
+            accounts.append((paths[-1], None))
         deleted: list[str] = []
         if rotated:  # queued behind pending gzips, which would bring a .gz back
-            deleted = await self.loop.run_in_executor(self.executor, delete_rotated, paths)
+            deleted = await self.loop.run_in_executor(self.executor, _delete_as, accounts)
         return {"flushed": flushed, "deleted": deleted}
 
     # timers

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -356,6 +358,24 @@ def test_an_enable_command_that_fails_is_an_error(manager, alice, tmp_path):
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="chown to another user needs root")
 def test_root_writes_a_user_level_script_for_someone_else(manager, tmp_path, runner):
+    # written with nobody's rights (a link nobody planted is never followed): its home
+    # exists and is its own, as a real user's, and not below pytest's 0700 directory
+    top = Path(tempfile.mkdtemp(prefix="corral-startup-", dir="/tmp"))
+    try:
+        top.chmod(0o755)
+        home = top / str(top / "nobody")[1:]
+        home.mkdir(parents=True)
+        for path in (home, *home.parents):
+            if path == top:
+                break
+            path.chmod(0o755)
+        os.chown(home, _uid("nobody"), -1)
+        _writes_for_nobody(top, manager, runner)
+    finally:
+        shutil.rmtree(top)
+
+
+def _writes_for_nobody(tmp_path, manager, runner):
     result = startup(
         "darwin", user="nobody", hp=tmp_path / "nobody", manager=manager, root=tmp_path,
         run=runner, is_root=True,
