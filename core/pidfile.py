@@ -143,8 +143,17 @@ class PidFiles:
                     os.unlink(path.name, dir_fd=dir_fd)
                 return
             ident = self.created.pop(path, None)
-            if _matches(ident, os.lstat(path)):
-                os.unlink(path)
+            if not ident:
+                return
+            # stat and unlink through one descriptor of the directory: a directory on the
+            # way swapped for a link between the two cannot turn the unlink elsewhere
+            parent = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                st = os.stat(path.name, dir_fd=parent, follow_symlinks=False)
+                if _matches(ident, st):
+                    os.unlink(path.name, dir_fd=parent)
+            finally:
+                os.close(parent)
 
 
 def _matches(record: tuple[int, ...] | None, st: os.stat_result) -> bool:
