@@ -10,6 +10,8 @@ import shutil
 import subprocess
 import sys
 
+import pytest
+
 import corral
 
 FIVE = "\uff15"  # FULLWIDTH DIGIT FIVE: str.isdigit() is true, it is no pm_id
@@ -39,3 +41,26 @@ def test_a_name_of_non_ascii_digits_is_a_name_on_the_command_line(corral_home):
         assert pm.describe(5)[0].status == "online"  # pm_id 5 was stopped instead
     finally:
         pm.kill_daemon()
+
+
+# -- config files ------------------------------------------------------------------------
+
+HUGE = "9" * 5000  # over Python's 4300-digit limit for int(str)
+CONFIGS = {
+    "big.json": '{"apps": [{"name": "x", "script": "%s", "kill_timeout": %s}]}',
+    "big.yaml": "apps:\n- name: x\n  script: %s\n  kill_timeout: %s\n",
+    "big.toml": '[[apps]]\nname = "x"\nscript = "%s"\nkill_timeout = %s\n',
+}
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_a_number_too_long_for_python_is_a_one_line_config_error(corral_home, tmp_path, name):
+    """A config file holding an integer of more than 4,300 digits made `corral start`
+    print a 20-line ValueError traceback (json, yaml and toml alike)."""
+    path = tmp_path / name
+    path.write_text(CONFIGS[name] % (SLEEP, HUGE))
+    result = cli("start", str(path))
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(path) in lines[0] and "4300 digits" in lines[0], lines
