@@ -9,6 +9,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -109,3 +110,50 @@ def test_reloads_leave_no_empty_cgroups_behind(pm, corral_home, tmp_path):
             [(d.name, (d / "cgroup.procs").read_text().split()) for d in _cgroups_of(corral_home)]
         )
     assert {p.status for p in pm.list()} == {"online"}
+
+
+# -- bounded input -----------------------------------------------------------------------
+
+DEAF = """\
+import signal, time
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+while True:
+    time.sleep(3600)
+"""
+
+
+def test_requests_in_progress_are_bounded_per_client(pm, corral_home, tmp_path):
+    """Every request became a task with no limit: 100,000 pipelined `stop` of an app that
+    takes long to stop grew the daemon from 36 to 594 MiB (the reply backlog is bounded,
+    the requests being served were not). 40,000 here: +200 MiB before, now capped."""
+    import json
+
+    import psutil
+    import zmq
+
+    app = python_app(tmp_path, "deaf.py", DEAF)
+    pm.start(app, {"name": "deaf", "kill_timeout": 60_000})
+    daemon = psutil.Process(int((corral_home / "corral.pid").read_text()))
+    before = daemon.memory_info().rss
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.SNDHWM, 0)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(f"ipc://{corral_home}/rpc.sock")
+    try:
+        stop = {"cmd": "stop", "args": {"target": "deaf"}}
+        for i in range(40_000):
+            sock.send(json.dumps({"id": i, **stop}).encode())
+        peak, last, still = 0, 0, 0
+        while still < 3:  # until the daemon has read everything and stopped growing
+            time.sleep(0.5)
+            rss = daemon.memory_info().rss
+            still = still + 1 if rss - last < 1 << 20 else 0
+            peak, last = max(peak, rss), rss
+        assert pm.describe("deaf")[0].status == "stopping"
+        grown = (peak - before) >> 20
+        assert grown < 100, f"daemon grew by {grown} MiB"
+    finally:
+        sock.close(0)
+        ctx.term()
+        daemon.kill()  # not kill_daemon: the stop waits 60 s for the deaf app
