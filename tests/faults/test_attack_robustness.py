@@ -190,3 +190,21 @@ def test_a_crash_loop_does_not_pile_up_the_runs_descendants(pm, corral_home):
     finally:
         pm.kill_daemon()
         wait_for(lambda: not helpers(), timeout=10)
+
+
+# -- names that reach the terminal -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name", ["ev\x1b]0;TITLE\x07il", "two\nlines", "bell\x07", "rtl\u202eevil"]
+)
+def test_a_name_with_control_characters_is_refused(pm, name):
+    """`corral start x --name "$(printf 'ev\\e]0;TITLE\\ail')"` was accepted, and `corral
+    start`/`ls` then wrote the OSC sequence to the terminal (`logs` filters an app's output,
+    nothing filtered names): a config file from a cloned project could retitle, hide rows
+    or set the clipboard (OSC 52). Refused now, naming the field; the name is shown escaped."""
+    with pytest.raises(corral.errors.OptionError) as caught:
+        pm.start(SLEEP, {"name": name, "args": ["3600"]})
+    assert caught.value.field == "name"
+    assert "\x1b" not in str(caught.value) and "\n" not in str(caught.value)
+    assert pm.list() == []
