@@ -208,3 +208,19 @@ def test_a_name_with_control_characters_is_refused(pm, name):
     assert caught.value.field == "name"
     assert "\x1b" not in str(caught.value) and "\n" not in str(caught.value)
     assert pm.list() == []
+
+
+def test_names_and_arguments_are_shown_as_text_not_markup_nor_escapes(pm):
+    """An app named "[/]" (or with an argument "[/link]") made `corral ls`, `start` and
+    `describe` die with a rich MarkupError traceback: every `ls` failed while it existed.
+    A namespace (not checked like names) sent its escape sequence to the terminal."""
+    pm.start(SLEEP, {"name": "[/]", "args": ["3600"]})
+    pm.start(SLEEP, {"name": "b[bold]", "args": ["3600", "[/link]"]})
+    pm.start(SLEEP, {"name": "n", "namespace": "n\x1b]0;TITLE\x07s", "args": ["3600"]})
+    for args in (["ls"], ["describe", "[/]"], ["describe", "b[bold]"], ["describe", "n"]):
+        result = cli(*args)
+        assert result.returncode == 0, result.stderr
+        assert "\x1b" not in result.stdout and "\x07" not in result.stdout
+    shown = cli("describe", "b[bold]").stdout
+    assert "b[bold]" in shown and "[/link]" in shown
+    assert "[/]" in cli("ls").stdout
