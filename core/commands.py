@@ -130,7 +130,10 @@ class Commands:
         ):
             if matches:
                 return matches
-        names = ", ".join(sorted({p.name for p in procs})) or "none"
+        known = sorted({p.name for p in procs})
+        names = ", ".join(n if len(n) <= 40 else f"{n[:40]}..." for n in known[:10]) or "none"
+        if len(known) > 10:
+            names += f", ... ({len(known)} names)"
         raise NotFoundError(
             f"no process matches {shorten(text)} (names: {names}); `corral ls` lists them"
         )

@@ -224,3 +224,16 @@ def test_names_and_arguments_are_shown_as_text_not_markup_nor_escapes(pm):
     shown = cli("describe", "b[bold]").stdout
     assert "b[bold]" in shown and "[/link]" in shown
     assert "[/]" in cli("ls").stdout
+
+
+def test_a_target_not_found_names_a_few_apps_not_all(pm):
+    """ "no process matches 'x' (names: ...)" listed every name, whole: with 300 apps of
+    long names the one-line error was 60 KB (errors.shorten cut only the target)."""
+    pm.start(
+        [{"name": f"{i:03d}-" + "n" * 200, "script": SLEEP, "args": ["3600"]} for i in range(300)]
+    )
+    with pytest.raises(corral.errors.NotFoundError) as caught:
+        pm.stop("nosuch")
+    message = str(caught.value)
+    assert len(message) < 1000, len(message)
+    assert "000-nnn" in message and "(300 names)" in message
