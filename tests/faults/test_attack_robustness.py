@@ -237,3 +237,17 @@ def test_a_target_not_found_names_a_few_apps_not_all(pm):
     message = str(caught.value)
     assert len(message) < 1000, len(message)
     assert "000-nnn" in message and "(300 names)" in message
+
+
+@pytest.mark.parametrize("field", ["script", "cwd"])
+def test_a_path_too_long_for_the_os_is_a_short_error(pm, field):
+    """A script or cwd with a component over 255 bytes was "internal error: OSError:
+    [Errno 36] File name too long: '...'" echoing the path whole (100 KB in one line)."""
+    long_path = "/tmp/" + "x" * 100_000
+    script, options = (long_path, {}) if field == "script" else (SLEEP, {"cwd": long_path})
+    with pytest.raises(corral.errors.CorralError) as caught:
+        pm.start(script, {"name": "app", **options})
+    message = str(caught.value)
+    assert len(message) < 500 and "internal error" not in message, message[:300]
+    assert "File name too long" in message
+    assert pm.list() == []
