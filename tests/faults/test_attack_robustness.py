@@ -117,6 +117,7 @@ def test_reloads_leave_no_empty_cgroups_behind(pm, corral_home, tmp_path):
 DEAF = """\
 import signal, time
 signal.signal(signal.SIGINT, signal.SIG_IGN)
+print("ready", flush=True)
 while True:
     time.sleep(3600)
 """
@@ -132,7 +133,9 @@ def test_requests_in_progress_are_bounded_per_client(pm, corral_home, tmp_path):
     import zmq
 
     app = python_app(tmp_path, "deaf.py", DEAF)
-    pm.start(app, {"name": "deaf", "kill_timeout": 60_000})
+    (info,) = pm.start(app, {"name": "deaf", "kill_timeout": 60_000})
+    # deaf from here: a SIGINT during Python's start-up would end it
+    wait_for(lambda: "ready" in Path(info.out_log).read_text(), timeout=10)
     daemon = psutil.Process(int((corral_home / "corral.pid").read_text()))
     before = daemon.memory_info().rss
     ctx = zmq.Context()
