@@ -96,6 +96,12 @@ def check_name(name: str) -> None:
             "name 'all' is reserved: as a target it means every app; choose another name",
             field="name",
         )
+    if not name.isprintable():  # ESC, BEL, newline, bidi controls: `ls` prints names raw
+        raise OptionError(
+            f"name {shorten(name)} has a control or format character: `corral ls` would "
+            "send it to the terminal; choose a name of printable characters (--name)",
+            field="name",
+        )
     if name.isascii() and name.isdigit():
         raise OptionError(
             f"name {name!r} is all digits, so as a target it would mean pm_id {int(name)}: "

@@ -110,8 +110,8 @@ def _print_pong(reply: dict[str, Any]) -> None:
 
 def parse_target(value: str | int) -> str | int:
     """A pm_id given on the command line is a number; anything else is a name or path."""
-    if isinstance(value, str) and value.isdigit():
-        return int(value)
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        return int(value)  # int() reads any Unicode digit ("\uff15"); a pm_id is ASCII
     return value
 
 

@@ -110,8 +110,8 @@ def process_table(infos: Sequence[Any], now: int | None = None) -> Table:
     for info in sorted(infos, key=lambda i: i.pm_id):
         table.add_row(
             str(info.pm_id),
-            info.name,
-            info.namespace,
+            Text(printable(info.name)),  # Text: a name is no rich markup ("[/]" raised)
+            Text(printable(info.namespace)),
             mode_word(info.exec_mode),
             str(info.pid or 0),
             uptime_of(info, now),
@@ -218,14 +218,15 @@ def describe_panel(
     grid.add_column(style="bold")
     grid.add_column()
     for label, value in describe_rows(info, now, show_secrets=show_secrets):
-        grid.add_row(label, value)
+        grid.add_row(label, Text(printable(value)) if isinstance(value, str) else value)
     if local_env is not None:
         rows = divergent_env(info, local_env, show_secrets=show_secrets)
         if rows:
             grid.add_row(Text("env (differs from here)", style="dim"), "")
         for name, value in rows:
-            grid.add_row(Text(f"  {name}", style=""), Text(printable(value)))
-    return Panel(grid, title=f"{info.name} (id {info.pm_id})", title_align="left", expand=False)
+            grid.add_row(Text(f"  {printable(name)}", style=""), Text(printable(value)))
+    title = Text(f"{printable(info.name)} (id {info.pm_id})")
+    return Panel(grid, title=title, title_align="left", expand=False)
 
 
 def plugins_table(plugins: Iterable[dict]) -> Table:
@@ -394,7 +395,7 @@ def monit_table(
     for info in infos:
         table.add_row(
             str(info.pm_id),
-            info.name,
+            Text(printable(info.name)),
             status_text(info.status),
             human_cpu(info.cpu),
             human_bytes(info.memory),
@@ -427,11 +428,11 @@ def monit_view(
     chosen = next((i for i in infos if i.pm_id == selected), None)
     if chosen is None:
         logs: Any = Text(EMPTY_HINT if not infos else "no process selected", style="dim")
-        title = "logs"
+        title: str | Text = "logs"
     else:
         lines = monit_logs(chosen)
         logs = Text("\n").join(lines) if lines else Text("(no output yet)", style="dim")
-        title = f"{chosen.name} (id {chosen.pm_id}) logs"
+        title = Text(f"{printable(chosen.name)} (id {chosen.pm_id}) logs")
     help_line = Text("↑/↓ or k/j select · q quit", style="dim")
     table = monit_table(infos, selected, now, expand=expand)
     return Group(table, Panel(logs, title=title, expand=expand), help_line)

@@ -124,13 +124,16 @@ class Commands:
         text = str(target)
         for matches in (
             [p for p in procs if p.name == text],
-            [p for p in procs if text.isdigit() and p.pm_id == int(text)],
+            [p for p in procs if text.isascii() and text.isdigit() and p.pm_id == int(text)],
             [p for p in procs if p.script == text or p.script == os.path.abspath(text)],
             [p for p in procs if p.namespace == text],
         ):
             if matches:
                 return matches
-        names = ", ".join(sorted({p.name for p in procs})) or "none"
+        known = sorted({p.name for p in procs})
+        names = ", ".join(n if len(n) <= 40 else f"{n[:40]}..." for n in known[:10]) or "none"
+        if len(known) > 10:
+            names += f", ... ({len(known)} names)"
         raise NotFoundError(
             f"no process matches {shorten(text)} (names: {names}); `corral ls` lists them"
         )
@@ -487,7 +490,7 @@ class Commands:
                 f"got {shorten(packet)}",
                 field="packet",
             )
-        if isinstance(pm_id, str) and pm_id.isdigit():
+        if isinstance(pm_id, str) and pm_id.isascii() and pm_id.isdigit():
             pm_id = int(pm_id)
         proc = self.procs.get(pm_id) if isinstance(pm_id, int) else None
         if proc is None:

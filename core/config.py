@@ -79,6 +79,8 @@ def load_config(path: str | os.PathLike) -> list[dict[str, Any]]:
             data = _PARSERS[suffix](path, _read_text(path))
         except RecursionError:  # the parsers recurse once per level
             raise ConfigError(too_deep(path)) from None
+        except ValueError as exc:  # an integer over Python's 4300 digits, in any format
+            raise ConfigError(f"{path}: {str(exc).split(';')[0]}") from None
     else:
         raise ConfigError(
             f"{path}: unknown config format {suffix or '(no suffix)'!r}: "

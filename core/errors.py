@@ -87,7 +87,14 @@ def error_to_wire(exc: BaseException) -> dict:
         if field:
             wire["field"] = field
         return wire
-    return {"type": "CorralError", "message": f"internal error: {type(exc).__name__}: {exc}"}
+    if isinstance(exc, OSError) and exc.strerror and exc.filename is not None:
+        # a path the caller gave that the OS refuses (ENAMETOOLONG from is_file()...):
+        # said in a line, the path cut as any echoed input
+        return {"type": "CorralError", "message": f"{exc.strerror}: {shorten(exc.filename)}"}
+    text = str(exc)
+    if len(text) > 4 * ECHO_LIMIT:  # it may quote a caller's input
+        text = f"{text[: 4 * ECHO_LIMIT]}... ({len(text)} chars)"
+    return {"type": "CorralError", "message": f"internal error: {type(exc).__name__}: {text}"}
 
 
 def error_from_wire(wire: dict) -> CorralError:

@@ -8,10 +8,11 @@ process is rolled back and the reload raises, naming the reason.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from typing import TYPE_CHECKING
 
-from . import lifecycle
+from . import cgroup, lifecycle
 from .errors import OptionError, ScriptError, StateError
 from .kill import exit_words, terminate
 from .lifecycle import Event, ProcessState
@@ -49,6 +50,7 @@ async def reload_process(
         failure = f"the new instance was not ready within listen_timeout ({limit:g} s)"
     if failure is not None:
         await terminate(proc, new, ["sigint", "sigkill"], daemon.sampler, daemon.log)
+        await _remove_cgroup(daemon, proc, new)
         roll_back(daemon, proc, old, failure)
         raise StateError(
             f"reload of {proc.name} (pm_id {proc.pm_id}) failed: {failure}; "
@@ -63,6 +65,17 @@ async def reload_process(
         first = "message" if proc.options.get("shutdown_with_message") else "sigint"
         steps = [first, "sigkill"]
     await terminate(proc, old, steps, daemon.sampler, daemon.log)
+    await _remove_cgroup(daemon, proc, old)
+
+
+async def _remove_cgroup(daemon: Daemon, proc: ManagedProcess, child: Child) -> None:
+    """The stopped child's cgroup: emptied and removed. Its exit found it still held the
+    child's descendants, so nothing else would remove it before the slot's next stop."""
+    if daemon.cgroups is None or child.cgroup is None:
+        return
+    if set(cgroup.pids(child.cgroup)) - {os.getpid()}:  # the daemon leaves it by itself
+        await cgroup.sweep(child.cgroup)
+    daemon.cgroups.prune(proc.unique_id, [child.cgroup])
 
 
 def roll_back(daemon: Daemon, proc: ManagedProcess, old: Child, reason: str) -> None:

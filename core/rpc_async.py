@@ -7,6 +7,7 @@ one app never holds up another.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import time
 from collections import deque
@@ -24,6 +25,7 @@ Handler = Callable[[str, dict[str, Any]], Awaitable[Any]]
 
 PEER_QUEUE = 100  # replies zmq queues for one client (its SNDHWM)
 PEER_BACKLOG = 32 * 1024 * 1024  # bytes of replies held for one client beyond those
+PEER_PENDING = 10_000  # requests of one client served at once (each a task until it ends)
 FLUSH_MIN, FLUSH_MAX = 0.001, 0.2  # seconds between two tries to hand the backlog to zmq
 REFUSAL_INTERVAL = 60.0  # seconds between two log lines about clients that do not read
 
@@ -37,7 +39,8 @@ class RPCServer:
     at most :data:`PEER_QUEUE` replies in zmq's queue for it, then up to
     :data:`PEER_BACKLOG` bytes held here; past that, its requests are dropped
     unanswered until it reads (a client that pipelines and never reads cannot
-    grow the daemon).
+    grow the daemon). A client has at most :data:`PEER_PENDING` requests in
+    progress (``stop`` of a slow app waits): further ones are dropped unanswered.
     """
 
     def __init__(
@@ -67,6 +70,7 @@ class RPCServer:
         self._tasks: set[asyncio.Task] = set()
         self._closed = False
         self._backlog: dict[bytes, Backlog] = {}
+        self._pending: dict[bytes, int] = {}
         self._flush_timer: asyncio.TimerHandle | None = None
         self._flush_delay = FLUSH_MIN
         self._last_warning = -REFUSAL_INTERVAL
@@ -80,13 +84,22 @@ class RPCServer:
                 return
             if len(frames) < 2:
                 continue
-            backlog = self._backlog.get(frames[0])
-            if backlog is not None and backlog.full:
-                self._drop(frames[0], "request")  # it reads nothing: serve it nothing more
+            identity = frames[0]
+            backlog = self._backlog.get(identity)
+            pending = self._pending.get(identity, 0)
+            if (backlog is not None and backlog.full) or pending >= PEER_PENDING:
+                self._drop(identity, "request")  # it reads nothing: serve it nothing more
                 continue
-            task = asyncio.ensure_future(self._answer(frames[0], frames[1:]))
+            self._pending[identity] = pending + 1
+            task = asyncio.ensure_future(self._answer(identity, frames[1:]))
             self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            task.add_done_callback(functools.partial(self._done, identity))
+
+    def _done(self, identity: bytes, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        left = self._pending.pop(identity, 1) - 1
+        if left:
+            self._pending[identity] = left
 
     async def _answer(self, identity: bytes, frames: list[bytes]) -> None:
         request_id = None
@@ -159,8 +172,9 @@ class RPCServer:
             return
         self._last_warning = now
         self.log.warning(
-            "dropped requests of an RPC client that does not read its replies",
-            backlog_bytes=self._backlog[identity].size,
+            "dropped requests of an RPC client: its replies unread or too many in progress",
+            backlog_bytes=self._backlog[identity].size if identity in self._backlog else 0,
+            pending=self._pending.get(identity, 0),
             dropped=self._dropped,
             last=what,
         )
