@@ -709,8 +709,20 @@ class Daemon:
         proc.restart_timer = None
         if proc.state is not ProcessState.WAITING_RESTART or self.procs.get(proc.pm_id) is not proc:
             return
+        self._end_exited_runs(proc)
         with contextlib.suppress(ScriptError, OptionError, StateError):
             self.spawn(proc, is_restart=True)
+
+    def _end_exited_runs(self, proc: ManagedProcess) -> None:
+        """Before a policy restart, SIGKILL what the exited runs left in their cgroups, as
+        systemd does before it restarts a unit (PM2 and supervisor leave them, and a crash
+        loop then piles them up). Without cgroups they wait for the next stop, as before."""
+        if self.cgroups is None:
+            return
+        for path in self.cgroups.of_slot(proc.unique_id):
+            if cgroup.populated(path):
+                cgroup.kill_all(path)  # never the daemon's own cgroup: kill_all checks
+        self.cgroups.prune(proc.unique_id)
 
     # -- stopping ----------------------------------------------------------
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import stat
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -87,3 +89,18 @@ def python_app(tmp: Path, name: str, body: str) -> str:
 
 
 PY = sys.executable
+
+
+@pytest.fixture(autouse=True)
+def dev_null_stays_a_device() -> Iterator[None]:
+    """Fail the test after which /dev/null is no longer the character device (a daemon
+    that unlinked or renamed it as root, then anything writing there makes a plain file),
+    and put the device back, so one such bug cannot poison the tests after it."""
+    yield
+    if stat.S_ISCHR(os.lstat(os.devnull).st_mode):
+        return
+    if os.geteuid() == 0:
+        os.unlink(os.devnull)
+        os.mknod(os.devnull, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+        os.chmod(os.devnull, 0o666)
+    pytest.fail("this test left /dev/null a plain file (something unlinked or replaced it)")

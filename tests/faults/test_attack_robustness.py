@@ -163,16 +163,13 @@ def test_requests_in_progress_are_bounded_per_client(pm, corral_home, tmp_path):
 
 
 @cgroups
-@pytest.mark.xfail(
-    strict=True,
-    reason="design: a crash restart leaves the exited run's descendants running (they go "
-    "with the next stop); a crash loop piles them up, one process and one cgroup per run",
-)
+@cgroups
 def test_a_crash_loop_does_not_pile_up_the_runs_descendants(pm, corral_home):
-    """A run that leaves a detached helper and crashes: each policy restart keeps the old
-    run's helper (and its cgroup) alive, so a crash loop grows without bound (959
-    processes and 959 cgroups after 8 s with 4 instances and restart_delay 0). systemd
-    ends what is left in the unit's cgroup before it restarts it; PM2 leaks them too."""
+    """A run that leaves a detached helper and crashes: each policy restart used to keep
+    the old run's helper (and its cgroup) alive, so a crash loop grew without bound (959
+    processes and 959 cgroups after 8 s with 4 instances and restart_delay 0). Now, as
+    systemd does, what an exited run left in its cgroup ends before the restart; PM2
+    leaks them."""
     import psutil
 
     marker = "307.5"
