@@ -763,7 +763,7 @@ class Daemon:
             held, proc.held_exit = proc.held_exit, None
             if held is not None:
                 self.apply_exit(proc, *held)
-        if not stopped:
+        if not stopped and not child.exited.done():  # it may have gone during the sweep
             reason = f"pid {child.pid} survived SIGKILL"
             self.change_state(proc, Event.KILL_FAILED, emit="errored", reason=reason)
 

@@ -32,6 +32,7 @@ import selectors
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -171,11 +172,11 @@ class HolderLink:
         sock: socket.socket | None,
         log: Any,
         *,
-        starting: tuple[Path, subprocess.Popen, float] | None = None,
+        starting: tuple[Path, float] | None = None,
     ) -> None:
         self.sock: socket.socket | None = sock
         self.log = log
-        self._starting = starting  # (home, the starter process, deadline): a new holder boots
+        self._starting = starting  # (home, deadline): a holder this daemon started still boots
 
     @classmethod
     def open(cls, home: Path, log: Any, timeout: float = 3.0) -> HolderLink:
@@ -196,20 +197,20 @@ class HolderLink:
             cwd=str(home),
             start_new_session=True,
         )
-        return cls(None, log, starting=(home, starter, time.monotonic() + timeout))
+        # reaped on a thread: the daemon shows no zombie child, whether or not it connects
+        threading.Thread(target=starter.wait, name="corral-fdholder-start", daemon=True).start()
+        return cls(None, log, starting=(home, time.monotonic() + timeout))
 
     def _connected(self) -> bool:
         """Whether the link is up, waiting (until the deadline) for a holder still booting."""
         if self.sock is not None or self._starting is None:
             return self.sock is not None
-        home, starter, deadline = self._starting
+        home, deadline = self._starting
         sock = _connect(home)
         while sock is None and time.monotonic() < deadline:
             time.sleep(0.005)
             sock = _connect(home)
         self._starting = None
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            starter.wait(timeout=max(0.0, deadline - time.monotonic()))
         if sock is None:
             self.log.error("no pipe holder: lines in the pipes are lost if the daemon dies")
             return False
