@@ -94,6 +94,12 @@ def run_as(creds: Credentials | None, job: Callable[[], object]) -> None:
     if platform.machine() in _SYS_SETGROUPS:
         _thread().submit(_switched, creds, job).result()
         return
+    _in_forked_child(creds, job)
+
+
+def _in_forked_child(creds: Credentials, job: Callable[[], object]) -> None:
+    """``job()`` in a forked child that dropped to ``creds`` (where the per-thread fs-id
+    trick is not known); its result and errors stay in the child."""
     pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child
         try:
@@ -133,16 +139,7 @@ def on_this_thread(creds: Credentials | None, job: Callable[[], T]) -> T | None:
         return job()
     assert creds is not None
     if platform.machine() not in _SYS_SETGROUPS:
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - runs in the child
-            try:
-                os.setgroups(list(creds.groups))
-                os.setgid(creds.gid)
-                os.setuid(creds.uid)
-                job()
-            finally:
-                os._exit(0)
-        os.waitpid(pid, 0)
+        _in_forked_child(creds, job)
         return None
     _thread()  # loads libc
     return _switched(creds, job)

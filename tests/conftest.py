@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pwd
 import stat
+import subprocess
 import sys
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 import zmq
 
@@ -104,3 +108,22 @@ def dev_null_stays_a_device() -> Iterator[None]:
         os.mknod(os.devnull, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
         os.chmod(os.devnull, 0o666)
     pytest.fail("this test left /dev/null a plain file (something unlinked or replaced it)")
+
+
+@pytest.fixture
+def app_user() -> Iterator[str]:
+    """A real user made for this test (``useradd``), removed after it (``userdel -r``).
+
+    Ask for it before ``pm``: its teardown then runs after the daemon's, once the
+    apps run as this user are gone (``userdel`` refuses a user with processes)."""
+    name = f"crl{uuid.uuid4().hex[:8]}"
+    subprocess.run(["useradd", "-m", "-s", "/bin/sh", name], check=True, capture_output=True)
+    uid = pwd.getpwnam(name).pw_uid
+    try:
+        yield name
+    finally:
+        wait_for(
+            lambda: not [p for p in psutil.process_iter(["uids"]) if p.info["uids"].real == uid]
+        )
+        done = subprocess.run(["userdel", "-r", name], capture_output=True, text=True)
+        assert done.returncode in (0, 12), done.stderr  # 12: no mail spool to remove

@@ -15,7 +15,6 @@ import stat
 import subprocess
 import sys
 import tempfile
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,22 +30,6 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="a root daemon is the 
 
 PYTHON = "/usr/bin/python3"
 SLEEPER = "import time\nprint('started', flush=True)\ntime.sleep(60)\n"
-
-
-@pytest.fixture
-def app_user() -> Iterator[str]:
-    """A real user (``useradd``), removed after the test (``userdel -r``); ask before ``pm``."""
-    name = f"atk{uuid.uuid4().hex[:8]}"
-    subprocess.run(["useradd", "-m", "-s", "/bin/sh", name], check=True, capture_output=True)
-    uid = pwd.getpwnam(name).pw_uid
-    try:
-        yield name
-    finally:
-        wait_for(
-            lambda: not [p for p in psutil.process_iter(["uids"]) if p.info["uids"].real == uid]
-        )
-        done = subprocess.run(["userdel", "-r", name], capture_output=True, text=True)
-        assert done.returncode in (0, 12), done.stderr
 
 
 @pytest.fixture

@@ -15,11 +15,9 @@ import pwd
 import subprocess
 import sys
 import tempfile
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import psutil
 import pytest
 
 from corral.errors import OptionError
@@ -30,25 +28,6 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="a root daemon is the 
 PYTHON = "/usr/bin/python3"  # the venv's may be out of reach of the test user
 SLEEPER = "import time\nprint('started', flush=True)\ntime.sleep(60)\n"
 CHATTY = "import time\nwhile True:\n    print('app line', flush=True)\n    time.sleep(0.02)\n"
-
-
-@pytest.fixture
-def app_user() -> Iterator[str]:
-    """A real user made for this test (``useradd``), removed after it (``userdel -r``).
-
-    Ask for it before ``pm``: its teardown then runs after the daemon's, once the
-    apps run as this user are gone (``userdel`` refuses a user with processes)."""
-    name = f"crl{uuid.uuid4().hex[:8]}"
-    subprocess.run(["useradd", "-m", "-s", "/bin/sh", name], check=True, capture_output=True)
-    uid = pwd.getpwnam(name).pw_uid
-    try:
-        yield name
-    finally:
-        wait_for(
-            lambda: not [p for p in psutil.process_iter(["uids"]) if p.info["uids"].real == uid]
-        )
-        done = subprocess.run(["userdel", "-r", name], capture_output=True, text=True)
-        assert done.returncode in (0, 12), done.stderr  # 12: no mail spool to remove
 
 
 @pytest.fixture
