@@ -65,12 +65,7 @@ def open_as(
             os.makedirs(os.path.dirname(path), exist_ok=True)
         return os.open(path, flags | os.O_CLOEXEC, mode)
 
-    if not needed(creds):
-        return job()
-    assert creds is not None
-    if platform.machine() not in _SYS_SETGROUPS:
-        return _in_child(creds, job)
-    return _thread().submit(_switched, creds, job).result()
+    return fd_as(creds, job)
 
 
 def fd_as(creds: Credentials | None, job: Callable[[], int]) -> int:

@@ -8,6 +8,7 @@ import pwd
 import stat
 import subprocess
 import sys
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -127,3 +128,12 @@ def app_user() -> Iterator[str]:
         )
         done = subprocess.run(["userdel", "-r", name], capture_output=True, text=True)
         assert done.returncode in (0, 12), done.stderr  # 12: no mail spool to remove
+
+
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    """A directory every user can read (the script of an app run as another user)."""
+    path = Path(tempfile.mkdtemp(prefix="corral-shared-", dir="/tmp"))
+    path.chmod(0o755)
+    yield path
+    subprocess.run(["rm", "-rf", str(path)], check=False)

@@ -15,7 +15,6 @@ import stat
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -30,14 +29,6 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="a root daemon is the 
 
 PYTHON = "/usr/bin/python3"
 SLEEPER = "import time\nprint('started', flush=True)\ntime.sleep(60)\n"
-
-
-@pytest.fixture
-def shared_dir() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="corral-attack-", dir="/tmp"))
-    path.chmod(0o755)
-    yield path
-    subprocess.run(["rm", "-rf", str(path)], check=False)
 
 
 def script(directory: Path, source: str = SLEEPER) -> str:

@@ -14,8 +14,6 @@ import os
 import pwd
 import subprocess
 import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,15 +26,6 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="a root daemon is the 
 PYTHON = "/usr/bin/python3"  # the venv's may be out of reach of the test user
 SLEEPER = "import time\nprint('started', flush=True)\ntime.sleep(60)\n"
 CHATTY = "import time\nwhile True:\n    print('app line', flush=True)\n    time.sleep(0.02)\n"
-
-
-@pytest.fixture
-def shared_dir() -> Iterator[Path]:
-    """A directory every user can read (the script of an app run as another user)."""
-    path = Path(tempfile.mkdtemp(prefix="corral-files-", dir="/tmp"))
-    path.chmod(0o755)
-    yield path
-    subprocess.run(["rm", "-rf", str(path)], check=False)
 
 
 def victim(directory: Path, name: str = "victim") -> Path:
