@@ -145,10 +145,12 @@ def plan(
             )
         seen.add(app.name)
         now = by_name.get(app.name)
-        if now is None:
+        if now is None or app.options.get("force"):  # force: another copy, as start does
             steps.append(Step(app.name, "start", 0, app.count, new_script=app.script))
             continue
-        replacing = [k for k in _REPLACING if app.options.get(k) != now.options.get(k)]
+        # merge_logs follows the count unless given; a rescale keeps the app's log files
+        fixed = [k for k in _REPLACING if k != "merge_logs" or app.count == now.count]
+        replacing = [k for k in fixed if app.options.get(k) != now.options.get(k)]
         if (app.script, app.is_command) != (now.script, now.is_command):
             replacing.insert(0, "script")
         elif app.interpreter != now.interpreter and "exec_interpreter" not in replacing:
@@ -158,7 +160,7 @@ def plan(
                 Step(app.name, "replace", now.count, app.count, replacing, now.script, app.script)
             )
             continue
-        keys = sorted((set(app.options) | set(now.options)) - set(_NOT_COMPARED))
+        keys = sorted((set(app.options) | set(now.options)) - {*_NOT_COMPARED, *_REPLACING})
         changed = [k for k in keys if app.options.get(k) != now.options.get(k)]
         kind = "scale" if app.count != now.count else "change" if changed else "unchanged"
         steps.append(Step(app.name, kind, now.count, app.count, changed))
@@ -243,6 +245,8 @@ async def _update(
     cmds: Commands, app: PreparedApp, procs: list[ManagedProcess], step: Step, action: str
 ) -> None:
     """Restart or reload an app with the file's options, rescaled to the file's count."""
+    # the log files were opened for the app's merge_logs; a rescale keeps them
+    app.options["merge_logs"] = procs[0].options.get("merge_logs")
     if step.after < step.before:
         await cmds.cmd_scale(app.name, step.after)
         procs = procs[: step.after]

@@ -92,7 +92,7 @@ def test_api_targets_a_path_relative_to_the_calling_process(pm, tmp_path, monkey
     assert [i.name for i in pm.describe("../proj/app.py")] == ["mine"]
     assert [i.name for i in pm.delete("./app.py")] == ["mine"]
     assert [(i.name, i.pid) for i in pm.list()] == [("theirs", theirs)]
-    with pytest.raises(NotFoundError, match="no process runs .*/proj/app.py"):
+    with pytest.raises(NotFoundError, match=r"no process runs .*/proj/app\.py"):
         pm.stop("./app.py")
 
 
@@ -189,7 +189,7 @@ def test_api_start_of_another_script_with_a_taken_name_raises(pm, tmp_path):
     second = app_dir(tmp_path, "two", "job.py")
     pm.start(str(first / "job.py"))
     pid = online(pm, "job")[0].pid
-    with pytest.raises(StateError, match="already exists with script .*one/job.py"):
+    with pytest.raises(StateError, match=r"already exists with script .*one/job\.py"):
         pm.start(str(second / "job.py"))
     assert [(i.name, i.pid) for i in pm.list()] == [("job", pid)]
 
