@@ -222,3 +222,25 @@ def test_plan_is_pure_and_covers_every_case():
     assert [s.kind for s in pruned] == ["delete"]
     with pytest.raises(OptionError, match="two apps are named"):
         plan([_app("x"), _app("x")], [])
+
+
+def test_restart_of_a_config_file_applies_its_env_name(pm, proj):
+    write(
+        proj,
+        [
+            {
+                "name": "a",
+                "script": "app.py",
+                "env": {"GREETING": "dev"},
+                "env_production": {"GREETING": "prod"},
+            }
+        ],
+    )
+    corral("start", "ecosystem.json", cwd=proj)
+    assert settled(pm, {"a": 1})
+    assert pm.describe("a")[0].env["GREETING"] == "dev"
+    out = corral("restart", "ecosystem.json", "--env", "production", cwd=proj).stdout
+    assert "a: unchanged-restarted" in out
+    assert pm.describe("a")[0].env["GREETING"] == "prod"
+    refused = corral("restart", "a", "--env", "production", cwd=proj, check=False)
+    assert refused.returncode == 1 and "applies to a config file" in refused.stderr

@@ -214,3 +214,17 @@ def test_start_of_a_script_with_name_leaves_the_app_of_its_script_name(pm, tmp_p
     corral("start", "sleeper.py", "--name", "web", "--", "100", cwd=proj)
     assert online(pm, "web")[0].pm2_env["args"] == ["100"]
     assert online(pm, "sleeper")[0].pid == pid
+
+
+def test_a_remote_client_sends_absolute_paths_and_refuses_relative_ones(tmp_path, monkeypatch):
+    from corral.errors import CorralError
+    from corral.targets import resolve
+
+    app_dir(tmp_path, "proj")
+    monkeypatch.chdir(tmp_path / "proj")
+    assert resolve("./app.py") == {"given": "./app.py", "path": str(tmp_path / "proj/app.py")}
+    assert resolve("app.py", remote=True) == "app.py"  # a name there, as written
+    assert resolve("/srv/app.py", remote=True) == {"given": "/srv/app.py", "path": "/srv/app.py"}
+    with pytest.raises(CorralError, match="relative path of this machine"):
+        resolve("./app.py", remote=True)
+    assert resolve(["web", 3, "all"]) == ["web", 3, "all"]
