@@ -244,3 +244,17 @@ def test_restart_of_a_config_file_applies_its_env_name(pm, proj):
     assert pm.describe("a")[0].env["GREETING"] == "prod"
     refused = corral("restart", "a", "--env", "production", cwd=proj, check=False)
     assert refused.returncode == 1 and "applies to a config file" in refused.stderr
+
+
+def test_the_file_an_app_came_from_survives_dump_and_resurrect(pm, proj):
+    write(proj, [{"name": "a", "script": "app.py"}, {"name": "b", "script": "app.py"}])
+    corral("start", "ecosystem.json", cwd=proj)
+    settled(pm, {"a": 1, "b": 1})
+    corral("dump", cwd=proj)
+    corral("kill", cwd=proj)
+    corral("resurrect", cwd=proj)
+    settled(pm, {"a": 1, "b": 1})
+    write(proj, [{"name": "a", "script": "app.py"}])
+    out = corral("startOrRestart", "ecosystem.json", "--prune", cwd=proj).stdout
+    assert "b: deleted" in out
+    settled(pm, {"a": 1})
