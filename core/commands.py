@@ -304,6 +304,8 @@ class Commands:
             )
             reply["warnings"] = [w for app in prepared for w in app.warnings]
             return reply
+        if prune or dry_run:
+            raise OptionError("prune and dry_run apply to a config file's apps", field="apps")
         plans = [self._plan_start(app, from_config) for app in prepared]
         # the batch's new apps start all or none: a failure removes every one of them
         created: dict[int, list[ManagedProcess]] = {}  # by index in plans

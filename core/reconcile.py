@@ -195,6 +195,15 @@ async def apply(
     if action not in ACTIONS:
         known = ", ".join(ACTIONS)
         raise OptionError(f"action must be one of {known}, got {shorten(action)}", field="action")
+    for field_name, value in (("prune", prune), ("dry_run", dry_run)):
+        if not isinstance(value, bool):
+            message = f"{field_name} must be true or false, got {shorten(value)}"
+            raise OptionError(message, field=field_name)
+    if config_file is not None and not isinstance(config_file, str):
+        raise OptionError(
+            f"config_file must be the file's absolute path, got {shorten(config_file)}",
+            field="config_file",
+        )
     groups: dict[str, list[ManagedProcess]] = {}
     for proc in sorted(cmds.procs.values(), key=lambda p: p.pm_id):
         groups.setdefault(proc.name, []).append(proc)
