@@ -330,13 +330,21 @@ class Commands:
             self.daemon.log.warning("option warning", warning=warning)
         return {"processes": self.describe_all(started), "warnings": warnings}
 
-    async def start_new(self, apps: list[PreparedApp]) -> list[ManagedProcess]:
-        """Create and launch every instance of ``apps``: all of them, or none (undone)."""
+    async def create_all(self, apps: list[PreparedApp]) -> list[ManagedProcess]:
+        """Register every instance of ``apps``, none launched: all of them, or none."""
         created: list[ManagedProcess] = []
         try:
             for app in apps:
                 for i in range(app.count):
                     created.append(self.create(app, i))
+        except Exception:
+            await self._undo(created)
+            raise
+        return created
+
+    async def launch_all(self, created: list[ManagedProcess]) -> None:
+        """Launch what :meth:`create_all` registered; a failure removes all of them."""
+        try:
             for proc in created:
                 if proc.options.get("autostart", True):
                     self.launch(proc)
@@ -344,7 +352,6 @@ class Commands:
         except Exception:
             await self._undo(created)
             raise
-        return created
 
     def _plan_start(self, app: PreparedApp, from_config: bool) -> tuple[PreparedApp, list]:
         existing = sorted(

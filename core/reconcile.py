@@ -230,11 +230,13 @@ async def apply(
         chosen = [p for n, g in groups.items() if n in names for p in g]
         reply["processes"] = cmds.describe_all(chosen)
         return reply
+    # the new apps are made (log files opened) before a replaced one goes: all or none
+    fresh = [by_name[s.name] for s in steps if s.kind in ("start", "replace")]
+    started = await cmds.create_all(fresh)
     doomed = [p for s in steps if s.kind in ("replace", "delete") for p in groups[s.name]]
     if doomed:
         await cmds.cmd_delete([p.pm_id for p in doomed])
-    fresh = [by_name[s.name] for s in steps if s.kind in ("start", "replace")]
-    started = await cmds.start_new(fresh) if fresh else []
+    await cmds.launch_all(started)
     await asyncio.gather(
         *(
             _update(cmds, by_name[s.name], groups[s.name], s, action)

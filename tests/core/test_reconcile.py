@@ -258,3 +258,22 @@ def test_the_file_an_app_came_from_survives_dump_and_resurrect(pm, proj):
     out = corral("startOrRestart", "ecosystem.json", "--prune", cwd=proj).stdout
     assert "b: deleted" in out
     settled(pm, {"a": 1})
+
+
+def test_a_new_version_that_cannot_be_made_leaves_the_old_one_running(pm, proj, tmp_path):
+    write(proj, [{"name": "r", "script": "app.py"}])
+    corral("start", "ecosystem.json", cwd=proj)
+    before = settled(pm, {"r": 1})
+    target = tmp_path / "real.log"
+    target.write_text("")
+    (tmp_path / "link.log").symlink_to(target)  # corral never opens a log through a link
+    write(
+        proj,
+        [
+            {"name": "r", "script": "other.py", "out_file": str(tmp_path / "link.log")},
+            {"name": "n", "script": "app.py"},
+        ],
+    )
+    refused = corral("start", "ecosystem.json", cwd=proj, check=False)
+    assert refused.returncode == 1 and "symbolic link" in refused.stderr
+    assert state(pm) == before  # the old version still runs, the new app was not made
