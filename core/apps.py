@@ -41,6 +41,7 @@ class PreparedApp:
     is_command: bool
     count: int
     warnings: list[str] = field(default_factory=list)
+    named: bool = False  # a name was given: the name is its identity, else its script is
 
 
 def instance_count(value: Any) -> int:
@@ -191,6 +192,7 @@ def prepare_app(
     check_account(options)
     check_env_names(options)
     _check_paths(options, app_cwd)
+    named = bool(options.get("name"))
     name = options.get("name") or (script if is_command else Path(script).stem)
     options["name"] = name
     count = instance_count(options.get("instances"))
@@ -208,4 +210,6 @@ def prepare_app(
         layers.append(options.get(f"env_{env_name}"))
     app_env = merge_env(filter_environment(env, options.get("filter_env")), *layers)
     check_increment_var(options, app_env)
-    return PreparedApp(name, options, app_env, script, interpreter, is_command, count, warnings)
+    return PreparedApp(
+        name, options, app_env, script, interpreter, is_command, count, warnings, named
+    )

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from . import paths
+from . import cli_reconcile, paths
 from .cli import (
     handle_errors,
     parse_env,
@@ -29,7 +29,8 @@ from .cli import (
     print_ping,
     stop_exit_codes,
 )
-from .errors import CorralError, NotFoundError, shorten
+from .errors import CorralError, NotFoundError, OptionError, shorten
+from .targets import is_config_target
 
 if TYPE_CHECKING:
     from .client import Client
@@ -248,7 +249,7 @@ class StartCommand(click.Command):
 
 def _needs_plugin_flags(args: list[str]) -> bool:
     """Whether ``args`` (before ``--``) hold a flag that no core option of start declares."""
-    known = {"--env", "--opt", "-h", "--help"}
+    known = {"--env", "--opt", "-h", "--help", "--dry-run", "--prune"}
     known.update(decl for _, decls, _ in START_FLAGS for decl in decls)
     known.update(
         "--no-" + d[2:] for _, decls, _ in START_FLAGS for d in decls if d.startswith("--")
@@ -307,6 +308,7 @@ def build_cli() -> click.Group:
         metavar="KEY=VALUE",
         help="Any other option, e.g. --opt max_memory_restart=200M (repeatable).",
     )
+    @cli_reconcile.plan_flags
     @click.pass_context
     def start(
         ctx: click.Context,
@@ -314,9 +316,13 @@ def build_cli() -> click.Group:
         script_args: tuple[str, ...],
         env_values: tuple[str, ...],
         opt_pairs: tuple[str, ...],
+        dry_run: bool,
+        prune: bool,
         **values: Any,
     ) -> None:
-        """Start a script or a config file, or restart an app by name or id."""
+        """Start a script or a config file, or restart an app by name or id.
+
+        A config file's apps are brought in line with it (see startOrRestart)."""
         options = start_options(values, ctx.command.kinds or {})
         env, env_name = parse_env(env_values)
         if env:
@@ -325,7 +331,15 @@ def build_cli() -> click.Group:
             options["args"] = list(script_args)
         options.update(parse_opts(opt_pairs))
         client = _client()
-        client.start(parse_target(target), options or None, env_name=env_name)
+        if is_config_target(target):
+            flags = {"env_name": env_name, "prune": prune, "dry_run": dry_run}
+            cli_reconcile.run(client, "start", target, options=options or None, **flags)
+            if dry_run:
+                return
+        elif dry_run or prune:
+            raise OptionError("--dry-run and --prune apply to a config file", field="target")
+        else:
+            client.start(parse_target(target), options or None, env_name=env_name)
         _print_table(client)
 
     def action(verb: str, help_text: str, update_env: bool = False) -> None:
@@ -340,6 +354,7 @@ def build_cli() -> click.Group:
                 is_flag=True,
                 help="Use the current environment, not the stored one.",
             )(command)
+            command = _env_flag(command)
         cli.command(name=verb)(command)
 
     action("stop", "Stop processes (name, id, 'all', namespace, script or config file).")
@@ -360,7 +375,7 @@ def build_cli() -> click.Group:
             _apply(verb, targets, flags)
 
         command.__doc__ = help_text
-        cli.command(name=verb.replace("_", "-"))(command)
+        cli.command(name=verb.replace("_", "-"))(_env_flag(command))
 
     reloader(
         "reload",
@@ -584,8 +599,16 @@ def build_cli() -> click.Group:
 
         run_monit(_client())
 
+    cli_reconcile.add_commands(cli, _client, _print_table)
     _keys_commands(cli)
     return cli
+
+
+def _env_flag(command: Any) -> Any:
+    """``--env NAME`` of restart and reload: env_NAME of a config file target (PM2's)."""
+    return click.option(
+        "--env", "env_name", metavar="NAME", help="With a config file: apply its env_NAME."
+    )(command)
 
 
 def _keys_commands(cli: click.Group) -> None:
@@ -632,10 +655,21 @@ def _apply(verb: str, targets: tuple[str, ...], flags: dict[str, Any]) -> None:
     """Run one action on each target; report every failure, then exit 1 if any."""
     client = _client()
     method = getattr(client, verb)
+    env_name = flags.pop("env_name", None)
     failed = 0
     for target in targets:
         try:
-            method(parse_target(target), **flags)
+            if verb in cli_reconcile.METHODS and is_config_target(target):
+                # PM2: a restart or reload of a file brings its apps in line with it
+                cli_reconcile.run(client, verb, target, env_name=env_name)
+            elif env_name:
+                raise OptionError(
+                    f"--env {shorten(env_name)} applies to a config file, and {shorten(target)} "
+                    "is none: restart the app with --update-env, or pass its config file",
+                    field="env",
+                )
+            else:
+                method(parse_target(target), **flags)
         except CorralError as exc:
             failed += 1
             sys.stderr.write(f"error: {exc}\n")

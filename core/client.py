@@ -27,6 +27,7 @@ ADDRESS_ENV_NAME = "CORRAL_ADDRESS"  # corral.remote.ADDRESS_ENV, without import
 
 if TYPE_CHECKING:
     from .bus import Bus
+    from .reconcile import Reconciled
     from .remote import Remote
     from .startup import StartupResult
 
@@ -47,17 +48,19 @@ def _started(result: dict[str, Any]) -> list[ProcessInfo]:
     return _infos(result["processes"])
 
 
-def _target(target: Any) -> Any:
-    if isinstance(target, (list, tuple)):
-        return [_target(t) for t in target]
-    if isinstance(target, os.PathLike):
-        return os.fspath(target)
-    return target
+def _target(target: Any, remote: bool = False) -> Any:
+    """``target`` as the daemon matches it: paths and config files resolved here, in the
+    caller's cwd (see corral.targets)."""
+    from .targets import resolve
+
+    return resolve(target, remote=remote)
 
 
-def _change(target: Any, update_env: bool, options: dict[str, Any] | None) -> dict[str, Any]:
+def _change(
+    target: Any, update_env: bool, options: dict[str, Any] | None, remote: bool = False
+) -> dict[str, Any]:
     """The arguments restart and reload share: the target, the caller's env, new options."""
-    args: dict[str, Any] = {"target": _target(target), "update_env": update_env}
+    args: dict[str, Any] = {"target": _target(target, remote), "update_env": update_env}
     if update_env:
         args["env"] = dict(os.environ)
     if options:
@@ -81,6 +84,7 @@ def start_request(
     elif options:
         extra = dict(options)
     from_config = False
+    config_file = None
     if isinstance(target, dict):
         apps = [{**target, **extra}]
     elif isinstance(target, (list, tuple)):
@@ -90,6 +94,7 @@ def start_request(
         if is_config_file(text):
             apps = [{**app, **extra} for app in load_config(text)]
             from_config = True
+            config_file = os.path.abspath(text)
         elif _looks_like_script(text):
             apps = [{"script": text, **extra}]
         else:
@@ -100,13 +105,73 @@ def start_request(
         raise CorralError(
             f"start needs a script, a config file or options, got {type(target).__name__}"
         )
-    return {
+    request = {
         "apps": apps,
         "cwd": os.getcwd(),
         "env": dict(os.environ),
         "env_name": env_name,
         "from_config": from_config,
     }
+    if config_file is not None:
+        request["config_file"] = config_file
+    return request
+
+
+def _renames(target: Any, options: Any) -> bool:
+    """Whether a start of the bare word ``target`` gives it another name (``start npm
+    --name web``): then it is a command to start, never the app called ``target``."""
+    if not isinstance(target, str) or not isinstance(options, dict):
+        return False
+    name = options.get("name")
+    return isinstance(name, str) and bool(name) and name != target
+
+
+def reconcile_request(
+    target: Any,
+    options: dict[str, Any] | str | os.PathLike | None,
+    *,
+    env_name: str | None,
+    action: str,
+    prune: bool = False,
+    dry_run: bool = False,
+) -> dict[str, Any]:
+    """The ``start`` request that brings a config file's apps (or a list of app dicts)
+    in line with it (corral.reconcile)."""
+    from .targets import is_config_target
+
+    if is_config_target(target):
+        config_file: str | None = os.path.abspath(os.fspath(target))
+    elif isinstance(target, (dict, list, tuple)):
+        config_file = None
+    else:
+        raise CorralError(
+            f"{action.replace('_', ' ')} of {target!r} needs a config file "
+            "(ecosystem.config.js, *.json, *.yaml, *.toml) or a list of apps: "
+            "restart an app by name with restart()"
+        )
+    request = start_request(target, options, env_name)
+    assert request is not None
+    request.update(
+        from_config=True, action=action, config_file=config_file, prune=prune, dry_run=dry_run
+    )
+    return request
+
+
+def _reconciled(result: dict[str, Any]) -> Any:
+    from .reconcile import Reconciled
+
+    return Reconciled(
+        result.get("plan", []),
+        result.get("lines", []),
+        _started(result),
+        bool(result.get("dry_run")),
+    )
+
+
+def _is_file(target: Any) -> bool:
+    from .targets import is_config_target
+
+    return is_config_target(target)
 
 
 def _looks_like_script(text: str) -> bool:
@@ -131,13 +196,79 @@ class _Calls:
     def ping(self) -> dict[str, Any]:
         return self._send("ping", {})
 
+    @property
+    def _remote(self) -> bool:
+        return self.remote is not None
+
     def stop(self, target: Target) -> list[ProcessInfo]:
-        return self._send("stop", {"target": _target(target)}, _infos)
+        """Stop processes: ``all``, a name, a pm_id, a namespace, a script path (relative to
+        this process's cwd) or a config file (its apps), or a list of them."""
+        return self._send("stop", {"target": _target(target, self._remote)}, _infos)
 
     def restart(
         self, target: Target, *, update_env: bool = False, options: dict[str, Any] | None = None
     ) -> list[ProcessInfo]:
-        return self._send("restart", _change(target, update_env, options), _infos)
+        """Restart processes; a config file's apps are brought in line with it, as
+        :meth:`start_or_restart` does (PM2's ``restart ecosystem.json``)."""
+        if _is_file(target):
+            return self._send("start", self._reconcile(target, options, "restart"), _started)
+        return self._send("restart", _change(target, update_env, options, self._remote), _infos)
+
+    def start_or_restart(
+        self,
+        target: Any,
+        options: dict[str, Any] | None = None,
+        *,
+        env_name: str | None = None,
+        prune: bool = False,
+        dry_run: bool = False,
+    ) -> Reconciled:
+        """Bring a config file's apps in line with it (PM2's ``startOrRestart``): new apps
+        start, changed ones are restarted with the file's options (a new script replaces
+        the app, new ``instances`` rescale it), unchanged ones are restarted. ``prune``
+        deletes the apps this file started that it no longer lists; ``dry_run`` only plans.
+        The result's ``lines`` say what happened to each app (see corral.reconcile)."""
+        request = self._reconcile(target, options, "restart", env_name, prune, dry_run)
+        return self._send("start", request, _reconciled)
+
+    def start_or_reload(
+        self,
+        target: Any,
+        options: dict[str, Any] | None = None,
+        *,
+        env_name: str | None = None,
+        prune: bool = False,
+        dry_run: bool = False,
+    ) -> Reconciled:
+        """:meth:`start_or_restart`, reloading the apps the file keeps (``startOrReload``)."""
+        request = self._reconcile(target, options, "reload", env_name, prune, dry_run)
+        return self._send("start", request, _reconciled)
+
+    def start_or_graceful_reload(
+        self,
+        target: Any,
+        options: dict[str, Any] | None = None,
+        *,
+        env_name: str | None = None,
+        prune: bool = False,
+        dry_run: bool = False,
+    ) -> Reconciled:
+        """:meth:`start_or_reload` with graceful reloads (``startOrGracefulReload``)."""
+        request = self._reconcile(target, options, "graceful_reload", env_name, prune, dry_run)
+        return self._send("start", request, _reconciled)
+
+    def _reconcile(
+        self,
+        target: Any,
+        options: dict[str, Any] | None,
+        action: str,
+        env_name: str | None = None,
+        prune: bool = False,
+        dry_run: bool = False,
+    ) -> dict[str, Any]:
+        return reconcile_request(
+            target, options, env_name=env_name, action=action, prune=prune, dry_run=dry_run
+        )
 
     def reload(
         self,
@@ -173,7 +304,10 @@ class _Calls:
         options: dict[str, Any] | None,
         graceful: bool,
     ) -> Any:
-        args = _change(target, update_env, options)
+        if _is_file(target):
+            action = "graceful_reload" if graceful else "reload"
+            return self._send("start", self._reconcile(target, options, action), _started)
+        args = _change(target, update_env, options, self._remote)
         args.update(parallel=parallel, graceful=graceful)
         return self._send("reload", args, _infos)
 
@@ -186,13 +320,13 @@ class _Calls:
         return self._send("send_data_to_process_id", {"pm_id": pm_id, "packet": packet})
 
     def delete(self, target: Target) -> list[ProcessInfo]:
-        return self._send("delete", {"target": _target(target)}, _infos)
+        return self._send("delete", {"target": _target(target, self._remote)}, _infos)
 
     def list(self) -> list[ProcessInfo]:
         return self._send("list", {}, _infos)
 
     def describe(self, target: Target) -> list[ProcessInfo]:
-        return self._send("describe", {"target": _target(target)}, _infos)
+        return self._send("describe", {"target": _target(target, self._remote)}, _infos)
 
     def dump(self, *, force: bool = False) -> dict[str, Any]:
         return self._send("dump", {"force": force})
@@ -201,14 +335,16 @@ class _Calls:
         return self._send("resurrect", {}, _infos)
 
     def flush(self, target: Target | None = None) -> list[str]:
-        return self._send("flush", {"target": _target(target)})
+        return self._send("flush", {"target": _target(target, self._remote)})
 
     def reload_logs(self) -> list[str]:
         return self._send("reload_logs", {})
 
     def send_signal_to_process_name(self, signal: str | int, target: Target) -> list[ProcessInfo]:
         return self._send(
-            "send_signal_to_process_name", {"signal": signal, "target": _target(target)}, _infos
+            "send_signal_to_process_name",
+            {"signal": signal, "target": _target(target, self._remote)},
+            _infos,
         )
 
     def send_signal_to_process_id(self, pm_id: int, signal: str | int) -> list[ProcessInfo]:
@@ -261,6 +397,8 @@ class Client(_Calls):
     ) -> list[ProcessInfo]:
         """Start a script, a config file's apps, an options dict, or restart an app by name/id."""
         request = start_request(target, options, env_name)
+        if request is None and _renames(target, options):
+            request = start_request({"script": target}, options, env_name)
         if request is None:
             try:
                 self.describe(target)
@@ -391,6 +529,8 @@ class AsyncClient(_Calls):
         env_name: str | None = None,
     ) -> list[ProcessInfo]:
         request = start_request(target, options, env_name)
+        if request is None and _renames(target, options):
+            request = start_request({"script": target}, options, env_name)
         if request is None:
             try:
                 await self.describe(target)

@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from . import __version__, asuser, credentials, lifecycle, paths
+from . import __version__, asuser, credentials, lifecycle, paths, reconcile
 from .apps import PreparedApp, check_fd_budget, check_name, prepare_app
 from .changes import changed_options, refuse_fixed, refuse_moving_socket, socket_moves
 from .convert import signal_of
@@ -26,6 +26,7 @@ from .logs import log_paths, own_log_paths, pid_path
 from .process import ManagedProcess
 from .reload import reload_process
 from .rpc import RawJSON
+from .selection import same_script, select_resolved
 from .spawn import (
     merge_env,
 )
@@ -117,6 +118,8 @@ class Commands:
         procs = sorted(self.procs.values(), key=lambda p: p.pm_id)
         if target == "all":
             return procs
+        if isinstance(target, dict):
+            return select_resolved(procs, target)  # a path or config file the client resolved
         if isinstance(target, bool) or not isinstance(target, (str, int)):
             raise OptionError(
                 f"a target is a name, a pm_id or 'all', got {shorten(target)}", field="target"
@@ -125,7 +128,7 @@ class Commands:
         for matches in (
             [p for p in procs if p.name == text],
             [p for p in procs if text.isascii() and text.isdigit() and p.pm_id == int(text)],
-            [p for p in procs if p.script == text or p.script == os.path.abspath(text)],
+            [p for p in procs if p.script == text or _is_script(p, text)],
             [p for p in procs if p.namespace == text],
         ):
             if matches:
@@ -257,6 +260,7 @@ class Commands:
             "instance": proc.instance,
             "status": proc.state.value,
             "unique_id": proc.unique_id,
+            "config_file": proc.config_file,
         }
 
     # -- commands ----------------------------------------------------------
@@ -278,6 +282,10 @@ class Commands:
         env: dict[str, str] | None = None,
         env_name: str | None = None,
         from_config: bool = False,
+        action: str = "restart",
+        config_file: str | None = None,
+        prune: bool = False,
+        dry_run: bool = False,
     ) -> dict[str, Any]:
         if not isinstance(apps, list) or not apps:
             raise OptionError("start needs at least one app", field="apps")
@@ -285,6 +293,19 @@ class Commands:
         prepared = [self.prepare(raw, cwd, caller_env, env_name) for raw in apps]
         for app in prepared:
             check_name(app.name)  # here, not in prepare: a dump's old app still comes back
+        if from_config:  # a config file's apps: brought in line with it (corral.reconcile)
+            reply = await reconcile.apply(
+                self,
+                prepared,
+                action=action,
+                config_file=config_file,
+                prune=prune,
+                dry_run=dry_run,
+            )
+            reply["warnings"] = [w for app in prepared for w in app.warnings]
+            return reply
+        if prune or dry_run:
+            raise OptionError("prune and dry_run apply to a config file's apps", field="apps")
         plans = [self._plan_start(app, from_config) for app in prepared]
         # the batch's new apps start all or none: a failure removes every one of them
         created: dict[int, list[ManagedProcess]] = {}  # by index in plans
@@ -309,10 +330,38 @@ class Commands:
             self.daemon.log.warning("option warning", warning=warning)
         return {"processes": self.describe_all(started), "warnings": warnings}
 
+    async def create_all(self, apps: list[PreparedApp]) -> list[ManagedProcess]:
+        """Register every instance of ``apps``, none launched: all of them, or none."""
+        created: list[ManagedProcess] = []
+        try:
+            for app in apps:
+                for i in range(app.count):
+                    created.append(self.create(app, i))
+        except Exception:
+            await self._undo(created)
+            raise
+        return created
+
+    async def launch_all(self, created: list[ManagedProcess]) -> None:
+        """Launch what :meth:`create_all` registered; a failure removes all of them."""
+        try:
+            for proc in created:
+                if proc.options.get("autostart", True):
+                    self.launch(proc)
+                    self.daemon.emit(proc, "start", manually=True)
+        except Exception:
+            await self._undo(created)
+            raise
+
     def _plan_start(self, app: PreparedApp, from_config: bool) -> tuple[PreparedApp, list]:
-        existing = [p for p in self.procs.values() if p.name == app.name]
+        existing = sorted(
+            (p for p in self.procs.values() if p.name == app.name), key=lambda p: p.pm_id
+        )
         if not existing or app.options.get("force"):
             return app, []
+        conflict = reconcile.identity_conflict(app, existing)
+        if conflict:
+            raise StateError(conflict)
         running = [p for p in existing if p.state in lifecycle.RUNNING_STATES]
         if running and not from_config:
             ids = ", ".join(str(p.pm_id) for p in running)
@@ -561,6 +610,7 @@ class Commands:
                     else None
                 )
                 proc = self.create(app, int(entry.get("instance") or 0), pm_id)
+                proc.config_file = entry.get("config_file")
             except Exception as exc:
                 self.daemon.log.error("cannot restore app", name=entry.get("name"), error=str(exc))
                 continue
@@ -682,6 +732,10 @@ def _scale_target(count: Any, current: int) -> int:
     if wanted < 0:
         raise OptionError(f"scale {shorten(count)} would leave {wanted} instances", field="count")
     return wanted
+
+
+def _is_script(proc: ManagedProcess, text: str) -> bool:
+    return os.path.isabs(text) and same_script(proc, text)
 
 
 def _now() -> int:

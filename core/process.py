@@ -94,6 +94,7 @@ class ManagedProcess:
     # slot shows "stopped" only when nothing of it runs (and never in a restart's middle)
     stop_in_progress: bool = False
     held_exit: tuple[Child, int] | None = None
+    config_file: str | None = None  # the config file that started it (corral.reconcile)
     _json_cache: tuple[tuple, str] | None = field(default=None, repr=False)
     _policy_cache: tuple[dict, RestartPolicy] | None = field(default=None, repr=False)
 

@@ -1,0 +1,118 @@
+"""``corral startOrRestart``, ``startOrReload``, ``startOrGracefulReload``, and the plan
+lines that ``start``, ``restart`` and ``reload`` of a config file print.
+
+Each brings a config file's apps in line with it (:mod:`corral.reconcile`) and
+prints one line per app: ``web: started (2 instances)``, ``api: restarted
+(changed: max_memory_restart)``, ``worker: scaled 2->4, restarted``, ... With
+``--dry-run`` it prints the plan and changes nothing; ``--prune`` deletes the
+apps this file started that it no longer lists.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from .cli import parse_env
+
+if TYPE_CHECKING:
+    from .client import Client
+    from .reconcile import Reconciled
+
+VERBS = {
+    "startOrRestart": "start_or_restart",
+    "startOrReload": "start_or_reload",
+    "startOrGracefulReload": "start_or_graceful_reload",
+}
+METHODS = {
+    "start": "start_or_restart",
+    "restart": "start_or_restart",
+    "reload": "start_or_reload",
+    "graceful_reload": "start_or_graceful_reload",
+}
+
+
+def print_plan(result: Reconciled) -> None:
+    """The plan's lines on stdout, said as a plan when nothing was done."""
+    if result.dry_run:
+        sys.stdout.write("dry run: nothing was changed; the plan:\n")
+    for line in result.lines:
+        sys.stdout.write(("  " if result.dry_run else "") + line + "\n")
+
+
+def run(
+    client: Client,
+    verb: str,
+    target: str,
+    *,
+    options: dict[str, Any] | None = None,
+    env_name: str | None = None,
+    prune: bool = False,
+    dry_run: bool = False,
+) -> Reconciled:
+    """Reconcile ``target`` (a config file) for ``verb`` and print the plan's lines."""
+    method = getattr(client, METHODS.get(verb) or VERBS[verb])
+    result = method(target, options, env_name=env_name, prune=prune, dry_run=dry_run)
+    print_plan(result)
+    return result
+
+
+def plan_flags(command: Callable) -> Callable:
+    """``--dry-run`` and ``--prune``, as every reconciling command takes them."""
+    command = click.option(
+        "--prune",
+        is_flag=True,
+        help="Delete the apps this file started that it no longer lists.",
+    )(command)
+    return click.option(
+        "--dry-run", is_flag=True, help="Print what would happen to each app; change nothing."
+    )(command)
+
+
+def add_commands(cli: click.Group, client: Callable[[], Client], table: Callable) -> None:
+    """The three PM2 commands, on ``cli``; ``table`` prints the process list after."""
+    for verb in VERBS:
+
+        def make(verb: str) -> None:
+            @click.argument("target", metavar="CONFIG_FILE")
+            @click.option(
+                "--env",
+                "env_values",
+                multiple=True,
+                metavar="NAME|KEY=VAL",
+                help="Apply env_NAME from the file, or set a variable (repeatable).",
+            )
+            @plan_flags
+            def command(
+                target: str, env_values: tuple[str, ...], prune: bool, dry_run: bool
+            ) -> None:
+                env, env_name = parse_env(env_values)
+                options = {"env": env} if env else None
+                conn = client()
+                run(
+                    conn,
+                    verb,
+                    target,
+                    options=options,
+                    env_name=env_name,
+                    prune=prune,
+                    dry_run=dry_run,
+                )
+                if not dry_run:
+                    table(conn)
+
+            action = "reloads" if "Reload" in verb else "restarts"
+            command.__doc__ = (
+                f"Bring a config file's apps in line with it: start the new ones, "
+                f"{action} the others with the file's options (a new script replaces an "
+                "app, new instances rescale it); one line per app says what happened."
+            )
+            cli.command(name=verb)(command)
+
+        make(verb)
+
+
+__all__ = ["METHODS", "VERBS", "add_commands", "plan_flags", "print_plan", "run"]

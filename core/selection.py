@@ -1,0 +1,69 @@
+"""Matching the targets a client resolved (:mod:`corral.targets`) to the daemon's processes.
+
+``{"given": "./app.py", "path": "/abs/app.py"}`` is a path the caller typed: a
+name first (an app may be called ``app.py``), then the script at that path,
+then a namespace. ``{"file": "/abs/ecosystem.json", "names": [...]}`` is a
+config file: the processes of those of its apps that exist here (PM2 skips
+the others too); none at all is a NotFoundError naming the file's apps.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+from .errors import NotFoundError, OptionError, shorten
+
+if TYPE_CHECKING:
+    from .process import ManagedProcess
+
+
+def same_script(proc: ManagedProcess, path: str) -> bool:
+    """Whether ``proc`` runs the script at the absolute ``path`` (``..`` and links resolved)."""
+    if proc.is_command:
+        return False
+    if os.path.normpath(proc.script) == os.path.normpath(path):
+        return True
+    return os.path.realpath(proc.script) == os.path.realpath(path)
+
+
+def select_resolved(procs: list[ManagedProcess], target: dict[str, Any]) -> list[ManagedProcess]:
+    """The processes (sorted as ``procs``) a resolved path or config file target names."""
+    if "file" in target:
+        names = target.get("names")
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise OptionError(
+                f"a config file target carries the names of its apps, got {shorten(target)}",
+                field="target",
+            )
+        matches = [p for p in procs if p.name in names]
+        if not matches:
+            given = str(target.get("given") or target["file"])
+            listed = ", ".join(names[:10]) + (", ..." if len(names) > 10 else "")
+            raise NotFoundError(
+                f"no app of {given} is known here (its apps: {listed or 'none'}): "
+                f"`corral start {given}` starts them"
+            )
+        return matches
+    given, path = target.get("given"), target.get("path")
+    if not isinstance(given, str) or not isinstance(path, str) or not os.path.isabs(path):
+        raise OptionError(
+            f"a path target is {{'given': str, 'path': absolute str}}, got {shorten(target)}",
+            field="target",
+        )
+    for matches in (
+        [p for p in procs if p.name == given],
+        [p for p in procs if same_script(p, path)],
+        [p for p in procs if p.namespace == given],
+    ):
+        if matches:
+            return matches
+    scripts = sorted({p.script for p in procs if not p.is_command})
+    known = ", ".join(shorten(s) for s in scripts[:5]) or "none"
+    raise NotFoundError(
+        f"no process runs {shorten(path)} (given as {shorten(given)}; scripts here: {known}); "
+        "`corral ls` lists them"
+    )
+
+
+__all__ = ["same_script", "select_resolved"]
