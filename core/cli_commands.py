@@ -248,7 +248,7 @@ class StartCommand(click.Command):
 
 def _needs_plugin_flags(args: list[str]) -> bool:
     """Whether ``args`` (before ``--``) hold a flag that no core option of start declares."""
-    known = {"--env", "--opt", "-h", "--help"}
+    known = {"--env", "--opt", "--no-wait", "-h", "--help"}
     known.update(decl for _, decls, _ in START_FLAGS for decl in decls)
     known.update(
         "--no-" + d[2:] for _, decls, _ in START_FLAGS for d in decls if d.startswith("--")
@@ -307,6 +307,12 @@ def build_cli() -> click.Group:
         metavar="KEY=VALUE",
         help="Any other option, e.g. --opt max_memory_restart=200M (repeatable).",
     )
+    @click.option(
+        "--no-wait",
+        "no_wait",
+        is_flag=True,
+        help="Return at once; do not watch the new instances for min_uptime.",
+    )
     @click.pass_context
     def start(
         ctx: click.Context,
@@ -314,9 +320,14 @@ def build_cli() -> click.Group:
         script_args: tuple[str, ...],
         env_values: tuple[str, ...],
         opt_pairs: tuple[str, ...],
+        no_wait: bool,
         **values: Any,
     ) -> None:
-        """Start a script or a config file, or restart an app by name or id."""
+        """Start a script or a config file, or restart an app by name or id.
+
+        Then watch the new instances for min_uptime (1 s by default): each one
+        that exits meanwhile is named with its last error line and the fix, and
+        the command exits 1 when no instance of an app stayed up (--no-wait: not)."""
         options = start_options(values, ctx.command.kinds or {})
         env, env_name = parse_env(env_values)
         if env:
@@ -325,8 +336,14 @@ def build_cli() -> click.Group:
             options["args"] = list(script_args)
         options.update(parse_opts(opt_pairs))
         client = _client()
-        client.start(parse_target(target), options or None, env_name=env_name)
+        infos = client.start(parse_target(target), options or None, env_name=env_name)
+        verdict = None if no_wait else client.wait_started(infos)
         _print_table(client)
+        if verdict is not None:
+            for level, text in verdict.report():
+                sys.stderr.write(f"{level}: {text}\n")
+            if not verdict.ok:
+                raise SystemExit(1)
 
     def action(verb: str, help_text: str, update_env: bool = False) -> None:
         @click.argument("targets", nargs=-1, required=True, metavar="TARGET...")
