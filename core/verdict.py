@@ -71,8 +71,9 @@ class Exited:
         if self.finished:
             return f"{self.name} (pm_id {self.pm_id}) finished at once (exit code 0)"
         times = "time" if self.restarts == 1 else "times"
-        again = f", restarted {self.restarts} {times}" if self.restarts else ""
-        head = f"{self.name} (pm_id {self.pm_id}) exited within min_uptime ({self.status}{again})"
+        again = f"restarted {self.restarts} {times}, " if self.restarts else ""
+        who = f"{self.name} (pm_id {self.pm_id})"
+        head = f"{who} exited within min_uptime ({again}now {self.status})"
         line = f"\n  last error: {self.error_line}" if self.error_line else ""
         return f"{head}{line}\n  fix: {self.fix}"
 
