@@ -154,7 +154,7 @@ def test_the_api_start_returns_at_once_and_wait_gives_the_verdict(pm, crasher, s
     with pytest.raises(StartFailed, match=r"api \(pm_id \d+\) exited within min_uptime") as caught:
         pm.start(crasher, {"name": "api"}, wait=True)
     assert caught.value.verdict.down == ["api"]
-    assert isinstance(caught.value, corral.StateError)
+    assert isinstance(caught.value, corral.StateError) and corral.StartFailed is StartFailed
 
     begun = time.monotonic()
     (calm,) = pm.start(sleeper, {"name": "calm", "min_uptime": 1500}, wait=True)
