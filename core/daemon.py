@@ -435,6 +435,8 @@ class Daemon:
             self.change_state(proc, Event.SPAWN)
         elif proc.waits_for_ready:
             self.change_state(proc, Event.RELOAD)  # launching until the new child is ready
+        else:
+            self.mark_dirty()  # online throughout; the state file names the new child
         # counted first, so the child's environment shows this run's restart_time
         proc.history = lifecycle.on_spawn(proc.history, now_ms(), is_restart=is_restart)
         spec = self._spawn_spec(proc)

@@ -71,7 +71,8 @@ async def reload_process(
     if proc.state is ProcessState.LAUNCHING:
         daemon.change_state(proc, Event.READY, emit="online", reason=how)
     else:
-        daemon.emit(proc, "online", reason=how)  # it stayed online: the new child is
+        daemon.mark_dirty()  # it stayed online; the state file names the new child
+        daemon.emit(proc, "online", reason=how)
     daemon.emit(proc, "reload", manually=not reason, reason=reason)
     if graceful:
         steps = ["message", "sigint", "sigkill"]
@@ -106,6 +107,7 @@ def roll_back(daemon: Daemon, proc: ManagedProcess, old: Child, reason: str) -> 
         daemon.change_state(proc, Event.ROLLBACK, emit="reload failed", reason=reason)
     else:  # online throughout (no wait_ready): the old child goes on as it was
         proc.last_reason = reason
+        daemon.mark_dirty()
         daemon.emit(proc, "reload failed", reason=reason)
     daemon.log.error("reload failed", name=proc.name, pm_id=proc.pm_id, reason=reason)
     if old.exited.done():  # the old one died meanwhile: the policy decides, as for a crash

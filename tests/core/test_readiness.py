@@ -15,7 +15,9 @@ import time
 
 import pytest
 
+from corral import paths
 from corral.errors import OptionError, StateError
+from corral.state import load_state
 from tests.conftest import APPS, python_app, wait_for
 
 needs_node = pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
@@ -208,6 +210,9 @@ def test_a_rolling_reload_without_wait_ready_stays_online(pm, sleeper):
         watcher.join(10)
     assert statuses == {"online"}
     assert readiness(after) == (False, "listen_timeout")
+    # no status change, but the state file (what a daemon killed now recovers) has the new pid
+    state = lambda: load_state(paths.state_file(pm.home)) or {"apps": []}  # noqa: E731
+    wait_for(lambda: [a["pid"] for a in state()["apps"]] == [after.pid], 5)
 
 
 # -- not ready in time: roll back (default) or go on (PM2) ---------------------------
