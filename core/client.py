@@ -138,6 +138,8 @@ class _Calls:
     def restart(
         self, target: Target, *, update_env: bool = False, options: dict[str, Any] | None = None
     ) -> list[ProcessInfo]:
+        """Stop and start again; with ``wait_ready``, returns once each new instance is
+        ready or ``listen_timeout`` has passed (as ``start``)."""
         return self._send("restart", _change(target, update_env, options), _infos)
 
     def reload(
@@ -151,7 +153,10 @@ class _Calls:
         """Zero-downtime rolling reload (cluster mode or a shared ``listen`` socket);
         other apps are restarted, as PM2 does in fork mode. ``options`` changes the
         app for the new instances (a new version). Raises StateError, with the old
-        instances and options still serving, if a new instance fails to become ready."""
+        instances and options still serving, if a new instance fails to become ready
+        (exits; with ``wait_ready``, is not ready within ``listen_timeout``, unless the
+        app has ``on_listen_timeout: continue``). A fork-mode reload waits for
+        ``wait_ready`` as ``restart`` does."""
         return self._reload(target, update_env, parallel, options, graceful=False)
 
     def graceful_reload(
