@@ -37,6 +37,7 @@ _LAZY = {
     "ProtocolError": "errors",
     "PluginError": "errors",
     "StateError": "errors",
+    "StartFailed": "verdict",
 }
 
 # PM2's singleton: module-level calls act on the client of the last connect()
@@ -57,6 +58,7 @@ _SINGLETON_CALLS = (
     "send_signal_to_process_id",
     "send_data_to_process_id",
     "scale",
+    "wait_started",
     "launch_bus",
     "ping",
     "plugins",
@@ -82,6 +84,7 @@ __all__ = [
     "ProcessState",
     "ProtocolError",
     "ScriptError",
+    "StartFailed",
     "StateError",
     "__version__",
     "connect",
@@ -109,6 +112,7 @@ __all__ = [
     "send_signal_to_process_name",
     "start",
     "stop",
+    "wait_started",
 ]
 
 if TYPE_CHECKING:
@@ -130,6 +134,7 @@ if TYPE_CHECKING:
     from .info import ProcessInfo
     from .lifecycle import ProcessState
     from .options import Option
+    from .verdict import StartFailed
 
 
 def _singleton(name: str) -> Any:

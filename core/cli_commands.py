@@ -249,7 +249,7 @@ class StartCommand(click.Command):
 
 def _needs_plugin_flags(args: list[str]) -> bool:
     """Whether ``args`` (before ``--``) hold a flag that no core option of start declares."""
-    known = {"--env", "--opt", "-h", "--help", "--dry-run", "--prune"}
+    known = {"--env", "--opt", "--no-wait", "-h", "--help", "--dry-run", "--prune"}
     known.update(decl for _, decls, _ in START_FLAGS for decl in decls)
     known.update(
         "--no-" + d[2:] for _, decls, _ in START_FLAGS for d in decls if d.startswith("--")
@@ -309,6 +309,12 @@ def build_cli() -> click.Group:
         help="Any other option, e.g. --opt max_memory_restart=200M (repeatable).",
     )
     @cli_reconcile.plan_flags
+    @click.option(
+        "--no-wait",
+        "no_wait",
+        is_flag=True,
+        help="Return at once; do not watch the new instances for min_uptime.",
+    )
     @click.pass_context
     def start(
         ctx: click.Context,
@@ -318,11 +324,15 @@ def build_cli() -> click.Group:
         opt_pairs: tuple[str, ...],
         dry_run: bool,
         prune: bool,
+        no_wait: bool,
         **values: Any,
     ) -> None:
         """Start a script or a config file, or restart an app by name or id.
 
-        A config file's apps are brought in line with it (see startOrRestart)."""
+        A config file's apps are brought in line with it (see startOrRestart).
+        Then watch the new instances for min_uptime (1 s by default): each one
+        that exits meanwhile is named with its last error line and the fix, and
+        the command exits 1 when no instance of an app stayed up (--no-wait: not)."""
         options = start_options(values, ctx.command.kinds or {})
         env, env_name = parse_env(env_values)
         if env:
@@ -333,14 +343,21 @@ def build_cli() -> click.Group:
         client = _client()
         if is_config_target(target):
             flags = {"env_name": env_name, "prune": prune, "dry_run": dry_run}
-            cli_reconcile.run(client, "start", target, options=options or None, **flags)
+            result = cli_reconcile.run(client, "start", target, options=options or None, **flags)
             if dry_run:
                 return
+            infos = result.processes
         elif dry_run or prune:
             raise OptionError("--dry-run and --prune apply to a config file", field="target")
         else:
-            client.start(parse_target(target), options or None, env_name=env_name)
+            infos = client.start(parse_target(target), options or None, env_name=env_name)
+        verdict = None if no_wait else client.wait_started(infos)
         _print_table(client)
+        if verdict is not None:
+            for level, text in verdict.report():
+                sys.stderr.write(f"{level}: {text}\n")
+            if not verdict.ok:
+                raise SystemExit(1)
 
     def action(verb: str, help_text: str, update_env: bool = False) -> None:
         @click.argument("targets", nargs=-1, required=True, metavar="TARGET...")

@@ -161,6 +161,7 @@ def describe_rows(
 
     return [
         ("status", status_text(info.status)),
+        ("ready", ready_text(info)),
         ("name", info.name),
         ("namespace", info.namespace),
         ("id", str(info.pm_id)),
@@ -183,6 +184,28 @@ def describe_rows(
         ("pid path", _words(env.get("pm_pid_path"))),
         *(("log drops", _log_drop(drop)) for drop in env.get("log_drops") or []),
     ]
+
+
+def ready_text(info: Any) -> str:
+    """The instance's readiness, beside its status: ``yes (ready message, 1.2 s after
+    spawn)``, ``no: listen_timeout (3 s) passed without a signal``, ``waiting (up to
+    3 s)``, or ``-`` when no instance runs."""
+    env = _env(info)
+    by, at = env.get("ready_by"), env.get("ready_at")
+    timeout = _ms(int((info.options or {}).get("listen_timeout") or 3000))
+    if by is None:
+        return f"waiting (up to {timeout})" if info.pid else "-"
+    if by == "spawned":
+        return "yes (at spawn: no signal awaited)"
+    if by == "listen_timeout":
+        return f"no: listen_timeout ({timeout}) passed without a signal"
+    spawned = info.pm_uptime
+    after = f", {_ms(at - spawned)} after spawn" if at and spawned else ""
+    return f"yes ({by}{after})"
+
+
+def _ms(ms: int) -> str:
+    return f"{ms} ms" if ms < 1000 else f"{ms / 1000:g} s"
 
 
 def _log_drop(drop: dict[str, Any]) -> str:

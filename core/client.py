@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from .reconcile import Reconciled
     from .remote import Remote
     from .startup import StartupResult
+    from .verdict import StartVerdict
 
 Target = str | int | list
 
@@ -208,8 +209,10 @@ class _Calls:
     def restart(
         self, target: Target, *, update_env: bool = False, options: dict[str, Any] | None = None
     ) -> list[ProcessInfo]:
-        """Restart processes; a config file's apps are brought in line with it, as
-        :meth:`start_or_restart` does (PM2's ``restart ecosystem.json``)."""
+        """Stop and start again; with ``wait_ready``, returns once each new instance is
+        ready or ``listen_timeout`` has passed (as ``start``). A config file's apps are
+        brought in line with it, as :meth:`start_or_restart` does (PM2's
+        ``restart ecosystem.json``)."""
         if _is_file(target):
             return self._send("start", self._reconcile(target, options, "restart"), _started)
         return self._send("restart", _change(target, update_env, options, self._remote), _infos)
@@ -281,7 +284,10 @@ class _Calls:
         """Zero-downtime rolling reload (cluster mode or a shared ``listen`` socket);
         other apps are restarted, as PM2 does in fork mode. ``options`` changes the
         app for the new instances (a new version). Raises StateError, with the old
-        instances and options still serving, if a new instance fails to become ready."""
+        instances and options still serving, if a new instance fails to become ready
+        (exits; with ``wait_ready``, is not ready within ``listen_timeout``, unless the
+        app has ``on_listen_timeout: continue``). A fork-mode reload waits for
+        ``wait_ready`` as ``restart`` does."""
         return self._reload(target, update_env, parallel, options, graceful=False)
 
     def graceful_reload(
@@ -394,8 +400,18 @@ class Client(_Calls):
         options: dict[str, Any] | str | os.PathLike | None = None,
         *,
         env_name: str | None = None,
+        wait: bool = False,
     ) -> list[ProcessInfo]:
-        """Start a script, a config file's apps, an options dict, or restart an app by name/id."""
+        """Start a script, a config file's apps, an options dict, or restart an app by name/id.
+
+        Returns once the instances are spawned (with ``wait_ready``: ready, or
+        ``listen_timeout`` passed), as PM2's start does: an instance that dies at
+        once is not told. ``wait=True`` then watches them for ``min_uptime`` (see
+        :meth:`wait_started`), returns them as they are then, and raises
+        :class:`corral.verdict.StartFailed` (a StateError) naming each exited
+        instance, its last error line and the fix, when no instance of an app
+        stayed up.
+        """
         request = start_request(target, options, env_name)
         if request is None and _renames(target, options):
             request = start_request({"script": target}, options, env_name)
@@ -405,9 +421,30 @@ class Client(_Calls):
             except NotFoundError:
                 request = start_request({"script": os.fspath(target)}, options, env_name)
             else:
-                return self.restart(target)
+                return self._waited(self.restart(target), wait)
         assert request is not None
-        return _started(self._transport.call("start", request))
+        return self._waited(_started(self._transport.call("start", request)), wait)
+
+    def wait_started(self, infos: list[ProcessInfo], timeout: float | None = None) -> StartVerdict:
+        """Watch the instances ``start()`` returned until each has been up its app's
+        ``min_uptime`` (1 s by default), or ``timeout`` seconds; early once all exited.
+
+        The :class:`corral.verdict.StartVerdict` names each instance that exited
+        meanwhile (``exited``: status, restarts, the telling line of its error log,
+        the fix; ``EADDRINUSE`` gets cluster mode, ``listen`` or ``port``), the apps
+        none of whose instances stayed up (``down``), and ``ok`` when there are none.
+        ``corral start`` prints it and exits 1 unless ``ok``.
+        """
+        from .verdict import wait_started
+
+        return wait_started(self, infos, timeout)
+
+    def _waited(self, infos: list[ProcessInfo], wait: bool) -> list[ProcessInfo]:
+        if not wait:
+            return infos
+        from .verdict import StartFailed
+
+        return StartFailed.check(self.wait_started(infos))
 
     def launch_bus(self, topics: list[str] | None = None) -> Bus:
         """A subscriber to the daemon's events (``process:event``, ``log:out``, ...).
@@ -527,7 +564,9 @@ class AsyncClient(_Calls):
         options: dict[str, Any] | str | os.PathLike | None = None,
         *,
         env_name: str | None = None,
+        wait: bool = False,
     ) -> list[ProcessInfo]:
+        """:meth:`Client.start`, awaited (``wait=True`` too)."""
         request = start_request(target, options, env_name)
         if request is None and _renames(target, options):
             request = start_request({"script": target}, options, env_name)
@@ -537,9 +576,24 @@ class AsyncClient(_Calls):
             except NotFoundError:
                 request = start_request({"script": os.fspath(target)}, options, env_name)
             else:
-                return await self.restart(target)
+                return await self._waited(await self.restart(target), wait)
         assert request is not None
-        return _started(await self._transport.call("start", request))
+        return await self._waited(_started(await self._transport.call("start", request)), wait)
+
+    async def wait_started(
+        self, infos: list[ProcessInfo], timeout: float | None = None
+    ) -> StartVerdict:
+        """:meth:`Client.wait_started`, awaited."""
+        from .verdict import wait_started_async
+
+        return await wait_started_async(self, infos, timeout)
+
+    async def _waited(self, infos: list[ProcessInfo], wait: bool) -> list[ProcessInfo]:
+        if not wait:
+            return infos
+        from .verdict import StartFailed
+
+        return StartFailed.check(await self.wait_started(infos))
 
     async def launch_bus(self, topics: list[str] | None = None) -> Bus:
         """The asyncio twin of :meth:`Client.launch_bus`; iterate it with ``async for``."""

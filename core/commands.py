@@ -324,7 +324,7 @@ class Commands:
         for index, (app, existing) in enumerate(plans):
             started.extend(existing or created[index])
             await asyncio.gather(*(self._restart_with(p, app) for p in existing))
-        await self._wait_ready([p for p in started if p.options.get("wait_ready")])
+        await self._wait_ready([p for p in started if p.waits_for_ready])
         warnings = [w for app in prepared for w in app.warnings]
         for warning in warnings:
             self.daemon.log.warning("option warning", warning=warning)
@@ -425,13 +425,16 @@ class Commands:
                     move.arrive(proc)  # a failed instance holds no other up
 
         await asyncio.gather(*(restart(p) for p in procs))
+        await self._wait_ready([p for p in procs if p.waits_for_ready])
         return self.describe_all(procs)
 
     async def _wait_ready(self, procs: list[ManagedProcess]) -> None:
-        """Return once each process's child is ready or gone (``start`` with ``wait_ready``)."""
+        """Return once each process's child is ready, gone, or past ``listen_timeout``
+        (``start``, ``restart``, ``scale`` and a fork-mode ``reload`` with ``wait_ready``,
+        as PM2's executeApp answers only then)."""
         waits = [p.child.ready for p in procs if p.child is not None]
         if waits:
-            limit = max(int(p.options.get("listen_timeout") or 3000) for p in procs) / 1000
+            limit = max(p.listen_timeout for p in procs)
             await asyncio.wait(waits, timeout=limit + 1)
 
     async def cmd_reload(
@@ -462,9 +465,17 @@ class Commands:
         failures: list[str] = []
 
         async def reload(proc: ManagedProcess) -> None:
-            async with gate, self.daemon.lock(proc):
+            async with gate:
+                if await reload_one(proc) and proc.waits_for_ready:
+                    # restarted: ready (or listen_timeout) before the next instance goes,
+                    # outside the slot's lock, so a stop need not wait for it
+                    await self._wait_ready([proc])
+
+        async def reload_one(proc: ManagedProcess) -> bool:
+            """Reload ``proc``; True if it was restarted instead (not a rolling reload)."""
+            async with self.daemon.lock(proc):
                 if failures:
-                    return
+                    return False
                 before = (dict(proc.options), dict(proc.env))
                 # replaced, never changed in place
                 proc.options = changed_options(self.daemon, proc, changes)
@@ -474,12 +485,13 @@ class Commands:
                 if not rolling or proc.state is not ProcessState.ONLINE:
                     await self.daemon.stop_process(proc, manually=True)
                     self.daemon.respawn(proc)
-                    return
+                    return True
                 try:
                     await reload_process(self.daemon, proc, graceful=graceful)
                 except StateError as exc:
                     proc.options, proc.env = before  # the old version keeps serving
                     failures.append(str(exc))
+                return False
 
         await asyncio.gather(*(reload(p) for p in procs))
         if failures:
@@ -526,7 +538,7 @@ class Commands:
         except Exception:
             await self._undo(added)
             raise
-        await self._wait_ready([p for p in added if p.options.get("wait_ready")])
+        await self._wait_ready([p for p in added if p.waits_for_ready])
         return self.describe_all(
             sorted((p for p in self.procs.values() if p.name == name), key=lambda p: p.pm_id)
         )

@@ -55,7 +55,7 @@ from .notify import Notifier
 from .options import OptionSchema
 from .output import OutputPipes
 from .pidfile import PidFiles
-from .process import Child, ManagedProcess
+from .process import TIMED_OUT, Child, ManagedProcess
 from .reload import reload_process
 from .rpc_async import RPCServer
 from .secrets import KnownSecrets, mask_text
@@ -431,7 +431,12 @@ class Daemon:
             raise StateError(
                 f"the daemon is shutting down: {proc.name} (pm_id {proc.pm_id}) is not started"
             )
-        self.change_state(proc, Event.RELOAD if reload else Event.SPAWN)
+        if not reload:
+            self.change_state(proc, Event.SPAWN)
+        elif proc.waits_for_ready:
+            self.change_state(proc, Event.RELOAD)  # launching until the new child is ready
+        else:
+            self.mark_dirty()  # online throughout; the state file names the new child
         # counted first, so the child's environment shows this run's restart_time
         proc.history = lifecycle.on_spawn(proc.history, now_ms(), is_restart=is_restart)
         spec = self._spawn_spec(proc)
@@ -496,9 +501,11 @@ class Daemon:
         self.output.watch(child, proc, err_r, "err")
         self._watch_exit(proc, child)
         self.write_pid_file(proc)
-        if proc.waits_for_ready:
-            timeout = int(proc.options.get("listen_timeout") or 3000) / 1000
-            self.loop.call_later(timeout, self.mark_ready, proc, child, "listen_timeout")
+        if not reload and not proc.waits_for_ready:
+            # PM2's status: online once spawned; readiness is told apart (mark_ready)
+            self.change_state(proc, Event.READY, emit="online", reason="spawned")
+        if proc.expects_ready_signal:
+            self.loop.call_later(proc.listen_timeout, self.mark_ready, proc, child, TIMED_OUT)
         else:
             self.mark_ready(proc, child, "spawned")
         self.log.info(
@@ -575,9 +582,11 @@ class Daemon:
     # -- readiness and messages ---------------------------------------------
 
     def mark_ready(self, proc: ManagedProcess, child: Child, how: str) -> None:
-        """``child`` is ready (``how`` says by which signal); the first signal wins."""
+        """``child`` is ready (``how`` says by which signal), or ``listen_timeout`` passed
+        first; the first one wins. A ``wait_ready`` slot is ``online`` from then on."""
         if child.ready.done() or child.exited.done():
             return
+        child.ready_by, child.ready_at = how, now_ms()
         child.ready.set_result(how)
         if child.on_trial or child.retired or proc.child is not child:
             return  # a reload decides what its new child's readiness means

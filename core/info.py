@@ -33,6 +33,9 @@ RUNTIME_FIELDS = frozenset(
         "km_link",
         "exec_mode",
         "log_drops",
+        "ready",
+        "ready_by",
+        "ready_at",
     }
 )
 
@@ -64,6 +67,26 @@ class ProcessInfo:
     @property
     def status(self) -> str:
         return self.pm2_env["status"]
+
+    @property
+    def ready(self) -> bool:
+        """Whether the current instance said it is ready (``ready_by``), apart from its
+        status: an app without ``wait_ready`` is ``online`` from its spawn, ready or not."""
+        return bool(self.pm2_env.get("ready"))
+
+    @property
+    def ready_by(self) -> str | None:
+        """What ended the wait for readiness: ``"spawned"`` (an app that sends no signal:
+        fork mode without ``wait_ready``), ``"ready message"`` (``process.send('ready')``,
+        ``corral.child.ready()``), ``"sd_notify READY=1"``, ``"listening"`` (the node
+        preload), or ``"listen_timeout"`` (none came in time: ``ready`` is false). None
+        while it waits, and when no instance runs."""
+        return self.pm2_env.get("ready_by")
+
+    @property
+    def ready_at(self) -> int | None:
+        """When ``ready_by`` happened, epoch ms (``pm_uptime`` is the spawn)."""
+        return self.pm2_env.get("ready_at")
 
     @property
     def namespace(self) -> str:

@@ -4,7 +4,12 @@ Nothing here reads the clock or touches a file or a process: the daemon passes
 ``now_ms`` in, applies the state and history it gets back, and emits one event
 per change, so every rule is unit-tested without a process.
 
-States are PM2's words (``pm2_env.status``). The edges are one table,
+States are PM2's words (``pm2_env.status``), with PM2's meaning: a spawn is
+``launching``, then ``online`` in the same call (the ``ready`` event), unless
+the app has ``wait_ready``: then ``online`` comes when it says ready or
+``listen_timeout`` passes, as PM2's ``God.js``. Readiness itself is not a state:
+it is the child's own field (``ready``, ``ready_by`` in ``pm2_env``, see
+:attr:`corral.process.ManagedProcess.ready`). The edges are one table,
 ``TRANSITIONS``; :func:`next_state` is the only way to move and raises
 :class:`IllegalTransition` for an edge the table lacks. The groups answer the
 daemon's questions by membership: a live pid (``SIGNALLABLE_STATES``), wanted
@@ -68,7 +73,7 @@ class Event(str, Enum):
     FINISHED = "finished"
     OVERLIMIT = "overlimit"
     KILL_FAILED = "kill_failed"
-    RELOAD = "reload"  # online -> launching: a new child is starting beside the old one
+    RELOAD = "reload"  # online -> launching: a wait_ready child starts beside the old one
     ROLLBACK = "rollback"  # launching -> online: the new child failed, the old one serves on
 
 

@@ -143,6 +143,10 @@ CORE_OPTIONS: tuple[Option, ...] = (
     _core("wait_ready", "bool", False, help="online only when the app says ready "
           "(corral.child.ready(), process.send('ready'), sd_notify READY=1)"),
     _core("listen_timeout", "ms", 3000, help="how long to wait for an instance to be ready"),
+    _core("on_listen_timeout", "str", "rollback", choices=("rollback", "continue"),
+          help="a reload whose new instance (wait_ready) is not ready within listen_timeout: "
+          "'rollback' stops it and keeps the old one serving; 'continue' replaces the old "
+          "one all the same, as PM2 does"),
     _core("shutdown_with_message", "bool", False, help="stop by sending 'shutdown' on the "
           "channel before SIGINT"),
     _core("out_file", "str", help="stdout log file", aliases=("out", "output", "out_log")),

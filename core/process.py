@@ -39,7 +39,15 @@ RUNTIME_KEYS = (
     "exit_code",
     "unique_id",
     "log_drops",
+    "ready",
+    "ready_by",
+    "ready_at",
 )
+# corral's own readiness fields (not in PM2): kept out of the child's environment
+READINESS_KEYS = ("ready", "ready_by", "ready_at")
+
+# what ended the wait for a readiness signal without one (``ready_by``; ``ready`` false)
+TIMED_OUT = "listen_timeout"
 
 
 @dataclass(eq=False)
@@ -55,6 +63,8 @@ class Child:
     started: Started  # start time of pid (or a bracket of it), to tell it from a reused pid
     exited: asyncio.Future  # resolves with the exit code
     ready: asyncio.Future  # resolves with how it became ready ("ready message", ...)
+    ready_by: str | None = None  # what ended the wait for readiness (see ManagedProcess.ready)
+    ready_at: int | None = None  # when, epoch ms
     channel: Channel | None = None
     pidfd: int | None = None
     writers: dict[int, tuple[str, LineWriter]] = field(default_factory=dict)  # fd -> writer
@@ -127,8 +137,33 @@ class ManagedProcess:
 
     @property
     def waits_for_ready(self) -> bool:
-        """Whether the child is ``launching`` until a readiness signal or listen_timeout."""
+        """Whether the child is ``launching`` until it is ready or listen_timeout passes
+        (``wait_ready``, as PM2's God.js); any other child is ``online`` when spawned."""
+        return bool(self.options.get("wait_ready"))
+
+    @property
+    def expects_ready_signal(self) -> bool:
+        """Whether readiness comes from a signal (the ready message, sd_notify READY=1,
+        the node preload's "listening"), bounded by listen_timeout; else it is the spawn."""
         return bool(self.options.get("wait_ready")) or self.cluster or self.shares_socket
+
+    @property
+    def listen_timeout(self) -> float:
+        """The bound of the wait for readiness, in seconds (PM2's default, 3 s)."""
+        return int(self.options.get("listen_timeout") or 3000) / 1000
+
+    @property
+    def ready(self) -> tuple[bool, str | None, int | None]:
+        """The current child's readiness: (ready, by what, when in epoch ms).
+
+        ``by`` is ``"spawned"`` (an app that sends no signal), ``"ready message"``,
+        ``"sd_notify READY=1"`` or ``"listening"``; ``"listen_timeout"`` with ready
+        false when the bound passed without a signal; None while waiting, or with no child.
+        """
+        child = self.child
+        if child is None or child.ready_by is None:
+            return False, None, None
+        return child.ready_by != TIMED_OUT, child.ready_by, child.ready_at
 
     @property
     def namespace(self) -> str:
@@ -197,6 +232,8 @@ class ManagedProcess:
             "unstable_restarts": h.unstable_restarts,
             "prev_restart_delay": h.prev_restart_delay,
             "exit_code": self.exit_code,
+            # corral's own: readiness, beside the status (not in PM2)
+            **dict(zip(READINESS_KEYS, self.ready, strict=True)),
             # corral's own: the app's log files that lost lines or cannot be written (not in PM2)
             "log_drops": [f.status() for f in self.log_files if f.dropped or f.error],
         }
@@ -254,6 +291,8 @@ class ManagedProcess:
         """What the child sees: its env plus every scalar pm2_env field, as PM2."""
         env = dict(self.env)
         for key, value in self.pm2_env(with_env=False).items():
+            if key in READINESS_KEYS:
+                continue  # of the run before this one, if any
             if isinstance(value, bool):
                 env[key] = "true" if value else "false"
             elif isinstance(value, (str, int, float)):

@@ -1,8 +1,15 @@
 """Rolling reload: a process's new child is ready before its old one stops.
 
-If the new child exits, or (with ``wait_ready``) is not ready within
-``listen_timeout``, it is stopped and the old child goes on serving: the
-process is rolled back and the reload raises, naming the reason.
+The new child is ready at its readiness signal (the ready message with
+``wait_ready``, sd_notify ``READY=1``, the node preload's "listening"), or when
+``listen_timeout`` passes without one. If it exits first, or (with
+``wait_ready``) is not ready within ``listen_timeout``, it is stopped and the
+old child goes on serving: the process is rolled back and the reload raises,
+naming the reason. ``on_listen_timeout: continue`` makes the second case go
+on with the new child instead, as PM2 does.
+
+The status follows PM2's: ``launching`` during the reload with ``wait_ready``
+(until the new child is ready), ``online`` throughout without it.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from . import cgroup, lifecycle
 from .errors import OptionError, ScriptError, StateError
 from .kill import exit_words, terminate
 from .lifecycle import Event, ProcessState
+from .process import TIMED_OUT
 
 if TYPE_CHECKING:
     from .daemon import Daemon
@@ -40,14 +48,17 @@ async def reload_process(
     except (ScriptError, OptionError, StateError) as exc:
         roll_back(daemon, proc, old, str(exc))
         raise StateError(f"reload of {proc.name} (pm_id {proc.pm_id}) failed: {exc}") from exc
-    limit = int(proc.options.get("listen_timeout") or 3000) / 1000
+    limit = proc.listen_timeout
     await asyncio.wait({new.ready}, timeout=limit + 1)
-    how = new.ready.result() if new.ready.done() else "listen_timeout"
+    how = new.ready.result() if new.ready.done() else TIMED_OUT
     failure = None
     if how is None:
         failure = f"the new instance exited ({exit_words(new.exited.result())}) before ready"
-    elif how == "listen_timeout" and proc.options.get("wait_ready"):
-        failure = f"the new instance was not ready within listen_timeout ({limit:g} s)"
+    elif how == TIMED_OUT and proc.waits_for_ready and not goes_on_at_timeout(proc):
+        failure = (
+            f"the new instance was not ready within listen_timeout ({limit:g} s); "
+            "on_listen_timeout: continue would have kept it, as PM2 does"
+        )
     if failure is not None:
         await terminate(proc, new, ["sigint", "sigkill"], daemon.sampler, daemon.log)
         await _remove_cgroup(daemon, proc, new)
@@ -57,7 +68,11 @@ async def reload_process(
             f"the old instance (pid {old.pid}) is still serving"
         )
     new.on_trial = False
-    daemon.change_state(proc, Event.READY, emit="online", reason=how)
+    if proc.state is ProcessState.LAUNCHING:
+        daemon.change_state(proc, Event.READY, emit="online", reason=how)
+    else:
+        daemon.mark_dirty()  # it stayed online; the state file names the new child
+        daemon.emit(proc, "online", reason=how)
     daemon.emit(proc, "reload", manually=not reason, reason=reason)
     if graceful:
         steps = ["message", "sigint", "sigkill"]
@@ -78,11 +93,22 @@ async def _remove_cgroup(daemon: Daemon, proc: ManagedProcess, child: Child) -> 
     daemon.cgroups.prune(proc.unique_id, [child.cgroup])
 
 
+def goes_on_at_timeout(proc: ManagedProcess) -> bool:
+    """``on_listen_timeout: continue``: a new child not ready in time replaces the old
+    one all the same (PM2's reload); the default, ``rollback``, keeps the old one."""
+    return proc.options.get("on_listen_timeout") == "continue"
+
+
 def roll_back(daemon: Daemon, proc: ManagedProcess, old: Child, reason: str) -> None:
     proc.child = old
     old.retired = False
     daemon.write_pid_file(proc)
-    daemon.change_state(proc, Event.ROLLBACK, emit="reload failed", reason=reason)
+    if proc.state is ProcessState.LAUNCHING:
+        daemon.change_state(proc, Event.ROLLBACK, emit="reload failed", reason=reason)
+    else:  # online throughout (no wait_ready): the old child goes on as it was
+        proc.last_reason = reason
+        daemon.mark_dirty()
+        daemon.emit(proc, "reload failed", reason=reason)
     daemon.log.error("reload failed", name=proc.name, pm_id=proc.pm_id, reason=reason)
     if old.exited.done():  # the old one died meanwhile: the policy decides, as for a crash
         daemon.apply_exit(proc, old, old.exited.result())
