@@ -1,10 +1,11 @@
 """Config files: read an ecosystem file into the raw app dicts it declares.
 
-JSON, YAML and TOML are read here; ``ecosystem.config.js`` (and ``.cjs``,
+JSON (leniently, as PM2: comments and trailing commas, through a JSON5
+reader), YAML and TOML are read here; ``ecosystem.config.js`` (and ``.cjs``,
 ``.mjs``) through ``node`` when it is installed. A file may hold
 ``{"apps": [...]}``, a bare list of apps, or one app, as PM2 accepts. The apps
-come back as written, except that a relative ``script`` or ``cwd`` is made
-absolute against the file's directory: the daemon normalizes the options.
+come back as written, except that relative paths are made absolute as PM2
+makes them (see :func:`resolve_app_paths`): the daemon normalizes the options.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import re
 import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +36,9 @@ _NODE_LOADER = """
 const { pathToFileURL } = require('url');
 import(pathToFileURL(process.argv[1]).href).then((m) => {
   const conf = m.default !== undefined ? m.default : { ...m };
-  process.stdout.write(MARKER + JSON.stringify(conf === undefined ? null : conf));
+  const kind = conf === null ? 'null' : Array.isArray(conf) ? 'array' : typeof conf;
+  const value = kind === 'object' || kind === 'array' ? conf : null;
+  process.stdout.write(MARKER + JSON.stringify({ kind, value }));
 }).catch((err) => {
   const name = (err && err.name) || 'Error';
   const message = (err && err.message) || String(err);
@@ -61,9 +65,13 @@ def is_config_file(path: str | os.PathLike) -> bool:
     return path.is_file()
 
 
-def load_config(path: str | os.PathLike) -> list[dict[str, Any]]:
+def load_config(
+    path: str | os.PathLike, cwd: str | os.PathLike | None = None
+) -> list[dict[str, Any]]:
     """The apps a config file declares, as raw dicts with absolute paths.
 
+    Relative paths resolve as PM2 resolves them, against ``cwd``: the caller's
+    working directory (default: this process's), see :func:`resolve_app_paths`.
     Raises ConfigError naming the file (and the line, where the parser gives
     it) when the file is missing, unreadable, malformed or declares no apps.
     """
@@ -88,44 +96,112 @@ def load_config(path: str | os.PathLike) -> list[dict[str, Any]]:
         )
     check_depth(data, path)
     base_dir = Path(os.path.abspath(path)).parent
-    return [resolve_app_paths(app, base_dir) for app in _apps_of(path, data)]
+    return [
+        resolve_app_paths(app, base_dir, cwd, source=f"{path}: {_app_label(app, index)}")
+        for index, app in enumerate(_apps_of(path, data))
+    ]
 
 
-def resolve_app_paths(app: dict[str, Any], base_dir: Path) -> dict[str, Any]:
-    """A copy of ``app`` whose relative ``cwd`` and ``script`` are made absolute.
+def resolve_app_paths(
+    app: dict[str, Any],
+    base_dir: str | os.PathLike,
+    cwd: str | os.PathLike | None = None,
+    *,
+    source: str = "config",
+) -> dict[str, Any]:
+    """A copy of ``app`` whose relative ``cwd``, ``script`` and interpreter path are absolute.
 
-    ``cwd`` resolves against ``base_dir``; ``script`` against ``cwd`` when it is
-    given, else ``base_dir`` (as PM2). A bare name that is no file there
-    (``python3``) and a command line with spaces are left for the daemon to
-    find on PATH or run through a shell.
+    As PM2 (``lib/Common.js`` prepareAppConf, ``lib/tools/which.js``): ``cwd``
+    resolves against ``cwd``, the caller's working directory (default: this
+    process's); ``script`` against the app's ``cwd`` when it has one, else the
+    caller's; an interpreter path with a slash (``./venv/bin/python``) against
+    the caller's. Where that names nothing but the same path taken from
+    ``base_dir`` (the config file's folder) does, that one is used, and a
+    :class:`corral.CorralWarning` (``source`` names the file and app) says so.
+    A bare name that is no file (``python3``) and a command line with spaces
+    are left for the daemon to find on PATH or run through a shell.
     """
     resolved = dict(app)
-    base = os.path.abspath(os.path.expanduser(base_dir))
-    cwd = resolved.get("cwd")
-    if isinstance(cwd, str) and cwd:
-        base = _join(base, cwd)
+    caller = os.path.abspath(os.path.expanduser(cwd)) if cwd else os.getcwd()
+    folder = os.path.abspath(os.path.expanduser(base_dir))
+    paths = _Paths(source)
+    base, folder_base = caller, folder
+    app_cwd = resolved.get("cwd")
+    if isinstance(app_cwd, str) and app_cwd:
+        base = paths.pick("cwd", app_cwd, [(caller, ""), (folder, _FOLDER)], os.path.isdir)
+        folder_base = _join(folder, app_cwd)
         resolved["cwd"] = base
     for key in _SCRIPT_KEYS:
         script = resolved.get(key)
-        if isinstance(script, str) and script:
-            resolved[key] = _resolve_script(script, base)
+        if isinstance(script, str) and script and not any(c.isspace() for c in script):
+            resolved[key] = paths.script(key, script, base, folder_base)
+    for key in _INTERPRETER_KEYS:
+        value = resolved.get(key)
+        if isinstance(value, str) and os.sep in value:
+            bases = [(caller, ""), (base, "the app's cwd"), (folder, _FOLDER)]
+            resolved[key] = paths.pick(key, value, bases, os.path.exists)
     return resolved
+
+
+_INTERPRETER_KEYS = ("exec_interpreter", "execInterpreter", "interpreter")
+_FOLDER = "the config file's folder"
+
+
+class _Paths:
+    """Picks PM2's path or, when only that exists, the config folder's; notes the fallback."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def pick(self, key: str, value: str, bases: list[tuple[str, str]], exists: Any) -> str:
+        """``value`` against the first of ``bases`` (dir, what it is) where it exists."""
+        expanded = os.path.expanduser(value)
+        if os.path.isabs(expanded):
+            return os.path.normpath(expanded)
+        first = _join(bases[0][0], expanded)
+        if exists(first):
+            return first
+        for base, where in bases[1:]:
+            other = _join(base, expanded)
+            if other != first and exists(other):
+                self.note(key, value, first, other, where)
+                return other
+        return first  # PM2's path: the daemon's error names it
+
+    def script(self, key: str, script: str, base: str, folder_base: str) -> str:
+        expanded = os.path.expanduser(script)
+        if os.path.isabs(expanded):
+            return expanded
+        candidate = _join(base, expanded)
+        if os.path.exists(candidate):
+            return candidate
+        if os.sep not in expanded and shutil.which(expanded):
+            return script  # a command on PATH (python3, npm), as PM2's which()
+        fallback = _join(folder_base, expanded)
+        if fallback != candidate and os.path.exists(fallback):
+            self.note(key, script, candidate, fallback, _FOLDER)
+            return fallback
+        return candidate if os.sep in expanded else script
+
+    def note(self, key: str, value: str, pm2_path: str, used: str, where: str) -> None:
+        from .client import CorralWarning  # the client's channel for what the user should know
+
+        warnings.warn(
+            f"{self.source}: {key} {value!r} found relative to {where} ({used}), "
+            f"not where PM2 looks ({pm2_path}): write it relative to the directory you "
+            "run from, or make it absolute",
+            CorralWarning,
+            stacklevel=5,
+        )
+
+
+def _app_label(app: Any, index: int) -> str:
+    name = app.get("name") if isinstance(app, dict) else None
+    return f"apps[{index}] ({name})" if isinstance(name, str) and name else f"apps[{index}]"
 
 
 def _join(base: str, path: str) -> str:
     return os.path.normpath(os.path.join(base, os.path.expanduser(path)))
-
-
-def _resolve_script(script: str, base: str) -> str:
-    if any(char.isspace() for char in script):
-        return script  # a command line, run by a shell
-    expanded = os.path.expanduser(script)
-    if os.path.isabs(expanded):
-        return expanded
-    candidate = _join(base, expanded)
-    if os.sep in expanded or os.path.exists(candidate):
-        return candidate
-    return script  # a bare name not found here: a command on PATH
 
 
 def _read_text(path: Path) -> str:
@@ -136,10 +212,24 @@ def _read_text(path: Path) -> str:
 
 
 def _parse_json(path: Path, text: str) -> Any:
+    """Strict JSON first (fast, and its messages are the clearest); else JSON5, as PM2
+    reads ``.json`` leniently: comments, trailing commas, unquoted keys."""
     try:
         return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path} line {exc.lineno}: {exc.msg}") from None
+    except json.JSONDecodeError as strict:
+        import json5  # only for a file that is not strict JSON
+
+        try:
+            return json5.loads(text)
+        except RecursionError:
+            raise
+        except ValueError as exc:
+            message = str(exc)
+            match = re.match(r"<string>:(\d+) (.*)$", message)
+            if match is None or int(match[1]) <= strict.lineno:
+                # where both fail at once, the strict reader says it better
+                raise ConfigError(f"{path} line {strict.lineno}: {strict.msg}") from None
+            raise ConfigError(f"{path} line {match[1]}: {match[2]}") from None
 
 
 def _parse_yaml(path: Path, text: str) -> Any:
@@ -269,7 +359,24 @@ def _read_js(path: Path) -> Any:
         raise ConfigError(f"{path}: node did not finish reading it in {_NODE_TIMEOUT} s") from None
     if done.returncode != 0 or _MARKER not in done.stdout:
         raise ConfigError(_node_failure(node, path, done.stderr))
-    return json.loads(done.stdout.rsplit(_MARKER, 1)[1])
+    try:
+        exported = json.loads(done.stdout.rsplit(_MARKER, 1)[1])
+        kind, value = exported["kind"], exported["value"]
+    except (ValueError, KeyError, TypeError):
+        raise ConfigError(f"{path}: node printed no readable config") from None
+    if kind not in ("object", "array"):
+        article = "an" if kind[0] in "aeiou" else "a"
+        what = kind if kind in ("null", "undefined") else f"{article} {kind}"
+        raise ConfigError(f"{path}: exports {what}: {_JS_EXPECTED}")
+    if value == {}:
+        raise ConfigError(f"{path}: exports nothing (an empty object): {_JS_EXPECTED}")
+    return value
+
+
+_JS_EXPECTED = (
+    "expected module.exports = {apps: [...]} or an array of apps, as PM2 reads it "
+    "(PM2 does not call an exported function)"
+)
 
 
 def _node_failure(node: str, path: Path, stderr: str) -> str:
@@ -304,8 +411,8 @@ def _js_line(path: Path, text: str) -> str | None:
 
 def _apps_of(path: Path, data: Any) -> list[dict[str, Any]]:
     """The app list of a parsed file: ``{"apps": [...]}``, ``[...]`` or one app."""
-    if isinstance(data, dict) and "apps" in data:
-        apps = data["apps"]
+    if isinstance(data, dict) and ("apps" in data or "pm2" in data):
+        apps = data["apps"] if "apps" in data else data["pm2"]  # PM2 reads both keys
         if isinstance(apps, dict):
             apps = [apps]
         if not isinstance(apps, list):
@@ -315,9 +422,15 @@ def _apps_of(path: Path, data: Any) -> list[dict[str, Any]]:
     elif isinstance(data, dict) and any(key in data for key in _SCRIPT_KEYS):
         apps = [data]
     else:
+        near = (
+            [k for k in data if isinstance(k, str) and k.lower() in _NEAR_APPS]
+            if isinstance(data, dict)
+            else []
+        )
+        hint = f" (the file has {near[0]!r}: rename it 'apps')" if near else ""
         raise ConfigError(
             f'{path}: no apps found: expected {{"apps": [...]}}, a list of apps, '
-            "or one app with a 'script'"
+            f"or one app with a 'script'{hint}"
         )
     if not apps:
         raise ConfigError(f"{path}: no apps found: the list of apps is empty")
@@ -325,6 +438,9 @@ def _apps_of(path: Path, data: Any) -> list[dict[str, Any]]:
         if not isinstance(app, dict):
             raise ConfigError(f"{path}: apps[{index}] is not an object, got {_json_kind(app)}")
     return apps
+
+
+_NEAR_APPS = ("app", "application", "applications", "process", "processes")
 
 
 def _json_kind(value: Any) -> str:

@@ -369,8 +369,83 @@ class OptionSchema:
         raise OptionError(self._unknown(key), field=key)
 
     def _unknown(self, key: str) -> str:
-        known = {k.lower(): k for k in [*_PLUGIN_KEYS, *self._keys]}
-        close = difflib.get_close_matches(key.lower(), list(known), n=1)
+        close = self.closest(key)
         if close:
-            return f"unknown option {shorten(key)}: did you mean {known[close[0]]!r}?"
+            return f"unknown option {shorten(key)}: did you mean {close!r}?"
         return f"unknown option {shorten(key)}; see `corral start --help` for the list"
+
+    def closest(self, key: str) -> str | None:
+        """The known key ``key`` is probably a typo of, in the style it is written in, or None.
+
+        Keys compare without case, ``_`` and ``-`` (``Max-Restarts`` is ``max_restarts``),
+        and only a close match counts: ``log_rotate`` suggests nothing rather than
+        ``logrotate_retain``.
+        """
+        by_form: dict[str, list[str]] = {}
+        for known in [*self._keys, *_PLUGIN_KEYS]:
+            by_form.setdefault(_form(known), []).append(known)
+        close = difflib.get_close_matches(_form(key), list(by_form), n=1, cutoff=HINT_CUTOFF)
+        if not close:
+            return None
+        spellings = by_form[close[0]]
+        return next((k for k in spellings if _is_camel(k) == _is_camel(key)), spellings[0])
+
+    def unknown_keys(self, raw: Mapping[str, Any]) -> list[str]:
+        """Each key of ``raw`` that no loaded option, plugin option or PM2 key means."""
+        return [
+            key
+            for key in raw
+            if isinstance(key, str)
+            and key not in self._keys
+            and key not in _IGNORED_KEYS
+            and key not in _PLUGIN_KEYS
+            and not _ENV_KEY.match(key)
+        ]
+
+    def check_unknown(self, apps: list[Any], *, labels: bool) -> None:
+        """One OptionError naming every unknown key of every app of ``apps`` (a config
+        file's, say), each with its closest known key when one is close; ``labels``
+        names each app (``apps[1] (worker)``)."""
+        found: list[tuple[str, list[str]]] = []
+        for index, raw in enumerate(apps):
+            keys = self.unknown_keys(raw) if isinstance(raw, Mapping) else []
+            if keys:
+                found.append((_app_label(raw, index) if labels else "", keys))
+        if not found:
+            return
+        first = found[0][1][0]
+        if len(found) == 1 and len(found[0][1]) == 1 and not labels:
+            raise OptionError(self._unknown(first), field=first)
+        parts = []
+        for label, keys in found:
+            named = ", ".join(self._with_hint(key) for key in keys)
+            parts.append(f"{label}: {named}" if label else named)
+        count = sum(len(keys) for _, keys in found)
+        raise OptionError(
+            f"{count} unknown option{'s' if count > 1 else ''}: {'; '.join(parts)}: "
+            "fix or remove them (`corral start --help` lists the options)",
+            field=first,
+        )
+
+    def _with_hint(self, key: str) -> str:
+        close = self.closest(key)
+        return f"{shorten(key)} (did you mean {close!r}?)" if close else shorten(key)
+
+
+HINT_CUTOFF = 0.8  # difflib's ratio a key must reach to be suggested: 0.75 is log_rotate
+
+
+def _form(key: str) -> str:
+    """A key without case, ``_`` and ``-``: the form typos are compared in."""
+    return key.lower().replace("_", "").replace("-", "")
+
+
+def _is_camel(key: str) -> bool:
+    return "_" not in key and any(char.isupper() for char in key[1:])
+
+
+def _app_label(raw: Mapping[str, Any], index: int) -> str:
+    name = raw.get("name")
+    return (
+        f"apps[{index}] ({shorten(name)})" if isinstance(name, str) and name else f"apps[{index}]"
+    )
