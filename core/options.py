@@ -446,6 +446,6 @@ def _is_camel(key: str) -> bool:
 
 def _app_label(raw: Mapping[str, Any], index: int) -> str:
     name = raw.get("name")
-    return (
-        f"apps[{index}] ({shorten(name)})" if isinstance(name, str) and name else f"apps[{index}]"
-    )
+    if not isinstance(name, str) or not name:
+        return f"apps[{index}]"
+    return f"apps[{index}] ({name if name.isprintable() and len(name) < 80 else shorten(name)})"
