@@ -401,7 +401,23 @@ def _node_failure(node: str, path: Path, stderr: str) -> str:
         except subprocess.TimeoutExpired:
             pass
     where = f" line {line}" if line else ""
-    return f"{path}{where}: {summary}"
+    return f"{path}{where}: {summary}{_json_in_js(path) if 'SyntaxError' in summary else ''}"
+
+
+def _json_in_js(path: Path) -> str:
+    """A hint for a ``.js`` file that holds a bare JSON object, which node cannot run."""
+    import json5
+
+    try:
+        data = json5.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return ""
+    if not isinstance(data, (dict, list)):
+        return ""
+    return (
+        " (the file holds a JSON object, not JavaScript: rename it to .json, "
+        "or write module.exports = before the object)"
+    )
 
 
 def _js_line(path: Path, text: str) -> str | None:

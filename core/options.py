@@ -316,6 +316,13 @@ class OptionSchema:
             elif fill or name in given:
                 result[name] = copy.deepcopy(self._defaults.get(name))
         for key, value in extra_envs.items():
+            if not isinstance(value, Mapping):
+                raise OptionError(
+                    f"{key} must be a mapping of names to values (PM2's env_<name>, the "
+                    f"environment `--env {key[4:]}` selects), got {shorten(value)}: "
+                    "write the variables in it, or remove the key",
+                    field=key,
+                )
             result[key] = convert_value("dict", key, value)
         if converted.get("kill_timeout") == 0:
             warnings.append(KILL_TIMEOUT_ZERO)
