@@ -14,12 +14,12 @@ plugin, and a key PM2 has but corral does not use is accepted with a warning.
 from __future__ import annotations
 
 import copy
-import difflib
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import typos
 from .convert import CORE_CONVERTERS, convert_value
 from .convert import parse_bytes as parse_bytes  # re-exported: plugins import both from here
 from .convert import parse_ms as parse_ms
@@ -376,26 +376,11 @@ class OptionSchema:
         raise OptionError(self._unknown(key), field=key)
 
     def _unknown(self, key: str) -> str:
-        close = self.closest(key)
-        if close:
-            return f"unknown option {shorten(key)}: did you mean {close!r}?"
-        return f"unknown option {shorten(key)}; see `corral start --help` for the list"
+        return typos.unknown_option(key, self.closest(key))
 
     def closest(self, key: str) -> str | None:
-        """The known key ``key`` is probably a typo of, in the style it is written in, or None.
-
-        Keys compare without case, ``_`` and ``-`` (``Max-Restarts`` is ``max_restarts``),
-        and only a close match counts: ``log_rotate`` suggests nothing rather than
-        ``logrotate_retain``.
-        """
-        by_form: dict[str, list[str]] = {}
-        for known in [*self._keys, *_PLUGIN_KEYS]:
-            by_form.setdefault(_form(known), []).append(known)
-        close = difflib.get_close_matches(_form(key), list(by_form), n=1, cutoff=HINT_CUTOFF)
-        if not close:
-            return None
-        spellings = by_form[close[0]]
-        return next((k for k in spellings if _is_camel(k) == _is_camel(key)), spellings[0])
+        """The known key ``key`` is probably a typo of, or None (see :mod:`corral.typos`)."""
+        return typos.closest(key, [*self._keys, *_PLUGIN_KEYS])
 
     def unknown_keys(self, raw: Mapping[str, Any]) -> list[str]:
         """Each key of ``raw`` that no loaded option, plugin option or PM2 key means."""
@@ -413,46 +398,9 @@ class OptionSchema:
         """One OptionError naming every unknown key of every app of ``apps`` (a config
         file's, say), each with its closest known key when one is close; ``labels``
         names each app (``apps[1] (worker)``)."""
-        found: list[tuple[str, list[str]]] = []
-        for index, raw in enumerate(apps):
-            keys = self.unknown_keys(raw) if isinstance(raw, Mapping) else []
-            if keys:
-                found.append((_app_label(raw, index) if labels else "", keys))
-        if not found:
-            return
-        first = found[0][1][0]
-        if len(found) == 1 and len(found[0][1]) == 1 and not labels:
-            raise OptionError(self._unknown(first), field=first)
-        parts = []
-        for label, keys in found:
-            named = ", ".join(self._with_hint(key) for key in keys)
-            parts.append(f"{label}: {named}" if label else named)
-        count = sum(len(keys) for _, keys in found)
-        raise OptionError(
-            f"{count} unknown option{'s' if count > 1 else ''}: {'; '.join(parts)}: "
-            "fix or remove them (`corral start --help` lists the options)",
-            field=first,
-        )
-
-    def _with_hint(self, key: str) -> str:
-        close = self.closest(key)
-        return f"{shorten(key)} (did you mean {close!r}?)" if close else shorten(key)
-
-
-HINT_CUTOFF = 0.8  # difflib's ratio a key must reach to be suggested: 0.75 is log_rotate
-
-
-def _form(key: str) -> str:
-    """A key without case, ``_`` and ``-``: the form typos are compared in."""
-    return key.lower().replace("_", "").replace("-", "")
-
-
-def _is_camel(key: str) -> bool:
-    return "_" not in key and any(char.isupper() for char in key[1:])
-
-
-def _app_label(raw: Mapping[str, Any], index: int) -> str:
-    name = raw.get("name")
-    if not isinstance(name, str) or not name:
-        return f"apps[{index}]"
-    return f"apps[{index}] ({name if name.isprintable() and len(name) < 80 else shorten(name)})"
+        found = [
+            (index, raw, self.unknown_keys(raw))
+            for index, raw in enumerate(apps)
+            if isinstance(raw, Mapping)
+        ]
+        typos.refuse_unknown([f for f in found if f[2]], self.closest, labels=labels)
