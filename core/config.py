@@ -75,6 +75,18 @@ def load_config(
     Raises ConfigError naming the file (and the line, where the parser gives
     it) when the file is missing, unreadable, malformed or declares no apps.
     """
+    base_dir = Path(os.path.abspath(path)).parent
+    return [
+        resolve_app_paths(app, base_dir, cwd, source=f"{path}: {_app_label(app, index)}")
+        for index, app in enumerate(read_apps(path))
+    ]
+
+
+def read_apps(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """The apps a config file declares, exactly as written (paths not resolved).
+
+    Raises ConfigError as :func:`load_config` does.
+    """
     path = Path(path)
     if not path.is_file():
         what = "is not a file" if path.exists() else "does not exist"
@@ -95,11 +107,7 @@ def load_config(
             f"use one of {', '.join(CONFIG_SUFFIXES)}"
         )
     check_depth(data, path)
-    base_dir = Path(os.path.abspath(path)).parent
-    return [
-        resolve_app_paths(app, base_dir, cwd, source=f"{path}: {_app_label(app, index)}")
-        for index, app in enumerate(_apps_of(path, data))
-    ]
+    return _apps_of(path, data)
 
 
 def _app_label(app: Any, index: int) -> str:

@@ -33,7 +33,7 @@ import pytest
 
 import corral
 from corral.apps import instance_count
-from corral.config import load_config
+from corral.config import read_apps
 from corral.errors import CorralError
 
 CORPUS = Path(
@@ -100,6 +100,18 @@ def stub(path: Path) -> None:
     path.chmod(0o755)
 
 
+def pm2_paths(app: dict[str, Any], root: Path) -> dict[str, Any]:
+    """``app`` with its paths where PM2 finds them when started from ``root``
+    (lib/Common.js prepareAppConf): cwd from root, script from cwd, interpreter from root."""
+    resolved = dict(app)
+    if isinstance(app.get("cwd"), str) and app["cwd"]:
+        resolved["cwd"] = os.path.normpath(root / app["cwd"])  # an absolute cwd stays
+    for key in INTERPRETER_KEYS:
+        if isinstance(app.get(key), str) and os.sep in app[key]:
+            resolved[key] = os.path.normpath(root / app[key])
+    return resolved
+
+
 def lay_out(app: dict[str, Any], root: Path) -> None:
     """Stubs for the code, the directories and the venv an app of the repository names."""
     base = Path(app.get("cwd") or root)
@@ -118,7 +130,7 @@ def lay_out(app: dict[str, Any], root: Path) -> None:
             is_code = True  # the script itself: a file of the repository (app.js, bin/www)
         if not is_code or command or word.startswith("-"):
             continue
-        path = Path(word) if os.path.isabs(word) else base / word
+        path = base / word  # an absolute word stays itself
         if inside(path, root):
             stub(path)
     for key in INTERPRETER_KEYS:
@@ -176,9 +188,9 @@ def test_a_real_file_starts_or_is_refused_for_a_documented_reason(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            for app in load_config(config):  # paths as the start will resolve them
+            apps = [pm2_paths(app, root) for app in read_apps(config)]
+            for app in apps:
                 lay_out(app, root)
-            apps = load_config(config)
             started = pm_plugins.start(str(config))
         except CorralError as exc:
             refused(name, str(exc), record_property)
