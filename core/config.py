@@ -28,6 +28,7 @@ _SCRIPT_KEYS = ("script", "exec", "cmd", "command")  # PM2's names for the scrip
 _NODE_TIMEOUT = 30  # seconds; a config file that takes longer is stuck
 MAX_DEPTH = 100  # levels of nesting a config file may have (apps sit at 2 or 3)
 MAX_YAML_VALUES = 100_000  # values a YAML file may hold once its aliases are expanded
+MAX_JSON5_CHARS = 64 * 1024  # a .json file read leniently (JSON5) at most; real ones are ~2 KB
 
 # Imports the file (CommonJS or ESM) and prints its exports after a marker, so
 # whatever the file itself prints does not spoil the JSON.
@@ -128,6 +129,12 @@ def _parse_json(path: Path, text: str) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as strict:
+        if len(text) > MAX_JSON5_CHARS:  # the JSON5 reader takes ~50 ms per KB
+            raise ConfigError(
+                f"{path} line {strict.lineno}: {strict.msg} (comments and trailing commas "
+                f"are read in files up to {MAX_JSON5_CHARS // 1024} KB: remove them, "
+                "or write the file as YAML)"
+            ) from None
         import json5  # only for a file that is not strict JSON
 
         try:

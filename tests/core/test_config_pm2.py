@@ -228,3 +228,19 @@ def test_a_hint_is_given_only_when_close(key, hint):
     if schema.get(key) is not None:
         return
     assert schema.closest(key) == hint
+
+
+def test_a_big_json_file_with_a_comment_is_refused_at_once(repo, monkeypatch):
+    """The JSON5 reader is slow (about 50 ms per KB): past 64 KB only strict JSON is read."""
+    import time
+
+    apps = [
+        {"name": f"a{i}", "script": "src/worker.py", "env": {"K": "v" * 100}} for i in range(600)
+    ]
+    path = write(repo / "big.json", "// a comment\n" + json.dumps({"apps": apps}, indent=1))
+    monkeypatch.chdir(repo)
+    started = time.monotonic()
+    with pytest.raises(Exception, match=r"big\.json line 1: .*read in files up to 64 KB") as info:
+        load_config(path)
+    assert time.monotonic() - started < 1
+    assert "\n" not in str(info.value)
