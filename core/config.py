@@ -21,6 +21,7 @@ from typing import Any
 
 from .config_paths import resolve_app_paths as resolve_app_paths  # public here too
 from .errors import ConfigError
+from .typos import app_label
 
 CONFIG_SUFFIXES = (".json", ".yaml", ".yml", ".toml", ".js", ".cjs", ".mjs")
 _JS_SUFFIXES = (".js", ".cjs", ".mjs")
@@ -78,7 +79,7 @@ def load_config(
     """
     base_dir = Path(os.path.abspath(path)).parent
     return [
-        resolve_app_paths(app, base_dir, cwd, source=f"{path}: {_app_label(app, index)}")
+        resolve_app_paths(app, base_dir, cwd, source=f"{path}: {app_label(app, index)}")
         for index, app in enumerate(read_apps(path))
     ]
 
@@ -111,11 +112,6 @@ def read_apps(path: str | os.PathLike) -> list[dict[str, Any]]:
     return _apps_of(path, data)
 
 
-def _app_label(app: Any, index: int) -> str:
-    name = app.get("name") if isinstance(app, dict) else None
-    return f"apps[{index}] ({name})" if isinstance(name, str) and name else f"apps[{index}]"
-
-
 def _read_text(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8")
@@ -139,8 +135,6 @@ def _parse_json(path: Path, text: str) -> Any:
 
         try:
             return json5.loads(text)
-        except RecursionError:
-            raise
         except ValueError as exc:
             message = str(exc)
             match = re.match(r"<string>:(\d+) (.*)$", message)

@@ -83,7 +83,7 @@ def resolve_script(script: str, cwd: str) -> tuple[str, bool]:
     where = "no such file" if Path(script).expanduser().is_absolute() else f"no such file in {cwd}"
     raise ScriptError(
         f"script {shorten(script)} not found: {where} and no command of that name on PATH: "
-        "fix the option script (relative paths start from cwd, else where you run corral)"
+        "fix the option script (a relative path starts from the app's cwd)"
     )
 
 

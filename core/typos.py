@@ -52,7 +52,7 @@ def refuse_unknown(
     parts = []
     for index, raw, keys in found:
         named = ", ".join(_with_hint(key, hint(key)) for key in keys)
-        parts.append(f"{_app_label(raw, index)}: {named}" if labels else named)
+        parts.append(f"{app_label(raw, index)}: {named}" if labels else named)
     count = sum(len(keys) for _, _, keys in found)
     raise OptionError(
         f"{count} unknown option{'s' if count > 1 else ''}: {'; '.join(parts)}: "
@@ -74,7 +74,8 @@ def _is_camel(key: str) -> bool:
     return "_" not in key and any(char.isupper() for char in key[1:])
 
 
-def _app_label(raw: Mapping[str, Any], index: int) -> str:
+def app_label(raw: Mapping[str, Any], index: int) -> str:
+    """How an error names the app at ``index`` of a file: ``apps[1] (worker)``."""
     name = raw.get("name")
     if not isinstance(name, str) or not name:
         return f"apps[{index}]"
