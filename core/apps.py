@@ -180,8 +180,15 @@ def prepare_app(
     if not app_cwd.is_absolute():
         app_cwd = Path(cwd) / app_cwd
     if not app_cwd.is_dir():
-        raise OptionError(f"cwd {shorten(str(app_cwd))} is not a directory", field="cwd")
+        what = "is not a directory" if app_cwd.exists() else "does not exist"
+        raise OptionError(
+            f"cwd {shorten(str(app_cwd))} {what}: create it, or fix the option cwd",
+            field="cwd",
+        )
     options["cwd"] = str(app_cwd)
+    interpreter = options.get("exec_interpreter")
+    if isinstance(interpreter, str) and os.sep in interpreter:  # ./venv/bin/python
+        options["exec_interpreter"] = os.path.join(cwd, os.path.expanduser(interpreter))
     script, is_command = resolve_script(str(options["script"]), str(app_cwd))
     interpreter = resolve_interpreter(script, options.get("exec_interpreter"), is_command)
     check_executable(script, interpreter)

@@ -43,7 +43,24 @@ def main(argv: list[str] | None = None) -> None:
             from .client import start_daemon_early
 
             start_daemon_early()  # it boots while click and rich load here
+        _one_line_warnings()
         build_cli().main(args, prog_name="corral")
+
+
+def _one_line_warnings() -> None:
+    """A :class:`corral.CorralWarning` (an ignored PM2 key, a path found beside the
+    config file) prints as one ``warning: ...`` line on stderr, not Python's two."""
+    import warnings
+
+    shown = warnings.showwarning
+
+    def show(message: Any, category: type, *args: Any, **kw: Any) -> None:
+        if category.__name__ == "CorralWarning":
+            sys.stderr.write(f"warning: {message}\n")
+        else:
+            shown(message, category, *args, **kw)
+
+    warnings.showwarning = show
 
 
 @contextlib.contextmanager

@@ -289,6 +289,8 @@ class Commands:
     ) -> dict[str, Any]:
         if not isinstance(apps, list) or not apps:
             raise OptionError("start needs at least one app", field="apps")
+        # every unknown key of the batch (a config file's) in one error, before any other
+        self.daemon.schema.check_unknown(apps, labels=from_config or len(apps) > 1)
         caller_env = dict(env or os.environ)
         prepared = [self.prepare(raw, cwd, caller_env, env_name) for raw in apps]
         for app in prepared:

@@ -1,10 +1,11 @@
 """Config files: read an ecosystem file into the raw app dicts it declares.
 
-JSON, YAML and TOML are read here; ``ecosystem.config.js`` (and ``.cjs``,
+JSON (leniently, as PM2: comments and trailing commas, through a JSON5
+reader), YAML and TOML are read here; ``ecosystem.config.js`` (and ``.cjs``,
 ``.mjs``) through ``node`` when it is installed. A file may hold
 ``{"apps": [...]}``, a bare list of apps, or one app, as PM2 accepts. The apps
-come back as written, except that a relative ``script`` or ``cwd`` is made
-absolute against the file's directory: the daemon normalizes the options.
+come back as written, except that relative paths are made absolute as PM2
+makes them (see :func:`resolve_app_paths`): the daemon normalizes the options.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .config_paths import resolve_app_paths as resolve_app_paths  # public here too
 from .errors import ConfigError
+from .typos import app_label
 
 CONFIG_SUFFIXES = (".json", ".yaml", ".yml", ".toml", ".js", ".cjs", ".mjs")
 _JS_SUFFIXES = (".js", ".cjs", ".mjs")
@@ -26,6 +29,7 @@ _SCRIPT_KEYS = ("script", "exec", "cmd", "command")  # PM2's names for the scrip
 _NODE_TIMEOUT = 30  # seconds; a config file that takes longer is stuck
 MAX_DEPTH = 100  # levels of nesting a config file may have (apps sit at 2 or 3)
 MAX_YAML_VALUES = 100_000  # values a YAML file may hold once its aliases are expanded
+MAX_JSON5_CHARS = 64 * 1024  # a .json file read leniently (JSON5) at most; real ones are ~2 KB
 
 # Imports the file (CommonJS or ESM) and prints its exports after a marker, so
 # whatever the file itself prints does not spoil the JSON.
@@ -34,7 +38,9 @@ _NODE_LOADER = """
 const { pathToFileURL } = require('url');
 import(pathToFileURL(process.argv[1]).href).then((m) => {
   const conf = m.default !== undefined ? m.default : { ...m };
-  process.stdout.write(MARKER + JSON.stringify(conf === undefined ? null : conf));
+  const kind = conf === null ? 'null' : Array.isArray(conf) ? 'array' : typeof conf;
+  const value = kind === 'object' || kind === 'array' ? conf : null;
+  process.stdout.write(MARKER + JSON.stringify({ kind, value }));
 }).catch((err) => {
   const name = (err && err.name) || 'Error';
   const message = (err && err.message) || String(err);
@@ -61,11 +67,27 @@ def is_config_file(path: str | os.PathLike) -> bool:
     return path.is_file()
 
 
-def load_config(path: str | os.PathLike) -> list[dict[str, Any]]:
+def load_config(
+    path: str | os.PathLike, cwd: str | os.PathLike | None = None
+) -> list[dict[str, Any]]:
     """The apps a config file declares, as raw dicts with absolute paths.
 
+    Relative paths resolve as PM2 resolves them, against ``cwd``: the caller's
+    working directory (default: this process's), see :func:`resolve_app_paths`.
     Raises ConfigError naming the file (and the line, where the parser gives
     it) when the file is missing, unreadable, malformed or declares no apps.
+    """
+    base_dir = Path(os.path.abspath(path)).parent
+    return [
+        resolve_app_paths(app, base_dir, cwd, source=f"{path}: {app_label(app, index)}")
+        for index, app in enumerate(read_apps(path))
+    ]
+
+
+def read_apps(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """The apps a config file declares, exactly as written (paths not resolved).
+
+    Raises ConfigError as :func:`load_config` does.
     """
     path = Path(path)
     if not path.is_file():
@@ -87,45 +109,7 @@ def load_config(path: str | os.PathLike) -> list[dict[str, Any]]:
             f"use one of {', '.join(CONFIG_SUFFIXES)}"
         )
     check_depth(data, path)
-    base_dir = Path(os.path.abspath(path)).parent
-    return [resolve_app_paths(app, base_dir) for app in _apps_of(path, data)]
-
-
-def resolve_app_paths(app: dict[str, Any], base_dir: Path) -> dict[str, Any]:
-    """A copy of ``app`` whose relative ``cwd`` and ``script`` are made absolute.
-
-    ``cwd`` resolves against ``base_dir``; ``script`` against ``cwd`` when it is
-    given, else ``base_dir`` (as PM2). A bare name that is no file there
-    (``python3``) and a command line with spaces are left for the daemon to
-    find on PATH or run through a shell.
-    """
-    resolved = dict(app)
-    base = os.path.abspath(os.path.expanduser(base_dir))
-    cwd = resolved.get("cwd")
-    if isinstance(cwd, str) and cwd:
-        base = _join(base, cwd)
-        resolved["cwd"] = base
-    for key in _SCRIPT_KEYS:
-        script = resolved.get(key)
-        if isinstance(script, str) and script:
-            resolved[key] = _resolve_script(script, base)
-    return resolved
-
-
-def _join(base: str, path: str) -> str:
-    return os.path.normpath(os.path.join(base, os.path.expanduser(path)))
-
-
-def _resolve_script(script: str, base: str) -> str:
-    if any(char.isspace() for char in script):
-        return script  # a command line, run by a shell
-    expanded = os.path.expanduser(script)
-    if os.path.isabs(expanded):
-        return expanded
-    candidate = _join(base, expanded)
-    if os.sep in expanded or os.path.exists(candidate):
-        return candidate
-    return script  # a bare name not found here: a command on PATH
+    return _apps_of(path, data)
 
 
 def _read_text(path: Path) -> str:
@@ -136,10 +120,28 @@ def _read_text(path: Path) -> str:
 
 
 def _parse_json(path: Path, text: str) -> Any:
+    """Strict JSON first (fast, and its messages are the clearest); else JSON5, as PM2
+    reads ``.json`` leniently: comments, trailing commas, unquoted keys."""
     try:
         return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path} line {exc.lineno}: {exc.msg}") from None
+    except json.JSONDecodeError as strict:
+        if len(text) > MAX_JSON5_CHARS:  # the JSON5 reader takes ~50 ms per KB
+            raise ConfigError(
+                f"{path} line {strict.lineno}: {strict.msg} (comments and trailing commas "
+                f"are read in files up to {MAX_JSON5_CHARS // 1024} KB: remove them, "
+                "or write the file as YAML)"
+            ) from None
+        import json5  # only for a file that is not strict JSON
+
+        try:
+            return json5.loads(text)
+        except ValueError as exc:
+            message = str(exc)
+            match = re.match(r"<string>:(\d+) (.*)$", message)
+            if match is None or int(match[1]) <= strict.lineno:
+                # where both fail at once, the strict reader says it better
+                raise ConfigError(f"{path} line {strict.lineno}: {strict.msg}") from None
+            raise ConfigError(f"{path} line {match[1]}: {match[2]}") from None
 
 
 def _parse_yaml(path: Path, text: str) -> Any:
@@ -269,7 +271,24 @@ def _read_js(path: Path) -> Any:
         raise ConfigError(f"{path}: node did not finish reading it in {_NODE_TIMEOUT} s") from None
     if done.returncode != 0 or _MARKER not in done.stdout:
         raise ConfigError(_node_failure(node, path, done.stderr))
-    return json.loads(done.stdout.rsplit(_MARKER, 1)[1])
+    try:
+        exported = json.loads(done.stdout.rsplit(_MARKER, 1)[1])
+        kind, value = exported["kind"], exported["value"]
+    except (ValueError, KeyError, TypeError):
+        raise ConfigError(f"{path}: node printed no readable config") from None
+    if kind not in ("object", "array"):
+        article = "an" if kind[0] in "aeiou" else "a"
+        what = kind if kind in ("null", "undefined") else f"{article} {kind}"
+        raise ConfigError(f"{path}: exports {what}: {_JS_EXPECTED}")
+    if value == {}:
+        raise ConfigError(f"{path}: exports nothing (an empty object): {_JS_EXPECTED}")
+    return value
+
+
+_JS_EXPECTED = (
+    "expected module.exports = {apps: [...]} or an array of apps, as PM2 reads it "
+    "(PM2 does not call an exported function)"
+)
 
 
 def _node_failure(node: str, path: Path, stderr: str) -> str:
@@ -294,7 +313,23 @@ def _node_failure(node: str, path: Path, stderr: str) -> str:
         except subprocess.TimeoutExpired:
             pass
     where = f" line {line}" if line else ""
-    return f"{path}{where}: {summary}"
+    return f"{path}{where}: {summary}{_json_in_js(path) if 'SyntaxError' in summary else ''}"
+
+
+def _json_in_js(path: Path) -> str:
+    """A hint for a ``.js`` file that holds a bare JSON object, which node cannot run."""
+    import json5
+
+    try:
+        data = json5.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return ""
+    if not isinstance(data, (dict, list)):
+        return ""
+    return (
+        " (the file holds a JSON object, not JavaScript: rename it to .json, "
+        "or write module.exports = before the object)"
+    )
 
 
 def _js_line(path: Path, text: str) -> str | None:
@@ -304,8 +339,8 @@ def _js_line(path: Path, text: str) -> str | None:
 
 def _apps_of(path: Path, data: Any) -> list[dict[str, Any]]:
     """The app list of a parsed file: ``{"apps": [...]}``, ``[...]`` or one app."""
-    if isinstance(data, dict) and "apps" in data:
-        apps = data["apps"]
+    if isinstance(data, dict) and ("apps" in data or "pm2" in data):
+        apps = data["apps"] if "apps" in data else data["pm2"]  # PM2 reads both keys
         if isinstance(apps, dict):
             apps = [apps]
         if not isinstance(apps, list):
@@ -315,9 +350,15 @@ def _apps_of(path: Path, data: Any) -> list[dict[str, Any]]:
     elif isinstance(data, dict) and any(key in data for key in _SCRIPT_KEYS):
         apps = [data]
     else:
+        near = (
+            [k for k in data if isinstance(k, str) and k.lower() in _NEAR_APPS]
+            if isinstance(data, dict)
+            else []
+        )
+        hint = f" (the file has {near[0]!r}: rename it 'apps')" if near else ""
         raise ConfigError(
             f'{path}: no apps found: expected {{"apps": [...]}}, a list of apps, '
-            "or one app with a 'script'"
+            f"or one app with a 'script'{hint}"
         )
     if not apps:
         raise ConfigError(f"{path}: no apps found: the list of apps is empty")
@@ -325,6 +366,9 @@ def _apps_of(path: Path, data: Any) -> list[dict[str, Any]]:
         if not isinstance(app, dict):
             raise ConfigError(f"{path}: apps[{index}] is not an object, got {_json_kind(app)}")
     return apps
+
+
+_NEAR_APPS = ("app", "application", "applications", "process", "processes")
 
 
 def _json_kind(value: Any) -> str:

@@ -14,12 +14,12 @@ plugin, and a key PM2 has but corral does not use is accepted with a warning.
 from __future__ import annotations
 
 import copy
-import difflib
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import typos
 from .convert import CORE_CONVERTERS, convert_value
 from .convert import parse_bytes as parse_bytes  # re-exported: plugins import both from here
 from .convert import parse_ms as parse_ms
@@ -320,6 +320,13 @@ class OptionSchema:
             elif fill or name in given:
                 result[name] = copy.deepcopy(self._defaults.get(name))
         for key, value in extra_envs.items():
+            if not isinstance(value, Mapping):
+                raise OptionError(
+                    f"{key} must be a mapping of names to values (PM2's env_<name>, the "
+                    f"environment `--env {key[4:]}` selects), got {shorten(value)}: "
+                    "write the variables in it, or remove the key",
+                    field=key,
+                )
             result[key] = convert_value("dict", key, value)
         if converted.get("kill_timeout") == 0:
             warnings.append(KILL_TIMEOUT_ZERO)
@@ -373,8 +380,31 @@ class OptionSchema:
         raise OptionError(self._unknown(key), field=key)
 
     def _unknown(self, key: str) -> str:
-        known = {k.lower(): k for k in [*_PLUGIN_KEYS, *self._keys]}
-        close = difflib.get_close_matches(key.lower(), list(known), n=1)
-        if close:
-            return f"unknown option {shorten(key)}: did you mean {known[close[0]]!r}?"
-        return f"unknown option {shorten(key)}; see `corral start --help` for the list"
+        return typos.unknown_option(key, self.closest(key))
+
+    def closest(self, key: str) -> str | None:
+        """The known key ``key`` is probably a typo of, or None (see :mod:`corral.typos`)."""
+        return typos.closest(key, [*self._keys, *_PLUGIN_KEYS])
+
+    def unknown_keys(self, raw: Mapping[str, Any]) -> list[str]:
+        """Each key of ``raw`` that no loaded option, plugin option or PM2 key means."""
+        return [
+            key
+            for key in raw
+            if isinstance(key, str)
+            and key not in self._keys
+            and key not in _IGNORED_KEYS
+            and key not in _PLUGIN_KEYS
+            and not _ENV_KEY.match(key)
+        ]
+
+    def check_unknown(self, apps: list[Any], *, labels: bool) -> None:
+        """One OptionError naming every unknown key of every app of ``apps`` (a config
+        file's, say), each with its closest known key when one is close; ``labels``
+        names each app (``apps[1] (worker)``)."""
+        found = [
+            (index, raw, self.unknown_keys(raw))
+            for index, raw in enumerate(apps)
+            if isinstance(raw, Mapping)
+        ]
+        typos.refuse_unknown([f for f in found if f[2]], self.closest, labels=labels)

@@ -80,9 +80,10 @@ def resolve_script(script: str, cwd: str) -> tuple[str, bool]:
     found = shutil.which(script)
     if found:
         return found, False
+    where = "no such file" if Path(script).expanduser().is_absolute() else f"no such file in {cwd}"
     raise ScriptError(
-        f"script {shorten(script)} not found: no such file in {cwd} "
-        "and no command of that name on PATH"
+        f"script {shorten(script)} not found: {where} and no command of that name on PATH: "
+        "fix the option script (a relative path starts from the app's cwd)"
     )
 
 
@@ -99,6 +100,11 @@ def resolve_interpreter(script: str, interpreter: str | None, is_command: bool) 
     if interpreter in ("python", "python3") and Path(script).suffix.lower() == ".py":
         return sys.executable
     found = shutil.which(interpreter)
+    if not found and os.sep in interpreter:
+        raise ScriptError(
+            f"interpreter {shorten(interpreter)} for {script} does not exist or is not "
+            "executable: create it (a venv: python3 -m venv) or fix the option interpreter"
+        )
     if not found:
         raise ScriptError(
             f"interpreter '{interpreter}' for {script} is not on PATH: install it, "

@@ -204,7 +204,7 @@ def test_not_executable_binary(pm, tmp_path):
 
 def test_bad_config_file(pm, tmp_path):
     config = tmp_path / "ecosystem.json"
-    config.write_text('{"apps": [\n  {"script": "a.py",}\n]}')
+    config.write_text('{"apps": [\n  {"script": "a.py"} {"script": "b.py"}\n]}')  # no comma
     with pytest.raises(ConfigError, match=r"ecosystem\.json"):
         pm.start(str(config))
     assert pm.list() == []

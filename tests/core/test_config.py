@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from corral import CorralWarning
 from corral.config import CONFIG_SUFFIXES, is_config_file, load_config, resolve_app_paths
 from corral.errors import ConfigError
 
@@ -21,10 +22,11 @@ def write(path: Path, text: str) -> Path:
 
 
 @pytest.fixture
-def project(tmp_path: Path) -> Path:
-    """A directory holding a script, so relative names resolve to a real file."""
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A directory holding a script, and the cwd, so relative names resolve as PM2's."""
     write(tmp_path / "app.py", "print('hi')\n")
     write(tmp_path / "src" / "worker.py", "print('work')\n")
+    monkeypatch.chdir(tmp_path)
     return tmp_path
 
 
@@ -261,10 +263,11 @@ def test_an_app_that_is_not_an_object_names_its_index(tmp_path):
 # --- relative paths --------------------------------------------------------
 
 
-def test_paths_resolve_against_the_config_directory_not_the_caller(project, monkeypatch):
+def test_a_path_only_the_config_directory_has_is_used_with_a_note(project, monkeypatch):
     write(project / "conf" / "ecosystem.json", '{"apps": [{"script": "../app.py"}]}')
     monkeypatch.chdir("/")
-    apps = load_config(project / "conf" / "ecosystem.json")
+    with pytest.warns(CorralWarning, match=r"script '\.\./app\.py' found relative to the config"):
+        apps = load_config(project / "conf" / "ecosystem.json")
     assert apps[0]["script"] == str(project / "app.py")
 
 
@@ -275,7 +278,7 @@ def test_a_relative_config_path_works_from_the_caller_cwd(project, monkeypatch):
     assert apps[0]["cwd"] == str(project / "src")
 
 
-def test_a_relative_cwd_resolves_against_the_config_and_the_script_against_cwd(project):
+def test_a_relative_cwd_resolves_against_the_caller_and_the_script_against_cwd(project):
     text = '{"apps": [{"script": "worker.py", "cwd": "src"}]}'
     apps = load_config(write(project / "ecosystem.json", text))
     assert apps[0] == {"script": str(project / "src" / "worker.py"), "cwd": str(project / "src")}
