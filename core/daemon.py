@@ -728,6 +728,7 @@ class Daemon:
 
     async def stop_process(self, proc: ManagedProcess, *, manually: bool = False) -> None:
         """PM2's stop: SIGINT (or the 'shutdown' message), SIGKILL after ``kill_timeout``."""
+        proc.ran_before_stop = proc.state in lifecycle.RUNNING_STATES  # for respawn
         emit = "stop" if manually else None
         if proc.state is ProcessState.WAITING_RESTART:
             if proc.restart_timer is not None:
@@ -768,10 +769,11 @@ class Daemon:
             self.change_state(proc, Event.KILL_FAILED, emit="errored", reason=reason)
 
     def respawn(self, proc: ManagedProcess, *, reason: str = "", manually: bool = True) -> None:
-        """Start a stopped slot again, as a restart: PM2's counters reset, restart_time+1."""
-        was_started = proc.history.pm_uptime != 0
+        """Start a slot again after ``stop_process``: PM2's counters reset, and, as PM2's
+        restartProcessId, ``restart_time`` + 1 only if that stop ended a running child
+        (a restart or start of a stopped, errored or waiting app is no restart)."""
         proc.history = lifecycle.on_manual_restart(proc.history, now_ms())
-        self.spawn(proc, is_restart=was_started)
+        self.spawn(proc, is_restart=proc.ran_before_stop)
         self.emit(proc, "restart", manually=manually, reason=reason)
 
     # -- what plugins call ---------------------------------------------------
