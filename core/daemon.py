@@ -711,7 +711,17 @@ class Daemon:
             return
         self._end_exited_runs(proc)
         with contextlib.suppress(ScriptError, OptionError, StateError):
-            self.spawn(proc, is_restart=True)
+            child = self.spawn(proc, is_restart=True)
+            if proc.history.prev_restart_delay:
+                # as PM2's worker: a run that stays up forgets the backoff, shown at once
+                wait = lifecycle.EXP_BACKOFF_RESET_MS / 1000 + 0.01
+                assert self.loop is not None
+                self.loop.call_later(wait, self._forget_backoff, proc, child)
+
+    def _forget_backoff(self, proc: ManagedProcess, child: Child) -> None:
+        if proc.child is child and proc.state in lifecycle.RUNNING_STATES:
+            proc.history = lifecycle.reset_backoff_if_stable(proc.history, now_ms())
+            self.mark_dirty()
 
     def _end_exited_runs(self, proc: ManagedProcess) -> None:
         """Before a policy restart, SIGKILL what the exited runs left in their cgroups, as
