@@ -476,13 +476,28 @@ def build_cli() -> click.Group:
     def dump(force: bool) -> None:
         """Save the process list, for `corral resurrect` (alias: save)."""
         result = _client().dump(force=force)
+        for warning in result.get("warnings", ()):
+            sys.stderr.write(f"warning: {warning}\n")
         _echo(f"saved {result['count']} apps to {result['path']}")
 
     @cli.command()
     def resurrect() -> None:
-        """Start the processes saved by `corral dump`."""
+        """Start the processes saved by `corral dump` (from its .bak if it does not read)."""
+        import warnings
+
+        from .client import CorralWarning
+
         client = _client()
-        client.resurrect()
+        with warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always", CorralWarning)
+            client.resurrect()
+        for warning in said:
+            if issubclass(warning.category, CorralWarning):
+                sys.stderr.write(f"warning: {warning.message}\n")
+            else:
+                warnings.showwarning(
+                    warning.message, warning.category, warning.filename, warning.lineno
+                )
         _print_table(client)
 
     @cli.command()

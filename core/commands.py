@@ -530,18 +530,24 @@ class Commands:
                 "pass force=True (--force) to save an empty list"
             )
         path = paths.dump_file(self.daemon.home)
-        save_dump(path, entries)
-        return {"path": str(path), "count": len(entries)}
+        aside = save_dump(path, entries)
+        if aside is None:
+            return {"path": str(path), "count": len(entries)}
+        warning = f"the dump {path} did not read: moved it to {aside} (the .bak is kept)"
+        self.daemon.log.warning("broken dump moved aside", path=str(path), to=str(aside))
+        return {"path": str(path), "count": len(entries), "warnings": [warning]}
 
     def cmd_dump(self, force: bool = False) -> dict[str, Any]:
         return self.save_dump(force)
 
-    async def cmd_resurrect(self) -> list[dict[str, Any]]:
-        entries, _ = load_dump(paths.dump_file(self.daemon.home))
+    async def cmd_resurrect(self) -> dict[str, Any]:
+        dump = load_dump(paths.dump_file(self.daemon.home))
+        warnings = [dump.warning] if dump.warning else []
+        for warning in warnings:
+            self.daemon.log.warning("resurrect from the backup", warning=warning)
         running = {p.name for p in self.procs.values()}
-        return self.describe_all(
-            await self.restore([e for e in entries if e.get("name") not in running])
-        )
+        restored = await self.restore([e for e in dump.apps if e.get("name") not in running])
+        return {"processes": self.describe_all(restored), "warnings": warnings}
 
     async def restore(
         self, entries: list[dict[str, Any]], *, keep_ids: bool = False
