@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from . import __version__, asuser, credentials, lifecycle, paths
+from . import __version__, asuser, credentials, lifecycle, paths, replywait
 from .apps import PreparedApp, check_fd_budget, check_name, prepare_app
 from .changes import changed_options, refuse_fixed, refuse_moving_socket, socket_moves
 from .convert import signal_of
@@ -96,9 +96,10 @@ class Commands:
             inspect.signature(handler).bind(**call_args)
         except TypeError as exc:
             raise ProtocolError(f"bad arguments for '{cmd}': {exc}") from None
-        result = handler(**call_args)
-        if inspect.isawaitable(result):
-            result = await result
+        async with replywait.collecting():  # what plugins started for it (a watch armed)
+            result = handler(**call_args)
+            if inspect.isawaitable(result):
+                result = await result
         return result
 
     # -- helpers -----------------------------------------------------------

@@ -815,6 +815,13 @@ class Daemon:
                 with contextlib.suppress(ScriptError, OptionError, StateError):
                     self.respawn(proc, reason=reason, manually=False)
 
+    def hold_reply(self, awaitable: Any) -> bool:
+        """From a hook a command triggered: that command's reply waits for ``awaitable``
+        (at most 10 s), e.g. a watch being armed; False outside a command."""
+        from .replywait import hold
+
+        return hold(awaitable)
+
     def request_restart(self, pm_id: int, reason: str) -> concurrent.futures.Future:
         """``restart_process`` from any thread (a watchdog observer, a timer thread)."""
         assert self.loop is not None

@@ -97,6 +97,9 @@ class ManagedProcess:
     stop_in_progress: bool = False
     held_exit: tuple[Child, int] | None = None
     ran_before_stop: bool = False  # the last stop_process ended a running child
+    # set by the watch plugin: pm2_env.watch while this instance is not watched as its
+    # option says (stopped by a user: false, as PM2), or watched without it (true)
+    watch_shown: Any = None
     _json_cache: tuple[tuple, str] | None = field(default=None, repr=False)
     _policy_cache: tuple[dict, RestartPolicy] | None = field(default=None, repr=False)
 
@@ -201,7 +204,7 @@ class ManagedProcess:
 
     def _runtime_fields(self) -> dict[str, Any]:
         h = self.history
-        return {
+        fields = {
             "status": self.state.value,
             "instances": self.instances,
             "pm_uptime": h.pm_uptime,
@@ -213,6 +216,10 @@ class ManagedProcess:
             # corral's own: the app's log files that lost lines or cannot be written (not in PM2)
             "log_drops": [f.status() for f in self.log_files if f.dropped or f.error],
         }
+        if "watch" in self.options:  # here, not in the fixed part: it follows watch_shown
+            watch = self.watch_shown
+            fields["watch"] = self.options["watch"] if watch is None else watch
+        return fields
 
     def restart_policy(self) -> RestartPolicy:
         """The restart policy of the options (parsed once per options dict: they are

@@ -543,7 +543,21 @@ class Watcher:
                 app.off = app.forced = False  # the app is gone: so are its toggles
         else:
             return
-        self.reconcile(self.apps[name])
+        app = self.apps[name]
+        self.reconcile(app)
+        self.show(app)
+        if word != "stop" and app.ids and not app.off and app.task is not None:
+            # the reply of the start/restart that got here waits: watching is armed when
+            # it returns (an app that watches nothing adds no wait)
+            self.daemon.hold_reply(asyncio.shield(app.task))
+
+    def show(self, app: AppWatch) -> None:
+        """``pm2_env.watch`` of each instance: what is watched now, as PM2 shows it (false
+        once a user stopped it; true while `corral watch start` watches it regardless)."""
+        for proc in self.instances(app.name):
+            watched = not app.off and proc.pm_id in app.ids
+            asked = watching(proc.options)
+            proc.watch_shown = None if watched == asked else watched
 
     async def toggle(self, name: str, on: bool) -> list[dict[str, Any]]:
         """Turn watching of ``name`` (or every app) on or off; returns once it is done."""
@@ -561,6 +575,7 @@ class Watcher:
                 app.forced = not any(watching(p.options) for p in procs)
                 app.ids = {p.pm_id for p in procs if p.state.value != "stopped"}
             self.reconcile(app)
+            self.show(app)
         tasks = [task for each in names if (task := self.apps[each].task) is not None]
         await asyncio.gather(*tasks, return_exceptions=True)
         return [self.apps[each].status() for each in names]
