@@ -328,9 +328,12 @@ def build_cli() -> click.Group:
         client.start(parse_target(target), options or None, env_name=env_name)
         _print_table(client)
 
-    def action(verb: str, help_text: str, update_env: bool = False) -> None:
+    def action(verb: str, help_text: str, update_env: bool = False, watch: bool = False) -> None:
         @click.argument("targets", nargs=-1, required=True, metavar="TARGET...")
         def command(targets: tuple[str, ...], **flags: Any) -> None:
+            if flags.pop("watch", False):
+                _watch_on(targets, flags)
+                return
             _apply(verb, targets, flags)
 
         command.__doc__ = help_text
@@ -340,10 +343,17 @@ def build_cli() -> click.Group:
                 is_flag=True,
                 help="Use the current environment, not the stored one.",
             )(command)
+        if watch:
+            command = click.option(
+                "--watch",
+                is_flag=True,
+                help="Watch the apps' files from now on, as `corral watch start NAME` "
+                "(PM2's `restart --watch` toggles; this turns watching on).",
+            )(command)
         cli.command(name=verb)(command)
 
     action("stop", "Stop processes (name, id, 'all', namespace, script or config file).")
-    action("restart", "Restart processes.", update_env=True)
+    action("restart", "Restart processes.", update_env=True, watch=True)
     action("delete", "Stop processes and forget them.")
 
     def reloader(verb: str, help_text: str) -> None:
@@ -641,6 +651,25 @@ def _keys_commands(cli: click.Group) -> None:
         """Make a client keypair NAME, authorise it, and print the secret file to copy."""
         secret = remote.new_client(paths.ensure_home(), name)
         _echo(f"authorised; copy {secret} to the client (--client-key)")
+
+
+def _watch_on(targets: tuple[str, ...], flags: dict[str, Any]) -> None:
+    """`restart --watch`: restart, then watch every restarted app that is not watched
+    (as `corral watch start NAME`: its own ``watch`` paths, else its cwd)."""
+    client = _client()
+    failed = 0
+    for target in targets:
+        try:
+            infos = client.restart(parse_target(target), **flags)
+            for name in sorted({i.name for i in infos if i.pm2_env.get("watch") is False}):
+                client.call("watch_toggle", name=name, on=True)
+        except CorralError as exc:
+            failed += 1
+            sys.stderr.write(f"error: {exc}\n")
+    if failed < len(targets):
+        _print_table(client)
+    if failed:
+        raise SystemExit(1)
 
 
 def _apply(verb: str, targets: tuple[str, ...], flags: dict[str, Any]) -> None:

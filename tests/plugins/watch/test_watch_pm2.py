@@ -10,6 +10,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -103,3 +106,19 @@ def test_watch_stop_shows_false_and_watch_start_true(pm, project):
     assert shown_watch(pm, "plain") is True
     pm.call("watch_toggle", name="plain", on=False)
     assert shown_watch(pm, "plain") is False
+
+
+def test_the_cli_restart_watch_turns_watching_on(pm, project):
+    pm.start(SLEEPER, {"name": "plain", "cwd": str(project)})
+    pm.stop("plain")
+    done = subprocess.run(
+        [sys.executable, "-m", "corral", "restart", "plain", "--watch"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=dict(os.environ),  # CORRAL_HOME and CORRAL_PLUGINS of this test
+    )
+    assert done.returncode == 0, done.stderr
+    assert shown_watch(pm, "plain") is True and watched_ids(pm, "plain") == [0]
+    (project / "app.py").write_text("# changed at once\n")
+    wait_for(lambda: pm.describe("plain")[0].restart_time == 1, timeout=5, what="watch restart")
