@@ -546,7 +546,7 @@ class Watcher:
         app = self.apps[name]
         self.reconcile(app)
         self.show(app)
-        if word != "stop" and app.ids and not app.off and app.task is not None:
+        if word != "stop" and word != "delete" and app.ids and not app.off and app.task:
             # the reply of the start/restart that got here waits: watching is armed when
             # it returns (an app that watches nothing adds no wait)
             self.daemon.hold_reply(asyncio.shield(app.task))
