@@ -26,9 +26,12 @@ writing its logs into its ``cwd`` does not restart itself forever.
 There is one watcher per app name: a change restarts every instance of the
 app once (a graceful restart; cluster apps sharing a socket are reloaded). A
 stop or delete through a client stops watching that instance until it is
-started again; ``corral watch stop NAME`` stops watching an app until
-``corral watch start NAME``, which also turns watching on for an app started
-without ``watch``.
+started again (a start or restart; ``pm2_env.watch`` shows false meanwhile, as
+PM2's does); ``corral watch stop NAME`` stops watching an app until
+``corral watch start NAME`` (or ``corral restart NAME --watch``), which also
+turns watching on for an app started without ``watch``. Watching is armed
+before the ``start``/``restart`` that asked for it returns: a file written
+right after the reply restarts the app.
 
 RPC: ``watch_toggle(name, on)`` and ``watch_status()``; CLI: ``corral watch``
 (a status table), ``corral watch start NAME``, ``corral watch stop NAME``.
@@ -546,9 +549,9 @@ class Watcher:
         app = self.apps[name]
         self.reconcile(app)
         self.show(app)
-        if word != "stop" and word != "delete" and app.ids and not app.off and app.task:
-            # the reply of the start/restart that got here waits: watching is armed when
-            # it returns (an app that watches nothing adds no wait)
+        if app.ids and not app.off and app.task:
+            # the reply of the command that got here waits until what it watches is armed
+            # (an app that watches nothing adds no wait)
             self.daemon.hold_reply(asyncio.shield(app.task))
 
     def show(self, app: AppWatch) -> None:
