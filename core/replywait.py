@@ -55,7 +55,7 @@ async def collecting() -> AsyncIterator[None]:
             left = deadline - time.monotonic()
             if left <= 0:
                 break
-            await asyncio.wait(batch, timeout=left)
+            await asyncio.wait(batch, timeout=left)  # which cancels none of them
     finally:
         held.open = False  # a timer the command scheduled holds nothing after it
         _CURRENT.reset(token)

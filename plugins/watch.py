@@ -552,7 +552,7 @@ class Watcher:
         if app.ids and not app.off and app.task:
             # the reply of the command that got here waits until what it watches is armed
             # (an app that watches nothing adds no wait)
-            self.daemon.hold_reply(asyncio.shield(app.task))
+            self.daemon.hold_reply(app.task)  # waited for, never cancelled
 
     def show(self, app: AppWatch) -> None:
         """``pm2_env.watch`` of each instance: what is watched now, as PM2 shows it (false
