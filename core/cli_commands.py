@@ -359,9 +359,12 @@ def build_cli() -> click.Group:
             if not verdict.ok:
                 raise SystemExit(1)
 
-    def action(verb: str, help_text: str, update_env: bool = False) -> None:
+    def action(verb: str, help_text: str, update_env: bool = False, watch: bool = False) -> None:
         @click.argument("targets", nargs=-1, required=True, metavar="TARGET...")
         def command(targets: tuple[str, ...], **flags: Any) -> None:
+            if flags.pop("watch", False):
+                _watch_on(targets, flags)
+                return
             _apply(verb, targets, flags)
 
         command.__doc__ = help_text
@@ -372,10 +375,17 @@ def build_cli() -> click.Group:
                 help="Use the current environment, not the stored one.",
             )(command)
             command = _env_flag(command)
+        if watch:
+            command = click.option(
+                "--watch",
+                is_flag=True,
+                help="Watch the apps' files from now on, as `corral watch start NAME` "
+                "(PM2's `restart --watch` toggles; this turns watching on).",
+            )(command)
         cli.command(name=verb)(command)
 
     action("stop", "Stop processes (name, id, 'all', namespace, script or config file).")
-    action("restart", "Restart processes.", update_env=True)
+    action("restart", "Restart processes.", update_env=True, watch=True)
     action("delete", "Stop processes and forget them.")
 
     def reloader(verb: str, help_text: str) -> None:
@@ -508,13 +518,28 @@ def build_cli() -> click.Group:
     def dump(force: bool) -> None:
         """Save the process list, for `corral resurrect` (alias: save)."""
         result = _client().dump(force=force)
+        for warning in result.get("warnings", ()):
+            sys.stderr.write(f"warning: {warning}\n")
         _echo(f"saved {result['count']} apps to {result['path']}")
 
     @cli.command()
     def resurrect() -> None:
-        """Start the processes saved by `corral dump`."""
+        """Start the processes saved by `corral dump` (from its .bak if it does not read)."""
+        import warnings
+
+        from .client import CorralWarning
+
         client = _client()
-        client.resurrect()
+        with warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always", CorralWarning)
+            client.resurrect()
+        for warning in said:
+            if issubclass(warning.category, CorralWarning):
+                sys.stderr.write(f"warning: {warning.message}\n")
+            else:
+                warnings.showwarning(
+                    warning.message, warning.category, warning.filename, warning.lineno
+                )
         _print_table(client)
 
     @cli.command()
@@ -666,6 +691,31 @@ def _keys_commands(cli: click.Group) -> None:
         """Make a client keypair NAME, authorise it, and print the secret file to copy."""
         secret = remote.new_client(paths.ensure_home(), name)
         _echo(f"authorised; copy {secret} to the client (--client-key)")
+
+
+def _watch_on(targets: tuple[str, ...], flags: dict[str, Any]) -> None:
+    """`restart --watch`: restart, then watch every restarted app that is not watched
+    (as `corral watch start NAME`: its own ``watch`` paths, else its cwd)."""
+    if flags.pop("env_name", None):
+        raise OptionError(
+            "--watch and --env do not go together: restart FILE --env NAME, then "
+            "corral watch start NAME",
+            field="env",
+        )
+    client = _client()
+    failed = 0
+    for target in targets:
+        try:
+            infos = client.restart(parse_target(target), **flags)
+            for name in sorted({i.name for i in infos if i.pm2_env.get("watch") is False}):
+                client.call("watch_toggle", name=name, on=True)
+        except CorralError as exc:
+            failed += 1
+            sys.stderr.write(f"error: {exc}\n")
+    if failed < len(targets):
+        _print_table(client)
+    if failed:
+        raise SystemExit(1)
 
 
 def _apply(verb: str, targets: tuple[str, ...], flags: dict[str, Any]) -> None:

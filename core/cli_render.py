@@ -475,7 +475,7 @@ def log_files(
     seen = set()
     for info in sorted(infos, key=lambda i: i.pm_id):
         for stream, path in (("out", info.out_log), ("err", info.err_log)):
-            if not path or path in seen or (only and only != stream):
+            if not path or path == os.devnull or path in seen or (only and only != stream):
                 continue
             seen.add(path)
             files.append((path, f"{info.pm_id}|{info.name}", stream))

@@ -43,6 +43,15 @@ def _infos(result: Any) -> list[ProcessInfo]:
     return [ProcessInfo(item) for item in result]
 
 
+def _resurrected(result: Any) -> list[ProcessInfo]:
+    """resurrect's reply: ``{"processes", "warnings"}`` (a list from an older daemon)."""
+    if isinstance(result, list):
+        return _infos(result)
+    for message in result.get("warnings", ()):
+        warnings.warn(message, CorralWarning, stacklevel=4)  # the caller of resurrect()
+    return _infos(result["processes"])
+
+
 def _started(result: dict[str, Any]) -> list[ProcessInfo]:
     for message in result.get("warnings", ()):
         warnings.warn(message, CorralWarning, stacklevel=4)
@@ -338,7 +347,10 @@ class _Calls:
         return self._send("dump", {"force": force})
 
     def resurrect(self) -> list[ProcessInfo]:
-        return self._send("resurrect", {}, _infos)
+        """Start the apps saved by :meth:`dump`. If the dump does not read and its
+        ``.bak`` is used, a :class:`CorralWarning` says so (the broken file is moved
+        to ``<dump>.broken-<time>``)."""
+        return self._send("resurrect", {}, _resurrected)
 
     def flush(self, target: Target | None = None) -> list[str]:
         return self._send("flush", {"target": _target(target, self._remote)})

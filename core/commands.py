@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from . import __version__, asuser, credentials, lifecycle, paths, reconcile
+from . import __version__, asuser, credentials, lifecycle, paths, reconcile, replywait
 from .apps import PreparedApp, check_fd_budget, check_name, prepare_app
 from .changes import changed_options, refuse_fixed, refuse_moving_socket, socket_moves
 from .convert import signal_of
@@ -97,9 +97,10 @@ class Commands:
             inspect.signature(handler).bind(**call_args)
         except TypeError as exc:
             raise ProtocolError(f"bad arguments for '{cmd}': {exc}") from None
-        result = handler(**call_args)
-        if inspect.isawaitable(result):
-            result = await result
+        async with replywait.collecting():  # what plugins started for it (a watch armed)
+            result = handler(**call_args)
+            if inspect.isawaitable(result):
+                result = await result
         return result
 
     # -- helpers -----------------------------------------------------------
@@ -593,18 +594,24 @@ class Commands:
                 "pass force=True (--force) to save an empty list"
             )
         path = paths.dump_file(self.daemon.home)
-        save_dump(path, entries)
-        return {"path": str(path), "count": len(entries)}
+        aside = save_dump(path, entries)
+        if aside is None:
+            return {"path": str(path), "count": len(entries)}
+        warning = f"the dump {path} did not read: moved it to {aside} (the .bak is kept)"
+        self.daemon.log.warning("broken dump moved aside", path=str(path), to=str(aside))
+        return {"path": str(path), "count": len(entries), "warnings": [warning]}
 
     def cmd_dump(self, force: bool = False) -> dict[str, Any]:
         return self.save_dump(force)
 
-    async def cmd_resurrect(self) -> list[dict[str, Any]]:
-        entries, _ = load_dump(paths.dump_file(self.daemon.home))
+    async def cmd_resurrect(self) -> dict[str, Any]:
+        dump = load_dump(paths.dump_file(self.daemon.home))
+        warnings = [dump.warning] if dump.warning else []
+        for warning in warnings:
+            self.daemon.log.warning("resurrect from the backup", warning=warning)
         running = {p.name for p in self.procs.values()}
-        return self.describe_all(
-            await self.restore([e for e in entries if e.get("name") not in running])
-        )
+        restored = await self.restore([e for e in dump.apps if e.get("name") not in running])
+        return {"processes": self.describe_all(restored), "warnings": warnings}
 
     async def restore(
         self, entries: list[dict[str, Any]], *, keep_ids: bool = False

@@ -720,7 +720,17 @@ class Daemon:
             return
         self._end_exited_runs(proc)
         with contextlib.suppress(ScriptError, OptionError, StateError):
-            self.spawn(proc, is_restart=True)
+            child = self.spawn(proc, is_restart=True)
+            if proc.history.prev_restart_delay:
+                # as PM2's worker: a run that stays up forgets the backoff, shown at once
+                wait = lifecycle.EXP_BACKOFF_RESET_MS / 1000 + 0.01
+                assert self.loop is not None
+                self.loop.call_later(wait, self._forget_backoff, proc, child)
+
+    def _forget_backoff(self, proc: ManagedProcess, child: Child) -> None:
+        if proc.child is child and proc.state in lifecycle.RUNNING_STATES:
+            proc.history = lifecycle.reset_backoff_if_stable(proc.history, now_ms())
+            self.mark_dirty()
 
     def _end_exited_runs(self, proc: ManagedProcess) -> None:
         """Before a policy restart, SIGKILL what the exited runs left in their cgroups, as
@@ -737,6 +747,7 @@ class Daemon:
 
     async def stop_process(self, proc: ManagedProcess, *, manually: bool = False) -> None:
         """PM2's stop: SIGINT (or the 'shutdown' message), SIGKILL after ``kill_timeout``."""
+        proc.ran_before_stop = proc.state in lifecycle.RUNNING_STATES  # for respawn
         emit = "stop" if manually else None
         if proc.state is ProcessState.WAITING_RESTART:
             if proc.restart_timer is not None:
@@ -777,10 +788,11 @@ class Daemon:
             self.change_state(proc, Event.KILL_FAILED, emit="errored", reason=reason)
 
     def respawn(self, proc: ManagedProcess, *, reason: str = "", manually: bool = True) -> None:
-        """Start a stopped slot again, as a restart: PM2's counters reset, restart_time+1."""
-        was_started = proc.history.pm_uptime != 0
+        """Start a slot again after ``stop_process``: PM2's counters reset, and, as PM2's
+        restartProcessId, ``restart_time`` + 1 only if that stop ended a running child
+        (a restart or start of a stopped, errored or waiting app is no restart)."""
         proc.history = lifecycle.on_manual_restart(proc.history, now_ms())
-        self.spawn(proc, is_restart=was_started)
+        self.spawn(proc, is_restart=proc.ran_before_stop)
         self.emit(proc, "restart", manually=manually, reason=reason)
 
     # -- what plugins call ---------------------------------------------------
@@ -811,6 +823,13 @@ class Daemon:
             if proc.state in lifecycle.STOPPED_STATES:
                 with contextlib.suppress(ScriptError, OptionError, StateError):
                     self.respawn(proc, reason=reason, manually=False)
+
+    def hold_reply(self, awaitable: Any) -> bool:
+        """From a hook a command triggered: that command's reply waits for ``awaitable``
+        (at most 10 s), e.g. a watch being armed; False outside a command."""
+        from .replywait import hold
+
+        return hold(awaitable)
 
     def request_restart(self, pm_id: int, reason: str) -> concurrent.futures.Future:
         """``restart_process`` from any thread (a watchdog observer, a timer thread)."""

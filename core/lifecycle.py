@@ -37,6 +37,7 @@ Where corral differs from PM2, on purpose:
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from enum import Enum
@@ -45,7 +46,9 @@ from typing import Any
 
 from .errors import OptionError, StateError, shorten
 
-EXP_BACKOFF_RESET_MS = 30000  # uptime after which the backoff starts again from E
+# uptime after which the backoff starts again from E; the daemon's environment may
+# shorten it (tests), as PM2's EXP_BACKOFF_RESET_TIMER does
+EXP_BACKOFF_RESET_MS = int(os.environ.get("CORRAL_EXP_BACKOFF_RESET_MS") or 30000)
 EXP_BACKOFF_MAX_MS = 15000
 
 

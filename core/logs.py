@@ -78,7 +78,8 @@ def safe_name(name: str) -> str:
     return re.sub(r"[^a-zA-Z0-9.\-]", "-", name)
 
 
-def _is_null(value: Any) -> bool:
+def is_null_path(value: Any) -> bool:
+    """Whether a log or pid file option says "no file": ``NULL`` or ``/dev/null``, as PM2."""
     return isinstance(value, (str, os.PathLike)) and os.fspath(value) in _NULL_PATHS
 
 
@@ -113,7 +114,7 @@ def log_paths(
     paths: dict[str, Path | None] = {}
     for stream, key, suffix in (("out", "out_file", "-out"), ("err", "error_file", "-error")):
         value = options.get(key)
-        if _is_null(value):
+        if is_null_path(value):
             paths[stream] = None
         elif value:
             paths[stream] = _user_path(value, options)
@@ -122,7 +123,7 @@ def log_paths(
     combined = options.get("log_file")
     if combined is True:
         paths["combined"] = logs / f"{base}.log"
-    elif combined and not _is_null(combined):
+    elif combined and not is_null_path(combined):
         paths["combined"] = _user_path(combined, options)
     else:
         paths["combined"] = None
@@ -148,7 +149,7 @@ def pid_path(home: Path, name: str, pm_id: int, options: Mapping[str, Any]) -> P
     instances never share one; ``NULL`` means ``/dev/null``.
     """
     value = options.get("pid_file")
-    if _is_null(value):
+    if is_null_path(value):
         return Path(os.devnull)
     path = _user_path(value, options) if value else Path(home) / "pids" / f"{safe_name(name)}.pid"
     return _with_id(path, pm_id, ".pid")

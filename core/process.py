@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import os
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .lifecycle import ProcessState, RestartHistory, RestartPolicy
+from .logs import is_null_path
 from .spawn import SpawnSpec
 
 if TYPE_CHECKING:
@@ -105,6 +107,10 @@ class ManagedProcess:
     stop_in_progress: bool = False
     held_exit: tuple[Child, int] | None = None
     config_file: str | None = None  # the config file that started it (corral.reconcile)
+    ran_before_stop: bool = False  # the last stop_process ended a running child
+    # set by the watch plugin: pm2_env.watch while this instance is not watched as its
+    # option says (stopped by a user: false, as PM2), or watched without it (true)
+    watch_shown: Any = None
     _json_cache: tuple[tuple, str] | None = field(default=None, repr=False)
     _policy_cache: tuple[dict, RestartPolicy] | None = field(default=None, repr=False)
 
@@ -204,8 +210,8 @@ class ManagedProcess:
                 "exec_interpreter": interpreter_name(self.interpreter),
                 "pm_exec_path": self.script,
                 "pm_cwd": self.options.get("cwd"),
-                "pm_out_log_path": _path_or_none(self.log_paths.get("out")),
-                "pm_err_log_path": _path_or_none(self.log_paths.get("err")),
+                "pm_out_log_path": self._log_path_shown("out", "out_file"),
+                "pm_err_log_path": self._log_path_shown("err", "error_file"),
                 "pm_pid_path": _path_or_none(self.pid_path),
                 "NODE_APP_INSTANCE": self.instance,
                 "node_args": self.options.get("node_args") or [],
@@ -217,13 +223,24 @@ class ManagedProcess:
                 "km_link": False,
             }
         )
-        if self.log_paths.get("combined"):
-            fields["pm_log_path"] = str(self.log_paths["combined"])
+        combined = self._log_path_shown("combined", "log_file")
+        if combined:
+            fields["pm_log_path"] = combined
         return fields
+
+    def _log_path_shown(self, stream: str, option: str) -> str | None:
+        """The file a stream goes to; ``/dev/null`` when the option says ``/dev/null`` or
+        ``NULL``, as PM2 shows it (the daemon writes no file then)."""
+        path = self.log_paths.get(stream)
+        if path:
+            return str(path)
+        if is_null_path(self.options.get(option)) and not self.options.get("disable_logs"):
+            return os.devnull
+        return None
 
     def _runtime_fields(self) -> dict[str, Any]:
         h = self.history
-        return {
+        fields = {
             "status": self.state.value,
             "instances": self.instances,
             "pm_uptime": h.pm_uptime,
@@ -237,6 +254,10 @@ class ManagedProcess:
             # corral's own: the app's log files that lost lines or cannot be written (not in PM2)
             "log_drops": [f.status() for f in self.log_files if f.dropped or f.error],
         }
+        if "watch" in self.options:  # here, not in the fixed part: it follows watch_shown
+            watch = self.watch_shown
+            fields["watch"] = self.options["watch"] if watch is None else watch
+        return fields
 
     def restart_policy(self) -> RestartPolicy:
         """The restart policy of the options (parsed once per options dict: they are

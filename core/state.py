@@ -12,6 +12,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -74,27 +76,83 @@ def load_state(path: Path) -> dict[str, Any] | None:
         return None
 
 
-def save_dump(path: Path, apps: list[dict[str, Any]]) -> None:
-    """Write the dump, keeping the previous one as ``<dump>.bak``."""
-    backup = path.with_name(path.name + ".bak")
+def save_dump(path: Path, apps: list[dict[str, Any]]) -> Path | None:
+    """Write the dump, keeping the previous one as ``<dump>.bak``.
+
+    A previous dump that does not read (torn, garbage, another schema) is moved
+    aside to ``<dump>.broken-<time>`` instead, so the good ``.bak`` is never
+    replaced by it; returns where it went (None when nothing was broken).
+    """
     data = json.dumps({"version": SCHEMA_VERSION, "apps": apps}, indent=2, default=str).encode()
     tmp = _write_temp(path, data, fsync=True)  # a full disk fails here and changes nothing
-    with contextlib.suppress(FileNotFoundError):
-        os.replace(path, backup)  # renames need no space, unlike a copy
+    aside = None
+    if _dump_error(path):
+        aside = move_aside(path)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            os.replace(path, backup_of(path))  # renames need no space, unlike a copy
     os.replace(tmp, path)
+    return aside
 
 
-def load_dump(path: Path) -> tuple[list[dict[str, Any]], Path]:
-    """The saved apps and the file they came from: the dump, else its ``.bak``."""
-    backup = path.with_name(path.name + ".bak")
+def backup_of(path: Path) -> Path:
+    return path.with_name(path.name + ".bak")
+
+
+def _dump_error(path: Path) -> str | None:
+    """Why the dump at ``path`` does not read, or None (it reads, or there is none)."""
+    try:
+        read_json(path, "dump file")
+    except FileNotFoundError:
+        return None
+    except StateError as exc:
+        return str(exc)
+    return None
+
+
+def move_aside(path: Path) -> Path:
+    """Rename a broken file to ``<name>.broken-<UTC time>`` beside it, and return that."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    aside = path.with_name(f"{path.name}.broken-{stamp}")
+    n = 1
+    while aside.exists():  # two in one second: keep both
+        aside, n = path.with_name(f"{path.name}.broken-{stamp}-{n}"), n + 1
+    os.replace(path, aside)
+    return aside
+
+
+@dataclass
+class LoadedDump:
+    """What :func:`load_dump` read: the apps, the file, and what the user should know."""
+
+    apps: list[dict[str, Any]]
+    source: Path
+    warning: str | None = None  # set when the apps came from the .bak
+
+
+def load_dump(path: Path) -> LoadedDump:
+    """The saved apps: from the dump, else from its ``.bak``.
+
+    When the ``.bak`` is used, a broken dump is moved aside (see :func:`move_aside`)
+    and ``warning`` says so; nothing is touched when neither file reads.
+    """
+    backup = backup_of(path)
     errors = []
     for candidate in (path, backup):
         try:
-            return read_json(candidate, "dump file")["apps"], candidate
+            apps = read_json(candidate, "dump file")["apps"]
         except FileNotFoundError:
             errors.append(f"{candidate} does not exist")
+            continue
         except StateError as exc:
             errors.append(str(exc))
+            continue
+        if candidate == path:
+            return LoadedDump(apps, path)
+        what = errors[0]
+        if path.exists() or path.is_symlink():
+            what = f"broken {what}; moved it to {move_aside(path)}"
+        return LoadedDump(apps, backup, f"{what}; resurrected from {backup} (the dump before it)")
     raise StateError("nothing to resurrect: " + "; ".join(errors) + " (run `corral dump` first)")
 
 

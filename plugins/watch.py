@@ -26,9 +26,12 @@ writing its logs into its ``cwd`` does not restart itself forever.
 There is one watcher per app name: a change restarts every instance of the
 app once (a graceful restart; cluster apps sharing a socket are reloaded). A
 stop or delete through a client stops watching that instance until it is
-started again; ``corral watch stop NAME`` stops watching an app until
-``corral watch start NAME``, which also turns watching on for an app started
-without ``watch``.
+started again (a start or restart; ``pm2_env.watch`` shows false meanwhile, as
+PM2's does); ``corral watch stop NAME`` stops watching an app until
+``corral watch start NAME`` (or ``corral restart NAME --watch``), which also
+turns watching on for an app started without ``watch``. Watching is armed
+before the ``start``/``restart`` that asked for it returns: a file written
+right after the reply restarts the app.
 
 RPC: ``watch_toggle(name, on)`` and ``watch_status()``; CLI: ``corral watch``
 (a status table), ``corral watch start NAME``, ``corral watch stop NAME``.
@@ -543,7 +546,21 @@ class Watcher:
                 app.off = app.forced = False  # the app is gone: so are its toggles
         else:
             return
-        self.reconcile(self.apps[name])
+        app = self.apps[name]
+        self.reconcile(app)
+        self.show(app)
+        if app.ids and not app.off and app.task:
+            # the reply of the command that got here waits until what it watches is armed
+            # (an app that watches nothing adds no wait)
+            self.daemon.hold_reply(app.task)  # waited for, never cancelled
+
+    def show(self, app: AppWatch) -> None:
+        """``pm2_env.watch`` of each instance: what is watched now, as PM2 shows it (false
+        once a user stopped it; true while `corral watch start` watches it regardless)."""
+        for proc in self.instances(app.name):
+            watched = not app.off and proc.pm_id in app.ids
+            asked = watching(proc.options)
+            proc.watch_shown = None if watched == asked else watched
 
     async def toggle(self, name: str, on: bool) -> list[dict[str, Any]]:
         """Turn watching of ``name`` (or every app) on or off; returns once it is done."""
@@ -561,6 +578,7 @@ class Watcher:
                 app.forced = not any(watching(p.options) for p in procs)
                 app.ids = {p.pm_id for p in procs if p.state.value != "stopped"}
             self.reconcile(app)
+            self.show(app)
         tasks = [task for each in names if (task := self.apps[each].task) is not None]
         await asyncio.gather(*tasks, return_exceptions=True)
         return [self.apps[each].status() for each in names]

@@ -151,7 +151,8 @@ def test_resurrect_falls_back_to_the_backup(pm, app_path, corral_home):
     pm.dump()
     (corral_home / "dump.corral").write_text("{broken")
     pm.delete("all")
-    assert [b.name for b in pm.resurrect()] == ["a"]
+    with pytest.warns(corral.CorralWarning, match="resurrected from .*dump.corral.bak"):
+        assert [b.name for b in pm.resurrect()] == ["a"]
 
 
 def test_dump_file_env_override(pm, app_path, corral_home, monkeypatch, tmp_path):
