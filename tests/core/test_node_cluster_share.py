@@ -341,3 +341,91 @@ def test_fork_mode_instances_on_one_port_still_collide(pm, app_path):
     )
     loser = next(p for p in procs if p.status == "errored")
     assert "EADDRINUSE" in err_text(loser)
+
+
+def free_low_port() -> int:
+    for port in range(1023, 900, -1):
+        with socket.socket(socket.AF_INET6) as s:
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            try:
+                s.bind(("::", port))
+            except OSError:
+                continue
+            return port
+    pytest.skip("no free port below 1024")
+
+
+def test_an_app_run_as_a_user_gets_no_port_its_user_could_not_bind(
+    app_user, pm, app_path, shared_dir
+):
+    script = shared_dir / "plain_listen.js"
+    script.write_text(Path(app_path("plain_listen.js")).read_text())
+    low = free_low_port()
+    options = {"name": "low", "exec_mode": "cluster", "instances": 1, "uid": app_user}
+    pm.start(str(script), {**options, "max_restarts": 1, "env": {"APP_PORT": str(low)}})
+    (proc,) = wait_for(
+        lambda: (found := pm.describe("low")) and found[0].status == "errored" and found, 30
+    )
+    assert "EACCES" in err_text(proc)
+    assert refused(low)
+    high = free_port()  # the same user on a port it may bind: served
+    pm.start(str(script), {**options, "name": "high", "env": {"APP_PORT": str(high)}})
+    (proc,) = wait_for(lambda: all_online(pm, "high", 1), 15)
+    assert get(high).split()[0] == str(proc.pid)
+    assert psutil.Process(proc.pid).uids().real != 0
+
+
+def test_the_channel_gives_each_fd_to_its_own_message_in_order(tmp_path):
+    """Plain lines and lines with an fd, queued together: node gets them in order,
+    each fd with the message it was sent with (core/channel.py ``send_fd``)."""
+    import asyncio
+    import json
+    import os
+    import subprocess
+
+    from corral.channel import Channel
+
+    script = tmp_path / "echo.js"
+    script.write_text(
+        "process.on('message', (m, h) => {\n"
+        "  const where = {};\n"
+        "  if (h) h.getsockname(where);\n"
+        "  process.send({ n: m.n, port: h ? where.port : null });\n"
+        "  if (m.n === 6) process.disconnect();\n"
+        "});\n"
+    )
+
+    async def main() -> list:
+        got: list = []
+        channel = Channel(got.append)
+        env = dict(os.environ, NODE_CHANNEL_FD=str(channel.child_fd))
+        env["NODE_CHANNEL_SERIALIZATION_MODE"] = "json"
+        child = subprocess.Popen(["node", str(script)], pass_fds=[channel.child_fd], env=env)
+        channel.start()
+        sockets = [socket.create_server(("127.0.0.1", 0)) for _ in range(2)]
+        ports = [s.getsockname()[1] for s in sockets]
+        try:
+            channel.send({"n": 1})
+            channel.send_fd(
+                {"cmd": "NODE_HANDLE", "type": "net.Native", "msg": {"n": 2}}, sockets[0].fileno()
+            )
+            channel.send({"n": 3})
+            channel.send_fd(
+                {"cmd": "NODE_HANDLE", "type": "net.Native", "msg": {"n": 4}}, sockets[1].fileno()
+            )
+            channel.send({"n": 5})
+            channel.send({"n": 6})
+            for _ in range(200):
+                if len([m for m in got if "n" in m]) == 6:
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            channel.close()
+            child.wait(10)
+            for s in sockets:
+                s.close()
+        assert json.dumps(got)  # every line was JSON
+        return [(m["n"], m["port"]) for m in got if "n" in m], ports
+
+    answers, ports = asyncio.run(main())
+    assert answers == [(1, None), (2, ports[0]), (3, None), (4, ports[1]), (5, None), (6, None)]
