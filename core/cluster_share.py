@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 # node emits a NODE_* message as 'internalMessage': the app never sees it
 REPLY = "NODE_CORRAL_LISTEN"
 UNPRIVILEGED_START = "/proc/sys/net/ipv4/ip_unprivileged_port_start"
+MAX_PER_APP = 64  # sockets an app's code may have the daemon hold: no fd exhaustion by asking
 
 
 def on_listen(daemon: Daemon, proc: ManagedProcess, child: Child, data: Any) -> None:
@@ -49,6 +50,9 @@ def on_listen(daemon: Daemon, proc: ManagedProcess, child: Child, data: Any) -> 
         host, port = _address(request)
         v6only = bool(request.get("ipv6Only"))
         key = f"[{host}]:{port}" if v6only else f"{host}:{port}"
+        held = [k for k in daemon.listeners.shared if k[0] == proc.name]
+        if len(held) >= MAX_PER_APP and (proc.name, key) not in held:
+            raise OSError(errno.EMFILE, f"{proc.name} holds {MAX_PER_APP} listening sockets")
         creds = daemon.credentials(proc)
         listener = daemon.listeners.share(
             proc.name, key, proc.pm_id, lambda: bind_tcp(host, port, v6only, creds)

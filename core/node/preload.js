@@ -192,7 +192,7 @@
         track(server);
         report({ type: 'corral:listening', data: { address: address(server) } });
       });
-      const request = askDaemon ? tcpRequest(server, args) : null;
+      const request = askDaemon && process.connected ? tcpRequest(server, args) : null;
       if (request !== null) {
         askForSocket(server, request, listen);
         return server;

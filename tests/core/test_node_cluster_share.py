@@ -429,3 +429,24 @@ def test_the_channel_gives_each_fd_to_its_own_message_in_order(tmp_path):
 
     answers, ports = asyncio.run(main())
     assert answers == [(1, None), (2, ports[0]), (3, None), (4, ports[1]), (5, None), (6, None)]
+
+
+def test_an_app_cannot_make_the_daemon_hold_sockets_without_end(pm, tmp_path):
+    app = tmp_path / "many.js"
+    app.write_text(
+        "const net = require('net');\n"
+        "let done = 0, ok = 0, refused = [];\n"
+        "for (let i = 1; i <= 70; i++) {\n"
+        "  const server = net.createServer();\n"
+        "  const end = () => { if (++done === 70) console.log(`ok ${ok} ${refused}`); };\n"
+        "  server.on('error', (error) => { refused.push(error.code); end(); });\n"
+        "  server.listen(0, `127.0.0.${i}`, () => { ok += 1; end(); });\n"
+        "}\n"
+    )
+    (proc,) = pm.start(str(app), {"name": "many", "exec_mode": "cluster", "instances": 1})
+    line = wait_for(
+        lambda: next((x for x in Path(proc.out_log).read_text().splitlines() if "ok" in x), None),
+        20,
+    )
+    assert line == "ok 64 " + ",".join(["EMFILE"] * 6)
+    assert pm.ping()
