@@ -71,7 +71,7 @@
 
   // -- cluster mode: the daemon binds, every instance accepts on that one socket --
 
-  const pending = new Map(); // request id -> {server, backlog}
+  const pending = new Map(); // request id -> {server, request, listen, host, cancel}
   let lastId = 0;
   let keepAlive = null; // a timer keeps the process up while a socket is on its way
 
@@ -140,7 +140,10 @@
     if (request.callback) server.once('listening', request.callback);
     const ask = (host) => {
       const id = ++lastId;
-      pending.set(id, { server, request, listen, host });
+      // closed before the answer came (node emits 'close' at once): no late listen
+      const cancel = () => settle(id);
+      server.once('close', cancel);
+      pending.set(id, { server, request, listen, host, cancel });
       if (keepAlive === null) keepAlive = setInterval(() => {}, 1 << 30);
       report({
         type: 'corral:listen',
@@ -166,7 +169,8 @@
         if (handle && typeof handle.close === 'function') handle.close();
         return;
       }
-      const { server, request, listen, host } = entry;
+      const { server, request, listen, host, cancel } = entry;
+      server.removeListener('close', cancel);
       if (message.error || !handle) {
         const failure = message.error || { errno: 22, code: 'EINVAL', message: 'no socket came' };
         server.emit('error', errorFor(failure, host, request.port));

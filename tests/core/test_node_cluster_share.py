@@ -450,3 +450,24 @@ def test_an_app_cannot_make_the_daemon_hold_sockets_without_end(pm, tmp_path):
     )
     assert line == "ok 64 " + ",".join(["EMFILE"] * 6)
     assert pm.ping()
+
+
+def test_a_server_closed_before_its_socket_came_does_not_listen(pm, tmp_path):
+    app = tmp_path / "early_close.js"
+    app.write_text(
+        "const server = require('http').createServer();\n"
+        "server.listen(Number(process.env.APP_PORT));\n"
+        "server.close((error) => console.log(`closed ${error && error.code}`));\n"
+        "setTimeout(() => console.log(`listening ${server.listening}`), 500);\n"
+        "setInterval(() => {}, 1000);\n"
+    )
+    port = free_port()
+    options = {"name": "early", "exec_mode": "cluster", "instances": 1}
+    (proc,) = pm.start(str(app), {**options, "env": {"APP_PORT": str(port)}})
+    lines = wait_for(
+        lambda: (
+            (found := Path(proc.out_log).read_text().splitlines()) and len(found) == 2 and found
+        ),
+        10,
+    )
+    assert lines == ["closed ERR_SERVER_NOT_RUNNING", "listening false"]
