@@ -471,3 +471,59 @@ def test_a_server_closed_before_its_socket_came_does_not_listen(pm, tmp_path):
         10,
     )
     assert lines == ["closed ERR_SERVER_NOT_RUNNING", "listening false"]
+
+
+def test_an_fd_message_waits_for_the_bytes_queued_before_it():
+    """The child reads slowly: a big line is half written when an fd message and a
+    plain one are queued. The fd reaches the child in the read that holds its own
+    line's first byte, after every byte before it, and the order stays."""
+    import array
+    import asyncio
+    import json
+    import os
+
+    from corral.channel import Channel
+
+    async def main() -> tuple[list[bytes], list[tuple[int, int, int]], int]:
+        channel = Channel(lambda message: None)
+        peer = socket.socket(fileno=os.dup(channel.child_fd))
+        peer.setblocking(False)
+        channel.start()
+        held = socket.create_server(("127.0.0.1", 0))
+        port = held.getsockname()[1]
+        chunks: list[tuple[int, int, int]] = []  # (start, end, fd) of each read
+        data = bytearray()
+        try:
+            channel.send({"pad": "x" * 2_000_000})
+            assert channel._outbox  # the socket took part of it
+            channel.send_fd({"n": 1}, held.fileno())
+            channel.send({"n": 2})
+            held.close()  # the channel holds its own copy until it is sent
+            for _ in range(2000):
+                try:
+                    got, anc, _flags, _addr = peer.recvmsg(65536, socket.CMSG_SPACE(4 * 4))
+                except BlockingIOError:
+                    await asyncio.sleep(0.002)
+                    continue
+                fds = array.array("i")
+                for level, kind, payload in anc:
+                    if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                        fds.frombytes(payload[: len(payload) - len(payload) % 4])
+                for fd in fds:
+                    chunks.append((len(data), len(data) + len(got), fd))
+                data += got
+                if data.endswith(b'{"n":2}\n'):
+                    break
+        finally:
+            channel.close()
+            peer.close()
+        return bytes(data).splitlines(), chunks, port
+
+    lines, chunks, port = asyncio.run(main())
+    assert [json.loads(line).get("n") for line in lines] == [None, 1, 2]
+    assert len(chunks) == 1
+    start, end, fd = chunks[0]
+    first_byte = len(lines[0]) + 1
+    assert start <= first_byte < end
+    with socket.socket(fileno=fd) as passed:
+        assert passed.getsockname()[1] == port
