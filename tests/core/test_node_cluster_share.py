@@ -24,7 +24,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def get(port: int, path: str = "/", timeout: float = 5.0) -> str:
+def get(port: int, path: str = "/", timeout: float = 10.0) -> str:
     """One request on a connection of its own."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
@@ -85,7 +85,7 @@ class Load:
                 self.failed.append(f"new connection: {exc!r}")
 
     def _kept(self) -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
         while not self._stop.is_set():
             reused = conn.sock is not None
             try:
@@ -527,3 +527,24 @@ def test_an_fd_message_waits_for_the_bytes_queued_before_it():
     assert start <= first_byte < end
     with socket.socket(fileno=fd) as passed:
         assert passed.getsockname()[1] == port
+
+
+def test_a_unix_path_listen_is_left_to_node(pm, tmp_path):
+    app = tmp_path / "unix.js"
+    app.write_text(
+        "const path = `${process.env.SOCK_DIR}/app-${process.env.NODE_APP_INSTANCE}.sock`;\n"
+        "require('http').createServer((q, r) => r.end(String(process.pid))).listen(path);\n"
+    )
+    options = {"name": "unix", "exec_mode": "cluster", "instances": 2}
+    pm.start(str(app), {**options, "env": {"SOCK_DIR": str(tmp_path)}})
+    procs = wait_for(lambda: all_online(pm, "unix", 2), 15)
+    for proc in procs:
+        path = tmp_path / f"app-{proc.pm_id}.sock"
+        wait_for(path.exists, 10)
+        with socket.socket(socket.AF_UNIX) as s:
+            s.connect(str(path))
+            s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+            answer = b""
+            while chunk := s.recv(4096):
+                answer += chunk
+        assert answer.endswith(str(proc.pid).encode())
