@@ -46,6 +46,7 @@ from suite import Result, Settings
 from tools import APPS, BenchError, Tool
 
 WEB = APPS / "web.js"
+PLAIN = APPS / "plain.js"  # unchanged: listen(process.env.PORT || 3000), no signal handler
 INSTANCES = 4
 CLIENT_PROCESSES = 2  # one per core here: a single Python process tops out first
 CLIENT_THREADS = 4
@@ -71,6 +72,33 @@ def cluster(tool: Tool, settings: Settings, wanted: set[str]) -> Result:
             values["rps_cluster"], raw["rps"] = _rps(port, pids, settings.window_seconds)
         if "reload_under_load" in wanted:
             _reloads(tool, port, pids, settings.reloads, values, raw)
+    finally:
+        shutdown(tool)
+    return values, raw
+
+
+def cluster_plain(tool: Tool, settings: Settings, wanted: set[str]) -> Result:
+    """The same with ``bench/apps/plain.js``, started as a PM2 user starts it: cluster
+    mode, 4 instances, PORT in the environment, no port option, no change to the app."""
+    if not settings.node:
+        raise BenchError("node is not on PATH: the cluster benchmarks run a node app")
+    values: dict[str, float] = {}
+    raw: dict[str, Any] = {}
+    tool.new_home()
+    try:
+        port = free_port()
+        tool.start_cluster_plain(PLAIN, "web", INSTANCES, port)
+        pids = set(_instances(tool))
+        if "rps_cluster_plain" in wanted:
+            values["rps_cluster_plain"], raw["rps_plain"] = _rps(
+                port, pids, settings.window_seconds
+            )
+        if "reload_plain" in wanted:
+            found: dict[str, Any] = {}
+            _reloads(tool, port, pids, settings.reloads, found, raw)
+            values["reload_failed_plain"] = found["reload_failed"]
+            values["reload_time_plain"] = found["reload_time"]
+            raw["reload_plain"] = raw.pop("reload")
     finally:
         shutdown(tool)
     return values, raw

@@ -39,6 +39,9 @@ DAEMON_TIMEOUT = 30.0
 APP_KEYS = {"name", "script", "interpreter", "args", "cwd", "max_restarts", "max_memory_restart"}
 
 NO_BUS = "no event bus to subscribers"
+PLAIN_CIRCUS = (
+    "the app must take the socket's fd as its argument (an unchanged listen(PORT) app collides)"
+)
 
 
 def install_peer(label: str, venv: Path, python: str) -> None:
@@ -176,6 +179,8 @@ class Supervisor(_Peer):
         "rps_cluster": "no shared socket (fcgi-program shares one, for FastCGI apps only)",
         "reload_under_load": "no rolling reload (and no shared socket: `supervisorctl "
         "restart` stops the instances, then starts them)",
+        "rps_cluster_plain": "no shared socket",
+        "reload_plain": "no shared socket",
         "memory_limit_latency": "no built-in memory limit (superlance's memmon is a separate "
         "package, on TICK events)",
         "watch_restart_latency": "no file watching",
@@ -269,6 +274,8 @@ class Circus(_Peer):
     poll_period = 5.0
     restart_kills = 5
     unsupported = {
+        "rps_cluster_plain": PLAIN_CIRCUS,
+        "reload_plain": PLAIN_CIRCUS,
         "watch_restart_latency": "no file watching (command_reloader only restarts when the "
         "watcher's executable changes: for a Python app, the interpreter)",
         "bus_throughput": NO_BUS + " of app output (its pubsub carries process events)",

@@ -214,9 +214,14 @@ def raw_of(results: Results, tool: str, key: str) -> list[Any]:
 
 
 def _cluster_notes(results: Results) -> list[str]:
+    return _cluster_notes_of(results, "") + _cluster_notes_of(results, "_plain")
+
+
+def _cluster_notes_of(results: Results, suffix: str) -> list[str]:
+    """The notes of the cluster group (``suffix`` ""), or of cluster_plain ("_plain")."""
     notes = []
     for tool in results.tools:
-        reloads = raw_of(results, tool, "reload")
+        reloads = raw_of(results, tool, "reload" + suffix)
         if not reloads:
             continue
         kinds: Counter[str] = Counter()
@@ -226,19 +231,20 @@ def _cluster_notes(results: Results) -> list[str]:
         count = sum(len(r["reload_s"]) for r in reloads)
         rate = statistics.median(r["rate"] for r in reloads)
         notes.append(
-            f"- reload_under_load {NAMES[tool]}: {sum(kinds.values())} requests failed in "
+            f"- {'reload_plain' if suffix else 'reload_under_load'} {NAMES[tool]}: "
+            f"{sum(kinds.values())} requests failed in "
             f"{count} reloads (per run: {per_run}){_kinds(kinds)}; "
             f"{sum(r['answered'] for r in reloads)} answered, {rate:.0f} req/s (median); "
             "every reload replaced all 4 pids"
         )
     for tool in results.tools:
-        rps = raw_of(results, tool, "rps")
+        rps = raw_of(results, tool, "rps" + suffix)
         if rps:
             failed = sum(r["failed"] for r in rps)
             spread = ", ".join("/".join(map(str, r["answers_per_pid"])) for r in rps)
             notes.append(
-                f"- rps_cluster {NAMES[tool]}: {failed} requests failed; answers per instance "
-                f"in each run: {spread}"
+                f"- rps_cluster{suffix} {NAMES[tool]}: {failed} requests failed; "
+                f"answers per instance in each run: {spread}"
             )
     return notes
 

@@ -32,7 +32,7 @@ from typing import Any
 
 import psutil
 from busbench import bus
-from cluster import cluster
+from cluster import cluster, cluster_plain
 from fleet import fleet
 from metrics import cold_start, log_throughput, prepare, restart_after_sigkill
 from peers import PEERS, install_peer
@@ -52,6 +52,7 @@ GROUPS: dict[str, Callable[[Tool, Settings, set[str]], Result]] = {
     "memory_limit": memory_limit,
     "watch": watch,
     "cluster": cluster,
+    "cluster_plain": cluster_plain,
     "bus": bus,
 }
 

@@ -115,6 +115,30 @@ ROWS = (
         higher_is_better=True,
     ),
     Row(
+        "rps_cluster_plain",
+        "rps_cluster_plain",
+        "req/s",
+        1.0,
+        "rps_cluster with bench/apps/plain.js: listen(PORT) itself, no signal handler, "
+        "no corral option but -i 4",
+        higher_is_better=True,
+    ),
+    Row(
+        "reload_failed_plain",
+        "reload_plain",
+        "req/reload",
+        None,
+        "reload_failed with bench/apps/plain.js (unchanged: exits on SIGINT by default)",
+        limit=0,
+    ),
+    Row(
+        "reload_time_plain",
+        "reload_plain",
+        "s",
+        None,
+        "reload_time with bench/apps/plain.js",
+    ),
+    Row(
         "bus_events",
         "bus_throughput",
         "events/s",
@@ -157,6 +181,8 @@ GROUP_OF = {
     "watch_restart_latency": "watch",
     "rps_cluster": "cluster",
     "reload_under_load": "cluster",
+    "rps_cluster_plain": "cluster_plain",
+    "reload_plain": "cluster_plain",
     "bus_throughput": "bus",
     "bus_latency": "bus",
 }

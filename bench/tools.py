@@ -112,6 +112,11 @@ class Tool:
         """``instances`` of a node app in cluster mode, all serving ``port``."""
         raise Unsupported(self.unsupported.get("reload_under_load", "no cluster mode"))
 
+    def start_cluster_plain(self, script: Path, name: str, instances: int, port: int) -> None:
+        """``instances`` of an unchanged node app that listens on $PORT itself, as a
+        PM2 user starts it: the tool's cluster mode and nothing else."""
+        raise Unsupported(self.unsupported.get("reload_plain", "no cluster mode"))
+
     def reload(self, name: str) -> None:
         """Replace every instance of ``name`` without dropping a request."""
         self.run("reload", name)
@@ -226,6 +231,13 @@ class Corral(Tool):
             "--port", str(port),
         )  # fmt: skip
 
+    def start_cluster_plain(self, script: Path, name: str, instances: int, port: int) -> None:
+        # no --port: the app's listen(PORT) asks the daemon, which binds PORT once
+        self.run(
+            "start", str(script), "--name", name, "-x", "cluster", "-i", str(instances),
+            env={"PORT": str(port)},
+        )  # fmt: skip
+
     def api_list_argv(self, calls: int) -> list[str]:
         return [self.python, str(APPS / "api_list.py"), "corral", "-", str(calls)]
 
@@ -257,6 +269,9 @@ class PM2(Tool):
         self.run(
             "start", str(script), "--name", name, "-i", str(instances), env={"PORT": str(port)}
         )
+
+    def start_cluster_plain(self, script: Path, name: str, instances: int, port: int) -> None:
+        self.start_cluster(script, name, instances, port)
 
     def api_list_argv(self, calls: int) -> list[str]:
         module = str(self.prefix / "node_modules" / "pm2")

@@ -8,11 +8,14 @@ block the loop: what the socket does not take at once waits in a buffer.
 
 from __future__ import annotations
 
+import array
 import asyncio
 import contextlib
 import fcntl
 import json
+import os
 import socket
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -38,6 +41,8 @@ class Channel:
         self.on_message = on_message
         self._inbox = bytearray()
         self._outbox = bytearray()
+        # what waits behind a message with an fd: (line, fd or None), in order
+        self._queue: deque[tuple[bytes, int | None]] = deque()
         self._loop: asyncio.AbstractEventLoop | None = None
         self.closed = False
 
@@ -55,21 +60,60 @@ class Channel:
         """Queue one JSON value for the child."""
         if self.closed:
             return
-        self._outbox += json.dumps(value, separators=(",", ":")).encode() + b"\n"
+        line = _line(value)
+        if self._queue:  # after the fd message queued before it
+            self._queue.append((line, None))
+        else:
+            self._outbox += line
+        self._flush()
+
+    def send_fd(self, value: Any, fd: int) -> None:
+        """Queue one JSON value with a copy of ``fd`` (SCM_RIGHTS) on its first byte.
+
+        Its line starts a ``sendmsg`` of its own once everything queued before it is
+        written, as node's IPC expects: the receiver gives the fd to the one message
+        whose line the read that carried the fd completes.
+        """
+        if self.closed:
+            return
+        self._queue.append((_line(value), fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 0)))
         self._flush()
 
     def _flush(self) -> None:
-        try:
-            sent = self.sock.send(self._outbox)
-        except BlockingIOError:
-            sent = 0
-        except OSError:
-            self.close()
+        while True:
+            if self._outbox:
+                try:
+                    sent = self.sock.send(self._outbox)
+                except BlockingIOError:
+                    sent = 0
+                except OSError:
+                    self.close()
+                    return
+                del self._outbox[:sent]
+                if self._outbox:
+                    break
+            if not self._queue:
+                break
+            line, fd = self._queue.popleft()
+            if fd is None:
+                self._outbox += line
+                continue
+            try:
+                sent = self.sock.sendmsg(
+                    [line], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]))]
+                )
+            except BlockingIOError:
+                self._queue.appendleft((line, fd))
+                break
+            except OSError:
+                os.close(fd)
+                self.close()
+                return
+            os.close(fd)
+            self._outbox += line[sent:]  # the fd went with the first byte
+        if self._loop is None or self.closed:
             return
-        del self._outbox[:sent]
-        if self._loop is None:
-            return
-        if self._outbox:
+        if self._outbox or self._queue:
             self._loop.add_writer(self.sock.fileno(), self._flush)
         else:
             self._loop.remove_writer(self.sock.fileno())
@@ -108,3 +152,11 @@ class Channel:
                 self._loop.remove_writer(self.sock.fileno())
         self.sock.close()
         self.child_sock.close()
+        while self._queue:
+            _, fd = self._queue.popleft()
+            if fd is not None:
+                os.close(fd)
+
+
+def _line(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode() + b"\n"

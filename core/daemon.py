@@ -29,6 +29,7 @@ import zmq.asyncio
 
 from . import __version__, cgroup, cgroup_home, credentials, homelock, lifecycle, paths
 from .channel import Channel
+from .cluster_share import on_listen as share_listen
 from .daemonlog import DaemonLog, StructlogHandler
 from .errors import CorralError, OptionError, ScriptError, StateError
 from .events import ProcessEvent
@@ -607,6 +608,9 @@ class Daemon:
         if isinstance(message, dict):
             if str(message.get("cmd", "")).startswith("NODE_"):
                 return  # node's own IPC traffic
+            if message.get("type") == "corral:listen" and proc.cluster:
+                share_listen(self, proc, child, message.get("data"))
+                return
             if message.get("type") == "corral:listening":
                 if not proc.options.get("wait_ready"):
                     self.mark_ready(proc, child, "listening")

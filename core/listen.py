@@ -11,6 +11,7 @@ import contextlib
 import os
 import socket
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from . import asuser
@@ -133,10 +134,32 @@ def unlink_bound(address: str, ident: tuple[int, int] | None, creds: Credentials
 
 
 class Listeners:
-    """One socket per app name, bound on first use and closed with the last instance."""
+    """One socket per app name, bound on first use and closed with the last instance.
+
+    Besides, the sockets an app's instances ask for themselves (node cluster mode:
+    ``core/cluster_share.py``), one per (app name, address), kept and closed alike.
+    """
 
     def __init__(self) -> None:
         self.by_name: dict[str, Listener] = {}
+        self.shared: dict[tuple[str, str], Listener] = {}
+
+    def share(
+        self,
+        name: str,
+        address: str,
+        pm_id: int,
+        binder: Callable[[], tuple[socket.socket, int | None]],
+    ) -> Listener:
+        """The socket of ``name`` for ``address``, bound by ``binder`` on first use;
+        OSError as ``binder`` raises it."""
+        listener = self.shared.get((name, address))
+        if listener is None:
+            sock, port = binder()
+            listener = Listener(address, high_fd(sock), port)
+            self.shared[(name, address)] = listener
+        listener.users.add(pm_id)
+        return listener
 
     def acquire(
         self, name: str, address: str, pm_id: int, creds: Credentials | None = None
@@ -155,6 +178,10 @@ class Listeners:
         return listener
 
     def release(self, name: str, pm_id: int) -> None:
+        for key in [key for key in self.shared if key[0] == name]:
+            self.shared[key].users.discard(pm_id)
+            if not self.shared[key].users:
+                self.shared.pop(key).sock.close()
         listener = self.by_name.get(name)
         if listener is None:
             return
@@ -170,3 +197,5 @@ class Listeners:
     def close_all(self) -> None:
         for name in list(self.by_name):
             self._close(name)
+        while self.shared:
+            self.shared.popitem()[1].sock.close()
