@@ -101,6 +101,16 @@ class Corral:
 
         self.wait(check, what or f"{n} processes with {key}={value!r} (saw {last})")
 
+    def restarts(self) -> list[int]:
+        return [p["pm2_env"]["restart_time"] for p in self.jlist()]
+
+    def restarted_once_more(self, before: list[int], what: str = "") -> None:
+        """Every process's restart_time is one more than in ``before`` (same order)."""
+        self.wait(
+            lambda procs: [p["pm2_env"]["restart_time"] for p in procs] == [n + 1 for n in before],
+            what or f"restart_time one more than {before}",
+        )
+
     def statuses(self) -> list[str]:
         return [p["pm2_env"]["status"] for p in self.jlist()]
 
