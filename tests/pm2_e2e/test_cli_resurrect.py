@@ -3,6 +3,8 @@ broken or missing."""
 
 from __future__ import annotations
 
+import json
+
 from tests.pm2_e2e.conftest import Corral
 
 
@@ -23,6 +25,7 @@ def test_resurrect_from_backup_if_dump_broken(cli: Corral) -> None:
     (cli.home / "dump.corral").write_text("[{\n")
     cli.run("resurrect")
     assert not (cli.home / "dump.corral").exists()
+    assert [p.read_text() for p in cli.home.glob("dump.corral.broken-*")] == ["[{\n"]
     cli.should("status", "online", 4)
 
 
@@ -32,3 +35,16 @@ def test_resurrect_from_backup_if_dump_missing(cli: Corral) -> None:
     (cli.home / "dump.corral").unlink(missing_ok=True)
     cli.run("resurrect")
     cli.should("status", "online", 4)
+
+
+def test_save_over_a_broken_dump_keeps_the_backup(cli: Corral) -> None:
+    """Not in resurrect.sh (issue 12, point 7): a save while the dump is broken moves the
+    broken dump aside instead of renaming it over the good .bak."""
+    cli.run("save")
+    cli.run("save")
+    dump, bak = cli.home / "dump.corral", cli.home / "dump.corral.bak"
+    dump.write_text("[{\n")
+    cli.run("save")
+    assert len(json.loads(bak.read_text())["apps"]) == 4
+    assert len(json.loads(dump.read_text())["apps"]) == 4
+    assert "[{\n" in [p.read_text() for p in cli.home.glob("dump.corral.broken-*")]
