@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +81,12 @@ def save_dump(path: Path, apps: list[dict[str, Any]]) -> None:
     data = json.dumps({"version": SCHEMA_VERSION, "apps": apps}, indent=2, default=str).encode()
     tmp = _write_temp(path, data, fsync=True)  # a full disk fails here and changes nothing
     with contextlib.suppress(FileNotFoundError):
-        os.replace(path, backup)  # renames need no space, unlike a copy
+        try:
+            read_json(path, "dump file")
+        except StateError:  # a broken dump never replaces a good .bak
+            _move_aside(path)
+        else:
+            os.replace(path, backup)  # renames need no space, unlike a copy
     os.replace(tmp, path)
 
 
@@ -88,14 +94,27 @@ def load_dump(path: Path) -> tuple[list[dict[str, Any]], Path]:
     """The saved apps and the file they came from: the dump, else its ``.bak``."""
     backup = path.with_name(path.name + ".bak")
     errors = []
+    broken = False
     for candidate in (path, backup):
         try:
-            return read_json(candidate, "dump file")["apps"], candidate
+            apps = read_json(candidate, "dump file")["apps"]
         except FileNotFoundError:
             errors.append(f"{candidate} does not exist")
         except StateError as exc:
             errors.append(str(exc))
+            broken = broken or candidate == path
+        else:
+            if broken:  # the .bak served: the broken dump goes aside, as PM2 removes it
+                _move_aside(path)
+            return apps, candidate
     raise StateError("nothing to resurrect: " + "; ".join(errors) + " (run `corral dump` first)")
+
+
+def _move_aside(path: Path) -> None:
+    """Rename a broken dump to ``<dump>.broken-<time>``, kept for a look, never over the .bak."""
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    with contextlib.suppress(FileNotFoundError):
+        os.replace(path, path.with_name(f"{path.name}.broken-{stamp}-{os.getpid()}"))
 
 
 class SpawnJournal:

@@ -181,7 +181,9 @@ def read(path: Path) -> str:
 
 def wait_text(path: Path, text: str, what: str = "") -> None:
     """Wait until the file at ``path`` contains ``text``."""
-    wait_for(lambda: text in read(path), timeout(), what or f"{text!r} in {path.name}", interval=0.1)
+    wait_for(
+        lambda: text in read(path), timeout(), what or f"{text!r} in {path.name}", interval=0.1
+    )
 
 
 def gap(reason: str) -> pytest.MarkDecorator:

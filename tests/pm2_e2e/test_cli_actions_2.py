@@ -8,7 +8,6 @@ import signal
 import psutil
 
 from corral.testing import wait_for
-
 from tests.pm2_e2e.conftest import MISSING_CLI, PATH_TARGETS, SLOW, Corral, gap, wait_text
 
 
@@ -114,7 +113,9 @@ def test_numeric_name(cli: Corral) -> None:
 def test_output_files_per_instance(cli: Corral) -> None:
     """cli-actions-2.sh:118-123: -o/-e with -i 2 write outech-0.log and errech-0.log."""
     cli.kill()
-    cli.run("start", "echo.js", "-o", "outech.log", "-e", "errech.log", "--name", "gmail", "-i", "2")
+    cli.run(
+        "start", "echo.js", "-o", "outech.log", "-e", "errech.log", "--name", "gmail", "-i", "2"
+    )
     wait_text(cli.workdir / "outech-0.log", "echo.js")
     wait_text(cli.workdir / "errech-0.log", "echo.js-error")
     cli.delete_all()
