@@ -93,13 +93,16 @@ class Corral:
 
     def should(self, key: str, value: Any, n: int, what: str = "") -> None:
         """PM2's ``should``: exactly ``n`` processes with ``key == value``, waited for."""
-        last: list[int] = []
+        seen: list[Any] = []
 
         def check(procs: list[dict[str, Any]]) -> bool:
-            last[:] = [sum(1 for p in procs if field(p, key) == value)]
-            return last[0] == n
+            seen[:] = [(p["name"], field(p, key)) for p in procs]
+            return sum(1 for _, v in seen if v == value) == n
 
-        self.wait(check, what or f"{n} processes with {key}={value!r} (saw {last})")
+        try:
+            self.wait(check, what or f"{n} processes with {key}={value!r}")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; (name, {key}) seen: {seen}") from None
 
     def restarts(self) -> list[int]:
         return [p["pm2_env"]["restart_time"] for p in self.jlist()]
