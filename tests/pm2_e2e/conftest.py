@@ -89,7 +89,7 @@ class Corral:
 
     def wait(self, predicate: Callable[[list[dict[str, Any]]], Any], what: str) -> Any:
         """Poll ``corral jlist`` until ``predicate(list)`` is truthy."""
-        return wait_for(lambda: predicate(self.jlist()), timeout(), what, interval=0.1)
+        return wait_for(lambda: predicate(self.jlist()), timeout(), what, interval=0.25)
 
     def should(self, key: str, value: Any, n: int, what: str = "") -> None:
         """PM2's ``should``: exactly ``n`` processes with ``key == value``, waited for."""
