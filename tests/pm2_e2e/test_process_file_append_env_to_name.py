@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from tests.pm2_e2e.conftest import Corral, gap
-
-IGNORED = "append_env_to_name is accepted and ignored (core/options.py PM2_IGNORED)"
+from tests.pm2_e2e.conftest import Corral
 
 
-@gap(IGNORED)
 def test_env_appended_to_name(cli: Corral) -> None:
     """append-env-to-name.sh:10-14: --env dev starts web-dev; --env prod then starts
     web-prod beside it."""
@@ -15,3 +12,4 @@ def test_env_appended_to_name(cli: Corral) -> None:
     cli.should("name", "web-dev", 1)
     cli.run("start", "append-env-to-name.json", "--env", "prod")
     cli.should("name", "web-prod", 1)
+    cli.should("name", "web-dev", 1)
