@@ -29,7 +29,7 @@ from corral.testing import kill_tree, wait_for
 FIXTURES = Path(__file__).parent / "fixtures"
 CORRAL = str(Path(sys.executable).parent / "corral")
 SLOW = 10.0  # seconds a condition may take on a loaded 2-core machine
-GAP_WAIT = 3.0  # in a test marked xfail for a known gap: fail sooner, the gap is known
+GAP_WAIT = 2.0  # in a test marked xfail for a known gap: fail sooner, the gap is known
 _wait = [SLOW]
 
 
