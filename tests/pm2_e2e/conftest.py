@@ -27,7 +27,9 @@ import pytest
 from corral.testing import kill_tree, wait_for
 
 FIXTURES = Path(__file__).parent / "fixtures"
-CORRAL = str(Path(sys.executable).parent / "corral")
+_SCRIPT = Path(sys.executable).parent / "corral"
+# the installed `corral` command, as users run it; else the same CLI through -m
+CORRAL = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "corral"]
 SLOW = 10.0  # seconds a condition may take on a loaded 2-core machine
 GAP_WAIT = 2.0  # in a test marked xfail for a known gap: fail sooner, the gap is known
 _wait = [SLOW]
@@ -64,7 +66,7 @@ class Corral:
     ) -> subprocess.CompletedProcess[str]:
         """Run ``corral ARGS``; ``ok`` True/False asserts the exit code, None does not."""
         proc = subprocess.run(
-            [CORRAL, *args],
+            [*CORRAL, *args],
             cwd=cwd or self.workdir,
             env={**self.env, **(env or {})},
             input=stdin,
