@@ -201,6 +201,8 @@ def prepare_app(
     _check_paths(options, app_cwd)
     named = bool(options.get("name"))
     name = options.get("name") or (script if is_command else Path(script).stem)
+    if env_name and raw.get("append_env_to_name", raw.get("appendEnvToName")) in (True, "true"):
+        name = f"{name}-{env_name}"  # PM2's append_env_to_name (lib/API.js _startJson)
     options["name"] = name
     count = instance_count(options.get("instances"))
     check_fd_budget(count)

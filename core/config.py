@@ -338,13 +338,16 @@ def _js_line(path: Path, text: str) -> str | None:
 
 
 def _apps_of(path: Path, data: Any) -> list[dict[str, Any]]:
-    """The app list of a parsed file: ``{"apps": [...]}``, ``[...]`` or one app."""
-    if isinstance(data, dict) and ("apps" in data or "pm2" in data):
-        apps = data["apps"] if "apps" in data else data["pm2"]  # PM2 reads both keys
+    """The app list of a parsed file: ``{"apps": [...]}``, ``[...]`` or one app.
+
+    ``{"pm2": [...]}`` is read as ``apps``, as PM2 reads it (a package.json section)."""
+    key = next((k for k in ("apps", "pm2") if isinstance(data, dict) and k in data), None)
+    if key:
+        apps = data[key]
         if isinstance(apps, dict):
             apps = [apps]
         if not isinstance(apps, list):
-            raise ConfigError(f"{path}: 'apps' must be a list of apps, got {_json_kind(apps)}")
+            raise ConfigError(f"{path}: '{key}' must be a list of apps, got {_json_kind(apps)}")
     elif isinstance(data, list):
         apps = data
     elif isinstance(data, dict) and any(key in data for key in _SCRIPT_KEYS):

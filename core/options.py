@@ -368,6 +368,8 @@ class OptionSchema:
 
     def _refuse(self, key: str, value: Any, warnings: list[str]) -> None:
         """A key no loaded option declares: warn for PM2's unused keys, else raise."""
+        if _IGNORED_KEYS.get(key) == "append_env_to_name":
+            return  # read from the raw app by apps.prepare_app, where --env applies
         if key in _IGNORED_KEYS:
             warnings.append(f"ignoring PM2 option {shorten(key)}: corral has no use for it")
             return

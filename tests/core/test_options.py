@@ -493,13 +493,13 @@ def test_unknown_key_with_nothing_close(schema):
 
 def test_pm2_keys_are_ignored_with_a_warning(schema):
     options, warnings = schema.normalize(
-        {"script": "a.py", "vizion": False, "windowsHide": True, "appendEnvToName": True}
+        {"script": "a.py", "vizion": False, "windowsHide": True, "automation": False}
     )
     assert "vizion" not in options
     assert warnings == [
         "ignoring PM2 option 'vizion': corral has no use for it",
         "ignoring PM2 option 'windowsHide': corral has no use for it",
-        "ignoring PM2 option 'appendEnvToName': corral has no use for it",
+        "ignoring PM2 option 'automation': corral has no use for it",
     ]
 
 

@@ -1,0 +1,75 @@
+"""PM2 test/e2e/process-file/app-config-update.sh: options changed on restart/reload (from
+a JSON file or the CLI) apply, and names can change."""
+
+from __future__ import annotations
+
+from tests.pm2_e2e.conftest import CONFIG_TARGETS, MISSING_CLI, PATH_TARGETS, Corral, gap
+
+START_OPTIONS = "`start NAME --option` restarts the app without applying the new option"
+
+
+def _node_args(cli: Corral) -> list[list[str]]:
+    return [p["pm2_env"]["node_args"] for p in cli.jlist()]
+
+
+@gap(CONFIG_TARGETS)
+def test_node_args_from_changed_json(cli: Corral) -> None:
+    """app-config-update.sh:13-19: args1.json (node_args ""): []; restart args2.json
+    (node_args --harmony): ['--harmony']."""
+    cli.kill()
+    cli.run("start", "app-config-update/args1.json")
+    assert _node_args(cli) == [[]]
+    cli.run("restart", "app-config-update/args2.json")
+    assert _node_args(cli) == [["--harmony"]]
+
+
+@gap(f"{PATH_TARGETS}; {MISSING_CLI}: `restart --node-args`")
+def test_node_args_on_restart(cli: Corral) -> None:
+    """app-config-update.sh:23-29: start echo.js ([]), restart it with --node-args."""
+    cli.delete_all()
+    cli.run("start", "app-config-update/echo.js")
+    assert _node_args(cli) == [[]]
+    cli.run("restart", "app-config-update/echo.js", "--node-args=--harmony")
+    assert _node_args(cli) == [["--harmony"]]
+
+
+@gap(START_OPTIONS)
+def test_node_args_on_start_by_name(cli: Corral) -> None:
+    """app-config-update.sh:32-34: `start echo --node-args=--harmony` on the running app
+    restarts it with the new node_args."""
+    cli.delete_all()
+    cli.run("start", "app-config-update/echo.js")
+    cli.run("start", "echo", "--node-args=--harmony")
+    assert _node_args(cli) == [["--harmony"]]
+
+
+@gap(f"{MISSING_CLI}: `restart --name` / `pm2 reset`")
+def test_rename_on_restart(cli: Corral) -> None:
+    """app-config-update.sh:39-42: restart 0 --name new-name renames the app."""
+    cli.run("restart", "0", "--name=new-name")
+    cli.should("name", "new-name", 1)
+
+
+@gap(f"{START_OPTIONS} (--name)")
+def test_rename_on_start(cli: Corral) -> None:
+    """app-config-update.sh:44-47: start 0 --name new-name-2 renames the app."""
+    cli.delete_all()
+    cli.run("start", "app-config-update/echo.js")
+    pm_id = cli.jlist()[0]["pm_id"]
+    cli.run("start", str(pm_id), "--name=new-name-2")
+    cli.should("name", "new-name-2", 1)
+
+
+@gap(f"{PATH_TARGETS}; {MISSING_CLI}: `reload --node-args`, `--node-args=null`, `--name`")
+def test_cluster_reload_with_options(cli: Corral) -> None:
+    """app-config-update.sh:53-72: -i 1; reload with --node-args=--harmony, then
+    --node-args=null (removed), then reload echo --name new-name."""
+    cli.delete_all()
+    cli.run("start", "app-config-update/echo.js", "-i", "1")
+    assert _node_args(cli) == [[]]
+    cli.run("reload", "app-config-update/echo.js", "--node-args=--harmony")
+    assert _node_args(cli) == [["--harmony"]]
+    cli.run("reload", "app-config-update/echo.js", "--node-args=null")
+    assert _node_args(cli) == [[]]
+    cli.run("reload", "echo", "--name=new-name")
+    cli.should("name", "new-name", 1)
