@@ -184,6 +184,11 @@ def _is_file(target: Any) -> bool:
     return is_config_target(target)
 
 
+def _new_options(options: Any) -> dict[str, Any] | None:
+    """The options a start of an existing app restarts it with (PM2 applies them too)."""
+    return dict(options) if isinstance(options, dict) and options else None
+
+
 def _looks_like_script(text: str) -> bool:
     return os.path.exists(text) or "/" in text or " " in text or "." in Path(text).name
 
@@ -433,7 +438,7 @@ class Client(_Calls):
             except NotFoundError:
                 request = start_request({"script": os.fspath(target)}, options, env_name)
             else:
-                return self._waited(self.restart(target), wait)
+                return self._waited(self.restart(target, options=_new_options(options)), wait)
         assert request is not None
         return self._waited(_started(self._transport.call("start", request)), wait)
 
@@ -588,7 +593,9 @@ class AsyncClient(_Calls):
             except NotFoundError:
                 request = start_request({"script": os.fspath(target)}, options, env_name)
             else:
-                return await self._waited(await self.restart(target), wait)
+                return await self._waited(
+                    await self.restart(target, options=_new_options(options)), wait
+                )
         assert request is not None
         return await self._waited(_started(await self._transport.call("start", request)), wait)
 

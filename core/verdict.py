@@ -65,11 +65,11 @@ class Exited:
     restarts: int  # restarts since the start
     error_line: str | None  # the telling line of its error log, if it can be read here
     fix: str
-    finished: bool = False  # stopped with exit code 0: done, not failed
+    finished: bool = False  # stopped with exit code 0 (or a stop_exit_codes one): done
 
     def text(self) -> str:
         if self.finished:
-            return f"{self.name} (pm_id {self.pm_id}) finished at once (exit code 0)"
+            return f"{self.name} (pm_id {self.pm_id}) finished at once (a clean exit)"
         times = "time" if self.restarts == 1 else "times"
         again = f"restarted {self.restarts} {times}, " if self.restarts else ""
         who = f"{self.name} (pm_id {self.pm_id})"
@@ -216,7 +216,13 @@ def _ended(info: ProcessInfo) -> bool:
 
 
 def _finished(info: ProcessInfo) -> bool:
-    return info.status == "stopped" and info.exit_code == 0
+    """Stopped with exit code 0, or a code the app declares a stop (``stop_exit_codes``)."""
+    if info.status != "stopped" or info.exit_code is None:
+        return False
+    declared = info.pm2_env.get("stop_exit_codes") or []
+    if not isinstance(declared, list):
+        declared = [declared]
+    return info.exit_code == 0 or info.exit_code in declared
 
 
 def explain(info: ProcessInfo) -> tuple[str | None, str]:

@@ -90,7 +90,7 @@ def test_json_log_type(pm, tmp_path):
 
 def test_null_output_and_merge_logs(pm, app_path, corral_home):
     a = pm.start(app_path("sleeper.py"), {"name": "quiet", "output": "/dev/null"})[0]
-    assert a.out_log is None
+    assert a.out_log == "/dev/null"  # as PM2's pm_out_log_path shows it
     merged = pm.start(app_path("sleeper.py"), {"name": "m", "instances": 2, "merge_logs": True})
     assert {m.out_log for m in merged} == {str(corral_home / "logs" / "m-out.log")}
     wait_for(lambda: len(Path(merged[0].out_log).read_text().splitlines()) >= 2 * 3)

@@ -179,3 +179,12 @@ def test_the_async_client_waits_too(corral_home, crasher):
             await client.kill_daemon()
 
     asyncio.run(run())
+
+
+def test_an_exit_code_the_app_declares_a_stop_is_no_failure(pm, tmp_path):
+    """stop_exit_codes says which exits end the app on purpose (PM2's
+    test/e2e/cli/reload.sh starts such an app and expects success)."""
+    done = python_app(tmp_path, "done42.py", "raise SystemExit(42)\n")
+    verdict = pm.wait_started(pm.start(done, {"name": "once42", "stop_exit_codes": [42]}))
+    assert verdict.ok
+    assert [(e.name, e.finished) for e in verdict.exited] == [("once42", True)]

@@ -56,9 +56,12 @@ def test_py_gets_python(cli: Corral) -> None:
 
 
 def test_command_on_path(cli: Corral) -> None:
-    """binary.sh:50-57: `start ls` finds ls on PATH: interpreter none, script its path."""
+    """binary.sh:50-57: `start ls` finds ls on PATH: interpreter none, script its path.
+    (`--no-wait`: corral's start watches the app for min_uptime and exits 1 when it
+    dies at once, README "a start that fails"; PM2 exits 0.)
+    """
     cli.kill()
-    cli.run("start", "ls")
+    cli.run("start", "--no-wait", "ls")
     assert _interpreter(cli) == "none"
     script = cli.jlist()[0]["pm2_env"]["pm_exec_path"]
     assert script == shutil.which("ls"), script

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from corral.testing import wait_for
-from tests.pm2_e2e.conftest import CONFIG_TARGETS, SLOW, Corral, gap, read, wait_text
+from tests.pm2_e2e.conftest import SLOW, Corral, read, wait_text
 
 
 def _fresh(cli: Corral) -> None:
@@ -63,7 +63,6 @@ def test_env_from_json(cli: Corral) -> None:
     wait_text(cli.workdir / "out-env.log", "YES")
 
 
-@gap(CONFIG_TARGETS)
 def test_restart_with_refreshed_json(cli: Corral) -> None:
     """env-refresh.sh:66-70: restart env-refreshed.json: its env (an object value, given to
     the app as JSON) replaces the old one."""

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from tests.pm2_e2e.conftest import PATH_TARGETS, Corral, gap
+from tests.pm2_e2e.conftest import Corral
 
 
-@gap(PATH_TARGETS)
 def test_fork_mode_restart_by_script(cli: Corral) -> None:
     """fork.sh:9-13: -x (fork mode), restart by script file: restart_time 1."""
     cli.run("start", "echo.js", "-x", "fork")

@@ -7,11 +7,7 @@ import socket
 from pathlib import Path
 
 from tests.pm2_e2e.conftest import (
-    CLUSTER_PORT,
-    PATH_TARGETS,
-    STOPPED_RESTART,
     Corral,
-    gap,
     read,
     wait_text,
 )
@@ -32,7 +28,6 @@ def test_reload_sends_sigint_once(cli: Corral) -> None:
     assert [read(log).count("Got SIGINT signal") for log in logs] == [1, 1]
 
 
-@gap(f"{PATH_TARGETS}; {STOPPED_RESTART}")
 def test_stop_then_restart_by_script(cli: Corral) -> None:
     """reload.sh:23-32: stop by script, restart by script (restart_time stays 0: it was
     stopped), restart again (1)."""
@@ -61,7 +56,6 @@ def test_restart_all_by_name_then_reload_all(cli: Corral) -> None:
     cli.should("restart_time", 3, 4)
 
 
-@gap(PATH_TARGETS)
 def test_restart_by_script_name(cli: Corral) -> None:
     """reload.sh:55-56: restart child.js (by script) restarts its four instances."""
     cli.kill()
@@ -77,7 +71,6 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-@gap(f"{CLUSTER_PORT}; {PATH_TARGETS}")
 def test_cluster_apps_on_one_port_reload(cli: Corral) -> None:
     """reload.sh:66-85: child.js -i 4 and network.js -i 4 (all four on one fixed port):
     8 online; reload all; reload each by script."""
@@ -107,27 +100,33 @@ def test_reload_of_a_non_network_app(cli: Corral) -> None:
 
 def test_no_autorestart(cli: Corral) -> None:
     """reload.sh:100-105: --no-autorestart and autorestart false in JSON: a crashing app
-    is not restarted."""
+    is not restarted.
+    (`--no-wait`: corral's start watches the app for min_uptime and exits 1 when it
+    dies at once, README "a start that fails"; PM2 exits 0.)
+    """
     cli.kill()
-    cli.run("start", "killtoofast.js", "--no-autorestart")
+    cli.run("start", "--no-wait", "killtoofast.js", "--no-autorestart")
     cli.wait(lambda p: p and p[0]["pm2_env"]["status"] == "stopped", "stopped after exit")
     cli.should("restart_time", 0, 1)
     cli.delete_all()
-    cli.run("start", "no-restart.json")
+    cli.run("start", "--no-wait", "no-restart.json")
     cli.wait(lambda p: p and p[0]["pm2_env"]["status"] == "stopped", "stopped after exit")
     cli.should("restart_time", 0, 1)
 
 
 def test_stop_exit_codes(cli: Corral) -> None:
     """reload.sh:110-128: exit 42 with --stop-exit-codes 42 is not restarted; with 34 or 3
-    it is; stop_exit_codes [12, 42] in JSON is not."""
+    it is; stop_exit_codes [12, 42] in JSON is not.
+    (`--no-wait`: corral's start watches the app for min_uptime and exits 1 when it
+    dies at once, README "a start that fails"; PM2 exits 0.)
+    """
     cli.kill()
     cli.run("start", "exitcode42.js", "--stop-exit-codes", "42")
     cli.wait(lambda p: p and p[0]["pm2_env"]["status"] == "stopped", "stopped after 42")
     cli.should("restart_time", 0, 1)
     for codes in ("34", "3"):
         cli.delete_all()
-        cli.run("start", "exitcode42.js", "--stop-exit-codes", codes)
+        cli.run("start", "--no-wait", "exitcode42.js", "--stop-exit-codes", codes)
         cli.wait(lambda p: p and p[0]["pm2_env"]["restart_time"] >= 1, "restarted after 42")
     cli.delete_all()
     cli.run("start", "stop-exit-codes.json")
@@ -135,7 +134,6 @@ def test_stop_exit_codes(cli: Corral) -> None:
     cli.should("restart_time", 0, 1)
 
 
-@gap(f"{PATH_TARGETS} (`reload signal-send.js`)")
 def test_shutdown_with_message(cli: Corral) -> None:
     """reload.sh:150-164: --shutdown-with-message: reload sends 'shutdown' on the channel
     (PM2_KILL_USE_MESSAGE=true at :133-148 is the same through an environment variable

@@ -20,8 +20,11 @@ def test_reset(cli: Corral, target: str) -> None:
 
 
 def test_restart_delay(cli: Corral) -> None:
-    """reset.sh:51-53: a crashing app with --restart-delay 5000 is not restarted yet."""
+    """reset.sh:51-53: a crashing app with --restart-delay 5000 is not restarted yet.
+    (`--no-wait`: corral's start watches the app for min_uptime and exits 1 when it
+    dies at once, README "a start that fails"; PM2 exits 0.)
+    """
     cli.delete_all()
-    cli.run("start", "killtoofast.js", "--restart-delay", "5000")
+    cli.run("start", "--no-wait", "killtoofast.js", "--restart-delay", "5000")
     cli.wait(lambda p: p and p[0]["pm2_env"]["status"] != "online", "the first crash")
     cli.should("restart_time", 0, 1)

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from tests.pm2_e2e.conftest import STOPPED_RESTART, Corral, gap
+from tests.pm2_e2e.conftest import Corral
 
 
-@gap(STOPPED_RESTART)
 def test_smart_start(cli: Corral) -> None:
     """smart-start.sh:13-29: start, stop, `start echo` (online; a stopped app's start is
     not a restart), `start echo` again (restart_time 1), `start 0` (restart_time 2)."""

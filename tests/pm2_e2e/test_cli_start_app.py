@@ -40,8 +40,13 @@ def test_command_from_js_config(cli: Corral) -> None:
 
 @pytest.mark.skipif(not shutil.which("cc"), reason="no C compiler")
 def test_compile_and_run(cli: Corral) -> None:
-    """start-app.sh:53-57: "cc hello.c; ./a.out" runs through a shell: Hello World."""
+    """start-app.sh:53-57: "cc hello.c; ./a.out" runs through a shell: Hello World.
+    (`--no-wait`: corral's start watches the app for min_uptime and exits 1 when it
+    dies at once, README "a start that fails"; PM2 exits 0.)
+    """
     work = cli.workdir / "c-compile"
-    cli.run("start", "cc hello.c; ./a.out", "--log", "c-log.log", "--merge-logs", cwd=work)
+    cli.run(
+        "start", "--no-wait", "cc hello.c; ./a.out", "--log", "c-log.log", "--merge-logs", cwd=work
+    )
     wait_text(work / "c-log.log", "Hello World")
     cli.delete_all()

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from tests.pm2_e2e.conftest import STARTORX, Corral, gap
+from tests.pm2_e2e.conftest import Corral
 
 
-@gap(STARTORX)
 def test_start_or_restart_then_reload(cli: Corral) -> None:
     """startOrX.sh:10-20: startOrRestart starts 6; again: restart_time 1; startOrReload:
     restart_time 2."""

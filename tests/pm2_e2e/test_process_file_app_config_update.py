@@ -3,16 +3,15 @@ a JSON file or the CLI) apply, and names can change."""
 
 from __future__ import annotations
 
-from tests.pm2_e2e.conftest import CONFIG_TARGETS, MISSING_CLI, PATH_TARGETS, Corral, gap
+from tests.pm2_e2e.conftest import MISSING_CLI, PATH_TARGETS, Corral, gap
 
-START_OPTIONS = "`start NAME --option` restarts the app without applying the new option"
+RENAME = "renaming an app by `start ID --name NEW` (a restart cannot change the name yet)"
 
 
 def _node_args(cli: Corral) -> list[list[str]]:
     return [p["pm2_env"]["node_args"] for p in cli.jlist()]
 
 
-@gap(CONFIG_TARGETS)
 def test_node_args_from_changed_json(cli: Corral) -> None:
     """app-config-update.sh:13-19: args1.json (node_args ""): []; restart args2.json
     (node_args --harmony): ['--harmony']."""
@@ -33,7 +32,6 @@ def test_node_args_on_restart(cli: Corral) -> None:
     assert _node_args(cli) == [["--harmony"]]
 
 
-@gap(START_OPTIONS)
 def test_node_args_on_start_by_name(cli: Corral) -> None:
     """app-config-update.sh:32-34: `start echo --node-args=--harmony` on the running app
     restarts it with the new node_args."""
@@ -50,7 +48,7 @@ def test_rename_on_restart(cli: Corral) -> None:
     cli.should("name", "new-name", 1)
 
 
-@gap(f"{START_OPTIONS} (--name)")
+@gap(RENAME)
 def test_rename_on_start(cli: Corral) -> None:
     """app-config-update.sh:44-47: start 0 --name new-name-2 renames the app."""
     cli.delete_all()

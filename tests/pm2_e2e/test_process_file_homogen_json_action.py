@@ -3,7 +3,7 @@ act on its apps, and start them when they do not run."""
 
 from __future__ import annotations
 
-from tests.pm2_e2e.conftest import CONFIG_TARGETS, Corral, gap
+from tests.pm2_e2e.conftest import Corral
 
 
 def _work(cli: Corral):  # type: ignore[no-untyped-def]
@@ -26,7 +26,6 @@ def test_start_again_restarts(cli: Corral) -> None:
     cli.restarted_once_more(before)
 
 
-@gap(CONFIG_TARGETS)
 def test_restart_file(cli: Corral) -> None:
     """homogen-json-action.sh:20-21: restart all.json: each once more."""
     before = cli.restarts()
@@ -34,7 +33,6 @@ def test_restart_file(cli: Corral) -> None:
     cli.restarted_once_more(before)
 
 
-@gap(CONFIG_TARGETS)
 def test_reload_file(cli: Corral) -> None:
     """homogen-json-action.sh:23-24: reload all.json: each once more."""
     before = cli.restarts()
@@ -42,7 +40,6 @@ def test_reload_file(cli: Corral) -> None:
     cli.restarted_once_more(before)
 
 
-@gap(CONFIG_TARGETS)
 def test_restart_file_starts(cli: Corral) -> None:
     """homogen-json-action.sh:27-31: with nothing running, restart all.json starts it."""
     cli.delete_all()
@@ -51,7 +48,6 @@ def test_restart_file_starts(cli: Corral) -> None:
     cli.should("restart_time", 0, 6)
 
 
-@gap(CONFIG_TARGETS)
 def test_reload_file_starts(cli: Corral) -> None:
     """homogen-json-action.sh:34-38: with nothing running, reload all.json starts it."""
     cli.delete_all()

@@ -3,7 +3,7 @@ reload and delete; the "pm2" key; a JSON file with comments; stdin; --only."""
 
 from __future__ import annotations
 
-from tests.pm2_e2e.conftest import CONFIG_TARGETS, JSON5, MISSING_CLI, Corral, gap
+from tests.pm2_e2e.conftest import MISSING_CLI, Corral, gap
 
 
 def test_pm2_key(cli: Corral) -> None:
@@ -12,14 +12,12 @@ def test_pm2_key(cli: Corral) -> None:
     cli.should("status", "online", 6)
 
 
-@gap(CONFIG_TARGETS)
 def test_delete_file_after_pm2_key(cli: Corral) -> None:
     """json-file.sh:13-14: delete all.json deletes the same apps: none left."""
     cli.run("delete", "all.json")
     cli.wait(lambda procs: procs == [], "none left")
 
 
-@gap(CONFIG_TARGETS)
 def test_start_stop_delete_file(cli: Corral) -> None:
     """json-file.sh:18-25: start all.json (6 online), stop all.json (6 stopped), delete
     all.json (none)."""
@@ -32,7 +30,6 @@ def test_start_stop_delete_file(cli: Corral) -> None:
     cli.wait(lambda procs: procs == [], "none left")
 
 
-@gap(CONFIG_TARGETS)
 def test_restart_reload_file(cli: Corral) -> None:
     """json-file.sh:27-37: start, restart all.json (each once), reload all.json (twice)."""
     cli.kill()
@@ -62,7 +59,6 @@ def test_smart_restart(cli: Corral) -> None:
     cli.should("status", "online", 6)
 
 
-@gap(f"{JSON5}; {CONFIG_TARGETS}")
 def test_json_with_comments(cli: Corral) -> None:
     """json-file.sh:65-82: configuration.json with comments, unquoted keys and a trailing
     comma (PM2's own file also computes its script with a JS expression, which only PM2's

@@ -24,7 +24,6 @@ def test_max_memory_not_reached(cli: Corral) -> None:
     cli.should("restart_time", 0, 1)
 
 
-@gap(CONFIG_TARGETS)
 def test_restart_with_lower_max_memory(cli: Corral) -> None:
     """json-reload.sh:23-27: restart max-mem.json (19M): the new limit applies, the app is
     restarted for its memory."""
@@ -41,7 +40,6 @@ def test_log_date_format(cli: Corral) -> None:
     wait_text(_log(cli), "ok")
 
 
-@gap(CONFIG_TARGETS)
 def test_restart_with_new_format_and_env(cli: Corral) -> None:
     """json-reload.sh:44-52: restart echo-post.json (format DD, env ECHO_MSG=YAY): no year
     any more, YAY."""

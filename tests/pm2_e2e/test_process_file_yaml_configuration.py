@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.pm2_e2e.conftest import CONFIG_TARGETS, Corral, gap
+from tests.pm2_e2e.conftest import Corral
 
 
 def _work(cli: Corral):  # type: ignore[no-untyped-def]
@@ -37,7 +37,6 @@ def test_restart_all(cli: Corral) -> None:
     cli.restarted_once_more(before)
 
 
-@gap(CONFIG_TARGETS)
 def test_restart_yaml(cli: Corral) -> None:
     """yaml-configuration.sh:19-20: restart apps.yaml: each restarted once more."""
     before = cli.restarts()
@@ -52,7 +51,6 @@ def test_reload_all(cli: Corral) -> None:
     cli.restarted_once_more(before)
 
 
-@gap(CONFIG_TARGETS)
 def test_reload_yaml(cli: Corral) -> None:
     """yaml-configuration.sh:25-26: reload apps.yaml: each once more."""
     before = cli.restarts()
