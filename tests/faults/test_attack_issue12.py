@@ -1,0 +1,88 @@
+"""Issue 12 attacked as a stranger would: targets, identity, reconcile, the start
+verdict and config files, through the real CLI on a temporary CORRAL_HOME.
+
+- Clients that reconcile the same config file at once leave no process running
+  that the daemon does not list (one reconcile at a time).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+
+from tests.conftest import APPS, kill_pids
+
+SLEEPER = APPS / "sleeper.py"
+
+
+def corral(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "corral", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+
+
+def write(path: Path, apps: list[dict]) -> Path:
+    path.write_text(json.dumps({"apps": apps}))
+    return path
+
+
+def running(script: Path) -> set[int]:
+    """Pids of every live process running ``script`` (zombies excluded)."""
+    found = set()
+    for proc in psutil.process_iter(["pid", "cmdline", "status"]):
+        cmdline = proc.info["cmdline"] or []
+        if str(script) in cmdline and proc.info["status"] != psutil.STATUS_ZOMBIE:
+            found.add(proc.info["pid"])
+    return found
+
+
+# -- reconcile: two clients at once ------------------------------------------------
+
+
+def test_clients_reconciling_one_file_at_once_leak_no_process(pm, tmp_path):
+    """Four `corral start eco.json` at once, after the file changed an app's script:
+    every process running the new script is one the daemon lists."""
+    old, new = tmp_path / "old.py", tmp_path / "new.py"
+    shutil.copy(SLEEPER, old)
+    shutil.copy(SLEEPER, new)
+    eco = write(tmp_path / "eco.json", [{"name": "a1", "script": "old.py", "instances": 3}])
+    assert corral("start", str(eco), "--no-wait", cwd=tmp_path).returncode == 0
+    try:
+        rounds(pm, tmp_path, eco, old, new)
+    finally:  # a leaked process is no app the fixture knows: by pid
+        kill_pids(sorted(running(old) | running(new)))
+
+
+def rounds(pm, tmp_path: Path, eco: Path, old: Path, new: Path) -> None:
+    for round_, (gone, now) in enumerate([(old, new), (new, old), (old, new)]):
+        write(eco, [{"name": "a1", "script": now.name, "instances": 3}])
+        clients = [
+            subprocess.Popen(
+                [sys.executable, "-m", "corral", "start", str(eco), "--no-wait"],
+                cwd=tmp_path,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+            for _ in range(4)
+        ]
+        outputs = [c.communicate(timeout=60)[0] for c in clients]
+        assert all(c.returncode == 0 for c in clients), outputs
+        listed = {i.pid for i in pm.list() if i.name == "a1"}
+        assert len(listed) == 3, (round_, outputs)
+        assert running(now) == listed, (round_, outputs)
+        assert not running(gone), (round_, outputs)
+        # each client planned on what the one before it left: one replace, then unchanged
+        replaced = [o for o in outputs if "a1: replaced" in o]
+        assert len(replaced) == 1, (round_, outputs)
