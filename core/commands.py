@@ -76,6 +76,9 @@ class Commands:
     def __init__(self, daemon: Daemon) -> None:
         self.daemon = daemon
         self.extra = daemon.manager.rpc_commands()
+        # one config file reconcile at a time: each plans on what the one before it left
+        # (two interleaved ones planned on the same apps and leaked the instances they made)
+        self.reconciling = asyncio.Lock()
         clash = set(self.extra) & set(self.CORE)
         if clash:
             raise ProtocolError(f"plugins may not replace core commands: {sorted(clash)}")
@@ -296,14 +299,15 @@ class Commands:
         for app in prepared:
             check_name(app.name)  # here, not in prepare: a dump's old app still comes back
         if from_config:  # a config file's apps: brought in line with it (corral.reconcile)
-            reply = await reconcile.apply(
-                self,
-                prepared,
-                action=action,
-                config_file=config_file,
-                prune=prune,
-                dry_run=dry_run,
-            )
+            async with self.reconciling:
+                reply = await reconcile.apply(
+                    self,
+                    prepared,
+                    action=action,
+                    config_file=config_file,
+                    prune=prune,
+                    dry_run=dry_run,
+                )
             reply["warnings"] = [w for app in prepared for w in app.warnings]
             return reply
         if prune or dry_run:
