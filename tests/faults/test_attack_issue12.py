@@ -86,3 +86,24 @@ def rounds(pm, tmp_path: Path, eco: Path, old: Path, new: Path) -> None:
         # each client planned on what the one before it left: one replace, then unchanged
         replaced = [o for o in outputs if "a1: replaced" in o]
         assert len(replaced) == 1, (round_, outputs)
+
+
+# -- targets: a symlink --------------------------------------------------------------
+
+
+def test_a_symlink_target_names_the_app_of_that_path_not_the_one_behind_it(pm, tmp_path):
+    """`stop link.py` where link.py -> app.py and both run as apps: only the app
+    started as link.py stops (PM2 compares path.resolve(), which keeps links); the
+    link still reaches app.py's app when no app was started by the link's path."""
+    shutil.copy(SLEEPER, tmp_path / "app.py")
+    (tmp_path / "link.py").symlink_to("app.py")
+    (tmp_path / "alias.py").symlink_to("app.py")
+    assert corral("start", "app.py", "--no-wait", cwd=tmp_path).returncode == 0
+    assert corral("start", "link.py", "--no-wait", cwd=tmp_path).returncode == 0
+    result = corral("stop", "link.py", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    status = {i.name: i.status for i in pm.list()}
+    assert status == {"app": "online", "link": "stopped"}
+    result = corral("stop", "alias.py", cwd=tmp_path)  # no app by that path: the file behind it
+    assert result.returncode == 0, result.stderr
+    assert {i.name: i.status for i in pm.list()} == {"app": "stopped", "link": "stopped"}
