@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -22,14 +23,25 @@ SLEEPER = APPS / "sleeper.py"
 
 
 def corral(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "corral", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
+    """The CLI in its own session: on a timeout, it and its children (node) are killed."""
+    command = [sys.executable, "-m", "corral", *args]
+    env = {**os.environ, "COLUMNS": "200"}
+    with subprocess.Popen(
+        command,
         cwd=cwd,
-        env={**os.environ, "COLUMNS": "200"},
-    )
+        env=env,
+        text=True,
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    ) as proc:
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            raise
+    return subprocess.CompletedProcess(command, proc.returncode, out, err)
 
 
 def write(path: Path, apps: list[dict]) -> Path:
@@ -107,3 +119,33 @@ def test_a_symlink_target_names_the_app_of_that_path_not_the_one_behind_it(pm, t
     result = corral("stop", "alias.py", cwd=tmp_path)  # no app by that path: the file behind it
     assert result.returncode == 0, result.stderr
     assert {i.name: i.status for i in pm.list()} == {"app": "stopped", "link": "stopped"}
+
+
+# -- JS configs: a timer left running, a process.exit ------------------------------
+
+
+def test_a_js_config_that_leaves_a_timer_running_loads(pm, tmp_path):
+    """PM2 require()s the file in its own process, so a config that opens a handle
+    (a timer, a client a required module connects) loads; corral ran node until it
+    exited and refused the file after 30 s."""
+    shutil.copy(SLEEPER, tmp_path / "app.py")
+    eco = tmp_path / "ecosystem.config.js"
+    eco.write_text(
+        "setInterval(() => {}, 1000);\n"
+        "module.exports = { apps: [{ name: 'timer', script: 'app.py' }] };\n"
+    )
+    result = corral("start", str(eco), "--dry-run", cwd=tmp_path, timeout=20)
+    assert result.returncode == 0, result.stderr
+    assert "timer: started (1 instance)" in result.stdout
+
+
+def test_a_js_config_that_calls_process_exit_says_so(pm, tmp_path):
+    eco = tmp_path / "ecosystem.config.js"
+    eco.write_text("module.exports = { apps: [] };\nprocess.exit(3);\n")
+    result = corral("start", str(eco), cwd=tmp_path)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "ecosystem.config.js" in lines[0]
+    assert "exited with code 3" in lines[0], lines[0]
+    assert not pm.list()
