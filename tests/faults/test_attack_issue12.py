@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import psutil
+import pytest
 
 from tests.conftest import APPS, kill_pids
 
@@ -149,3 +150,34 @@ def test_a_js_config_that_calls_process_exit_says_so(pm, tmp_path):
     assert "ecosystem.config.js" in lines[0]
     assert "exited with code 3" in lines[0], lines[0]
     assert not pm.list()
+
+
+# -- startOrReload of a change that makes the app crash ----------------------------
+
+ENV_CRASH = """\
+import os, sys, time
+if os.environ.get("BAD"):
+    print("config error: BAD is set", file=sys.stderr, flush=True)
+    sys.exit(2)
+print("up", flush=True)
+while True:
+    time.sleep(3600)
+"""
+
+
+@pytest.mark.parametrize("verb", ["startOrReload", "startOrRestart"])
+def test_start_or_reload_of_a_change_that_crashes_the_app_says_so(pm, tmp_path, verb):
+    """`corral start FILE` gives the start verdict; startOrReload / startOrRestart are
+    starts of the same file and printed `sr: reloaded (changed: env)`, exit 0, while
+    every instance crash-looped."""
+    (tmp_path / "envcrash.py").write_text(ENV_CRASH)
+    app = {"name": "sr", "script": "envcrash.py", "instances": 2}
+    eco = write(tmp_path / "eco.json", [app])
+    assert corral("start", str(eco), cwd=tmp_path).returncode == 0
+    write(eco, [{**app, "env": {"BAD": "1"}}])
+    result = corral(verb, str(eco), cwd=tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "error: no instance of sr stayed up" in result.stderr
+    assert "config error: BAD is set" in result.stderr
+    result = corral(verb, str(eco), "--no-wait", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
