@@ -13,12 +13,13 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import psutil
 import pytest
 
-from tests.conftest import APPS, kill_pids
+from tests.conftest import APPS, kill_pids, wait_for
 
 SLEEPER = APPS / "sleeper.py"
 
@@ -181,3 +182,45 @@ def test_start_or_reload_of_a_change_that_crashes_the_app_says_so(pm, tmp_path, 
     assert "config error: BAD is set" in result.stderr
     result = corral(verb, str(eco), "--no-wait", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
+
+
+# -- ctrl-C during the start verdict's wait ----------------------------------------
+
+
+@pytest.mark.parametrize("verb", ["start", "startOrRestart"])
+def test_ctrl_c_during_the_wait_says_the_app_was_started(pm, tmp_path, verb):
+    """The CLI started the app, then waits min_uptime; ctrl-C there left exit 130 and
+    not a word, so the user could not tell whether anything was started."""
+    shutil.copy(SLEEPER, tmp_path / "app.py")
+    app = {"name": "app", "script": "app.py", "min_uptime": 30000}
+    args = ["app.py", "--min-uptime", "30000"]
+    if verb != "start":
+        args = [str(write(tmp_path / "eco.json", [app]))]
+    cli = subprocess.Popen(
+        [sys.executable, "-m", "corral", verb, *args],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        # up 1 s: the CLI has had the start's answer long since, and is in its wait
+        wait_for(
+            lambda: [
+                i
+                for i in pm.list()
+                if i.status == "online" and time.time() * 1000 - i.pm_uptime > 1000
+            ],
+            what="app up 1 s",
+        )
+        cli.send_signal(signal.SIGINT)
+        _, err = cli.communicate(timeout=20)
+    finally:
+        if cli.poll() is None:
+            cli.kill()
+            cli.communicate()
+    assert cli.returncode == 130, err
+    assert "app" in err and "started" in err, err
+    assert "Traceback" not in err
+    (info,) = pm.list()
+    assert info.status == "online" and pm.ping()
