@@ -22,6 +22,7 @@ from .cli import parse_env
 
 if TYPE_CHECKING:
     from .client import Client
+    from .info import ProcessInfo
     from .reconcile import Reconciled
     from .verdict import StartVerdict
 
@@ -61,6 +62,21 @@ def run(
     result = method(target, options, env_name=env_name, prune=prune, dry_run=dry_run)
     print_plan(result)
     return result
+
+
+def watch_started(client: Client, infos: list[ProcessInfo], no_wait: bool) -> StartVerdict | None:
+    """The start verdict (None with ``no_wait``); ctrl-C in its wait says what was started."""
+    if no_wait:
+        return None
+    try:
+        return client.wait_started(infos)
+    except KeyboardInterrupt:
+        names = ", ".join(sorted({i.name for i in infos})) or "nothing"
+        sys.stderr.write(
+            f"interrupted: {names} started, not watched for min_uptime: "
+            "`corral ls` shows their status\n"
+        )
+        raise SystemExit(130) from None
 
 
 def report_verdict(verdict: StartVerdict | None) -> None:
@@ -122,7 +138,7 @@ def add_commands(cli: click.Group, client: Callable[[], Client], table: Callable
                     dry_run=dry_run,
                 )
                 if not dry_run:  # the start verdict, as `corral start FILE` gives it
-                    verdict = None if no_wait else conn.wait_started(result.processes)
+                    verdict = watch_started(conn, result.processes, no_wait)
                     table(conn)
                     report_verdict(verdict)
 
@@ -137,4 +153,13 @@ def add_commands(cli: click.Group, client: Callable[[], Client], table: Callable
         make(verb)
 
 
-__all__ = ["METHODS", "VERBS", "add_commands", "plan_flags", "print_plan", "report_verdict", "run"]
+__all__ = [
+    "METHODS",
+    "VERBS",
+    "add_commands",
+    "plan_flags",
+    "print_plan",
+    "report_verdict",
+    "run",
+    "watch_started",
+]
