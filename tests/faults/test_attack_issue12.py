@@ -224,3 +224,19 @@ def test_ctrl_c_during_the_wait_says_the_app_was_started(pm, tmp_path, verb):
     assert "Traceback" not in err
     (info,) = pm.list()
     assert info.status == "online" and pm.ping()
+
+
+# -- a directory given as the script -------------------------------------------------
+
+
+@pytest.mark.parametrize("given", ["sub", "./sub/"])
+def test_a_directory_given_as_the_script_is_named_a_directory(pm, tmp_path, given):
+    """`corral start sub` said "script 'sub' not found: no such file in ..." of a
+    directory that is right there."""
+    (tmp_path / "sub").mkdir()
+    result = corral("start", given, cwd=tmp_path)
+    assert result.returncode == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert "is a directory" in line and "not found" not in line, line
+    assert "script" in line
+    assert not pm.list()
