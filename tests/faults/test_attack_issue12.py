@@ -240,20 +240,3 @@ def test_a_directory_given_as_the_script_is_named_a_directory(pm, tmp_path, give
     assert "is a directory" in line and "not found" not in line, line
     assert "script" in line
     assert not pm.list()
-
-
-# -- a one-shot script left to autorestart -------------------------------------------
-
-
-def test_a_script_that_exits_0_and_is_restarted_gets_the_autorestart_fix(pm, tmp_path):
-    """A one-shot script (exit 0 at once) with autorestart on is restarted until it is
-    errored, as in PM2: the start fails, and the fix is autorestart false, not
-    "correct the error" of an app that wrote no error."""
-    (tmp_path / "once.py").write_text("print('done')\n")
-    result = corral("start", "once.py", cwd=tmp_path)
-    assert result.returncode == 1, result.stderr
-    assert "--no-autorestart" in result.stderr, result.stderr
-    assert "correct the error" not in result.stderr
-    result = corral("start", "once.py", "--name", "job", "--no-autorestart", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    assert "note: job" in result.stderr and "exit code 0" in result.stderr
