@@ -240,3 +240,17 @@ def test_a_directory_given_as_the_script_is_named_a_directory(pm, tmp_path, give
     assert "is a directory" in line and "not found" not in line, line
     assert "script" in line
     assert not pm.list()
+
+
+# -- startOrReload of a config file that is not there --------------------------------
+
+
+@pytest.mark.parametrize("verb", ["startOrReload", "startOrRestart"])
+def test_a_missing_config_file_is_said_to_be_missing(pm, tmp_path, verb):
+    """It said "reload of 'ecosystem.config.js' needs a config file
+    (ecosystem.config.js, ...)" of the file it could not find."""
+    result = corral(verb, "ecosystem.config.js", cwd=tmp_path)
+    assert result.returncode == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert "not found" in line and str(tmp_path) in line, line
+    assert "needs a config file" not in line
