@@ -254,3 +254,25 @@ def test_a_missing_config_file_is_said_to_be_missing(pm, tmp_path, verb):
     (line,) = result.stderr.strip().splitlines()
     assert "not found" in line and str(tmp_path) in line, line
     assert "needs a config file" not in line
+
+
+# -- start --name X of a script while X runs another script ------------------------
+
+
+def test_start_with_a_name_that_runs_another_script_names_both(pm, tmp_path):
+    """`start sub/app.py --name app` while 'app' runs app.py said "'app' is already
+    running: restart it, or --force for another copy": a restart runs the other script,
+    and --force makes two apps 'app' of different scripts. It names both scripts and
+    the fix (another --name), and changes nothing."""
+    shutil.copy(SLEEPER, tmp_path / "app.py")
+    (tmp_path / "sub").mkdir()
+    shutil.copy(SLEEPER, tmp_path / "sub" / "app.py")
+    assert corral("start", "app.py", "--no-wait", cwd=tmp_path).returncode == 0
+    (before,) = pm.list()
+    result = corral("start", "sub/app.py", "--name", "app", "--no-wait", cwd=tmp_path)
+    assert result.returncode == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert str(tmp_path / "app.py") in line and str(tmp_path / "sub" / "app.py") in line, line
+    assert "--name" in line and "--force" not in line, line
+    (after,) = pm.list()
+    assert (after.pid, after.pm2_env["pm_exec_path"]) == (before.pid, str(tmp_path / "app.py"))
