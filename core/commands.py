@@ -371,6 +371,13 @@ class Commands:
         running = [p for p in existing if p.state in lifecycle.RUNNING_STATES]
         if running and not from_config:
             ids = ", ".join(str(p.pm_id) for p in running)
+            other = running[0]
+            if (other.script, other.is_command) != (app.script, app.is_command):
+                raise StateError(
+                    f"an app named '{app.name}' already runs {shorten(other.script)} "
+                    f"(pm_id {ids}), so {shorten(app.script)} was not started: give it "
+                    "another name (--name), or stop or delete that app first"
+                )
             raise StateError(
                 f"app '{app.name}' is already running (pm_id {ids}): restart it, "
                 "or start with force=True (--force) for another copy"
