@@ -3,6 +3,13 @@ verdict and config files, through the real CLI on a temporary CORRAL_HOME.
 
 - Clients that reconcile the same config file at once leave no process running
   that the daemon does not list (one reconcile at a time).
+- A path target names the app started by that path before one behind a symlink.
+- A JS config that leaves a timer running loads; one that calls process.exit says so.
+- startOrReload / startOrRestart give the start verdict, as `corral start FILE` does.
+- Ctrl-C during the verdict's wait says what was started (exit 130).
+- A directory given as the script is called a directory; a missing config file of
+  startOrReload is called missing; `start S --name X` while X runs another script
+  names both scripts.
 """
 
 from __future__ import annotations
