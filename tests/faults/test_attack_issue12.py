@@ -26,6 +26,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from corral.errors import NotFoundError
 from tests.conftest import APPS, kill_pids, wait_for
 
 SLEEPER = APPS / "sleeper.py"
@@ -283,3 +284,53 @@ def test_start_with_a_name_that_runs_another_script_names_both(pm, tmp_path):
     assert "--name" in line and "--force" not in line, line
     (after,) = pm.list()
     assert (after.pid, after.pm2_env["pm_exec_path"]) == (before.pid, str(tmp_path / "app.py"))
+
+
+# -- reconcile vs a delete of one of its new apps ------------------------------------
+
+DEAF = """\
+import signal, time
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+print("up", flush=True)
+while True:
+    time.sleep(3600)
+"""
+
+
+def test_a_new_app_deleted_while_its_file_replaces_another_is_not_launched(pm, tmp_path):
+    """A reconcile makes the file's new apps, waits for a replaced app to stop (here
+    its kill_timeout, 4 s), then launches them: a `corral delete` of a new app in that
+    window left its instances running, listed nowhere."""
+    (tmp_path / "deaf.py").write_text(DEAF)
+    (tmp_path / "deaf2.py").write_text(DEAF)
+    shutil.copy(SLEEPER, tmp_path / "fresh.py")
+    old = {"name": "old", "script": "deaf.py", "kill_timeout": 4000}
+    eco = write(tmp_path / "eco.json", [old])
+    assert corral("start", str(eco), "--no-wait", cwd=tmp_path).returncode == 0
+    fresh = {"name": "fresh", "script": "fresh.py", "instances": 2}
+    write(eco, [{**old, "script": "deaf2.py"}, fresh])
+    cli = subprocess.Popen(
+        [sys.executable, "-m", "corral", "start", str(eco), "--no-wait"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+
+        def delete_fresh() -> bool:
+            try:
+                return bool(pm.delete("fresh"))
+            except NotFoundError:
+                return False
+
+        wait_for(delete_fresh, what="fresh made, then deleted")
+        cli.communicate(timeout=30)
+        assert not [i for i in pm.list() if i.name == "fresh"]
+        assert not running(tmp_path / "fresh.py")
+    finally:
+        if cli.poll() is None:
+            cli.kill()
+            cli.communicate()
+        kill_pids(sorted(running(tmp_path / "fresh.py")))
