@@ -352,6 +352,8 @@ class Commands:
         """Launch what :meth:`create_all` registered; a failure removes all of them."""
         try:
             for proc in created:
+                if self.procs.get(proc.pm_id) is not proc:
+                    continue  # deleted while the command awaited (a replaced app's stop)
                 if proc.options.get("autostart", True):
                     self.launch(proc)
                     self.daemon.emit(proc, "start", manually=True)
