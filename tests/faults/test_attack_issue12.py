@@ -334,3 +334,19 @@ def test_a_new_app_deleted_while_its_file_replaces_another_is_not_launched(pm, t
             cli.kill()
             cli.communicate()
         kill_pids(sorted(running(tmp_path / "fresh.py")))
+
+
+# -- a config file too big for one request -------------------------------------------
+
+
+def test_a_config_too_big_for_one_request_is_refused_not_hung(pm, tmp_path):
+    """A 17 MB config (one huge env value) made a start request over the daemon's 16 MB
+    frame limit: zmq dropped it unread and the CLI waited for an answer forever."""
+    shutil.copy(SLEEPER, tmp_path / "app.py")
+    app = {"name": "big", "script": "app.py", "env": {"BLOB": "v" * (17 * 1024 * 1024)}}
+    eco = write(tmp_path / "eco.json", [app])
+    result = corral("start", str(eco), "--dry-run", cwd=tmp_path, timeout=60)
+    assert result.returncode == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert "limit" in line, line
+    assert not pm.list() and pm.ping()
