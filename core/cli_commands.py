@@ -351,7 +351,7 @@ def build_cli() -> click.Group:
             raise OptionError("--dry-run and --prune apply to a config file", field="target")
         else:
             infos = client.start(parse_target(target), options or None, env_name=env_name)
-        verdict = None if no_wait else client.wait_started(infos)
+        verdict = cli_reconcile.watch_started(client, infos, no_wait)
         _print_table(client)
         if verdict is not None:
             for level, text in verdict.report():

@@ -5,7 +5,9 @@ Each brings a config file's apps in line with it (:mod:`corral.reconcile`) and
 prints one line per app: ``web: started (2 instances)``, ``api: restarted
 (changed: max_memory_restart)``, ``worker: scaled 2->4, restarted``, ... With
 ``--dry-run`` it prints the plan and changes nothing; ``--prune`` deletes the
-apps this file started that it no longer lists.
+apps this file started that it no longer lists. Then, as ``corral start``, they
+watch the instances for min_uptime and exit 1 when no instance of an app stayed up
+(``--no-wait``: not).
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ from .cli import parse_env
 
 if TYPE_CHECKING:
     from .client import Client
+    from .info import ProcessInfo
     from .reconcile import Reconciled
+    from .verdict import StartVerdict
 
 VERBS = {
     "startOrRestart": "start_or_restart",
@@ -60,6 +64,31 @@ def run(
     return result
 
 
+def watch_started(client: Client, infos: list[ProcessInfo], no_wait: bool) -> StartVerdict | None:
+    """The start verdict (None with ``no_wait``); ctrl-C in its wait says what was started."""
+    if no_wait:
+        return None
+    try:
+        return client.wait_started(infos)
+    except KeyboardInterrupt:
+        names = ", ".join(sorted({i.name for i in infos})) or "nothing"
+        sys.stderr.write(
+            f"interrupted: {names} started, not watched for min_uptime: "
+            "`corral ls` shows their status\n"
+        )
+        raise SystemExit(130) from None
+
+
+def report_verdict(verdict: StartVerdict | None) -> None:
+    """The start verdict's lines on stderr; exit 1 when an app has no instance up."""
+    if verdict is None:
+        return
+    for level, text in verdict.report():
+        sys.stderr.write(f"{level}: {text}\n")
+    if not verdict.ok:
+        raise SystemExit(1)
+
+
 def plan_flags(command: Callable) -> Callable:
     """``--dry-run`` and ``--prune``, as every reconciling command takes them."""
     command = click.option(
@@ -86,13 +115,20 @@ def add_commands(cli: click.Group, client: Callable[[], Client], table: Callable
                 help="Apply env_NAME from the file, or set a variable (repeatable).",
             )
             @plan_flags
+            @click.option(
+                "--no-wait", is_flag=True, help="Do not watch the instances for min_uptime."
+            )
             def command(
-                target: str, env_values: tuple[str, ...], prune: bool, dry_run: bool
+                target: str,
+                env_values: tuple[str, ...],
+                prune: bool,
+                dry_run: bool,
+                no_wait: bool,
             ) -> None:
                 env, env_name = parse_env(env_values)
                 options = {"env": env} if env else None
                 conn = client()
-                run(
+                result = run(
                     conn,
                     verb,
                     target,
@@ -101,8 +137,10 @@ def add_commands(cli: click.Group, client: Callable[[], Client], table: Callable
                     prune=prune,
                     dry_run=dry_run,
                 )
-                if not dry_run:
+                if not dry_run:  # the start verdict, as `corral start FILE` gives it
+                    verdict = watch_started(conn, result.processes, no_wait)
                     table(conn)
+                    report_verdict(verdict)
 
             action = "reloads" if "Reload" in verb else "restarts"
             command.__doc__ = (
@@ -115,4 +153,13 @@ def add_commands(cli: click.Group, client: Callable[[], Client], table: Callable
         make(verb)
 
 
-__all__ = ["METHODS", "VERBS", "add_commands", "plan_flags", "print_plan", "run"]
+__all__ = [
+    "METHODS",
+    "VERBS",
+    "add_commands",
+    "plan_flags",
+    "print_plan",
+    "report_verdict",
+    "run",
+    "watch_started",
+]

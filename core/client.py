@@ -153,6 +153,10 @@ def reconcile_request(
         config_file: str | None = os.path.abspath(os.fspath(target))
     elif isinstance(target, (dict, list, tuple)):
         config_file = None
+    elif _missing_config(target):
+        raise NotFoundError(
+            f"config file {os.fspath(target)!r} not found in {os.getcwd()}: check its path"
+        )
     else:
         raise CorralError(
             f"{action.replace('_', ' ')} of {target!r} needs a config file "
@@ -176,6 +180,16 @@ def _reconciled(result: dict[str, Any]) -> Any:
         _started(result),
         bool(result.get("dry_run")),
     )
+
+
+def _missing_config(target: Any) -> bool:
+    """Whether ``target`` names a config file (by its suffix) that is not there."""
+    from .config import CONFIG_SUFFIXES
+
+    if not isinstance(target, (str, os.PathLike)):
+        return False
+    path = os.fspath(target)
+    return Path(path).suffix.lower() in CONFIG_SUFFIXES and not os.path.exists(path)
 
 
 def _is_file(target: Any) -> bool:

@@ -76,6 +76,9 @@ class Commands:
     def __init__(self, daemon: Daemon) -> None:
         self.daemon = daemon
         self.extra = daemon.manager.rpc_commands()
+        # one config file reconcile at a time: each plans on what the one before it left
+        # (two interleaved ones planned on the same apps and leaked the instances they made)
+        self.reconciling = asyncio.Lock()
         clash = set(self.extra) & set(self.CORE)
         if clash:
             raise ProtocolError(f"plugins may not replace core commands: {sorted(clash)}")
@@ -297,14 +300,15 @@ class Commands:
         for app in prepared:
             check_name(app.name)  # here, not in prepare: a dump's old app still comes back
         if from_config:  # a config file's apps: brought in line with it (corral.reconcile)
-            reply = await reconcile.apply(
-                self,
-                prepared,
-                action=action,
-                config_file=config_file,
-                prune=prune,
-                dry_run=dry_run,
-            )
+            async with self.reconciling:
+                reply = await reconcile.apply(
+                    self,
+                    prepared,
+                    action=action,
+                    config_file=config_file,
+                    prune=prune,
+                    dry_run=dry_run,
+                )
             reply["warnings"] = [w for app in prepared for w in app.warnings]
             return reply
         if prune or dry_run:
@@ -349,6 +353,8 @@ class Commands:
         """Launch what :meth:`create_all` registered; a failure removes all of them."""
         try:
             for proc in created:
+                if self.procs.get(proc.pm_id) is not proc:
+                    continue  # deleted while the command awaited (a replaced app's stop)
                 if proc.options.get("autostart", True):
                     self.launch(proc)
                     self.daemon.emit(proc, "start", manually=True)
@@ -368,6 +374,13 @@ class Commands:
         running = [p for p in existing if p.state in lifecycle.RUNNING_STATES]
         if running and not from_config:
             ids = ", ".join(str(p.pm_id) for p in running)
+            other = running[0]
+            if (other.script, other.is_command) != (app.script, app.is_command):
+                raise StateError(
+                    f"an app named '{app.name}' already runs {shorten(other.script)} "
+                    f"(pm_id {ids}), so {shorten(app.script)} was not started: give it "
+                    "another name (--name), or stop or delete that app first"
+                )
             raise StateError(
                 f"app '{app.name}' is already running (pm_id {ids}): restart it, "
                 "or start with force=True (--force) for another copy"

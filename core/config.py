@@ -40,7 +40,8 @@ import(pathToFileURL(process.argv[1]).href).then((m) => {
   const conf = m.default !== undefined ? m.default : { ...m };
   const kind = conf === null ? 'null' : Array.isArray(conf) ? 'array' : typeof conf;
   const value = kind === 'object' || kind === 'array' ? conf : null;
-  process.stdout.write(MARKER + JSON.stringify({ kind, value }));
+  // PM2 require()s the file: a timer or socket the file leaves open must not hold node
+  process.stdout.write(MARKER + JSON.stringify({ kind, value }), () => process.exit(0));
 }).catch((err) => {
   const name = (err && err.name) || 'Error';
   const message = (err && err.message) || String(err);
@@ -270,6 +271,11 @@ def _read_js(path: Path) -> Any:
     except subprocess.TimeoutExpired:
         raise ConfigError(f"{path}: node did not finish reading it in {_NODE_TIMEOUT} s") from None
     if done.returncode != 0 or _MARKER not in done.stdout:
+        if not done.stderr.strip():
+            raise ConfigError(
+                f"{path}: node exited with code {done.returncode} before the file's exports "
+                "could be read: remove the process.exit() it calls"
+            )
         raise ConfigError(_node_failure(node, path, done.stderr))
     try:
         exported = json.loads(done.stdout.rsplit(_MARKER, 1)[1])

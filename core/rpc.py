@@ -29,6 +29,18 @@ class RawJSON(bytes):
     """A command's result that is already JSON: the reply carries it as it is."""
 
 
+def request_frame(request_id: int, cmd: str, args: dict[str, Any] | None) -> bytes:
+    """The encoded request; ProtocolError past :data:`MAX_FRAME`, which the daemon's
+    socket drops unread (the caller would wait for an answer that never comes)."""
+    frame = encode({"id": request_id, "cmd": cmd, "args": args or {}})
+    if len(frame) > MAX_FRAME:
+        raise ProtocolError(
+            f"'{cmd}' request of {len(frame)} bytes is over the {MAX_FRAME} byte limit: "
+            "make it smaller (big data belongs in a file the app reads, not in its options)"
+        )
+    return frame
+
+
 def encode(payload: dict[str, Any]) -> bytes:
     result = payload.get("result")
     if isinstance(result, RawJSON):
@@ -137,7 +149,7 @@ class SyncTransport:
         """Send one request; ``(id, reply bytes)`` once its reply comes."""
         sock = self._socket()
         request_id = next(self._ids)
-        sock.send(encode({"id": request_id, "cmd": cmd, "args": args or {}}))
+        sock.send(request_frame(request_id, cmd, args))
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             wait = 1.0 if deadline is None else max(0.0, min(1.0, deadline - time.monotonic()))

@@ -19,7 +19,14 @@ import zmq
 import zmq.asyncio
 
 from .errors import DaemonError, error_to_wire
-from .rpc import MAX_FRAME, decode_request, encode, reply_result, request_command
+from .rpc import (
+    MAX_FRAME,
+    decode_request,
+    encode,
+    reply_result,
+    request_command,
+    request_frame,
+)
 
 Handler = Callable[[str, dict[str, Any]], Awaitable[Any]]
 
@@ -259,7 +266,7 @@ class AsyncTransport:
         request_id = next(self._ids)
         future = asyncio.get_running_loop().create_future()
         self._pending[request_id] = future
-        await sock.send(encode({"id": request_id, "cmd": cmd, "args": args or {}}))
+        await sock.send(request_frame(request_id, cmd, args))
         started = time.monotonic()
         try:
             while True:

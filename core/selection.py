@@ -53,6 +53,12 @@ def select_resolved(procs: list[ManagedProcess], target: dict[str, Any]) -> list
         )
     for matches in (
         [p for p in procs if p.name == given],
+        # the app started by this very path before one behind a link (PM2: path.resolve)
+        [
+            p
+            for p in procs
+            if not p.is_command and os.path.normpath(p.script) == os.path.normpath(path)
+        ],
         [p for p in procs if same_script(p, path)],
         [p for p in procs if p.namespace == given],
     ):

@@ -80,6 +80,11 @@ def resolve_script(script: str, cwd: str) -> tuple[str, bool]:
     found = shutil.which(script)
     if found:
         return found, False
+    if candidate.is_dir():
+        raise ScriptError(
+            f"script {shorten(script)} is a directory ({shorten(str(candidate))}), not a file "
+            "to run: fix the option script (give the file in it, e.g. app.py or index.js)"
+        )
     where = "no such file" if Path(script).expanduser().is_absolute() else f"no such file in {cwd}"
     raise ScriptError(
         f"script {shorten(script)} not found: {where} and no command of that name on PATH: "
