@@ -372,15 +372,17 @@ class Commands:
         if conflict:
             raise StateError(conflict)
         running = [p for p in existing if p.state in lifecycle.RUNNING_STATES]
+        other = existing[0]
+        if not from_config and (other.script, other.is_command) != (app.script, app.is_command):
+            ids = ", ".join(str(p.pm_id) for p in existing)
+            how = "runs" if running else "is stopped with"
+            raise StateError(
+                f"an app named '{app.name}' {how} {shorten(other.script)} (pm_id {ids}), "
+                f"so {shorten(app.script)} was not started: give it another name (--name), "
+                "or delete that app first"
+            )
         if running and not from_config:
             ids = ", ".join(str(p.pm_id) for p in running)
-            other = running[0]
-            if (other.script, other.is_command) != (app.script, app.is_command):
-                raise StateError(
-                    f"an app named '{app.name}' already runs {shorten(other.script)} "
-                    f"(pm_id {ids}), so {shorten(app.script)} was not started: give it "
-                    "another name (--name), or stop or delete that app first"
-                )
             raise StateError(
                 f"app '{app.name}' is already running (pm_id {ids}): restart it, "
                 "or start with force=True (--force) for another copy"

@@ -286,6 +286,23 @@ def test_start_with_a_name_that_runs_another_script_names_both(pm, tmp_path):
     assert (after.pid, after.pm2_env["pm_exec_path"]) == (before.pid, str(tmp_path / "app.py"))
 
 
+def test_start_with_a_name_stopped_with_another_script_names_both(pm, tmp_path):
+    """The same while 'app' is stopped: the start replaced the stopped app's script with
+    the new one (PM2 would restart the old one); both are a surprise. It names both
+    scripts and changes nothing."""
+    shutil.copy(SLEEPER, tmp_path / "app.py")
+    (tmp_path / "sub").mkdir()
+    shutil.copy(SLEEPER, tmp_path / "sub" / "app.py")
+    assert corral("start", "app.py", "--no-wait", cwd=tmp_path).returncode == 0
+    pm.stop("app")
+    result = corral("start", "sub/app.py", "--name", "app", "--no-wait", cwd=tmp_path)
+    assert result.returncode == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert "is stopped with" in line and str(tmp_path / "sub" / "app.py") in line, line
+    (after,) = pm.list()
+    assert (after.status, after.pm2_env["pm_exec_path"]) == ("stopped", str(tmp_path / "app.py"))
+
+
 # -- reconcile vs a delete of one of its new apps ------------------------------------
 
 DEAF = """\
