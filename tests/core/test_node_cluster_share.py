@@ -49,8 +49,10 @@ def start_plain(pm, app_path, port: int, instances: int = 4, **extra) -> list:
 
 
 def all_online(pm, name: str, count: int) -> list | None:
+    """The instances once each is online and ready: the preload reported "listening"
+    (status is online at spawn, as PM2's; readiness says the socket came)."""
     procs = pm.describe(name)
-    if len(procs) == count and all(p.status == "online" and p.pid for p in procs):
+    if len(procs) == count and all(p.status == "online" and p.pid and p.ready for p in procs):
         return procs
     return None
 
