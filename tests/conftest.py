@@ -86,6 +86,21 @@ def app_path() -> Callable[[str], str]:
     return path
 
 
+def run_cli(*args: str, cwd: Path | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    """``corral ARGS`` in a subprocess (wide columns); ``check``: assert it exits 0."""
+    result = subprocess.run(
+        [sys.executable, "-m", "corral", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=cwd,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    if check:
+        assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
 def python_app(tmp: Path, name: str, body: str) -> str:
     """Write a small Python app into ``tmp`` and return its path."""
     path = tmp / name

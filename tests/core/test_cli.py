@@ -30,6 +30,7 @@ from corral.cli import (
 )
 from corral.errors import NotFoundError, OptionError, StateError
 from corral.rpc import pid_alive
+from tests.conftest import run_cli as corral
 from tests.conftest import wait_for
 
 # -- a stand-in for corral.Client, for parsing and rendering only ------------
@@ -482,20 +483,6 @@ def home(tmp_path, monkeypatch):
         pid = int(pid_file.read_text().split()[0])
         if pid_alive(pid):
             os.kill(pid, signal.SIGKILL)
-
-
-def corral(*args: str, check: bool = True, cwd: Path | None = None):
-    result = subprocess.run(
-        [sys.executable, "-m", "corral", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=cwd,
-        env={**os.environ, "COLUMNS": "200"},
-    )
-    if check:
-        assert result.returncode == 0, result.stdout + result.stderr
-    return result
 
 
 def jlist() -> list[dict]:

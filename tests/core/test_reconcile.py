@@ -4,10 +4,7 @@ supervisord's ``update``: real daemons, real processes, the CLI in the file's fo
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,22 +13,9 @@ from corral.apps import PreparedApp
 from corral.errors import OptionError, StateError
 from corral.reconcile import Current, plan
 from tests.conftest import APPS, wait_for
+from tests.conftest import run_cli as corral
 
 SLEEPER = APPS / "sleeper.py"
-
-
-def corral(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run(
-        [sys.executable, "-m", "corral", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=cwd,
-        env={**os.environ, "COLUMNS": "200"},
-    )
-    if check:
-        assert result.returncode == 0, result.stdout + result.stderr
-    return result
 
 
 def write(folder: Path, apps: list[dict]) -> Path:

@@ -5,32 +5,16 @@ processes; the CLI runs in another directory than the daemon's (subprocess cwd=)
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from corral.errors import NotFoundError, StateError
 from tests.conftest import APPS, wait_for
+from tests.conftest import run_cli as corral
 
 SLEEPER = APPS / "sleeper.py"
-
-
-def corral(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run(
-        [sys.executable, "-m", "corral", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=cwd,
-        env={**os.environ, "COLUMNS": "200"},
-    )
-    if check:
-        assert result.returncode == 0, result.stdout + result.stderr
-    return result
 
 
 def app_dir(root: Path, name: str, script: str = "app.py") -> Path:
