@@ -463,8 +463,13 @@ class Commands:
         graceful: bool = False,
         parallel: int = 1,
         options: dict[str, Any] | None = None,
+        env_is_final: bool = False,
     ) -> list[dict[str, Any]]:
         """Rolling reload: each instance's new child is ready before its old one stops.
+
+        With ``update_env``, the app's ``env`` option is laid over ``env`` (the caller's),
+        unless ``env_is_final``: ``env`` is then the app's whole env (a config file's,
+        its ``env_<name>`` already applied).
 
         Apps that neither run in cluster mode nor share a socket are restarted, as
         PM2 does in fork mode. The first failed instance stops the rollout (the
@@ -498,7 +503,8 @@ class Commands:
                 # replaced, never changed in place
                 proc.options = changed_options(self.daemon, proc, changes)
                 if update_env:
-                    proc.env = merge_env(dict(env or os.environ), proc.options.get("env"))
+                    layer = None if env_is_final else proc.options.get("env")
+                    proc.env = merge_env(dict(env or os.environ), layer)
                 rolling = proc.cluster or proc.shares_socket
                 if not rolling or proc.state is not ProcessState.ONLINE:
                     await self.daemon.stop_process(proc, manually=True)

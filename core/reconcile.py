@@ -271,6 +271,7 @@ async def _update(
             env=dict(app.env),
             graceful=action == "graceful_reload",
             options=changes or None,
+            env_is_final=True,  # env_<name> of the file's --env stays over its env
         )
     if step.after > step.before:
         await cmds.cmd_scale(app.name, step.after)

@@ -3,7 +3,7 @@ a JSON file or the CLI) apply, and names can change."""
 
 from __future__ import annotations
 
-from tests.pm2_e2e.conftest import MISSING_CLI, PATH_TARGETS, Corral, gap
+from tests.pm2_e2e.conftest import MISSING_CLI, Corral, gap
 
 RENAME = "renaming an app by `start ID --name NEW` (a restart cannot change the name yet)"
 
@@ -22,7 +22,7 @@ def test_node_args_from_changed_json(cli: Corral) -> None:
     assert _node_args(cli) == [["--harmony"]]
 
 
-@gap(f"{PATH_TARGETS}; {MISSING_CLI}: `restart --node-args`")
+@gap(f"{MISSING_CLI}: `restart --node-args`")
 def test_node_args_on_restart(cli: Corral) -> None:
     """app-config-update.sh:23-29: start echo.js ([]), restart it with --node-args."""
     cli.delete_all()
@@ -58,7 +58,7 @@ def test_rename_on_start(cli: Corral) -> None:
     cli.should("name", "new-name-2", 1)
 
 
-@gap(f"{PATH_TARGETS}; {MISSING_CLI}: `reload --node-args`, `--node-args=null`, `--name`")
+@gap(f"{MISSING_CLI}: `reload --node-args`, `--node-args=null`, `--name`")
 def test_cluster_reload_with_options(cli: Corral) -> None:
     """app-config-update.sh:53-72: -i 1; reload with --node-args=--harmony, then
     --node-args=null (removed), then reload echo --name new-name."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from tests.pm2_e2e.conftest import CONFIG_TARGETS, MISSING_CLI, Corral, gap, read, wait_text
+from tests.pm2_e2e.conftest import Corral, read, wait_text
 
 
 def _log(cli: Corral):  # type: ignore[no-untyped-def]
@@ -50,7 +50,6 @@ def test_restart_with_new_format_and_env(cli: Corral) -> None:
     assert time.strftime("%Y") not in read(_log(cli))
 
 
-@gap(f"{CONFIG_TARGETS}; {MISSING_CLI}: `restart/reload --env NAME`")
 def test_env_production_restart_reload_and_back(cli: Corral) -> None:
     """json-reload.sh:55-76: restart echo-post.json --env production (WOW), reload with
     --env production (WOW), restart echo-post.json (YAY again)."""
