@@ -37,6 +37,7 @@ import threading
 import time
 from array import array
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from time import perf_counter
 from typing import Any
@@ -59,27 +60,27 @@ WARM_TIMEOUT = 15.0
 
 def cluster(tool: Tool, settings: Settings, wanted: set[str]) -> Result:
     """Start 4 instances on a free port, then measure what ``wanted`` asks, in one session."""
-    if not settings.node:
-        raise BenchError("node is not on PATH: the cluster benchmarks run a node app")
-    values: dict[str, float] = {}
-    raw: dict[str, Any] = {}
-    tool.new_home()
-    try:
-        port = free_port()
-        tool.start_cluster(WEB, "web", INSTANCES, port)
-        pids = set(_instances(tool))
-        if "rps_cluster" in wanted:
-            values["rps_cluster"], raw["rps"] = _rps(port, pids, settings.window_seconds)
-        if "reload_under_load" in wanted:
-            _reloads(tool, port, pids, settings.reloads, values, raw)
-    finally:
-        shutdown(tool)
-    return values, raw
+    return _session(
+        tool, settings, wanted, "", lambda port: tool.start_cluster(WEB, "web", INSTANCES, port)
+    )
 
 
 def cluster_plain(tool: Tool, settings: Settings, wanted: set[str]) -> Result:
     """The same with ``bench/apps/plain.js``, started as a PM2 user starts it: cluster
     mode, 4 instances, PORT in the environment, no port option, no change to the app."""
+    return _session(
+        tool,
+        settings,
+        wanted,
+        "_plain",
+        lambda port: tool.start_cluster_plain(PLAIN, "web", INSTANCES, port),
+    )
+
+
+def _session(
+    tool: Tool, settings: Settings, wanted: set[str], suffix: str, start: Callable[[int], None]
+) -> Result:
+    """``start`` the app on a free port, then its rps and reload metrics (names + ``suffix``)."""
     if not settings.node:
         raise BenchError("node is not on PATH: the cluster benchmarks run a node app")
     values: dict[str, float] = {}
@@ -87,18 +88,18 @@ def cluster_plain(tool: Tool, settings: Settings, wanted: set[str]) -> Result:
     tool.new_home()
     try:
         port = free_port()
-        tool.start_cluster_plain(PLAIN, "web", INSTANCES, port)
+        start(port)
         pids = set(_instances(tool))
-        if "rps_cluster_plain" in wanted:
-            values["rps_cluster_plain"], raw["rps_plain"] = _rps(
+        if f"rps_cluster{suffix}" in wanted:
+            values[f"rps_cluster{suffix}"], raw[f"rps{suffix}"] = _rps(
                 port, pids, settings.window_seconds
             )
-        if "reload_plain" in wanted:
+        if ("reload_plain" if suffix else "reload_under_load") in wanted:
             found: dict[str, Any] = {}
             _reloads(tool, port, pids, settings.reloads, found, raw)
-            values["reload_failed_plain"] = found["reload_failed"]
-            values["reload_time_plain"] = found["reload_time"]
-            raw["reload_plain"] = raw.pop("reload")
+            values[f"reload_failed{suffix}"] = found["reload_failed"]
+            values[f"reload_time{suffix}"] = found["reload_time"]
+            raw[f"reload{suffix}"] = raw.pop("reload")
     finally:
         shutdown(tool)
     return values, raw
