@@ -220,21 +220,28 @@ class Corral(Tool):
         env["CORRAL_PLUGINS"] = ",".join(dict.fromkeys([*plugins, *self.features]))
         return env
 
+    # `corral start` watches new apps for min_uptime (1 s) and names any that died; PM2's
+    # start returns at spawn, so corral is measured with that watch off (--no-wait)
+    START = ("start", "--no-wait")
+
+    def start_file(self, path: Path) -> None:
+        self.run(*self.START, str(path))
+
     def start_script(self, script: Path, name: str) -> None:
         # a .py script runs under the daemon's own Python, which is `python`
-        self.run("start", str(script), "--name", name)
+        self.run(*self.START, str(script), "--name", name)
 
     def start_cluster(self, script: Path, name: str, instances: int, port: int) -> None:
         # the daemon binds the port once; node's listen(PORT) becomes listen({fd: 3})
         self.run(
-            "start", str(script), "--name", name, "-x", "cluster", "-i", str(instances),
+            *self.START, str(script), "--name", name, "-x", "cluster", "-i", str(instances),
             "--port", str(port),
         )  # fmt: skip
 
     def start_cluster_plain(self, script: Path, name: str, instances: int, port: int) -> None:
         # no --port: the app's listen(PORT) asks the daemon, which binds PORT once
         self.run(
-            "start", str(script), "--name", name, "-x", "cluster", "-i", str(instances),
+            *self.START, str(script), "--name", name, "-x", "cluster", "-i", str(instances),
             env={"PORT": str(port)},
         )  # fmt: skip
 
