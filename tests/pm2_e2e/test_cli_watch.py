@@ -4,9 +4,7 @@ watch in JSON files."""
 from __future__ import annotations
 
 from tests.pm2_e2e.conftest import (
-    MISSING_CLI,
     Corral,
-    gap,
 )
 
 
