@@ -3,9 +3,7 @@ watch in JSON files."""
 
 from __future__ import annotations
 
-from tests.pm2_e2e.conftest import (
-    Corral,
-)
+from tests.pm2_e2e.conftest import Corral
 
 
 def test_stop_turns_watch_off(cli: Corral) -> None:
