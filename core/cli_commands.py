@@ -362,8 +362,9 @@ def build_cli() -> click.Group:
     def action(verb: str, help_text: str, update_env: bool = False, watch: bool = False) -> None:
         @click.argument("targets", nargs=-1, required=True, metavar="TARGET...")
         def command(targets: tuple[str, ...], **flags: Any) -> None:
+            _node_args_option(flags)
             if flags.pop("watch", False):
-                _watch_on(targets, flags)
+                _watch_toggle(targets, flags)
                 return
             _apply(verb, targets, flags)
 
@@ -374,13 +375,13 @@ def build_cli() -> click.Group:
                 is_flag=True,
                 help="Use the current environment, not the stored one.",
             )(command)
-            command = _env_flag(command)
+            command = _node_args_flag(_env_flag(command))
         if watch:
             command = click.option(
                 "--watch",
                 is_flag=True,
-                help="Watch the apps' files from now on, as `corral watch start NAME` "
-                "(PM2's `restart --watch` toggles; this turns watching on).",
+                help="Toggle watching, as PM2: a watched app stops being watched, any "
+                "other (stopped too) is watched from now on (`corral watch start NAME`).",
             )(command)
         cli.command(name=verb)(command)
 
@@ -399,10 +400,11 @@ def build_cli() -> click.Group:
             help="Instances replaced at once.",
         )
         def command(targets: tuple[str, ...], **flags: Any) -> None:
+            _node_args_option(flags)
             _apply(verb, targets, flags)
 
         command.__doc__ = help_text
-        cli.command(name=verb.replace("_", "-"))(_env_flag(command))
+        cli.command(name=verb.replace("_", "-"))(_node_args_flag(_env_flag(command)))
 
     reloader(
         "reload",
@@ -693,9 +695,29 @@ def _keys_commands(cli: click.Group) -> None:
         _echo(f"authorised; copy {secret} to the client (--client-key)")
 
 
-def _watch_on(targets: tuple[str, ...], flags: dict[str, Any]) -> None:
-    """`restart --watch`: restart, then watch every restarted app that is not watched
-    (as `corral watch start NAME`: its own ``watch`` paths, else its cwd)."""
+def _node_args_flag(command: Any) -> Any:
+    """``--node-args`` / ``--interpreter-args`` of restart and reload (PM2's)."""
+    return click.option(
+        "--interpreter-args",
+        "--node-args",
+        "node_args",
+        metavar="ARGS",
+        help="New arguments for the interpreter, split like a shell line ('null' or '' "
+        "removes them).",
+    )(command)
+
+
+def _node_args_option(flags: dict[str, Any]) -> None:
+    """Turn the parsed ``--node-args`` into the ``options`` a restart or reload takes."""
+    value = flags.pop("node_args", None)
+    if value is not None:  # PM2: `--node-args=null` removes them
+        flags["options"] = {"node_args": [] if value.strip() == "null" else value}
+
+
+def _watch_toggle(targets: tuple[str, ...], flags: dict[str, Any]) -> None:
+    """`restart --watch` toggles watching, as PM2's: restart, then stop watching every
+    app that was watched before, and watch every other one (a stopped one too), as
+    `corral watch start NAME` (its own ``watch`` paths, else its cwd)."""
     if flags.pop("env_name", None):
         raise OptionError(
             "--watch and --env do not go together: restart FILE --env NAME, then "
@@ -706,9 +728,11 @@ def _watch_on(targets: tuple[str, ...], flags: dict[str, Any]) -> None:
     failed = 0
     for target in targets:
         try:
+            before = client.describe(parse_target(target))
+            watched = {i.name for i in before if i.pm2_env.get("watch") not in (None, False)}
             infos = client.restart(parse_target(target), **flags)
-            for name in sorted({i.name for i in infos if i.pm2_env.get("watch") is False}):
-                client.call("watch_toggle", name=name, on=True)
+            for name in sorted({i.name for i in infos}):
+                client.call("watch_toggle", name=name, on=name not in watched)
         except CorralError as exc:
             failed += 1
             sys.stderr.write(f"error: {exc}\n")
@@ -728,7 +752,9 @@ def _apply(verb: str, targets: tuple[str, ...], flags: dict[str, Any]) -> None:
         try:
             if verb in cli_reconcile.METHODS and is_config_target(target):
                 # PM2: a restart or reload of a file brings its apps in line with it
-                cli_reconcile.run(client, verb, target, env_name=env_name)
+                cli_reconcile.run(
+                    client, verb, target, options=flags.get("options"), env_name=env_name
+                )
             elif env_name:
                 raise OptionError(
                     f"--env {shorten(env_name)} applies to a config file, and {shorten(target)} "

@@ -3,11 +3,7 @@ watch in JSON files."""
 
 from __future__ import annotations
 
-from tests.pm2_e2e.conftest import (
-    MISSING_CLI,
-    Corral,
-    gap,
-)
+from tests.pm2_e2e.conftest import Corral
 
 
 def test_stop_turns_watch_off(cli: Corral) -> None:
@@ -40,7 +36,6 @@ def test_start_without_then_with_watch(cli: Corral) -> None:
     cli.should("watch", True, 1)
 
 
-@gap(f"{MISSING_CLI}: `restart --watch` (toggles watching)")
 def test_restart_watch_toggles(cli: Corral) -> None:
     """watch.sh:33-55: restart --watch turns watching on, the next restart --watch off,
     and on a stopped app on again."""

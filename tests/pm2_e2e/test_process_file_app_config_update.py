@@ -22,7 +22,6 @@ def test_node_args_from_changed_json(cli: Corral) -> None:
     assert _node_args(cli) == [["--harmony"]]
 
 
-@gap(f"{MISSING_CLI}: `restart --node-args`")
 def test_node_args_on_restart(cli: Corral) -> None:
     """app-config-update.sh:23-29: start echo.js ([]), restart it with --node-args."""
     cli.delete_all()
@@ -58,10 +57,9 @@ def test_rename_on_start(cli: Corral) -> None:
     cli.should("name", "new-name-2", 1)
 
 
-@gap(f"{MISSING_CLI}: `reload --node-args`, `--node-args=null`, `--name`")
-def test_cluster_reload_with_options(cli: Corral) -> None:
-    """app-config-update.sh:53-72: -i 1; reload with --node-args=--harmony, then
-    --node-args=null (removed), then reload echo --name new-name."""
+def test_cluster_reload_with_node_args(cli: Corral) -> None:
+    """app-config-update.sh:53-67: -i 1; reload with --node-args=--harmony, then
+    --node-args=null (removed)."""
     cli.delete_all()
     cli.run("start", "app-config-update/echo.js", "-i", "1")
     assert _node_args(cli) == [[]]
@@ -69,5 +67,12 @@ def test_cluster_reload_with_options(cli: Corral) -> None:
     assert _node_args(cli) == [["--harmony"]]
     cli.run("reload", "app-config-update/echo.js", "--node-args=null")
     assert _node_args(cli) == [[]]
+
+
+@gap(RENAME)
+def test_cluster_reload_with_name(cli: Corral) -> None:
+    """app-config-update.sh:69-72: reload echo --name new-name renames the app."""
+    cli.delete_all()
+    cli.run("start", "app-config-update/echo.js", "-i", "1")
     cli.run("reload", "echo", "--name=new-name")
     cli.should("name", "new-name", 1)
