@@ -3,6 +3,7 @@ daemons (the PM2 scripts they port are in tests/pm2_e2e)."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -113,3 +114,15 @@ def test_a_regex_target_is_sent_as_written_even_to_a_remote_daemon() -> None:
     assert resolve("/echo-[1,2]/") == "/echo-[1,2]/"
     assert resolve("/echo-[1,2]/", remote=True) == "/echo-[1,2]/"
     assert resolve("/") == {"given": "/", "path": "/"}  # the root, not an empty regex
+
+
+def test_reset_of_a_config_file_resets_its_apps_only(pm: object, tmp_path: Path) -> None:
+    config = tmp_path / "ecosystem.json"
+    app = {"name": "in-file", "script": SLEEP, "args": ["3600"]}
+    config.write_text(json.dumps({"apps": [app]}))
+    corral("start", str(config), cwd=tmp_path)
+    _sleeper("outside")
+    corral("restart", "all")
+    corral("reset", "ecosystem.json", cwd=tmp_path)
+    restarts = {p.name: p.pm2_env["restart_time"] for p in pm.list()}  # type: ignore[attr-defined]
+    assert restarts == {"in-file": 0, "outside": 1}
