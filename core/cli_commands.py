@@ -388,6 +388,7 @@ def build_cli() -> click.Group:
     action("stop", "Stop processes (name, id, 'all', namespace, script or config file).")
     action("restart", "Restart processes.", update_env=True, watch=True)
     action("delete", "Stop processes and forget them.")
+    action("reset", "Zero the restart counters (restart_time, unstable_restarts) of processes.")
 
     def reloader(verb: str, help_text: str) -> None:
         @click.argument("targets", nargs=-1, required=True, metavar="TARGET...")
@@ -645,6 +646,7 @@ def build_cli() -> click.Group:
 
     cli_reconcile.add_commands(cli, _client, _print_table)
     _keys_commands(cli)
+    _pid_command(cli)
     return cli
 
 
@@ -693,6 +695,19 @@ def _keys_commands(cli: click.Group) -> None:
         """Make a client keypair NAME, authorise it, and print the secret file to copy."""
         secret = remote.new_client(paths.ensure_home(), name)
         _echo(f"authorised; copy {secret} to the client (--client-key)")
+
+
+def _pid_command(cli: click.Group) -> None:
+    """`corral pid [NAME]`: PM2's ``pm2 pid``, for scripts (``kill -0 $(corral pid web)``)."""
+
+    @cli.command()
+    @click.argument("name", required=False)
+    def pid(name: str | None) -> None:
+        """Print the pid of each running instance of NAME (of every app without NAME),
+        one a line; nothing for a name no app has, as PM2."""
+        for info in _client().list():
+            if (name is None or info.name == name) and info.pid:
+                _echo(str(info.pid))
 
 
 def _node_args_flag(command: Any) -> Any:

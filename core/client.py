@@ -374,6 +374,10 @@ class _Calls:
     def flush(self, target: Target | None = None) -> list[str]:
         return self._send("flush", {"target": _target(target, self._remote)})
 
+    def reset(self, target: Target) -> list[ProcessInfo]:
+        """Zero the restart counters of ``target`` (PM2's ``reset``)."""
+        return self._send("reset", {"target": _target(target, self._remote)}, _infos)
+
     def reload_logs(self) -> list[str]:
         return self._send("reload_logs", {})
 

@@ -26,7 +26,7 @@ from .logs import log_paths, own_log_paths, pid_path
 from .process import ManagedProcess
 from .reload import reload_process
 from .rpc import RawJSON
-from .selection import same_script, select_resolved
+from .selection import is_regex_target, same_script, select_regex, select_resolved
 from .spawn import (
     merge_env,
 )
@@ -63,6 +63,7 @@ class Commands:
         "dump",
         "resurrect",
         "flush",
+        "reset",
         "reload_logs",
         "send_signal_to_process_name",
         "send_signal_to_process_id",
@@ -129,6 +130,8 @@ class Commands:
                 f"a target is a name, a pm_id or 'all', got {shorten(target)}", field="target"
             )
         text = str(target)
+        if is_regex_target(text):
+            return select_regex(procs, text)
         for matches in (
             [p for p in procs if p.name == text],
             [p for p in procs if text.isascii() and text.isdigit() and p.pm_id == int(text)],
@@ -684,6 +687,14 @@ class Commands:
             os.truncate(log_path, 0)
             flushed.append(str(log_path))
         return flushed
+
+    def cmd_reset(self, target: Any) -> list[dict[str, Any]]:
+        """PM2's resetMetaProcessId: restart_time and unstable_restarts to 0, created_at now."""
+        procs = self.select(target)
+        now = int(time.time() * 1000)
+        for proc in procs:
+            proc.history = lifecycle.on_reset(proc.history, now)
+        return self.describe_all(procs)
 
     def cmd_reload_logs(self) -> list[str]:
         return self.daemon.reload_logs()

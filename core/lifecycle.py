@@ -280,6 +280,11 @@ def on_manual_restart(history: RestartHistory, now_ms: int) -> RestartHistory:
     return replace(history, created_at=now_ms, unstable_restarts=0, prev_restart_delay=0)
 
 
+def on_reset(history: RestartHistory, now_ms: int) -> RestartHistory:
+    """`corral reset` (PM2's resetMetaProcessId): the counters start again from now."""
+    return replace(history, created_at=now_ms, unstable_restarts=0, restart_time=0)
+
+
 def reset_backoff_if_stable(history: RestartHistory, now_ms: int) -> RestartHistory:
     """Forget the backoff once the process has been up longer than EXP_BACKOFF_RESET_MS."""
     if history.prev_restart_delay and now_ms - history.pm_uptime > EXP_BACKOFF_RESET_MS:

@@ -5,11 +5,14 @@ name first (an app may be called ``app.py``), then the script at that path,
 then a namespace. ``{"file": "/abs/ecosystem.json", "names": [...]}`` is a
 config file: the processes of those of its apps that exist here (PM2 skips
 the others too); none at all is a NotFoundError naming the file's apps.
+``/echo-[12]/`` (a target that starts and ends with ``/``) is a regular
+expression searched in each app's name, as PM2's ``_operate``.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from typing import TYPE_CHECKING, Any
 
 from .errors import NotFoundError, OptionError, shorten
@@ -25,6 +28,41 @@ def same_script(proc: ManagedProcess, path: str) -> bool:
     if os.path.normpath(proc.script) == os.path.normpath(path):
         return True
     return os.path.realpath(proc.script) == os.path.realpath(path)
+
+
+REGEX_MAX = 200  # characters of a /regex/ target: a longer one is refused, not compiled
+
+
+def is_regex_target(target: Any) -> bool:
+    """Whether ``target`` is written as ``/regex/`` (PM2: a name between slashes)."""
+    return isinstance(target, str) and len(target) > 2 and target[0] == target[-1] == "/"
+
+
+def select_regex(procs: list[ManagedProcess], target: str) -> list[ManagedProcess]:
+    """The processes (sorted as ``procs``) whose name the ``/regex/`` ``target`` finds."""
+    pattern = target[1:-1]
+    if len(pattern) > REGEX_MAX:
+        raise OptionError(
+            f"the regex target {shorten(target)} is {len(pattern)} characters long, over "
+            f"{REGEX_MAX}: give a shorter pattern",
+            field="target",
+        )
+    try:
+        regex = re.compile(pattern)
+    except re.error as exc:
+        raise OptionError(
+            f"the regex target {shorten(target)} does not compile ({exc}): fix the pattern "
+            "(Python re syntax), or give a name without the surrounding slashes",
+            field="target",
+        ) from None
+    matches = [p for p in procs if regex.search(p.name)]
+    if not matches:
+        known = ", ".join(sorted({shorten(p.name) for p in procs})[:10]) or "none"
+        raise NotFoundError(
+            f"no process name matches the regex {shorten(target)} (names: {known}); "
+            "`corral ls` lists them"
+        )
+    return matches
 
 
 def select_resolved(procs: list[ManagedProcess], target: dict[str, Any]) -> list[ManagedProcess]:
@@ -72,4 +110,4 @@ def select_resolved(procs: list[ManagedProcess], target: dict[str, Any]) -> list
     )
 
 
-__all__ = ["same_script", "select_resolved"]
+__all__ = ["REGEX_MAX", "is_regex_target", "same_script", "select_regex", "select_resolved"]

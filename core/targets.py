@@ -13,6 +13,7 @@ caller wrote into what the daemon can match:
   or a name with an extension that exists in the caller's directory) becomes
   ``{"given": "./app.py", "path": "/abs/app.py"}``: the daemon still tries it
   as a name first (an app may be called ``app.py``), then matches the script;
+- ``/regex/`` goes unchanged: the daemon matches it against the apps' names;
 - anything else (``web``, ``all``, ``3``, a namespace) goes unchanged.
 
 A client of a remote daemon (``connect(address=...)``) reads a config file here,
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import CorralError, shorten
+from .selection import is_regex_target
 
 _SCRIPT_KEYS = ("script", "exec", "cmd", "command")  # as corral.config reads them
 
@@ -79,6 +81,8 @@ def resolve(target: Any, *, remote: bool = False) -> Any:
     if isinstance(target, os.PathLike):
         target = os.fspath(target)
     if not isinstance(target, str) or target == "all" or (target.isascii() and target.isdigit()):
+        return target
+    if is_regex_target(target):
         return target
     if is_config_target(target):
         names = config_names(target)

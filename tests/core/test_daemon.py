@@ -506,6 +506,7 @@ ACTING = [
     "dump",
     "resurrect",
     "flush",
+    "reset",
     "reload_logs",
     "send_signal_to_process_name",
     "send_signal_to_process_id",

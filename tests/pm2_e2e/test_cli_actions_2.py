@@ -8,7 +8,7 @@ import signal
 import psutil
 
 from corral.testing import wait_for
-from tests.pm2_e2e.conftest import MISSING_CLI, SLOW, Corral, gap, wait_text
+from tests.pm2_e2e.conftest import SLOW, Corral, wait_text
 
 
 def test_start_stop_restart_by_script(cli: Corral) -> None:
@@ -32,7 +32,6 @@ def test_numeric_file_name(cli: Corral) -> None:
     cli.should("status", "online", 1)
 
 
-@gap(f"{MISSING_CLI}: `pm2 pid [name]`")
 def test_pid_command(cli: Corral) -> None:
     """cli-actions-2.sh:33-36: `pm2 pid test` prints the app's pid."""
     cli.delete_all()

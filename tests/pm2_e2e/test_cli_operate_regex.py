@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from tests.pm2_e2e.conftest import MISSING_CLI, Corral, gap
+from tests.pm2_e2e.conftest import Corral
 
 
-@gap(f"{MISSING_CLI}: /regex/ targets")
 def test_regex_targets(cli: Corral) -> None:
     """operate-regex.sh:8-26: stop /echo-[1,2]/ stops two, /echo-3/ the third, restart
     /echo-[1,2]/ brings two back."""

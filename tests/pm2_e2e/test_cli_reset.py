@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.pm2_e2e.conftest import MISSING_CLI, Corral, gap
+from tests.pm2_e2e.conftest import Corral
 
 
-@gap(f"{MISSING_CLI}: `pm2 reset`")
 @pytest.mark.parametrize("target", ["0", "echo", "all"])
 def test_reset(cli: Corral, target: str) -> None:
     """reset.sh:14-21 (by id), 26-33 (by name), 39-45 (all): reset sets restart_time 0."""
