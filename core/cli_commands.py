@@ -356,8 +356,8 @@ def build_cli() -> click.Group:
                 field="name",
             )
         if (dry_run or prune or picked) and len(configs) < len(targets):
-            flag = "--only" if picked else "--dry-run and --prune"
-            raise OptionError(f"{flag} apply to a config file", field="target")
+            flag = "--only applies" if picked else "--dry-run and --prune apply"
+            raise OptionError(f"{flag} to a config file (or '-', one on stdin)", field="target")
         client = _client()
         infos: list[Any] = []
         for target in targets:
