@@ -29,8 +29,9 @@ from .cli import (
     print_ping,
     stop_exit_codes,
 )
+from .cli_targets import STDIN, app_names, is_config
 from .errors import CorralError, NotFoundError, OptionError, shorten
-from .targets import is_config_target
+from .targets import parse_only
 
 if TYPE_CHECKING:
     from .client import Client
@@ -240,6 +241,9 @@ class StartCommand(click.Command):
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         self._build(with_plugins=_needs_plugin_flags(args))
+        if "--" in args:  # what follows `--` is every script's args (PM2), never a target
+            cut = args.index("--")
+            args, ctx.meta["corral.script_args"] = args[:cut], tuple(args[cut + 1 :])
         return super().parse_args(ctx, args)
 
     def get_params(self, ctx: click.Context) -> list[click.Parameter]:
@@ -249,7 +253,7 @@ class StartCommand(click.Command):
 
 def _needs_plugin_flags(args: list[str]) -> bool:
     """Whether ``args`` (before ``--``) hold a flag that no core option of start declares."""
-    known = {"--env", "--opt", "--no-wait", "-h", "--help", "--dry-run", "--prune"}
+    known = {"--env", "--opt", "--no-wait", "-h", "--help", "--dry-run", "--prune", "--only"}
     known.update(decl for _, decls, _ in START_FLAGS for decl in decls)
     known.update(
         "--no-" + d[2:] for _, decls, _ in START_FLAGS for d in decls if d.startswith("--")
@@ -292,8 +296,7 @@ def build_cli() -> click.Group:
         """
 
     @cli.command(cls=StartCommand)
-    @click.argument("target")
-    @click.argument("script_args", nargs=-1, metavar="[-- ARGS...]")
+    @click.argument("targets", nargs=-1, required=True, metavar="TARGET... [-- ARGS...]")
     @click.option(
         "--env",
         "env_values",
@@ -308,6 +311,7 @@ def build_cli() -> click.Group:
         metavar="KEY=VALUE",
         help="Any other option, e.g. --opt max_memory_restart=200M (repeatable).",
     )
+    @cli_reconcile.only_flag
     @cli_reconcile.plan_flags
     @click.option(
         "--no-wait",
@@ -318,39 +322,55 @@ def build_cli() -> click.Group:
     @click.pass_context
     def start(
         ctx: click.Context,
-        target: str,
-        script_args: tuple[str, ...],
+        targets: tuple[str, ...],
         env_values: tuple[str, ...],
         opt_pairs: tuple[str, ...],
+        only: str | None,
         dry_run: bool,
         prune: bool,
         no_wait: bool,
         **values: Any,
     ) -> None:
-        """Start a script or a config file, or restart an app by name or id.
+        """Start scripts or config files (`-`: a JSON config on stdin), or restart apps
+        by name or id; each script is its own app, and ARGS after `--` go to each.
 
-        A config file's apps are brought in line with it (see startOrRestart).
-        Then watch the new instances for min_uptime (1 s by default): each one
-        that exits meanwhile is named with its last error line and the fix, and
-        the command exits 1 when no instance of an app stayed up (--no-wait: not)."""
+        A config file's apps are brought in line with it (see startOrRestart);
+        --only a,b picks some of them. Then watch the new instances for min_uptime
+        (1 s by default): each one that exits meanwhile is named with its last error
+        line and the fix, and the command exits 1 when no instance of an app stayed
+        up (--no-wait: not)."""
         options = start_options(values, ctx.command.kinds or {})
         env, env_name = parse_env(env_values)
         if env:
             options["env"] = env
+        script_args = ctx.meta.get("corral.script_args", ())
         if script_args:
             options["args"] = list(script_args)
         options.update(parse_opts(opt_pairs))
+        picked = parse_only(only)
+        configs = [t for t in targets if is_config(t)]
+        if len(targets) > 1 and "name" in options:
+            raise OptionError(
+                f"--name names one app, and this start has {len(targets)} targets: "
+                "start them one by one, each with its --name",
+                field="name",
+            )
+        if (dry_run or prune or picked) and len(configs) < len(targets):
+            flag = "--only applies" if picked else "--dry-run and --prune apply"
+            raise OptionError(f"{flag} to a config file (or '-', one on stdin)", field="target")
         client = _client()
-        if is_config_target(target):
-            flags = {"env_name": env_name, "prune": prune, "dry_run": dry_run}
-            result = cli_reconcile.run(client, "start", target, options=options or None, **flags)
-            if dry_run:
-                return
-            infos = result.processes
-        elif dry_run or prune:
-            raise OptionError("--dry-run and --prune apply to a config file", field="target")
-        else:
-            infos = client.start(parse_target(target), options or None, env_name=env_name)
+        infos: list[Any] = []
+        for target in targets:
+            if is_config(target):
+                flags = {"env_name": env_name, "prune": prune, "dry_run": dry_run}
+                result = cli_reconcile.run(
+                    client, "start", target, options=options or None, only=picked, **flags
+                )
+                infos.extend(result.processes)
+            else:
+                infos.extend(client.start(parse_target(target), options or None, env_name=env_name))
+        if dry_run:
+            return
         verdict = cli_reconcile.watch_started(client, infos, no_wait)
         _print_table(client)
         if verdict is not None:
@@ -383,7 +403,7 @@ def build_cli() -> click.Group:
                 help="Toggle watching, as PM2: a watched app stops being watched, any "
                 "other (stopped too) is watched from now on (`corral watch start NAME`).",
             )(command)
-        cli.command(name=verb)(command)
+        cli.command(name=verb)(cli_reconcile.only_flag(command))
 
     action("stop", "Stop processes (name, id, 'all', namespace, script or config file).")
     action("restart", "Restart processes.", update_env=True, watch=True)
@@ -405,7 +425,9 @@ def build_cli() -> click.Group:
             _apply(verb, targets, flags)
 
         command.__doc__ = help_text
-        cli.command(name=verb.replace("_", "-"))(_node_args_flag(_env_flag(command)))
+        cli.command(name=verb.replace("_", "-"))(
+            cli_reconcile.only_flag(_node_args_flag(_env_flag(command)))
+        )
 
     reloader(
         "reload",
@@ -762,13 +784,24 @@ def _apply(verb: str, targets: tuple[str, ...], flags: dict[str, Any]) -> None:
     client = _client()
     method = getattr(client, verb)
     env_name = flags.pop("env_name", None)
+    only = parse_only(flags.pop("only", None))
     failed = 0
     for target in targets:
         try:
-            if verb in cli_reconcile.METHODS and is_config_target(target):
+            if only and not is_config(target):
+                raise OptionError(
+                    f"--only picks apps of a config file, and {shorten(target)} is none",
+                    field="only",
+                )
+            if verb in cli_reconcile.METHODS and is_config(target):
                 # PM2: a restart or reload of a file brings its apps in line with it
                 cli_reconcile.run(
-                    client, verb, target, options=flags.get("options"), env_name=env_name
+                    client,
+                    verb,
+                    target,
+                    options=flags.get("options"),
+                    env_name=env_name,
+                    only=only,
                 )
             elif env_name:
                 raise OptionError(
@@ -776,6 +809,8 @@ def _apply(verb: str, targets: tuple[str, ...], flags: dict[str, Any]) -> None:
                     "is none: restart the app with --update-env, or pass its config file",
                     field="env",
                 )
+            elif only or target == STDIN:  # some apps of a file, or of stdin's: by name
+                method(app_names(target, only), **flags)
             else:
                 method(parse_target(target), **flags)
         except CorralError as exc:

@@ -56,10 +56,15 @@ def run(
     env_name: str | None = None,
     prune: bool = False,
     dry_run: bool = False,
+    only: list[str] | None = None,
 ) -> Reconciled:
-    """Reconcile ``target`` (a config file) for ``verb`` and print the plan's lines."""
+    """Reconcile ``target`` (a config file, or ``-``: one on stdin) for ``verb`` and
+    print the plan's lines; ``only`` picks some of its apps (``--only``)."""
+    from .cli_targets import STDIN, stdin_apps
+
     method = getattr(client, METHODS.get(verb) or VERBS[verb])
-    result = method(target, options, env_name=env_name, prune=prune, dry_run=dry_run)
+    config: Any = stdin_apps() if target == STDIN else target
+    result = method(config, options, env_name=env_name, prune=prune, dry_run=dry_run, only=only)
     print_plan(result)
     return result
 
@@ -87,6 +92,13 @@ def report_verdict(verdict: StartVerdict | None) -> None:
         sys.stderr.write(f"{level}: {text}\n")
     if not verdict.ok:
         raise SystemExit(1)
+
+
+def only_flag(command: Callable) -> Callable:
+    """``--only NAME[,NAME]``: just these apps of a config file (PM2's flag)."""
+    return click.option(
+        "--only", "only", metavar="NAME[,NAME]", help="Only these apps of a config file."
+    )(command)
 
 
 def plan_flags(command: Callable) -> Callable:
@@ -157,6 +169,7 @@ __all__ = [
     "METHODS",
     "VERBS",
     "add_commands",
+    "only_flag",
     "plan_flags",
     "print_plan",
     "report_verdict",

@@ -144,10 +144,12 @@ def reconcile_request(
     action: str,
     prune: bool = False,
     dry_run: bool = False,
+    only: list[str] | None = None,
 ) -> dict[str, Any]:
     """The ``start`` request that brings a config file's apps (or a list of app dicts)
-    in line with it (corral.reconcile)."""
-    from .targets import is_config_target
+    in line with it (corral.reconcile); with ``only``, just the apps it names, and
+    the file's other apps are left alone (``prune`` too leaves them)."""
+    from .targets import is_config_target, pick_apps
 
     if is_config_target(target):
         config_file: str | None = os.path.abspath(os.fspath(target))
@@ -168,6 +170,9 @@ def reconcile_request(
     request.update(
         from_config=True, action=action, config_file=config_file, prune=prune, dry_run=dry_run
     )
+    if only:
+        source = os.fspath(target) if config_file else "the config"
+        request.update(apps=pick_apps(request["apps"], only, source), only=True)
     return request
 
 
@@ -253,13 +258,14 @@ class _Calls:
         env_name: str | None = None,
         prune: bool = False,
         dry_run: bool = False,
+        only: list[str] | None = None,
     ) -> Reconciled:
         """Bring a config file's apps in line with it (PM2's ``startOrRestart``): new apps
         start, changed ones are restarted with the file's options (a new script replaces
         the app, new ``instances`` rescale it), unchanged ones are restarted. ``prune``
         deletes the apps this file started that it no longer lists; ``dry_run`` only plans.
         The result's ``lines`` say what happened to each app (see corral.reconcile)."""
-        request = self._reconcile(target, options, "restart", env_name, prune, dry_run)
+        request = self._reconcile(target, options, "restart", env_name, prune, dry_run, only)
         return self._send("start", request, _reconciled)
 
     def start_or_reload(
@@ -270,9 +276,10 @@ class _Calls:
         env_name: str | None = None,
         prune: bool = False,
         dry_run: bool = False,
+        only: list[str] | None = None,
     ) -> Reconciled:
         """:meth:`start_or_restart`, reloading the apps the file keeps (``startOrReload``)."""
-        request = self._reconcile(target, options, "reload", env_name, prune, dry_run)
+        request = self._reconcile(target, options, "reload", env_name, prune, dry_run, only)
         return self._send("start", request, _reconciled)
 
     def start_or_graceful_reload(
@@ -283,9 +290,12 @@ class _Calls:
         env_name: str | None = None,
         prune: bool = False,
         dry_run: bool = False,
+        only: list[str] | None = None,
     ) -> Reconciled:
         """:meth:`start_or_reload` with graceful reloads (``startOrGracefulReload``)."""
-        request = self._reconcile(target, options, "graceful_reload", env_name, prune, dry_run)
+        request = self._reconcile(
+            target, options, "graceful_reload", env_name, prune, dry_run, only
+        )
         return self._send("start", request, _reconciled)
 
     def _reconcile(
@@ -296,9 +306,16 @@ class _Calls:
         env_name: str | None = None,
         prune: bool = False,
         dry_run: bool = False,
+        only: list[str] | None = None,
     ) -> dict[str, Any]:
         return reconcile_request(
-            target, options, env_name=env_name, action=action, prune=prune, dry_run=dry_run
+            target,
+            options,
+            env_name=env_name,
+            action=action,
+            prune=prune,
+            dry_run=dry_run,
+            only=only,
         )
 
     def reload(

@@ -293,6 +293,7 @@ class Commands:
         config_file: str | None = None,
         prune: bool = False,
         dry_run: bool = False,
+        only: bool = False,
     ) -> dict[str, Any]:
         if not isinstance(apps, list) or not apps:
             raise OptionError("start needs at least one app", field="apps")
@@ -311,6 +312,7 @@ class Commands:
                     config_file=config_file,
                     prune=prune,
                     dry_run=dry_run,
+                    only=only,
                 )
             reply["warnings"] = [w for app in prepared for w in app.warnings]
             return reply

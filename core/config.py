@@ -85,6 +85,31 @@ def load_config(
     ]
 
 
+def load_config_text(
+    text: str, cwd: str | os.PathLike | None = None, *, source: str = "<stdin>"
+) -> list[dict[str, Any]]:
+    """The apps of a JSON config given as text (``corral start -`` reads it from stdin).
+
+    As PM2, relative paths resolve against ``cwd`` (default: this process's), which
+    also stands for the file's folder. Raises ConfigError naming ``source``.
+    """
+    where = Path(source)
+    try:
+        data = _parse_json(where, text)
+    except ConfigError:
+        raise
+    except RecursionError:
+        raise ConfigError(too_deep(source)) from None
+    except ValueError as exc:
+        raise ConfigError(f"{source}: {str(exc).split(';')[0]}") from None
+    check_depth(data, source)
+    base_dir = os.path.abspath(cwd) if cwd else os.getcwd()
+    return [
+        resolve_app_paths(app, base_dir, cwd, source=f"{source}: {app_label(app, index)}")
+        for index, app in enumerate(_apps_of(where, data))
+    ]
+
+
 def read_apps(path: str | os.PathLike) -> list[dict[str, Any]]:
     """The apps a config file declares, exactly as written (paths not resolved).
 

@@ -128,8 +128,12 @@ def plan(
     *,
     config_file: str | None = None,
     prune: bool = False,
+    only: bool = False,
 ) -> list[Step]:
     """The steps that bring ``current`` in line with ``desired`` (no side effects).
+
+    ``only``: ``desired`` is the part of the file chosen by ``--only``; the file's
+    other apps are left out of the plan (``prune`` never deletes them).
 
     Raises OptionError when two apps of the file share a name.
     """
@@ -164,7 +168,7 @@ def plan(
         changed = [k for k in keys if app.options.get(k) != now.options.get(k)]
         kind = "scale" if app.count != now.count else "change" if changed else "unchanged"
         steps.append(Step(app.name, kind, now.count, app.count, changed))
-    if config_file is not None:
+    if config_file is not None and not only:
         for now in current:
             if now.name not in seen and now.config_file == config_file:
                 kind = "delete" if prune else "keep"
@@ -190,12 +194,13 @@ async def apply(
     config_file: str | None = None,
     prune: bool = False,
     dry_run: bool = False,
+    only: bool = False,
 ) -> dict[str, Any]:
     """Plan, check, then run the steps; the start reply with ``plan`` and ``lines``."""
     if action not in ACTIONS:
         known = ", ".join(ACTIONS)
         raise OptionError(f"action must be one of {known}, got {shorten(action)}", field="action")
-    for field_name, value in (("prune", prune), ("dry_run", dry_run)):
+    for field_name, value in (("prune", prune), ("dry_run", dry_run), ("only", only)):
         if not isinstance(value, bool):
             message = f"{field_name} must be true or false, got {shorten(value)}"
             raise OptionError(message, field=field_name)
@@ -211,9 +216,8 @@ async def apply(
         conflict = identity_conflict(app, groups.get(app.name, []))
         if conflict:
             raise StateError(conflict)
-    steps = plan(
-        apps, [Current.of(g) for g in groups.values()], config_file=config_file, prune=prune
-    )
+    current = [Current.of(g) for g in groups.values()]
+    steps = plan(apps, current, config_file=config_file, prune=prune, only=only)
     source = config_file or "the file"
     reply: dict[str, Any] = {
         "plan": [asdict(s) for s in steps],

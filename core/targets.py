@@ -27,7 +27,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .errors import CorralError, shorten
+from .errors import CorralError, OptionError, shorten
 from .selection import is_regex_target
 
 _SCRIPT_KEYS = ("script", "exec", "cmd", "command")  # as corral.config reads them
@@ -54,6 +54,36 @@ def config_names(path: str | os.PathLike) -> list[str]:
         name = app_name(app)
         if name not in names:
             names.append(name)
+    return names
+
+
+def pick_apps(
+    apps: list[dict[str, Any]], only: list[str] | None, source: str
+) -> list[dict[str, Any]]:
+    """The apps of ``source`` named in ``only`` (PM2's ``--only a,b``); all without it.
+
+    Raises OptionError naming the file's apps when ``only`` has a name it lacks.
+    """
+    if not only:
+        return apps
+    names = [app_name(app) for app in apps]
+    unknown = [name for name in only if name not in names]
+    if unknown:
+        raise OptionError(
+            f"--only {shorten(','.join(unknown))}: {source} has no such app; "
+            f"its apps: {', '.join(dict.fromkeys(names))}",
+            field="only",
+        )
+    return [app for app, name in zip(apps, names, strict=True) if name in only]
+
+
+def parse_only(value: str | None) -> list[str] | None:
+    """``--only a,b`` as a list of names (None without the flag)."""
+    if value is None:
+        return None
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    if not names:
+        raise OptionError("--only needs app names: --only api,worker", field="only")
     return names
 
 
@@ -101,4 +131,12 @@ def resolve(target: Any, *, remote: bool = False) -> Any:
     return {"given": target, "path": os.path.abspath(os.path.expanduser(target))}
 
 
-__all__ = ["app_name", "config_names", "is_config_target", "looks_like_path", "resolve"]
+__all__ = [
+    "app_name",
+    "config_names",
+    "is_config_target",
+    "looks_like_path",
+    "parse_only",
+    "pick_apps",
+    "resolve",
+]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.pm2_e2e.conftest import MISSING_CLI, Corral, gap, read, wait_text
+from tests.pm2_e2e.conftest import Corral, read, wait_text
 
 ARGS = [
     "--logger.level=info",
@@ -32,7 +32,6 @@ def test_dotted_args(cli: Corral) -> None:
     cli.delete_all()
 
 
-@gap(f"{MISSING_CLI}: `start` takes one target (`pm2 start a.js b.js -- args`)")
 def test_two_scripts_share_args(cli: Corral) -> None:
     """args.sh:51-59: two scripts with the same args; argv1 printed twice (given twice)."""
     work = cli.workdir / "args"

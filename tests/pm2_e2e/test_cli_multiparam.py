@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from tests.pm2_e2e.conftest import MISSING_CLI, Corral, gap
+from tests.pm2_e2e.conftest import Corral
 
 
-@gap(f"{MISSING_CLI}: `start` takes one target (`pm2 start a.js b.js c.js`)")
 def test_start_several_scripts(cli: Corral) -> None:
     """multiparam.sh:9-10: start three scripts in one command."""
     cli.delete_all()

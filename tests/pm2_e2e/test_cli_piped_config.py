@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from tests.pm2_e2e.conftest import MISSING_CLI, Corral, gap
+from tests.pm2_e2e.conftest import Corral
 
 
-@gap(f"{MISSING_CLI}: `-` (a config file on stdin) as a target")
 def test_start_and_delete_from_stdin(cli: Corral) -> None:
     """piped-config.sh:11-15: `cat all.json | pm2 start -` starts 6, `| pm2 delete -`
     deletes them."""

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from tests.pm2_e2e.conftest import MISSING_CLI, Corral, gap
+from tests.pm2_e2e.conftest import Corral
 
 
-@gap(f"{MISSING_CLI}: `start FILE --only NAME`")
 def test_config_only_one_app(cli: Corral) -> None:
     """python-support.sh:12-14: app-python.config.js --only echo-python-1: one fork app."""
     work = cli.workdir / "extra-lang"
@@ -15,7 +14,6 @@ def test_config_only_one_app(cli: Corral) -> None:
     cli.delete_all()
 
 
-@gap(f"{MISSING_CLI}: `start FILE --only NAME`")
 def test_config_only_four_instances(cli: Corral) -> None:
     """python-support.sh:19-26: --only echo-python-max: 4 fork instances, kept on restart."""
     work = cli.workdir / "extra-lang"

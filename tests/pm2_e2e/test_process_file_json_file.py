@@ -3,7 +3,7 @@ reload and delete; the "pm2" key; a JSON file with comments; stdin; --only."""
 
 from __future__ import annotations
 
-from tests.pm2_e2e.conftest import MISSING_CLI, Corral, gap
+from tests.pm2_e2e.conftest import Corral
 
 
 def test_pm2_key(cli: Corral) -> None:
@@ -78,7 +78,6 @@ def test_json_with_comments(cli: Corral) -> None:
     cli.wait(lambda procs: procs == [], "none left")
 
 
-@gap(f"{MISSING_CLI}: `-` (a config file on stdin) as a target")
 def test_pipe(cli: Corral) -> None:
     """json-file.sh:86-89: `cat all.json | pm2 start -`: 6 online."""
     cli.kill()
@@ -86,7 +85,6 @@ def test_pipe(cli: Corral) -> None:
     cli.should("status", "online", 6)
 
 
-@gap(f"{MISSING_CLI}: `--only NAME[,NAME]`")
 def test_only(cli: Corral) -> None:
     """json-file.sh:95-114: --only echo (1), --only child (5), restart/reload/delete with
     --only, --only "echo,child"."""
