@@ -755,12 +755,13 @@ def _watch_toggle(targets: tuple[str, ...], flags: dict[str, Any]) -> None:
     """`restart --watch` toggles watching, as PM2's: restart, then stop watching every
     app that was watched before, and watch every other one (a stopped one too), as
     `corral watch start NAME` (its own ``watch`` paths, else its cwd)."""
-    if flags.pop("env_name", None):
-        raise OptionError(
-            "--watch and --env do not go together: restart FILE --env NAME, then "
-            "corral watch start NAME",
-            field="env",
-        )
+    for flag, given in (("env", flags.pop("env_name", None)), ("only", flags.pop("only", None))):
+        if given:
+            raise OptionError(
+                f"--watch and --{flag} do not go together: restart FILE --{flag} ..., then "
+                "corral watch start NAME",
+                field=flag,
+            )
     client = _client()
     failed = 0
     for target in targets:

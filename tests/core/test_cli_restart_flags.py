@@ -84,3 +84,15 @@ def test_restart_watch_with_refused_node_args_keeps_watching(pm, tmp_path):
     assert done.returncode == 1 and "node_args" in done.stderr
     assert _env(pm, "app")["watch"] is True
     assert pm.describe("app")[0].pid == first.pid
+
+
+def test_restart_watch_with_only_is_refused_and_changes_nothing(pm):
+    """`--watch` toggles apps one by one: `--only` (a config file's apps) is refused with
+    it in one line, and no app is restarted."""
+    first = pm.start(SLEEPER, {"name": "app"})[0]
+    done = corral_cli("restart", "app", "--watch", "--only", "app", check=False)
+    assert done.returncode == 1
+    errors = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(errors) == 1 and "--only" in errors[0], done.stderr
+    now = pm.describe("app")[0]
+    assert (now.pid, now.restart_time) == (first.pid, 0)
