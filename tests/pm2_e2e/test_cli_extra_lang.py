@@ -6,11 +6,10 @@ import shutil
 
 import pytest
 
-from tests.pm2_e2e.conftest import JSON5, Corral, gap, wait_text
+from tests.pm2_e2e.conftest import Corral, wait_text
 
 
 @pytest.mark.skipif(not shutil.which("php"), reason="no php on this machine")
-@gap(JSON5)
 def test_python_and_php_from_json(cli: Corral) -> None:
     """extra-lang.sh:16-32: apps.json (PM2's lenient JSON: unquoted keys) starts a Python
     and a PHP app, each writing its logs."""
