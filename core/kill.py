@@ -78,6 +78,9 @@ def group_alive(pgid: int) -> bool:
     return True
 
 
+SIGKILL_GRACE = 2.0  # seconds a SIGKILLed process may take to be gone (it cannot refuse)
+
+
 async def _until(done: Callable[[], bool], timeout: float) -> bool:
     """Poll ``done`` until it is true (True) or ``timeout`` seconds passed (False)."""
     deadline = time.monotonic() + timeout
@@ -101,6 +104,8 @@ async def reap_leftovers(
         return
     signal_tree(pid, [p for p in tree if pid_alive(p)], signal.SIGKILL, group=True)
     rest.send(signal.SIGKILL)
+    # SIGKILL is delivered, not yet done: the slot is "stopped" only once they are gone
+    await _until(gone, SIGKILL_GRACE)
 
 
 # -- leftovers: what a stop reaches besides the running child's tree -------------
