@@ -7,7 +7,10 @@ point, the error handling and the parsing helpers the commands share, so that
 importing it stays cheap.
 
 Every command exits 0 on success; a :class:`corral.CorralError` prints one
-``error: <message>`` line on stderr and exits 1; Ctrl-C exits 130 quietly.
+``error: <message>`` line on stderr and exits 1; a usage error (an unknown
+command or flag, a missing argument) exits 2, as click and most CLIs do; Ctrl-C
+exits 130 quietly; a reader that closes the pipe early (``corral ls | head -1``)
+ends the command quietly with exit 0.
 """
 
 from __future__ import annotations
@@ -65,7 +68,7 @@ def _one_line_warnings() -> None:
 
 @contextlib.contextmanager
 def handle_errors() -> Iterator[None]:
-    """CorralError -> one stderr line and exit 1; Ctrl-C -> exit 130; a closed pipe -> quiet."""
+    """CorralError -> one stderr line and exit 1; Ctrl-C -> exit 130; a closed pipe -> exit 0."""
     from .errors import CorralError
 
     try:
@@ -76,9 +79,10 @@ def handle_errors() -> Iterator[None]:
     except KeyboardInterrupt:
         raise SystemExit(130) from None
     except BrokenPipeError:
-        # stdout went away (`corral jlist | head`): silence the flush at exit too
+        # stdout went away (`corral jlist | head`): the reader had what it wanted, so
+        # the command succeeded; silence the flush at exit too
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        raise SystemExit(1) from None
+        raise SystemExit(0) from None
 
 
 def _run_fast(command: str) -> None:

@@ -138,6 +138,17 @@ def _print_table(client: Client) -> None:
 METAVARS = {"int": "N", "ms": "MS", "bytes": "SIZE", "list": "ARGS", "int_list": "CODES"}
 
 
+def sentence(text: str) -> str | None:
+    """An option's help ("restart the app when it exits") as a sentence for --help."""
+    text = text.strip()
+    if not text:
+        return None
+    first = text.split(maxsplit=1)[0]
+    if first.replace("-", "").isalpha():  # not an identifier (follow_symlinks), a quote
+        text = text[0].upper() + text[1:]
+    return text if text.endswith((".", "?", "!")) else text + "."
+
+
 def _flag_kind(option: Any) -> str:
     kind = getattr(option, "type", None)
     if kind == "bool":
@@ -148,9 +159,9 @@ def _flag_kind(option: Any) -> str:
 
 def _make_flag(decls: tuple[str, ...], param: str, kind: str, option: Any) -> Any:
     """One click option for an app option; its help and metavar come from the Option."""
-    help_text = getattr(option, "help", None) or None
+    help_text = sentence(getattr(option, "help", None) or "")
     if kind == "negate" and help_text:
-        help_text = f"do not: {help_text}"
+        help_text = f"Do not {help_text[0].lower()}{help_text[1:]}"
     if kind in ("flag", "negate"):
         return click.Option([*decls, param], is_flag=True, default=None, help=help_text)
     metavar = METAVARS.get(getattr(option, "type", ""), "TEXT")

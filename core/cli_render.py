@@ -40,11 +40,19 @@ STREAM_STYLES = {"out": "green", "err": "red", "corral": "cyan"}
 PIPE_WIDTH = 200
 
 
+class PipeConsole(Console):
+    """rich's Console, except that a reader closing the pipe early ends the command
+    through corral's handler (exit 0, quietly), not rich's ``SystemExit(1)``."""
+
+    def on_broken_pipe(self) -> None:
+        raise BrokenPipeError
+
+
 def make_console(*, stderr: bool = False) -> Console:
     """A console that colours a terminal and prints plain text to a pipe."""
-    console = Console(stderr=stderr, highlight=False)
+    console = PipeConsole(stderr=stderr, highlight=False)
     if not console.is_terminal and "COLUMNS" not in os.environ:
-        console = Console(stderr=stderr, highlight=False, width=PIPE_WIDTH)
+        console = PipeConsole(stderr=stderr, highlight=False, width=PIPE_WIDTH)
     return console
 
 

@@ -154,7 +154,8 @@ def corral_app_options() -> list[corral.Option]:
         corral.Option(
             "watch_options",
             "any",
-            help="follow_symlinks, use_polling (network filesystems), interval (ms)",
+            help="watcher settings: follow_symlinks, use_polling (network filesystems),"
+            " interval (ms)",
             validate=normalize_watch_options,
         ),
     ]
@@ -760,18 +761,19 @@ def corral_cli(group: Any) -> None:
             click.echo("\n".join(status_lines(_client(ctx).call("watch_status"))))
 
     def toggle(on: bool) -> click.Command:
-        @click.command("start" if on else "stop")
+        help_text = (
+            "Watch NAME's files again (its cwd if it has no `watch` option)."
+            if on
+            else "Stop watching NAME's files until `corral watch start NAME`."
+        )
+
+        @click.command("start" if on else "stop", help=help_text)
         @click.argument("name")
         @click.pass_context
         def command(ctx: click.Context, name: str) -> None:
             rows = _client(ctx).call("watch_toggle", name=name, on=on)
             click.echo("\n".join(status_lines(rows)))
 
-        command.__doc__ = (
-            "Watch NAME's files again (its cwd if it has no `watch` option)."
-            if on
-            else "Stop watching NAME's files until `corral watch start NAME`."
-        )
         return command
 
     watch_group.add_command(toggle(True))
