@@ -59,9 +59,7 @@ def test_bash_completes_app_names_and_ids_from_the_daemon(pm: object, tmp_path: 
 
 
 def test_bash_completes_commands_and_flags(corral_home: Path, tmp_path: Path) -> None:
-    assert {"start", "startOrRestart", "startup", "stop"} <= set(
-        _complete(tmp_path, "corral st")
-    )
+    assert {"start", "startOrRestart", "startup", "stop"} <= set(_complete(tmp_path, "corral st"))
     assert _complete(tmp_path, "corral ecosystem --fo") == ["--format", "--force"]
 
 
