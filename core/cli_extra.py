@@ -90,7 +90,8 @@ def add_commands(cli: click.Group, client_factory: Callable[[], Any]) -> None:
             sys.stdout.write(("[ " + ", ".join(map(str, ids)) + " ]" if ids else "[]") + "\n")
 
     @cli.command()
-    def cleardump() -> None:
+    @click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
+    def cleardump(as_json: bool) -> None:
         """Empty the dump file (`corral resurrect` then starts nothing); the previous
         dump is kept as its .bak, as `dump` keeps it."""
         from . import paths
@@ -102,6 +103,9 @@ def add_commands(cli: click.Group, client_factory: Callable[[], Any]) -> None:
         if aside is not None:
             sys.stderr.write(f"warning: the dump {path} did not read: moved it to {aside}\n")
             had = False
+        if as_json:
+            _json_out({"path": str(path), "backup": f"{path}.bak" if had else None})
+            return
         kept = f" (the previous one is now {path}.bak)" if had else ""
         sys.stdout.write(f"emptied the dump {path}{kept}\n")
 
@@ -114,14 +118,20 @@ def add_commands(cli: click.Group, client_factory: Callable[[], Any]) -> None:
         help="The file's format (default: from FILE's suffix, else js).",
     )
     @click.option("--force", is_flag=True, help="Replace FILE if it exists.")
-    def ecosystem(file: str | None, fmt: str | None, force: bool) -> None:
+    @click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
+    def ecosystem(file: str | None, fmt: str | None, force: bool, as_json: bool) -> None:
         """Write a commented starter config (alias: init): ecosystem.config.js by
         default, ecosystem.config.{json,yaml,toml} with --format; then `corral start
-        FILE` starts it."""
+        FILE` starts it. PM2's `ecosystem simple` writes the same default file."""
         from .ecosystem import starter_path, write_starter
 
+        if file == "simple":  # PM2's mode argument: its shorter template
+            file = None
         path, fmt = starter_path(fmt, file, Path.cwd())
         written = write_starter(path, fmt, force=force)
+        if as_json:
+            _json_out({"path": str(written), "format": fmt})
+            return
         sys.stdout.write(
             f"File {written} generated: edit it, then `corral start {file or path.name}`\n"
         )

@@ -81,6 +81,9 @@ def test_cleardump_empties_the_dump_and_keeps_the_previous_as_bak(pm: object) ->
 def test_cleardump_needs_no_daemon(corral_home: Path) -> None:
     assert corral("cleardump").stdout == f"emptied the dump {corral_home / 'dump.corral'}\n"
     assert holder(corral_home) is None
+    said = json.loads(corral("cleardump", "--json").stdout)
+    dump = corral_home / "dump.corral"
+    assert said == {"path": str(dump), "backup": f"{dump}.bak"}
 
 
 def test_pm2_camel_case_and_kebab_case_spellings(pm: object, tmp_path: Path) -> None:

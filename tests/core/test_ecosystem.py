@@ -80,6 +80,11 @@ def test_default_is_pm2s_ecosystem_config_js_and_init_is_an_alias(tmp_path: Path
     other.mkdir()
     corral("init", "--format", "yaml", cwd=other)
     assert [p.name for p in other.iterdir()] == ["ecosystem.config.yaml"]
+    simple = tmp_path / "simple"
+    simple.mkdir()
+    said = json.loads(corral("ecosystem", "simple", "--json", cwd=simple).stdout)  # PM2's mode
+    assert said == {"path": str(simple / "ecosystem.config.js"), "format": "js"}
+    assert [p.name for p in simple.iterdir()] == ["ecosystem.config.js"]
 
 
 def test_the_format_comes_from_the_file_name(tmp_path: Path) -> None:
