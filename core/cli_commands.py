@@ -300,7 +300,9 @@ def build_cli() -> click.Group:
         """corral: keep programs alive, restart them by policy, log them (PM2 for Python).
 
         Aliases: list/status = ls, del = delete, save = dump, show/info/desc = describe,
-        send-signal = sendSignal, reloadLogs = reload-logs, init = ecosystem.
+        send-signal = sendSignal, reloadLogs = reload-logs, gracefulReload =
+        graceful-reload, init = ecosystem, start-or-restart = startOrRestart (and
+        start-or-reload, start-or-graceful-reload).
         """
 
     @cli.command(cls=StartCommand)
