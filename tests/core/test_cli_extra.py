@@ -139,3 +139,23 @@ def test_report_of_a_running_daemon(corral_home: Path, monkeypatch: pytest.Monke
     assert found["env"]["STRIPE_KEY"] == "****"
     pm.kill_daemon()
     pm.disconnect()
+
+
+def test_report_text_lists_each_plugin_error_under_its_plugin() -> None:
+    from corral.report import text
+
+    found = {
+        "date": "2026-01-01T00:00:00+0000",
+        "versions": {"corral": "0.1.0", "node": None},
+        "home": "/h",
+        "daemon": {"pid": 9, "version": "0.1.0", "uptime_ms": 3_723_000, "apps": 0},
+        "processes": [],
+        "plugins": [{"name": "memory", "version": "0.1.0", "errors": ["on_start: ValueError: x"]}],
+        "daemon_log": [],
+        "env": {},
+    }
+    lines = text(found).splitlines()
+    assert "  node: not found" in lines
+    assert "daemon: pid 9, version 0.1.0, uptime 1h 2m 3s, 0 apps" in lines
+    at = lines.index("  memory 0.1.0")
+    assert lines[at + 1] == "    error: on_start: ValueError: x"
