@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from . import cli_reconcile, paths
+from . import cli_extra, cli_reconcile, paths
 from .cli import (
     handle_errors,
     parse_env,
@@ -43,6 +43,14 @@ ALIASES = {
     "save": "dump",
     "show": "describe",
     "send-signal": "sendSignal",
+    "info": "describe",  # PM2's aliases of describe
+    "desc": "describe",
+    "init": "ecosystem",
+    "reloadLogs": "reload-logs",
+    "gracefulReload": "graceful-reload",  # the name of PM2's API method
+    "start-or-restart": "startOrRestart",
+    "start-or-reload": "startOrReload",
+    "start-or-graceful-reload": "startOrGracefulReload",
 }
 
 # The core flags of `corral start`: (option name, flag declarations, kind). Help
@@ -302,8 +310,10 @@ def build_cli() -> click.Group:
     def cli(**remote_flags: Any) -> None:
         """corral: keep programs alive, restart them by policy, log them (PM2 for Python).
 
-        Aliases: list/status = ls, del = delete, save = dump, show = describe,
-        send-signal = sendSignal.
+        Aliases: list/status = ls, del = delete, save = dump, show/info/desc = describe,
+        send-signal = sendSignal, reloadLogs = reload-logs, gracefulReload =
+        graceful-reload, init = ecosystem, start-or-restart = startOrRestart (and
+        start-or-reload, start-or-graceful-reload).
         """
 
     @cli.command(cls=StartCommand)
@@ -680,6 +690,7 @@ def build_cli() -> click.Group:
     cli_reconcile.add_commands(cli, _client, _print_table)
     _keys_commands(cli)
     _pid_command(cli)
+    cli_extra.add_commands(cli, _client)
     return cli
 
 
