@@ -154,7 +154,7 @@ def add_commands(cli: click.Group, client: Callable[[], Client], table: Callable
                     table(conn)
                     report_verdict(verdict)
 
-            action = "reloads" if "Reload" in verb else "restarts"
+            action = "reload" if "Reload" in verb else "restart"
             command.__doc__ = (
                 f"Bring a config file's apps in line with it: start the new ones, "
                 f"{action} the others with the file's options (a new script replaces an "
