@@ -154,4 +154,4 @@ def send_line(daemon: Daemon, pm_id: Any, line: Any) -> dict[str, Any]:
     if child.stdin is None:
         raise StateError(f"{who} has no stdin pipe held by this daemon: restart it to get one")
     child.stdin.write(data, who)
-    return {"pm_id": number, "line": data.decode("utf-8", "surrogateescape")}
+    return {"pm_id": number, "name": proc.name, "line": data.decode("utf-8", "surrogateescape")}
