@@ -91,7 +91,7 @@ class StdinPipe:
             self._loop.add_writer(self.fd, self._flush)
 
     def _unwatch(self) -> None:
-        if self._loop is not None and self.fd is not None:
+        if self._loop is not None and self.fd is not None and not self._loop.is_closed():
             self._loop.remove_writer(self.fd)
         self._loop = None
 
