@@ -55,9 +55,10 @@ def instance_count(value: Any) -> int:
     return max(count, 1)
 
 
-# Descriptors the daemon holds per instance: log files, stdout/stderr pipes, pidfd,
-# channel, with room to spare; past its limit the daemon could open nothing at all.
-FDS_PER_INSTANCE = 8
+# Descriptors the daemon holds per instance: log files, stdout/stderr pipes, the stdin
+# pipe, pidfd, channel (7 measured), with room to spare; past its limit the daemon
+# could open nothing at all.
+FDS_PER_INSTANCE = 9
 _PATH_OPTIONS = ("out_file", "error_file", "log_file", "pid_file")
 _NULL_PATHS = ("NULL", "/dev/null")
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from . import cli_extra, cli_reconcile, paths
+from . import cli_extra, cli_reconcile, cli_stdin, paths
 from .cli import (
     handle_errors,
     parse_env,
@@ -688,6 +688,7 @@ def build_cli() -> click.Group:
         run_monit(_client())
 
     cli_reconcile.add_commands(cli, _client, _print_table)
+    cli_stdin.add_commands(cli, _client)
     _keys_commands(cli)
     _pid_command(cli)
     cli_extra.add_commands(cli, _client)

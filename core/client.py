@@ -370,6 +370,13 @@ class _Calls:
         """PM2's packet (``topic``, ``data``, ...) to one process's channel."""
         return self._send("send_data_to_process_id", {"pm_id": pm_id, "packet": packet})
 
+    def send_line(self, pm_id: int, line: str) -> dict[str, Any]:
+        """``line`` and a newline to the stdin of process ``pm_id`` (PM2's sendLineToStdin);
+        StateError if it is not running, has closed its stdin or leaves 1 MiB unread."""
+        return self._send("send_line", {"pm_id": pm_id, "line": line})
+
+    send_line_to_stdin = sendLineToStdin = send_line  # PM2's name
+
     def delete(self, target: Target) -> list[ProcessInfo]:
         return self._send("delete", {"target": _target(target, self._remote)}, _infos)
 

@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from . import __version__, asuser, credentials, lifecycle, paths, reconcile, replywait
+from . import __version__, asuser, credentials, lifecycle, paths, reconcile, replywait, stdin
 from .apps import PreparedApp, check_fd_budget, check_name, prepare_app
 from .changes import changed_options, refuse_fixed, refuse_moving_socket, socket_moves
 from .convert import signal_of
@@ -68,6 +68,7 @@ class Commands:
         "send_signal_to_process_name",
         "send_signal_to_process_id",
         "send_data_to_process_id",
+        "send_line",
         "scale",
         "plugins",
         "options",
@@ -571,6 +572,10 @@ class Commands:
         return self.describe_all(
             sorted((p for p in self.procs.values() if p.name == name), key=lambda p: p.pm_id)
         )
+
+    def cmd_send_line(self, pm_id: Any, line: Any) -> dict[str, Any]:
+        """PM2's sendLineToStdin: ``line`` and a newline to the stdin of ``pm_id``."""
+        return stdin.send_line(self.daemon, pm_id, line)
 
     def cmd_send_data_to_process_id(self, pm_id: Any, packet: Any) -> dict[str, Any]:
         """PM2's sendDataToProcessId: the packet goes to the child unchanged."""

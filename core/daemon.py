@@ -69,6 +69,8 @@ from .spawn import (
     split_args,
 )
 from .state import SpawnJournal, load_state, read_journal, save_state
+from .stdin import StdinPipe
+from .stdin import open_pipe as open_stdin_pipe
 
 
 def now_ms() -> int:
@@ -459,7 +461,7 @@ class Daemon:
                 self.journal.intent(proc.unique_id)
             before = boot_ticks()
             with self._birthplace(proc) as where:
-                popen, out_r, err_r = self.fds.call(_popen, spec, creds)
+                popen, out_r, err_r, in_w = self.fds.call(_popen, spec, creds)
             after = boot_ticks()
             if self.journal is not None:
                 started = (before, after) if before is not None else start_time(popen.pid)
@@ -491,6 +493,7 @@ class Daemon:
             channel=channel,
             on_trial=reload,
             cgroup=where,
+            stdin=StdinPipe(in_w),
         )
         channel.on_message = lambda message: self._on_message(proc, child, message)
         channel.start()
@@ -655,6 +658,8 @@ class Daemon:
         self.output.drain(child, proc)
         if child.channel is not None:
             child.channel.close()
+        if child.stdin is not None:
+            child.stdin.close()
         child.exited.set_result(code)
         if not child.ready.done():
             child.ready.set_result(None)  # exited before it was ready
@@ -968,23 +973,24 @@ if __name__ == "__main__":
 
 def _popen(
     spec: SpawnSpec, creds: credentials.Credentials | None
-) -> tuple[subprocess.Popen, int, int]:
-    """Execute ``spec`` in a new session with piped output: ``(popen, out fd, err fd)``.
+) -> tuple[subprocess.Popen, int, int, int]:
+    """Execute ``spec`` in a new session with piped stdio: ``(popen, out fd, err fd,
+    stdin write end)``; the stdin pipe is PM2's fork mode one (corral.stdin).
 
     With ``creds`` the child runs as that account: its uid, its gid and exactly its
     supplementary groups (``extra_groups=None`` would keep the daemon's, root's).
     """
-    out_r, out_w = os.pipe()
+    fds: list[int] = []
     try:
+        in_r, in_w = open_stdin_pipe()
+        fds += [in_r, in_w]
+        out_r, out_w = os.pipe()
+        fds += [out_r, out_w]
         err_r, err_w = os.pipe()
-    except OSError:
-        os.close(out_r)
-        os.close(out_w)
-        raise
-    try:
+        fds += [err_r, err_w]
         popen = subprocess.Popen(
             spec.argv,
-            stdin=subprocess.DEVNULL,
+            stdin=in_r,
             stdout=out_w,
             stderr=err_w,
             cwd=spec.cwd,
@@ -996,10 +1002,9 @@ def _popen(
             extra_groups=list(creds.groups) if creds else None,
         )
     except BaseException:
-        os.close(out_r)
-        os.close(err_r)
+        for fd in fds:
+            os.close(fd)
         raise
-    finally:
-        os.close(out_w)
-        os.close(err_w)
-    return popen, out_r, err_r
+    for fd in (in_r, out_w, err_w):  # the child's ends
+        os.close(fd)
+    return popen, out_r, err_r, in_w

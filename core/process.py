@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from .channel import Channel
     from .logs import LineWriter, LogFile
     from .monitor import Started
+    from .stdin import StdinPipe
 
 __all__ = ["Child", "ManagedProcess", "SpawnSpec"]
 
@@ -73,6 +74,7 @@ class Child:
     on_trial: bool = False  # a reload's new child: its exit is the reload's, not the policy's
     retired: bool = False  # replaced by a reload: its exit changes nothing
     cgroup: Path | None = None  # the cgroup it was born in (corral.cgroup), if any
+    stdin: StdinPipe | None = None  # the write end of its stdin (corral.stdin)
 
 
 @dataclass(eq=False)

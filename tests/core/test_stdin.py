@@ -1,0 +1,209 @@
+"""A child's stdin (corral.stdin): ``send_line``, ``corral send`` and ``corral attach``."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+import corral
+from corral.stdin import BUFFER_LIMIT, MAX_LINE
+from corral.testing import wait_for
+from tests.conftest import out_lines
+
+CORRAL = [sys.executable, "-m", "corral"]
+
+
+def _start(client: corral.Client, app_path, script: str, **options: object):  # type: ignore[no-untyped-def]
+    info = client.start(app_path(script), {"name": "echo", **options})[0]
+    if script.endswith(".py"):
+        wait_for(lambda: "ready" in out_lines(info) or "closed" in out_lines(info), what="app up")
+    return info
+
+
+def _state(client: corral.Client) -> list[tuple[int, str, str, int | None, int]]:
+    return [(p.pm_id, p.name, p.status, p.pid, p.restart_time) for p in client.list()]
+
+
+def test_a_child_stdin_is_a_pipe_and_a_sent_line_reaches_it(pm, app_path) -> None:
+    info = _start(pm, app_path, "stdin_echo.py")
+    assert stat.S_ISFIFO(os.stat(f"/proc/{info.pid}/fd/0").st_mode)
+    assert pm.send_line(0, "hello world") == {"pm_id": 0, "name": "echo", "line": "hello world\n"}
+    assert pm.sendLineToStdin(0, "") == {"pm_id": 0, "name": "echo", "line": "\n"}  # PM2's name
+    pm.send_line("0", "third")  # an id given as text, as the CLI has it
+    wait_for(lambda: out_lines(info)[1:] == ["got: hello world", "got: ", "got: third"])
+
+
+def test_bad_input_is_one_error_and_changes_nothing(pm, app_path) -> None:
+    info = _start(pm, app_path, "stdin_echo.py")
+    before = _state(pm)
+    cases = [
+        ("echo", "x", corral.OptionError, "pm_id must be a process number, not a name"),
+        (True, "x", corral.OptionError, "pm_id must be a process number"),
+        (-1, "x", corral.OptionError, "pm_id must be a process number"),
+        (7, "x", corral.NotFoundError, "no process has pm_id 7"),
+        (0, "a\0b", corral.OptionError, "NUL"),
+        (0, "x" * (MAX_LINE + 1), corral.OptionError, f"more than {MAX_LINE}"),
+        (0, 12, corral.OptionError, "line must be a string"),
+    ]
+    for pm_id, line, error, words in cases:
+        with pytest.raises(error, match=words):
+            pm.send_line(pm_id, line)
+    pm.send_line(0, "x" * MAX_LINE)  # the limit itself passes
+    wait_for(lambda: len(out_lines(info)) == 2)
+    assert _state(pm) == before
+    pm.stop(0)
+    with pytest.raises(corral.StateError, match=r"echo \(pm_id 0\) is stopped, not online"):
+        pm.send_line(0, "x")
+
+
+def test_a_full_stdin_refuses_the_line_naming_the_app_and_never_blocks(pm, app_path) -> None:
+    pm.start(app_path("sleeper.py"), {"name": "deaf"})  # never reads its stdin
+    line = "y" * MAX_LINE
+    sent = 0
+    with pytest.raises(corral.StateError, match=r"the stdin of deaf \(pm_id 0\) is full") as err:
+        for _ in range(100):
+            started = time.monotonic()
+            pm.send_line(0, line)
+            assert time.monotonic() - started < 2.0  # each answer comes at once
+            sent += len(line) + 1
+    assert "does not read its stdin" in str(err.value)
+    # the kernel pipe (64 KiB here) and the 1 MiB buffer took what they could
+    assert BUFFER_LIMIT <= sent <= BUFFER_LIMIT + (1 << 20)
+    started = time.monotonic()
+    assert pm.ping()["pid"]
+    assert pm.list()[0].status == "online"
+    assert time.monotonic() - started < 2.0
+
+
+def test_a_child_that_closed_its_stdin_is_told_apart(pm, app_path) -> None:
+    _start(pm, app_path, "stdin_closer.py")
+    with pytest.raises(corral.StateError, match=r"echo \(pm_id 0\) has closed its stdin"):
+        pm.send_line(0, "anyone?")
+    assert pm.list()[0].status == "online"
+
+
+def test_the_buffer_drains_in_order_once_the_child_reads(pm, app_path, tmp_path: Path) -> None:
+    # a reader that starts late: what waited in the buffer arrives whole and in order
+    script = tmp_path / "late.py"
+    script.write_text(
+        "import sys, time\n"
+        "time.sleep(1.5)\n"
+        "n = 0\n"
+        "for line in sys.stdin:\n"
+        "    n += 1\n"
+        "    if line.startswith('end'):\n"
+        "        print(n, len(line), flush=True)\n"
+    )
+    info = pm.start(str(script), {"name": "late"})[0]
+    for i in range(20):
+        pm.send_line(0, f"{i:05d}" + "z" * 20000)
+    pm.send_line(0, "end")
+    assert wait_for(lambda: out_lines(info)) == ["21 4"]
+
+
+def test_the_daemon_fd_count_is_stable_over_50_restarts(pm, app_path) -> None:
+    info = _start(pm, app_path, "stdin_echo.py")
+    daemon = psutil.Process(pm.daemon_pid)
+    pm.restart(0)
+    wait_for(lambda: pm.list()[0].status == "online")
+    before = daemon.num_fds()
+    for _ in range(50):
+        pm.restart(0)
+    wait_for(lambda: pm.list()[0].status == "online" and pm.list()[0].pid != info.pid)
+    pm.send_line(0, "still here")
+    wait_for(lambda: "got: still here" in out_lines(info))
+    assert wait_for(lambda: daemon.num_fds() <= before, what=f"{before} fds") is True
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="needs node")
+def test_a_node_cluster_instance_has_a_stdin_too(pm, app_path) -> None:
+    infos = pm.start(app_path("stdin_echo.js"), {"name": "echo", "instances": 2})
+    assert all(i.pm2_env["exec_mode"] == "cluster_mode" for i in infos)
+    wait_for(lambda: all(i.status == "online" for i in pm.list()))
+    pm.send_line(1, "to one")
+    wait_for(lambda: any("got: to one (instance 1)" in line for line in out_lines(infos[1])))
+
+
+def _cli(home: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "CORRAL_HOME": str(home), "CORRAL_PLUGINS": "bus"}
+    return subprocess.run(
+        [*CORRAL, *args], input=stdin, capture_output=True, text=True, env=env, timeout=60
+    )
+
+
+@pytest.fixture
+def bus_client(corral_home: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("CORRAL_PLUGINS", "bus")
+    client = corral.connect()
+    yield client
+    client.kill_daemon()
+    client.disconnect()
+
+
+def test_cli_send_and_its_errors(bus_client, corral_home: Path, app_path) -> None:
+    info = _start(bus_client, app_path, "stdin_echo.py")
+    done = _cli(corral_home, "send", "0", "two", "words")
+    assert (done.returncode, done.stdout) == (0, "sent 10 bytes to echo (pm_id 0)\n")
+    done = _cli(corral_home, "send", "--json", "0", "x")
+    assert done.stdout == '{"pm_id": 0, "name": "echo", "line": "x\\n"}\n'
+    wait_for(lambda: out_lines(info)[1:] == ["got: two words", "got: x"])
+    before = _state(bus_client)
+    for args, words in [
+        (("echo", "x"), "pm_id must be a process number, not a name"),
+        (("3", "x"), "no process has pm_id 3"),
+    ]:
+        done = _cli(corral_home, "send", *args)
+        assert done.returncode == 1 and done.stdout == ""
+        assert done.stderr.count("\n") == 1 and words in done.stderr
+    assert _state(bus_client) == before
+
+
+def test_attach_with_a_piped_stdin_prints_the_replies_and_ends_at_eof(
+    bus_client, corral_home: Path, app_path
+) -> None:
+    _start(bus_client, app_path, "stdin_echo.py")
+    done = _cli(corral_home, "attach", "0", stdin="a\nb\n")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "got: a\ngot: b\n"
+    assert bus_client.list()[0].status == "online"  # detaching leaves it running
+    for bad, words in [("x", "not a name"), ("4", "no process has pm_id 4")]:
+        done = _cli(corral_home, "attach", bad, stdin="a\n")
+        assert done.returncode == 1 and words in done.stderr and done.stdout == ""
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
+def test_attach_under_tmux_shows_the_replies_and_ctrl_c_detaches(
+    bus_client, corral_home: Path, app_path
+) -> None:
+    info = _start(bus_client, app_path, "stdin_echo.py")
+    session = f"corral-stdin-{os.getpid()}"
+    command = (
+        f"CORRAL_HOME={corral_home} CORRAL_PLUGINS=bus {sys.executable} -m corral attach 0; "
+        "echo detached rc=$?; sleep 60"
+    )
+    tmux = ["tmux", "-L", session]
+    subprocess.run([*tmux, "new", "-d", "-s", session, "-x", "80", "-y", "30", command], check=True)
+
+    def screen() -> str:
+        return subprocess.run(
+            [*tmux, "capture-pane", "-p", "-t", session], capture_output=True, text=True
+        ).stdout
+
+    try:
+        wait_for(lambda: "attached to echo (pm_id 0)" in screen(), what="the banner")
+        for word in ("first", "second"):
+            subprocess.run([*tmux, "send-keys", "-t", session, word, "Enter"], check=True)
+        wait_for(lambda: "got: first" in screen() and "got: second" in screen(), what="replies")
+        subprocess.run([*tmux, "send-keys", "-t", session, "C-c"], check=True)
+        wait_for(lambda: "detached rc=0" in screen(), what="detached")
+        assert bus_client.list()[0].pid == info.pid  # the app runs on, untouched
+    finally:
+        subprocess.run([*tmux, "kill-server"], capture_output=True)
