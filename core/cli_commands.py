@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from . import cli_reconcile, paths
+from . import cli_import, cli_reconcile, paths
 from .cli import (
     handle_errors,
     parse_env,
@@ -667,6 +667,7 @@ def build_cli() -> click.Group:
         run_monit(_client())
 
     cli_reconcile.add_commands(cli, _client, _print_table)
+    cli_import.add_commands(cli, _client)
     _keys_commands(cli)
     _pid_command(cli)
     return cli
