@@ -53,7 +53,9 @@ def convert(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
     global_env = dict(os.environ)
     local_env = dict(sections.get("env", {}))
     global_env.update(local_env)
-    watchers = {name[8:]: values for name, values in sections.items() if name.startswith("watcher:")}
+    watchers = {
+        name[8:]: values for name, values in sections.items() if name.startswith("watcher:")
+    }
     sockets = {
         name[7:].lower(): values for name, values in sections.items() if name.startswith("socket:")
     }

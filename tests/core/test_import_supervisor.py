@@ -210,8 +210,10 @@ def test_start_runs_numprocs_as_instances_and_apps(pm, tmp_path: Path):
     pool = _online(pm, "pool", 3)
     logs = {info.out_log for info in pool}
     wait_for(
-        lambda: sorted("".join(_text(log) for log in logs).splitlines())
-        == ["pool 0", "pool 1", "pool 2"],
+        lambda: (
+            sorted("".join(_text(log) for log in logs).splitlines())
+            == ["pool 0", "pool 1", "pool 2"]
+        ),
         what="each pool instance's line",
     )
     for name, number in (("shard_1", "1"), ("shard_2", "2")):
