@@ -7,12 +7,13 @@ was not carried over); each loads back with ``corral start FILE`` unchanged.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 FORMATS = ("yaml", "js", "json", "toml")
 
 
-def render(apps: list[dict[str, Any]], fmt: str, comments: list[str] = ()) -> str:  # type: ignore[assignment]
+def render(apps: list[dict[str, Any]], fmt: str, comments: Sequence[str] = ()) -> str:
     """``{"apps": apps}`` in ``fmt`` (one of :data:`FORMATS`), ``comments`` on top."""
     data = {"apps": apps}
     if fmt == "json":

@@ -181,3 +181,10 @@ def test_start_runs_one_app_per_wid(pm, tmp_path, monkeypatch):
         assert node.namespace == "node"
         assert psutil.Process(node.pid).cwd() == str(tmp_path)
         wait_for(lambda n=node, w=wid: _text(n.out_log) == f"node {w} {tmp_path}\n")
+
+
+def test_include_files_are_read(tmp_path: Path):
+    (tmp_path / "more.ini").write_text("[watcher:extra]\ncmd = /bin/sleep 60\n")
+    main = tmp_path / "circus.ini"
+    main.write_text("[circus]\ninclude = more.ini\n\n[watcher:web]\ncmd = /bin/sleep 61\n")
+    assert [app["name"] for app in read_apps(main)] == ["extra", "web"]  # by name, as circus

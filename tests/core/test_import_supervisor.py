@@ -243,3 +243,14 @@ def test_start_runs_env_quoting_and_leaves_autostart_false_stopped(pm, tmp_path,
         "NAME = envy",
     ]
     wait_for(lambda: _text(envy.out_log).splitlines() == expected, what="envy's variables")
+
+
+def test_include_files_are_read_relative_to_the_file(tmp_path: Path):
+    (tmp_path / "conf.d").mkdir()
+    (tmp_path / "conf.d" / "api.conf").write_text(
+        "[program:api]\ncommand=/bin/sleep 60\ndirectory=%(here)s\npriority=1\n"
+    )
+    main = tmp_path / "supervisord.conf"
+    main.write_text("[include]\nfiles = conf.d/*.conf\n\n[program:web]\ncommand=/bin/sleep 61\n")
+    api, web = read_apps(main)  # priority 1 before the default 999
+    assert (api["name"], api["cwd"], web["name"]) == ("api", str(tmp_path / "conf.d"), "web")
