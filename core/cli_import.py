@@ -29,7 +29,9 @@ def add_commands(cli: click.Group, client_factory: Callable[[], Any]) -> None:
         show_default=True,
         help="Format of the ecosystem file printed.",
     )
-    def import_(file: str, fmt: str) -> None:
+    @click.option("--json", "as_json", is_flag=True, help="Print one JSON document (see README, "
+                  "JSON output): the ecosystem file as JSON, as --format json.")  # fmt: skip
+    def import_(file: str, fmt: str, as_json: bool) -> None:
         """Print the ecosystem file equivalent to a supervisord.conf ([program:x]
         sections) or a circus.ini ([watcher:x] sections); what has no equivalent is
         listed in a warning. `corral start FILE` starts such a file directly."""
@@ -41,6 +43,8 @@ def add_commands(cli: click.Group, client_factory: Callable[[], Any]) -> None:
             what = "is not a file" if os.path.exists(file) else "does not exist"
             raise ConfigError(f"{file} {what}: give a supervisord.conf or a circus.ini")
         apps, notes = convert(file)
+        if as_json:
+            fmt = "json"
         kind = KINDS[ini_kind(file) or "supervisor"]
         comments = [f"{len(apps)} apps imported by `corral import` from {kind}'s {file}"]
         if notes:

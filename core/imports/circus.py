@@ -51,7 +51,10 @@ def convert(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
     sections = _sections(path)
     notes: list[str] = []
     global_env = dict(os.environ)
-    local_env = dict(sections.get("env", {}))
+    local_env = {  # circus expands [env] values, not [env:x] ones
+        key: _expand(value, global_env, None, set())
+        for key, value in sections.get("env", {}).items()
+    }
     global_env.update(local_env)
     watchers = {
         name[8:]: values for name, values in sections.items() if name.startswith("watcher:")
@@ -178,10 +181,11 @@ def _watcher(
         apps.append(app)
     if per_wid:
         apps = collapse(apps, name) or [{**app, "namespace": name} for app in apps]
-    elif count != 1:
+    elif count > 1:
         apps[0]["instances"] = count
-    if count == 0:
-        apps[0]["autostart"] = False  # circus starts no process; `corral scale` adds them
+    elif count == 0:  # circus starts no process (corral's instances 0 means one per CPU)
+        apps[0]["autostart"] = False
+        notes.append(f"watcher:{name} numprocesses 0 (the app is added stopped)")
     return apps
 
 

@@ -254,8 +254,10 @@ def _app(values: dict[str, str], env: dict[str, str], where: str) -> dict[str, A
         except ValueError:
             raise ConfigError(f"{where} exitcodes: {codes!r} is not a list of exit codes "
                               "like 0,2") from None  # fmt: skip
-    elif not boolean(restart, f"{where} autorestart (or unexpected)"):
+    elif restart in ("false", "no", "off", "0"):
         app["autorestart"] = False
+    elif restart not in ("true", "yes", "on", "1"):
+        raise ConfigError(f"{where} autorestart: {restart!r} is not true, false or unexpected")
     startsecs = number(values.get("startsecs", "1"), f"{where} startsecs", minimum=0)
     app["min_uptime"] = max(100, startsecs * 1000)  # corral's least is 100 ms
     app["max_restarts"] = number(values.get("startretries", "3"), f"{where} startretries",

@@ -4,6 +4,7 @@ docs/source/for-ops/configuration.rst) printed by `corral import` and started by
 
 from __future__ import annotations
 
+import json
 import shutil
 import socket
 import warnings
@@ -188,3 +189,20 @@ def test_include_files_are_read(tmp_path: Path):
     main = tmp_path / "circus.ini"
     main.write_text("[circus]\ninclude = more.ini\n\n[watcher:web]\ncmd = /bin/sleep 61\n")
     assert [app["name"] for app in read_apps(main)] == ["extra", "web"]  # by name, as circus
+
+
+def test_numprocesses_0_is_added_stopped_not_one_per_cpu(tmp_path: Path):
+    conf = tmp_path / "circus.ini"
+    conf.write_text("[env]\nWHERE = $(circus.env.home)/x\n\n[watcher:w]\ncmd = /bin/sleep 60\n"
+                    "numprocesses = 0\n")  # fmt: skip
+    with warnings.catch_warnings(record=True) as said:
+        (app,) = read_apps(conf)
+    assert "instances" not in app and app["autostart"] is False
+    assert app["env"] == {"WHERE": f"{Path.home()}/x"}  # [env] values expand
+    assert "watcher:w numprocesses 0 (the app is added stopped)" in str(said[0].message)
+
+
+def test_import_json_flag_prints_json():
+    done = corral("import", str(CORPUS / "wid_env.ini"), "--json")
+    assert json.loads(done.stdout)["apps"][0]["name"] == "node-1"
+    assert done.stderr.count("\n") == 1

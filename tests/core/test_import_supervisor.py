@@ -148,7 +148,10 @@ def test_a_supervisor_file_is_recognised_by_its_sections(tmp_path: Path):
             "[program:w]\ncommand=/bin/true\nnumprocs=2\n",
             "[program:w] process_name: with numprocs 2 it must hold %(process_num)s",
         ),
-        ("[program:w]\ncommand=/bin/true\nautorestart=sometimes\n", "[program:w] autorestart"),
+        (
+            "[program:w]\ncommand=/bin/true\nautorestart=sometimes\n",
+            "[program:w] autorestart: 'sometimes' is not true, false or unexpected",
+        ),
         ("[program:w]\ncommand=/bin/true %(nope)s\n", "[program:w] command: %(nope)s cannot"),
         ("[program:w]\ncommand=/bin/true\nstopsignal=NOPE\n", "[program:w] stopsignal: 'NOPE'"),
         ("[program:w]\nenvironment=A=1,B\ncommand=/bin/true\n", "[program:w] environment: "),
@@ -254,3 +257,29 @@ def test_include_files_are_read_relative_to_the_file(tmp_path: Path):
     main.write_text("[include]\nfiles = conf.d/*.conf\n\n[program:web]\ncommand=/bin/sleep 61\n")
     api, web = read_apps(main)  # priority 1 before the default 999
     assert (api["name"], api["cwd"], web["name"]) == ("api", str(tmp_path / "conf.d"), "web")
+
+
+@pytest.fixture
+def user():
+    import os
+    import pwd
+    import subprocess
+
+    name = f"corralimp{os.getpid() % 100000}"
+    subprocess.run(["useradd", "-m", name], check=True, capture_output=True)
+    try:
+        yield pwd.getpwnam(name)
+    finally:
+        subprocess.run(["userdel", "-r", name], capture_output=True)
+
+
+def test_start_runs_a_program_as_its_user(pm, user, tmp_path: Path):
+    conf = tmp_path / "supervisord.conf"
+    conf.write_text(
+        f"[program:as_user]\nuser={user.pw_name}\ndirectory=/tmp\n"
+        "command=/bin/sh -c 'echo \"$(id -un) $HOME\"; exec sleep 600'\n"
+    )
+    corral("start", str(conf))
+    (info,) = _online(pm, "as_user")
+    assert psutil.Process(info.pid).uids().real == user.pw_uid
+    wait_for(lambda: _text(info.out_log) == f"{user.pw_name} {user.pw_dir}\n", what="id and HOME")
