@@ -25,7 +25,7 @@ from ..errors import ConfigError
 SNIFF_BYTES = 64 * 1024  # a supervisord.conf is a few KB: its sections show in the first 64 KB
 _HEADER = re.compile(r"^\[([^\]\n]+)\]\s*$")
 _SUPERVISOR = re.compile(r"^(program|group|eventlistener|fcgi-program|rpcinterface):|^supervisord$")
-_CIRCUS = re.compile(r"^(watcher|socket|plugin|env):|^(circus|env)$")
+_CIRCUS = re.compile(r"^(watcher|socket):|^circus$")  # not a bare [env]: many ini files have one
 KINDS = {"supervisor": "supervisord", "circus": "circus"}
 
 
