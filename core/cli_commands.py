@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from . import cli_extra, cli_reconcile, cli_stdin, paths
+from . import cli_extra, cli_import, cli_reconcile, cli_stdin, paths
 from .cli import (
     handle_errors,
     parse_env,
@@ -689,6 +689,7 @@ def build_cli() -> click.Group:
 
     cli_reconcile.add_commands(cli, _client, _print_table)
     cli_stdin.add_commands(cli, _client)
+    cli_import.add_commands(cli, _client)
     _keys_commands(cli)
     _pid_command(cli)
     cli_extra.add_commands(cli, _client)

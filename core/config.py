@@ -60,12 +60,19 @@ def is_config_file(path: str | os.PathLike) -> bool:
     path = Path(path)
     name, suffix = path.name.lower(), path.suffix.lower()
     if suffix not in CONFIG_SUFFIXES:
-        return False
+        return _is_ini_config(path)
     if suffix in _JS_SUFFIXES and not (
         name.endswith(".config" + suffix) or name.startswith("ecosystem")
     ):
         return False
     return path.is_file()
+
+
+def _is_ini_config(path: Path) -> bool:
+    """A supervisord or circus ini file (by its sections, whatever its name)."""
+    from .imports import ini_kind
+
+    return path.is_file() and ini_kind(path) is not None
 
 
 def load_config(
@@ -120,6 +127,10 @@ def read_apps(path: str | os.PathLike) -> list[dict[str, Any]]:
         what = "is not a file" if path.exists() else "does not exist"
         raise ConfigError(f"config file {path} {what}")
     suffix = path.suffix.lower()
+    if suffix not in CONFIG_SUFFIXES and _is_ini_config(path):
+        from .imports import read_apps as read_ini_apps  # supervisord's or circus's
+
+        return read_ini_apps(path)
     if suffix in _JS_SUFFIXES:
         data = _read_js(path)
     elif suffix in CONFIG_SUFFIXES:
