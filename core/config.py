@@ -51,6 +51,9 @@ import(pathToFileURL(process.argv[1]).href).then((m) => {
 """.replace("MARKER", json.dumps(_MARKER))
 
 
+_INI_SUFFIXES = ("", ".conf", ".ini", ".cfg")  # supervisord.conf, circus.ini, /etc/x
+
+
 def is_config_file(path: str | os.PathLike) -> bool:
     """Whether ``path`` is an existing config file rather than a script to run.
 
@@ -60,7 +63,8 @@ def is_config_file(path: str | os.PathLike) -> bool:
     path = Path(path)
     name, suffix = path.name.lower(), path.suffix.lower()
     if suffix not in CONFIG_SUFFIXES:
-        return _is_ini_config(path)
+        # a script (app.py, server.js, run.sh) is never opened to look for sections
+        return suffix in _INI_SUFFIXES and _is_ini_config(path)
     if suffix in _JS_SUFFIXES and not (
         name.endswith(".config" + suffix) or name.startswith("ecosystem")
     ):

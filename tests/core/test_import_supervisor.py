@@ -136,7 +136,7 @@ def test_a_supervisor_file_is_recognised_by_its_sections(tmp_path: Path):
     nginx = tmp_path / "site.conf"
     nginx.write_text("server {\n  listen 80;\n}\n")
     script = tmp_path / "app.py"
-    script.write_text("CONF = '''\n[program:x]\n'''\n")
+    script.write_text("[program:x]\ncommand=/bin/true\n")  # ini-like, but a script
     assert is_config_file(plain) and is_config_file(CORPUS / "web_worker.conf")
     assert not is_config_file(nginx) and not is_config_file(script)
 
