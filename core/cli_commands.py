@@ -578,9 +578,12 @@ def build_cli() -> click.Group:
         _echo("daemon killed")
 
     @cli.command()
-    def ping() -> None:
-        """Check the daemon answers (starting it if none runs)."""
-        print_ping(_client())
+    @click.option(
+        "--json", "as_json", is_flag=True, help="Print one JSON document (see README, JSON output)."
+    )
+    def ping(as_json: bool) -> None:
+        """Check the daemon answers (starting it if none runs), and which corral it runs."""
+        print_ping(_client(), as_json=as_json)
 
     @cli.command("sendSignal")
     @click.argument("signal")

@@ -701,11 +701,15 @@ def _answers(root: Path, timeout: float) -> int | None:
         return None
     transport = SyncTransport(paths.rpc_address(root), lambda: pid_alive(pid))
     try:
-        return int(transport.call("ping", {}, timeout=timeout)["pid"])
+        reply = transport.call("ping", {}, timeout=timeout)
     except DaemonError:
         return None
     finally:
         transport.close()
+    from .upgrade import warn_if_other
+
+    warn_if_other(reply)  # a daemon of another corral: once, naming `corral update`
+    return int(reply["pid"])
 
 
 def ensure_daemon(root: Path, plugins: list[str] | None = None, timeout: float = 15.0) -> int:

@@ -280,6 +280,7 @@ class Commands:
             "uptime_ms": _now() - self.daemon.started_at,
             "apps": len(self.procs),
             "recovering": not self.daemon.recovered.is_set(),
+            **self.daemon.install,  # version, install_path, python (corral.upgrade)
         }
 
     async def cmd_start(

@@ -69,6 +69,7 @@ from .spawn import (
     split_args,
 )
 from .state import SpawnJournal, load_state, read_journal, save_state
+from .upgrade import install_info
 
 
 def now_ms() -> int:
@@ -98,6 +99,7 @@ class Daemon:
         self._creds: dict[int, tuple[dict, credentials.Credentials | None]] = {}
         self.sampler = TreeSampler()
         self.started_at = now_ms()
+        self.install = install_info()  # which corral this daemon runs, for ping
         self.loop: asyncio.AbstractEventLoop | None = None
         self.ctx: zmq.asyncio.Context | None = None
         self.server: RPCServer | None = None

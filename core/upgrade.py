@@ -1,0 +1,70 @@
+"""Safe upgrades: which corral a daemon runs, and ``corral update``.
+
+A daemon records at its start which corral it runs (version, the directory of
+the ``corral`` package, the Python executable) and ``ping`` tells it. A client
+whose own corral differs says so once, on stderr, and names the fix
+(``corral update``). This module is imported by every client, so it keeps to
+the standard library at the top.
+
+``update`` brings the daemon to the code the client runs. The daemon writes
+its state file (every app with its pm_id, pid, restart counts and log paths),
+then leaves its children running and exits; the next daemon, started by the
+client from the installed code, takes them over with the dead daemon's
+recovery (``Daemon._recover_previous``): each app is restarted under its
+pm_id with its counts and logs. That is PM2's ``pm2 update`` (dump, kill,
+resurrect), without losing the ids or the counts.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+
+def install_path() -> str:
+    """The real directory of the ``corral`` package this process runs."""
+    return os.path.realpath(Path(__file__).parent)
+
+
+def install_info() -> dict[str, str]:
+    """``version``, ``install_path`` and ``python`` of this process's corral."""
+    from . import __version__
+
+    return {"version": __version__, "install_path": install_path(), "python": sys.executable}
+
+
+def mismatch(reply: dict[str, Any]) -> str | None:
+    """The warning for a daemon (its ``ping`` reply) that runs another corral than this
+    process, or None when it runs this one (or is too old to say)."""
+    theirs, where = reply.get("version"), reply.get("install_path")
+    if theirs is None or where is None:
+        return None
+    mine = install_info()
+    if theirs == mine["version"] and where == mine["install_path"]:
+        return None
+    return (
+        f"the daemon runs corral {theirs} from {where}, this is corral {mine['version']} "
+        f"from {mine['install_path']}: run `corral update`"
+    )
+
+
+_warned: set[tuple[Any, ...]] = set()
+
+
+def warn_if_other(reply: dict[str, Any]) -> None:
+    """Warn once per process (one CLI command) about a daemon of another corral."""
+    message = mismatch(reply)
+    key = (reply.get("pid"), reply.get("version"), reply.get("install_path"))
+    if message is None or key in _warned:
+        return
+    _warned.add(key)
+    import warnings
+
+    from .client import CorralWarning
+
+    warnings.warn(message, CorralWarning, stacklevel=3)
