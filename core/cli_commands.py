@@ -670,6 +670,9 @@ def build_cli() -> click.Group:
         run_monit(_client())
 
     cli_reconcile.add_commands(cli, _client, _print_table)
+    from . import cli_update
+
+    cli_update.add_commands(cli, _client)
     _keys_commands(cli)
     _pid_command(cli)
     return cli

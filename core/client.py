@@ -550,6 +550,15 @@ class Client(_Calls):
             _wait_daemon_gone(reply.get("pid") or self.daemon_pid)
         self._transport.close()
 
+    def update(self) -> dict[str, Any]:
+        """Bring the daemon to the corral this program runs (PM2's ``pm2 update``), every
+        app back under its pm_id with its counts and logs; the reply says, per app,
+        whether it kept running or was restarted (see :mod:`corral.upgrade`)."""
+        self._local_only("update")
+        from .upgrade import update_daemon
+
+        return update_daemon(self)
+
     def disconnect(self) -> None:
         """Close the connection; an in-process daemon stops with its apps."""
         if self._inner is not None and self._inner.thread.is_alive():

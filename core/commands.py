@@ -72,6 +72,7 @@ class Commands:
         "plugins",
         "options",
         "kill_daemon",
+        "update",
     )
 
     def __init__(self, daemon: Daemon) -> None:
@@ -750,6 +751,11 @@ class Commands:
             self.daemon.forget(proc)
         self.daemon.request_stop()
         return {"pid": os.getpid(), "stopped": len(procs)}
+
+    def cmd_update(self, python: str | None = None, pythonpath: str | None = None) -> Any:
+        from .upgrade import leave_for_update
+
+        return leave_for_update(self.daemon, python, pythonpath)
 
 
 _LOG_OPTIONS = {"out": "out_file", "err": "error_file", "combined": "log_file"}

@@ -65,6 +65,7 @@ from .spawn import (
     SpawnSpec,
     build_argv,
     is_node,
+    own_preload,
     socket_activation_argv,
     split_args,
 )
@@ -100,10 +101,12 @@ class Daemon:
         self.sampler = TreeSampler()
         self.started_at = now_ms()
         self.install = install_info()  # which corral this daemon runs, for ping
+        self.node_preload = own_preload(self.home)  # outlives a reinstall (spawn.own_preload)
         self.loop: asyncio.AbstractEventLoop | None = None
         self.ctx: zmq.asyncio.Context | None = None
         self.server: RPCServer | None = None
         self.shutting_down = False
+        self.leaving: str | None = None  # "update": stop leaving the apps running (upgrade.py)
         self._stopped = asyncio.Event()
         self.recovered = asyncio.Event()  # set once a dead daemon's apps are back
         self._state_scheduled = False
@@ -198,14 +201,16 @@ class Daemon:
 
     async def _shutdown(self) -> None:
         self.shutting_down = True
-        await asyncio.gather(*(self.stop_process(p) for p in list(self.procs.values())))
-        for proc in list(self.procs.values()):
-            self.forget(proc)
+        if self.leaving is None:  # an update leaves every app running for the next daemon
+            await asyncio.gather(*(self.stop_process(p) for p in list(self.procs.values())))
+            for proc in list(self.procs.values()):
+                self.forget(proc)
         # a reload's old or new child, which no slot holds: it must not outlive the daemon
         await asyncio.gather(
             *(
                 terminate(proc, child, ["sigint", "sigkill"], self.sampler, self.log)
                 for proc, child in list(self.children.values())
+                if self.leaving is None or proc.child is not child
             )
         )
         if self.cgroups is not None:
@@ -530,7 +535,10 @@ class Daemon:
         options = proc.options
         node_args = split_args(options.get("node_args"))
         if is_node(proc.interpreter) and (proc.cluster or proc.shares_socket):
-            node_args = ["--require", str(NODE_PRELOAD), *node_args]
+            preload = self.node_preload
+            if self.credentials(proc) is not None and NODE_PRELOAD.exists():
+                preload = NODE_PRELOAD  # another account may not reach into the 0700 home
+            node_args = ["--require", str(preload), *node_args]
         argv = build_argv(
             proc.script,
             proc.interpreter,

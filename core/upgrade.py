@@ -68,3 +68,91 @@ def warn_if_other(reply: dict[str, Any]) -> None:
     from .client import CorralWarning
 
     warnings.warn(message, CorralWarning, stacklevel=3)
+
+
+# -- the daemon's side -------------------------------------------------------
+
+
+def leave_for_update(daemon: Any, python: str | None, pythonpath: str | None) -> dict[str, Any]:
+    """``update``: stop serving, leaving every app running and in the state file; the
+    next daemon (started by the client, from the installed code) takes them over."""
+    from .errors import StateError
+
+    if daemon.in_process:
+        raise StateError(
+            "an in-process daemon (connect(no_daemon=True)) runs its program's own code: "
+            "restart the program to update it"
+        )
+    if daemon.leaving is not None:
+        raise StateError("an update of this daemon is already under way")
+    apps = [
+        {"pm_id": p.pm_id, "name": p.name, "pid": p.pid, "status": p.state.value}
+        for p in daemon.processes()
+    ]
+    daemon.leaving = "restart"
+    daemon.shutting_down = True  # from now on nothing is spawned: the next daemon does
+    for proc in daemon.procs.values():
+        if proc.restart_timer is not None:
+            proc.restart_timer.cancel()  # its slot stays "waiting restart" in the state file
+            proc.restart_timer = None
+    daemon.log.info("update: leaving the apps to the next daemon", apps=len(apps))
+    daemon.request_stop()
+    return {"pid": os.getpid(), "handover": "restart", "apps": apps, **daemon.install}
+
+
+# -- the client's side -------------------------------------------------------
+
+
+def update_daemon(client: Any) -> dict[str, Any]:
+    """:meth:`corral.Client.update`: the daemon is replaced by one of this corral."""
+    from .client import _endpoint, _wait_daemon_gone, ensure_daemon
+    from .errors import DaemonError
+    from .rpc import SyncTransport, pid_alive
+
+    if client._inner is not None:
+        raise DaemonError("an in-process daemon runs this program's own code: nothing to update")
+    before = {p.pm_id: p.pid for p in client.list()}
+    request = {"python": sys.executable, "pythonpath": os.environ.get("PYTHONPATH")}
+    left = client._send("update", request)
+    client._transport.close()
+    _wait_daemon_gone(left["pid"], 30.0)
+    pid = ensure_daemon(client.home)  # this corral's daemon: it takes the apps over
+    client.daemon_pid = pid
+    client._transport = SyncTransport(
+        *_endpoint(client.home, None, lambda: pid_alive(client.daemon_pid))
+    )
+    now = client.ping()
+    apps = []
+    for info in client.list():  # answered once the apps are back (see Commands.dispatch)
+        kept = left["handover"] == "exec" and info.pid is not None
+        kept = kept and before.get(info.pm_id) == info.pid
+        apps.append(
+            {"pm_id": info.pm_id, "name": info.name, "pid": info.pid, "kept": kept}
+            | {"status": info.status}
+        )
+    return {
+        "handover": left["handover"],
+        "previous": {k: left.get(k) for k in ("pid", "version", "install_path", "python")},
+        "daemon": {k: now.get(k) for k in ("pid", "version", "install_path", "python")},
+        "apps": apps,
+    }
+
+
+def summary_lines(result: dict[str, Any]) -> list[str]:
+    """What ``corral update`` prints: the daemon before and after, then per app name
+    ``kept running: web (4 instances)`` or ``restarted: api``."""
+    old, new = result["previous"], result["daemon"]
+    lines = [
+        f"daemon pid {old['pid']} (corral {old['version']} from {old['install_path']}) -> "
+        f"pid {new['pid']} (corral {new['version']} from {new['install_path']})"
+    ]
+    groups: dict[tuple[str, bool], int] = {}
+    for app in result["apps"]:
+        key = (app["name"], app["kept"])
+        groups[key] = groups.get(key, 0) + 1
+    for (name, kept), count in groups.items():
+        what = "kept running" if kept else "restarted"
+        lines.append(f"{what}: {name}" + (f" ({count} instances)" if count > 1 else ""))
+    if not result["apps"]:
+        lines.append("no apps")
+    return lines
