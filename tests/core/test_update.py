@@ -5,9 +5,11 @@ PYTHONPATH, with its own __version__)."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -78,3 +80,86 @@ def test_a_client_of_another_corral_warns_once(corral_home: Path, tmp_path: Path
             "run `corral update`"
         ], (args, done.stderr)
     assert "corral update" not in run_cli(corral_home, "ls", pythonpath=other).stderr
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get(port: int) -> str | None:
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        conn.request("GET", "/")
+        return conn.getresponse().read().decode()
+    except OSError:
+        return None
+
+
+def jlist(home: Path, pythonpath: Path | None = None) -> list[dict]:
+    done = run_cli(home, "jlist", pythonpath=pythonpath)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def serving(home: Path, name: str, count: int, port: int, pythonpath: Path | None = None):
+    """The app's instances once all are online and ready and the port answers."""
+    procs = [p for p in jlist(home, pythonpath) if p["name"] == name]
+    ready = all(p["pm2_env"]["status"] == "online" and p["pm2_env"].get("ready") for p in procs)
+    if len(procs) == count and ready and get(port):
+        return procs
+    return None
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="needs node")
+def test_a_node_cluster_outlives_its_install_and_update_brings_it_back(
+    corral_home: Path, tmp_path: Path
+) -> None:
+    old = install_copy(tmp_path / "old", "0.0.1")
+    port = free_port()
+    app = ROOT / "tests" / "apps" / "plain_listen.js"
+    started = run_cli(
+        corral_home,
+        *("start", str(app), "--name", "web", "-i", "2", "--env", f"APP_PORT={port}"),
+        pythonpath=old,
+    )
+    assert started.returncode == 0, started.stderr
+    procs = wait_for(lambda: serving(corral_home, "web", 2, port, old), timeout=30)
+    assert procs, jlist(corral_home, old)
+    shutil.rmtree(old / "corral")  # the install is replaced under the running daemon
+    # with its install gone, the old daemon still restarts a cluster instance: its
+    # preload is the daemon's own copy (before, `Cannot find module .../preload.js`)
+    first = procs[0]
+    os.kill(first["pid"], 9)
+    wait_for(
+        lambda: [
+            p
+            for p in jlist(corral_home)
+            if p["pm_id"] == first["pm_id"]
+            and p["pid"] != first["pid"]
+            and p["pm2_env"]["status"] == "online"
+        ],
+        timeout=20,
+    )
+    procs = wait_for(lambda: serving(corral_home, "web", 2, port), timeout=30)
+    assert procs, jlist(corral_home)
+    again = next(p for p in procs if p["pm_id"] == first["pm_id"])
+    assert again["pm2_env"].get("ready_by") == "listening", again["pm2_env"]
+    install_copy(tmp_path / "new", "0.0.2")
+    shutil.copytree(tmp_path / "new" / "corral", old / "corral")  # reinstalled: a new version
+    counts = {p["pm_id"]: p["pm2_env"]["restart_time"] for p in procs}
+    assert "corral update" in run_cli(corral_home, "ls").stderr  # the daemon runs 0.0.1
+
+    done = run_cli(corral_home, "update")  # this checkout's corral takes over
+    assert done.returncode == 0, done.stderr
+    assert "restarted: web (2 instances)" in done.stdout, done.stdout
+    after = wait_for(lambda: serving(corral_home, "web", 2, port), timeout=30)
+    assert after, jlist(corral_home)
+    assert sorted(p["pm_id"] for p in after) == sorted(counts)
+    for p in after:  # restarted once more by the update, never reset
+        assert p["pm2_env"]["restart_time"] == counts[p["pm_id"]] + 1
+    reply = json.loads(run_cli(corral_home, "ping", "--json").stdout)
+    assert reply["version"] == corral.__version__
+    assert reply["install_path"] == os.path.realpath(Path(corral.__file__).parent)
+    assert run_cli(corral_home, "ls").stderr == ""  # no warning any more
