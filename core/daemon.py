@@ -70,7 +70,7 @@ from .spawn import (
     split_args,
 )
 from .state import SpawnJournal, load_state, read_journal, save_state
-from .upgrade import install_info
+from .upgrade import adopt, end_handed_over, install_info, read_handover
 
 
 def now_ms() -> int:
@@ -100,7 +100,9 @@ class Daemon:
         self._creds: dict[int, tuple[dict, credentials.Credentials | None]] = {}
         self.sampler = TreeSampler()
         self.started_at = now_ms()
-        self.install = install_info()  # which corral this daemon runs, for ping
+        # which corral this daemon runs, for ping (started_at tells an update's new image)
+        self.install = {**install_info(), "started_at": self.started_at}
+        self.successor: tuple[str, str | None] | None = None  # python, PYTHONPATH to exec
         self.node_preload = own_preload(self.home)  # outlives a reinstall (spawn.own_preload)
         self.loop: asyncio.AbstractEventLoop | None = None
         self.ctx: zmq.asyncio.Context | None = None
@@ -219,7 +221,8 @@ class Daemon:
         if self.journal is not None:
             self.journal.close()
             self.journal = None
-        self.listeners.close_all()
+        if self.leaving != "exec":  # else the next image of this process takes them
+            self.listeners.close_all()
         if self.notify is not None:
             self.notify.close()
         self.manager.daemon_stopped(self)
@@ -241,7 +244,8 @@ class Daemon:
         for own in (self.logs.own_dir, self.pid_files.own_dir):
             if own is not None:
                 os.close(own[1])
-        homelock.release(self.home)  # last: the next daemon finds no socket or pid file of ours
+        if self.leaving != "exec":  # else held across the exec: no daemon starts meanwhile
+            homelock.release(self.home)  # last: the next daemon finds no socket or pid file of ours
 
     # -- state changes -----------------------------------------------------
 
@@ -327,6 +331,9 @@ class Daemon:
         This daemon holds the home's lock (homelock), so no other daemon runs here.
         """
         state = load_state(paths.state_file(self.home)) or {"apps": []}
+        handover = None if self.in_process else read_handover(self.home)
+        if handover is not None and await self._take_over(handover, state["apps"]):
+            return
         spawned = read_journal(paths.journal_file(self.home))  # children the state missed
         old_pid = state.get("daemon_pid")
         held = self.output.holder.take() if self.output.holder is not None else []
@@ -349,6 +356,24 @@ class Daemon:
                 path, *ident = entry.get("pid_file_created") or ()
                 self.pid_files.adopt(Path(path), tuple(int(n) for n in ident))
         await self.commands.restore(state["apps"], keep_ids=True)
+
+    async def _take_over(self, handover: dict[str, Any], entries: list[dict[str, Any]]) -> bool:
+        """Adopt what the image of this process before the exec ran (corral update); on
+        any failure its children are ended and the apps restarted as after a death."""
+        self._previous_cgroups = []  # the children in them are ours again
+        try:
+            await adopt(self, handover, entries)
+        except Exception as exc:
+            self.log.error(
+                "handover failed: restarting the apps", error=f"{type(exc).__name__}: {exc}"
+            )
+            for proc in list(self.procs.values()):
+                self.forget(proc)
+            end_handed_over(handover)
+            self._previous_cgroups = cgroup_home.previous(self.home)
+            return False
+        self.log.info("took over the apps of the image before the update", count=len(self.procs))
+        return True
 
     async def _kill_orphans(self, state: dict[str, Any], spawned: list[dict[str, Any]]) -> None:
         """Stop the children a dead daemon recorded (state file, spawn journal), by pid."""
@@ -961,6 +986,10 @@ def main() -> None:
         asyncio.run(daemon.run())
     except CorralError as exc:  # a bad rpc_address, an address in use: run() logged it
         raise SystemExit(f"corral daemon: {exc}") from None
+    if daemon.leaving == "exec" and daemon.successor is not None:
+        from .upgrade import exec_successor
+
+        exec_successor(daemon, *daemon.successor)  # corral update: never returns
 
 
 def _record_failure(home: Path, exc: Exception) -> None:
