@@ -149,17 +149,78 @@ def test_a_node_cluster_outlives_its_install_and_update_brings_it_back(
     install_copy(tmp_path / "new", "0.0.2")
     shutil.copytree(tmp_path / "new" / "corral", old / "corral")  # reinstalled: a new version
     counts = {p["pm_id"]: p["pm2_env"]["restart_time"] for p in procs}
+    pids = {p["pm_id"]: p["pid"] for p in procs}
+    daemon_pid = json.loads(run_cli(corral_home, "ping", "--json").stdout)["pid"]
     assert "corral update" in run_cli(corral_home, "ls").stderr  # the daemon runs 0.0.1
 
-    done = run_cli(corral_home, "update")  # this checkout's corral takes over
+    done = run_cli(corral_home, "update")  # this checkout's corral takes over, in place
     assert done.returncode == 0, done.stderr
-    assert "restarted: web (2 instances)" in done.stdout, done.stdout
+    assert "kept running: web (2 instances)" in done.stdout, done.stdout
     after = wait_for(lambda: serving(corral_home, "web", 2, port), timeout=30)
     assert after, jlist(corral_home)
-    assert sorted(p["pm_id"] for p in after) == sorted(counts)
-    for p in after:  # restarted once more by the update, never reset
-        assert p["pm2_env"]["restart_time"] == counts[p["pm_id"]] + 1
+    assert {p["pm_id"]: p["pid"] for p in after} == pids  # the same processes
+    assert {p["pm_id"]: p["pm2_env"]["restart_time"] for p in after} == counts
+    # the new image watches them: an instance that dies is restarted under its pm_id,
+    # on the port the old image bound (the listening socket was handed over too)
+    os.kill(pids[first["pm_id"]], 9)
+    again = wait_for(
+        lambda: [
+            p
+            for p in (serving(corral_home, "web", 2, port) or [])
+            if p["pm_id"] == first["pm_id"] and p["pid"] != pids[first["pm_id"]]
+        ],
+        timeout=30,
+    )
+    assert again and again[0]["pm2_env"]["restart_time"] == counts[first["pm_id"]] + 1
+    log = (corral_home / "logs" / f"web-out-{first['pm_id']}.log").read_text()
+    assert log.count(f"listening on {port}") == 3  # the new image reads its pipes: 3 runs
+    reply = json.loads(run_cli(corral_home, "ping", "--json").stdout)
+    assert reply["pid"] == daemon_pid  # re-executed in place
     reply = json.loads(run_cli(corral_home, "ping", "--json").stdout)
     assert reply["version"] == corral.__version__
     assert reply["install_path"] == os.path.realpath(Path(corral.__file__).parent)
     assert run_cli(corral_home, "ls").stderr == ""  # no warning any more
+
+
+def test_an_update_that_cannot_hand_over_restarts_the_apps_and_says_so(
+    corral_home: Path, tmp_path: Path
+) -> None:
+    """An app still waiting for its ready signal has no child that could be handed over
+    as it is: the update restarts it (PM2's way), under its pm_id, and says why."""
+    app = tmp_path / "slow_ready.py"
+    app.write_text("import time\nprint('up', flush=True)\nwhile True:\n    time.sleep(1)\n")
+    env = dict(os.environ, CORRAL_HOME=str(corral_home))
+    env.pop("PYTHONPATH", None)
+    flags = ["--name", "slow", "--wait-ready", "--listen-timeout", "60000"]
+    starting = subprocess.Popen(  # its start waits for the ready signal: left waiting
+        [sys.executable, "-m", "corral", "start", str(app), *flags],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        before = wait_for(
+            lambda: [
+                p for p in jlist(corral_home) if p["pid"] and p["pm2_env"]["status"] == "launching"
+            ],
+            timeout=20,
+        )
+        assert before
+        check_restarted(corral_home, before)
+    finally:
+        starting.kill()
+        starting.wait()
+
+
+def check_restarted(corral_home: Path, before: list[dict]) -> None:
+    done = run_cli(corral_home, "update", "--json")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["handover"] == "restart"
+    assert "slow (pm_id 0)" in result["why_restarted"]
+    assert [(a["pm_id"], a["how"]) for a in result["apps"]] == [(0, "restarted")]
+    assert result["daemon"]["pid"] != result["previous"]["pid"]
+    after = wait_for(lambda: [p for p in jlist(corral_home) if p["pid"]], timeout=20)
+    assert after[0]["pm_id"] == 0 and after[0]["pid"] != before[0]["pid"]
+    text = run_cli(corral_home, "update")  # still waiting for its ready signal
+    assert "restarted: slow" in text.stdout and "no handover in place" in text.stdout
