@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psutil
 import pytest
 
 import corral
@@ -224,3 +225,35 @@ def check_restarted(corral_home: Path, before: list[dict]) -> None:
     assert after[0]["pm_id"] == 0 and after[0]["pid"] != before[0]["pid"]
     text = run_cli(corral_home, "update")  # still waiting for its ready signal
     assert "restarted: slow" in text.stdout and "no handover in place" in text.stdout
+
+
+def test_a_new_image_that_fails_to_take_over_restarts_the_apps(
+    corral_home: Path, tmp_path: Path
+) -> None:
+    """The installed corral's take-over breaks (a copy whose adopt() raises): the apps
+    are not lost, they are restarted under their pm_ids."""
+    broken = install_copy(tmp_path / "broken", corral.__version__)
+    upgrade = broken / "corral" / "upgrade.py"
+    upgrade.write_text(
+        upgrade.read_text().replace(
+            '    """The new image takes over what the old one ran',
+            '    raise RuntimeError("broken take-over")\n    """The new image',
+        )
+    )
+    app = tmp_path / "loop.py"
+    app.write_text("import time\nwhile True:\n    time.sleep(1)\n")
+    assert run_cli(corral_home, "start", str(app), "--name", "loop", "-i", "2").returncode == 0
+    before = wait_for(
+        lambda: [p for p in jlist(corral_home) if p["pid"]][1:] and jlist(corral_home)
+    )
+    done = run_cli(corral_home, "update", "--json", pythonpath=broken)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert [(a["pm_id"], a["how"]) for a in result["apps"]] == [(0, "restarted"), (1, "restarted")]
+    after = wait_for(lambda: [p for p in jlist(corral_home) if p["pid"]][1:] and jlist(corral_home))
+    assert {p["pm_id"] for p in after} == {0, 1}
+    assert all(p["pid"] not in {b["pid"] for b in before} for p in after)
+    for pid in (b["pid"] for b in before):  # the handed-over children were ended
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie"
+    log = (corral_home / "corral.log").read_text()
+    assert "handover failed: restarting the apps" in log and "broken take-over" in log
