@@ -35,6 +35,7 @@ from .errors import CorralError, OptionError, ScriptError, StateError
 from .events import ProcessEvent
 from .fdholder import Drain, HolderLink
 from .fdreserve import FdReserve, fd_limit, out_of_fds
+from .handover import adopt, end_handed_over, read_handover
 from .hooks import PluginManager, load_plugins
 from .kill import (
     Enclosure,
@@ -70,7 +71,7 @@ from .spawn import (
     split_args,
 )
 from .state import SpawnJournal, load_state, read_journal, save_state
-from .upgrade import adopt, end_handed_over, install_info, read_handover
+from .upgrade import install_info
 
 
 def now_ms() -> int:
@@ -108,7 +109,7 @@ class Daemon:
         self.ctx: zmq.asyncio.Context | None = None
         self.server: RPCServer | None = None
         self.shutting_down = False
-        self.leaving: str | None = None  # "update": stop leaving the apps running (upgrade.py)
+        self.leaving: str | None = None  # update: "exec" or "restart" (upgrade.py, handover.py)
         self._stopped = asyncio.Event()
         self.recovered = asyncio.Event()  # set once a dead daemon's apps are back
         self._state_scheduled = False
@@ -987,7 +988,7 @@ def main() -> None:
     except CorralError as exc:  # a bad rpc_address, an address in use: run() logged it
         raise SystemExit(f"corral daemon: {exc}") from None
     if daemon.leaving == "exec" and daemon.successor is not None:
-        from .upgrade import exec_successor
+        from .handover import exec_successor
 
         exec_successor(daemon, *daemon.successor)  # corral update: never returns
 

@@ -233,7 +233,7 @@ def test_a_new_image_that_fails_to_take_over_restarts_the_apps(
     """The installed corral's take-over breaks (a copy whose adopt() raises): the apps
     are not lost, they are restarted under their pm_ids."""
     broken = install_copy(tmp_path / "broken", corral.__version__)
-    upgrade = broken / "corral" / "upgrade.py"
+    upgrade = broken / "corral" / "handover.py"
     upgrade.write_text(
         upgrade.read_text().replace(
             '    """The new image takes over what the old one ran',
