@@ -120,13 +120,26 @@ def print_jlist(client: Client, *, indent: int | None = None) -> None:
     sys.stdout.write(json.dumps(processes, indent=indent) + "\n")
 
 
-def print_ping(client: Client) -> None:
-    _print_pong(client.ping())
+def print_ping(client: Client, *, as_json: bool = False) -> None:
+    _print_pong(client.ping(), as_json=as_json)
 
 
-def _print_pong(reply: dict[str, Any]) -> None:
+def _print_pong(reply: dict[str, Any], *, as_json: bool = False) -> None:
+    from .upgrade import _warned, mismatch
+
+    other = mismatch(reply)
+    if other is not None and not _warned:  # the fast path sets no warnings hook
+        sys.stderr.write(f"warning: {other}\n")
+    if as_json:
+        import json
+
+        sys.stdout.write(json.dumps(reply) + "\n")
+        return
     pid, apps, home = reply.get("pid"), reply.get("apps", 0), reply.get("home")
     sys.stdout.write(f"pong (daemon pid {pid}, {apps} apps, home {home})\n")
+    if reply.get("version") is not None:
+        where = reply.get("install_path") or "?"
+        sys.stdout.write(f"corral {reply['version']} from {where} ({reply.get('python')})\n")
 
 
 def parse_target(value: str | int) -> str | int:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from . import cli_extra, cli_import, cli_reconcile, cli_stdin, paths
+from . import cli_extra, cli_import, cli_reconcile, cli_stdin, cli_update, paths
 from .cli import (
     handle_errors,
     parse_env,
@@ -599,9 +599,12 @@ def build_cli() -> click.Group:
         _echo("daemon killed")
 
     @cli.command()
-    def ping() -> None:
-        """Check the daemon answers (starting it if none runs)."""
-        print_ping(_client())
+    @click.option(
+        "--json", "as_json", is_flag=True, help="Print one JSON document (see README, JSON output)."
+    )
+    def ping(as_json: bool) -> None:
+        """Check the daemon answers (starting it if none runs), and which corral it runs."""
+        print_ping(_client(), as_json=as_json)
 
     @cli.command("sendSignal")
     @click.argument("signal")
@@ -690,6 +693,7 @@ def build_cli() -> click.Group:
     cli_reconcile.add_commands(cli, _client, _print_table)
     cli_stdin.add_commands(cli, _client)
     cli_import.add_commands(cli, _client)
+    cli_update.add_commands(cli, _client)
     _keys_commands(cli)
     _pid_command(cli)
     cli_extra.add_commands(cli, _client)

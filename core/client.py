@@ -557,6 +557,15 @@ class Client(_Calls):
             _wait_daemon_gone(reply.get("pid") or self.daemon_pid)
         self._transport.close()
 
+    def update(self) -> dict[str, Any]:
+        """Bring the daemon to the corral this program runs (PM2's ``pm2 update``), every
+        app back under its pm_id with its counts and logs; the reply says, per app,
+        whether it kept running or was restarted (see :mod:`corral.upgrade`)."""
+        self._local_only("update")
+        from .upgrade import update_daemon
+
+        return update_daemon(self)
+
     def disconnect(self) -> None:
         """Close the connection; an in-process daemon stops with its apps."""
         if self._inner is not None and self._inner.thread.is_alive():
@@ -708,11 +717,15 @@ def _answers(root: Path, timeout: float) -> int | None:
         return None
     transport = SyncTransport(paths.rpc_address(root), lambda: pid_alive(pid))
     try:
-        return int(transport.call("ping", {}, timeout=timeout)["pid"])
+        reply = transport.call("ping", {}, timeout=timeout)
     except DaemonError:
         return None
     finally:
         transport.close()
+    from .upgrade import warn_if_other
+
+    warn_if_other(reply)  # a daemon of another corral: once, naming `corral update`
+    return int(reply["pid"])
 
 
 def ensure_daemon(root: Path, plugins: list[str] | None = None, timeout: float = 15.0) -> int:

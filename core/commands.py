@@ -73,6 +73,7 @@ class Commands:
         "plugins",
         "options",
         "kill_daemon",
+        "update",
     )
 
     def __init__(self, daemon: Daemon) -> None:
@@ -281,6 +282,7 @@ class Commands:
             "uptime_ms": _now() - self.daemon.started_at,
             "apps": len(self.procs),
             "recovering": not self.daemon.recovered.is_set(),
+            **self.daemon.install,  # version, install_path, python (corral.upgrade)
         }
 
     async def cmd_start(
@@ -754,6 +756,11 @@ class Commands:
             self.daemon.forget(proc)
         self.daemon.request_stop()
         return {"pid": os.getpid(), "stopped": len(procs)}
+
+    def cmd_update(self, python: str | None = None, pythonpath: str | None = None) -> Any:
+        from .upgrade import leave_for_update
+
+        return leave_for_update(self.daemon, python, pythonpath)
 
 
 _LOG_OPTIONS = {"out": "out_file", "err": "error_file", "combined": "log_file"}

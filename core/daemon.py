@@ -35,6 +35,7 @@ from .errors import CorralError, OptionError, ScriptError, StateError
 from .events import ProcessEvent
 from .fdholder import Drain, HolderLink
 from .fdreserve import FdReserve, fd_limit, out_of_fds
+from .handover import adopt, end_handed_over, read_handover
 from .hooks import PluginManager, load_plugins
 from .kill import (
     Enclosure,
@@ -65,12 +66,14 @@ from .spawn import (
     SpawnSpec,
     build_argv,
     is_node,
+    own_preload,
     socket_activation_argv,
     split_args,
 )
 from .state import SpawnJournal, load_state, read_journal, save_state
 from .stdin import StdinPipe
 from .stdin import open_pipe as open_stdin_pipe
+from .upgrade import install_info
 
 
 def now_ms() -> int:
@@ -100,10 +103,15 @@ class Daemon:
         self._creds: dict[int, tuple[dict, credentials.Credentials | None]] = {}
         self.sampler = TreeSampler()
         self.started_at = now_ms()
+        # which corral this daemon runs, for ping (started_at tells an update's new image)
+        self.install = {**install_info(), "started_at": self.started_at}
+        self.successor: tuple[str, str | None] | None = None  # python, PYTHONPATH to exec
+        self.node_preload = own_preload(self.home)  # outlives a reinstall (spawn.own_preload)
         self.loop: asyncio.AbstractEventLoop | None = None
         self.ctx: zmq.asyncio.Context | None = None
         self.server: RPCServer | None = None
         self.shutting_down = False
+        self.leaving: str | None = None  # update: "exec" or "restart" (upgrade.py, handover.py)
         self._stopped = asyncio.Event()
         self.recovered = asyncio.Event()  # set once a dead daemon's apps are back
         self._state_scheduled = False
@@ -198,14 +206,16 @@ class Daemon:
 
     async def _shutdown(self) -> None:
         self.shutting_down = True
-        await asyncio.gather(*(self.stop_process(p) for p in list(self.procs.values())))
-        for proc in list(self.procs.values()):
-            self.forget(proc)
+        if self.leaving is None:  # an update leaves every app running for the next daemon
+            await asyncio.gather(*(self.stop_process(p) for p in list(self.procs.values())))
+            for proc in list(self.procs.values()):
+                self.forget(proc)
         # a reload's old or new child, which no slot holds: it must not outlive the daemon
         await asyncio.gather(
             *(
                 terminate(proc, child, ["sigint", "sigkill"], self.sampler, self.log)
                 for proc, child in list(self.children.values())
+                if self.leaving is None or proc.child is not child
             )
         )
         if self.cgroups is not None:
@@ -214,7 +224,8 @@ class Daemon:
         if self.journal is not None:
             self.journal.close()
             self.journal = None
-        self.listeners.close_all()
+        if self.leaving != "exec":  # else the next image of this process takes them
+            self.listeners.close_all()
         if self.notify is not None:
             self.notify.close()
         self.manager.daemon_stopped(self)
@@ -236,7 +247,8 @@ class Daemon:
         for own in (self.logs.own_dir, self.pid_files.own_dir):
             if own is not None:
                 os.close(own[1])
-        homelock.release(self.home)  # last: the next daemon finds no socket or pid file of ours
+        if self.leaving != "exec":  # else held across the exec: no daemon starts meanwhile
+            homelock.release(self.home)  # last: the next daemon finds no socket or pid file of ours
 
     # -- state changes -----------------------------------------------------
 
@@ -322,6 +334,9 @@ class Daemon:
         This daemon holds the home's lock (homelock), so no other daemon runs here.
         """
         state = load_state(paths.state_file(self.home)) or {"apps": []}
+        handover = None if self.in_process else read_handover(self.home)
+        if handover is not None and await self._take_over(handover, state["apps"]):
+            return
         spawned = read_journal(paths.journal_file(self.home))  # children the state missed
         old_pid = state.get("daemon_pid")
         held = self.output.holder.take() if self.output.holder is not None else []
@@ -344,6 +359,24 @@ class Daemon:
                 path, *ident = entry.get("pid_file_created") or ()
                 self.pid_files.adopt(Path(path), tuple(int(n) for n in ident))
         await self.commands.restore(state["apps"], keep_ids=True)
+
+    async def _take_over(self, handover: dict[str, Any], entries: list[dict[str, Any]]) -> bool:
+        """Adopt what the image of this process before the exec ran (corral update); on
+        any failure its children are ended and the apps restarted as after a death."""
+        self._previous_cgroups = []  # the children in them are ours again
+        try:
+            await adopt(self, handover, entries)
+        except Exception as exc:
+            self.log.error(
+                "handover failed: restarting the apps", error=f"{type(exc).__name__}: {exc}"
+            )
+            for proc in list(self.procs.values()):
+                self.forget(proc)
+            end_handed_over(handover)
+            self._previous_cgroups = cgroup_home.previous(self.home)
+            return False
+        self.log.info("took over the apps of the image before the update", count=len(self.procs))
+        return True
 
     async def _kill_orphans(self, state: dict[str, Any], spawned: list[dict[str, Any]]) -> None:
         """Stop the children a dead daemon recorded (state file, spawn journal), by pid."""
@@ -531,7 +564,10 @@ class Daemon:
         options = proc.options
         node_args = split_args(options.get("node_args"))
         if is_node(proc.interpreter) and (proc.cluster or proc.shares_socket):
-            node_args = ["--require", str(NODE_PRELOAD), *node_args]
+            preload = self.node_preload
+            if self.credentials(proc) is not None and NODE_PRELOAD.exists():
+                preload = NODE_PRELOAD  # another account may not reach into the 0700 home
+            node_args = ["--require", str(preload), *node_args]
         argv = build_argv(
             proc.script,
             proc.interpreter,
@@ -956,6 +992,10 @@ def main() -> None:
         asyncio.run(daemon.run())
     except CorralError as exc:  # a bad rpc_address, an address in use: run() logged it
         raise SystemExit(f"corral daemon: {exc}") from None
+    if daemon.leaving == "exec" and daemon.successor is not None:
+        from .handover import exec_successor
+
+        exec_successor(daemon, *daemon.successor)  # corral update: never returns
 
 
 def _record_failure(home: Path, exc: Exception) -> None:

@@ -12,8 +12,10 @@ import sys
 if os.environ.get("CORRAL_DAEMON_ALLOW_RICH") != "1":
     sys.modules.setdefault("rich", None)  # type: ignore[arg-type]
 
+from corral.handover import keep_lock
 from corral.homelock import claim_home
 
+keep_lock()  # after `corral update` re-executed this process: its lock is still held
 claim_home()  # one daemon per home: a second one exits here, before its imports
 
 from corral.daemon import main  # noqa: E402

@@ -6,6 +6,7 @@ except that ``.py`` runs under the daemon's own Python unless told otherwise.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import shutil
@@ -31,6 +32,37 @@ INTERPRETERS = {
 
 
 NODE_PRELOAD = Path(__file__).parent / "node" / "preload.js"
+
+
+def own_preload(home: Path) -> Path:
+    """A copy of :data:`NODE_PRELOAD` that the daemon of ``home`` owns, made now, at its
+    start: ``HOME/node/preload-<hash>.js`` (0644 in a 0755 directory of ours, never
+    through a link). A reinstall that removes or replaces the package under a running
+    daemon then leaves its node children's ``--require`` working. Falls back to the
+    package's file when the copy cannot be made."""
+    import hashlib
+    import stat
+
+    try:
+        data = NODE_PRELOAD.read_bytes()
+        directory = home / "node"
+        with contextlib.suppress(FileExistsError):
+            directory.mkdir(mode=0o755)
+        st = os.lstat(directory)
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
+            return NODE_PRELOAD  # not a directory of ours: not written through
+        os.chmod(directory, 0o755)
+        path = directory / f"preload-{hashlib.sha256(data).hexdigest()[:12]}.js"
+        tmp = directory / f".{path.name}.{os.getpid()}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except OSError:
+        return NODE_PRELOAD
+    return path
+
 
 # Puts the listening socket at fd 3 and sets LISTEN_PID to the program's own pid
 # (the shell execs into it, so the pid stays): systemd socket activation.

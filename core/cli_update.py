@@ -1,0 +1,32 @@
+"""``corral update``: bring the daemon to the installed corral (see corral.upgrade)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+
+def add_commands(cli: click.Group, client_factory: Callable[[], Any]) -> None:
+    @cli.command()
+    @click.option(
+        "--json", "as_json", is_flag=True, help="Print one JSON document (see README, JSON output)."
+    )
+    def update(as_json: bool) -> None:
+        """Bring the daemon to the installed corral, every app back under its pm_id."""
+        from .client import CorralWarning
+        from .upgrade import summary_lines
+
+        with warnings.catch_warnings():  # "run corral update": that is what this does
+            warnings.simplefilter("ignore", CorralWarning)
+            client = client_factory()
+            result = client.update()
+        if as_json:
+            sys.stdout.write(json.dumps(result) + "\n")
+            return
+        for line in summary_lines(result):
+            click.echo(line)

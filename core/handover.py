@@ -1,0 +1,277 @@
+"""The handover in place of ``corral update``: the daemon re-executes itself.
+
+The old image writes ``HOME/handover.json`` (each running child's pid, the
+descriptors of its output pipes and channel, its readiness and cgroup; the
+listening sockets), keeps those descriptors and the home's lock open across
+``execve`` and becomes the daemon of the installed corral. The pid is the
+same, so the children stay its children (``waitpid`` reaps them) and nothing
+they hold changes; the pipe holder keeps its copies under the same keys. The
+new image reads the state file for the slots and adopts the children instead
+of spawning (:func:`adopt`). Where it cannot (:func:`handover_blocker`), or
+when the take-over fails, the apps are restarted under their pm_ids.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from pathlib import Path
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+
+HANDOVER = "handover.json"  # in the home: what the image before this one left running
+LOCK_FD_ENV = "CORRAL_HANDOVER_LOCK_FD"  # daemon.lock's descriptor, kept across the exec
+
+
+class Adopted:
+    """What :class:`subprocess.Popen` gives the daemon, for a child an earlier image of
+    this same process forked: it is still our child, so ``waitpid`` reaps it."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def wait(self, timeout: float | None = None) -> int:
+        if self.returncode is None:
+            try:
+                _, status = os.waitpid(self.pid, 0)
+                self.returncode = os.waitstatus_to_exitcode(status)
+            except ChildProcessError:
+                self.returncode = 0  # reaped elsewhere: its code is gone
+        return self.returncode
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                self.returncode = 0
+            else:
+                if pid:
+                    self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def send_signal(self, sig: int) -> None:
+        os.kill(self.pid, sig)
+
+
+def handover_blocker(daemon: Any, python: str) -> str | None:
+    """Why the apps cannot be handed over in place (they are restarted), or None."""
+    from .lifecycle import ProcessState
+
+    if not os.access(python, os.X_OK):
+        return f"{python} cannot be executed"
+    running = 0
+    for proc in daemon.processes():
+        lock = daemon.locks.get(proc.pm_id)
+        if lock is not None and lock.locked():
+            return f"a command is under way on {proc.name} (pm_id {proc.pm_id})"
+        if proc.state in (ProcessState.STOPPED, ProcessState.ERRORED):
+            continue
+        if proc.state is ProcessState.WAITING_RESTART:
+            continue  # no child: the next image starts it when its restart is due
+        child = proc.child
+        if proc.state is not ProcessState.ONLINE or child is None or proc.stop_in_progress:
+            return f"{proc.name} (pm_id {proc.pm_id}) is {proc.state.value}"
+        if not child.ready.done():
+            return f"{proc.name} (pm_id {proc.pm_id}) is not ready yet"
+        if child.channel is None or child.channel.closed or len(child.writers) != 2:
+            return f"{proc.name} (pm_id {proc.pm_id}) has closed its output or channel"
+        running += 1
+    if len(daemon.children) != running:
+        return "a reload is under way"
+    return None
+
+
+def exec_successor(daemon: Any, python: str, pythonpath: str | None) -> None:
+    """After the old image's loop has ended: write what runs to ``HOME/handover.json``,
+    keep the descriptors the next image needs open across exec, and become the daemon
+    of the installed corral (same pid: the children stay ours). Never returns."""
+    from .state import write_atomic
+
+    keep: list[int] = []
+    apps = []
+    for proc in daemon.processes():
+        child = proc.child
+        if child is None:
+            continue
+        pipes = {}
+        for fd, (stream, writer) in child.writers.items():
+            writer.flush()  # a partial line held back is written now, not lost
+            pipes[stream] = fd
+            keep.append(fd)
+        channel = child.channel.sock.detach()
+        keep.append(channel)
+        apps.append(
+            {
+                "pm_id": proc.pm_id,
+                "unique_id": proc.unique_id,
+                "pid": child.pid,
+                "started": child.started,
+                "pipes": pipes,
+                "channel": channel,
+                "ready_by": child.ready_by,
+                "ready_at": child.ready_at,
+                "cgroup": str(child.cgroup) if child.cgroup else None,
+                "state": proc.state.value,
+            }
+        )
+    listeners = []
+    for key, listener, shared in [
+        *((name, li, False) for name, li in daemon.listeners.by_name.items()),
+        *((k, li, True) for k, li in daemon.listeners.shared.items()),
+    ]:
+        fd = listener.sock.detach()
+        keep.append(fd)
+        listeners.append(
+            {
+                "key": list(key) if shared else key,
+                "shared": shared,
+                "address": listener.address,
+                "fd": fd,
+                "port": listener.port,
+                "users": sorted(listener.users),
+                "ident": listener.ident,
+            }
+        )
+    from . import homelock
+
+    lock_fd = homelock._held.get(str(daemon.home))
+    env = dict(os.environ)
+    if lock_fd is not None:
+        keep.append(lock_fd)
+        env[LOCK_FD_ENV] = str(lock_fd)
+    if pythonpath:
+        env["PYTHONPATH"] = pythonpath
+    else:
+        env.pop("PYTHONPATH", None)
+    try:
+        write_atomic(
+            daemon.home / HANDOVER,
+            {"pid": os.getpid(), "apps": apps, "listeners": listeners},
+        )
+        for fd in keep:
+            os.set_inheritable(fd, True)
+        os.execve(python, [python, "-m", "corral.daemon_main"], env)
+    except OSError as exc:
+        sys.stderr.write(f"corral daemon: cannot re-execute {python}: {exc}\n")
+    # the apps still run and the state file names them: the next daemon restarts them
+    os._exit(1)
+
+
+def keep_lock() -> None:
+    """In ``daemon_main``, before ``claim_home``: the daemon.lock an earlier image of this
+    process held stays held (no second daemon can start during the exec)."""
+    value = os.environ.pop(LOCK_FD_ENV, "")
+    if not value.isdigit():
+        return
+    from . import homelock, paths
+
+    fd = int(value)
+    os.set_inheritable(fd, False)
+    homelock._held[str(paths.ensure_home(paths.home()))] = fd
+
+
+def read_handover(home: Path) -> dict[str, Any] | None:
+    """What the image before this one handed over (and the file removed), or None."""
+    import json
+
+    path = home / HANDOVER
+    try:
+        payload = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    finally:
+        with contextlib.suppress(OSError):
+            path.unlink()
+    if not isinstance(payload, dict) or payload.get("pid") != os.getpid():
+        return None  # another process's: its children are not ours to wait for
+    return payload
+
+
+async def adopt(daemon: Any, handover: dict[str, Any], entries: list[dict[str, Any]]) -> None:
+    """The new image takes over what the old one ran: the listening sockets, then each
+    slot (from the state file) with its running child, pipes and channel."""
+    import asyncio
+    import socket
+
+    from .channel import Channel
+    from .lifecycle import ProcessState
+    from .listen import Listener
+    from .process import Child
+
+    for item in handover.get("listeners", []):
+        sock = socket.socket(fileno=item["fd"])
+        os.set_inheritable(item["fd"], False)
+        ident = tuple(item["ident"]) if item.get("ident") else None
+        listener = Listener(item["address"], sock, item["port"], set(item["users"]), ident=ident)
+        if item["shared"]:
+            daemon.listeners.shared[tuple(item["key"])] = listener
+        else:
+            daemon.listeners.by_name[item["key"]] = listener
+    running = {a["pm_id"]: a for a in handover.get("apps", [])}
+    for entry in entries:
+        with contextlib.suppress(TypeError, ValueError):
+            path, *ident = entry.get("pid_file_created") or ()
+            daemon.pid_files.adopt(Path(path), tuple(int(n) for n in ident))
+    quiet = [dict(e, status="stopped") if e.get("pm_id") in running else e for e in entries]
+    loop = asyncio.get_running_loop()
+    for proc in await daemon.commands.restore(quiet, keep_ids=True):
+        app = running.get(proc.pm_id)
+        if app is None:
+            continue
+        proc.unique_id = app["unique_id"]
+        for fd in (*app["pipes"].values(), app["channel"]):
+            os.set_inheritable(fd, False)
+        channel = Channel(lambda message: None)  # a fresh pair, whose daemon end is replaced
+        channel.sock.close()
+        channel.sock = socket.socket(fileno=app["channel"])
+        channel.sock.setblocking(False)
+        started = app["started"]
+        child = Child(
+            popen=Adopted(app["pid"]),  # type: ignore[arg-type]
+            pid=app["pid"],
+            started=tuple(started) if isinstance(started, list) else started,
+            exited=loop.create_future(),
+            ready=loop.create_future(),
+            channel=channel,
+            cgroup=Path(app["cgroup"]) if app.get("cgroup") else None,
+        )
+        channel.on_message = lambda message, p=proc, c=child: daemon._on_message(p, c, message)
+        channel.start()
+        child.ready_by, child.ready_at = app.get("ready_by"), app.get("ready_at")
+        child.ready.set_result(child.ready_by)
+        if daemon.cgroups is not None and child.cgroup is not None:
+            daemon.cgroups.slots.setdefault(proc.unique_id, []).append(child.cgroup)
+        proc.child = child
+        proc.state = ProcessState(app["state"])
+        proc.exit_code = None
+        daemon.children[child.pid] = (proc, child)
+        for stream, fd in app["pipes"].items():
+            daemon.output.watch(child, proc, fd, stream)
+        daemon._watch_exit(proc, child)
+        if proc.listen_address is not None:
+            listener = daemon.listeners.by_name.get(proc.name)
+            proc.listen_port = listener.port if listener is not None else proc.listen_port
+        daemon.mark_dirty()
+
+
+def end_handed_over(handover: dict[str, Any]) -> None:
+    """A take-over that failed: the children handed over are ended (SIGKILL to their
+    groups) and reaped, their descriptors closed; the caller restarts the apps."""
+    import signal
+
+    for app in handover.get("apps", []):
+        with contextlib.suppress(OSError):
+            os.killpg(app["pid"], signal.SIGKILL)
+        with contextlib.suppress(OSError):
+            os.kill(app["pid"], signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(app["pid"], 0)
+        for fd in (*app.get("pipes", {}).values(), app.get("channel")):
+            with contextlib.suppress(OSError, TypeError):
+                os.close(fd)

@@ -1,0 +1,202 @@
+"""Safe upgrades: which corral a daemon runs, and ``corral update``.
+
+A daemon records at its start which corral it runs (version, the directory of
+the ``corral`` package, the Python executable) and ``ping`` tells it. A client
+whose own corral differs says so once, on stderr, and names the fix
+(``corral update``). This module is imported by every client, so it keeps to
+the standard library at the top.
+
+``update`` brings the daemon to the code the client runs. Without a handover
+in place the daemon writes its state file (every app with its pm_id, pid,
+restart counts and log paths), then leaves its children running and exits;
+the next daemon, started by the client from the installed code, takes them
+over with the dead daemon's
+recovery (``Daemon._recover_previous``): each app is restarted under its
+pm_id with its counts and logs. That is PM2's ``pm2 update`` (dump, kill,
+resurrect), without losing the ids or the counts. Where it can, the daemon
+hands its running children over to a re-executed image of itself instead, and
+they keep running (:mod:`corral.handover`).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+
+def install_path() -> str:
+    """The real directory of the ``corral`` package this process runs."""
+    return os.path.realpath(Path(__file__).parent)
+
+
+def install_info() -> dict[str, str]:
+    """``version``, ``install_path`` and ``python`` of this process's corral."""
+    from . import __version__
+
+    return {"version": __version__, "install_path": install_path(), "python": sys.executable}
+
+
+def mismatch(reply: dict[str, Any]) -> str | None:
+    """The warning for a daemon (its ``ping`` reply) that runs another corral than this
+    process, or None when it runs this one (or is too old to say)."""
+    theirs, where = reply.get("version"), reply.get("install_path")
+    if theirs is None or where is None:
+        return None
+    mine = install_info()
+    if theirs == mine["version"] and where == mine["install_path"]:
+        return None
+    return (
+        f"the daemon runs corral {theirs} from {where}, this is corral {mine['version']} "
+        f"from {mine['install_path']}: run `corral update`"
+    )
+
+
+_warned: set[tuple[Any, ...]] = set()
+
+
+def warn_if_other(reply: dict[str, Any]) -> None:
+    """Warn once per process (one CLI command) about a daemon of another corral."""
+    message = mismatch(reply)
+    key = (reply.get("pid"), reply.get("version"), reply.get("install_path"))
+    if message is None or key in _warned:
+        return
+    _warned.add(key)
+    import warnings
+
+    from .client import CorralWarning
+
+    warnings.warn(message, CorralWarning, stacklevel=3)
+
+
+# -- the daemon's side -------------------------------------------------------
+
+
+def leave_for_update(daemon: Any, python: str | None, pythonpath: str | None) -> dict[str, Any]:
+    """``update``: stop serving, leaving every app running and in the state file; the
+    next daemon (started by the client, from the installed code) takes them over."""
+    from .errors import StateError
+    from .handover import handover_blocker
+
+    if daemon.in_process:
+        raise StateError(
+            "an in-process daemon (connect(no_daemon=True)) runs its program's own code: "
+            "restart the program to update it"
+        )
+    if daemon.leaving is not None:
+        raise StateError("an update of this daemon is already under way")
+    apps = [
+        {"pm_id": p.pm_id, "name": p.name, "pid": p.pid, "status": p.state.value}
+        for p in daemon.processes()
+    ]
+    if python is None:  # no client's corral named: this daemon's own, as it was started
+        python, pythonpath = sys.executable, os.environ.get("PYTHONPATH")
+    blocker = handover_blocker(daemon, python)
+    daemon.leaving = "restart" if blocker else "exec"
+    daemon.successor = (python, pythonpath)
+    daemon.shutting_down = True  # from now on nothing is spawned: the next daemon does
+    for proc in daemon.procs.values():
+        if proc.restart_timer is not None:
+            proc.restart_timer.cancel()  # its slot stays "waiting restart" in the state file
+            proc.restart_timer = None
+    daemon.log.info(
+        "update: handing the apps over", apps=len(apps), how=daemon.leaving, why_not=blocker
+    )
+    daemon.request_stop()
+    reply = {"pid": os.getpid(), "handover": daemon.leaving, "apps": apps, **daemon.install}
+    return {**reply, "why_restarted": blocker}
+
+
+# -- the client's side -------------------------------------------------------
+
+
+def update_daemon(client: Any) -> dict[str, Any]:
+    """:meth:`corral.Client.update`: the daemon is replaced by one of this corral."""
+    from .client import _endpoint, _wait_daemon_gone, ensure_daemon
+    from .errors import DaemonError
+    from .rpc import SyncTransport, pid_alive
+
+    if client._inner is not None:
+        raise DaemonError("an in-process daemon runs this program's own code: nothing to update")
+    before = {p.pm_id: p.pid for p in client.list()}
+    request = {"python": sys.executable, "pythonpath": os.environ.get("PYTHONPATH")}
+    left = client._send("update", request)
+    client._transport.close()
+    pid = None
+    if left["handover"] == "exec":
+        pid = _await_successor(client.home, left["pid"], left.get("started_at"))
+    if pid is None:  # restarted, or the exec failed: this corral's daemon takes them over
+        _wait_daemon_gone(left["pid"], 30.0)
+        pid = ensure_daemon(client.home)
+    client.daemon_pid = pid
+    client._transport = SyncTransport(
+        *_endpoint(client.home, None, lambda: pid_alive(client.daemon_pid))
+    )
+    now = client.ping()
+    apps = []
+    for info in client.list():  # answered once the apps are back (see Commands.dispatch)
+        if info.pid is not None and before.get(info.pm_id) == info.pid and pid == left["pid"]:
+            how = "kept running"
+        elif info.pid is None:
+            how = f"not running ({info.status})"
+        else:
+            how = "restarted"
+        apps.append(
+            {"pm_id": info.pm_id, "name": info.name, "pid": info.pid, "status": info.status}
+            | {"how": how}
+        )
+    return {
+        "handover": "exec" if pid == left["pid"] else "restart",
+        "why_restarted": left.get("why_restarted"),
+        "previous": {k: left.get(k) for k in ("pid", "version", "install_path", "python")},
+        "daemon": {k: now.get(k) for k in ("pid", "version", "install_path", "python")},
+        "apps": apps,
+    }
+
+
+def _await_successor(home: Path, pid: int, started_at: Any, timeout: float = 30.0) -> int | None:
+    """``pid`` once its new image answers (another ``started_at``); None if it died."""
+    import time
+
+    from .errors import DaemonError
+    from .paths import rpc_address, rpc_path
+    from .rpc import SyncTransport, pid_alive
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and pid_alive(pid):
+        if rpc_path(home).exists():
+            transport = SyncTransport(rpc_address(home), lambda: pid_alive(pid))
+            try:
+                if transport.call("ping", {}, timeout=1.0).get("started_at") != started_at:
+                    return pid
+            except DaemonError:
+                pass
+            finally:
+                transport.close()
+        time.sleep(0.02)
+    return None
+
+
+def summary_lines(result: dict[str, Any]) -> list[str]:
+    """What ``corral update`` prints: the daemon before and after, then per app name
+    ``kept running: web (4 instances)`` or ``restarted: api``."""
+    old, new = result["previous"], result["daemon"]
+    lines = [
+        f"daemon pid {old['pid']} (corral {old['version']} from {old['install_path']}) -> "
+        f"pid {new['pid']} (corral {new['version']} from {new['install_path']})"
+    ]
+    if result.get("why_restarted"):
+        lines.append(f"no handover in place: {result['why_restarted']}")
+    groups: dict[tuple[str, str], int] = {}
+    for app in result["apps"]:
+        key = (app["how"], app["name"])
+        groups[key] = groups.get(key, 0) + 1
+    for (how, name), count in groups.items():
+        lines.append(f"{how}: {name}" + (f" ({count} instances)" if count > 1 else ""))
+    if not result["apps"]:
+        lines.append("no apps")
+    return lines
