@@ -106,6 +106,9 @@ def exec_successor(daemon: Any, python: str, pythonpath: str | None) -> None:
             keep.append(fd)
         channel = child.channel.sock.detach()
         keep.append(channel)
+        stdin = child.stdin.fd if child.stdin is not None else None
+        if stdin is not None:
+            keep.append(stdin)  # lines queued but not yet taken by the child are dropped
         apps.append(
             {
                 "pm_id": proc.pm_id,
@@ -114,6 +117,7 @@ def exec_successor(daemon: Any, python: str, pythonpath: str | None) -> None:
                 "started": child.started,
                 "pipes": pipes,
                 "channel": channel,
+                "stdin": stdin,
                 "ready_by": child.ready_by,
                 "ready_at": child.ready_at,
                 "cgroup": str(child.cgroup) if child.cgroup else None,
@@ -203,6 +207,7 @@ async def adopt(daemon: Any, handover: dict[str, Any], entries: list[dict[str, A
     from .lifecycle import ProcessState
     from .listen import Listener
     from .process import Child
+    from .stdin import StdinPipe
 
     for item in handover.get("listeners", []):
         sock = socket.socket(fileno=item["fd"])
@@ -227,6 +232,9 @@ async def adopt(daemon: Any, handover: dict[str, Any], entries: list[dict[str, A
         proc.unique_id = app["unique_id"]
         for fd in (*app["pipes"].values(), app["channel"]):
             os.set_inheritable(fd, False)
+        stdin = app.get("stdin")
+        if stdin is not None:
+            os.set_inheritable(stdin, False)
         channel = Channel(lambda message: None)  # a fresh pair, whose daemon end is replaced
         channel.sock.close()
         channel.sock = socket.socket(fileno=app["channel"])
@@ -240,6 +248,7 @@ async def adopt(daemon: Any, handover: dict[str, Any], entries: list[dict[str, A
             ready=loop.create_future(),
             channel=channel,
             cgroup=Path(app["cgroup"]) if app.get("cgroup") else None,
+            stdin=StdinPipe(stdin) if stdin is not None else None,
         )
         channel.on_message = lambda message, p=proc, c=child: daemon._on_message(p, c, message)
         channel.start()
@@ -272,6 +281,6 @@ def end_handed_over(handover: dict[str, Any]) -> None:
             os.kill(app["pid"], signal.SIGKILL)
         with contextlib.suppress(ChildProcessError):
             os.waitpid(app["pid"], 0)
-        for fd in (*app.get("pipes", {}).values(), app.get("channel")):
+        for fd in (*app.get("pipes", {}).values(), app.get("channel"), app.get("stdin")):
             with contextlib.suppress(OSError, TypeError):
                 os.close(fd)

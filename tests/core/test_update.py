@@ -257,3 +257,27 @@ def test_a_new_image_that_fails_to_take_over_restarts_the_apps(
         assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie"
     log = (corral_home / "corral.log").read_text()
     assert "handover failed: restarting the apps" in log and "broken take-over" in log
+
+
+def test_a_handed_over_app_still_reads_the_lines_sent_to_its_stdin(
+    corral_home: Path, tmp_path: Path
+) -> None:
+    """`corral send` after an in-place update reaches the same process: the daemon's
+    write end of each child's stdin crosses the re-exec with the output pipes."""
+    echo = tmp_path / "echo.py"
+    echo.write_text(
+        "import sys\nprint('up', flush=True)\n"
+        "for line in sys.stdin:\n    print('got:', line.strip(), flush=True)\n"
+    )
+    started = run_cli(corral_home, "start", str(echo), "--name", "echo")
+    assert started.returncode == 0, started.stderr
+    [before] = jlist(corral_home)
+    updated = run_cli(corral_home, "update", timeout=120)
+    assert updated.returncode == 0, updated.stderr
+    assert "kept running: echo" in updated.stdout
+    [after] = jlist(corral_home)
+    assert after["pid"] == before["pid"]
+    sent = run_cli(corral_home, "send", "0", "hello", "after", "update")
+    assert sent.returncode == 0, sent.stderr
+    out = Path(after["pm2_env"]["pm_out_log_path"])
+    wait_for(lambda: "got: hello after update" in out.read_text(), timeout=10)
