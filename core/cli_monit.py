@@ -301,6 +301,14 @@ def run_monit(client: Any) -> None:
         termios.tcsetattr(fd, termios.TCSADRAIN, saved)
 
 
+def _terminal_size(console: Console) -> tuple[int, int]:
+    try:
+        size = os.get_terminal_size(sys.stdout.fileno())
+    except OSError:
+        return console.size.width, console.size.height
+    return size.columns, size.lines
+
+
 def _live(client: Any, console: Console, screen: MonitScreen, fd: int) -> None:
     import select
 
@@ -319,9 +327,10 @@ def _live(client: Any, console: Console, screen: MonitScreen, fd: int) -> None:
             if now >= next_poll:
                 dirty = screen.poll_log() or dirty
                 next_poll = now + POLL
-            size = console.size
+            size = _terminal_size(console)
             if dirty or size != drawn_size:
-                live.update(screen.view(size.width, size.height), refresh=True)
+                console.size = size  # the terminal's own size, not a stale $LINES/$COLUMNS
+                live.update(screen.view(*size), refresh=True)
                 drawn_size, dirty = size, False
             wait = max(0.0, min(next_list, next_poll) - time.monotonic())
             if not select.select([fd], [], [], wait)[0]:
