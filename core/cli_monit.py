@@ -32,6 +32,7 @@ from rich.text import Text
 
 from .cli_render import (
     EMPTY_HINT,
+    STATUS_STYLES,
     human_bytes,
     human_cpu,
     log_line,
@@ -189,12 +190,11 @@ class MonitScreen:
         if self.filter or self.typing:
             status.append(f"  filter: {self.filter}", style="yellow")
             status.append("█" if self.typing else "")
-        table = monit_table(window, self.selected, now, expand=True)
-        table.min_width = width
+        table = list_lines(window, self.selected, now, width)
         filler = [Text("")] * (rows - len(window))
         help_text = Text(FILTER_HELP if self.typing else HELP, style="dim")
         help_text.no_wrap, help_text.overflow = True, "ellipsis"
-        return Group(_one_line(status), table, *filler, self._pane(log_rows), _one_line(help_text))
+        return Group(_one_line(status), *table, *filler, self._pane(log_rows), _one_line(help_text))
 
     def _pane(self, rows: int) -> Panel:
         chosen = self._chosen()
@@ -249,6 +249,43 @@ def monit_table(
             style="reverse" if chosen else None,
         )
     return table
+
+
+def list_lines(infos: Sequence[Any], selected: int | None, now: int, width: int) -> list[Text]:
+    """The process list as lines of ``width``: a header, a rule, a row per process,
+    the selected one reversed and marked ``>``. Plain columns, not a rich Table: a
+    frame a second of a table costs monit several % of a core (bench/monit_cpu.py)."""
+    cells = [
+        (
+            str(i.pm_id),
+            printable(i.name),
+            i.status,
+            human_cpu(i.cpu),
+            human_bytes(i.memory),
+            str(i.restart_time),
+            uptime_of(i, now),
+        )
+        for i in infos
+    ]
+    heads = ("id", "name", "status", "cpu", "mem", "↺", "uptime")
+    sizes = [max([len(h), *(len(row[n]) for row in cells)]) for n, h in enumerate(heads)]
+    sizes[1] = max(width - 2 - sum(sizes) + sizes[1] - 2 * (len(heads) - 1), 4)
+
+    def line(mark: str, row: Sequence[str], style: str = "") -> Text:
+        text = Text(f"{mark} ", style=style)
+        for n, cell in enumerate(row):
+            if n == 1 and len(cell) > sizes[1]:
+                cell = cell[: sizes[1] - 1] + "…"
+            shown = cell.ljust(sizes[n]) if n in (1, 2) else cell.rjust(sizes[n])
+            colour = STATUS_STYLES.get(cell, "") if n == 2 and not style else ""
+            text.append(shown + ("  " if n < len(row) - 1 else ""), style=colour)
+        return _one_line(text)
+
+    lines = [line(" ", heads, "bold"), Text("─" * width, style="dim")]
+    for info, row in zip(infos, cells, strict=True):
+        chosen = info.pm_id == selected
+        lines.append(line(">" if chosen else " ", row, "reverse" if chosen else ""))
+    return lines
 
 
 def monit_logs(info: Any, count: int = MONIT_LOG_LINES) -> list[Text]:
