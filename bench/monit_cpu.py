@@ -78,7 +78,7 @@ def main() -> None:
             return subprocess.run([*tmux, "capture-pane", "-p", "-t", "m"],
                                   capture_output=True, text=True).stdout  # fmt: skip
 
-        wait(lambda: f"of {args.apps}" in screen(), "monit's first frame")
+        wait(lambda: "corral monit" in screen(), "monit's first frame")
         start, monit0, daemon0 = time.monotonic(), cpu_seconds(pid), cpu_seconds(daemon)
         time.sleep(args.seconds)  # the window measured: monit left alone, as a user watching
         wall = time.monotonic() - start

@@ -3,6 +3,7 @@ keys sent with ``send-keys`` and the screen read with ``capture-pane``."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -12,12 +13,26 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
-from corral.cli_monit import HELP
+from corral.cli_monit import (
+    BACKSPACE,
+    END,
+    ENTER,
+    ESC,
+    HELP,
+    HOME,
+    PAGE_DOWN,
+    PAGE_UP,
+    UP,
+    MonitScreen,
+    split_keys,
+)
+from corral.monit_log import MergedLog, sortable_width
 from tests.conftest import run_cli as corral
 from tests.conftest import wait_for
 
-pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
+needs_tmux = pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
 DEADLINE = 20.0
 ROWS, COLUMNS = 30, 80
 
@@ -110,6 +125,7 @@ def sleeper(name: str) -> dict:
     return {"name": name, "script": "/bin/sh", "args": ["-c", "exec sleep 3600"]}
 
 
+@needs_tmux
 def test_monit_scrolls_pages_filters_and_restores_the_terminal(screen, tmp_path):
     start(tmp_path, [sleeper(f"app{n:02d}") for n in range(60)])
     screen.type(f"stty -g > {tmp_path}/before; {sys.executable} -m corral monit")
@@ -160,6 +176,7 @@ def _interleaved(lines: list[str]) -> bool:
     )
 
 
+@needs_tmux
 def test_monit_log_pane_merges_out_and_err_in_the_order_written(screen, tmp_path):
     """Dated lines already in the files (log_date_format), and undated lines that
     arrive while the app is selected, both show as the app wrote them."""
@@ -196,3 +213,95 @@ def test_monit_log_pane_merges_out_and_err_in_the_order_written(screen, tmp_path
     screen.wait(lambda s: _interleaved(pane(s)), "live out and err interleaved as they arrive")
     screen.keys("q", literal=True)
     screen.wait(lambda s: not any(line.startswith("corral monit") for line in s), "monit gone")
+
+
+# -- the pieces, without a daemon ----------------------------------------------------
+
+
+class Info:
+    """What MergedLog reads of a ProcessInfo."""
+
+    def __init__(self, tmp: Path, **options: object) -> None:
+        self.pm_id, self.name = 0, "web"
+        self.out_log, self.err_log = str(tmp / "out.log"), str(tmp / "err.log")
+        self.options = options
+
+
+def test_dated_lines_merge_by_date_and_a_piece_without_date_keeps_its_place(tmp_path):
+    info = Info(tmp_path, log_date_format="YYYY-MM-DD HH:mm:ss.SSS")
+    Path(info.out_log).write_text(
+        "2026-01-01 10:00:00.100: out1\n2026-01-01 10:00:00.300: out2\ncontinued\n"
+    )
+    Path(info.err_log).write_text("2026-01-01 10:00:00.200: err1\n2026-01-01 10:00:00.400: err2\n")
+    log = MergedLog(info)
+    try:
+        assert [(s, t[25:] or t) for s, t, _ in log.lines] == [
+            ("out", "out1"), ("err", "err1"), ("out", "out2"), ("out", "continued"),
+            ("err", "err2"),
+        ]  # fmt: skip
+    finally:
+        log.close()
+
+
+def test_undated_lines_arrive_in_order_and_the_backlog_comes_file_by_file(tmp_path):
+    info = Info(tmp_path)
+    out, err = Path(info.out_log), Path(info.err_log)
+    err.write_text("old err\n")
+    out.write_text("old out\n")
+    os.utime(err, (1, 1))  # the err file changed first: its block comes first
+    log = MergedLog(info)
+    try:
+        assert [t for _, t, _ in log.lines] == ["old err", "old out"]
+        for stream, path in (("out", out), ("err", err), ("out", out), ("err", err)):
+            with path.open("a") as file:
+                file.write(f"new {stream}\n")
+            assert log.poll()
+        assert not log.poll()
+        assert [f"{s} {t}" for s, t, _ in log.lines][2:] == [
+            "out new out", "err new err", "out new out", "err new err"
+        ]  # fmt: skip
+        out.write_text("")  # flushed: read again from the start
+        with out.open("a") as file:
+            file.write("after flush\n")
+        assert log.poll() and log.lines[-1][1] == "after flush"
+        out.rename(tmp_path / "out.log.1")  # rotated: the new file from its start
+        out.write_text("rotated\n")
+        assert log.poll() and log.lines[-1][1] == "rotated"
+    finally:
+        log.close()
+
+
+def test_dates_are_trusted_only_when_they_sort_as_time():
+    assert sortable_width("YYYY-MM-DD HH:mm:ss.SSS") == 23
+    assert sortable_width("YYYY-MM-DDTHH:mm:ss") == 19  # the format of `time: true`
+    assert sortable_width("DD/MM/YYYY HH:mm") is None
+    assert sortable_width("D MMM") is None
+
+
+def test_keys_are_read_all_at_once_and_named():
+    assert split_keys("jjj\x1b[A\x1b[6~\x1b[5~\x1b[H\x1b[F/x\x7f\r\x1b") == [
+        "j", "j", "j", UP, PAGE_DOWN, PAGE_UP, HOME, END, "/", "x", BACKSPACE, ENTER, ESC,
+    ]  # fmt: skip
+
+
+def test_the_frame_fits_any_terminal_and_keeps_the_selection_on_screen():
+    class Proc:
+        def __init__(self, n: int) -> None:
+            self.pm_id, self.name, self.status = n, f"app{n:03d}", "online"
+            self.cpu, self.memory, self.restart_time, self.pm_uptime = 0.0, 0, 0, 0
+            self.out_log = self.err_log = None
+            self.options = {}
+
+    console = Console(width=60, height=20, file=io.StringIO(), force_terminal=False)
+    screen = MonitScreen()
+    screen.set_infos([Proc(n) for n in range(200)])
+    for keys in ("j" * 150, "\x1b[5~", "G", "/app19\r", "k"):
+        for key in split_keys(keys):
+            screen.press(key)
+        console.file = io.StringIO()
+        console.print(screen.view(60, 20))
+        lines = console.file.getvalue().split("\n")[:-1]
+        assert len(lines) == 20 and max(len(line) for line in lines) <= 60
+        chosen = next(line for line in lines if line.startswith(">"))
+        assert f"app{screen.selected:03d}" in chosen and lines[-1].startswith("↑↓/jk")
+    assert screen.selected == 198 and "filter: app19" in lines[0]
