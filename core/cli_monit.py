@@ -176,6 +176,7 @@ class MonitScreen:
         now = now_ms() if now is None else now
         self.poll_log()  # a new selection shows its lines in this very frame
         log_rows = max(MIN_LOG_ROWS, (height - 6) // 3)
+        log_rows = min(log_rows, max(height - 7, 1))  # a tiny terminal: one list row at least
         rows = max(height - 6 - log_rows, 1)  # status, header, rule, 2 borders, help
         self.page = rows
         shown = self.shown()
@@ -342,6 +343,8 @@ def _terminal_size(console: Console) -> tuple[int, int]:
     try:
         size = os.get_terminal_size(sys.stdout.fileno())
     except OSError:
+        size = os.terminal_size((0, 0))
+    if not size.columns or not size.lines:  # a terminal that never said its size (a bare pty)
         return console.size.width, console.size.height
     return size.columns, size.lines
 
