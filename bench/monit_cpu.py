@@ -87,7 +87,11 @@ def main() -> None:
         print(f"monit, {args.apps} apps, {wall:.1f} s: {monit_pct:.2f}% of one core "
               f"(daemon meanwhile {daemon_pct:.2f}%)")  # fmt: skip
     finally:
+        where = subprocess.run([*tmux, "display-message", "-p", "#{socket_path}"],
+                               capture_output=True, text=True).stdout.strip()  # fmt: skip
         subprocess.run([*tmux, "kill-server"], capture_output=True)
+        if where:
+            Path(where).unlink(missing_ok=True)  # tmux 3.3 leaves its socket behind
         subprocess.run([*corral, "kill"], env=env, capture_output=True, timeout=120)
 
 

@@ -46,6 +46,7 @@ class Screen:
         env = f"env CORRAL_HOME={home} CORRAL_PLUGINS= PS1='$ ' sh"
         self.tmux("new-session", "-d", "-s", "monit", "-x", str(COLUMNS), "-y", str(ROWS), env)
         self.tmux("set-option", "-t", "monit", "status", "off")
+        self.path = self.tmux("display-message", "-p", "#{socket_path}").strip()
 
     def tmux(self, *args: str) -> str:
         done = subprocess.run(
@@ -81,6 +82,7 @@ class Screen:
 
     def kill(self) -> None:
         subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True, timeout=10)
+        Path(self.path).unlink(missing_ok=True)  # tmux 3.3 leaves its socket behind
 
 
 @pytest.fixture
