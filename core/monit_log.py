@@ -8,6 +8,8 @@ The daemon writes each stream of an app to its own file, whole lines (see
   is the order of time (``YYYY-MM-DD HH:mm:ss.SSS``, the default of ``time``;
   :func:`sortable_width` checks it), lines are merged by that prefix, to the
   format's finest unit: lines of the two streams within one unit show out first.
+  ``log_type: json`` lines are merged by their ``timestamp`` (ISO 8601 UTC with
+  milliseconds by default) and show their ``message``.
 - **arrival**: while the app is selected, both files are read incrementally
   (only the bytes added since the last read, every :data:`POLL` seconds); lines
   that appear between two reads keep their order in their stream, out first.
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import heapq
+import json
 import os
 from collections import deque
 from collections.abc import Iterable
@@ -31,6 +34,7 @@ from .cli_render import open_log
 POLL = 0.2  # seconds between two reads of the selected app's files
 KEEP = 500  # lines kept for the pane
 
+ISO_WIDTH = 24  # 2026-01-01T10:00:00.000Z, the timestamp of json log lines
 Line = tuple[str, str, str]  # (stream, text, sort key: the date prefix or "")
 
 
@@ -56,9 +60,11 @@ def sortable_width(fmt: str) -> int | None:
 
 
 def date_width(options: dict[str, Any]) -> int | None:
-    """The width of the ``"<date>"`` prefix the daemon writes for an app, if sortable."""
-    if options.get("log_type") == "json":
-        return None
+    """The width of the ``"<date>"`` prefix the daemon writes for an app, if sortable
+    (with ``log_type: json``, of the ``timestamp`` field: ISO 8601 UTC unless
+    ``log_date_format`` is given)."""
+    if options.get("log_type") == "json" and not options.get("log_date_format"):
+        return ISO_WIDTH
     fmt = options.get("log_date_format") or ("YYYY-MM-DDTHH:mm:ss" if options.get("time") else None)
     return sortable_width(fmt) if fmt else None
 
@@ -127,6 +133,17 @@ class TailedFile:
             self._handle = None
 
 
+def _record(line: str) -> tuple[str, str]:
+    """(message, timestamp) of a ``log_type: json`` line; the line itself if it is not one."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return line, ""
+    if not isinstance(record, dict) or not isinstance(record.get("message"), str):
+        return line, ""
+    return record["message"], str(record.get("timestamp", ""))
+
+
 def _text(raw: bytes) -> str:
     return raw.decode("utf-8", "replace").rstrip("\r")
 
@@ -137,7 +154,9 @@ class MergedLog:
     def __init__(self, info: Any, keep: int = KEEP) -> None:
         self.pm_id = info.pm_id
         self.paths = (info.out_log, info.err_log)
-        self.width = date_width(info.options or {})
+        options = info.options or {}
+        self.width = date_width(options)
+        self.json = options.get("log_type") == "json"
         self.lines: deque[Line] = deque(maxlen=keep)
         self._keys = {"out": "", "err": ""}  # the last date seen per stream
         self._files: list[tuple[str, TailedFile]] = []
@@ -169,7 +188,11 @@ class MergedLog:
     def _keyed(self, stream: str, lines: Iterable[str]) -> Iterable[Line]:
         width = self.width
         for text in lines:
-            if width is not None and text[width : width + 2] == ": ":
+            if self.json:
+                text, date = _record(text)
+                if width is not None and len(date) == width:
+                    self._keys[stream] = date
+            elif width is not None and text[width : width + 2] == ": ":
                 self._keys[stream] = text[:width]
             yield (stream, text, self._keys[stream])  # an undated piece keeps the last date
 

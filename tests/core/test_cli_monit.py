@@ -307,3 +307,15 @@ def test_the_frame_fits_any_terminal_and_keeps_the_selection_on_screen():
         chosen = next(line for line in lines if line.startswith(">"))
         assert f"app{screen.selected:03d}" in chosen and lines[-1].startswith("↑↓/jk")
     assert screen.selected == 198 and "filter: app19" in lines[0]
+
+
+def test_json_log_lines_merge_by_their_timestamp_and_show_their_message(tmp_path):
+    info = Info(tmp_path, log_type="json")
+    record = '{{"message":"{}","timestamp":"2026-01-01T10:00:00.{}Z","type":"{}"}}\n'
+    Path(info.out_log).write_text(record.format("o1", 100, "out") + record.format("o2", 300, "out"))
+    Path(info.err_log).write_text(record.format("e1", 200, "err") + record.format("e2", 400, "err"))
+    log = MergedLog(info)
+    try:
+        assert [f"{s} {t}" for s, t, _ in log.lines] == ["out o1", "err e1", "out o2", "err e2"]
+    finally:
+        log.close()
