@@ -11,8 +11,8 @@ The daemon writes each stream of an app to its own file, whole lines (see
   ``log_type: json`` lines are merged by their ``timestamp`` (ISO 8601 UTC with
   milliseconds by default) and show their ``message``.
 - **arrival**: while the app is selected, both files are read incrementally
-  (only the bytes added since the last read, every :data:`POLL` seconds); lines
-  that appear between two reads keep their order in their stream, out first.
+  (only the bytes added since the last read, every :data:`POLL` seconds); when
+  both grew between two reads, the one whose file changed last comes last.
 
 Lines already in undated files when the app is selected cannot be interleaved
 (nothing records their order): they are shown as two blocks, the file changed
@@ -173,9 +173,11 @@ class MergedLog:
 
     def poll(self) -> bool:
         """Read what the files gained; True if a line was added."""
-        fresh = [(stream, f.new_lines()) for stream, f in self._files]
-        self._add(fresh)
-        return any(lines for _, lines in fresh)
+        fresh = [(stream, f.new_lines(), f.mtime) for stream, f in self._files]
+        if self.width is None:  # both grew within one read: the file changed last comes last
+            fresh.sort(key=lambda block: block[2])
+        self._add([(stream, lines) for stream, lines, _ in fresh])
+        return any(lines for _, lines, _ in fresh)
 
     def _add(self, blocks: list[tuple[str, list[str]]]) -> None:
         keyed = [list(self._keyed(stream, lines)) for stream, lines in blocks]

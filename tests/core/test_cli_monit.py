@@ -182,7 +182,7 @@ def _interleaved(lines: list[str]) -> bool:
 def test_monit_log_pane_merges_out_and_err_in_the_order_written(screen, tmp_path):
     """Dated lines already in the files (log_date_format), and undated lines that
     arrive while the app is selected, both show as the app wrote them."""
-    talk = "echo out1; sleep 0.3; echo err1 >&2; sleep 0.3; echo out2; sleep 0.3; echo err2 >&2"
+    talk = "echo out1; sleep 0.5; echo err1 >&2; sleep 0.5; echo out2; sleep 0.5; echo err2 >&2"
     trigger = tmp_path / "go"
     start(
         tmp_path,
@@ -258,8 +258,14 @@ def test_undated_lines_arrive_in_order_and_the_backlog_comes_file_by_file(tmp_pa
             with path.open("a") as file:
                 file.write(f"new {stream}\n")
             assert log.poll()
+        with err.open("a") as file:
+            file.write("err first\n")
+        with out.open("a") as file:
+            file.write("out second\n")
+        os.utime(err, ns=(1, os.stat(out).st_mtime_ns - 1000))  # err changed first
+        assert log.poll() and [t for _, t, _ in log.lines][-2:] == ["err first", "out second"]
         assert not log.poll()
-        assert [f"{s} {t}" for s, t, _ in log.lines][2:] == [
+        assert [f"{s} {t}" for s, t, _ in log.lines][2:6] == [
             "out new out", "err new err", "out new out", "err new err"
         ]  # fmt: skip
         out.write_text("")  # flushed: read again from the start
