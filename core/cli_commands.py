@@ -686,7 +686,7 @@ def build_cli() -> click.Group:
     @cli.command()
     def monit() -> None:
         """A live view of the processes and the selected one's logs (q quits)."""
-        from .cli_render import run_monit
+        from .cli_monit import run_monit
 
         run_monit(_client())
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 from rich import box
-from rich.console import Console, Group
+from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
@@ -404,72 +404,7 @@ class FollowedFile:
         self._close()
 
 
-# -- monit -------------------------------------------------------------------
-
-MONIT_LOG_LINES = 15
-
-
-def monit_table(
-    infos: Sequence[Any], selected: int | None, now: int, *, expand: bool = True
-) -> Table:
-    table = Table(box=box.SIMPLE_HEAD, header_style="bold", expand=expand, title="corral monit")
-    for column, justify in (
-        ("id", "right"),
-        ("name", "left"),
-        ("status", "left"),
-        ("cpu", "right"),
-        ("mem", "right"),
-        ("↺", "right"),
-        ("uptime", "right"),
-    ):
-        table.add_column(column, justify=justify, no_wrap=True)
-    for info in infos:
-        table.add_row(
-            str(info.pm_id),
-            Text(printable(info.name)),
-            status_text(info.status),
-            human_cpu(info.cpu),
-            human_bytes(info.memory),
-            str(info.restart_time),
-            uptime_of(info, now),
-            style="reverse" if info.pm_id == selected else None,
-        )
-    return table
-
-
-def monit_logs(info: Any, count: int = MONIT_LOG_LINES) -> list[Text]:
-    """The selected app's last lines: its out log, then its err log, ``count`` in all."""
-    out = tail_lines(info.out_log, count) if info.out_log else []
-    err = []
-    if info.err_log and info.err_log != info.out_log:
-        err = tail_lines(info.err_log, count)
-    keep_err = min(len(err), max(count - len(out), count // 3))
-    keep_out = min(len(out), count - keep_err)
-    lines = [log_line("out", "out", printable(line)) for line in out[len(out) - keep_out :]]
-    lines += [log_line("err", "err", printable(line)) for line in err[len(err) - keep_err :]]
-    return lines
-
-
-def monit_view(
-    infos: Sequence[Any], selected: int | None, now: int | None = None, *, expand: bool = True
-) -> Group:
-    """The whole monit screen: the process list, then the selected app's logs."""
-    now = now_ms() if now is None else now
-    infos = sorted(infos, key=lambda i: i.pm_id)
-    chosen = next((i for i in infos if i.pm_id == selected), None)
-    if chosen is None:
-        logs: Any = Text(EMPTY_HINT if not infos else "no process selected", style="dim")
-        title: str | Text = "logs"
-    else:
-        lines = monit_logs(chosen)
-        logs = Text("\n").join(lines) if lines else Text("(no output yet)", style="dim")
-        title = Text(f"{printable(chosen.name)} (id {chosen.pm_id}) logs")
-    help_line = Text("↑/↓ or k/j select · q quit", style="dim")
-    table = monit_table(infos, selected, now, expand=expand)
-    return Group(table, Panel(logs, title=title, expand=expand), help_line)
-
-
-# -- showing logs and monit --------------------------------------------------------------------
+# -- showing logs --------------------------------------------------------------------
 
 
 def log_files(
@@ -518,51 +453,13 @@ def show_logs(files: list[tuple[str, str, str]], *, lines: int, follow: bool, ra
         time.sleep(0.1)  # polling the files is the design here (no daemon streaming)
 
 
-# -- running monit -------------------------------------------------------------------
-
-UP_KEYS = ("\x1b[A", "\x1bOA", "k")
-DOWN_KEYS = ("\x1b[B", "\x1bOB", "j")
+_MONIT_NAMES = ("MONIT_LOG_LINES", "monit_logs", "monit_table", "monit_view", "run_monit")
 
 
-def run_monit(client: Any) -> None:
-    """Render once when stdin is not a terminal; otherwise a live view until `q`."""
-    console = make_console()
-    infos = client.list()
-    ids = sorted(info.pm_id for info in infos)
-    selected = ids[0] if ids else None
-    if not sys.stdin.isatty():
-        console.print(monit_view(infos, selected, expand=False))
-        return
+def __getattr__(name: str) -> Any:
+    """The monit names, moved to :mod:`corral.cli_monit`, stay importable from here."""
+    if name in _MONIT_NAMES:
+        from . import cli_monit
 
-    import select
-    import termios
-    import tty
-
-    from rich.live import Live
-
-    fd = sys.stdin.fileno()
-    saved = termios.tcgetattr(fd)
-    tty.setcbreak(fd)  # keys one by one, output processing (newlines) intact
-    try:
-        with Live(console=console, screen=True, auto_refresh=False) as live:
-            next_tick = 0.0
-            while True:
-                if time.monotonic() >= next_tick:
-                    infos = client.list()
-                    ids = sorted(info.pm_id for info in infos)
-                    next_tick = time.monotonic() + 1.0
-                if selected not in ids:
-                    selected = ids[0] if ids else None
-                live.update(monit_view(infos, selected), refresh=True)
-                ready, _, _ = select.select([fd], [], [], max(0.0, next_tick - time.monotonic()))
-                if not ready:
-                    continue
-                key = os.read(fd, 32).decode("utf-8", "ignore")
-                if key.startswith("q"):
-                    return
-                if ids and selected is not None:
-                    step = -1 if key in UP_KEYS else 1 if key in DOWN_KEYS else 0
-                    position = min(max(ids.index(selected) + step, 0), len(ids) - 1)
-                    selected = ids[position]
-    finally:
-        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+        return getattr(cli_monit, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
