@@ -463,7 +463,7 @@ def build_cli() -> click.Group:
     @json_flag
     def ls(sort: str | None, mini: bool, as_json: bool) -> None:
         """List the processes (aliases: list, status). Columns that do not fit are
-        dropped: watching, user, namespace, pid, uptime, mode, restarts, cpu, mem."""
+        dropped: watching, namespace, user, pid, uptime, mode, restarts, cpu, mem."""
         from . import cli_table
 
         cli_table.parse_sort(sort)  # a bad --sort is refused before the daemon is asked

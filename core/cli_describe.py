@@ -251,10 +251,11 @@ def plugin_rows(acting: Mapping[str, Any]) -> list[tuple[str, str]]:
     rows = []
     if "watch" in acting:
         w = acting["watch"]
-        state = "on" if w["enabled"] else "off"
-        paths = ", ".join(w["paths"]) or "-"
-        ignore = ", ".join(map(str, w["ignore"])) or "-"
-        text = f"{state}, paths {paths}, ignore {ignore}, {w['restarts']} restarts"
+        text = "off"
+        if w["enabled"]:
+            paths = ", ".join(w["paths"]) or "-"
+            ignore = ", ".join(map(str, w["ignore"])) or "-"
+            text = f"on, paths {paths}, ignore {ignore}, {w['restarts']} restarts"
         rows.append(("watch", text + (f"; {w['error']}" if w.get("error") else "")))
     if "cron" in acting:
         c = acting["cron"]
@@ -264,7 +265,9 @@ def plugin_rows(acting: Mapping[str, Any]) -> list[tuple[str, str]]:
     if "memory" in acting:
         m = acting["memory"]
         seen = f", last sample {human_bytes(m['rss'])}" if m.get("rss") is not None else ""
-        rows.append(("memory limit", f"{_words(m['max_memory_restart'])}{seen}"))
+        limit = m["max_memory_restart"]
+        limit = human_bytes(limit) if isinstance(limit, int) else _words(limit)
+        rows.append(("memory limit", f"{limit}{seen}"))
     return rows
 
 

@@ -46,7 +46,7 @@ COLUMNS = (
     "watching",
 )
 # Dropped first to last when the table is too wide; id, name and status never are.
-DROP_ORDER = ("watching", "user", "namespace", "pid", "uptime", "mode", "↺", "cpu", "mem")
+DROP_ORDER = ("watching", "namespace", "user", "pid", "uptime", "mode", "↺", "cpu", "mem")
 KEPT = ("id", "name", "status")
 RIGHT = {"id", "pid", "uptime", "↺", "cpu", "mem"}
 
