@@ -165,3 +165,19 @@ def test_ls_refuses_a_bad_sort(corral_home):
     assert result.returncode == 1 and result.stdout == ""
     assert result.stderr.startswith("error: --sort takes FIELD[:asc|:desc]")
     assert not (corral_home / "corral.pid").exists()  # refused before a daemon is started
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("useradd"), reason="needs root")
+def test_the_user_column_shows_the_user_an_app_runs_as(corral_home):
+    user = "lsj" + uuid.uuid4().hex[:8]
+    subprocess.run(["useradd", "--no-create-home", user], check=True)
+    try:
+        corral("start", "sleep 600", "--name", "as-user", "--opt", f"uid={user}", "--no-wait")
+        corral("start", "sleep 600", "--name", "as-root", "--no-wait")
+        rows = table_rows(corral("ls").stdout)
+        users = {row[1]: row[rows[0].index("user")] for row in rows[1:]}
+        assert users == {"as-user": user, "as-root": "root"}
+        assert f"user : {user}" in corral("ls", "-m").stdout
+    finally:
+        corral("delete", "all", check=False)
+        subprocess.run(["userdel", user], check=False, stderr=subprocess.DEVNULL)
