@@ -132,16 +132,21 @@ def _echo(text: str = "") -> None:
     sys.stdout.write(text + "\n")
 
 
-def _print_table(client: Client) -> None:
-    from .cli_render import EMPTY_HINT, make_console, process_table
+def _print_table(client: Client, sort: str | None = None) -> None:
+    from .cli_render import EMPTY_HINT, make_console
+    from .cli_table import process_table, terminal_width
 
     infos = client.list()
     console = make_console()
     if infos:
-        console.print(process_table(infos))
+        console.print(process_table(infos, width=terminal_width(console), sort=sort))
     else:
         console.print(EMPTY_HINT)
 
+
+json_flag = click.option(
+    "--json", "as_json", is_flag=True, help="Print one JSON document (see README, JSON output)."
+)
 
 METAVARS = {"int": "N", "ms": "MS", "bytes": "SIZE", "list": "ARGS", "int_list": "CODES"}
 
@@ -470,9 +475,27 @@ def build_cli() -> click.Group:
         _print_table(client)
 
     @cli.command()
-    def ls() -> None:
-        """List the processes (aliases: list, status)."""
-        _print_table(_client())
+    @click.option(
+        "--sort",
+        metavar="FIELD[:asc|:desc]",
+        help="Order by id, name, namespace, pid, cpu, mem, restarts, uptime or status.",
+    )
+    @click.option("-m", "--mini-list", "mini", is_flag=True, help="PM2's mini list, no table.")
+    @json_flag
+    def ls(sort: str | None, mini: bool, as_json: bool) -> None:
+        """List the processes (aliases: list, status). Columns that do not fit are
+        dropped: watching, namespace, user, pid, uptime, mode, restarts, cpu, mem."""
+        from . import cli_table
+
+        cli_table.parse_sort(sort)  # a bad --sort is refused before the daemon is asked
+        if not (mini or as_json):
+            _print_table(_client(), sort)
+            return
+        infos = _client().list()
+        if as_json:
+            _echo(cli_table.ls_json(infos, sort=sort))
+        else:
+            sys.stdout.write(cli_table.mini_list(infos, sort=sort))
 
     @cli.command()
     @click.argument("target")
@@ -482,18 +505,26 @@ def build_cli() -> click.Group:
         help="Show the values of secret variables (*_KEY, *_TOKEN, *SECRET*, *PASSWORD*, "
         "URL passwords) instead of ****.",
     )
-    def describe(target: str, show_secrets: bool) -> None:
-        """Show everything about a process, and its variables that differ from this
-        shell's, secrets masked (alias: show)."""
-        from .cli_render import describe_panel, make_console
+    @json_flag
+    def describe(target: str, show_secrets: bool, as_json: bool) -> None:
+        """Show everything about a process: the settings that differ from the default,
+        readiness, last exit, restarts, log files, the plugins acting on it, and its
+        variables that differ from this shell's, secrets masked (alias: show)."""
+        from . import cli_describe as shown
+        from .cli_render import make_console
 
-        infos = _client().describe(parse_target(target))
+        client = _client()
+        infos = client.describe(parse_target(target))
         if not infos:
             raise NotFoundError(f"no process matches {shorten(target)}: see `corral ls`")
-        console = make_console()
+        facts = shown.plugin_facts(client)
+        if as_json:
+            _echo(shown.describe_json(infos, facts, show_secrets=show_secrets))
+            return
+        console, defaults = make_console(), shown.declared_defaults()
+        flags = {"show_secrets": show_secrets, "defaults": defaults, "facts": facts}
         for info in infos:
-            panel = describe_panel(info, local_env=os.environ, show_secrets=show_secrets)
-            console.print(panel)
+            console.print(shown.describe_panel(info, local_env=os.environ, **flags))
 
     @cli.command()
     def jlist() -> None:
@@ -599,9 +630,7 @@ def build_cli() -> click.Group:
         _echo("daemon killed")
 
     @cli.command()
-    @click.option(
-        "--json", "as_json", is_flag=True, help="Print one JSON document (see README, JSON output)."
-    )
+    @json_flag
     def ping(as_json: bool) -> None:
         """Check the daemon answers (starting it if none runs), and which corral it runs."""
         print_ping(_client(), as_json=as_json)
@@ -622,11 +651,17 @@ def build_cli() -> click.Group:
 
     @cli.command()
     @click.option("--errors", is_flag=True, help="List each plugin's recorded errors.")
-    def plugins(errors: bool) -> None:
+    @json_flag
+    def plugins(errors: bool, as_json: bool) -> None:
         """List the plugins loaded in the daemon."""
         from .cli_render import make_console, plugins_table
 
         loaded = _client().plugins()
+        if as_json:
+            import json
+
+            _echo(json.dumps(loaded, default=str))
+            return
         if not errors:
             make_console().print(plugins_table(loaded))
             return

@@ -13,17 +13,14 @@ import re
 import stat
 import sys
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 from rich import box
 from rich.console import Console
-from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
-
-from .secrets import mask, mask_args
 
 STATUS_STYLES = {
     "online": "green",
@@ -101,163 +98,7 @@ def uptime_of(info: Any, now: int) -> str:
     return human_duration(now - info.pm_uptime)
 
 
-def process_table(infos: Sequence[Any], now: int | None = None) -> Table:
-    """The ``corral ls`` table: one row per process, ordered by pm_id."""
-    now = now_ms() if now is None else now
-    table = Table(box=box.ROUNDED, header_style="bold")
-    table.add_column("id", justify="right", style="bold")
-    table.add_column("name", style="bold cyan", no_wrap=True)
-    table.add_column("namespace", no_wrap=True)
-    table.add_column("mode")
-    table.add_column("pid", justify="right")
-    table.add_column("uptime", justify="right")
-    table.add_column("↺", justify="right")
-    table.add_column("status")
-    table.add_column("cpu", justify="right")
-    table.add_column("mem", justify="right")
-    for info in sorted(infos, key=lambda i: i.pm_id):
-        table.add_row(
-            str(info.pm_id),
-            Text(printable(info.name)),  # Text: a name is no rich markup ("[/]" raised)
-            Text(printable(info.namespace)),
-            mode_word(info.exec_mode),
-            str(info.pid or 0),
-            uptime_of(info, now),
-            str(info.restart_time),
-            status_text(info.status),
-            human_cpu(info.cpu),
-            human_bytes(info.memory),
-        )
-    return table
-
-
 EMPTY_HINT = "No process is managed yet. Start one with: corral start app.py --name web"
-
-
-def _env(info: Any) -> dict:
-    return info.to_dict().get("pm2_env", {})
-
-
-def _when(ms: int | None) -> str:
-    if not ms:
-        return "-"
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ms / 1000))
-
-
-def _words(value: Any) -> str:
-    if value is None or value == []:
-        return "-"
-    if isinstance(value, (list, tuple)):
-        return " ".join(str(v) for v in value)
-    return str(value)
-
-
-def describe_rows(
-    info: Any, now: int, *, show_secrets: bool = False
-) -> list[tuple[str, str | Text]]:
-    """The fields ``corral describe`` shows, in order, as (label, value); secrets in
-    the script's and interpreter's arguments masked unless ``show_secrets``."""
-    env = _env(info)
-    opts = info.options or {}
-
-    def shown(value: Any) -> str:
-        if show_secrets:
-            return _words(value)
-        if isinstance(value, (list, tuple)):
-            return _words(mask_args(value))
-        return " ".join(mask_args(_words(value).split(" ")))  # a command line, as typed
-
-    return [
-        ("status", status_text(info.status)),
-        ("ready", ready_text(info)),
-        ("name", info.name),
-        ("namespace", info.namespace),
-        ("id", str(info.pm_id)),
-        ("pid", str(info.pid or "-")),
-        ("exec mode", mode_word(info.exec_mode)),
-        ("restarts", str(info.restart_time)),
-        ("unstable restarts", str(info.unstable_restarts)),
-        ("uptime", uptime_of(info, now)),
-        ("created at", _when(info.created_at)),
-        ("cpu", human_cpu(info.cpu)),
-        ("memory", human_bytes(info.memory)),
-        ("script path", shown(env.get("pm_exec_path", opts.get("script")))),
-        ("script args", shown(opts.get("args"))),
-        ("interpreter", _words(env.get("exec_interpreter", opts.get("exec_interpreter")))),
-        ("interpreter args", shown(opts.get("node_args"))),
-        ("exec cwd", _words(env.get("pm_cwd", opts.get("cwd")))),
-        ("autorestart", _words(opts.get("autorestart", True))),
-        ("out log path", info.out_log or "-"),
-        ("error log path", info.err_log or "-"),
-        ("pid path", _words(env.get("pm_pid_path"))),
-        *(("log drops", _log_drop(drop)) for drop in env.get("log_drops") or []),
-    ]
-
-
-def ready_text(info: Any) -> str:
-    """The instance's readiness, beside its status: ``yes (ready message, 1.2 s after
-    spawn)``, ``no: listen_timeout (3 s) passed without a signal``, ``waiting (up to
-    3 s)``, or ``-`` when no instance runs."""
-    env = _env(info)
-    by, at = env.get("ready_by"), env.get("ready_at")
-    timeout = _ms(int((info.options or {}).get("listen_timeout") or 3000))
-    if by is None:
-        return f"waiting (up to {timeout})" if info.pid else "-"
-    if by == "spawned":
-        return "yes (at spawn: no signal awaited)"
-    if by == "listen_timeout":
-        return f"no: listen_timeout ({timeout}) passed without a signal"
-    spawned = info.pm_uptime
-    after = f", {_ms(at - spawned)} after spawn" if at and spawned else ""
-    return f"yes ({by}{after})"
-
-
-def _ms(ms: int) -> str:
-    return f"{ms} ms" if ms < 1000 else f"{ms / 1000:g} s"
-
-
-def _log_drop(drop: dict[str, Any]) -> str:
-    """``/logs/web-out.log: 120 lines (12.0 KB) dropped; No space left on device``."""
-    lost = f"{drop.get('lines', 0)} lines ({human_bytes(drop.get('bytes', 0))}) dropped"
-    now = f"; {drop['error']}" if drop.get("error") else "; writing again"
-    return f"{drop.get('path')}: {lost}{now}"
-
-
-def divergent_env(
-    info: Any, local: Mapping[str, str], *, show_secrets: bool = False
-) -> list[tuple[str, str]]:
-    """The app's variables whose value differs from ``local`` (PM2's "divergent env
-    variables from local env"), sorted, secret values masked unless ``show_secrets``."""
-    env = _env(info).get("env") or {}
-    rows = [(k, v) for k, v in sorted(env.items()) if local.get(k) != v]
-    if show_secrets:
-        return [(k, str(v)) for k, v in rows]
-    return [(k, str(mask(k, v))) for k, v in rows]
-
-
-def describe_panel(
-    info: Any,
-    now: int | None = None,
-    *,
-    local_env: Mapping[str, str] | None = None,
-    show_secrets: bool = False,
-) -> Panel:
-    """The ``corral describe`` panel; with ``local_env``, the app's variables that
-    differ from it too (secret values masked unless ``show_secrets``)."""
-    now = now_ms() if now is None else now
-    grid = Table.grid(padding=(0, 2))
-    grid.add_column(style="bold")
-    grid.add_column()
-    for label, value in describe_rows(info, now, show_secrets=show_secrets):
-        grid.add_row(label, Text(printable(value)) if isinstance(value, str) else value)
-    if local_env is not None:
-        rows = divergent_env(info, local_env, show_secrets=show_secrets)
-        if rows:
-            grid.add_row(Text("env (differs from here)", style="dim"), "")
-        for name, value in rows:
-            grid.add_row(Text(f"  {printable(name)}", style=""), Text(printable(value)))
-    title = Text(f"{printable(info.name)} (id {info.pm_id})")
-    return Panel(grid, title=title, title_align="left", expand=False)
 
 
 def plugins_table(plugins: Iterable[dict]) -> Table:
@@ -451,15 +292,3 @@ def show_logs(files: list[tuple[str, str, str]], *, lines: int, follow: bool, ra
                 emit(item.prefix, item.stream, text)
         sys.stdout.flush()
         time.sleep(0.1)  # polling the files is the design here (no daemon streaming)
-
-
-_MONIT_NAMES = ("MONIT_LOG_LINES", "monit_logs", "monit_table", "monit_view", "run_monit")
-
-
-def __getattr__(name: str) -> Any:
-    """The monit names, moved to :mod:`corral.cli_monit`, stay importable from here."""
-    if name in _MONIT_NAMES:
-        from . import cli_monit
-
-        return getattr(cli_monit, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

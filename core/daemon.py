@@ -46,6 +46,7 @@ from .kill import (
     kill_orphan,
     kill_timeout,
     scan_strays,
+    signal_name,
     stop_signal,
     terminate,
 )
@@ -715,6 +716,8 @@ class Daemon:
         proc.exit_code = code
         policy = proc.restart_policy()
         now = now_ms()
+        sig = signal_name(code)  # the last exit, kept across restarts (describe)
+        proc.last_exit = {"code": None if sig else code, "signal": sig, "at": now}
         history = proc.history
         if proc.state is ProcessState.ONLINE:
             # PM2's worker resets the backoff of an app online for 30 s; at exit is the same

@@ -16,6 +16,7 @@ RUNTIME_FIELDS = frozenset(
         "unstable_restarts",
         "prev_restart_delay",
         "exit_code",
+        "last_exit",
         "unique_id",
         "env",
         "exec_interpreter",

@@ -46,6 +46,16 @@ def exit_words(code: int) -> str:
     return f"exit code {code}"
 
 
+def signal_name(code: int) -> str | None:
+    """The signal that killed a child (``SIGKILL``) from its wait code, None for an exit."""
+    if code >= 0:
+        return None
+    try:
+        return signal.Signals(-code).name
+    except ValueError:
+        return f"signal {-code}"
+
+
 def signal_tree(pid: int, tree: list[int], sig: int, *, group: bool) -> None:
     """Send ``sig`` once to ``pid`` (its whole group when ``group``) and to each pid of
     ``tree``: a process the group signal reached is not signalled again (a second

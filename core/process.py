@@ -40,6 +40,7 @@ RUNTIME_KEYS = (
     "unstable_restarts",
     "prev_restart_delay",
     "exit_code",
+    "last_exit",
     "unique_id",
     "log_drops",
     "ready",
@@ -94,6 +95,8 @@ class ManagedProcess:
     history: RestartHistory = field(default_factory=RestartHistory)
     child: Child | None = None
     exit_code: int | None = None
+    # the last exit of the slot's child, kept across restarts: {code, signal, at (ms)}
+    last_exit: dict[str, Any] | None = None
     restart_timer: asyncio.TimerHandle | None = None
     ready_timer: asyncio.TimerHandle | None = None
     log_paths: dict[str, Path | None] = field(default_factory=dict)
@@ -251,6 +254,7 @@ class ManagedProcess:
             "unstable_restarts": h.unstable_restarts,
             "prev_restart_delay": h.prev_restart_delay,
             "exit_code": self.exit_code,
+            "last_exit": self.last_exit,  # corral's own: code or signal, and when
             # corral's own: readiness, beside the status (not in PM2)
             **dict(zip(READINESS_KEYS, self.ready, strict=True)),
             # corral's own: the app's log files that lost lines or cannot be written (not in PM2)

@@ -19,7 +19,7 @@ import pytest
 from click.testing import CliRunner
 from rich.console import Console
 
-from corral import cli_render
+from corral import cli_monit, cli_render, cli_table
 from corral.cli import (
     build_cli,
     parse_env,
@@ -374,7 +374,7 @@ def test_process_table_columns_and_values():
         FakeInfo(pm_id=1, name="worker", status="stopped", pid=None, pm_uptime=now - 5000),
         FakeInfo(pm_id=0, pm_uptime=now - 180_000),
     ]
-    text = render(cli_render.process_table(infos, now))
+    text = render(cli_table.process_table(infos, now))
     header = next(line for line in text.splitlines() if "namespace" in line)
     for column in ("id", "name", "namespace", "mode", "pid", "uptime", "↺", "status", "cpu", "mem"):
         assert column in header
@@ -396,10 +396,10 @@ def test_monit_view_highlights_the_selection(tmp_path):
     err = tmp_path / "web-err.log"
     err.write_text("oops\n")
     infos = [FakeInfo(out_log=str(out), err_log=str(err)), FakeInfo(name="worker", pm_id=1)]
-    text = render(cli_render.monit_view(infos, selected=0))
+    text = render(cli_monit.monit_view(infos, selected=0))
     assert "worker" in text and "web (id 0) logs" in text
     assert "line 39" in text and "oops" in text and "line 10\n" not in text
-    assert len(cli_render.monit_logs(infos[0])) == cli_render.MONIT_LOG_LINES
+    assert len(cli_monit.monit_logs(infos[0])) == cli_monit.MONIT_LOG_LINES
 
 
 def test_monit_renders_once_without_a_tty(tmp_path):
@@ -686,7 +686,7 @@ def test_monit_live_on_a_terminal_quits_on_q_and_restores_it(home, app):
 
 
 def test_describe_shows_the_log_files_that_lost_lines():
-    from corral.cli_render import describe_rows
+    from corral.cli_describe import describe_rows
     from corral.info import ProcessInfo
 
     drop = {"path": "/l/web-out.log", "error": "No space left on device", "lines": 3, "bytes": 300}

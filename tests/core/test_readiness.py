@@ -140,7 +140,7 @@ def test_sd_notify_makes_it_ready(pm):
 
 
 def test_describe_shows_readiness(pm, ready_app):
-    from corral.cli_render import describe_rows
+    from corral.cli_describe import describe_rows
 
     pm.start(ready_app, {"name": "shown", "wait_ready": True, "args": ["0"]})
     rows = dict(describe_rows(pm.describe("shown")[0], int(time.time() * 1000)))
