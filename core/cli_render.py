@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import os
 import re
-import stat
 import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, BinaryIO
+from typing import Any
 
 from rich import box
 from rich.console import Console, Group
@@ -23,6 +21,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from .logtail import FollowedFile, open_log, tail_lines  # noqa: F401 (re-exported)
 from .secrets import mask, mask_args
 
 STATUS_STYLES = {
@@ -304,98 +303,6 @@ def log_line(prefix: str, stream: str, line: str) -> Text:
 # -- log files ---------------------------------------------------------------
 
 
-def open_log(path: str | os.PathLike) -> BinaryIO | None:
-    """``path`` opened for reading if it is a regular file, never through a symbolic
-    link (None otherwise): the caller may be root, and an app's user can put a fifo
-    (open would hang), a link to root's files, or to ``/dev/zero`` in place of its log."""
-    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
-    try:
-        fd = os.open(path, flags)
-    except OSError:
-        return None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        return None
-    return open(fd, "rb")
-
-
-def tail_lines(path: str | os.PathLike, count: int) -> list[str]:
-    """The last ``count`` lines of a file, read from its end (``[]`` if it is missing)."""
-    if count <= 0:
-        return []
-    handle = open_log(path)
-    if handle is None:
-        return []
-    with handle:
-        position = handle.seek(0, os.SEEK_END)
-        data = b""
-        while position > 0 and data.count(b"\n") <= count:
-            step = min(65536, position)
-            position -= step
-            handle.seek(position)
-            data = handle.read(step) + data
-    lines = data.split(b"\n")
-    if lines and lines[-1] == b"":
-        lines.pop()
-    return [line.decode("utf-8", "replace").rstrip("\r") for line in lines[-count:]]
-
-
-@dataclass
-class FollowedFile:
-    """One log file being followed, reopened when it is rotated or truncated."""
-
-    path: str
-    prefix: str
-    stream: str
-    _handle: Any = field(default=None, repr=False)
-    _inode: int | None = None
-    _partial: bytes = b""
-
-    def start_at_end(self) -> None:
-        self._open(at_end=True)
-
-    def _open(self, *, at_end: bool) -> None:
-        handle = open_log(self.path)
-        if handle is None:
-            return
-        self._close()
-        self._handle = handle
-        self._inode = os.fstat(handle.fileno()).st_ino
-        if at_end:
-            handle.seek(0, os.SEEK_END)
-
-    def _close(self) -> None:
-        if self._handle is not None:
-            self._handle.close()
-            self._handle = None
-
-    def read_lines(self) -> list[str]:
-        """The complete lines written since the last call."""
-        data = b""
-        try:
-            stat = os.stat(self.path)
-        except OSError:
-            stat = None
-        if self._handle is not None:
-            if (
-                stat is not None
-                and stat.st_size < self._handle.tell()
-                and stat.st_ino == self._inode
-            ):
-                self._handle.seek(0)  # truncated in place (flush, copytruncate)
-            data = self._handle.read()
-        if stat is not None and (self._handle is None or stat.st_ino != self._inode):
-            self._open(at_end=False)  # created, or rotated by rename: read the new file whole
-            if self._handle is not None:
-                data += self._handle.read()
-        data = self._partial + data
-        *complete, self._partial = data.split(b"\n")
-        return [line.decode("utf-8", "replace").rstrip("\r") for line in complete]
-
-    def close(self) -> None:
-        self._close()
-
-
 # -- monit -------------------------------------------------------------------
 
 MONIT_LOG_LINES = 15
@@ -462,52 +369,6 @@ def monit_view(
 
 
 # -- showing logs and monit --------------------------------------------------------------------
-
-
-def log_files(
-    infos: Sequence[Any], *, only: str | None = None, home: str | os.PathLike | None = None
-) -> list[tuple[str, str, str]]:
-    """(path, prefix, stream) for every log file to show, each path once; with
-    ``home``, the daemon's own ``corral.log`` first."""
-    files: list[tuple[str, str, str]] = []
-    if home is not None:
-        files.append((os.path.join(home, "corral.log"), "corral", "corral"))
-    seen = set()
-    for info in sorted(infos, key=lambda i: i.pm_id):
-        for stream, path in (("out", info.out_log), ("err", info.err_log)):
-            if not path or path == os.devnull or path in seen or (only and only != stream):
-                continue
-            seen.add(path)
-            files.append((path, f"{info.pm_id}|{info.name}", stream))
-    return files
-
-
-def show_logs(files: list[tuple[str, str, str]], *, lines: int, follow: bool, raw: bool) -> None:
-    console = make_console()
-
-    def emit(prefix: str, stream: str, text: str) -> None:
-        if raw:
-            sys.stdout.write(text + "\n")  # as the app wrote it, escape sequences and all
-        else:
-            console.print(log_line(prefix, stream, printable(text)), soft_wrap=True)
-
-    for path, prefix, stream in files:
-        if not raw and lines:
-            console.print(Text(f"{path} last {lines} lines:", style="dim"), soft_wrap=True)
-        for text in tail_lines(path, lines):
-            emit(prefix, stream, text)
-    sys.stdout.flush()
-    if not follow:
-        return
-    followed = [FollowedFile(path, prefix, stream) for path, prefix, stream in files]
-    for item in followed:
-        item.start_at_end()
-    while True:
-        for item in followed:
-            for text in item.read_lines():
-                emit(item.prefix, item.stream, text)
-        sys.stdout.flush()
-        time.sleep(0.1)  # polling the files is the design here (no daemon streaming)
 
 
 # -- running monit -------------------------------------------------------------------
