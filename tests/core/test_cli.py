@@ -462,7 +462,8 @@ def test_logs_prefixes_lines_and_filters_streams(tmp_path):
     raw = invoke(client, "logs", "web", "--nostream", "--lines", "1", "--err", "--raw").output
     assert raw == "bad thing\n"
     assert client.calls[-1] == ("describe", "web")
-    assert invoke(client, "logs", "--nostream", "--out", "--raw", "--lines", "1").output == "out 29\n"
+    only_out = invoke(client, "logs", "--nostream", "--out", "--raw", "--lines", "1")
+    assert only_out.output == "out 29\n"
 
 
 # -- real daemons ------------------------------------------------------------
@@ -557,7 +558,8 @@ def test_stop_restart_delete(home, app):
 
 def test_logs_lines_and_flush(home, app):
     corral("start", str(app), "-n", "tick")
-    wait_for(lambda: "tick 5" in corral("logs", "tick", "--nostream", "--raw", "--lines", "100").stdout)
+    past = ("logs", "tick", "--nostream", "--raw", "--lines", "99")
+    wait_for(lambda: "tick 5" in corral(*past).stdout)
     raw = corral("logs", "tick", "--nostream", "--out", "--raw", "--lines", "3").stdout.splitlines()
     assert len(raw) == 3 and all(line.startswith("tick ") for line in raw)
     flushed = corral("flush", "tick").stdout
@@ -608,7 +610,7 @@ def test_unknown_opt_key_names_the_closest(home, app):
 
 def test_monit_once_without_a_tty(home, app):
     corral("start", str(app), "-n", "tick")
-    wait_for(lambda: "tick 2" in corral("logs", "tick", "--nostream", "--raw").stdout, what="output")
+    wait_for(lambda: "tick 2" in corral("logs", "tick", "--nostream", "--raw").stdout, what="out")
     result = subprocess.run(
         [sys.executable, "-m", "corral", "monit"],
         stdin=subprocess.DEVNULL,
@@ -622,7 +624,7 @@ def test_monit_once_without_a_tty(home, app):
 
 def test_logs_follow_survives_flush_and_ctrl_c_exits_130(home, app):
     corral("start", str(app), "-n", "tick")
-    wait_for(lambda: "tick 1" in corral("logs", "tick", "--nostream", "--raw").stdout, what="output")
+    wait_for(lambda: "tick 1" in corral("logs", "tick", "--nostream", "--raw").stdout, what="out")
     follower = subprocess.Popen(
         [sys.executable, "-m", "corral", "logs", "tick", "--out", "-f", "--raw", "--lines", "0"],
         stdout=subprocess.PIPE,
