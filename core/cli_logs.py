@@ -282,6 +282,7 @@ def _quiet_pipe() -> None:
 def add_commands(cli: click.Group, client_factory: Callable[[], Any]) -> None:
     from .cli import parse_target
     from .errors import CorralError
+    from .rpc import pid_alive
 
     @cli.command()
     @click.argument("target", required=False)
@@ -364,6 +365,9 @@ def add_commands(cli: click.Group, client_factory: Callable[[], Any]) -> None:
             return select_sources(infos, only=only, home=client.home if with_daemon else None)
 
         def refresh() -> list[Source]:
+            pid = getattr(client, "daemon_pid", None)
+            if pid and not pid_alive(pid):
+                return []  # the daemon is gone: keep following the files, no RPC to wait on
             try:
                 return current()
             except (CorralError, OSError):

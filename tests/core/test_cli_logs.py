@@ -234,6 +234,29 @@ def test_following_survives_flush_rotation_and_restart(pm, corral_home, counter,
     assert_contiguous(numbers(reader.lines))
 
 
+def test_following_survives_the_logrotate_plugin(corral_home, counter, tmp_path):
+    import corral
+
+    client = corral.connect(plugins=["logrotate"])
+    reader = None
+    try:
+        app = client.start(counter, {"name": "count", "args": [str(tmp_path)]})[0]
+        wait_for(lambda: b"0 2\n" in Path(app.out_log).read_bytes(), what="2 lines")
+        reader = Reader(corral_logs(corral_home, "0", "--raw", "--out", "--lines", "1"))
+        for _ in range(3):
+            mark = last_number(reader.until(lambda lines: numbers(lines), "a line"))
+            client.call("logrotate_rotate", target=0)
+            reader.until(lambda lines, m=mark: last_number(lines) > m + 2, "lines after rotating")
+        rotated = [p for p in Path(app.out_log).parent.iterdir() if "__" in p.name]
+        assert len(rotated) == 3
+    finally:
+        if reader is not None:
+            reader.stop()
+        client.kill_daemon()
+        client.disconnect()
+    assert_contiguous(numbers(reader.lines))
+
+
 def test_new_instances_are_followed_from_their_first_line(pm, corral_home, counter, tmp_path):
     pm.start(counter, {"name": "count", "args": [str(tmp_path)], "merge_logs": False})
     wait_for(lambda: (tmp_path / "count-0").exists(), what="the first instance")
