@@ -320,7 +320,8 @@ def add_commands(cli: click.Group, client_factory: Callable[[], Any]) -> None:
         "--json",
         "as_json",
         is_flag=True,
-        help="Print one JSON document per line: app, pm_id, stream, time, line.",
+        help="Print JSON lines: one object per log line with app, pm_id, stream, time, "
+        "line (see README, JSON output).",
     )
     @click.option(
         "--format",
@@ -345,7 +346,12 @@ def add_commands(cli: click.Group, client_factory: Callable[[], Any]) -> None:
         Escape sequences in the apps' output are removed and other control
         characters shown as \\xNN, unless --raw."""
         if timestamp:
-            date_formatter(timestamp)  # a bad format: one clear line, before anything
+            try:
+                date_formatter(timestamp)  # a bad format: one clear line, before anything
+            except CorralError as exc:
+                raise CorralError(
+                    f"--timestamp: {exc} (write TARGET before --timestamp, or --timestamp=FORMAT)"
+                ) from None
         mode = "json" if as_json else "raw" if raw else "format" if as_format else "text"
         client = client_factory()
 
