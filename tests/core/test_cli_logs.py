@@ -138,6 +138,48 @@ def test_tail_lines_keeps_a_last_partial_line(tmp_path):
     assert tail_lines(path, 2) == ["99999", "part"]
 
 
+def test_output_modes_json_format_timestamp_and_the_daemon_log(tmp_path):
+    from tests.core.test_cli import FakeClient, FakeInfo, invoke
+
+    fmt = "YYYY-MM-DD HH:mm:ss"
+    out, err = tmp_path / "web-out.log", tmp_path / "web-error.log"
+    out.write_text("2026-01-01 10:00:01: hello\n")
+    err.write_text("2026-01-01 10:00:02: oops\n")
+    record = {"event": "spawned", "level": "info", "timestamp": "2026-01-01T10:00:00"}
+    (tmp_path / "corral.log").write_text(json.dumps({**record, "pm_id": 0}) + "\n")
+    web = FakeInfo(out_log=str(out), err_log=str(err), options={"log_date_format": fmt})
+    client = FakeClient([web], home=tmp_path)
+
+    text = invoke(client, "logs", "--nostream").output.splitlines()
+    assert text == [
+        "corral | 10:00:00 info spawned pm_id=0",
+        "0|web  | 2026-01-01 10:00:01: hello",
+        "0|web  | 2026-01-01 10:00:02: oops",
+    ]
+    records = [
+        json.loads(line)
+        for line in invoke(client, "logs", "--nostream", "--json").output.splitlines()
+    ]
+    assert [(r["app"], r["pm_id"], r["stream"]) for r in records] == [
+        ("corral", None, "corral"),
+        ("web", 0, "out"),
+        ("web", 0, "err"),
+    ]
+    assert records[1]["line"] == "2026-01-01 10:00:01: hello"
+    assert records[1]["time"].startswith("2026-01-01T10:00:01")
+    formatted = invoke(client, "logs", "web", "--nostream", "--format").output.splitlines()
+    assert formatted[0].startswith("timestamp=2026-01-01-10:00:01")
+    assert formatted[0].endswith(" app=web id=0 type=out message=2026-01-01 10:00:01: hello")
+    assert " type=error message=" in formatted[1]
+    stamped = invoke(client, "logs", "web", "--nostream", "--err", "--timestamp", "HH:mm:ss")
+    assert stamped.output == "10:00:02 0|web | 2026-01-01 10:00:02: oops\n"
+    from corral.errors import CorralError
+
+    client.raises = CorralError("no process matches 'corral'")  # no app is named corral
+    only_daemon = invoke(client, "logs", "corral", "--nostream").output
+    assert only_daemon == "corral | 10:00:00 info spawned pm_id=0\n"
+
+
 # -- with a daemon ----------------------------------------------------------------------
 
 
