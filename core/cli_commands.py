@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from . import cli_extra, cli_import, cli_reconcile, cli_stdin, cli_update, paths
+from . import cli_extra, cli_import, cli_logs, cli_reconcile, cli_stdin, cli_update, paths
 from .cli import (
     handle_errors,
     parse_env,
@@ -539,35 +539,6 @@ def build_cli() -> click.Group:
     @cli.command()
     @click.argument("target", required=False)
     @click.option(
-        "--lines",
-        default=15,
-        show_default=True,
-        type=click.IntRange(min=0),
-        help="How many past lines to print per file.",
-    )
-    @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until Ctrl-C.")
-    @click.option("--out", "only", flag_value="out", help="Only the standard output logs.")
-    @click.option("--err", "only", flag_value="err", help="Only the standard error logs.")
-    @click.option(
-        "--raw",
-        is_flag=True,
-        help="Print the lines as written: no prefix, no colour, escape sequences kept.",
-    )
-    def logs(target: str | None, lines: int, follow: bool, only: str | None, raw: bool) -> None:
-        """Print the last lines of the log files (all apps and corral.log by default).
-
-        Escape sequences in the apps' output are removed and other control
-        characters shown as \\xNN, unless --raw."""
-        from .cli_render import log_files, show_logs
-
-        client = _client()
-        infos = client.describe(parse_target(target)) if target else client.list()
-        files = log_files(infos, only=only, home=None if target or only else client.home)
-        show_logs(files, lines=lines, follow=follow, raw=raw)
-
-    @cli.command()
-    @click.argument("target", required=False)
-    @click.option(
         "--all", "rotated", is_flag=True, help="Delete rotated files too (the logrotate plugin)."
     )
     def flush(target: str | None, rotated: bool) -> None:
@@ -726,6 +697,7 @@ def build_cli() -> click.Group:
         run_monit(_client())
 
     cli_reconcile.add_commands(cli, _client, _print_table)
+    cli_logs.add_commands(cli, _client)
     cli_stdin.add_commands(cli, _client)
     cli_import.add_commands(cli, _client)
     cli_update.add_commands(cli, _client)

@@ -29,7 +29,7 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Any, BinaryIO
 
-from .cli_render import open_log
+from .logtail import open_log
 
 POLL = 0.2  # seconds between two reads of the selected app's files
 KEEP = 500  # lines kept for the pane

@@ -453,16 +453,17 @@ def test_logs_prefixes_lines_and_filters_streams(tmp_path):
     (tmp_path / "corral.log").write_text('{"event": "daemon started"}\n')
     client = FakeClient([FakeInfo(out_log=str(out), err_log=str(err))], home=tmp_path)
 
-    text = invoke(client, "logs", "--lines", "2").output
-    assert "0|web | out 28\n0|web | out 29\n" in text
-    assert "0|web | bad thing" in text and "corral | " in text
+    text = invoke(client, "logs", "--nostream", "--lines", "2").output
+    assert "0|web  | out 28\n0|web  | out 29\n" in text  # padded to "corral", as PM2 pads
+    assert "0|web  | bad thing" in text and "corral | info daemon started" in text
     assert "out 27" not in text
     assert client.calls[-1] == ("list",)
 
-    raw = invoke(client, "logs", "web", "--lines", "1", "--err", "--raw").output
+    raw = invoke(client, "logs", "web", "--nostream", "--lines", "1", "--err", "--raw").output
     assert raw == "bad thing\n"
     assert client.calls[-1] == ("describe", "web")
-    assert invoke(client, "logs", "--out", "--raw", "--lines", "1").output == "out 29\n"
+    only_out = invoke(client, "logs", "--nostream", "--out", "--raw", "--lines", "1")
+    assert only_out.output == "out 29\n"
 
 
 # -- real daemons ------------------------------------------------------------
@@ -536,7 +537,7 @@ def test_start_ls_jlist_describe(home, app):
     assert "tick (id 0)" in described and env["pm_out_log_path"] in described
 
     def logged() -> str:
-        text = corral("logs", "tick", "--lines", "50").stdout
+        text = corral("logs", "tick", "--nostream", "--lines", "50").stdout
         return text if "args ['a', 'b'] greeting hi" in text else ""
 
     logs = wait_for(logged, what="the app's output in its log")
@@ -557,8 +558,9 @@ def test_stop_restart_delete(home, app):
 
 def test_logs_lines_and_flush(home, app):
     corral("start", str(app), "-n", "tick")
-    wait_for(lambda: "tick 5" in corral("logs", "tick", "--raw", "--lines", "100").stdout)
-    raw = corral("logs", "tick", "--out", "--raw", "--lines", "3").stdout.splitlines()
+    past = ("logs", "tick", "--nostream", "--raw", "--lines", "99")
+    wait_for(lambda: "tick 5" in corral(*past).stdout)
+    raw = corral("logs", "tick", "--nostream", "--out", "--raw", "--lines", "3").stdout.splitlines()
     assert len(raw) == 3 and all(line.startswith("tick ") for line in raw)
     flushed = corral("flush", "tick").stdout
     out_log = jlist()[0]["pm2_env"]["pm_out_log_path"]
@@ -608,7 +610,7 @@ def test_unknown_opt_key_names_the_closest(home, app):
 
 def test_monit_once_without_a_tty(home, app):
     corral("start", str(app), "-n", "tick")
-    wait_for(lambda: "tick 2" in corral("logs", "tick", "--raw").stdout, what="output")
+    wait_for(lambda: "tick 2" in corral("logs", "tick", "--nostream", "--raw").stdout, what="out")
     result = subprocess.run(
         [sys.executable, "-m", "corral", "monit"],
         stdin=subprocess.DEVNULL,
@@ -622,7 +624,7 @@ def test_monit_once_without_a_tty(home, app):
 
 def test_logs_follow_survives_flush_and_ctrl_c_exits_130(home, app):
     corral("start", str(app), "-n", "tick")
-    wait_for(lambda: "tick 1" in corral("logs", "tick", "--raw").stdout, what="output")
+    wait_for(lambda: "tick 1" in corral("logs", "tick", "--nostream", "--raw").stdout, what="out")
     follower = subprocess.Popen(
         [sys.executable, "-m", "corral", "logs", "tick", "--out", "-f", "--raw", "--lines", "0"],
         stdout=subprocess.PIPE,

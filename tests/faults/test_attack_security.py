@@ -319,7 +319,18 @@ def test_corral_logs_reads_no_fifo_nor_link_the_app_user_put_in_its_place(
     os.mkfifo(out, 0o600)
     os.chown(out, pw.pw_uid, pw.pw_gid)
     env = dict(os.environ, CORRAL_HOME=str(corral_home))
-    run = [sys.executable, "-m", "corral", "logs", "u", "--lines", "5", "--raw", "--out"]
+    run = [
+        sys.executable,
+        "-m",
+        "corral",
+        "logs",
+        "u",
+        "--nostream",
+        "--lines",
+        "5",
+        "--raw",
+        "--out",
+    ]
     try:
         shown = subprocess.run(run, env=env, capture_output=True, text=True, timeout=20)
     except subprocess.TimeoutExpired:

@@ -128,12 +128,12 @@ def test_corral_logs_prints_no_escape_sequences_unless_raw(corral_home, pm, tmp_
     info = pm.start(python_app(tmp_path, "noisy.py", body), {"name": "noisy"})[0]
     wait_for(lambda: b"tick 2" in file_bytes(info.out_log), what="noisy output")
 
-    shown = cli(corral_home, "logs", "noisy", "--lines", "1000")
+    shown = cli(corral_home, "logs", "noisy", "--nostream", "--lines", "1000")
     assert shown.returncode == 0, shown.stderr
     assert b"red title cleared" in shown.stdout and b"green" in shown.stdout
     assert b"\x1b" not in shown.stdout and b"\x07" not in shown.stdout
 
-    raw = cli(corral_home, "logs", "noisy", "--raw", "--lines", "1000")
+    raw = cli(corral_home, "logs", "noisy", "--nostream", "--raw", "--lines", "1000")
     assert b"\x1b[32mgreen" in raw.stdout
 
     follow = subprocess.Popen(
