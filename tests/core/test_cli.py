@@ -19,7 +19,7 @@ import pytest
 from click.testing import CliRunner
 from rich.console import Console
 
-from corral import cli_monit, cli_render, cli_table
+from corral import cli_monit, cli_render, cli_table, logtail
 from corral.cli import (
     build_cli,
     parse_env,
@@ -415,18 +415,18 @@ def test_monit_renders_once_without_a_tty(tmp_path):
 
 def test_tail_lines(tmp_path):
     path = tmp_path / "a.log"
-    assert cli_render.tail_lines(path, 5) == []
+    assert logtail.tail_lines(path, 5) == []
     path.write_bytes(b"".join(b"%d\n" % i for i in range(100_000)))
-    assert cli_render.tail_lines(path, 3) == ["99997", "99998", "99999"]
+    assert logtail.tail_lines(path, 3) == ["99997", "99998", "99999"]
     path.write_bytes(b"one\ntwo")
-    assert cli_render.tail_lines(path, 5) == ["one", "two"]
-    assert cli_render.tail_lines(path, 0) == []
+    assert logtail.tail_lines(path, 5) == ["one", "two"]
+    assert logtail.tail_lines(path, 0) == []
 
 
 def test_followed_file_survives_truncation_and_rotation(tmp_path):
     path = tmp_path / "a.log"
     path.write_text("old\n")
-    followed = cli_render.FollowedFile(str(path), "0|a", "out")
+    followed = logtail.FollowedFile(str(path), "0|a", "out")
     followed.start_at_end()
     with path.open("a") as f:
         f.write("new\npart")
