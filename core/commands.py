@@ -340,7 +340,13 @@ class Commands:
         warnings = [w for app in prepared for w in app.warnings]
         for warning in warnings:
             self.daemon.log.warning("option warning", warning=warning)
-        return {"processes": self.describe_all(started), "warnings": warnings}
+        # what happened per app (corral.actions): the client's lines say it
+        actions = [
+            {"name": app.name, "action": "restarted" if existing else "started"}
+            for app, existing in plans
+        ]
+        reply = {"processes": self.describe_all(started), "warnings": warnings}
+        return {**reply, "actions": actions}
 
     async def create_all(self, apps: list[PreparedApp]) -> list[ManagedProcess]:
         """Register every instance of ``apps``, none launched: all of them, or none."""
