@@ -447,7 +447,7 @@ def build_cli() -> click.Group:
         "Reload, sending each old instance the 'shutdown' message before SIGINT.",
     )
 
-    @cli.command()
+    @cli.command(context_settings={"ignore_unknown_options": True})  # `scale web -1`
     @click.argument("name")
     @click.argument("count")
     @json_flag
