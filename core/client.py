@@ -294,7 +294,7 @@ class _Calls:
         The result's ``lines`` say what happened to each app (see corral.reconcile)."""
         request = self._reconcile(target, options, "restart", env_name, prune, dry_run, only)
         send = lambda: self._send("start", request, _reconciled)  # noqa: E731
-        return self._watched(progress, "start", send, None if dry_run else request)
+        return self._watched(None if dry_run else progress, "start", send, request)
 
     def start_or_reload(
         self,
@@ -310,7 +310,7 @@ class _Calls:
         """:meth:`start_or_restart`, reloading the apps the file keeps (``startOrReload``)."""
         request = self._reconcile(target, options, "reload", env_name, prune, dry_run, only)
         send = lambda: self._send("start", request, _reconciled)  # noqa: E731
-        return self._watched(progress, "start", send, None if dry_run else request)
+        return self._watched(None if dry_run else progress, "start", send, request)
 
     def start_or_graceful_reload(
         self,
@@ -328,7 +328,7 @@ class _Calls:
             target, options, "graceful_reload", env_name, prune, dry_run, only
         )
         send = lambda: self._send("start", request, _reconciled)  # noqa: E731
-        return self._watched(progress, "start", send, None if dry_run else request)
+        return self._watched(None if dry_run else progress, "start", send, request)
 
     def _reconcile(
         self,
