@@ -50,6 +50,7 @@ DONE = {
     "delete": "deleted",
     "reset": "reset",
     "scale": "scaled",
+    "resurrect": "resurrected",
 }
 DOING = {
     "start": "starting",
@@ -111,6 +112,9 @@ def summarize(
         if verb == "scale" and before is not None:
             record["before"] = before
         records.append(record)
+    for outcome in outcomes or ():  # apps the reply does not list (a resurrect's reused)
+        if outcome["name"] not in apps and "pm_ids" in outcome:
+            records.append({**outcome, "statuses": [], "instances": len(outcome["pm_ids"])})
     return records
 
 

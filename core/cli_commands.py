@@ -572,7 +572,7 @@ def build_cli() -> click.Group:
         client = _client()
         with warnings.catch_warnings(record=True) as said:
             warnings.simplefilter("always", CorralWarning)
-            client.resurrect()
+            infos = client.resurrect()
         for warning in said:
             if issubclass(warning.category, CorralWarning):
                 sys.stderr.write(f"warning: {warning.message}\n")
@@ -580,6 +580,7 @@ def build_cli() -> click.Group:
                 warnings.showwarning(
                     warning.message, warning.category, warning.filename, warning.lineno
                 )
+        Report("resurrect").add(records("resurrect", infos))
         _print_table(client)
 
     @cli.command()

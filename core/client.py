@@ -48,9 +48,12 @@ def _resurrected(result: Any) -> list[ProcessInfo]:
     """resurrect's reply: ``{"processes", "warnings"}`` (a list from an older daemon)."""
     if isinstance(result, list):
         return _infos(result)
+    from .actions import Applied, summarize
+
     for message in result.get("warnings", ()):
         warnings.warn(message, CorralWarning, stacklevel=4)  # the caller of resurrect()
-    return _infos(result["processes"])
+    infos = _infos(result["processes"])
+    return Applied(infos, summarize("resurrect", infos, result.get("actions")))
 
 
 def _started(result: dict[str, Any]) -> list[ProcessInfo]:

@@ -643,7 +643,21 @@ class Commands:
             self.daemon.log.warning("resurrect from the backup", warning=warning)
         running = {p.name for p in self.procs.values()}
         restored = await self.restore([e for e in dump.apps if e.get("name") not in running])
-        return {"processes": self.describe_all(restored), "warnings": warnings}
+        reply = {"processes": self.describe_all(restored), "warnings": warnings}
+        return {**reply, "actions": self._reused({e.get("name") for e in dump.apps} & running)}
+
+    def _reused(self, names: set[str]) -> list[dict[str, Any]]:
+        """The apps a resurrect left as they run (corral.actions: ``reused``)."""
+        reused = []
+        for name in sorted(names):
+            procs = sorted(
+                (p for p in self.procs.values() if p.name == name), key=lambda p: p.pm_id
+            )
+            statuses = [p.state.value for p in procs]
+            status = statuses[0] if len(set(statuses)) == 1 else "mixed"
+            ids = [p.pm_id for p in procs]
+            reused.append({"name": name, "action": "reused", "pm_ids": ids, "status": status})
+        return reused
 
     async def restore(
         self, entries: list[dict[str, Any]], *, keep_ids: bool = False

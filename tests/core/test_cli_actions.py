@@ -226,3 +226,14 @@ def test_without_a_terminal_no_status_line(corral_home: Path, tmp_path: Path) ->
     assert result.returncode == 0
     assert "ready" not in result.stdout and "\x1b" not in result.stdout
     assert result.stdout.splitlines()[0] == "reloaded web (2 instances)"
+
+
+def test_resurrect_says_what_it_brought_back_and_what_it_reused(
+    corral_home: Path, tmp_path: Path
+) -> None:
+    run_cli("start", python_app(tmp_path, "web.py", SLEEPER), "--no-wait")
+    run_cli("start", python_app(tmp_path, "api.py", SLEEPER), "--no-wait")
+    run_cli("dump")
+    run_cli("delete", "api")
+    said = first_lines(run_cli("resurrect"))
+    assert said == ["resurrected api (id 1)", "reused web: already online"]
