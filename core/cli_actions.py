@@ -85,6 +85,17 @@ class Report:
 
             yield update
 
+    @contextlib.contextmanager
+    def waiting(self, text: str) -> Iterator[None]:
+        """A status line ``text`` while the block runs, on a terminal only."""
+        if not self.tty:
+            yield
+            return
+        from .cli_render import make_console
+
+        with make_console().status(text):
+            yield
+
     def add(self, records: list[dict[str, Any]], *, say: bool = True) -> None:
         """What one target's action did; its lines now (``say``, and not --json)."""
         self.apps.extend(records)

@@ -381,7 +381,10 @@ def build_cli() -> click.Group:
             infos.extend(got)
             report.add(records("start", got), say=not is_config(target))  # plan lines said it
         if not dry_run:
-            verdict = cli_reconcile.watch_started(client, infos, no_wait)
+            names = sorted({i.name for i in infos})
+            what = names[0] if len(names) == 1 else f"{len(names)} apps"
+            with report.waiting(f"watching {what} for min_uptime"):
+                verdict = cli_reconcile.watch_started(client, infos, no_wait)
             if not as_json:
                 _print_table(client)
             report.report_verdict(verdict)
