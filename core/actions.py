@@ -22,7 +22,8 @@ each instance once, in the order they got ready. Events (dicts):
   "status", "done", "total"}``: ``ready`` for an instance that signalled
   readiness, ``online`` for one that runs (no readiness signal, or
   ``listen_timeout`` passed), ``exited`` for one that is down;
-- ``{"event": "end", "action", "done", "total"}``.
+- ``{"event": "end", "action", "done", "total"}``, once the call returned (a call
+  that raises, a reload rolled back say, ends with its exception instead).
 
 The callback runs on the polling thread, and for the last events and ``end``
 in the caller's thread, never two at once.
