@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from . import cli_extra, cli_import, cli_logs, cli_reconcile, cli_stdin, cli_update, paths
+from .actions import from_steps
 from .cli import (
     handle_errors,
     parse_env,
@@ -29,6 +30,8 @@ from .cli import (
     print_ping,
     stop_exit_codes,
 )
+from .cli_actions import Report, records
+from .cli_flags import json_flag
 from .cli_targets import STDIN, app_names, is_config
 from .errors import CorralError, NotFoundError, OptionError, shorten
 from .targets import parse_only
@@ -143,10 +146,6 @@ def _print_table(client: Client, sort: str | None = None) -> None:
     else:
         console.print(EMPTY_HINT)
 
-
-json_flag = click.option(
-    "--json", "as_json", is_flag=True, help="Print one JSON document (see README, JSON output)."
-)
 
 METAVARS = {"int": "N", "ms": "MS", "bytes": "SIZE", "list": "ARGS", "int_list": "CODES"}
 
@@ -345,6 +344,7 @@ def build_cli() -> click.Group:
         is_flag=True,
         help="Return at once; do not watch the new instances for min_uptime.",
     )
+    @json_flag
     @click.pass_context
     def start(
         ctx: click.Context,
@@ -355,6 +355,7 @@ def build_cli() -> click.Group:
         dry_run: bool,
         prune: bool,
         no_wait: bool,
+        as_json: bool,
         **values: Any,
     ) -> None:
         """Start scripts or config files (`-`: a JSON config on stdin), or restart apps
@@ -386,24 +387,31 @@ def build_cli() -> click.Group:
             raise OptionError(f"{flag} to a config file (or '-', one on stdin)", field="target")
         client = _client()
         infos: list[Any] = []
+        report = Report("start", as_json)
         for target in targets:
-            if is_config(target):
-                flags = {"env_name": env_name, "prune": prune, "dry_run": dry_run}
-                result = cli_reconcile.run(
-                    client, "start", target, options=options or None, only=picked, **flags
-                )
-                infos.extend(result.processes)
-            else:
-                infos.extend(client.start(parse_target(target), options or None, env_name=env_name))
-        if dry_run:
-            return
-        verdict = cli_reconcile.watch_started(client, infos, no_wait)
-        _print_table(client)
-        if verdict is not None:
-            for level, text in verdict.report():
-                sys.stderr.write(f"{level}: {text}\n")
-            if not verdict.ok:
-                raise SystemExit(1)
+            with report.progress() as progress:
+                if is_config(target):
+                    flags = {"env_name": env_name, "prune": prune, "dry_run": dry_run}
+                    result = cli_reconcile.run(
+                        client, "start", target, options=options or None, only=picked,
+                        progress=progress, quiet=as_json, **flags,
+                    )  # fmt: skip
+                    got: list[Any] = result.processes
+                else:
+                    goal = parse_target(target)
+                    kw = {"progress": progress} if progress else {}  # a tty's status line
+                    got = client.start(goal, options or None, env_name=env_name, **kw)
+            infos.extend(got)
+            report.add(records("start", got), say=not is_config(target))  # plan lines said it
+        if not dry_run:
+            names = sorted({i.name for i in infos})
+            what = names[0] if len(names) == 1 else f"{len(names)} apps"
+            with report.waiting(f"watching {what} for min_uptime"):
+                verdict = cli_reconcile.watch_started(client, infos, no_wait)
+            if not as_json:
+                _print_table(client)
+            report.report_verdict(verdict)
+        report.finish()
 
     def action(verb: str, help_text: str, update_env: bool = False, watch: bool = False) -> None:
         @click.argument("targets", nargs=-1, required=True, metavar="TARGET...")
@@ -429,7 +437,7 @@ def build_cli() -> click.Group:
                 help="Toggle watching, as PM2: a watched app stops being watched, any "
                 "other (stopped too) is watched from now on (`corral watch start NAME`).",
             )(command)
-        cli.command(name=verb)(cli_reconcile.only_flag(command))
+        cli.command(name=verb)(json_flag(cli_reconcile.only_flag(command)))
 
     action("stop", "Stop processes (name, id, 'all', namespace, script or config file).")
     action("restart", "Restart processes.", update_env=True, watch=True)
@@ -452,7 +460,7 @@ def build_cli() -> click.Group:
 
         command.__doc__ = help_text
         cli.command(name=verb.replace("_", "-"))(
-            cli_reconcile.only_flag(_node_args_flag(_env_flag(command)))
+            json_flag(cli_reconcile.only_flag(_node_args_flag(_env_flag(command))))
         )
 
     reloader(
@@ -465,14 +473,21 @@ def build_cli() -> click.Group:
         "Reload, sending each old instance the 'shutdown' message before SIGINT.",
     )
 
-    @cli.command()
+    @cli.command(context_settings={"ignore_unknown_options": True})  # `scale web -1`
     @click.argument("name")
     @click.argument("count")
-    def scale(name: str, count: str) -> None:
+    @json_flag
+    def scale(name: str, count: str, as_json: bool) -> None:
         """Run COUNT instances of NAME; +N or -N changes the count."""
         client = _client()
-        client.scale(name, count)
-        _print_table(client)
+        report = Report("scale", as_json)
+        before = sum(1 for info in client.list() if info.name == name)
+        with report.progress() as progress:
+            infos = client.scale(name, count, **({"progress": progress} if progress else {}))
+        report.add(records("scale", infos, before=before))
+        if not as_json:
+            _print_table(client)
+        report.finish()
 
     @cli.command()
     @click.option(
@@ -580,7 +595,7 @@ def build_cli() -> click.Group:
         client = _client()
         with warnings.catch_warnings(record=True) as said:
             warnings.simplefilter("always", CorralWarning)
-            client.resurrect()
+            infos = client.resurrect()
         for warning in said:
             if issubclass(warning.category, CorralWarning):
                 sys.stderr.write(f"warning: {warning.message}\n")
@@ -588,6 +603,7 @@ def build_cli() -> click.Group:
                 warnings.showwarning(
                     warning.message, warning.category, warning.filename, warning.lineno
                 )
+        Report("resurrect").add(records("resurrect", infos))
         _print_table(client)
 
     @cli.command()
@@ -790,6 +806,7 @@ def _watch_toggle(targets: tuple[str, ...], flags: dict[str, Any]) -> None:
     """`restart --watch` toggles watching, as PM2's: restart, then stop watching every
     app that was watched before, and watch every other one (a stopped one too), as
     `corral watch start NAME` (its own ``watch`` paths, else its cwd)."""
+    flags.pop("as_json", None)  # its output is the table, as before
     for flag, given in (("env", flags.pop("env_name", None)), ("only", flags.pop("only", None))):
         if given:
             raise OptionError(
@@ -821,41 +838,60 @@ def _apply(verb: str, targets: tuple[str, ...], flags: dict[str, Any]) -> None:
     method = getattr(client, verb)
     env_name = flags.pop("env_name", None)
     only = parse_only(flags.pop("only", None))
-    failed = 0
+    report = Report(verb, flags.pop("as_json", False))
     for target in targets:
         try:
-            if only and not is_config(target):
-                raise OptionError(
-                    f"--only picks apps of a config file, and {shorten(target)} is none",
-                    field="only",
-                )
-            if verb in cli_reconcile.METHODS and is_config(target):
-                # PM2: a restart or reload of a file brings its apps in line with it
-                cli_reconcile.run(
-                    client,
-                    verb,
-                    target,
-                    options=flags.get("options"),
-                    env_name=env_name,
-                    only=only,
-                )
-            elif env_name:
-                raise OptionError(
-                    f"--env {shorten(env_name)} applies to a config file, and {shorten(target)} "
-                    "is none: restart the app with --update-env, or pass its config file",
-                    field="env",
-                )
-            elif only or target == STDIN:  # some apps of a file, or of stdin's: by name
-                method(app_names(target, only), **flags)
-            else:
-                method(parse_target(target), **flags)
+            with report.progress() as progress:
+                _apply_one(client, method, verb, target, flags, env_name, only, progress, report)
         except CorralError as exc:
-            failed += 1
-            sys.stderr.write(f"error: {exc}\n")
-    if failed < len(targets):
+            report.error(exc)
+    if len(report.errors) < len(targets) and not report.as_json:
         _print_table(client)
-    if failed:
-        raise SystemExit(1)
+    report.finish()
+
+
+def _apply_one(
+    client: Client,
+    method: Any,
+    verb: str,
+    target: str,
+    flags: dict[str, Any],
+    env_name: str | None,
+    only: list[str] | None,
+    progress: Any,
+    report: Report,
+) -> None:
+    """One target of :func:`_apply`; what it did goes to ``report``."""
+    if progress is not None and verb in ("restart", "reload", "graceful_reload"):
+        flags = {**flags, "progress": progress}
+    if only and not is_config(target):
+        raise OptionError(
+            f"--only picks apps of a config file, and {shorten(target)} is none",
+            field="only",
+        )
+    if verb in cli_reconcile.METHODS and is_config(target):
+        # PM2: a restart or reload of a file brings its apps in line with it
+        result = cli_reconcile.run(
+            client,
+            verb,
+            target,
+            options=flags.get("options"),
+            env_name=env_name,
+            only=only,
+            progress=flags.get("progress"),
+            quiet=report.as_json,
+        )
+        report.add(from_steps(result.steps, result.processes), say=False)
+    elif env_name:
+        raise OptionError(
+            f"--env {shorten(env_name)} applies to a config file, and {shorten(target)} "
+            "is none: restart the app with --update-env, or pass its config file",
+            field="env",
+        )
+    elif only or target == STDIN:  # some apps of a file, or of stdin's: by name
+        report.add(records(verb, method(app_names(target, only), **flags)))
+    else:
+        report.add(records(verb, method(parse_target(target), **flags)))
 
 
 def _boot(

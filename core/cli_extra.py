@@ -25,9 +25,8 @@ from typing import Any
 import click
 
 from .cli import parse_target
+from .cli_flags import json_flag
 from .errors import NotFoundError, OptionError, shorten
-
-JSON_HELP = "Print one JSON document (see README, JSON output)."
 
 
 def _json_out(value: Any) -> None:
@@ -46,7 +45,7 @@ def add_commands(cli: click.Group, client_factory: Callable[[], Any]) -> None:
         help="Show the values of secret variables (*_KEY, *_TOKEN, *SECRET*, *PASSWORD*, "
         "URL passwords) instead of ****.",
     )
-    @click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
+    @json_flag
     def env(target: str, show_secrets: bool, as_json: bool) -> None:
         """Print the environment a process was started with, KEY=VALUE a line,
         secrets masked (ID: a pm_id, or the name of an app of one instance)."""
@@ -73,7 +72,7 @@ def add_commands(cli: click.Group, client_factory: Callable[[], Any]) -> None:
 
     @cli.command("id")
     @click.argument("name")
-    @click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
+    @json_flag
     def id_(name: str, as_json: bool) -> None:
         """Print the pm_ids of the app NAME (or of the script at path NAME) as PM2 does:
         [ 0, 1 ], or [] when none."""
@@ -90,7 +89,7 @@ def add_commands(cli: click.Group, client_factory: Callable[[], Any]) -> None:
             sys.stdout.write(("[ " + ", ".join(map(str, ids)) + " ]" if ids else "[]") + "\n")
 
     @cli.command()
-    @click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
+    @json_flag
     def cleardump(as_json: bool) -> None:
         """Empty the dump file (`corral resurrect` then starts nothing); the previous
         dump is kept as its .bak, as `dump` keeps it."""
@@ -118,7 +117,7 @@ def add_commands(cli: click.Group, client_factory: Callable[[], Any]) -> None:
         help="The file's format (default: from FILE's suffix, else js).",
     )
     @click.option("--force", is_flag=True, help="Replace FILE if it exists.")
-    @click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
+    @json_flag
     def ecosystem(file: str | None, fmt: str | None, force: bool, as_json: bool) -> None:
         """Write a commented starter config (alias: init): ecosystem.config.js by
         default, ecosystem.config.{json,yaml,toml} with --format; then `corral start
@@ -137,7 +136,7 @@ def add_commands(cli: click.Group, client_factory: Callable[[], Any]) -> None:
         )
 
     @cli.command()
-    @click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
+    @json_flag
     def report(as_json: bool) -> None:
         """Print a diagnostics bundle to paste in an issue: versions, the daemon, the
         list, the end of corral.log, plugins and their errors, this shell's variables

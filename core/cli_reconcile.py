@@ -18,9 +18,13 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from .actions import from_steps
 from .cli import parse_env
+from .cli_actions import Report
+from .cli_flags import json_flag
 
 if TYPE_CHECKING:
+    from .actions import Progress
     from .client import Client
     from .info import ProcessInfo
     from .reconcile import Reconciled
@@ -57,15 +61,22 @@ def run(
     prune: bool = False,
     dry_run: bool = False,
     only: list[str] | None = None,
+    progress: Progress | None = None,
+    quiet: bool = False,
 ) -> Reconciled:
     """Reconcile ``target`` (a config file, or ``-``: one on stdin) for ``verb`` and
-    print the plan's lines; ``only`` picks some of its apps (``--only``)."""
+    print the plan's lines (not when ``quiet``: --json); ``only`` picks some of its
+    apps (``--only``); ``progress`` gets corral.actions' events."""
     from .cli_targets import STDIN, stdin_apps
 
     method = getattr(client, METHODS.get(verb) or VERBS[verb])
     config: Any = stdin_apps() if target == STDIN else target
-    result = method(config, options, env_name=env_name, prune=prune, dry_run=dry_run, only=only)
-    print_plan(result)
+    flags = {"env_name": env_name, "prune": prune, "dry_run": dry_run, "only": only}
+    if progress is not None:
+        flags["progress"] = progress
+    result = method(config, options, **flags)
+    if not quiet:
+        print_plan(result)
     return result
 
 
@@ -130,29 +141,38 @@ def add_commands(cli: click.Group, client: Callable[[], Client], table: Callable
             @click.option(
                 "--no-wait", is_flag=True, help="Do not watch the instances for min_uptime."
             )
+            @json_flag
             def command(
                 target: str,
                 env_values: tuple[str, ...],
                 prune: bool,
                 dry_run: bool,
                 no_wait: bool,
+                as_json: bool,
             ) -> None:
                 env, env_name = parse_env(env_values)
                 options = {"env": env} if env else None
                 conn = client()
-                result = run(
-                    conn,
-                    verb,
-                    target,
-                    options=options,
-                    env_name=env_name,
-                    prune=prune,
-                    dry_run=dry_run,
-                )
+                report = Report(verb, as_json)
+                with report.progress() as progress:
+                    result = run(
+                        conn,
+                        verb,
+                        target,
+                        options=options,
+                        env_name=env_name,
+                        prune=prune,
+                        dry_run=dry_run,
+                        progress=progress,
+                        quiet=as_json,
+                    )
+                report.add(from_steps(result.steps, result.processes), say=False)
                 if not dry_run:  # the start verdict, as `corral start FILE` gives it
                     verdict = watch_started(conn, result.processes, no_wait)
-                    table(conn)
-                    report_verdict(verdict)
+                    if not as_json:
+                        table(conn)
+                    report.report_verdict(verdict)
+                report.finish()
 
             action = "reload" if "Reload" in verb else "restart"
             command.__doc__ = (

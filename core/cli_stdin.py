@@ -21,6 +21,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import click
 
+from .cli_flags import json_flag
 from .errors import CorralError, NotFoundError, StateError
 from .stdin import check_pm_id
 
@@ -38,12 +39,7 @@ def add_commands(cli: click.Group, client_factory: Callable[[], Client]) -> None
     @cli.command()
     @click.argument("pm_id", metavar="ID")
     @click.argument("words", nargs=-1, required=True, metavar="LINE...")
-    @click.option(
-        "--json",
-        "as_json",
-        is_flag=True,
-        help="Print one JSON document (see README, JSON output).",
-    )
+    @json_flag
     def send(pm_id: str, words: tuple[str, ...], as_json: bool) -> None:
         """Send LINE (its words joined by spaces) and a newline to the stdin of process ID."""
         number = check_pm_id(pm_id)  # before connecting: a bad id starts no daemon

@@ -10,12 +10,12 @@ from typing import Any
 
 import click
 
+from .cli_flags import json_flag
+
 
 def add_commands(cli: click.Group, client_factory: Callable[[], Any]) -> None:
     @cli.command()
-    @click.option(
-        "--json", "as_json", is_flag=True, help="Print one JSON document (see README, JSON output)."
-    )
+    @json_flag
     def update(as_json: bool) -> None:
         """Bring the daemon to the installed corral, every app back under its pm_id."""
         from .client import CorralWarning

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from .verdict import StartVerdict
 
 Target = str | int | list
+Progress = Callable[[dict[str, Any]], None]  # corral.actions' events
 
 
 class CorralWarning(UserWarning):
@@ -47,15 +48,31 @@ def _resurrected(result: Any) -> list[ProcessInfo]:
     """resurrect's reply: ``{"processes", "warnings"}`` (a list from an older daemon)."""
     if isinstance(result, list):
         return _infos(result)
+    from .actions import Applied, summarize
+
     for message in result.get("warnings", ()):
         warnings.warn(message, CorralWarning, stacklevel=4)  # the caller of resurrect()
-    return _infos(result["processes"])
+    infos = _infos(result["processes"])
+    return Applied(infos, summarize("resurrect", infos, result.get("actions")))
 
 
 def _started(result: dict[str, Any]) -> list[ProcessInfo]:
+    """start's reply: its processes, with ``actions`` (corral.actions.Applied)."""
+    from .actions import Applied, from_steps, summarize
+
     for message in result.get("warnings", ()):
         warnings.warn(message, CorralWarning, stacklevel=4)
-    return _infos(result["processes"])
+    infos = _infos(result["processes"])
+    if "plan" in result:  # a config file's reconcile: its steps say it
+        return Applied(infos, from_steps(result["plan"], infos))
+    return Applied(infos, summarize("start", infos, result.get("actions")))
+
+
+def _restarted(infos: list[ProcessInfo]) -> list[ProcessInfo]:
+    """A start by name or id: the app was restarted, as PM2's start of a known app."""
+    from .actions import Applied, summarize
+
+    return Applied(infos, summarize("restart", infos))
 
 
 def _target(target: Any, remote: bool = False) -> Any:
@@ -240,15 +257,27 @@ class _Calls:
         return self._send("stop", {"target": _target(target, self._remote)}, _infos)
 
     def restart(
-        self, target: Target, *, update_env: bool = False, options: dict[str, Any] | None = None
+        self,
+        target: Target,
+        *,
+        update_env: bool = False,
+        options: dict[str, Any] | None = None,
+        progress: Progress | None = None,
     ) -> list[ProcessInfo]:
         """Stop and start again; with ``wait_ready``, returns once each new instance is
         ready or ``listen_timeout`` has passed (as ``start``). A config file's apps are
         brought in line with it, as :meth:`start_or_restart` does (PM2's
-        ``restart ecosystem.json``)."""
+        ``restart ecosystem.json``). ``progress``: called with an event per instance
+        as it gets ready (see corral.actions)."""
         if _is_file(target):
-            return self._send("start", self._reconcile(target, options, "restart"), _started)
-        return self._send("restart", _change(target, update_env, options, self._remote), _infos)
+            request = self._reconcile(target, options, "restart")
+            return self._watched(
+                progress, "restart", lambda: self._send("start", request, _started), request
+            )
+        args = _change(target, update_env, options, self._remote)
+        return self._watched(
+            progress, "restart", lambda: self._send("restart", args, _infos), target=target
+        )
 
     def start_or_restart(
         self,
@@ -259,6 +288,7 @@ class _Calls:
         prune: bool = False,
         dry_run: bool = False,
         only: list[str] | None = None,
+        progress: Progress | None = None,
     ) -> Reconciled:
         """Bring a config file's apps in line with it (PM2's ``startOrRestart``): new apps
         start, changed ones are restarted with the file's options (a new script replaces
@@ -266,7 +296,8 @@ class _Calls:
         deletes the apps this file started that it no longer lists; ``dry_run`` only plans.
         The result's ``lines`` say what happened to each app (see corral.reconcile)."""
         request = self._reconcile(target, options, "restart", env_name, prune, dry_run, only)
-        return self._send("start", request, _reconciled)
+        send = lambda: self._send("start", request, _reconciled)  # noqa: E731
+        return self._watched(None if dry_run else progress, "start", send, request)
 
     def start_or_reload(
         self,
@@ -277,10 +308,12 @@ class _Calls:
         prune: bool = False,
         dry_run: bool = False,
         only: list[str] | None = None,
+        progress: Progress | None = None,
     ) -> Reconciled:
         """:meth:`start_or_restart`, reloading the apps the file keeps (``startOrReload``)."""
         request = self._reconcile(target, options, "reload", env_name, prune, dry_run, only)
-        return self._send("start", request, _reconciled)
+        send = lambda: self._send("start", request, _reconciled)  # noqa: E731
+        return self._watched(None if dry_run else progress, "start", send, request)
 
     def start_or_graceful_reload(
         self,
@@ -291,12 +324,14 @@ class _Calls:
         prune: bool = False,
         dry_run: bool = False,
         only: list[str] | None = None,
+        progress: Progress | None = None,
     ) -> Reconciled:
         """:meth:`start_or_reload` with graceful reloads (``startOrGracefulReload``)."""
         request = self._reconcile(
             target, options, "graceful_reload", env_name, prune, dry_run, only
         )
-        return self._send("start", request, _reconciled)
+        send = lambda: self._send("start", request, _reconciled)  # noqa: E731
+        return self._watched(None if dry_run else progress, "start", send, request)
 
     def _reconcile(
         self,
@@ -325,6 +360,7 @@ class _Calls:
         update_env: bool = False,
         parallel: int = 1,
         options: dict[str, Any] | None = None,
+        progress: Progress | None = None,
     ) -> list[ProcessInfo]:
         """Zero-downtime rolling reload (cluster mode or a shared ``listen`` socket);
         other apps are restarted, as PM2 does in fork mode. ``options`` changes the
@@ -332,8 +368,8 @@ class _Calls:
         instances and options still serving, if a new instance fails to become ready
         (exits; with ``wait_ready``, is not ready within ``listen_timeout``, unless the
         app has ``on_listen_timeout: continue``). A fork-mode reload waits for
-        ``wait_ready`` as ``restart`` does."""
-        return self._reload(target, update_env, parallel, options, graceful=False)
+        ``wait_ready`` as ``restart`` does. ``progress``: as :meth:`restart`'s."""
+        return self._reload(target, update_env, parallel, options, False, progress)
 
     def graceful_reload(
         self,
@@ -342,10 +378,11 @@ class _Calls:
         update_env: bool = False,
         parallel: int = 1,
         options: dict[str, Any] | None = None,
+        progress: Progress | None = None,
     ) -> list[ProcessInfo]:
         """``reload``, but each old instance first gets the ``"shutdown"`` message,
         then SIGINT after ``kill_timeout``."""
-        return self._reload(target, update_env, parallel, options, graceful=True)
+        return self._reload(target, update_env, parallel, options, True, progress)
 
     def _reload(
         self,
@@ -354,17 +391,48 @@ class _Calls:
         parallel: int,
         options: dict[str, Any] | None,
         graceful: bool,
+        progress: Progress | None = None,
     ) -> Any:
+        action = "graceful_reload" if graceful else "reload"
         if _is_file(target):
-            action = "graceful_reload" if graceful else "reload"
-            return self._send("start", self._reconcile(target, options, action), _started)
+            request = self._reconcile(target, options, action)
+            return self._watched(
+                progress, action, lambda: self._send("start", request, _started), request
+            )
         args = _change(target, update_env, options, self._remote)
         args.update(parallel=parallel, graceful=graceful)
-        return self._send("reload", args, _infos)
+        return self._watched(
+            progress, action, lambda: self._send("reload", args, _infos), target=target
+        )
 
-    def scale(self, name: str, count: int | str) -> list[ProcessInfo]:
-        """Run ``count`` instances of ``name``; ``"+2"`` / ``"-1"`` change the count."""
-        return self._send("scale", {"name": name, "count": count}, _infos)
+    def scale(
+        self, name: str, count: int | str, *, progress: Progress | None = None
+    ) -> list[ProcessInfo]:
+        """Run ``count`` instances of ``name``; ``"+2"`` / ``"-1"`` change the count.
+        ``progress``: as :meth:`restart`'s, for the instances it adds."""
+        send = lambda: self._send("scale", {"name": name, "count": count}, _infos)  # noqa: E731
+        return self._watched(progress, "scale", send, target=name, count=count)
+
+    def _watched(
+        self,
+        progress: Progress | None,
+        verb: str,
+        send: Callable[[], Any],
+        request: dict[str, Any] | None = None,
+        *,
+        target: Any = None,
+        count: int | str | None = None,
+    ) -> Any:
+        """``send()``, its progress given to ``progress`` (a Client only: an AsyncClient
+        subscribes to launch_bus() for the same)."""
+        if progress is None:
+            return send()
+        if not isinstance(self, Client):
+            raise CorralError("progress= is a Client's; an AsyncClient reads launch_bus()")
+        from . import actions
+
+        scope = actions.scope(self, verb, request=request, target=target, count=count)
+        return actions.watch(self, verb, progress, send, **scope)
 
     def send_data_to_process_id(self, pm_id: int, packet: dict[str, Any]) -> dict[str, Any]:
         """PM2's packet (``topic``, ``data``, ...) to one process's channel."""
@@ -460,6 +528,7 @@ class Client(_Calls):
         *,
         env_name: str | None = None,
         wait: bool = False,
+        progress: Progress | None = None,
     ) -> list[ProcessInfo]:
         """Start a script, a config file's apps, an options dict, or restart an app by name/id.
 
@@ -469,7 +538,8 @@ class Client(_Calls):
         :meth:`wait_started`), returns them as they are then, and raises
         :class:`corral.verdict.StartFailed` (a StateError) naming each exited
         instance, its last error line and the fix, when no instance of an app
-        stayed up.
+        stayed up. ``progress``: called with an event per instance as it gets ready
+        (see corral.actions).
         """
         request = start_request(target, options, env_name)
         if request is None and _renames(target, options):
@@ -480,9 +550,11 @@ class Client(_Calls):
             except NotFoundError:
                 request = start_request({"script": os.fspath(target)}, options, env_name)
             else:
-                return self._waited(self.restart(target, options=_new_options(options)), wait)
+                infos = self.restart(target, options=_new_options(options), progress=progress)
+                return self._waited(_restarted(infos), wait)
         assert request is not None
-        return self._waited(_started(self._transport.call("start", request)), wait)
+        send = lambda: _started(self._transport.call("start", request))  # noqa: E731
+        return self._waited(self._watched(progress, "start", send, request), wait)
 
     def wait_started(self, infos: list[ProcessInfo], timeout: float | None = None) -> StartVerdict:
         """Watch the instances ``start()`` returned until each has been up its app's

@@ -343,7 +343,13 @@ class Commands:
         warnings = [w for app in prepared for w in app.warnings]
         for warning in warnings:
             self.daemon.log.warning("option warning", warning=warning)
-        return {"processes": self.describe_all(started), "warnings": warnings}
+        # what happened per app (corral.actions): the client's lines say it
+        actions = [
+            {"name": app.name, "action": "restarted" if existing else "started"}
+            for app, existing in plans
+        ]
+        reply = {"processes": self.describe_all(started), "warnings": warnings}
+        return {**reply, "actions": actions}
 
     async def create_all(self, apps: list[PreparedApp]) -> list[ManagedProcess]:
         """Register every instance of ``apps``, none launched: all of them, or none."""
@@ -644,7 +650,21 @@ class Commands:
             self.daemon.log.warning("resurrect from the backup", warning=warning)
         running = {p.name for p in self.procs.values()}
         restored = await self.restore([e for e in dump.apps if e.get("name") not in running])
-        return {"processes": self.describe_all(restored), "warnings": warnings}
+        reply = {"processes": self.describe_all(restored), "warnings": warnings}
+        return {**reply, "actions": self._reused({e.get("name") for e in dump.apps} & running)}
+
+    def _reused(self, names: set[str]) -> list[dict[str, Any]]:
+        """The apps a resurrect left as they run (corral.actions: ``reused``)."""
+        reused = []
+        for name in sorted(names):
+            procs = sorted(
+                (p for p in self.procs.values() if p.name == name), key=lambda p: p.pm_id
+            )
+            statuses = [p.state.value for p in procs]
+            status = statuses[0] if len(set(statuses)) == 1 else "mixed"
+            ids = [p.pm_id for p in procs]
+            reused.append({"name": name, "action": "reused", "pm_ids": ids, "status": status})
+        return reused
 
     async def restore(
         self, entries: list[dict[str, Any]], *, keep_ids: bool = False
