@@ -40,11 +40,14 @@ def test_describe_shows_settings_last_signal_and_plugins(plugged, tmp_path):
     corral(
         "start", str(APPS / "sleeper.py"), "--name", "web", "--no-wait",
         "--max-restarts", "5", "--kill-timeout", "3000", "--restart-delay", "100",
-        "--env", f"API_TOKEN={SECRET}", "--watch", str(src),
+        "--min-uptime", "200", "--env", f"API_TOKEN={SECRET}", "--watch", str(src),
         "--opt", "cron_restart=0 3 * * *", "--opt", "max_memory_restart=300M",
         "--opt", "ignore_watch=[\"*.log\"]",
     )  # fmt: skip
     wait_for(lambda: entry("web")["pid"], what="web running")
+    # up longer than min_uptime: its kill is a stable restart, even on a loaded machine
+    up = entry("web")["pm2_env"]["pm_uptime"]
+    wait_for(lambda: time.time() * 1000 - up > 400, what="web up past min_uptime")
     first = entry("web")["pid"]
     before = int(time.time() * 1000)
     os.kill(first, signal.SIGKILL)

@@ -203,7 +203,11 @@ def test_monit_log_pane_merges_out_and_err_in_the_order_written(screen, tmp_path
             },
         ],
     )
-    wait_for(lambda: "err2" in corral("logs", "dated", "--err", "--raw", "--lines", "5").stdout)
+    wait_for(
+        lambda: (
+            "err2" in corral("logs", "dated", "--err", "--raw", "--lines", "5", "--nostream").stdout
+        )
+    )
     screen.type(f"{sys.executable} -m corral monit")
     shown = screen.wait(lambda s: _interleaved(pane(s)), "dated out and err interleaved")
     assert selected(shown) == "dated"
