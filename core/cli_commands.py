@@ -54,6 +54,9 @@ ALIASES = {
     "start-or-restart": "startOrRestart",
     "start-or-reload": "startOrReload",
     "start-or-graceful-reload": "startOrGracefulReload",
+    "updatePM2": "update",  # PM2's name of update
+    "l": "ls",  # PM2's short names of ls
+    "ps": "ls",
 }
 
 # The core flags of `corral start`: (option name, flag declarations, kind). Help

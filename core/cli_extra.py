@@ -121,11 +121,12 @@ def add_commands(cli: click.Group, client_factory: Callable[[], Any]) -> None:
     def ecosystem(file: str | None, fmt: str | None, force: bool, as_json: bool) -> None:
         """Write a commented starter config (alias: init): ecosystem.config.js by
         default, ecosystem.config.{json,yaml,toml} with --format; then `corral start
-        FILE` starts it. PM2's `ecosystem simple` writes the same default file."""
+        FILE` starts it. A bare word is PM2's mode argument (`corral init simple`):
+        the default file."""
         from .ecosystem import starter_path, write_starter
 
-        if file == "simple":  # PM2's mode argument: its shorter template
-            file = None
+        if file is not None and not {".", "/"} & set(file):
+            file = None  # PM2's mode (`pm2 init simple`, `pm2 init echo`): the default file
         path, fmt = starter_path(fmt, file, Path.cwd())
         written = write_starter(path, fmt, force=force)
         if as_json:

@@ -35,9 +35,13 @@ def test_describe(cli: Corral) -> None:
     cli.run("describe", "asdsa", ok=False)
 
 
-@pytest.mark.skip(reason="out of scope: `pm2 updatePM2` replaces a running PM2 in memory")
 def test_update_pm2(cli: Corral) -> None:
-    """cli-actions-1.sh:58-59."""
+    """cli-actions-1.sh:58-59: `updatePM2` replaces the daemon in memory; the apps stay
+    (corral: handed over in place, same pids, same pm_ids)."""
+    before = {p["pm_id"]: (p["name"], p["pid"]) for p in cli.jlist()}
+    assert before
+    cli.run("updatePM2")
+    assert {p["pm_id"]: (p["name"], p["pid"]) for p in cli.jlist()} == before
 
 
 @pytest.mark.parametrize("instances", [[], ["-i", "1"]], ids=["fork", "cluster"])
@@ -97,9 +101,21 @@ def test_json_two_apps(cli: Corral) -> None:
     cli.should("status", "online", 6)
 
 
-@pytest.mark.skip(reason="out of scope here: `pm2 init` writes a sample file (CLI, next issue)")
 def test_init(cli: Corral) -> None:
-    """cli-actions-1.sh:128-129."""
+    """cli-actions-1.sh:128-129: `pm2 init echo` (a mode word, not a file name) writes the
+    sample ecosystem.config.js, which then starts."""
+    sample = cli.workdir / "ecosystem.config.js"
+    sample.unlink(missing_ok=True)
+    app = cli.workdir / "app.py"  # the script the sample names
+    assert not app.exists()
+    cli.run("init", "echo")
+    assert sample.is_file()
+    app.write_text("")
+    try:
+        cli.run("start", str(sample), "--dry-run")
+    finally:
+        sample.unlink()
+        app.unlink()
 
 
 def test_json_forced_copy(cli: Corral) -> None:
