@@ -2,15 +2,21 @@
 
 - `corral ecosystem --force` never writes through a symbolic link planted where its
   temporary file goes, and a FILE that is a directory is one error line.
+- `corral logs` reads a bounded part of each file: a log the app's user made a sparse
+  file of GiBs with no newline, or `--lines 1000000000` on a big log, stays within a
+  fixed memory, in seconds (it read backwards with a quadratic join, then held it all).
 """
 
 from __future__ import annotations
 
 import os
+import resource
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+from tests.conftest import APPS, wait_for
 from tests.conftest import run_cli as corral
 
 # `corral ecosystem --force` as another user would see it run: the attacker guessed the
@@ -67,3 +73,82 @@ def test_ecosystem_of_a_directory_is_one_error_line(tmp_path: Path) -> None:
         assert result.stdout == ""
     assert list((tmp_path / "x.config.js").iterdir()) == []
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.config.js"]  # no temp left
+
+
+# -- corral logs: bounded reads ----------------------------------------------------
+
+
+def logs_run(corral_home: Path, *args: str) -> tuple[subprocess.CompletedProcess, float, int]:
+    """``corral logs ARGS`` as its own process: its result, seconds, and peak RSS (KiB)."""
+    command = [sys.executable, "-m", "corral", "logs", *args]
+    env = dict(os.environ, CORRAL_HOME=str(corral_home), COLUMNS="200")
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    started = time.monotonic()
+    try:
+        result = subprocess.run(command, env=env, capture_output=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"corral logs {args} did not end in 60 s") from None
+    took = time.monotonic() - started
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    assert peak >= before
+    return result, took, peak
+
+
+def test_logs_of_a_sparse_log_of_gibs_is_bounded(corral_home: Path, pm, tmp_path: Path) -> None:
+    out = tmp_path / "out.log"
+    pm.start(str(APPS / "sleeper.py"), {"name": "s", "out_file": str(out)})
+    wait_for(lambda: out.exists() and out.stat().st_size > 0)
+    with open(out, "r+b") as log:  # what the app's user can do to its own log
+        log.truncate(4 << 30)  # 4 GiB of NUL, no newline, on no disk
+    result, took, peak = logs_run(corral_home, "s", "--nostream", "--lines", "5", "--raw")
+    assert result.returncode == 0, result.stderr
+    assert took < 30 and peak < 300_000, (took, peak)  # KiB
+
+
+def test_logs_lines_a_billion_on_a_big_log_is_bounded(
+    corral_home: Path, pm, tmp_path: Path
+) -> None:
+    out = tmp_path / "out.log"
+    pm.start(str(APPS / "sleeper.py"), {"name": "s", "out_file": str(out)})
+    wait_for(lambda: out.exists() and out.stat().st_size > 0)
+    line = b"x" * 99 + b"\n"
+    with open(out, "ab") as log:
+        for _ in range(64):
+            log.write(line * 10_000)  # 64 MB, 640,000 lines
+        log.write(b"the last line\n")
+    result, took, peak = logs_run(
+        corral_home, "s", "--nostream", "--lines", "1000000000", "--raw", "--out"
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.endswith(b"the last line\n")
+    assert took < 30 and peak < 400_000, (took, peak)  # KiB
+
+
+FOLLOW_SPARSE = """
+import os, resource, sys
+from corral.logtail import FollowedFile
+resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+path = sys.argv[1]
+follower = FollowedFile(path)
+follower.start_at_end()
+with open(path, "r+b") as log:
+    log.truncate(4 << 30)  # the app's user grows its log by 4 GiB of NUL, no newline
+polls = [sum(len(line) for line in follower.read_lines()) for _ in range(3)]
+print(polls, max(len(follower._partial), 0))
+"""
+
+
+def test_following_a_log_grown_by_gibs_reads_it_over_polls(tmp_path: Path) -> None:
+    log = tmp_path / "out.log"
+    log.write_bytes(b"one\n")
+    result = subprocess.run(
+        [sys.executable, "-c", FOLLOW_SPARSE, str(log)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr[-500:]  # was MemoryError (1 GiB limit)
+    polls, partial = result.stdout.split("] ")
+    read = [int(n) for n in polls.strip("[").split(",")]
+    assert all(15 << 20 <= n <= 16 << 20 for n in read), read  # 1 MiB pieces, 16 a poll
+    assert int(partial) <= 1 << 20
