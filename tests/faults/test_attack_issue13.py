@@ -5,6 +5,8 @@
 - `corral logs` reads a bounded part of each file: a log the app's user made a sparse
   file of GiBs with no newline, or `--lines 1000000000` on a big log, stays within a
   fixed memory, in seconds (it read backwards with a quadratic join, then held it all).
+- `corral import` / `corral start` of a supervisord or circus file whose includes name
+  /dev/zero, a fifo or a huge file is one error line, at once (MemoryError, a hang).
 """
 
 from __future__ import annotations
@@ -152,3 +154,35 @@ def test_following_a_log_grown_by_gibs_reads_it_over_polls(tmp_path: Path) -> No
     read = [int(n) for n in polls.strip("[").split(",")]
     assert all(15 << 20 <= n <= 16 << 20 for n in read), read  # 1 MiB pieces, 16 a poll
     assert int(partial) <= 1 << 20
+
+
+# -- corral import: what an [include] names ---------------------------------------------
+
+
+def test_import_of_includes_naming_dev_zero_a_fifo_or_a_huge_file(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "fifo.conf")
+    with open(tmp_path / "huge.conf", "wb") as huge:
+        huge.write(b"[program:h]\ncommand=/bin/true\n")
+        huge.truncate(2 << 30)  # 2 GiB, sparse
+    circus = tmp_path / "circus.ini"
+    circus.write_text("[circus]\ninclude = fifo.conf\n[watcher:w]\ncmd = /bin/true\n")
+    cases = {"/dev/zero": "/dev/zero", "fifo.conf": "fifo.conf", "huge.conf": "huge.conf"}
+    for included, named in cases.items():
+        conf = tmp_path / "supervisord.conf"
+        conf.write_text(f"[include]\nfiles = {included}\n[program:a]\ncommand=/bin/true\n")
+        for args in (["import", str(conf)], ["import", str(circus)]):
+            try:  # a 1 GiB address space: reading /dev/zero or 2 GiB whole fails
+                result = subprocess.run(
+                    [sys.executable, "-m", "corral", *args],
+                    capture_output=True,
+                    text=True,
+                    timeout=20,
+                    preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (1 << 30,) * 2),
+                )
+            except subprocess.TimeoutExpired:
+                raise AssertionError(f"corral {args} hung on an include of {included}") from None
+            assert result.returncode == 1, (included, result.stdout[-300:])
+            assert result.stderr.count("\n") == 1, (included, result.stderr[-500:])
+            assert result.stderr.startswith("error: "), result.stderr
+            if args[1] == str(conf):
+                assert named in result.stderr, result.stderr
