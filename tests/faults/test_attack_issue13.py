@@ -7,6 +7,8 @@
   fixed memory, in seconds (it read backwards with a quadratic join, then held it all).
 - `corral import` / `corral start` of a supervisord or circus file whose includes name
   /dev/zero, a fifo or a huge file is one error line, at once (MemoryError, a hang).
+- `corral attach` fed a 200 MB line holds at most a line's limit of it: one error line,
+  the next lines still reach the app (it held the whole line, then twice).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.conftest import APPS, wait_for
+from tests.conftest import APPS, out_lines, wait_for
 from tests.conftest import run_cli as corral
 
 # `corral ecosystem --force` as another user would see it run: the attacker guessed the
@@ -79,20 +81,35 @@ def test_ecosystem_of_a_directory_is_one_error_line(tmp_path: Path) -> None:
 
 # -- corral logs: bounded reads ----------------------------------------------------
 
+# runs its arguments and tells their peak RSS alone (RUSAGE_CHILDREN of the test process
+# mixes every child it ever waited for)
+MEASURE = (
+    "import resource, subprocess, sys; rc = subprocess.call(sys.argv[1:], timeout=55); "
+    "sys.stderr.write('PEAK %d\\n' % resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); "
+    "sys.exit(rc)"
+)
+
+
+def measured(command: list[str], **kwargs) -> tuple[subprocess.CompletedProcess, int]:
+    """``command``'s result (its stderr without the PEAK line) and its peak RSS in KiB."""
+    result = subprocess.run([sys.executable, "-c", MEASURE, *command], **kwargs)
+    err = result.stderr
+    text = isinstance(err, str)
+    body, _, peak = (err if text else err.decode()).rpartition("PEAK ")
+    result.stderr = body if text else body.encode()
+    return result, int(peak)
+
 
 def logs_run(corral_home: Path, *args: str) -> tuple[subprocess.CompletedProcess, float, int]:
     """``corral logs ARGS`` as its own process: its result, seconds, and peak RSS (KiB)."""
     command = [sys.executable, "-m", "corral", "logs", *args]
     env = dict(os.environ, CORRAL_HOME=str(corral_home), COLUMNS="200")
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     started = time.monotonic()
     try:
-        result = subprocess.run(command, env=env, capture_output=True, timeout=60)
+        result, peak = measured(command, env=env, capture_output=True, timeout=60)
     except subprocess.TimeoutExpired:
         raise AssertionError(f"corral logs {args} did not end in 60 s") from None
     took = time.monotonic() - started
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    assert peak >= before
     return result, took, peak
 
 
@@ -186,3 +203,42 @@ def test_import_of_includes_naming_dev_zero_a_fifo_or_a_huge_file(tmp_path: Path
             assert result.stderr.startswith("error: "), result.stderr
             if args[1] == str(conf):
                 assert named in result.stderr, result.stderr
+
+
+# -- corral attach: a line without end ---------------------------------------------------
+
+
+def test_attach_fed_a_200_mb_line_stays_bounded_and_goes_on(
+    corral_home: Path, monkeypatch, tmp_path: Path
+) -> None:
+    import corral as corral_api
+
+    monkeypatch.setenv("CORRAL_PLUGINS", "bus")
+    client = corral_api.connect()
+    try:
+        info = client.start(str(APPS / "stdin_echo.py"), {"name": "echo"})[0]
+        wait_for(lambda: "ready" in out_lines(info), what="app up")
+        feed = tmp_path / "feed"
+        with open(feed, "wb") as data:
+            data.write(b"first\n")
+            for _ in range(200):
+                data.write(b"x" * (1 << 20))
+            data.write(b"\nafter\n")
+        env = dict(os.environ, CORRAL_HOME=str(corral_home), CORRAL_PLUGINS="bus")
+        with open(feed, "rb") as stdin:
+            result, peak = measured(
+                [sys.executable, "-m", "corral", "attach", "0"],
+                stdin=stdin,
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=120,
+            )
+        assert result.returncode == 0, result.stderr[-500:]
+        assert result.stdout == "got: first\ngot: after\n", result.stdout[-300:]
+        assert result.stderr.count("error:") == 1, result.stderr[-500:]
+        assert peak < 150_000, peak  # KiB; was ~600 MB
+        assert client.list()[0].status == "online"
+    finally:
+        client.kill_daemon()
+        client.disconnect()
