@@ -16,14 +16,14 @@ import json
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import IO, TYPE_CHECKING, Any
 
 import click
 
 from .cli_flags import json_flag
 from .errors import CorralError, NotFoundError, StateError
-from .stdin import check_pm_id
+from .stdin import MAX_LINE, check_pm_id
 
 if TYPE_CHECKING:
     from .bus import BusEvent
@@ -95,7 +95,7 @@ def run_attach(
                 "Ctrl-C or Ctrl-D detaches, the app keeps running\n"
             )
             err.flush()
-        for line in iter(lines.readline, ""):
+        for line in _lines(lines):
             try:
                 conn.send_line(pm_id, line.rstrip("\r\n"))
             except CorralError as exc:  # a restart in between, a full pipe: say it, go on
@@ -109,6 +109,16 @@ def run_attach(
         bus.close()
     if heard.daemon_gone:
         raise StateError("the daemon stopped: nothing left to attach to")
+
+
+def _lines(source: IO[str]) -> Iterator[str]:
+    """The lines of ``source``, each read with a bound: of a line longer than the daemon
+    takes, only its first ``MAX_LINE + 1`` characters are kept (and then refused)."""
+    while line := source.readline(MAX_LINE + 1):
+        if len(line) > MAX_LINE and not line.endswith("\n"):
+            while (rest := source.readline(MAX_LINE)) and not rest.endswith("\n"):
+                pass  # the rest of a line too long: skipped, never held
+        yield line
 
 
 class _Output:

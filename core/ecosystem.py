@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import tempfile
 from pathlib import Path
 
 from .errors import ConfigError, OptionError
@@ -173,18 +174,27 @@ def write_starter(path: Path, fmt: str, *, force: bool = False) -> Path:
     text = TEMPLATES[fmt]
     if not path.parent.is_dir():
         raise ConfigError(f"{path.parent} is not a directory: create it first")
-    if not force:
-        try:
-            with open(path, "x", encoding="utf-8") as out:  # O_EXCL: never over a file
-                out.write(text)
-        except FileExistsError:
-            raise ConfigError(f"{path} exists: pass --force to replace it") from None
-        return path
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    if path.is_dir():
+        raise ConfigError(f"{path} is a directory: name a file")
     try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+        if not force:
+            try:  # O_EXCL: never over a file, nor through a link (even a dangling one)
+                with open(path, "x", encoding="utf-8") as out:
+                    out.write(text)
+            except FileExistsError:
+                raise ConfigError(f"{path} exists: pass --force to replace it") from None
+            return path
+        # a fresh random name made with O_EXCL: a link planted at a guessable name
+        # (the pid) in a shared directory is never written through
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                os.fchmod(out.fileno(), 0o644)
+                out.write(text)
+            os.replace(tmp, path)  # a link at ``path`` is replaced, its target untouched
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+    except OSError as exc:
+        raise ConfigError(f"{path} cannot be written: {exc.strerror}") from None
     return path

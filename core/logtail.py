@@ -30,6 +30,9 @@ from typing import Any, BinaryIO
 
 from .datefmt import _MOMENT_TOKEN
 
+TAIL_BYTES = 16 << 20  # the most of a file's end read for its past lines
+READ_BYTES = 16 << 20  # the most read from a followed file per poll
+LINE_BYTES = 1 << 20  # a longer line is printed in pieces of this size
 CHECK_BYTES = 64  # bytes before the read position compared on every poll (truncate + regrow)
 
 # -- opening and tailing -------------------------------------------------------
@@ -58,16 +61,19 @@ def last_lines(handle: BinaryIO, end: int, count: int) -> tuple[list[str], int]:
     """The last ``count`` complete lines before offset ``end`` of an open file, and
     the offset just after the last of them (where following should start: a partial
     line after it is read whole once its newline arrives)."""
-    position, data = end, b""
-    while position > 0 and data.count(b"\n") <= count:
-        step = min(65536, position)
+    position, chunks, newlines = end, [], 0
+    floor = max(0, end - TAIL_BYTES)  # a sparse GiB or --lines 10**9 reads this much
+    while position > floor and newlines <= count:
+        step = min(65536, position - floor)
         position -= step
         handle.seek(position)
-        data = handle.read(step) + data
+        chunks.append(handle.read(step))
+        newlines += chunks[-1].count(b"\n")
+    data = b"".join(reversed(chunks))  # once: joining as it went was quadratic
     complete = data.rfind(b"\n") + 1
     stop = position + complete
     if count <= 0 or complete == 0:
-        return [], stop if complete else position
+        return [], stop if complete else max(position, end - LINE_BYTES)
     lines = data[: complete - 1].split(b"\n")
     if position > 0:
         lines = lines[1:]  # the first may be the end of a longer line
@@ -155,7 +161,7 @@ class FollowedFile:
 
     def _read(self) -> bytes:
         assert self._handle is not None
-        data = self._handle.read()
+        data = self._handle.read(READ_BYTES)  # a file grown by GiBs is read over polls
         if data:
             self._seen = (self._seen + data)[-CHECK_BYTES:]
         return data
@@ -178,6 +184,9 @@ class FollowedFile:
                 data += self._read()
         data = self._partial + data
         *complete, self._partial = data.split(b"\n")
+        while len(self._partial) > LINE_BYTES:  # a line never ending is not held whole
+            complete.append(self._partial[:LINE_BYTES])
+            self._partial = self._partial[LINE_BYTES:]
         return [_decode(line) for line in complete]
 
     def close(self) -> None:

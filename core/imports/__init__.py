@@ -16,12 +16,14 @@ import configparser
 import os
 import re
 import shlex
+import stat
 import warnings
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
 
+MAX_BYTES = 16 << 20  # a config file read whole is at most this big
 SNIFF_BYTES = 64 * 1024  # a supervisord.conf is a few KB: its sections show in the first 64 KB
 _HEADER = re.compile(r"^\[([^\]\n]+)\]\s*$")
 _SUPERVISOR = re.compile(r"^(program|group|eventlistener|fcgi-program|rpcinterface):|^supervisord$")
@@ -110,10 +112,7 @@ def parse_ini(path: Path, *, keep_case: bool) -> configparser.RawConfigParser:
     )
     if keep_case:
         parser.optionxform = str  # type: ignore[assignment,method-assign]
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot be read: {exc}") from None
+    text = _read_text(path)
     try:
         parser.read_string(text, source=str(path))
     except configparser.Error as exc:
@@ -122,6 +121,27 @@ def parse_ini(path: Path, *, keep_case: bool) -> configparser.RawConfigParser:
         first = str(exc).splitlines()[0]
         raise ConfigError(f"{path}{where}: {first}") from None
     return parser
+
+
+def _read_text(path: Path) -> str:
+    """A config file's text: a regular file of at most ``MAX_BYTES`` (an include may
+    name /dev/zero, a fifo or a GiB file: an error, never a hang or all memory)."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read: {exc.strerror}") from None
+    with open(fd, "rb") as file:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ConfigError(f"{path}: not a regular file: name a config file")
+        data = file.read(MAX_BYTES + 1)
+    if len(data) > MAX_BYTES:
+        raise ConfigError(f"{path}: larger than {MAX_BYTES >> 20} MiB: not a config file")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: cannot be read: {exc}") from None
 
 
 def command(text: str, where: str, *, shell: bool = False) -> dict[str, Any]:
