@@ -321,7 +321,25 @@ def kill_tree(pid: int) -> None:
     for proc in family:
         with contextlib.suppress(psutil.Error):
             proc.kill()
-    psutil.wait_procs(family, timeout=5)
+    _wait_exited([proc.pid for proc in family], timeout=5)
+
+
+def _wait_exited(pids: list[int], timeout: float) -> None:
+    """Wait until every pid has exited, reaping those that are our children. A zombie
+    that is not ours counts as exited: its parent (init, or this machine's pid 1,
+    which may reap a second later) is not ours to wait for."""
+    from .rpc import pid_alive
+
+    deadline = time.monotonic() + timeout
+    left = list(pids)
+    while left and time.monotonic() < deadline:
+        for pid in list(left):
+            with contextlib.suppress(ChildProcessError, OSError):
+                os.waitpid(pid, os.WNOHANG)
+            if not pid_alive(pid):
+                left.remove(pid)
+        if left:
+            time.sleep(0.01)
 
 
 def _stop_detached_daemon(home: Path) -> None:
@@ -333,10 +351,7 @@ def _stop_detached_daemon(home: Path) -> None:
         return
     with contextlib.suppress(OSError):
         os.kill(pid, signal.SIGTERM)  # lets it stop its apps
-    import psutil
-
-    with contextlib.suppress(psutil.Error):
-        psutil.Process(pid).wait(5)
+    _wait_exited([pid], timeout=5)
     kill_tree(pid)
 
 
