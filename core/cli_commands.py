@@ -31,7 +31,7 @@ from .cli import (
     stop_exit_codes,
 )
 from .cli_actions import Report, records
-from .cli_flags import json_flag
+from .cli_flags import json_flag, print_json
 from .cli_targets import STDIN, app_names, is_config
 from .errors import CorralError, NotFoundError, OptionError, shorten
 from .targets import parse_only
@@ -559,7 +559,8 @@ def build_cli() -> click.Group:
     @click.option(
         "--all", "rotated", is_flag=True, help="Delete rotated files too (the logrotate plugin)."
     )
-    def flush(target: str | None, rotated: bool) -> None:
+    @json_flag
+    def flush(target: str | None, rotated: bool, as_json: bool) -> None:
         """Empty the log files of a process, or of every process and corral.log."""
         client = _client()
         chosen = parse_target(target) if target else None
@@ -568,28 +569,40 @@ def build_cli() -> click.Group:
             paths, deleted = result["flushed"], result["deleted"]
         else:
             paths, deleted = client.flush(chosen) if target else client.flush(), []
+        if as_json:
+            print_json({"flushed": paths, "deleted": deleted})
+            return
         for path in paths:
             _echo(f"flushed {path}")
         for path in deleted:
             _echo(f"deleted {path}")
 
     @cli.command("reload-logs")
-    def reload_logs() -> None:
+    @json_flag
+    def reload_logs(as_json: bool) -> None:
         """Reopen every log file (after an external rotation)."""
         paths = _client().reload_logs()
+        if as_json:
+            print_json({"reopened": paths})
+            return
         _echo(f"reopened {len(paths)} log files")
 
     @cli.command()
     @click.option("--force", is_flag=True, help="Save even an empty process list.")
-    def dump(force: bool) -> None:
+    @json_flag
+    def dump(force: bool, as_json: bool) -> None:
         """Save the process list, for `corral resurrect` (alias: save)."""
         result = _client().dump(force=force)
         for warning in result.get("warnings", ()):
             sys.stderr.write(f"warning: {warning}\n")
+        if as_json:
+            print_json(result)
+            return
         _echo(f"saved {result['count']} apps to {result['path']}")
 
     @cli.command()
-    def resurrect() -> None:
+    @json_flag
+    def resurrect(as_json: bool) -> None:
         """Start the processes saved by `corral dump` (from its .bak if it does not read)."""
         import warnings
 
@@ -606,18 +619,24 @@ def build_cli() -> click.Group:
                 warnings.showwarning(
                     warning.message, warning.category, warning.filename, warning.lineno
                 )
-        Report("resurrect").add(records("resurrect", infos))
-        _print_table(client)
+        report = Report("resurrect", as_json=as_json)
+        report.add(records("resurrect", infos))
+        if not as_json:
+            _print_table(client)
+        report.finish()
 
     @cli.command()
-    def kill() -> None:
+    @json_flag
+    def kill(as_json: bool) -> None:
         """Stop every process and the daemon."""
         remote = _remote_flags(click.get_current_context().find_root()).get("address")
-        if not (remote or os.environ.get("CORRAL_ADDRESS")) and not daemon_running():
-            _echo("no daemon is running")
-            return
-        _client().kill_daemon()
-        _echo("daemon killed")
+        running = bool(remote or os.environ.get("CORRAL_ADDRESS")) or daemon_running()
+        if running:
+            _client().kill_daemon()
+        if as_json:
+            print_json({"killed": running})
+        else:
+            _echo("daemon killed" if running else "no daemon is running")
 
     @cli.command()
     @json_flag
@@ -628,7 +647,8 @@ def build_cli() -> click.Group:
     @cli.command("sendSignal")
     @click.argument("signal")
     @click.argument("target")
-    def send_signal(signal: str, target: str) -> None:
+    @json_flag
+    def send_signal(signal: str, target: str, as_json: bool) -> None:
         """Send a signal (SIGUSR2, USR2 or 12) to processes (alias: send-signal)."""
         client = _client()
         sig = int(signal) if signal.isdigit() else signal
@@ -637,6 +657,9 @@ def build_cli() -> click.Group:
             infos = client.send_signal_to_process_id(goal, sig)
         else:
             infos = client.send_signal_to_process_name(sig, goal)
+        if as_json:
+            print_json({"signal": signal, "pm_ids": [info.pm_id for info in infos]})
+            return
         _echo(f"sent {signal} to {len(infos)} processes")
 
     @cli.command()
@@ -648,9 +671,7 @@ def build_cli() -> click.Group:
 
         loaded = _client().plugins()
         if as_json:
-            import json
-
-            _echo(json.dumps(loaded, default=str))
+            print_json(loaded)
             return
         if not errors:
             make_console().print(plugins_table(loaded))
@@ -778,12 +799,16 @@ def _pid_command(cli: click.Group) -> None:
 
     @cli.command()
     @click.argument("name", required=False)
-    def pid(name: str | None) -> None:
+    @json_flag
+    def pid(name: str | None, as_json: bool) -> None:
         """Print the pid of each running instance of NAME (of every app without NAME),
         one a line; nothing for a name no app has, as PM2."""
-        for info in _client().list():
-            if (name is None or info.name == name) and info.pid:
-                _echo(str(info.pid))
+        pids = [i.pid for i in _client().list() if (name is None or i.name == name) and i.pid]
+        if as_json:
+            print_json(pids)
+            return
+        for pid in pids:
+            _echo(str(pid))
 
 
 def _node_args_flag(command: Any) -> Any:

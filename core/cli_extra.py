@@ -25,12 +25,8 @@ from typing import Any
 import click
 
 from .cli import parse_target
-from .cli_flags import json_flag
+from .cli_flags import json_flag, print_json
 from .errors import NotFoundError, OptionError, shorten
-
-
-def _json_out(value: Any) -> None:
-    sys.stdout.write(json.dumps(value) + "\n")
 
 
 def add_commands(cli: click.Group, client_factory: Callable[[], Any]) -> None:
@@ -65,7 +61,7 @@ def add_commands(cli: click.Group, client_factory: Callable[[], Any]) -> None:
         if not show_secrets:
             variables = mask_env(variables)
         if as_json:
-            _json_out(dict(sorted(variables.items())))
+            print_json(dict(sorted(variables.items())))
             return
         for key, value in sorted(variables.items()):
             sys.stdout.write(f"{printable(key)}={printable(str(value))}\n")
@@ -84,7 +80,7 @@ def add_commands(cli: click.Group, client_factory: Callable[[], Any]) -> None:
             or (info.to_dict().get("pm2_env") or {}).get("pm_exec_path") == script
         ]
         if as_json:
-            _json_out(ids)
+            print_json(ids)
         else:  # node's console.log of an array, which is what `pm2 id` prints
             sys.stdout.write(("[ " + ", ".join(map(str, ids)) + " ]" if ids else "[]") + "\n")
 
@@ -103,7 +99,7 @@ def add_commands(cli: click.Group, client_factory: Callable[[], Any]) -> None:
             sys.stderr.write(f"warning: the dump {path} did not read: moved it to {aside}\n")
             had = False
         if as_json:
-            _json_out({"path": str(path), "backup": f"{path}.bak" if had else None})
+            print_json({"path": str(path), "backup": f"{path}.bak" if had else None})
             return
         kept = f" (the previous one is now {path}.bak)" if had else ""
         sys.stdout.write(f"emptied the dump {path}{kept}\n")
@@ -130,7 +126,7 @@ def add_commands(cli: click.Group, client_factory: Callable[[], Any]) -> None:
         path, fmt = starter_path(fmt, file, Path.cwd())
         written = write_starter(path, fmt, force=force)
         if as_json:
-            _json_out({"path": str(written), "format": fmt})
+            print_json({"path": str(written), "format": fmt})
             return
         sys.stdout.write(
             f"File {written} generated: edit it, then `corral start {file or path.name}`\n"

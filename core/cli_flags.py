@@ -12,3 +12,11 @@ JSON_HELP = "Print one JSON document (see README, JSON output)."
 def json_flag(command: Any) -> Any:
     """``--json`` (``as_json``): one JSON document on stdout, nothing else there."""
     return click.option("--json", "as_json", is_flag=True, help=JSON_HELP)(command)
+
+
+def print_json(document: Any) -> None:
+    """The one JSON document a command prints with ``--json``."""
+    import json
+    import sys
+
+    sys.stdout.write(json.dumps(document, default=str) + "\n")

@@ -12,7 +12,6 @@ seconds, so ``printf 'a\\nb\\n' | corral attach 0`` prints the replies.
 from __future__ import annotations
 
 import _thread
-import json
 import sys
 import threading
 import time
@@ -21,7 +20,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import click
 
-from .cli_flags import json_flag
+from .cli_flags import json_flag, print_json
 from .errors import CorralError, NotFoundError, StateError
 from .stdin import MAX_LINE, check_pm_id
 
@@ -45,7 +44,7 @@ def add_commands(cli: click.Group, client_factory: Callable[[], Client]) -> None
         number = check_pm_id(pm_id)  # before connecting: a bad id starts no daemon
         result = client_factory().send_line(number, " ".join(words))
         if as_json:
-            sys.stdout.write(json.dumps(result) + "\n")
+            print_json(result)
             return
         shown = result.get("name", "")
         click.echo(f"sent {len(result['line'])} bytes to {shown} (pm_id {result['pm_id']})")

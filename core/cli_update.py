@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import sys
 import warnings
 from collections.abc import Callable
 from typing import Any
 
 import click
 
-from .cli_flags import json_flag
+from .cli_flags import json_flag, print_json
 
 
 def add_commands(cli: click.Group, client_factory: Callable[[], Any]) -> None:
@@ -26,7 +24,7 @@ def add_commands(cli: click.Group, client_factory: Callable[[], Any]) -> None:
             client = client_factory()
             result = client.update()
         if as_json:
-            sys.stdout.write(json.dumps(result) + "\n")
+            print_json(result)
             return
         for line in summary_lines(result):
             click.echo(line)
