@@ -31,7 +31,7 @@ from .cli import (
     stop_exit_codes,
 )
 from .cli_actions import Report, records
-from .cli_flags import json_flag, print_json
+from .cli_flags import json_flag, print_json, show_secrets_flag
 from .cli_targets import STDIN, app_names, is_config
 from .errors import CorralError, NotFoundError, OptionError, shorten
 from .targets import parse_only
@@ -517,12 +517,7 @@ def build_cli() -> click.Group:
 
     @cli.command()
     @click.argument("target")
-    @click.option(
-        "--show-secrets",
-        is_flag=True,
-        help="Show the values of secret variables (*_KEY, *_TOKEN, *SECRET*, *PASSWORD*, "
-        "URL passwords) instead of ****.",
-    )
+    @show_secrets_flag
     @json_flag
     def describe(target: str, show_secrets: bool, as_json: bool) -> None:
         """Show everything about a process: the settings that differ from the default,

@@ -25,7 +25,7 @@ from typing import Any
 import click
 
 from .cli import parse_target
-from .cli_flags import json_flag, print_json
+from .cli_flags import json_flag, print_json, show_secrets_flag
 from .errors import NotFoundError, OptionError, shorten
 
 
@@ -35,12 +35,7 @@ def add_commands(cli: click.Group, client_factory: Callable[[], Any]) -> None:
 
     @cli.command()
     @click.argument("target", metavar="ID")
-    @click.option(
-        "--show-secrets",
-        is_flag=True,
-        help="Show the values of secret variables (*_KEY, *_TOKEN, *SECRET*, *PASSWORD*, "
-        "URL passwords) instead of ****.",
-    )
+    @show_secrets_flag
     @json_flag
     def env(target: str, show_secrets: bool, as_json: bool) -> None:
         """Print the environment a process was started with, KEY=VALUE a line,

@@ -20,3 +20,13 @@ def print_json(document: Any) -> None:
     import sys
 
     sys.stdout.write(json.dumps(document, default=str) + "\n")
+
+
+def show_secrets_flag(command: Any) -> Any:
+    """``--show-secrets`` of describe and env: secret values shown, not ``****``."""
+    return click.option(
+        "--show-secrets",
+        is_flag=True,
+        help="Show the values of secret variables (*_KEY, *_TOKEN, *SECRET*, *PASSWORD*, "
+        "URL passwords) instead of ****.",
+    )(command)
