@@ -389,3 +389,46 @@ def test_logs_follows_in_a_terminal_with_prefixes_and_ctrl_c_ends_it(
         assert "EXIT=130" in end and "Traceback" not in end
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+
+
+def test_logs_of_sixty_apps_in_an_80x30_terminal(pm, corral_home, tmp_path):
+    """The issue's screen: 60 apps, `corral logs` in an 80-column, 30-row window. Every
+    line on screen is a whole `ID|name | line` (no wrapped prefix), the prefixes of
+    all ids line up, and a line an app writes later shows at the bottom."""
+    if shutil.which("tmux") is None:
+        pytest.skip("tmux is not installed")
+    script = tmp_path / "hello.sh"
+    script.write_text('echo "hello from $pm_id"\nread -r line\necho "got $line"\nexec sleep 3600\n')
+    pm.start(
+        [
+            {"name": f"app-{i:02d}", "script": str(script), "exec_interpreter": "sh"}
+            for i in range(60)
+        ]
+    )
+    wait_for(lambda: (corral_home / "logs" / "app-59-out.log").stat().st_size > 0, timeout=30)
+    session = f"logs60-{os.getpid()}"
+    command = f"CORRAL_HOME={corral_home} {sys.executable} -m corral logs --lines 1 --out"
+    env = dict(os.environ, CORRAL_HOME=str(corral_home))
+    subprocess.run(
+        ["tmux", "new", "-d", "-s", session, "-x", "80", "-y", "30", command], env=env, check=True
+    )
+
+    def lines() -> list[str]:
+        shown = subprocess.run(
+            ["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True
+        ).stdout
+        return [line for line in shown.splitlines() if line.strip()]
+
+    try:
+        wait_for(lambda: any("hello from 59" in line for line in lines()), timeout=DEADLINE)
+        app_lines = [line for line in lines() if "|app-" in line]
+        assert len(app_lines) >= 25  # the window is full of them
+        for line in app_lines:
+            prefix, _, text = line.partition(" | ")
+            pm_id, _, name = prefix.partition("|")
+            assert name.strip() == f"app-{int(pm_id):02d}" and text == f"hello from {int(pm_id)}"
+        assert len({line.index(" | ") for line in app_lines}) == 1  # aligned
+        pm.send_line(59, "late")  # type: ignore[attr-defined]
+        wait_for(lambda: lines()[-1].endswith("| got late"), timeout=DEADLINE)
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
