@@ -317,10 +317,10 @@ def build_cli() -> click.Group:
     def cli(**remote_flags: Any) -> None:
         """corral: keep programs alive, restart them by policy, log them (PM2 for Python).
 
-        Aliases: list/status = ls, del = delete, save = dump, show/info/desc = describe,
+        Aliases: list/status/l/ps = ls, del = delete, save = dump, show/info/desc = describe,
         send-signal = sendSignal, reloadLogs = reload-logs, gracefulReload =
         graceful-reload, init = ecosystem, start-or-restart = startOrRestart (and
-        start-or-reload, start-or-graceful-reload).
+        start-or-reload, start-or-graceful-reload), updatePM2 = update.
         """
 
     @cli.command(cls=StartCommand)
@@ -501,7 +501,7 @@ def build_cli() -> click.Group:
     @click.option("-m", "--mini-list", "mini", is_flag=True, help="PM2's mini list, no table.")
     @json_flag
     def ls(sort: str | None, mini: bool, as_json: bool) -> None:
-        """List the processes (aliases: list, status). Columns that do not fit are
+        """List the processes (aliases: list, status, l, ps). Columns that do not fit are
         dropped: watching, namespace, user, pid, uptime, mode, restarts, cpu, mem."""
         from . import cli_table
 
