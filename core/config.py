@@ -58,9 +58,16 @@ def is_config_file(path: str | os.PathLike) -> bool:
     """Whether ``path`` is an existing config file rather than a script to run.
 
     A ``.js`` file counts only when named ``*.config.js`` or ``ecosystem*.js``
-    (likewise ``.cjs``/``.mjs``): a plain ``app.js`` is a script.
+    (likewise ``.cjs``/``.mjs``): a plain ``app.js`` is a script. A path the OS
+    cannot even look at (too long, say) is not one: the caller's own checks name it.
     """
-    path = Path(path)
+    try:
+        return _is_config_file(Path(path))
+    except OSError:
+        return False
+
+
+def _is_config_file(path: Path) -> bool:
     name, suffix = path.name.lower(), path.suffix.lower()
     if suffix not in CONFIG_SUFFIXES:
         # a script (app.py, server.js, run.sh) is never opened to look for sections
