@@ -91,6 +91,7 @@ __all__ = [
     "app_source",
     "kill_tree",
     "output_lines",
+    "wait_exited",
     "wait_for",
     "wait_for_event",
     "wait_for_message",
@@ -321,10 +322,10 @@ def kill_tree(pid: int) -> None:
     for proc in family:
         with contextlib.suppress(psutil.Error):
             proc.kill()
-    _wait_exited([proc.pid for proc in family], timeout=5)
+    wait_exited([proc.pid for proc in family], timeout=5)
 
 
-def _wait_exited(pids: list[int], timeout: float) -> None:
+def wait_exited(pids: list[int], timeout: float) -> None:
     """Wait until every pid has exited, reaping those that are our children. A zombie
     that is not ours counts as exited: its parent (init, or this machine's pid 1,
     which may reap a second later) is not ours to wait for."""
@@ -351,7 +352,7 @@ def _stop_detached_daemon(home: Path) -> None:
         return
     with contextlib.suppress(OSError):
         os.kill(pid, signal.SIGTERM)  # lets it stop its apps
-    _wait_exited([pid], timeout=5)
+    wait_exited([pid], timeout=5)
     kill_tree(pid)
 
 

@@ -24,7 +24,7 @@ from typing import Any
 import psutil
 import pytest
 
-from corral.testing import kill_tree, wait_for
+from corral.testing import kill_tree, wait_exited, wait_for
 
 FIXTURES = Path(__file__).parent / "fixtures"
 _SCRIPT = Path(sys.executable).parent / "corral"
@@ -142,8 +142,7 @@ def stop_daemon(home: Path) -> None:
         pid = int((home / "corral.pid").read_text())
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGTERM)
-        with contextlib.suppress(psutil.Error):
-            psutil.Process(pid).wait(5)
+        wait_exited([pid], timeout=5)  # a zombie of another parent counts as gone
         kill_tree(pid)
     with contextlib.suppress(OSError, ValueError, AttributeError):
         apps = json.loads((home / "state.json").read_text()).get("apps", [])
