@@ -40,10 +40,16 @@ def ini_kind(path: str | os.PathLike) -> str | None:
     binary or a missing file is neither.
     """
     try:
-        with open(path, "rb") as file:
-            head = file.read(SNIFF_BYTES)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    with open(fd, "rb") as file:  # a fifo or a device named as a target: never read
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        head = file.read(SNIFF_BYTES)
+    try:
         text = head.decode("utf-8")
-    except (OSError, UnicodeDecodeError):
+    except UnicodeDecodeError:
         return None
     sections: list[str] = []
     for line in text.splitlines():

@@ -20,6 +20,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import APPS, out_lines, wait_for
 from tests.conftest import run_cli as corral
 
@@ -242,3 +244,23 @@ def test_attach_fed_a_200_mb_line_stays_bounded_and_goes_on(
     finally:
         client.kill_daemon()
         client.disconnect()
+
+
+def test_a_fifo_named_as_a_target_is_never_opened_to_sniff_for_sections(tmp_path):
+    """Guard: `corral start ./pipe` (no suffix: it could be a supervisord file) must not block
+    on a fifo nobody writes to while looking for ini sections."""
+    import threading
+
+    from corral.config import is_config_file
+
+    fifo = tmp_path / "programs"
+    os.mkfifo(fifo)
+    answer: list[bool] = []
+    worker = threading.Thread(target=lambda: answer.append(is_config_file(fifo)), daemon=True)
+    worker.start()
+    worker.join(5)
+    if worker.is_alive():  # unblock the open so the thread ends
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        worker.join(5)
+        pytest.fail("is_config_file blocked on a fifo")
+    assert answer == [False]
