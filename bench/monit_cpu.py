@@ -1,15 +1,22 @@
-"""What ``corral monit`` costs: its CPU time, as a % of one core, watching 200 apps.
+"""What ``corral monit`` costs beside ``pm2 monit``: CPU, as a % of one core, watching 200 apps.
 
-    python bench/monit_cpu.py [--apps 200] [--seconds 20] [--python PY]
+    python bench/monit_cpu.py [--apps 200] [--seconds 20] [--runs 3] [--python PY]
+                              [--pm2-prefix DIR] [--no-logs]
 
-A detached daemon on a fresh CORRAL_HOME starts ``--apps`` apps (``sh`` exec'ing
-``sleep 3600``), then ``corral monit`` runs in a tmux window (120x50, a private
-tmux server) with the list refreshed every second. Once its first frame is on
-screen, its CPU time (utime + stime of /proc/PID/stat, the monit process alone)
-is read, again ``--seconds`` later, and the difference over the wall time is
-printed as a % of one core, with the daemon's over the same window beside it
-(monit's list call every second is work for the daemon too). The target of
-issue 13 is under 5%. Asserts nothing; exits 1 only when a step fails.
+Each run gives each tool (corral, then PM2, the order rotating by one every run)
+a fresh home and daemon with ``--apps`` apps (``sh`` exec'ing ``sleep 3600``,
+``"interpreter": "none"``), all online, then a settle. Then the tool's watching
+command runs in a tmux window of 120x50 (a private tmux server):
+``corral monit`` / ``pm2 monit``, then ``corral logs`` / ``pm2 logs`` (follow,
+all apps). Once its screen shows it working (``s000``, the first app, for monit;
+``TAILING`` for logs) and 2 s of grace have passed, the CPU time of that
+process (utime + stime of /proc/PID/stat, the process alone) and of the daemon
+(corral's daemon, PM2's "God") are read, again ``--seconds`` later, and the
+differences over the wall time are its figures, as a % of one core. The table
+gives the median (min-max) of the runs and the corral/PM2 ratio of the medians.
+The target of issue 13 is under 5% for corral's monit. Asserts nothing; exits 1
+only when a step fails. Every process started is stopped by pid at the end, even
+after an error or SIGTERM (``kill`` through each CLI, then the run's token sweep).
 """
 
 from __future__ import annotations
@@ -17,83 +24,242 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
+import shutil
+import signal
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+import psutil
+from metrics import require_daemon, wait_online
+from tools import PM2, TOKEN_VAR, BenchError, Corral, Tool, alive, install_pm2, sweep
 
 TICKS = os.sysconf("SC_CLK_TCK")
+WIDTH, HEIGHT = 120, 50
+GRACE = 2.0  # s between the command's first working screen and the window measured
+SETTLE = 3.0  # s between "all apps online" and the first command
+# what each tool's command is called with, and what on its screen says it is working
+COMMANDS = {"monit": (("monit",), "s000"), "logs": (("logs",), "TAILING")}
+
+
+class BareCorral(Corral):
+    """corral with no plugin (PM2 runs with no module), unless CORRAL_PLUGINS says."""
+
+    def env(self) -> dict[str, str]:
+        env = super().env()
+        env["CORRAL_PLUGINS"] = os.environ.get("CORRAL_PLUGINS", "")
+        return env
 
 
 def cpu_seconds(pid: int) -> float:
-    """utime + stime of ``pid`` in seconds (fields 14 and 15 of /proc/PID/stat)."""
+    """utime + stime of ``pid`` in seconds (fields 14 and 15 of /proc/PID/stat), every
+    thread of the process included, exited ones too."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
-def wait(check, what: str, timeout: float = 60.0):
+def wait(check: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
     deadline = time.monotonic() + timeout
     while True:
         value = check()
         if value:
             return value
         if time.monotonic() > deadline:
-            sys.exit(f"monit_cpu: {what} not seen within {timeout:g} s")
+            raise BenchError(f"{what} not seen within {timeout:g} s")
         time.sleep(0.05)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--apps", type=int, default=200)
-    parser.add_argument("--seconds", type=float, default=20.0)
-    parser.add_argument("--python", default=sys.executable, help="the Python of corral")
-    args = parser.parse_args()
-    home = Path(tempfile.mkdtemp(prefix="monitcpu-", dir="/tmp"))
-    env = {**os.environ, "CORRAL_HOME": str(home), "CORRAL_PLUGINS": ""}
-    env.pop("LINES", None)
-    env.pop("COLUMNS", None)
-    corral = [args.python, "-m", "corral"]
-    socket = f"corral-monit-cpu-{os.getpid()}"
-    tmux = ["tmux", "-L", socket]
-    apps = [
-        {"name": f"s{n:03d}", "script": "/bin/sh", "args": ["-c", "exec sleep 3600"]}
-        for n in range(args.apps)
-    ]
-    (home / "apps.json").write_text(json.dumps({"apps": apps}))
-    try:
-        subprocess.run([*corral, "start", str(home / "apps.json")], env=env, check=True,
-                       capture_output=True, timeout=300)  # fmt: skip
-        daemon = int((home / "corral.pid").read_text().split()[0])
-        command = " ".join([*corral, "monit"])
-        window = f"env CORRAL_HOME={home} CORRAL_PLUGINS= {command}"
-        subprocess.run([*tmux, "new-session", "-d", "-s", "m", "-x", "120", "-y", "50", window],
-                       env=env, check=True)  # fmt: skip
-        pid = int(
-            subprocess.run([*tmux, "list-panes", "-t", "m", "-F", "#{pane_pid}"],
-                           capture_output=True, text=True, check=True).stdout.split()[0]
+class Tmux:
+    """A private tmux server (its own socket) holding one window; closed by ``close``."""
+
+    def __init__(self, name: str) -> None:
+        self.argv = ["tmux", "-L", name]
+        self.pid: int | None = None
+
+    def open(self, command: str, env: dict[str, str]) -> int:
+        """Start ``command`` in a WIDTH x HEIGHT window; the pid of its process."""
+        subprocess.run(
+            [*self.argv, "new-session", "-d", "-s", "w", "-x", str(WIDTH), "-y", str(HEIGHT),
+             command], env=env, check=True, capture_output=True,
         )  # fmt: skip
+        out = self._run("list-panes", "-t", "w", "-F", "#{pane_pid}")
+        self.pid = int(out.split()[0])
+        return self.pid
 
-        def screen() -> str:
-            return subprocess.run([*tmux, "capture-pane", "-p", "-t", "m"],
-                                  capture_output=True, text=True).stdout  # fmt: skip
+    def screen(self) -> str:
+        return self._run("capture-pane", "-p", "-t", "w")
 
-        wait(lambda: "corral monit" in screen(), "monit's first frame")
-        start, monit0, daemon0 = time.monotonic(), cpu_seconds(pid), cpu_seconds(daemon)
-        time.sleep(args.seconds)  # the window measured: monit left alone, as a user watching
-        wall = time.monotonic() - start
-        monit_pct = 100 * (cpu_seconds(pid) - monit0) / wall
-        daemon_pct = 100 * (cpu_seconds(daemon) - daemon0) / wall
-        print(f"monit, {args.apps} apps, {wall:.1f} s: {monit_pct:.2f}% of one core "
-              f"(daemon meanwhile {daemon_pct:.2f}%)")  # fmt: skip
-    finally:
-        where = subprocess.run([*tmux, "display-message", "-p", "#{socket_path}"],
-                               capture_output=True, text=True).stdout.strip()  # fmt: skip
-        subprocess.run([*tmux, "kill-server"], capture_output=True)
+    def close(self) -> None:
+        """Kill the server and the window's process (by pid, should it outlive the server)."""
+        proc = None
+        if self.pid is not None:
+            try:
+                proc = psutil.Process(self.pid)
+            except psutil.Error:
+                pass
+        where = self._run("display-message", "-p", "#{socket_path}").strip()
+        subprocess.run([*self.argv, "kill-server"], capture_output=True)
         if where:
             Path(where).unlink(missing_ok=True)  # tmux 3.3 leaves its socket behind
-        subprocess.run([*corral, "kill"], env=env, capture_output=True, timeout=120)
+        deadline = time.monotonic() + 5
+        while proc is not None and alive(proc):  # SIGHUP'd by the server's exit
+            if time.monotonic() > deadline:
+                proc.kill()  # psutil refuses if the pid was reused
+                break
+            time.sleep(0.05)
+        self.pid = None
+
+    def _run(self, *args: str) -> str:
+        return subprocess.run([*self.argv, *args], capture_output=True, text=True).stdout
+
+
+def watch(tool: Tool, kind: str, seconds: float, tmux: Tmux) -> tuple[float, float]:
+    """Run the tool's ``kind`` command in a tmux window: its CPU % and the daemon's meanwhile."""
+    args, marker = COMMANDS[kind]
+    daemon = require_daemon(tool).pid
+    env = tool.env()
+    exported = [f"{k}={env[k]}" for k in (tool.home_var, "CORRAL_PLUGINS", TOKEN_VAR) if k in env]
+    # env exec's the command (and PM2's `#!/usr/bin/env node` exec's node): the pane's
+    # pid is the command's process for the whole window
+    command = shlex.join(["env", *exported, *tool.cli(), *args])
+    try:
+        pid = tmux.open(command, env)
+        wait(lambda: marker in tmux.screen(), f"{tool.label} {kind}: {marker!r} on screen")
+        time.sleep(GRACE)
+        start, own0, daemon0 = time.monotonic(), cpu_seconds(pid), cpu_seconds(daemon)
+        time.sleep(seconds)  # the window measured: left alone, as a user watching
+        own1, daemon1 = cpu_seconds(pid), cpu_seconds(daemon)
+        wall = time.monotonic() - start
+        if not alive(psutil.Process(pid)):
+            raise BenchError(f"{tool.label} {kind} exited during the window")
+        return 100 * (own1 - own0) / wall, 100 * (daemon1 - daemon0) / wall
+    except (OSError, subprocess.CalledProcessError, psutil.Error) as exc:
+        raise BenchError(f"{tool.label} {kind}: {exc}") from exc
+    finally:
+        tmux.close()
+
+
+def session(tool: Tool, apps: int, kinds: list[str], seconds: float, tmux: Tmux) -> dict:
+    """One fresh home and daemon with ``apps`` apps: figures of each watching command."""
+    home = tool.new_home()
+    path = home.parent / f"{tool.label}-apps.json"
+    entries = [
+        {"name": f"s{n:03d}", "script": "/bin/sh", "args": ["-c", "exec sleep 3600"],
+         "interpreter": "none"}
+        for n in range(apps)
+    ]  # fmt: skip
+    path.write_text(json.dumps({"apps": entries}))
+    figures = {}
+    try:
+        tool.start_file(path)
+        wait_online(tool, apps, timeout=300)
+        time.sleep(SETTLE)
+        for kind in kinds:
+            figures[kind] = watch(tool, kind, seconds, tmux)
+            _log(f"{tool.label} {kind}: {figures[kind][0]:.2f}% (daemon {figures[kind][1]:.2f}%)")
+    finally:
+        problem = tool.shutdown()  # `kill` through the CLI, then any survivor by pid
+        if problem:
+            _log(f"warning: {problem}")
+    return figures
+
+
+def render(samples: dict, kinds: list[str], header: str) -> str:
+    """The markdown table: median (min-max) per tool, and corral/PM2 of the medians."""
+    lines = [
+        header,
+        "",
+        "| % of one core | corral | PM2 | corral/PM2 |",
+        "| --- | --- | --- | --- |",
+    ]
+    for kind in kinds:
+        for index, what in ((0, f"`{kind}` process"), (1, f"daemon during `{kind}`")):
+            cells, medians = [], []
+            for label in ("corral", "pm2"):
+                values = [run[kind][index] for run in samples[label]]
+                if not values:
+                    cells.append("-")
+                    medians.append(None)
+                    continue
+                medians.append(statistics.median(values))
+                cells.append(f"{medians[-1]:.2f} ({min(values):.2f}-{max(values):.2f})")
+            ratio = "-"
+            if None not in medians and medians[1]:
+                ratio = f"{medians[0] / medians[1]:.2f}"
+            lines.append(f"| {what} | {cells[0]} | {cells[1]} | {ratio} |")
+    return "\n".join(lines)
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--apps", type=int, default=200)
+    parser.add_argument("--seconds", type=float, default=20.0, help="the window measured")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--python", default=sys.executable, help="the Python of corral")
+    parser.add_argument(
+        "--pm2-prefix", type=Path, help="an npm prefix with PM2 (installed there if missing)"
+    )
+    parser.add_argument("--no-logs", action="store_true", help="measure monit only")
+    return parser.parse_args()
+
+
+def main() -> int:
+    args = parse_args()
+    signal.signal(signal.SIGTERM, _exit_on_term)
+    root = Path(tempfile.mkdtemp(prefix="monitcpu-", dir="/tmp"))
+    token = uuid.uuid4().hex
+    kinds = ["monit"] if args.no_logs else ["monit", "logs"]
+    tmux = Tmux(f"corral-monit-cpu-{os.getpid()}")
+    tools: list[Tool] = []
+    samples: dict[str, list[dict]] = {"corral": [], "pm2": []}
+    failed = None
+    try:
+        prefix = install_pm2(args.pm2_prefix or root / "pm2")
+        tools = [BareCorral(root, token, args.python), PM2(prefix, root, token, args.python)]
+        versions = f"corral {tools[0].version()}, PM2 {tools[1].version()}"
+        _log(f"{versions}; {args.runs} runs of {args.seconds:g} s, {args.apps} apps, in {root}")
+        for run in range(args.runs):
+            for tool in tools[run % 2 :] + tools[: run % 2]:
+                samples[tool.label].append(session(tool, args.apps, kinds, args.seconds, tmux))
+    except BenchError as exc:
+        failed = str(exc)
+    finally:
+        tmux.close()
+        for tool in tools:
+            tool.shutdown()
+        leftovers = sweep(token)
+        if leftovers:
+            _log(f"warning: killed leftover processes of this run: {leftovers}")
+        shutil.rmtree(root, ignore_errors=True)
+    if failed:
+        print(f"monit_cpu: {failed}", file=sys.stderr)
+        return 1
+    header = (
+        f"{versions}; {args.apps} apps, {WIDTH}x{HEIGHT} tmux windows, "
+        f"{args.seconds:g} s windows, median (min-max) of {args.runs} runs"
+    )
+    print(render(samples, kinds, header))
+    return 0
+
+
+_STARTED = time.monotonic()
+
+
+def _log(message: str) -> None:
+    elapsed = int(time.monotonic() - _STARTED)
+    print(f"[{elapsed // 60:02d}:{elapsed % 60:02d}] {message}", file=sys.stderr, flush=True)
+
+
+def _exit_on_term(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)  # unwinds through the finally blocks that stop the daemons
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
