@@ -38,7 +38,8 @@ DEFAULT_LINES = 15
 DEFAULT_TIMESTAMP = "YYYY-MM-DD-HH:mm:ss"  # PM2's --timestamp default
 FORMAT_TIMESTAMP = "YYYY-MM-DD-HH:mm:ssZZ"  # PM2's --format timestamps
 DAEMON = "corral"  # the TARGET, app and stream name of the daemon's own log
-POLL = 0.1  # seconds between reads of the followed files
+POLL = 0.1  # seconds a change is given to settle before the files are read
+IDLE_READ = 1.0  # seconds between reads of the files when nothing woke the follower
 LIST_EVERY = 1.0  # seconds between reads of the process list (new instances)
 
 
@@ -245,7 +246,25 @@ def follow_sources(
     refresh: Callable[[], list[Source]] | None,
     snapshot: dict[str, tuple[int, int]],
 ) -> None:
-    """Print new lines of every source until interrupted."""
+    """Print new lines of every source until interrupted: read when a watched file
+    changed (:class:`~corral.logwake.Waker`), and once a second in any case."""
+    from .logwake import Waker
+
+    waker = Waker()
+    waker.watch(s.path for s in sources)
+    try:
+        _follow(sources, printer, refresh, snapshot, waker)
+    finally:
+        waker.close()
+
+
+def _follow(
+    sources: list[Source],
+    printer: Printer,
+    refresh: Callable[[], list[Source]] | None,
+    snapshot: dict[str, tuple[int, int]],
+    waker: Any,
+) -> None:
     next_list = time.monotonic() + LIST_EVERY
     while True:
         batch: list[Entry] = []
@@ -267,7 +286,12 @@ def follow_sources(
             if fresh:
                 sources.extend(fresh)
                 printer.widen(fresh)
-        time.sleep(POLL)
+                waker.watch(s.path for s in fresh)
+        idle = IDLE_READ
+        if refresh is not None:  # wake in time for the next read of the process list
+            idle = min(idle, max(0.01, next_list - time.monotonic()))
+        if waker.wait(idle):
+            time.sleep(POLL)  # let a burst of writes settle: one read for all of it
 
 
 # -- the command ---------------------------------------------------------------------
