@@ -27,7 +27,8 @@ from corral.errors import StateError
 from tests.conftest import kill_pids, python_app, wait_for
 
 SLEEP = shutil.which("sleep") or "/bin/sleep"
-# 30 by default; .ci/run runs 10 (the bug showed in about half of the tries)
+# 30 by default; .ci/run runs 6 (the bug showed in about half of the tries: 6 miss it
+# with a chance of 1 in 64)
 TRIES = int(os.environ.get("CORRAL_RACE_TRIES", "30"))
 
 # Exits at once on SIGINT but leaves a child slower to go, so a restart's stop spends a
