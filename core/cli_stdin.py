@@ -22,7 +22,6 @@ import click
 
 from .cli_flags import json_flag, print_json
 from .errors import CorralError, NotFoundError, StateError
-from .stdin import MAX_LINE, check_pm_id
 
 if TYPE_CHECKING:
     from .bus import BusEvent
@@ -41,6 +40,8 @@ def add_commands(cli: click.Group, client_factory: Callable[[], Client]) -> None
     @json_flag
     def send(pm_id: str, words: tuple[str, ...], as_json: bool) -> None:
         """Send LINE (its words joined by spaces) and a newline to the stdin of process ID."""
+        from .stdin import check_pm_id  # the daemon's module: imported only when used
+
         number = check_pm_id(pm_id)  # before connecting: a bad id starts no daemon
         result = client_factory().send_line(number, " ".join(words))
         if as_json:
@@ -60,6 +61,8 @@ def add_commands(cli: click.Group, client_factory: Callable[[], Client]) -> None
     )
     def attach(pm_id: str, linger: float) -> None:
         """Print the output of process ID and send it each line typed; Ctrl-C detaches."""
+        from .stdin import check_pm_id
+
         number = check_pm_id(pm_id)
         run_attach(client_factory(), number, linger=linger)
 
@@ -113,6 +116,8 @@ def run_attach(
 def _lines(source: IO[str]) -> Iterator[str]:
     """The lines of ``source``, each read with a bound: of a line longer than the daemon
     takes, only its first ``MAX_LINE + 1`` characters are kept (and then refused)."""
+    from .stdin import MAX_LINE
+
     while line := source.readline(MAX_LINE + 1):
         if len(line) > MAX_LINE and not line.endswith("\n"):
             while (rest := source.readline(MAX_LINE)) and not rest.endswith("\n"):
