@@ -39,7 +39,18 @@ from typing import Any
 
 import psutil
 from metrics import require_daemon, wait_online
-from tools import PM2, TOKEN_VAR, BenchError, Corral, Tool, alive, install_pm2, sweep
+from tools import (
+    PM2,
+    TOKEN_VAR,
+    BenchError,
+    Corral,
+    Tool,
+    alive,
+    exit_on_term,
+    install_pm2,
+    log,
+    sweep,
+)
 
 TICKS = os.sysconf("SC_CLK_TCK")
 WIDTH, HEIGHT = 120, 50
@@ -163,11 +174,11 @@ def session(tool: Tool, apps: int, kinds: list[str], seconds: float, tmux: Tmux)
         time.sleep(SETTLE)
         for kind in kinds:
             figures[kind] = watch(tool, kind, seconds, tmux)
-            _log(f"{tool.label} {kind}: {figures[kind][0]:.2f}% (daemon {figures[kind][1]:.2f}%)")
+            log(f"{tool.label} {kind}: {figures[kind][0]:.2f}% (daemon {figures[kind][1]:.2f}%)")
     finally:
         problem = tool.shutdown()  # `kill` through the CLI, then any survivor by pid
         if problem:
-            _log(f"warning: {problem}")
+            log(f"warning: {problem}")
     return figures
 
 
@@ -212,7 +223,7 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> int:
     args = parse_args()
-    signal.signal(signal.SIGTERM, _exit_on_term)
+    signal.signal(signal.SIGTERM, exit_on_term)
     root = Path(tempfile.mkdtemp(prefix="monitcpu-", dir="/tmp"))
     token = uuid.uuid4().hex
     kinds = ["monit"] if args.no_logs else ["monit", "logs"]
@@ -224,7 +235,7 @@ def main() -> int:
         prefix = install_pm2(args.pm2_prefix or root / "pm2")
         tools = [BareCorral(root, token, args.python), PM2(prefix, root, token, args.python)]
         versions = f"corral {tools[0].version()}, PM2 {tools[1].version()}"
-        _log(f"{versions}; {args.runs} runs of {args.seconds:g} s, {args.apps} apps, in {root}")
+        log(f"{versions}; {args.runs} runs of {args.seconds:g} s, {args.apps} apps, in {root}")
         for run in range(args.runs):
             for tool in tools[run % 2 :] + tools[: run % 2]:
                 samples[tool.label].append(session(tool, args.apps, kinds, args.seconds, tmux))
@@ -236,7 +247,7 @@ def main() -> int:
             tool.shutdown()
         leftovers = sweep(token)
         if leftovers:
-            _log(f"warning: killed leftover processes of this run: {leftovers}")
+            log(f"warning: killed leftover processes of this run: {leftovers}")
         shutil.rmtree(root, ignore_errors=True)
     if failed:
         print(f"monit_cpu: {failed}", file=sys.stderr)
@@ -247,18 +258,6 @@ def main() -> int:
     )
     print(render(samples, kinds, header))
     return 0
-
-
-_STARTED = time.monotonic()
-
-
-def _log(message: str) -> None:
-    elapsed = int(time.monotonic() - _STARTED)
-    print(f"[{elapsed // 60:02d}:{elapsed % 60:02d}] {message}", file=sys.stderr, flush=True)
-
-
-def _exit_on_term(signum: int, frame: Any) -> None:
-    raise SystemExit(128 + signum)  # unwinds through the finally blocks that stop the daemons
 
 
 if __name__ == "__main__":

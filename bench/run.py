@@ -24,7 +24,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -38,11 +37,10 @@ from metrics import cold_start, log_throughput, prepare, restart_after_sigkill
 from peers import PEERS, install_peer
 from report import Results, render, to_json
 from suite import GROUP_OF, METRICS, ROWS, Result, Row, Settings
-from tools import PM2, BenchError, Corral, Tool, install_pm2, sweep
+from tools import PM2, BenchError, Corral, Tool, exit_on_term, install_pm2, log, sweep
 from triggers import memory_limit, watch
 
 HERE = Path(__file__).resolve().parent
-_STARTED = time.monotonic()
 ALL_TOOLS = ("corral", "pm2", "supervisor", "circus")
 GROUPS: dict[str, Callable[[Tool, Settings, set[str]], Result]] = {
     "cold_start": cold_start,
@@ -152,7 +150,7 @@ def _metric_list(text: str) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     command = shlex.join([sys.executable, sys.argv[0], *(sys.argv[1:] if argv is None else argv)])
-    signal.signal(signal.SIGTERM, _exit_on_term)
+    signal.signal(signal.SIGTERM, exit_on_term)
     wanted = set(args.only)
     root = Path(tempfile.mkdtemp(prefix="corral-bench-"))
     token = uuid.uuid4().hex
@@ -176,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
                 results.na[(metric, tool.label)] = why
         meta = describe(args, settings, tools, command)
         versions = ", ".join(f"{k} {v}" for k, v in meta["versions"].items())
-        _log(f"{versions}; {args.runs} runs, in {root}")
+        log(f"{versions}; {args.runs} runs, in {root}")
         prepare(settings, wanted)
         for group in dict.fromkeys(GROUP_OF[m] for m in METRICS if m in wanted):
             runs = args.memory_runs if group == "memory_limit" else args.runs
@@ -186,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
             tool.shutdown()
         leftovers = sweep(token)
         if leftovers:
-            _log(f"warning: killed leftover processes of this run: {leftovers}")
+            log(f"warning: killed leftover processes of this run: {leftovers}")
         shutil.rmtree(root, ignore_errors=True)
     rows = [row for row in ROWS if row.metric in wanted and _anyone_has(row, results.tools)]
     text = render(meta, rows, results)
@@ -195,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.results.write_text(text)
     args.json.write_text(json.dumps(to_json(meta, rows, results), indent=2) + "\n")
-    _log(f"wrote {args.results} and {args.json}")
+    log(f"wrote {args.results} and {args.json}")
     return 1 if results.errors else 0
 
 
@@ -208,7 +206,7 @@ def make_tools(args: argparse.Namespace, root: Path, token: str, results: Result
             tools.append(PM2(prefix, root, token, args.python))
         except (BenchError, OSError) as exc:
             results.missing["pm2"] = f"install failed: {exc}"
-            _log(f"PM2 not measured: {exc}")
+            log(f"PM2 not measured: {exc}")
     venv = args.peers_venv or root / "peers-venv"
     for label, peer in PEERS.items():
         if label not in args.peers:
@@ -218,7 +216,7 @@ def make_tools(args: argparse.Namespace, root: Path, token: str, results: Result
             tools.append(peer(venv, root, token, args.python))
         except (BenchError, OSError) as exc:
             results.missing[label] = f"install failed: {exc}"
-            _log(f"{label} not measured: {exc}")
+            log(f"{label} not measured: {exc}")
     return tools
 
 
@@ -247,14 +245,14 @@ def run_group(
             mine = [row for row in rows if does(tool, row)]
             if not mine or any((row.name, tool.label) in results.errors for row in mine):
                 continue  # n/a, or this tool already failed here: keep going with the others
-            _log(f"{group}: run {run + 1}/{runs}, {tool.label}")
+            log(f"{group}: run {run + 1}/{runs}, {tool.label}")
             try:
                 values, raw = GROUPS[group](tool, settings, {row.metric for row in mine})
             except Exception as exc:
                 message = (
                     str(exc) if isinstance(exc, BenchError) else f"{type(exc).__name__}: {exc}"
                 )
-                _log(f"  failed: {message}")
+                log(f"  failed: {message}")
                 for row in mine:
                     results.errors[(row.name, tool.label)] = f"run {run + 1}: {message}"
                 continue
@@ -266,7 +264,7 @@ def run_group(
             results.runs.append(
                 {"group": group, "tool": tool.label, "run": run + 1, "values": values, **raw}
             )
-            _log("  " + ", ".join(f"{k} {_figures(v)}" for k, v in values.items()))
+            log("  " + ", ".join(f"{k} {_figures(v)}" for k, v in values.items()))
 
 
 def describe(
@@ -334,15 +332,6 @@ def _first_line(argv: list[str]) -> str:
     except OSError as exc:
         return f"unknown ({exc})"
     return (done.stdout.strip() or done.stderr.strip()).splitlines()[0]
-
-
-def _log(message: str) -> None:
-    elapsed = int(time.monotonic() - _STARTED)
-    print(f"[{elapsed // 60:02d}:{elapsed % 60:02d}] {message}", file=sys.stderr, flush=True)
-
-
-def _exit_on_term(signum: int, frame: Any) -> None:
-    raise SystemExit(128 + signum)  # unwinds through the finally blocks that stop the daemons
 
 
 if __name__ == "__main__":

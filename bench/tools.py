@@ -389,3 +389,17 @@ def _show(argv: list[str]) -> str:
 
 def _tail(text: str, lines: int = 5) -> str:
     return " | ".join(line.strip() for line in text.strip().splitlines()[-lines:])
+
+
+_STARTED = time.monotonic()
+
+
+def log(message: str) -> None:
+    """A progress line on stderr, with the minutes and seconds since the bench began."""
+    elapsed = int(time.monotonic() - _STARTED)
+    print(f"[{elapsed // 60:02d}:{elapsed % 60:02d}] {message}", file=sys.stderr, flush=True)
+
+
+def exit_on_term(signum: int, frame: Any) -> None:
+    """SIGTERM: unwind through the finally blocks that stop the daemons."""
+    raise SystemExit(128 + signum)
