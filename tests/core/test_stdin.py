@@ -191,6 +191,9 @@ def test_attach_under_tmux_shows_the_replies_and_ctrl_c_detaches(
     )
     tmux = ["tmux", "-L", session]
     subprocess.run([*tmux, "new", "-d", "-s", session, "-x", "80", "-y", "30", command], check=True)
+    socket_path = subprocess.run(
+        [*tmux, "display-message", "-p", "#{socket_path}"], capture_output=True, text=True
+    ).stdout.strip()
 
     def screen() -> str:
         return subprocess.run(
@@ -207,3 +210,5 @@ def test_attach_under_tmux_shows_the_replies_and_ctrl_c_detaches(
         assert bus_client.list()[0].pid == info.pid  # the app runs on, untouched
     finally:
         subprocess.run([*tmux, "kill-server"], capture_output=True)
+        if socket_path:  # tmux 3.3 leaves its socket file behind
+            Path(socket_path).unlink(missing_ok=True)
