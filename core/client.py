@@ -295,9 +295,7 @@ class _Calls:
         the app, new ``instances`` rescale it), unchanged ones are restarted. ``prune``
         deletes the apps this file started that it no longer lists; ``dry_run`` only plans.
         The result's ``lines`` say what happened to each app (see corral.reconcile)."""
-        request = self._reconcile(target, options, "restart", env_name, prune, dry_run, only)
-        send = lambda: self._send("start", request, _reconciled)  # noqa: E731
-        return self._watched(None if dry_run else progress, "start", send, request)
+        return self._start_or("restart", target, options, env_name, prune, dry_run, only, progress)
 
     def start_or_reload(
         self,
@@ -311,9 +309,7 @@ class _Calls:
         progress: Progress | None = None,
     ) -> Reconciled:
         """:meth:`start_or_restart`, reloading the apps the file keeps (``startOrReload``)."""
-        request = self._reconcile(target, options, "reload", env_name, prune, dry_run, only)
-        send = lambda: self._send("start", request, _reconciled)  # noqa: E731
-        return self._watched(None if dry_run else progress, "start", send, request)
+        return self._start_or("reload", target, options, env_name, prune, dry_run, only, progress)
 
     def start_or_graceful_reload(
         self,
@@ -327,9 +323,24 @@ class _Calls:
         progress: Progress | None = None,
     ) -> Reconciled:
         """:meth:`start_or_reload` with graceful reloads (``startOrGracefulReload``)."""
-        request = self._reconcile(
-            target, options, "graceful_reload", env_name, prune, dry_run, only
+        return self._start_or(
+            "graceful_reload", target, options, env_name, prune, dry_run, only, progress
         )
+
+    def _start_or(
+        self,
+        action: str,
+        target: Any,
+        options: dict[str, Any] | None,
+        env_name: str | None,
+        prune: bool,
+        dry_run: bool,
+        only: list[str] | None,
+        progress: Progress | None,
+    ) -> Reconciled:
+        """The start_or_* methods: one reconcile request, its progress watched (not for a
+        dry run, which starts nothing)."""
+        request = self._reconcile(target, options, action, env_name, prune, dry_run, only)
         send = lambda: self._send("start", request, _reconciled)  # noqa: E731
         return self._watched(None if dry_run else progress, "start", send, request)
 
