@@ -25,7 +25,6 @@ import argparse
 import json
 import os
 import shlex
-import shutil
 import signal
 import statistics
 import subprocess
@@ -49,7 +48,7 @@ from tools import (
     exit_on_term,
     install_pm2,
     log,
-    sweep,
+    tear_down,
 )
 
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -243,12 +242,7 @@ def main() -> int:
         failed = str(exc)
     finally:
         tmux.close()
-        for tool in tools:
-            tool.shutdown()
-        leftovers = sweep(token)
-        if leftovers:
-            log(f"warning: killed leftover processes of this run: {leftovers}")
-        shutil.rmtree(root, ignore_errors=True)
+        tear_down(tools, token, root)
     if failed:
         print(f"monit_cpu: {failed}", file=sys.stderr)
         return 1

@@ -37,7 +37,7 @@ from metrics import cold_start, log_throughput, prepare, restart_after_sigkill
 from peers import PEERS, install_peer
 from report import Results, render, to_json
 from suite import GROUP_OF, METRICS, ROWS, Result, Row, Settings
-from tools import PM2, BenchError, Corral, Tool, exit_on_term, install_pm2, log, sweep
+from tools import PM2, BenchError, Corral, Tool, exit_on_term, install_pm2, log, tear_down
 from triggers import memory_limit, watch
 
 HERE = Path(__file__).resolve().parent
@@ -180,12 +180,7 @@ def main(argv: list[str] | None = None) -> int:
             runs = args.memory_runs if group == "memory_limit" else args.runs
             run_group(group, tools, runs, settings, wanted, results)
     finally:
-        for tool in tools:
-            tool.shutdown()
-        leftovers = sweep(token)
-        if leftovers:
-            log(f"warning: killed leftover processes of this run: {leftovers}")
-        shutil.rmtree(root, ignore_errors=True)
+        tear_down(tools, token, root)
     rows = [row for row in ROWS if row.metric in wanted and _anyone_has(row, results.tools)]
     text = render(meta, rows, results)
     print(text)

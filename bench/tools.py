@@ -403,3 +403,14 @@ def log(message: str) -> None:
 def exit_on_term(signum: int, frame: Any) -> None:
     """SIGTERM: unwind through the finally blocks that stop the daemons."""
     raise SystemExit(128 + signum)
+
+
+def tear_down(tools: list[Tool], token: str, root: Path) -> None:
+    """The end of a bench run, after an error too: each tool's daemon stopped, any
+    process still carrying the run's token killed by pid, the run's directory removed."""
+    for tool in tools:
+        tool.shutdown()
+    leftovers = sweep(token)
+    if leftovers:
+        log(f"warning: killed leftover processes of this run: {leftovers}")
+    shutil.rmtree(root, ignore_errors=True)
