@@ -101,6 +101,16 @@ def run_cli(*args: str, cwd: Path | None = None, check: bool = True) -> subproce
     return result
 
 
+def assert_start_refused(conf: Path, message: str, pm: object) -> None:
+    """``corral start CONF`` exits 1 with one ``error: CONF: MESSAGE...`` line and
+    starts nothing."""
+    done = run_cli("start", str(conf), check=False)
+    assert done.returncode == 1
+    assert done.stderr.startswith(f"error: {conf}: {message}"), done.stderr
+    assert done.stderr.count("\n") == 1
+    assert pm.list() == []  # type: ignore[attr-defined]
+
+
 def python_app(tmp: Path, name: str, body: str) -> str:
     """Write a small Python app into ``tmp`` and return its path."""
     path = tmp / name

@@ -16,8 +16,8 @@ import pytest
 from corral.client import CorralWarning
 from corral.config import load_config, read_apps
 from corral.imports import convert
+from tests.conftest import assert_start_refused, wait_for
 from tests.conftest import run_cli as corral
-from tests.conftest import wait_for
 
 CORPUS = Path(__file__).parents[1] / "corpus" / "circus"
 FILES = sorted(CORPUS.glob("*.ini"))
@@ -103,11 +103,7 @@ def test_unmapped_keys_are_one_warning_line():
 def test_a_bad_file_is_one_error_and_starts_nothing(body, message, pm, tmp_path: Path):
     conf = tmp_path / "circus.ini"
     conf.write_text("[watcher:ok]\ncmd = /bin/sleep 60\n" + body)
-    done = corral("start", str(conf), check=False)
-    assert done.returncode == 1
-    assert done.stderr.startswith(f"error: {conf}: {message}"), done.stderr
-    assert done.stderr.count("\n") == 1
-    assert pm.list() == []
+    assert_start_refused(conf, message, pm)
 
 
 def _online(pm, name, count=1):

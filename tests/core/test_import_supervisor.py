@@ -14,8 +14,8 @@ import pytest
 from corral.client import CorralWarning
 from corral.config import is_config_file, load_config, read_apps
 from corral.imports import convert
+from tests.conftest import assert_start_refused, wait_for
 from tests.conftest import run_cli as corral
-from tests.conftest import wait_for
 
 CORPUS = Path(__file__).parents[1] / "corpus" / "supervisor"
 FILES = sorted(CORPUS.glob("*.conf"))
@@ -161,11 +161,7 @@ def test_a_supervisor_file_is_recognised_by_its_sections(tmp_path: Path):
 def test_a_bad_file_is_one_error_and_starts_nothing(body, message, pm, tmp_path: Path):
     conf = tmp_path / "supervisord.conf"
     conf.write_text("[program:ok]\ncommand=/bin/sleep 60\n" + body)
-    done = corral("start", str(conf), check=False)
-    assert done.returncode == 1
-    assert done.stderr.startswith(f"error: {conf}: {message}"), done.stderr
-    assert done.stderr.count("\n") == 1
-    assert pm.list() == []
+    assert_start_refused(conf, message, pm)
 
 
 def _app(pm, name):
