@@ -95,7 +95,7 @@ class Commands:
             call_args = args
         elif cmd in self.extra:
             handler = self.extra[cmd]
-            call_args = {"daemon": self.daemon, **args}
+            call_args = {"daemon": self.daemon.api, **args}
         else:
             known = ", ".join(sorted([*self.CORE, *self.extra]))
             raise ProtocolError(f"unknown command {shorten(cmd)} (known: {known})")

@@ -28,6 +28,7 @@ from typing import Any
 import zmq.asyncio
 
 from . import __version__, cgroup, cgroup_home, credentials, homelock, lifecycle, paths
+from .api import DaemonAPI
 from .channel import Channel
 from .cluster_share import on_listen as share_listen
 from .daemonlog import DaemonLog, StructlogHandler
@@ -82,7 +83,7 @@ def now_ms() -> int:
 
 
 class Daemon:
-    """The process manager. Plugins receive it in ``corral_daemon_start``."""
+    """The process manager. Plugins see it through ``self.api`` (``corral.api.DaemonAPI``)."""
 
     def __init__(
         self,
@@ -116,7 +117,8 @@ class Daemon:
         self._stopped = asyncio.Event()
         self.recovered = asyncio.Event()  # set once a dead daemon's apps are back
         self._state_scheduled = False
-        self.output = OutputPipes(self.manager)
+        self.api = DaemonAPI(self)  # what plugins see of this daemon
+        self.output = OutputPipes(self.manager, self.api)
         self.children: dict[int, tuple[ManagedProcess, Child]] = {}  # by pid, for sd_notify
         self.listeners = Listeners()
         self.notify: Notifier | None = None
@@ -175,7 +177,7 @@ class Daemon:
         )
         serving = asyncio.ensure_future(self.server.serve())
         try:
-            self.manager.daemon_started(self)  # first, so plugins see the recovery's events
+            self.manager.daemon_started(self.api)  # first, so plugins see the recovery's events
             await self._recover_previous()
             self.recovered.set()
             if ready is not None:
@@ -229,7 +231,7 @@ class Daemon:
             self.listeners.close_all()
         if self.notify is not None:
             self.notify.close()
-        self.manager.daemon_stopped(self)
+        self.manager.daemon_stopped(self.api)
         if self.output.holder is not None:
             self.output.holder.close()  # every pipe dropped: the holder exits
         if self.server is not None:
@@ -286,7 +288,7 @@ class Daemon:
 
     def _tell(self, event: ProcessEvent) -> None:
         if self._has_event_hooks:
-            self.manager.call("corral_process_event", event=event)
+            self.manager.call("corral_process_event", daemon=self.api, event=event)
         for listener in list(self.event_listeners):
             with contextlib.suppress(Exception):
                 listener(event)
@@ -430,7 +432,7 @@ class Daemon:
         self.locks[proc.pm_id] = asyncio.Lock()
         self._count_instances(proc.name)
         self.mark_dirty()
-        self.manager.call("corral_process_added", app=proc)
+        self.manager.call("corral_process_added", daemon=self.api, app=proc)
         return proc
 
     def forget(self, proc: ManagedProcess) -> None:
@@ -490,7 +492,7 @@ class Daemon:
             if self.notify is not None:
                 spec.env["NOTIFY_SOCKET"] = self.notify.address_for(creds.uid if creds else None)
             self._share_socket(proc, spec)
-            self.manager.call("corral_before_spawn", app=proc, spawn=spec)
+            self.manager.call("corral_before_spawn", daemon=self.api, app=proc, spawn=spec)
             if self.journal is not None:
                 self.journal.intent(proc.unique_id)
             before = boot_ticks()
@@ -655,7 +657,7 @@ class Daemon:
                 if not proc.options.get("wait_ready"):
                     self.mark_ready(proc, child, "listening")
                 return
-        self.manager.call("corral_process_message", app=proc, message=message)
+        self.manager.call("corral_process_message", daemon=self.api, app=proc, message=message)
 
     def send_message(self, proc: ManagedProcess, message: Any) -> None:
         if proc.child is None or proc.child.channel is None:

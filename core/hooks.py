@@ -187,6 +187,19 @@ class PluginManager:
         log.error("plugin %s failed in %s: %r", plugin, hook_name, exc)
         for callback in self.on_error:
             callback(plugin, hook_name, exc)
+        if hook_name != "corral_plugin_error" and self._started_with is not None:
+            self._report_error(plugin, hook_name, exc)
+
+    def _report_error(self, plugin: str, hook_name: str, exc: BaseException) -> None:
+        """``corral_plugin_error`` to every other plugin; a failure there is only logged."""
+        kwargs = {"daemon": self._started_with, "plugin": plugin, "hook": hook_name, "error": exc}
+        for impl in reversed(self.pm.hook.corral_plugin_error.get_hookimpls()):
+            if impl.plugin_name == plugin:
+                continue
+            try:
+                impl.function(*[kwargs[arg] for arg in impl.argnames])
+            except Exception as failure:
+                self._record_error(impl.plugin_name, "corral_plugin_error", failure)
 
     # -- what the core asks of plugins -----------------------------------
 

@@ -18,7 +18,7 @@ import pluggy
 if TYPE_CHECKING:
     import click
 
-    from .daemon import Daemon
+    from .api import DaemonAPI
     from .events import ProcessEvent
     from .options import Option
     from .process import ManagedProcess, SpawnSpec
@@ -64,7 +64,7 @@ def corral_app_options() -> list[Option]:
 
 
 @hookspec
-def corral_daemon_start(daemon: Daemon) -> None:
+def corral_daemon_start(daemon: DaemonAPI) -> None:
     """The daemon is up and serving; start the plugin's own services.
 
     Runs in the daemon, on the event loop, after the RPC socket is bound and
@@ -105,7 +105,7 @@ def corral_daemon_start(daemon: Daemon) -> None:
 
 
 @hookspec
-def corral_daemon_stop(daemon: Daemon) -> None:
+def corral_daemon_stop(daemon: DaemonAPI) -> None:
     """The daemon is shutting down; stop timers, observers and sockets.
 
     Runs in the daemon, on the event loop, after every app was stopped and
@@ -149,7 +149,7 @@ def corral_daemon_stop(daemon: Daemon) -> None:
 
 
 @hookspec
-def corral_process_added(app: ManagedProcess) -> None:
+def corral_process_added(daemon: DaemonAPI, app: ManagedProcess) -> None:
     """A process slot was added: by start (also with ``autostart: false``), scale,
     resurrect, or the recovery of a dead daemon's apps.
 
@@ -176,7 +176,7 @@ def corral_process_added(app: ManagedProcess) -> None:
             elif event.event == "delete":
                 restarts.pop(event.pm_id, None)
 
-    .. versionadded:: 0.2
+    .. versionadded:: 0.1
     """
 
 
@@ -204,12 +204,12 @@ def corral_validate_app(options: dict[str, Any], interpreter: str) -> None:
                     "source_map_support is for node apps", field="source_map_support"
                 )
 
-    .. versionadded:: 0.2
+    .. versionadded:: 0.1
     """
 
 
 @hookspec
-def corral_before_spawn(app: ManagedProcess, spawn: SpawnSpec) -> None:
+def corral_before_spawn(daemon: DaemonAPI, app: ManagedProcess, spawn: SpawnSpec) -> None:
     """An app is about to be executed; change how.
 
     Runs in the daemon, on the event loop, for every spawn (start, restart,
@@ -238,7 +238,7 @@ def corral_before_spawn(app: ManagedProcess, spawn: SpawnSpec) -> None:
 
 
 @hookspec
-def corral_process_event(event: ProcessEvent) -> None:
+def corral_process_event(daemon: DaemonAPI, event: ProcessEvent) -> None:
     """A process changed state, or something happened to it.
 
     Runs in the daemon after the change is recorded, on the plugin's own
@@ -278,7 +278,7 @@ def corral_process_event(event: ProcessEvent) -> None:
 
 
 @hookspec
-def corral_log_chunk(app: ManagedProcess, stream: str, data: bytes) -> None:
+def corral_log_chunk(daemon: DaemonAPI, app: ManagedProcess, stream: str, data: bytes) -> None:
     """An app wrote output; ``stream`` is ``"out"`` or ``"err"``.
 
     Runs in the daemon right after ``data`` (whole lines; or a partial line
@@ -311,7 +311,7 @@ def corral_log_chunk(app: ManagedProcess, stream: str, data: bytes) -> None:
 
 
 @hookspec
-def corral_process_message(app: ManagedProcess, message: Any) -> None:
+def corral_process_message(daemon: DaemonAPI, app: ManagedProcess, message: Any) -> None:
     """A child sent a message on its channel.
 
     Runs in the daemon, on the plugin's own thread (on the event loop with
@@ -336,7 +336,33 @@ def corral_process_message(app: ManagedProcess, message: Any) -> None:
             if isinstance(message, dict) and message.get("topic") == "progress":
                 progress[app.name] = message.get("data")
 
-    .. versionadded:: 0.2
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def corral_plugin_error(daemon: DaemonAPI, plugin: str, hook: str, error: BaseException) -> None:
+    """An implementation of ``hook`` in ``plugin`` raised ``error``.
+
+    Runs in the daemon, on the event loop, after the error was logged in
+    ``corral.log`` and kept for ``corral plugins --errors``, for every
+    implementation but the failing plugin's own. Use it to report plugin
+    failures elsewhere (the bus publishes them as ``corral:plugin-error``).
+    An implementation that raises here is logged only, never reported again.
+    Must not block.
+
+    Example::
+
+        import corral
+
+        failures = {}  # plugin name -> how many of its hook calls raised
+
+
+        @corral.hookimpl
+        def corral_plugin_error(plugin, hook, error):
+            failures[plugin] = failures.get(plugin, 0) + 1
+
+    .. versionadded:: 0.1
     """
 
 
@@ -452,5 +478,5 @@ def corral_startup_script(init_system: str, context: StartupContext) -> StartupS
                 disable=[["systemctl", "disable", "--now", name]],
             )
 
-    .. versionadded:: 0.2
+    .. versionadded:: 0.1
     """

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from .lines import LineWriter
 
 if TYPE_CHECKING:
+    from .api import DaemonAPI
     from .fdholder import HolderLink
     from .hooks import PluginManager
     from .process import Child, ManagedProcess
@@ -34,8 +35,9 @@ PARTIAL_DELAY = 0.1  # seconds a partial line is held, at most, before it is wri
 class OutputPipes:
     """Every child pipe the daemon reads, keyed by the process that owns it."""
 
-    def __init__(self, manager: PluginManager) -> None:
+    def __init__(self, manager: PluginManager, api: DaemonAPI) -> None:
         self.manager = manager
+        self.api = api  # what corral_log_chunk gets as ``daemon``
         self.hooked = bool(manager.pm.hook.corral_log_chunk.get_hookimpls())
         self._timers: dict[LineWriter, asyncio.TimerHandle] = {}  # partial lines to write
         self.holder: HolderLink | None = None  # keeps a copy of each pipe (corral.fdholder)
@@ -79,7 +81,9 @@ class OutputPipes:
                 return
             written = writer.feed(data)
             if written and self.hooked:
-                self.manager.call("corral_log_chunk", app=proc, stream=stream, data=written)
+                self.manager.call(
+                    "corral_log_chunk", daemon=self.api, app=proc, stream=stream, data=written
+                )
             if len(data) < READ_SIZE:
                 break
         if writer.holds_partial and writer not in self._timers:
@@ -91,7 +95,9 @@ class OutputPipes:
         self._timers.pop(writer, None)
         written = writer.flush()
         if written and self.hooked:
-            self.manager.call("corral_log_chunk", app=proc, stream=stream, data=written)
+            self.manager.call(
+                "corral_log_chunk", daemon=self.api, app=proc, stream=stream, data=written
+            )
 
     def _close(
         self, child: Child, proc: ManagedProcess, fd: int, stream: str, writer: LineWriter
@@ -106,4 +112,6 @@ class OutputPipes:
             timer.cancel()
         rest = writer.close()
         if rest and self.hooked:
-            self.manager.call("corral_log_chunk", app=proc, stream=stream, data=rest)
+            self.manager.call(
+                "corral_log_chunk", daemon=self.api, app=proc, stream=stream, data=rest
+            )

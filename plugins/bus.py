@@ -165,16 +165,15 @@ def corral_daemon_start(daemon: Any) -> None:
         )
     _publisher = Publisher(daemon.home, _hwm())
     _publisher.watch(daemon.loop or asyncio.get_running_loop())
-    daemon.manager.on_error.append(_plugin_failed)
 
 
-def _plugin_failed(plugin: str, hook: str, exc: BaseException) -> None:
+@corral.hookimpl
+def corral_plugin_error(plugin: str, hook: str, error: BaseException) -> None:
     """A hook raised: tell subscribers which plugin, in which hook, and what."""
-    with contextlib.suppress(Exception):  # never let a report fail in turn
-        _publish(
-            "corral:plugin-error",
-            {"plugin": plugin, "hook": hook, "error": f"{type(exc).__name__}: {exc}", "at": _now()},
-        )
+    _publish(
+        "corral:plugin-error",
+        {"plugin": plugin, "hook": hook, "error": f"{type(error).__name__}: {error}", "at": _now()},
+    )
 
 
 @corral.hookimpl
@@ -183,8 +182,6 @@ def corral_daemon_stop(daemon: Any) -> None:
     if _publisher is None or _publisher.path.parent != Path(daemon.home):
         return
     publisher, _publisher = _publisher, None
-    with contextlib.suppress(ValueError):
-        daemon.manager.on_error.remove(_plugin_failed)
     publisher.publish("corral:kill", {"status": "killed", "msg": "corral daemon stopped"})
     publisher.close()
 

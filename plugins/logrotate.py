@@ -57,10 +57,7 @@ from typing import Any
 from croniter import croniter
 
 import corral
-from corral import asuser, credentials
-from corral.credentials import Credentials
-from corral.datefmt import date_formatter
-from corral.options import parse_bytes
+from corral.api import Account, app_account, as_account, date_formatter, parse_bytes
 
 # Its observer hooks only queue work or touch loop state: they never block.
 corral_runs_on_loop = True
@@ -320,12 +317,12 @@ def delete_rotated(paths: list[Path]) -> list[str]:
     return deleted
 
 
-def _delete_as(accounts: list[tuple[Path, Credentials | None]]) -> list[str]:
+def _delete_as(accounts: list[tuple[Path, Account | None]]) -> list[str]:
     """:func:`delete_rotated` of each path with the rights of its account."""
     deleted: list[str] = []
     for path, creds in accounts:
         with contextlib.suppress(OSError):  # a directory that account cannot list: nothing
-            deleted.extend(asuser.on_this_thread(creds, lambda p=path: delete_rotated([p])) or [])
+            deleted.extend(as_account(creds, lambda p=path: delete_rotated([p])) or [])
     return deleted
 
 
@@ -424,7 +421,7 @@ class Rotator:
                 self._check(path, size, app.options)
 
     def _check(self, path: Path, size: _Size, options: dict[str, Any]) -> None:
-        log = self.daemon.logs.get(path)
+        log = self.daemon.app_log(path)
         if log is None:
             return
         real = _size_of(log)
@@ -483,15 +480,14 @@ class Rotator:
 
     def rotate_daemon_log(self) -> asyncio.Future | None:
         """corral.log: the daemon's logger writes on this thread, so no line is split."""
-        log_file = self.daemon.log_file
-        path = Path(log_file.path)
+        path = self.daemon.log_path
         try:
             if os.stat(path).st_size == 0:
                 return None
             target = self._rotated_name(path)
             os.rename(path, target)
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600))
-            log_file.reopen()
+            self.daemon.reopen_daemon_log()
         except OSError as exc:
             self.daemon.log.error("logrotate cannot rotate corral.log", error=str(exc))
             return None
@@ -512,18 +508,17 @@ class Rotator:
             )
             return None
         job = functools.partial(finish, rotated, current, gzip_it, retain)
-        future = self.loop.run_in_executor(self.executor, asuser.on_this_thread, creds, job)
+        future = self.loop.run_in_executor(self.executor, as_account, creds, job)
         self.jobs.add(future)
         future.add_done_callback(self._job_done)
         return future
 
-    def _account(self, path: Path, options: dict[str, Any]) -> Credentials | None:
+    def _account(self, path: Path, options: dict[str, Any]) -> Account | None:
         """Whose rights the files next to ``path`` are handled with: the daemon's in its
         own logs directory, else those of the app of ``options``."""
-        own = self.daemon.logs.own_dir
-        if not options or (own is not None and path.parent == own[0]):
+        if not options or self.daemon.is_own_log_dir(path.parent):
             return None
-        return credentials.resolve(options)
+        return app_account(options)
 
     def _job_done(self, future: asyncio.Future) -> None:
         self.jobs.discard(future)
@@ -544,9 +539,9 @@ class Rotator:
                 if path is not None:
                     owners.setdefault(Path(os.path.abspath(path)), app)
         if procs is None:
-            logs = list(self.daemon.logs)
+            logs = list(self.daemon.app_logs())
         else:
-            logs = [log for log in map(self.daemon.logs.get, owners) if log is not None]
+            logs = [log for log in map(self.daemon.app_log, owners) if log is not None]
         futures = []
         for log in logs:
             if _size_of(log) <= 0:
@@ -577,9 +572,9 @@ class Rotator:
         for path in paths:
             with contextlib.suppress(corral.OptionError):  # the user is gone: left as is
                 accounts.append((path, self._account(path, owners[path].options)))
-        flushed = [str(p) for p, creds in accounts if self.daemon.logs.truncate(p, creds)]
+        flushed = [str(p) for p, creds in accounts if self.daemon.truncate_log(p, creds)]
         if procs is None:
-            paths.append(Path(self.daemon.log_file.path))
+            paths.append(self.daemon.log_path)
             with contextlib.suppress(FileNotFoundError):
                 os.truncate(paths[-1], 0)
                 flushed.append(str(paths[-1]))
@@ -628,7 +623,7 @@ class Rotator:
         limit = self.settings.max_size
         if self.settings.rotate_module and limit:
             with contextlib.suppress(OSError):
-                if os.stat(self.daemon.log_file.path).st_size >= limit:
+                if os.stat(self.daemon.log_path).st_size >= limit:
                     self.rotate_daemon_log()
         self._schedule_worker()
 

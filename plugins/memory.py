@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import corral
-from corral.monitor import TreeSampler
+from corral.api import TreeSampler
 
 # Its observer hooks only queue work or touch loop state: they never block.
 corral_runs_on_loop = True

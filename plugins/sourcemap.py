@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import corral
-from corral.spawn import is_node
+from corral.api import is_node
 
 FLAG = "--enable-source-maps"
 USER_FLAGS = (FLAG, "--no-enable-source-maps")

@@ -56,7 +56,7 @@ from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 
 import corral
-from corral.options import parse_ms
+from corral.api import parse_ms
 
 # Its observer hooks only queue work or touch loop state: they never block.
 corral_runs_on_loop = True

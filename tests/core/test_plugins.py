@@ -39,7 +39,10 @@ PLUGIN = textwrap.dedent(
 
     @corral.hookimpl
     def corral_rpc_commands():
-        return {"hello": lambda daemon, who="world": f"hello {who} from {len(daemon.procs)} apps"}
+        def hello(daemon, who="world"):
+            return f"hello {who} from {len(daemon.processes())} apps"
+
+        return {"hello": hello}
     '''
 )
 

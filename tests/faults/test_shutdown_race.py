@@ -118,7 +118,7 @@ def test_spawn_refuses_once_shutdown_began(corral_home):
     storm = Storm()
     with corral.connect(corral_home, no_daemon=True, plugins=[storm]) as client:
         (info,) = client.start(SLEEP, {"name": "late", "args": ["3600"], "autostart": False})
-        daemon = storm.daemon
+        daemon = storm.daemon._daemon  # behind the plugin facade: this test drives spawn
         proc = daemon.procs[info.pm_id]
 
         async def spawn_while_shutting_down() -> None:

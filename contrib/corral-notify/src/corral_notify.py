@@ -50,7 +50,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import corral
-from corral.options import parse_ms
+from corral.api import parse_ms
 
 ENV_URL = "CORRAL_NOTIFY_URL"
 ENV_RATE = "CORRAL_NOTIFY_RATE"

@@ -50,7 +50,7 @@ from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 import corral
-from corral.monitor import TreeSampler
+from corral.api import TreeSampler
 
 ENV_ADDR = "CORRAL_PROMETHEUS_ADDR"
 DEFAULT_HOST = "127.0.0.1"

@@ -1,0 +1,204 @@
+"""The daemon as a plugin sees it: ``DaemonAPI``, and the helpers plugins share.
+
+Daemon-side hooks receive a :class:`DaemonAPI`, never the daemon itself: what
+is here is the whole contract, documented in ``docs/plugins.md``, and the
+daemon behind it may change shape without breaking a plugin. The helpers
+(:func:`parse_bytes`, :func:`parse_ms`, :func:`date_formatter`,
+:class:`TreeSampler`, :func:`is_node`) load on first use, so importing this
+module costs a plugin nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import importlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from .asuser import on_this_thread as as_account
+    from .convert import parse_bytes, parse_ms
+    from .credentials import Credentials as Account
+    from .credentials import resolve as app_account
+    from .daemon import Daemon
+    from .datefmt import date_formatter
+    from .logs import LogFile
+    from .monitor import TreeSampler
+    from .process import ManagedProcess
+    from .spawn import is_node
+
+    Process = ManagedProcess
+
+T = TypeVar("T")
+
+# the helpers, loaded on first use: name -> (module, its name there)
+_HELPERS = {
+    "parse_bytes": ("convert", "parse_bytes"),
+    "parse_ms": ("convert", "parse_ms"),
+    "date_formatter": ("datefmt", "date_formatter"),
+    "TreeSampler": ("monitor", "TreeSampler"),
+    "is_node": ("spawn", "is_node"),
+    "Process": ("process", "ManagedProcess"),
+    "Account": ("credentials", "Credentials"),
+    "app_account": ("credentials", "resolve"),
+    "as_account": ("asuser", "on_this_thread"),
+}
+
+__all__ = [
+    "Account",
+    "DaemonAPI",
+    "Process",
+    "TreeSampler",
+    "app_account",
+    "as_account",
+    "date_formatter",
+    "is_node",
+    "parse_bytes",
+    "parse_ms",
+]
+
+
+class DaemonAPI:
+    """What a plugin may read and do in the daemon that loaded it.
+
+    One per daemon: two daemons embedded in one process hand their plugins two
+    of them, and :meth:`state` keeps a plugin's objects apart per daemon. Every
+    method runs on the daemon's event loop unless it says it may be called from
+    any thread.
+    """
+
+    def __init__(self, daemon: Daemon) -> None:
+        self._daemon = daemon
+        self._state: dict[str, Any] = {}
+
+    # -- where and when ----------------------------------------------------
+
+    @property
+    def home(self) -> Path:
+        """``CORRAL_HOME`` of this daemon (its logs, pids and settings live under it)."""
+        return self._daemon.home
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The daemon's event loop; ``loop.call_soon_threadsafe`` reaches it from a thread."""
+        assert self._daemon.loop is not None, "the daemon is not running"
+        return self._daemon.loop
+
+    @property
+    def log(self) -> Any:
+        """The daemon's structlog logger: ``daemon.log.info("event", key=value)`` goes to
+        ``corral.log`` with secrets masked."""
+        return self._daemon.log
+
+    @property
+    def log_path(self) -> Path:
+        """The daemon's own log file (``corral.log``)."""
+        return Path(self._daemon.log_file.path)
+
+    @property
+    def started_at(self) -> int:
+        """When the daemon started, in ms since the epoch."""
+        return self._daemon.started_at
+
+    @property
+    def shutting_down(self) -> bool:
+        """True once the daemon has begun to stop: start no new work."""
+        return self._daemon.shutting_down
+
+    # -- the processes -----------------------------------------------------
+
+    def processes(self) -> list[ManagedProcess]:
+        """Every process slot, by pm_id. Read their fields; change them only through
+        the methods below."""
+        return self._daemon.processes()
+
+    def process(self, pm_id: int) -> ManagedProcess | None:
+        """The slot with ``pm_id``, or None once it is deleted."""
+        return self._daemon.procs.get(pm_id)
+
+    async def restart_process(self, proc: ManagedProcess, *, reason: str) -> None:
+        """Restart ``proc`` gracefully (its ``kill_signal``, then SIGKILL after
+        ``kill_timeout``); a stopped app is started, and a cluster app with a shared
+        socket is reloaded instead, so it keeps serving. ``reason`` goes with the
+        ``restart`` event. Does nothing once the slot is deleted."""
+        await self._daemon.restart_process(proc, reason=reason)
+
+    async def stop_process(self, proc: ManagedProcess, *, reason: str = "") -> None:
+        """Stop ``proc`` as ``corral stop`` does (it stays in the list, stopped)."""
+        if reason:
+            self._daemon.log.info("stop", name=proc.name, pm_id=proc.pm_id, reason=reason)
+        async with self._daemon.lock(proc):
+            if self._daemon.procs.get(proc.pm_id) is proc:
+                await self._daemon.stop_process(proc, manually=False)
+
+    def request_restart(self, pm_id: int, reason: str) -> concurrent.futures.Future:
+        """:meth:`restart_process` from any thread (a watchdog observer, a timer);
+        the future resolves when the restart is done."""
+        return self._daemon.request_restart(pm_id, reason)
+
+    def emit(self, proc: ManagedProcess, name: str, *, reason: str = "") -> None:
+        """Tell every ``corral_process_event`` observer (and the bus) that ``name``
+        happened to ``proc``, e.g. ``"cron failed"``."""
+        self._daemon.emit(proc, name, reason=reason)
+
+    def hold_reply(self, awaitable: Any) -> bool:
+        """From a hook a client command triggered: that command's reply waits for
+        ``awaitable`` (at most 10 s), e.g. a watch being armed; False outside a command."""
+        return self._daemon.hold_reply(awaitable)
+
+    # -- work and state ----------------------------------------------------
+
+    def run_off_loop(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        """Run blocking ``fn(*args)`` on a worker thread; await the result on the loop."""
+        return self.loop.run_in_executor(None, fn, *args)
+
+    def state(self, key: str, factory: Callable[[], T]) -> T:
+        """The plugin's object for this daemon under ``key``, made by ``factory`` on first
+        use. Keep state here, not in module globals, so two daemons in one process each
+        have their own."""
+        if key not in self._state:
+            self._state[key] = factory()
+        return self._state[key]
+
+    def forget_state(self, key: str) -> Any:
+        """Drop (and return) the object :meth:`state` keeps under ``key``, e.g. at stop."""
+        return self._state.pop(key, None)
+
+    # -- log files (the logrotate plugin's needs) --------------------------
+
+    def app_logs(self) -> Iterator[LogFile]:
+        """Every app log file the daemon writes now."""
+        return iter(list(self._daemon.logs))
+
+    def app_log(self, path: Path) -> LogFile | None:
+        """The open app log file at ``path``, if the daemon writes one there."""
+        return self._daemon.logs.get(path)
+
+    def truncate_log(self, path: Path, account: Account | None = None) -> bool:
+        """Empty the app log file at ``path`` with ``account``'s rights (see
+        :func:`app_account`); False when there is no such file."""
+        return self._daemon.logs.truncate(path, account)
+
+    def is_own_log_dir(self, path: Path) -> bool:
+        """Whether ``path`` is ``$CORRAL_HOME/logs``, whose files the daemon handles with
+        its own rights (an app's other directories are handled with the app's)."""
+        own = self._daemon.logs.own_dir
+        return own is not None and Path(path) == own[0]
+
+    def reopen_daemon_log(self) -> None:
+        """Open ``corral.log`` again by its name, after a rotation moved it."""
+        self._daemon.log_file.reopen()
+
+    def __repr__(self) -> str:
+        return f"<DaemonAPI home={str(self.home)!r}>"
+
+
+def __getattr__(name: str) -> Any:
+    if name in _HELPERS:
+        module, attr = _HELPERS[name]
+        value = getattr(importlib.import_module(f".{module}", __package__), attr)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'corral.api' has no attribute {name!r}")
