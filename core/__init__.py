@@ -21,8 +21,6 @@ _LAZY = {
     "AsyncClient": "client",
     "CorralWarning": "client",
     "ProcessInfo": "info",
-    "Bus": "bus",
-    "BusEvent": "bus",
     "ProcessEvent": "events",
     "Option": "options",
     "hookimpl": "hookspecs",
@@ -39,6 +37,9 @@ _LAZY = {
     "StateError": "errors",
     "StartFailed": "verdict",
 }
+
+# names that left the core for a plugin: name -> where to import it from now
+_MOVED = {"Bus": "corral.plugins.bus", "BusEvent": "corral.plugins.bus"}
 
 # PM2's singleton: module-level calls act on the client of the last connect()
 _SINGLETON_CALLS = (
@@ -69,8 +70,6 @@ _SINGLETON_CALLS = (
 
 __all__ = [
     "AsyncClient",
-    "Bus",
-    "BusEvent",
     "Client",
     "ConfigError",
     "CorralError",
@@ -118,7 +117,6 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from .bus import Bus, BusEvent
     from .client import AsyncClient, Client, CorralWarning, connect, current
     from .errors import (
         ConfigError,
@@ -155,6 +153,8 @@ def __getattr__(name: str) -> Any:
         value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     elif name in _SINGLETON_CALLS:
         value = _singleton(name)
+    elif name in _MOVED:
+        raise AttributeError(f"corral.{name} is a plugin's now: from {_MOVED[name]} import {name}")
     else:
         raise AttributeError(f"module 'corral' has no attribute {name!r}")
     globals()[name] = value

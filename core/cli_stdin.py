@@ -24,7 +24,6 @@ from .cli_flags import json_flag, print_json
 from .errors import CorralError, NotFoundError, StateError
 
 if TYPE_CHECKING:
-    from .bus import BusEvent
     from .client import Client
 
 LINGER_MAX = 10.0  # seconds the end of input waits at most for the app's last replies
@@ -139,7 +138,7 @@ class _Output:
         with self.lock:
             self.last = time.monotonic()
 
-    def show(self, event: BusEvent) -> None:
+    def show(self, event: Any) -> None:
         if event.topic == "corral:kill":
             self.daemon_gone = True
             _thread.interrupt_main()  # the read of stdin ends with the daemon

@@ -26,7 +26,6 @@ from .rpc import SyncTransport, pid_alive
 ADDRESS_ENV_NAME = "CORRAL_ADDRESS"  # corral.remote.ADDRESS_ENV, without importing it
 
 if TYPE_CHECKING:
-    from .bus import Bus
     from .reconcile import Reconciled
     from .remote import Remote
     from .startup import StartupResult
@@ -233,6 +232,8 @@ class _Calls:
     """Every client call, written once; ``_send`` returns a value or an awaitable."""
 
     remote: Remote | None = None  # set for a daemon reached over TCP
+    _plugins: list[Any] | None = None  # connect(plugins=...): this process's plugins too
+    _hooks: Any = None  # their hooks, loaded by the first launch_bus()
 
     def _local_only(self, what: str) -> None:
         if self.remote is not None:
@@ -588,20 +589,19 @@ class Client(_Calls):
 
         return StartFailed.check(self.wait_started(infos))
 
-    def launch_bus(self, topics: list[str] | None = None) -> Bus:
+    def launch_bus(self, topics: list[str] | None = None) -> Any:
         """A subscriber to the daemon's events (``process:event``, ``log:out``, ...).
 
-        Needs the ``bus`` plugin in the daemon. ``topics`` narrows what arrives
-        (``"process:*"`` style wildcards); iterate it, or ``bus.on(topic, fn)``.
+        Needs the ``bus`` plugin, in the daemon and here (it answers
+        ``corral_bus_subscriber``). ``topics`` narrows what arrives (``"process:*"``
+        style wildcards); iterate it, or ``bus.on(topic, fn)``.
         """
-        from .bus import Bus
-
         self._local_only("launch_bus")  # the bus is a unix socket
         try:
             reply = self._send("bus_address", {})
         except ProtocolError as exc:
             raise PluginError(NO_BUS) from exc
-        return Bus(reply["address"], topics)
+        return _subscriber(self, reply["address"], topics)
 
     def startup(self, platform: str | None = None, **kw: Any) -> StartupResult:
         """Install the boot script that runs ``corral resurrect`` at boot (``pm2.startup``).
@@ -703,7 +703,9 @@ class AsyncClient(_Calls):
             return cls(None, None, remote=target)
         root = paths.ensure_home(Path(home) if home else None)
         pid = await asyncio.to_thread(ensure_daemon, root, plugins)
-        return cls(root, pid)
+        client = cls(root, pid)
+        client._plugins = plugins
+        return client
 
     async def _send(self, cmd: str, args: dict[str, Any], convert: Callable | None = None) -> Any:
         result = await self._transport.call(cmd, args)
@@ -748,16 +750,14 @@ class AsyncClient(_Calls):
 
         return StartFailed.check(await self.wait_started(infos))
 
-    async def launch_bus(self, topics: list[str] | None = None) -> Bus:
+    async def launch_bus(self, topics: list[str] | None = None) -> Any:
         """The asyncio twin of :meth:`Client.launch_bus`; iterate it with ``async for``."""
-        from .bus import Bus
-
         self._local_only("launch_bus")
         try:
             reply = await self._transport.call("bus_address", {})
         except ProtocolError as exc:
             raise PluginError(NO_BUS) from exc
-        return Bus(reply["address"], topics)
+        return _subscriber(self, reply["address"], topics)
 
     async def kill_daemon(self) -> None:
         import asyncio
@@ -781,6 +781,24 @@ NO_BUS = (
     "launch_bus needs the plugin 'bus', which is not loaded in the daemon: "
     "install it, or add it to CORRAL_PLUGINS / connect(plugins=[...])"
 )
+NO_SUBSCRIBER = (
+    "launch_bus needs the plugin 'bus', which is not loaded in this process: "
+    "install it, or add it to CORRAL_PLUGINS / connect(plugins=[...])"
+)
+
+
+def _subscriber(client: _Calls, address: str, topics: list[str] | None) -> Any:
+    """The subscriber a plugin opens at ``address`` (``corral_bus_subscriber``); this
+    process's plugins load on the first call only, so a client that never subscribes
+    never imports them."""
+    if client._hooks is None:
+        from .hooks import load_plugins  # deferred: entry points cost ~25 ms to scan
+
+        client._hooks = load_plugins(client._plugins).pm.hook
+    bus = client._hooks.corral_bus_subscriber(address=address, topics=topics)
+    if bus is None:
+        raise PluginError(NO_SUBSCRIBER)
+    return bus
 
 
 # -- finding or starting the daemon -----------------------------------------
@@ -1035,6 +1053,7 @@ def connect(
         client = Client(root, os.getpid(), inner)
     else:
         client = Client(root, ensure_daemon(root, plugins))
+    client._plugins = plugins
     _current[:] = [client]
     return client
 

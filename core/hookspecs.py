@@ -435,6 +435,40 @@ def corral_cli(group: click.Group) -> None:
 
 
 @hookspec(firstresult=True)
+def corral_bus_subscriber(address: str, topics: list[str] | None) -> Any:
+    """Open a subscriber to the daemon's bus: what ``launch_bus()`` returns.
+
+    Runs in the client process, never in the daemon, when ``Client.launch_bus()``
+    (or ``AsyncClient.launch_bus()``, ``corral bus``, ``corral attach``) is
+    called: the client loads its plugins then, not before (those named in
+    ``connect(plugins=...)``, else the installed ones that ``CORRAL_PLUGINS``
+    allows). ``address`` is where the daemon's bus publishes (the reply of its
+    ``bus_address`` command, ``ipc://$CORRAL_HOME/pub.sock``); ``topics`` is
+    what the caller asked for (``"process:*"`` style patterns, None for every
+    topic). Return a subscriber (the ``bus`` plugin returns a
+    :class:`corral.plugins.bus.Bus`: iterable, ``async for``, ``on(topic, fn)``,
+    ``close()``, a context manager), or None to let another plugin answer. A
+    ``firstresult`` hook: the first answer wins, so a ``tryfirst``
+    implementation replaces the bus plugin's. When none answers, ``launch_bus``
+    raises :class:`corral.PluginError` naming the plugin ``bus``. An error
+    raised here (no bus answering: :class:`corral.DaemonError`) reaches the caller.
+
+    Example::
+
+        import corral
+        from corral.plugins.bus import Bus
+
+
+        @corral.hookimpl(tryfirst=True)
+        def corral_bus_subscriber(address, topics):
+            # a roomier queue than the bus plugin's (10000 messages), for a slow reader
+            return Bus(address, topics, hwm=100_000)
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec(firstresult=True)
 def corral_startup_script(init_system: str, context: StartupContext) -> StartupScript | None:
     r"""Render the boot script that starts corral's daemon with ``init_system``.
 

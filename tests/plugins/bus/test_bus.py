@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 import corral
-from corral.bus import Bus, BusEvent, matches
 from corral.errors import CorralError, DaemonError, PluginError
-from corral.plugins.bus import format_event, message_packet
+from corral.plugins.bus import Bus, BusEvent, matches, message_packet
+from corral.plugins.bus.command import format_event
 from tests.conftest import APPS, PY, python_app, wait_for
 
 

@@ -1,22 +1,17 @@
-"""A subscriber to the daemon's bus: PM2's ``launchBus()``.
+"""A subscriber to the daemon's bus: what PM2's ``launchBus()`` returns.
 
-The bus plugin publishes two-frame zmq messages ``[topic, json payload]`` on
-``ipc://$CORRAL_HOME/pub.sock``. :class:`Bus` subscribes to some topics and
-hands out :class:`BusEvent` objects three ways: iteration (blocking),
-``async for``, or ``on(pattern, fn)`` callbacks run on a background thread.
-
-Topics are exact names (``log:out``) or patterns with ``*`` wildcards
-(``process:*``, PM2's style); ``None``, ``""`` or ``"*"`` means every topic.
-Each payload carries ``seq``, a counter per topic that the daemon bumps for
-every message, delivered or not, so :attr:`Bus.dropped` counts the messages a
-slow subscriber lost to the daemon's high-water mark.
+``Client.launch_bus()`` gets one through the ``corral_bus_subscriber`` hook;
+``Bus(address)`` opens one directly. :class:`Bus` subscribes to some topics
+(see :mod:`corral.plugins.bus.protocol`; ``None`` means every topic) and hands
+out :class:`BusEvent` objects three ways: iteration (blocking), ``async for``,
+or ``on(pattern, fn)`` callbacks run on a background thread. Each payload's
+``seq`` lets :attr:`Bus.dropped` count the messages a slow subscriber lost to
+the daemon's high-water mark.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fnmatch
-import json
 import logging
 import math
 import threading
@@ -28,13 +23,12 @@ from typing import Any
 
 import zmq
 
-from .errors import CorralError, DaemonError
+import corral
+
+from .protocol import WELCOME, decode, matches, prefix
 
 log = logging.getLogger("corral.bus")
 
-# the daemon sends this single frame first on every new connection (XPUB_WELCOME_MSG)
-WELCOME = b"corral:welcome"
-WILDCARDS = "*?["
 CALLBACK_POLL_MS = 50  # how soon the callback thread notices close()
 
 
@@ -60,26 +54,9 @@ def _patterns(topics: Iterable[str] | str | None) -> tuple[str, ...]:
     return () if any(p in ("", "*") for p in patterns) else patterns
 
 
-def _prefix(pattern: str) -> str:
-    """The zmq subscription (a prefix) that covers ``pattern``."""
-    for index, char in enumerate(pattern):
-        if char in WILDCARDS:
-            return pattern[:index]
-    return pattern
-
-
 def _ms_left(deadline: float) -> int:
     """Milliseconds until ``deadline`` (a monotonic time), rounded up; 0 once past."""
     return max(0, math.ceil((deadline - time.monotonic()) * 1000))
-
-
-def matches(pattern: str, topic: str) -> bool:
-    """True when ``topic`` is ``pattern``, or fits it as a ``*`` wildcard pattern."""
-    if pattern in ("", "*"):
-        return True
-    if any(char in pattern for char in WILDCARDS):
-        return fnmatch.fnmatchcase(topic, pattern)
-    return topic == pattern
 
 
 class Bus:
@@ -117,8 +94,8 @@ class Bus:
         self._sock.setsockopt(zmq.LINGER, 0)
         self._sock.setsockopt(zmq.RCVHWM, hwm)
         self._sock.setsockopt(zmq.SUBSCRIBE, WELCOME)
-        for prefix in {_prefix(p) for p in self.patterns} or {""}:
-            self._sock.setsockopt_string(zmq.SUBSCRIBE, prefix)
+        for start in {prefix(p) for p in self.patterns} or {""}:
+            self._sock.setsockopt_string(zmq.SUBSCRIBE, start)
         self._sock.connect(address)
         if timeout:
             self._wait_welcome(timeout)
@@ -131,7 +108,7 @@ class Bus:
         while True:
             if not self._sock.poll(_ms_left(deadline)):
                 self.close()
-                raise DaemonError(
+                raise corral.DaemonError(
                     f"no bus answered at {self.address} within {timeout} s: is the daemon "
                     "running with the 'bus' plugin loaded (CORRAL_PLUGINS)?"
                 )
@@ -149,18 +126,16 @@ class Bus:
             # a new connection (the daemon restarted): its counters start again
             self._last_seq.clear()
             return None
-        if len(frames) != 2:
+        try:
+            message = decode(frames)
+        except ValueError:
+            log.warning("undecodable bus payload on %r", frames[0])
             return None
-        topic = frames[0].decode("utf-8", "replace")
+        if message is None:
+            return None
+        topic, payload = message
         if self.patterns and not any(matches(p, topic) for p in self.patterns):
             return None
-        try:
-            payload = json.loads(frames[1])
-        except ValueError:
-            log.warning("undecodable bus payload on %s", topic)
-            return None
-        if not isinstance(payload, dict):
-            payload = {"raw": payload}
         seq = payload.get("seq")
         if isinstance(seq, int):
             self._count_gap(topic, seq)
@@ -182,9 +157,9 @@ class Bus:
 
     def _own_socket(self) -> zmq.Socket:
         if self._closed:
-            raise CorralError("this bus is closed")
+            raise corral.CorralError("this bus is closed")
         if self._sock is None:
-            raise CorralError(
+            raise corral.CorralError(
                 "this bus delivers to its on() callbacks: call launch_bus() again to iterate"
             )
         return self._sock
@@ -221,7 +196,7 @@ class Bus:
         that raises is logged and the others still run.
         """
         if self._closed:
-            raise CorralError("this bus is closed")
+            raise corral.CorralError("this bus is closed")
         with self._lock:
             self._callbacks.append((pattern, fn))
             if self._thread is None:
