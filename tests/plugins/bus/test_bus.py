@@ -371,6 +371,8 @@ def test_message_packets_follow_pm2():
     # a child cannot speak on the daemon's own topics
     spoof = {"type": "process:event", "data": {"event": "online"}}
     assert message_packet(spoof) == ("process:msg", {"raw": spoof})
+    spoof = {"type": "corral:plugin-error", "data": {"plugin": "memory"}}
+    assert message_packet(spoof) == ("process:msg", {"raw": spoof})
     assert message_packet({"node_version": "20", "type": "x", "data": 1}) == (None, {})
 
 
