@@ -10,7 +10,7 @@ Options (per app):
 
 The figure is the resident set size (RSS) of the app's whole process tree, its
 children included, where PM2 counts the main pid only. Sampling runs on one
-background thread, never on the daemon's loop, and only while some online app
+background thread per daemon, never on the daemon's loop, and only while some online app
 has a limit: with none, the thread sleeps on an event and costs nothing. On
 Linux it reads ``/proc/<pid>/task/*/children`` and ``/proc/<pid>/stat``
 directly (what psutil reads underneath, without its per-process objects);

@@ -130,7 +130,7 @@ def test_two_embedded_daemons_each_run_their_own_cron_memory_and_watch(
 
         # cron: each daemon ticks its own app
         for side in (a, b):
-            wait_for_event(side.events, "restart", side.name("ticker"), reason="cron", timeout=5)
+            wait_for_event(side.events, "restart", side.name("ticker"), reason="cron", timeout=10)
             [job] = side.pm.call("cron_jobs")
             assert job["name"] == side.name("ticker")
 
@@ -145,10 +145,10 @@ def test_two_embedded_daemons_each_run_their_own_cron_memory_and_watch(
 
         # watch: a change in a's directory restarts a's app, not b's
         (a.dir / "src" / "x.py").write_text("1")
-        wait_for_event(a.events, "restart", a.name("watched"), reason="file changed", timeout=5)
+        wait_for_event(a.events, "restart", a.name("watched"), reason="file changed", timeout=10)
         assert b.restarts("watched", "file changed") == []
         (b.dir / "src" / "x.py").write_text("1")
-        wait_for_event(b.events, "restart", b.name("watched"), reason="file changed", timeout=5)
+        wait_for_event(b.events, "restart", b.name("watched"), reason="file changed", timeout=10)
         assert len(a.restarts("watched", "file changed")) == 1
         for side in (a, b):
             watching = {row["name"] for row in side.pm.call("watch_status") if row["watching"]}
@@ -162,10 +162,12 @@ def test_two_embedded_daemons_each_run_their_own_cron_memory_and_watch(
             lambda: not any(_alive(pid) for pid in a_pids), timeout=10, what="a's apps stopped"
         )
         since = b.events.mark()
-        wait_for_event(b.events, "restart", b.name("ticker"), reason="cron", since=since, timeout=5)
+        wait_for_event(
+            b.events, "restart", b.name("ticker"), reason="cron", since=since, timeout=10
+        )
         (b.dir / "src" / "y.py").write_text("2")
         wait_for_event(
-            b.events, "restart", b.name("watched"), reason="file changed", since=since, timeout=5
+            b.events, "restart", b.name("watched"), reason="file changed", since=since, timeout=10
         )
         b.grow(python_app(b.dir, "grower.py", GROWER), "grower2")
         wait_for_event(
