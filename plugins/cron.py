@@ -52,8 +52,7 @@ FORMS = (
 MAX_SLEEP = 30.0  # seconds: the loop's clock stops during a suspend, the wall clock does not
 MISSED_LIMIT = 1000  # missed ticks counted after a sleep, at most (the count is only logged)
 FAILED_EVENT = "cron failed"  # the event a process gets when its expression cannot be scheduled
-
-_scheduler: Scheduler | None = None
+STATE_KEY = "cron.scheduler"  # where each daemon keeps its Scheduler (DaemonAPI.state)
 
 
 # -- expressions and time zones -----------------------------------------------
@@ -200,16 +199,26 @@ class Job:
 
 
 class Scheduler:
-    """Every cron job of a daemon, each an asyncio timer on its loop. Used on the loop only."""
+    """Every cron job of one daemon, each an asyncio timer on its loop. Used on the loop only.
+
+    Each daemon has its own (:func:`scheduler`): it schedules nothing before
+    :meth:`start` nor after :meth:`close`.
+    """
 
     def __init__(self, daemon: Any, clock: Any = time.time) -> None:
         self.daemon = daemon
-        self.loop: asyncio.AbstractEventLoop = daemon.loop or asyncio.get_running_loop()
         self.clock = clock  # the wall clock; ticks are computed from it, never from the loop's
         self.jobs: dict[int, Job] = {}
+        self.running = False
+        self.closed = False
 
-    def process(self, pm_id: int) -> Any:
-        return next((p for p in self.daemon.processes() if p.pm_id == pm_id), None)
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        return self.daemon.loop
+
+    def start(self) -> None:
+        self.running = True
+        self.sync_all()
 
     def sync_all(self) -> None:
         for proc in self.daemon.processes():
@@ -217,6 +226,8 @@ class Scheduler:
 
     def sync(self, proc: Any) -> None:
         """Arm, re-arm or drop the job of ``proc`` after its options."""
+        if not self.running:
+            return
         expr = str(proc.options.get("cron_restart") or "").strip()
         tz_name = str(proc.options.get("cron_tz") or "").strip()
         job = self.jobs.get(proc.pm_id)
@@ -254,6 +265,7 @@ class Scheduler:
             job.cancel()
 
     def close(self) -> None:
+        self.running, self.closed = False, True
         for job in self.jobs.values():
             job.cancel()
             if job.restarting is not None:
@@ -285,7 +297,7 @@ class Scheduler:
         self._arm(job)
 
     def _fire(self, job: Job) -> None:
-        proc = self.process(job.pm_id)
+        proc = self.daemon.process(job.pm_id)
         if proc is None:
             return
         if job.restarting is not None and not job.restarting.done():
@@ -349,43 +361,40 @@ def corral_app_options() -> list[corral.Option]:
     ]
 
 
+def scheduler(daemon: Any) -> Scheduler:
+    """The :class:`Scheduler` of ``daemon`` (a ``corral.api.DaemonAPI``), made on first use:
+    two daemons in one process each have their own."""
+    return daemon.state(STATE_KEY, lambda: Scheduler(daemon))
+
+
 @corral.hookimpl
 def corral_daemon_start(daemon: Any) -> None:
-    global _scheduler
-    if _scheduler is not None and _scheduler.loop.is_closed():
-        _scheduler.close()  # left by a daemon whose loop died without stopping
-        _scheduler = None
-    if _scheduler is not None:
-        raise corral.PluginError("cron jobs already run for another daemon in this process")
-    _scheduler = Scheduler(daemon)
-    _scheduler.sync_all()
+    if scheduler(daemon).closed:  # the same daemon started again: a fresh schedule
+        daemon.forget_state(STATE_KEY)
+    scheduler(daemon).start()
 
 
 @corral.hookimpl
 def corral_daemon_stop(daemon: Any) -> None:
-    global _scheduler
-    if _scheduler is None or _scheduler.daemon is not daemon:
-        return
-    scheduler, _scheduler = _scheduler, None
-    scheduler.close()
+    scheduler(daemon).close()  # kept, closed: a late event schedules nothing
 
 
 @corral.hookimpl
-def corral_process_event(event: Any) -> None:
-    if _scheduler is None or event.event == FAILED_EVENT:
+def corral_process_event(daemon: Any, event: Any) -> None:
+    jobs = scheduler(daemon)
+    if not jobs.running or event.event == FAILED_EVENT:
         return
     if event.event == "delete":
-        _scheduler.drop(event.pm_id)
+        jobs.drop(event.pm_id)
         return
-    proc = _scheduler.process(event.pm_id)
+    proc = daemon.process(event.pm_id)
     if proc is not None:
-        _scheduler.sync(proc)  # options may have changed (restart with cron_restart: 0)
+        jobs.sync(proc)  # options may have changed (restart with cron_restart: 0)
 
 
 @corral.hookimpl
-def corral_process_added(app: Any) -> None:
-    if _scheduler is not None:
-        _scheduler.sync(app)  # PM2 arms the job before it looks at autostart
+def corral_process_added(daemon: Any, app: Any) -> None:
+    scheduler(daemon).sync(app)  # PM2 arms the job before it looks at autostart
 
 
 @corral.hookimpl
@@ -395,9 +404,7 @@ def corral_rpc_commands() -> dict[str, Any]:
 
 def cron_jobs(daemon: Any) -> list[dict[str, Any]]:
     """The cron jobs of this daemon and their next tick."""
-    if _scheduler is None or _scheduler.daemon is not daemon:
-        return []
-    return _scheduler.describe()
+    return scheduler(daemon).describe()
 
 
 @corral.hookimpl

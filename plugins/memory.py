@@ -10,7 +10,7 @@ Options (per app):
 
 The figure is the resident set size (RSS) of the app's whole process tree, its
 children included, where PM2 counts the main pid only. Sampling runs on one
-background thread, never on the daemon's loop, and only while some online app
+background thread per daemon, never on the daemon's loop, and only while some online app
 has a limit: with none, the thread sleeps on an event and costs nothing. On
 Linux it reads ``/proc/<pid>/task/*/children`` and ``/proc/<pid>/stat``
 directly (what psutil reads underneath, without its per-process objects);
@@ -46,8 +46,7 @@ MIN_INTERVAL_MS = 100
 JOIN_TIMEOUT_S = 5.0
 EARLY = 0.9  # of a tick: how early a sample may come to share a wake with the others
 _UNITS = (("G", 1024**3), ("M", 1024**2), ("K", 1024))
-
-_watch: MemoryWatch | None = None
+STATE_KEY = "memory.watch"  # where each daemon keeps its MemoryWatch (DaemonAPI.state)
 
 
 def format_bytes(n: int) -> str:
@@ -84,12 +83,15 @@ class MemoryWatch:
     The table is written on the daemon's loop (from process events) and read
     by the thread, under one lock; the thread never touches daemon state, and
     hands an app over its limit back to the loop, which checks it is still
-    the same child before asking for the restart.
+    the same child before asking for the restart. Each daemon has its own
+    (:func:`memory_watch`), with its own thread, from :meth:`start` to :meth:`stop`.
     """
 
     def __init__(self, daemon: Any) -> None:
         self.daemon = daemon
         self.loop = daemon.loop
+        self.running = False
+        self.stopped = False
         self._lock = threading.Lock()
         self._targets: dict[int, Target] = {}  # pm_id -> target
         self._pending: set[int] = set()  # pids whose restart was asked for and not yet done
@@ -102,17 +104,21 @@ class MemoryWatch:
     # -- on the daemon's loop ----------------------------------------------
 
     def start(self) -> None:
+        self.running = True
         for proc in self.daemon.processes():  # apps already running when the plugin came
             self.track(proc)
         self._thread.start()
 
     def stop(self) -> None:
+        self.running, self.stopped = False, True
         self._stopping = True
         self._wake.set()
         self._thread.join(JOIN_TIMEOUT_S)
 
     def track(self, proc: Any) -> None:
         """Sample ``proc`` from now on if it is online with a limit; else forget it."""
+        if not self.running:
+            return
         limit = proc.options.get("max_memory_restart") or 0
         pid = proc.pid
         if not limit or pid is None or proc.state is not corral.ProcessState.ONLINE:
@@ -141,7 +147,7 @@ class MemoryWatch:
             return {str(pm_id): dict(figures) for pm_id, figures in sorted(self._stats.items())}
 
     def _over_limit(self, target: Target, rss: int) -> None:
-        proc = _find(self.daemon, target.pm_id)
+        proc = self.daemon.process(target.pm_id)
         if proc is None or proc.pid != target.pid or proc.state is not corral.ProcessState.ONLINE:
             return  # the sample is of a child that is already gone
         with self._lock:
@@ -241,10 +247,6 @@ class MemoryWatch:
         self.daemon.log.error("memory sample failed", error=f"{type(exc).__name__}: {exc}")
 
 
-def _find(daemon: Any, pm_id: int) -> Any:
-    return next((p for p in daemon.processes() if p.pm_id == pm_id), None)
-
-
 # -- hooks ---------------------------------------------------------------------
 
 
@@ -267,39 +269,34 @@ def corral_app_options() -> list[corral.Option]:
     ]
 
 
+def memory_watch(daemon: Any) -> MemoryWatch:
+    """The :class:`MemoryWatch` of ``daemon`` (a ``corral.api.DaemonAPI``), made on first
+    use: two daemons in one process each sample their own apps on their own thread."""
+    return daemon.state(STATE_KEY, lambda: MemoryWatch(daemon))
+
+
 @corral.hookimpl
 def corral_daemon_start(daemon: Any) -> None:
-    global _watch
-    if _watch is not None and (_watch.loop is None or _watch.loop.is_closed()):
-        _watch.stop()  # left by a daemon whose loop died without stopping
-        _watch = None
-    if _watch is not None:
-        raise corral.PluginError(
-            "the memory plugin already samples another daemon in this process: "
-            "one daemon per process has it"
-        )
-    _watch = MemoryWatch(daemon)
-    _watch.start()
+    if memory_watch(daemon).stopped:  # the same daemon started again: a fresh thread
+        daemon.forget_state(STATE_KEY)
+    memory_watch(daemon).start()
 
 
 @corral.hookimpl
 def corral_daemon_stop(daemon: Any) -> None:
-    global _watch
-    if _watch is None or _watch.daemon is not daemon:
-        return
-    watch, _watch = _watch, None
-    watch.stop()
+    watch = memory_watch(daemon)
+    if watch.running:
+        watch.stop()  # kept, stopped: a late event samples nothing
 
 
 @corral.hookimpl
-def corral_process_event(event: Any) -> None:
-    if _watch is None:
-        return
-    proc = _find(_watch.daemon, event.pm_id)
+def corral_process_event(daemon: Any, event: Any) -> None:
+    watch = memory_watch(daemon)
+    proc = daemon.process(event.pm_id)
     if proc is None:
-        _watch.forget(event.pm_id)  # deleted
+        watch.forget(event.pm_id)  # deleted
     else:
-        _watch.track(proc)
+        watch.track(proc)
 
 
 @corral.hookimpl
@@ -309,6 +306,7 @@ def corral_rpc_commands() -> dict[str, Any]:
 
 def memory_stats(daemon: Any) -> dict[str, dict[str, Any]]:
     """The last sample of every app with a limit, by pm_id (a string, as JSON has it)."""
-    if _watch is None or _watch.daemon is not daemon:
+    watch = memory_watch(daemon)
+    if not watch.running:
         raise corral.PluginError("the memory plugin is not running in this daemon (see corral.log)")
-    return _watch.stats()
+    return watch.stats()

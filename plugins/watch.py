@@ -81,8 +81,7 @@ CHOKIDAR_KEYS = frozenset(
     "persistent ignored ignoreInitial cwd disableGlobbing binaryInterval alwaysStat depth"
     " awaitWriteFinish ignorePermissionErrors atomic".split()
 )
-
-_watcher: Watcher | None = None
+STATE_KEY = "watch.watcher"  # where each daemon keeps its Watcher (DaemonAPI.state)
 
 
 # -- options -------------------------------------------------------------------
@@ -515,12 +514,17 @@ class AppWatch:
 
 
 class Watcher:
-    """Every app's watcher in one daemon; hooks and RPC land here, on the loop."""
+    """Every app's watcher in one daemon; hooks and RPC land here, on the loop.
+
+    Each daemon has its own (:func:`watcher`): it watches nothing before
+    ``running`` is set at the daemon's start, nor after :meth:`close`.
+    """
 
     def __init__(self, daemon: Any) -> None:
         self.daemon = daemon
-        self.loop: asyncio.AbstractEventLoop = daemon.loop or asyncio.get_running_loop()
+        self.loop: asyncio.AbstractEventLoop = daemon.loop
         self.apps: dict[str, AppWatch] = {}
+        self.running = False
         self.closed = False
 
     def app(self, name: str) -> AppWatch:
@@ -532,6 +536,8 @@ class Watcher:
         return [p for p in self.daemon.processes() if p.name == name]
 
     def on_event(self, event: Any) -> None:
+        if not self.running:
+            return
         word, name, pm_id = event.event, event.name, event.pm_id
         if word in ("start", "restart", "online", "reload"):
             app = self.app(name)
@@ -665,7 +671,7 @@ class Watcher:
 
     def close(self) -> None:
         """Stop every observer; returns within about STOP_JOIN_S."""
-        self.closed = True
+        self.running, self.closed = False, True
         observers = []
         for app in self.apps.values():
             app.cancel_timer()
@@ -682,27 +688,27 @@ class Watcher:
 # -- hooks -----------------------------------------------------------------------
 
 
+def watcher(daemon: Any) -> Watcher:
+    """The :class:`Watcher` of ``daemon`` (a ``corral.api.DaemonAPI``), made on first use:
+    two daemons in one process each watch their own apps."""
+    return daemon.state(STATE_KEY, lambda: Watcher(daemon))
+
+
 @corral.hookimpl
 def corral_daemon_start(daemon: Any) -> None:
-    global _watcher
-    if _watcher is not None and not _watcher.closed and not _watcher.loop.is_closed():
-        raise corral.PluginError("watch already runs for another daemon in this process")
-    _watcher = Watcher(daemon)
+    if watcher(daemon).closed:  # the same daemon started again: fresh watchers
+        daemon.forget_state(STATE_KEY)
+    watcher(daemon).running = True
 
 
 @corral.hookimpl
 def corral_daemon_stop(daemon: Any) -> None:
-    global _watcher
-    if _watcher is None or _watcher.daemon is not daemon:
-        return
-    watcher, _watcher = _watcher, None
-    watcher.close()
+    watcher(daemon).close()  # kept, closed: a late event watches nothing
 
 
 @corral.hookimpl
-def corral_process_event(event: Any) -> None:
-    if _watcher is not None:
-        _watcher.on_event(event)
+def corral_process_event(daemon: Any, event: Any) -> None:
+    watcher(daemon).on_event(event)
 
 
 @corral.hookimpl
@@ -710,22 +716,23 @@ def corral_rpc_commands() -> dict[str, Any]:
     return {"watch_toggle": watch_toggle, "watch_status": watch_status}
 
 
-def _running() -> Watcher:
-    if _watcher is None:
+def _running(daemon: Any) -> Watcher:
+    running = watcher(daemon)
+    if not running.running:
         raise corral.PluginError("the watch plugin is not running in this daemon")
-    return _watcher
+    return running
 
 
 async def watch_toggle(daemon: Any, name: str, on: bool = True) -> list[dict[str, Any]]:
     """Start or stop watching the app ``name`` (or ``"all"``); returns their status."""
     if not isinstance(name, str) or not name:
         raise corral.OptionError(f"name must be an app name or 'all', got {name!r}", field="name")
-    return await _running().toggle(name, bool(on))
+    return await _running(daemon).toggle(name, bool(on))
 
 
 def watch_status(daemon: Any) -> list[dict[str, Any]]:
     """Per app name: watching, paths, ignore, delay, restarts, events seen and ignored."""
-    return _running().status()
+    return _running(daemon).status()
 
 
 # -- the `corral watch` command --------------------------------------------------

@@ -32,6 +32,9 @@ Messages are built and rate-limited on the daemon's loop (cheap) and posted by
 one worker thread, never on the loop. RPC: ``notify_stats`` ->
 ``{"url", "rate", "window_s", "sent", "failed", "retried", "dropped",
 "waiting_drops", "queued"}``.
+
+Each daemon has its own notifier (its own worker thread, rate limits and
+counts), daemons embedded in one process too.
 """
 
 from __future__ import annotations
@@ -69,8 +72,7 @@ WORDS = {
     "restart overlimit": "stopped restarting (restart overlimit)",
     "restart": "restarted for memory",
 }
-
-_notifier: Notifier | None = None
+STATE_KEY = "notify.notifier"  # each daemon's Notifier, or None (DaemonAPI.state)
 
 
 # -- settings ------------------------------------------------------------------
@@ -355,29 +357,24 @@ def corral_app_options() -> list[corral.Option]:
     ]
 
 
+def notifier_of(daemon: Any) -> Notifier | None:
+    """The :class:`Notifier` of ``daemon`` (a ``corral.api.DaemonAPI``), or None."""
+    return daemon.state(STATE_KEY, lambda: None)
+
+
 @corral.hookimpl
 def corral_daemon_start(daemon: Any) -> None:
-    global _notifier
-    if _notifier is not None and (_notifier.loop is None or _notifier.loop.is_closed()):
-        _notifier.stop()  # left by a daemon whose loop died without stopping
-        _notifier = None
-    if _notifier is not None:
-        raise corral.PluginError(
-            "the notify plugin already serves another daemon in this process: "
-            "one daemon per process has it"
-        )
+    daemon.forget_state(STATE_KEY)
     notifier = Notifier(daemon, read_settings())
     notifier.start()
-    _notifier = notifier
+    daemon.state(STATE_KEY, lambda: notifier)
 
 
 @corral.hookimpl
 def corral_daemon_stop(daemon: Any) -> None:
-    global _notifier
-    if _notifier is None or _notifier.daemon is not daemon:
-        return
-    notifier, _notifier = _notifier, None
-    notifier.stop()
+    notifier = daemon.forget_state(STATE_KEY)
+    if notifier is not None:
+        notifier.stop()
 
 
 # on_event only decides and queues (the posting thread does the I/O): safe on the loop
@@ -385,9 +382,10 @@ corral_runs_on_loop = True
 
 
 @corral.hookimpl
-def corral_process_event(event: Any) -> None:
-    if _notifier is not None:
-        _notifier.on_event(event)
+def corral_process_event(daemon: Any, event: Any) -> None:
+    notifier = notifier_of(daemon)
+    if notifier is not None:
+        notifier.on_event(event)
 
 
 @corral.hookimpl
@@ -397,8 +395,9 @@ def corral_rpc_commands() -> dict[str, Any]:
 
 def notify_stats(daemon: Any) -> dict[str, Any]:
     """What the notifier sent, failed, retried and dropped (the URL without its path)."""
-    if _notifier is None or _notifier.daemon is not daemon:
+    notifier = notifier_of(daemon)
+    if notifier is None:
         raise corral.PluginError(
             "the notify plugin is not running in this daemon (see `corral plugins --errors`)"
         )
-    return _notifier.stats()
+    return notifier.stats()

@@ -30,6 +30,14 @@ The HTTP server runs on its own thread. A scrape asks the daemon's loop for a
 snapshot of the process table (cheap: no I/O), then samples CPU and memory
 from ``/proc`` on the scraping thread, so the loop never waits for a scrape.
 RPC: ``prometheus_address`` -> ``{"address", "host", "port", "url"}``.
+
+Each daemon has its own exporter, on the address it reads when it starts.
+Daemons embedded in one process share that environment: with port ``0``
+each gets its own free port (ask ``prometheus_address``); with a fixed port
+the first serves it and the others fail to bind, each with the clear error
+``cannot serve /metrics on ...: Address already in use; set
+CORRAL_PROMETHEUS_ADDR to a free host:port`` (in ``corral plugins --errors``),
+and run without /metrics, as two daemons of one host do.
 """
 
 from __future__ import annotations
@@ -59,8 +67,7 @@ SNAPSHOT_TIMEOUT_S = 5.0  # under Prometheus's default scrape_timeout (10 s)
 POLL_INTERVAL_S = 0.1  # how soon the server thread notices a shutdown
 APP_LABELS = ("name", "pm_id", "namespace")
 SAMPLED = ("online", "launching")  # the statuses whose figures jlist shows too
-
-_exporter: Exporter | None = None
+STATE_KEY = "prometheus.exporter"  # each daemon's Exporter, or None (DaemonAPI.state)
 
 
 # -- the address ---------------------------------------------------------------
@@ -274,7 +281,7 @@ class Exporter:
 
     def __init__(self, daemon: Any, host: str, port: int) -> None:
         self.daemon = daemon
-        self.loop = daemon.loop or asyncio.get_running_loop()
+        self.loop = daemon.loop
         self.registry = CollectorRegistry(auto_describe=False)
         self.collector = CorralCollector(daemon, self.loop)
         self.registry.register(self.collector)
@@ -322,30 +329,25 @@ class Exporter:
 # -- hooks ---------------------------------------------------------------------
 
 
+def exporter_of(daemon: Any) -> Exporter | None:
+    """The :class:`Exporter` serving ``daemon`` (a ``corral.api.DaemonAPI``), or None."""
+    return daemon.state(STATE_KEY, lambda: None)
+
+
 @corral.hookimpl
 def corral_daemon_start(daemon: Any) -> None:
-    global _exporter
-    if _exporter is not None and _exporter.loop.is_closed():
-        _exporter.stop()  # left by a daemon whose loop died without stopping
-        _exporter = None
-    if _exporter is not None:
-        raise corral.PluginError(
-            f"the prometheus plugin already serves {_exporter.address} for another daemon "
-            "in this process: one daemon per process has it"
-        )
+    daemon.forget_state(STATE_KEY)
     host, port = configured_address()
-    exporter = Exporter(daemon, host, port)
+    exporter = Exporter(daemon, host, port)  # PluginError when the address is taken
     exporter.start()
-    _exporter = exporter
+    daemon.state(STATE_KEY, lambda: exporter)
 
 
 @corral.hookimpl
 def corral_daemon_stop(daemon: Any) -> None:
-    global _exporter
-    if _exporter is None or _exporter.daemon is not daemon:
-        return
-    exporter, _exporter = _exporter, None
-    exporter.stop()
+    exporter = daemon.forget_state(STATE_KEY)
+    if exporter is not None:
+        exporter.stop()
 
 
 @corral.hookimpl
@@ -355,8 +357,9 @@ def corral_rpc_commands() -> dict[str, Any]:
 
 def prometheus_address(daemon: Any) -> dict[str, Any]:
     """Where the daemon serves ``/metrics``."""
-    if _exporter is None or _exporter.daemon is not daemon:
+    exporter = exporter_of(daemon)
+    if exporter is None:
         raise corral.PluginError(
             "the prometheus plugin is not serving in this daemon (see `corral plugins --errors`)"
         )
-    return _exporter.describe()
+    return exporter.describe()

@@ -16,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import corral
 import corral_prometheus
+from corral.testing import kill_tree
 
 SLEEPER = "import time\nprint('up', flush=True)\nwhile True:\n    time.sleep(3600)\n"
 BUSY = "while True:\n    pass\n"
@@ -230,3 +231,47 @@ def test_a_bad_address_names_the_variable(value):
 def test_default_address_is_loopback(monkeypatch):
     monkeypatch.delenv("CORRAL_PROMETHEUS_ADDR", raising=False)
     assert corral_prometheus.configured_address() == ("127.0.0.1", 9726)
+
+
+def test_two_daemons_in_one_process_each_serve_their_own_apps(corral_home, second_home, tmp_path):
+    """Port 0: each embedded daemon its own exporter on its own port, alive after the other."""
+    a = corral.connect(corral_home, no_daemon=True, plugins=[corral_prometheus])
+    pids = []
+    try:
+        with corral.connect(second_home, no_daemon=True, plugins=[corral_prometheus]) as b:
+            for client, name in ((a, "a-web"), (b, "b-web")):
+                (info,) = client.start(app(tmp_path, name, SLEEPER))
+                pids.append(info.pid)
+            ports = {a.call("prometheus_address")["port"], b.call("prometheus_address")["port"]}
+            assert len(ports) == 2
+            for client, mine, other in ((a, "a-web", "b-web"), (b, "b-web", "a-web")):
+                metrics = scrape(client)
+                assert metrics.find("corral_app_restarts_total", name=mine) == [0]
+                assert metrics.find("corral_app_restarts_total", name=other) == []
+                assert metrics.value("corral_daemon_apps") == 1
+            a.disconnect()
+            assert scrape(b).value("corral_daemon_apps") == 1
+    finally:
+        a.disconnect()
+        for pid in pids:
+            kill_tree(pid)
+
+
+def test_two_daemons_in_one_process_on_one_port_the_second_is_told(
+    corral_home, second_home, monkeypatch
+):
+    """A fixed port: the first daemon serves it, the second names the clash and runs on."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("CORRAL_PROMETHEUS_ADDR", f"127.0.0.1:{port}")
+    with corral.connect(corral_home, no_daemon=True, plugins=[corral_prometheus]) as a:
+        assert a.call("prometheus_address")["port"] == port
+        with corral.connect(second_home, no_daemon=True, plugins=[corral_prometheus]) as b:
+            (record,) = [p for p in b.plugins() if p["name"] == "corral_prometheus"]
+            (error,) = record["errors"]
+            assert f"cannot serve /metrics on 127.0.0.1:{port}" in error
+            assert "CORRAL_PROMETHEUS_ADDR" in error
+            with pytest.raises(corral.CorralError, match="not serving in this daemon"):
+                b.call("prometheus_address")
+        assert scrape(a).value("corral_daemon_apps") == 0

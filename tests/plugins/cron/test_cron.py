@@ -278,7 +278,7 @@ def test_an_expression_that_cannot_be_scheduled_is_reported(pm):
     async def corrupt() -> None:
         proc = next(p for p in daemon.processes() if p.name == "late")
         proc.options["cron_restart"] = "61 * * * *"
-        cron._scheduler.sync(proc)
+        cron.scheduler(daemon).sync(proc)
 
     asyncio.run_coroutine_threadsafe(corrupt(), daemon.loop).result(5)
     failed = pm.events.matching(cron.FAILED_EVENT)

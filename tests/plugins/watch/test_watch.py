@@ -50,6 +50,11 @@ class Recorder:
     def __init__(self) -> None:
         self.events: list[tuple[float, Any]] = []
         self.lock = threading.Lock()
+        self.daemon: Any = None  # the DaemonAPI it was started in
+
+    @corral.hookimpl
+    def corral_daemon_start(self, daemon: Any) -> None:
+        self.daemon = daemon
 
     @corral.hookimpl
     def corral_process_event(self, event: Any) -> None:
@@ -337,14 +342,15 @@ def test_a_delete_forgets_the_watcher(pm, project):
     assert status(pm, "web").get("pm_ids", []) == []
 
 
-def test_deleted_apps_leave_no_state(pm, project):
+def test_deleted_apps_leave_no_state(pm, project, recorder):
     """The watcher of a deleted app name goes with it (it was ~1.3 KB kept per name)."""
     watch_status = pm.call("watch_status")
-    before = len(watch._running().apps)
+    watcher = watch.watcher(recorder.daemon)
+    before = len(watcher.apps)
     for i in range(200):
         start_watched(pm, f"gone-{i}", project)
         pm.delete(f"gone-{i}")
-    wait_for(lambda: len(watch._running().apps) == before, what="the watcher's apps as before")
+    wait_for(lambda: len(watcher.apps) == before, what="the watcher's apps as before")
     assert pm.call("watch_status") == watch_status
 
 
