@@ -29,7 +29,6 @@ if TYPE_CHECKING:
     from .bus import Bus
     from .reconcile import Reconciled
     from .remote import Remote
-    from .startup import StartupResult
     from .verdict import StartVerdict
 
 Target = str | int | list
@@ -233,6 +232,7 @@ class _Calls:
     """Every client call, written once; ``_send`` returns a value or an awaitable."""
 
     remote: Remote | None = None  # set for a daemon reached over TCP
+    plugin_names: list[Any] | None = None  # connect(plugins=...): startup() loads them too
 
     def _local_only(self, what: str) -> None:
         if self.remote is not None:
@@ -603,27 +603,42 @@ class Client(_Calls):
             raise PluginError(NO_BUS) from exc
         return Bus(reply["address"], topics)
 
-    def startup(self, platform: str | None = None, **kw: Any) -> StartupResult:
+    def startup(self, platform: str | None = None, **kw: Any) -> Any:
         """Install the boot script that runs ``corral resurrect`` at boot (``pm2.startup``).
 
+        Needs the ``startup`` plugin (in this process: the plugins given to
+        ``connect()``, else ``CORRAL_PLUGINS`` or every installed one).
         ``platform`` is PM2's name (``ubuntu``, ``centos``, ``darwin``, ...) or an
         init system (``systemd``, ``launchd``, ``openrc``, ``upstart``, ``systemv``,
         ``rcd``); None detects it. The file is generated here, in the calling
         process; this client's daemon is only asked to dump its list. Not root,
         the result's ``todo`` is the command to run as root. Keywords: ``user``,
         ``hp``, ``service_name``, ``user_mode``, ``print_only`` (see
-        :func:`corral.startup.startup`).
+        :func:`corral.plugins.startup.startup`). Returns a
+        :class:`corral.plugins.startup.StartupResult`.
         """
-        from .startup import startup
-
         self._local_only("startup")
-        return startup(platform, client=self, **kw)
+        plugin, kw["manager"] = self._startup_plugin(kw.get("manager"))
+        return plugin.startup(platform, client=self, **kw)
 
-    def unstartup(self, platform: str | None = None, **kw: Any) -> StartupResult:
+    def unstartup(self, platform: str | None = None, **kw: Any) -> Any:
         """Disable the boot script and delete it (the keywords of :meth:`startup`)."""
-        from .startup import unstartup
+        plugin, kw["manager"] = self._startup_plugin(kw.get("manager"))
+        return plugin.unstartup(platform, **kw)
 
-        return unstartup(platform, **kw)
+    def _startup_plugin(self, manager: Any) -> tuple[Any, Any]:
+        """The ``startup`` plugin, reached through the plugin manager (the core never
+        imports a plugin), and that manager; PluginError when it is not loaded."""
+        from .hooks import load_plugins
+
+        if manager is None:
+            manager = load_plugins(getattr(self, "plugin_names", None))
+        plugin = manager.pm.get_plugin(STARTUP_PLUGIN) or manager.pm.get_plugin(
+            f"corral.plugins.{STARTUP_PLUGIN}"  # registered as a module object
+        )
+        if plugin is None:
+            raise PluginError(NO_STARTUP)
+        return plugin, manager
 
     def jlist_json(self) -> bytes:
         """Every process as ``pm2 jlist`` prints it: a JSON array, as the daemon encoded it."""
@@ -703,7 +718,9 @@ class AsyncClient(_Calls):
             return cls(None, None, remote=target)
         root = paths.ensure_home(Path(home) if home else None)
         pid = await asyncio.to_thread(ensure_daemon, root, plugins)
-        return cls(root, pid)
+        client = cls(root, pid)
+        client.plugin_names = plugins
+        return client
 
     async def _send(self, cmd: str, args: dict[str, Any], convert: Callable | None = None) -> Any:
         result = await self._transport.call(cmd, args)
@@ -777,6 +794,11 @@ class AsyncClient(_Calls):
         await self.disconnect()
 
 
+STARTUP_PLUGIN = "startup"
+NO_STARTUP = (
+    f"startup/unstartup need the plugin '{STARTUP_PLUGIN}', which is not loaded: "
+    "install it, or add it to CORRAL_PLUGINS / connect(plugins=[...])"
+)
 NO_BUS = (
     "launch_bus needs the plugin 'bus', which is not loaded in the daemon: "
     "install it, or add it to CORRAL_PLUGINS / connect(plugins=[...])"
@@ -791,6 +813,20 @@ def read_daemon_pid(root: Path) -> int | None:
         return int(paths.pid_file(root).read_text().strip())
     except (OSError, ValueError):
         return None
+
+
+def running_client(home: Path) -> Client | None:
+    """A client of the daemon serving ``home`` if one runs there and ``home`` is the
+    caller's; None otherwise. Never starts a daemon (``corral.api.running_client``)."""
+    try:
+        if home.stat().st_uid != os.geteuid():
+            return None
+    except OSError:
+        return None
+    pid = read_daemon_pid(home)
+    if not pid_alive(pid) or not paths.rpc_path(home).exists():
+        return None
+    return Client(home, pid)
 
 
 def _answers(root: Path, timeout: float) -> int | None:
@@ -1035,6 +1071,7 @@ def connect(
         client = Client(root, os.getpid(), inner)
     else:
         client = Client(root, ensure_daemon(root, plugins))
+    client.plugin_names = plugins
     _current[:] = [client]
     return client
 
