@@ -632,7 +632,7 @@ class Client(_Calls):
         from .hooks import load_plugins
 
         if manager is None:
-            manager = load_plugins(getattr(self, "plugin_names", None))
+            manager = load_plugins(self.plugin_names)
         plugin = manager.pm.get_plugin(STARTUP_PLUGIN) or manager.pm.get_plugin(
             f"corral.plugins.{STARTUP_PLUGIN}"  # registered as a module object
         )
