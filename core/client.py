@@ -629,7 +629,7 @@ class Client(_Calls):
     def _startup_plugin(self, manager: Any) -> tuple[Any, Any]:
         """The ``startup`` plugin, reached through the plugin manager (the core never
         imports a plugin), and that manager; PluginError when it is not loaded."""
-        from .hooks import load_plugins
+        from .hooks import load_plugins  # deferred: pluggy loads only when asked
 
         if manager is None:
             manager = load_plugins(self.plugin_names)

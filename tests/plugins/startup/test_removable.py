@@ -13,6 +13,7 @@ import corral
 from corral.cli_commands import build_cli
 from corral.errors import PluginError
 from corral.hooks import load_plugins
+from corral.plugins.startup import StartupScript
 from tests.plugins.startup.conftest import Recorder
 
 
@@ -66,8 +67,6 @@ class Answers:
 
     @corral.hookimpl(tryfirst=True)
     def corral_startup_script(self, init_system, context):
-        from corral.plugins.startup import StartupScript
-
         return StartupScript("systemd", Path("/etc/systemd/system/first.service"), "[Unit]\n")
 
 
