@@ -19,13 +19,16 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from .asuser import on_this_thread as as_account
+    from .client import running_client
     from .convert import parse_bytes, parse_ms
     from .credentials import Credentials as Account
     from .credentials import resolve as app_account
     from .daemon import Daemon
     from .datefmt import date_formatter
+    from .hooks import load_plugins
     from .logs import LogFile
     from .monitor import TreeSampler
+    from .paths import dump_file
     from .process import ManagedProcess
     from .spawn import is_node
 
@@ -44,6 +47,9 @@ _HELPERS = {
     "Account": ("credentials", "Credentials"),
     "app_account": ("credentials", "resolve"),
     "as_account": ("asuser", "on_this_thread"),
+    "dump_file": ("paths", "dump_file"),
+    "load_plugins": ("hooks", "load_plugins"),
+    "running_client": ("client", "running_client"),
 }
 
 __all__ = [
@@ -54,9 +60,12 @@ __all__ = [
     "app_account",
     "as_account",
     "date_formatter",
+    "dump_file",
     "is_node",
+    "load_plugins",
     "parse_bytes",
     "parse_ms",
+    "running_client",
 ]
 
 

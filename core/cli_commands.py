@@ -222,6 +222,10 @@ def _start_params(with_plugins: bool) -> tuple[list[Any], dict[str, tuple[str, s
     return params, kinds
 
 
+# commands of first-party plugins: without the plugin, `corral NAME` says which to load
+PLUGIN_COMMANDS = {"startup": "startup", "unstartup": "startup"}
+
+
 class CorralGroup(click.Group):
     """The ``corral`` group: resolves aliases, loads plugin commands on first need."""
 
@@ -240,6 +244,13 @@ class CorralGroup(click.Group):
         if command is None:
             self._load_plugins()
             command = super().get_command(ctx, name)
+        if command is None and name in PLUGIN_COMMANDS and not ctx.resilient_parsing:
+            from .errors import PluginError
+
+            raise PluginError(
+                f"`corral {name}` needs the plugin '{PLUGIN_COMMANDS[name]}', which is not "
+                "loaded: install it, or add it to CORRAL_PLUGINS"
+            )
         return command
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -675,55 +686,6 @@ def build_cli() -> click.Group:
             for error in plugin.get("errors") or []:
                 _echo(f"{plugin['name']}: {error}")
 
-    def boot_flags(command: Any) -> Any:
-        """The flags `corral startup` and `corral unstartup` share."""
-        for decorator in reversed(
-            (
-                click.argument("platform", required=False),
-                click.option(
-                    "-u",
-                    "--user",
-                    is_flag=False,
-                    flag_value=_NO_VALUE,
-                    metavar="[NAME]",
-                    help="Run the daemon as NAME (PM2's -u); alone, a systemd --user unit.",
-                ),
-                click.option(
-                    "--hp", metavar="HOME", help="The user's home; CORRAL_HOME is HOME/.corral."
-                ),
-                click.option("--service-name", metavar="NAME", help="The service's name."),
-                click.option(
-                    "--user-mode", is_flag=True, help="A systemd --user unit (no root needed)."
-                ),
-                click.option(
-                    "--print",
-                    "print_only",
-                    is_flag=True,
-                    help="Print the file and the command to install it; change nothing.",
-                ),
-            )
-        ):
-            command = decorator(command)
-        return command
-
-    @cli.command()
-    @boot_flags
-    def startup(**flags: Any) -> None:
-        """Install a boot script that starts the daemon and `corral resurrect` at boot.
-
-        PLATFORM: systemd, launchd, openrc, upstart, systemv, rcd, or PM2's names
-        (ubuntu, centos, redhat, gentoo, darwin, amazon, freebsd, ...); detected
-        when left out. Not root, it prints the file and the command to run as root.
-        Give PLATFORM before a bare --user (--user NAME runs as NAME).
-        """
-        _boot("startup", **flags)
-
-    @cli.command()
-    @boot_flags
-    def unstartup(**flags: Any) -> None:
-        """Disable the boot script of `corral startup` and delete it."""
-        _boot("unstartup", **flags)
-
     @cli.command()
     def monit() -> None:
         """A live view of the processes and the selected one's logs (q quits)."""
@@ -915,34 +877,6 @@ def _apply_one(
         report.add(records(verb, method(app_names(target, only), **flags)))
     else:
         report.add(records(verb, method(parse_target(target), **flags)))
-
-
-def _boot(
-    verb: str, platform: str | None, user: str | None, print_only: bool, **flags: Any
-) -> None:
-    """`corral startup` / `unstartup`: generated here, never by the daemon.
-
-    No client is connected (root must not start a daemon in someone's home);
-    a daemon already running for that home is asked to dump its list.
-    """
-    from . import startup as boot
-
-    if user == _NO_VALUE:  # `--user` alone: a systemd --user unit, for the caller
-        user, flags["user_mode"] = None, True
-    if verb == "startup":
-        client = click.get_current_context().find_root().obj
-        result = boot.startup(platform, user=user, print_only=print_only, client=client, **flags)
-    else:
-        result = boot.unstartup(platform, user=user, print_only=print_only, **flags)
-    lines = "\n".join(boot.report(result, verb)) + "\n"
-    if verb == "startup" and print_only:
-        # the file alone on stdout, so `--print > corral.service` works
-        sys.stdout.write(result.script.content)
-        sys.stderr.write(lines)
-    elif verb == "startup" and result.written is None:
-        sys.stdout.write(result.script.content + "\n" + lines)
-    else:
-        sys.stdout.write(lines)
 
 
 def _flush_rotated(client: Client, target: Any) -> dict[str, Any]:

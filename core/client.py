@@ -28,7 +28,6 @@ ADDRESS_ENV_NAME = "CORRAL_ADDRESS"  # corral.remote.ADDRESS_ENV, without import
 if TYPE_CHECKING:
     from .reconcile import Reconciled
     from .remote import Remote
-    from .startup import StartupResult
     from .verdict import StartVerdict
 
 Target = str | int | list
@@ -232,8 +231,18 @@ class _Calls:
     """Every client call, written once; ``_send`` returns a value or an awaitable."""
 
     remote: Remote | None = None  # set for a daemon reached over TCP
-    _plugins: list[Any] | None = None  # connect(plugins=...): this process's plugins too
-    _hooks: Any = None  # their hooks, loaded by the first launch_bus()
+    plugin_names: list[Any] | None = None  # connect(plugins=...): this process's plugins too
+    _manager: Any = None  # those plugins, loaded by the first call that needs them
+
+    def local_plugins(self) -> Any:
+        """This process's plugin manager (the plugins given to ``connect()``, else
+        ``CORRAL_PLUGINS`` or every installed one), loaded on first use only, so a client
+        that never needs a client-side plugin (bus, startup) never scans entry points."""
+        if self._manager is None:
+            from .hooks import load_plugins  # deferred: entry points cost ~25 ms to scan
+
+            self._manager = load_plugins(self.plugin_names)
+        return self._manager
 
     def _local_only(self, what: str) -> None:
         if self.remote is not None:
@@ -603,27 +612,40 @@ class Client(_Calls):
             raise PluginError(NO_BUS) from exc
         return _subscriber(self, reply["address"], topics)
 
-    def startup(self, platform: str | None = None, **kw: Any) -> StartupResult:
+    def startup(self, platform: str | None = None, **kw: Any) -> Any:
         """Install the boot script that runs ``corral resurrect`` at boot (``pm2.startup``).
 
+        Needs the ``startup`` plugin (in this process: the plugins given to
+        ``connect()``, else ``CORRAL_PLUGINS`` or every installed one).
         ``platform`` is PM2's name (``ubuntu``, ``centos``, ``darwin``, ...) or an
         init system (``systemd``, ``launchd``, ``openrc``, ``upstart``, ``systemv``,
         ``rcd``); None detects it. The file is generated here, in the calling
         process; this client's daemon is only asked to dump its list. Not root,
         the result's ``todo`` is the command to run as root. Keywords: ``user``,
         ``hp``, ``service_name``, ``user_mode``, ``print_only`` (see
-        :func:`corral.startup.startup`).
+        :func:`corral.plugins.startup.startup`). Returns a
+        :class:`corral.plugins.startup.StartupResult`.
         """
-        from .startup import startup
-
         self._local_only("startup")
-        return startup(platform, client=self, **kw)
+        plugin, kw["manager"] = self._startup_plugin(kw.get("manager"))
+        return plugin.startup(platform, client=self, **kw)
 
-    def unstartup(self, platform: str | None = None, **kw: Any) -> StartupResult:
+    def unstartup(self, platform: str | None = None, **kw: Any) -> Any:
         """Disable the boot script and delete it (the keywords of :meth:`startup`)."""
-        from .startup import unstartup
+        plugin, kw["manager"] = self._startup_plugin(kw.get("manager"))
+        return plugin.unstartup(platform, **kw)
 
-        return unstartup(platform, **kw)
+    def _startup_plugin(self, manager: Any) -> tuple[Any, Any]:
+        """The ``startup`` plugin, reached through the plugin manager (the core never
+        imports a plugin), and that manager; PluginError when it is not loaded."""
+        if manager is None:
+            manager = self.local_plugins()
+        plugin = manager.pm.get_plugin(STARTUP_PLUGIN) or manager.pm.get_plugin(
+            f"corral.plugins.{STARTUP_PLUGIN}"  # registered as a module object
+        )
+        if plugin is None:
+            raise PluginError(NO_STARTUP)
+        return plugin, manager
 
     def jlist_json(self) -> bytes:
         """Every process as ``pm2 jlist`` prints it: a JSON array, as the daemon encoded it."""
@@ -704,7 +726,7 @@ class AsyncClient(_Calls):
         root = paths.ensure_home(Path(home) if home else None)
         pid = await asyncio.to_thread(ensure_daemon, root, plugins)
         client = cls(root, pid)
-        client._plugins = plugins
+        client.plugin_names = plugins
         return client
 
     async def _send(self, cmd: str, args: dict[str, Any], convert: Callable | None = None) -> Any:
@@ -777,6 +799,11 @@ class AsyncClient(_Calls):
         await self.disconnect()
 
 
+STARTUP_PLUGIN = "startup"
+NO_STARTUP = (
+    f"startup/unstartup need the plugin '{STARTUP_PLUGIN}', which is not loaded: "
+    "install it, or add it to CORRAL_PLUGINS / connect(plugins=[...])"
+)
 NO_BUS = (
     "launch_bus needs the plugin 'bus', which is not loaded in the daemon: "
     "install it, or add it to CORRAL_PLUGINS / connect(plugins=[...])"
@@ -791,11 +818,7 @@ def _subscriber(client: _Calls, address: str, topics: list[str] | None) -> Any:
     """The subscriber a plugin opens at ``address`` (``corral_bus_subscriber``); this
     process's plugins load on the first call only, so a client that never subscribes
     never imports them."""
-    if client._hooks is None:
-        from .hooks import load_plugins  # deferred: entry points cost ~25 ms to scan
-
-        client._hooks = load_plugins(client._plugins).pm.hook
-    bus = client._hooks.corral_bus_subscriber(address=address, topics=topics)
+    bus = client.local_plugins().pm.hook.corral_bus_subscriber(address=address, topics=topics)
     if bus is None:
         raise PluginError(NO_SUBSCRIBER)
     return bus
@@ -809,6 +832,20 @@ def read_daemon_pid(root: Path) -> int | None:
         return int(paths.pid_file(root).read_text().strip())
     except (OSError, ValueError):
         return None
+
+
+def running_client(home: Path) -> Client | None:
+    """A client of the daemon serving ``home`` if one runs there and ``home`` is the
+    caller's; None otherwise. Never starts a daemon (``corral.api.running_client``)."""
+    try:
+        if home.stat().st_uid != os.geteuid():
+            return None
+    except OSError:
+        return None
+    pid = read_daemon_pid(home)
+    if not pid_alive(pid) or not paths.rpc_path(home).exists():
+        return None
+    return Client(home, pid)
 
 
 def _answers(root: Path, timeout: float) -> int | None:
@@ -1053,7 +1090,7 @@ def connect(
         client = Client(root, os.getpid(), inner)
     else:
         client = Client(root, ensure_daemon(root, plugins))
-    client._plugins = plugins
+    client.plugin_names = plugins
     _current[:] = [client]
     return client
 

@@ -22,7 +22,15 @@ if TYPE_CHECKING:
     from .events import ProcessEvent
     from .options import Option
     from .process import ManagedProcess, SpawnSpec
-    from .startup import StartupContext, StartupScript
+
+# types a plugin defines for the hooks it calls: the core imports no plugin, so here
+# they are only names (docs/gen_hooks.py lists where each lives)
+PLUGIN_TYPES = {
+    "StartupContext": "corral.plugins.startup.StartupContext",
+    "StartupScript": "corral.plugins.startup.StartupScript",
+}
+StartupContext = Any
+StartupScript = Any
 
 hookspec = pluggy.HookspecMarker("corral")
 hookimpl = pluggy.HookimplMarker("corral")
@@ -472,30 +480,32 @@ def corral_bus_subscriber(address: str, topics: list[str] | None) -> Any:
 def corral_startup_script(init_system: str, context: StartupContext) -> StartupScript | None:
     r"""Render the boot script that starts corral's daemon with ``init_system``.
 
-    Runs in the client process (``corral startup``, ``Client.startup()``), where
-    the user runs the command, never in the daemon. ``init_system`` is one of
-    ``systemd``, ``launchd``, ``openrc``, ``upstart``, ``systemv``, ``rcd`` (PM2's
-    platform names are mapped first, see ``corral.startup.PLATFORMS``);
-    ``context`` (:class:`corral.startup.StartupContext`) carries the user, its
+    Called by the ``startup`` plugin, in the client process (``corral startup``,
+    ``Client.startup()``), where the user runs the command, never in the daemon.
+    ``init_system`` is one of ``systemd``, ``launchd``, ``openrc``, ``upstart``,
+    ``systemv``, ``rcd`` (PM2's platform names are mapped first, see
+    ``corral.plugins.startup.PLATFORMS``); ``context``
+    (:class:`corral.plugins.startup.StartupContext`) carries the user, its
     ``CORRAL_HOME``, the service name, the ``corral`` executable and the ``PATH``
-    to use. Return a :class:`corral.startup.StartupScript` (destination, text,
-    mode, the commands that enable and disable it) for an init system the plugin
-    renders, else None. Must not write files or run commands: the core installs
-    what it returns, or prints it. A ``firstresult`` hook: the first answer wins,
-    so a ``tryfirst`` implementation replaces a first-party generator.
+    to use. Return a :class:`corral.plugins.startup.StartupScript` (destination,
+    text, mode, the commands that enable and disable it) for an init system the
+    plugin renders, else None. Must not write files or run commands: the
+    ``startup`` plugin installs what it returns, or prints it. A ``firstresult``
+    hook: the first answer wins and the others are not called, so a ``tryfirst``
+    implementation replaces a first-party generator.
 
     Example::
 
         from pathlib import Path
 
         import corral
-        from corral.startup import StartupScript
+        from corral.plugins.startup import StartupScript
 
 
         @corral.hookimpl(tryfirst=True)
         def corral_startup_script(init_system, context):
             if init_system != "systemd" or context.user_mode:
-                return None  # the startup_systemd plugin answers
+                return None  # the startup_systemd generator answers
             name = context.service(f"corral-{context.user}")
             corral_bin = context.corral_bin
             unit = (

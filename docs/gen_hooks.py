@@ -160,8 +160,8 @@ def _summary(hook: Hook) -> str:
 
 
 def signature_types() -> list[tuple[str, str]]:
-    """The corral names the signatures use (the ``if TYPE_CHECKING:`` imports of hookspecs),
-    each with the module that defines it."""
+    """The corral names the signatures use (the ``if TYPE_CHECKING:`` imports of hookspecs,
+    then the plugins' types of ``PLUGIN_TYPES``), each with the module that defines it."""
     tree = ast.parse(Path(inspect.getfile(hookspecs)).read_text())
     found = []
     for node in ast.walk(tree):
@@ -173,7 +173,7 @@ def signature_types() -> list[tuple[str, str]]:
                 for alias in stmt.names:
                     home = getattr(getattr(module, alias.name), "__module__", module.__name__)
                     found.append((alias.name, f"{home}.{alias.name}"))
-    return found
+    return found + list(hookspecs.PLUGIN_TYPES.items())
 
 
 def render() -> str:

@@ -58,7 +58,10 @@ def test_bash_completes_app_names_and_ids_from_the_daemon(pm: object, tmp_path: 
     assert _complete(tmp_path, "corral env 1") == ["1"]
 
 
-def test_bash_completes_commands_and_flags(corral_home: Path, tmp_path: Path) -> None:
+def test_bash_completes_commands_and_flags(
+    corral_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CORRAL_PLUGINS", "startup")  # its commands complete too
     assert {"start", "startOrRestart", "startup", "stop"} <= set(_complete(tmp_path, "corral st"))
     assert _complete(tmp_path, "corral ecosystem --fo") == ["--format", "--force"]
 

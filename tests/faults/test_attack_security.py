@@ -357,7 +357,7 @@ def test_startup_for_a_user_never_writes_through_a_link_that_user_planted(app_us
     home as root: USER could plant a link at the temporary file's name, and root then
     wrote the unit into the link's target, chmod-ed it 0644 and gave it to USER
     (``/etc/shadow`` owned by USER). Now every step is done with USER's rights."""
-    from corral.startup import StartupScript, install
+    from corral.plugins.startup import StartupScript, install
 
     pw = pwd.getpwnam(app_user)
     home = Path(pw.pw_dir)

@@ -7,15 +7,15 @@ from pathlib import Path
 import pytest
 
 from corral.hooks import PluginManager, load_plugins
-from corral.startup import PLUGINS, StartupContext
+from corral.plugins.startup import PLUGINS, StartupContext
 
 SHELL_SCRIPTS = ("upstart", "systemv", "openrc", "rcd")
 
 
 @pytest.fixture(scope="module")
 def manager() -> PluginManager:
-    """The six generators, loaded by their entry points."""
-    return load_plugins(list(PLUGINS.values()))
+    """The startup plugin and its six generators, loaded by their entry points."""
+    return load_plugins(["startup", *PLUGINS.values()])
 
 
 @pytest.fixture

@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 import corral
+from corral.plugins.startup import StartupContext, render
 from corral.rpc import pid_alive
-from corral.startup import StartupContext, render
 from tests.conftest import APPS, wait_for
 from tests.plugins.startup.conftest import SHELL_SCRIPTS
 

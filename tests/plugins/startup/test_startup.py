@@ -20,8 +20,7 @@ import corral
 from corral.cli_commands import build_cli
 from corral.errors import OptionError, PluginError, StateError
 from corral.hooks import load_plugins
-from corral.plugins import startup_launchd, startup_systemd
-from corral.startup import (
+from corral.plugins.startup import (
     DETECTION,
     PLATFORMS,
     StartupContext,
@@ -29,11 +28,15 @@ from corral.startup import (
     detect_init_system,
     install,
     render,
+    report,
     resolve_platform,
     startup,
     sudo_command,
     uninstall,
+    unstartup,
 )
+from corral.plugins.startup import launchd as startup_launchd
+from corral.plugins.startup import systemd as startup_systemd
 from tests.conftest import APPS, wait_for
 from tests.plugins.startup.conftest import Recorder
 
@@ -334,7 +337,7 @@ def test_root_installs_then_uninstalls_in_a_temp_root(
     assert result.ran == enable == runner.commands
     assert result.todo is None
     runner.commands.clear()
-    removed = corral.startup.unstartup(init_system, run=runner, is_root=True, **kwargs)
+    removed = unstartup(init_system, run=runner, is_root=True, **kwargs)
     assert removed.written == root / path and not (root / path).exists()
     assert runner.commands == disable
 
@@ -494,7 +497,7 @@ def test_cli_errors_are_one_line(cli_env):
 
 def test_unstartup_of_someone_elses_agent_is_left_to_them(manager, tmp_path, runner):
     kwargs = {"user": "nobody", "hp": tmp_path / "nobody", "manager": manager, "root": tmp_path}
-    result = corral.startup.unstartup("macos", run=runner, is_root=True, **kwargs)
+    result = unstartup("macos", run=runner, is_root=True, **kwargs)
     assert result.written is None and runner.commands == []
     assert (result.todo, result.todo_as) == (
         f"{result.context.corral_bin} unstartup macos",
@@ -505,13 +508,13 @@ def test_unstartup_of_someone_elses_agent_is_left_to_them(manager, tmp_path, run
 def test_report_ends_with_what_to_do(manager, tmp_path, runner, no_corral_home):
     kwargs = {"user": "alice", "hp": tmp_path, "manager": manager, "root": tmp_path}
     done = startup("systemd", run=runner, is_root=True, **kwargs)
-    lines = corral.startup.report(done)
+    lines = report(done)
     assert lines[:2] == [
         "platform: systemd (systemd)",
         f"wrote {tmp_path}/etc/systemd/system/corral-alice.service",
     ]
     assert "ran: systemctl enable corral-alice" in lines
     assert lines[-1] == "remove it with: corral unstartup systemd"
-    left = corral.startup.report(startup("systemd", is_root=False, **kwargs))
+    left = report(startup("systemd", is_root=False, **kwargs))
     assert left[-2:] == ["to install it, run as root:", left[-1]]
     assert left[-1].startswith("sudo env PATH=$PATH:")

@@ -16,7 +16,8 @@ from __future__ import annotations
 import plistlib
 
 import corral
-from corral.startup import StartupContext, StartupScript
+
+from .context import StartupContext, StartupScript
 
 
 def agent(context: StartupContext, label: str) -> dict:

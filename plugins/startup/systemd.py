@@ -27,7 +27,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import corral
-from corral.startup import StartupContext, StartupScript
+
+from .context import StartupContext, StartupScript
 
 SYSTEM_DIR = Path("/etc/systemd/system")
 

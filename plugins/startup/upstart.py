@@ -22,7 +22,8 @@ import shlex
 from pathlib import Path
 
 import corral
-from corral.startup import StartupContext, StartupScript
+
+from .context import StartupContext, StartupScript
 
 TEMPLATE = """\
 #!/bin/sh
