@@ -277,13 +277,12 @@ def render(
         from .hooks import load_plugins
 
         manager = load_plugins()
-    answers = manager.call_strict("corral_startup_script", init_system=init_system, context=context)
-    if not answers:
+    script = manager.call_strict("corral_startup_script", init_system=init_system, context=context)
+    if script is None:  # a firstresult hook: one answer or None
         plugin = PLUGINS.get(init_system, f"startup_{init_system}")
         raise PluginError(
             f"no plugin renders {init_system} boot scripts: install/enable '{plugin}'"
         )
-    script = answers[0]
     if not script.path.is_absolute():
         raise PluginError(f"the {init_system} boot script path {script.path} is not absolute")
     return script
