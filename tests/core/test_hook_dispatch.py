@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+import threading
 from pathlib import Path
 
 import psutil
@@ -261,3 +262,30 @@ def test_trace_plugins_logs_each_call_with_its_plugin(corral_home, monkeypatch, 
     lines = [json.loads(x) for x in (corral_home / "corral.log").read_text().splitlines()]
     traced = [e["event"] for e in lines if e["event"].startswith("hook corral_daemon_start")]
     assert traced and "plugin=Starts" in traced[0]
+
+
+def test_a_full_queue_drops_chunks_and_messages_never_events():
+    from corral.offload import PluginWorkers
+
+    gate, ran = threading.Event(), []
+
+    def observer(value):
+        gate.wait()
+        ran.append(value)
+
+    workers = PluginWorkers(lambda *error: None, max_pending=3, max_bytes=10)
+    try:
+        chunk = [b"12345"]
+        kept = [workers.submit("p", "corral_log_chunk", observer, chunk) for _ in range(3)]
+        assert kept == [True, True, False]  # 10 bytes of log data wait at most
+        assert workers.submit("p", "corral_process_message", observer, [{"n": 1}])
+        assert not workers.submit("p", "corral_process_message", observer, [{"n": 2}])
+        assert all(workers.submit("p", "corral_process_event", observer, [i]) for i in range(500))
+        assert workers.submit("q", "corral_log_chunk", len, chunk)  # another plugin: its own
+        gate.set()
+        wait_for(lambda: len(ran) == 503)
+        assert ran[:3] == [b"12345", b"12345", {"n": 1}] and ran[3:503] == list(range(500))
+        assert workers.submit("p", "corral_log_chunk", observer, chunk)  # caught up: taken again
+    finally:
+        gate.set()
+        workers.close()
