@@ -669,7 +669,9 @@ def build_cli() -> click.Group:
         _echo(f"sent {signal} to {len(infos)} processes")
 
     @cli.command()
-    @click.option("--errors", is_flag=True, help="List each plugin's recorded errors.")
+    @click.option(
+        "--errors", is_flag=True, help="List each plugin's recorded errors and dropped calls."
+    )
     @json_flag
     def plugins(errors: bool, as_json: bool) -> None:
         """List the plugins loaded in the daemon."""
@@ -685,6 +687,8 @@ def build_cli() -> click.Group:
         for plugin in loaded:
             for error in plugin.get("errors") or []:
                 _echo(f"{plugin['name']}: {error}")
+            for hook, count in (plugin.get("dropped") or {}).items():
+                _echo(f"{plugin['name']}: dropped {count} {hook} calls (its queue was full)")
 
     @cli.command()
     def monit() -> None:

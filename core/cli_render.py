@@ -100,15 +100,17 @@ EMPTY_HINT = "No process is managed yet. Start one with: corral start app.py --n
 
 def plugins_table(plugins: Iterable[dict]) -> Table:
     table = Table(box=box.ROUNDED, header_style="bold")
-    for column in ("name", "dist", "version", "errors"):
+    for column in ("name", "dist", "version", "errors", "dropped"):
         table.add_column(column, no_wrap=True)
     for plugin in plugins:
         errors = len(plugin.get("errors") or [])
+        dropped = sum((plugin.get("dropped") or {}).values())
         table.add_row(
             plugin.get("name", ""),
             plugin.get("dist") or "-",
             plugin.get("version") or "-",
             Text(str(errors), style="red" if errors else ""),
+            Text(str(dropped), style="yellow" if dropped else ""),
         )
     return table
 

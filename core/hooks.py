@@ -1,9 +1,16 @@
 """Loading plugins and calling hooks, each implementation isolated from the others.
 
 Plugins come from the entry-point group ``corral`` (loaded once, lazily), or
-from an explicit list of names and objects; ``CORRAL_PLUGINS`` (comma-separated
-names, empty for none) narrows the entry points when no list is given.
-``CORRAL_TRACE_PLUGINS=1`` logs every hook call.
+from an explicit list of names and objects. When no list is given,
+``CORRAL_PLUGINS`` chooses among the entry points: ``memory,bus`` loads only
+those (empty: none), ``-watch,-cron`` loads all but those (pluggy's
+``set_blocked``, so a denied plugin is never imported). ``CORRAL_TRACE_PLUGINS=1``
+logs every hook call.
+
+Dispatch keeps pluggy's guarantees while calling each implementation on its own:
+``tryfirst``/``trylast`` order, ``firstresult`` (the first answer other than None
+is returned, later implementations are not called), ``historic`` (a plugin
+registered while the daemon runs gets the calls made since it started).
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ class PluginRecord:
     dist: str | None = None
     version: str | None = None
     errors: list[str] = field(default_factory=list)
+    dropped: dict[str, int] = field(default_factory=dict)  # hook -> calls dropped, queue full
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -41,6 +49,7 @@ class PluginRecord:
             "dist": self.dist,
             "version": self.version,
             "errors": self.errors,
+            "dropped": dict(self.dropped),
         }
 
 
@@ -48,11 +57,28 @@ def _entry_points() -> dict[str, metadata.EntryPoint]:
     return {ep.name: ep for ep in metadata.entry_points(group=GROUP)}
 
 
-def _requested_names() -> list[str] | None:
+def _requested_names() -> tuple[list[str] | None, list[str]]:
+    """``CORRAL_PLUGINS`` as (the names to load or None for all, the names left out)."""
     value = os.environ.get("CORRAL_PLUGINS")
     if value is None:
-        return None
-    return [name.strip() for name in value.split(",") if name.strip()]
+        return None, []
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    denied = [name[1:].strip() for name in names if name.startswith("-")]
+    if not denied:
+        return names, []
+    if len(denied) != len(names) or not all(denied):
+        raise PluginError(
+            f"CORRAL_PLUGINS={value!r} mixes plugin names and -names: list the plugins "
+            "to load (memory,bus) or only the ones to leave out (-watch,-cron)"
+        )
+    return None, denied
+
+
+def _unknown(name: str, available: dict[str, metadata.EntryPoint]) -> PluginError:
+    known = ", ".join(sorted(available)) or "none installed"
+    return PluginError(
+        f"unknown plugin '{name}' (installed: {known}): pip install it or fix the name"
+    )
 
 
 class PluginManager:
@@ -66,6 +92,7 @@ class PluginManager:
         self.on_error: list[Any] = []  # callables(plugin_name, hook_name, exc)
         self.workers: PluginWorkers | None = None  # set while a daemon runs
         self._started_with: Any = None
+        self._history: dict[str, list[dict[str, Any]]] = {}  # historic hook -> calls to replay
 
     # -- registration ------------------------------------------------------
 
@@ -73,8 +100,13 @@ class PluginManager:
         """Register ``plugins`` (names or objects), or the installed entry points."""
         available = _entry_points()
         if plugins is None:
-            wanted = _requested_names()
-            plugins = list(available) if wanted is None else wanted
+            wanted, denied = _requested_names()
+            for name in denied:
+                if name not in available:
+                    raise _unknown(name, available)
+                self.pm.set_blocked(name)
+            plugins = [name for name in available if name not in denied]
+            plugins = plugins if wanted is None else wanted
         for plugin in plugins:
             if isinstance(plugin, str):
                 self._load_name(plugin, available)
@@ -90,10 +122,7 @@ class PluginManager:
             return
         ep = available.get(name)
         if ep is None:
-            known = ", ".join(sorted(available)) or "none installed"
-            raise PluginError(
-                f"unknown plugin '{name}' (installed: {known}): pip install it or fix the name"
-            )
+            raise _unknown(name, available)
         try:
             module = ep.load()
         except Exception as exc:
@@ -111,14 +140,17 @@ class PluginManager:
         dist: str | None = None,
         version: str | None = None,
     ) -> str:
-        """Register one plugin object; a running daemon replays ``corral_daemon_start`` to it."""
+        """Register one plugin object; a running daemon replays its historic hook calls to it."""
         name = name or getattr(plugin, "__name__", None) or type(plugin).__name__
         if name in self.records:
             raise PluginError(f"a plugin named '{name}' is already registered")
+        if self.pm.is_blocked(name):
+            raise PluginError(f"plugin '{name}' is left out by CORRAL_PLUGINS=-{name}")
         self.pm.register(plugin, name=name)
         self.records[name] = PluginRecord(name, dist, version)
-        if self._started_with is not None:
-            self._call_impls("corral_daemon_start", {"daemon": self._started_with}, only=plugin)
+        for hook_name, calls in list(self._history.items()):
+            for kwargs in list(calls):
+                self._call_impls(hook_name, kwargs, only=plugin)
         return name
 
     def unregister(self, name: str) -> None:
@@ -130,12 +162,16 @@ class PluginManager:
 
     # -- calling -----------------------------------------------------------
 
-    def call(self, hook_name: str, **kwargs: Any) -> list[Any]:
-        """Call every implementation; collect non-None results; an error is logged, not raised."""
+    def call(self, hook_name: str, **kwargs: Any) -> Any:
+        """Call every implementation; an error is logged, not raised.
+
+        Returns the non-None results as a list, or for a ``firstresult`` hook the
+        first non-None result (None if there is none).
+        """
         return self._call_impls(hook_name, kwargs)
 
-    def call_strict(self, hook_name: str, **kwargs: Any) -> list[Any]:
-        """Call every implementation; an error raises PluginError naming the plugin."""
+    def call_strict(self, hook_name: str, **kwargs: Any) -> Any:
+        """As ``call``, but an error raises PluginError naming the plugin."""
         return self._call_impls(hook_name, kwargs, strict=True)
 
     def validate_app(self, options: dict[str, Any], interpreter: str) -> None:
@@ -149,17 +185,21 @@ class PluginManager:
 
     def _call_impls(
         self, hook_name: str, kwargs: dict[str, Any], *, strict: bool = False, only: object = None
-    ) -> list[Any]:
+    ) -> Any:
         hook = getattr(self.pm.hook, hook_name)
+        opts = hook.spec.opts if hook.spec is not None else {}
+        if opts.get("historic") and only is None:
+            self._history.setdefault(hook_name, []).append(kwargs)
         results = []
         # pluggy calls the last registered first, with tryfirst/trylast respected
-        offload = self.workers is not None and hook_name in OBSERVER_HOOKS
+        workers = self.workers if hook_name in OBSERVER_HOOKS else None
         for impl in reversed(hook.get_hookimpls()):
             if only is not None and impl.plugin is not only:
                 continue
-            if offload and not runs_on_loop(impl.plugin):
+            if workers is not None and not runs_on_loop(impl.plugin):
                 args = [kwargs[arg] for arg in impl.argnames]
-                self.workers.submit(impl.plugin_name, hook_name, impl.function, args)
+                if not workers.submit(impl.plugin_name, hook_name, impl.function, args):
+                    self._record_drop(impl.plugin_name, hook_name)
                 continue
             started = time.perf_counter()
             try:
@@ -176,8 +216,14 @@ class PluginManager:
                     elapsed = (time.perf_counter() - started) * 1000
                     log.info("hook %s plugin=%s %.2fms", hook_name, impl.plugin_name, elapsed)
             if result is not None:
+                if opts.get("firstresult"):
+                    return result
                 results.append(result)
-        return results
+        return None if opts.get("firstresult") else results
+
+    def _record_drop(self, plugin: str, hook_name: str) -> None:
+        record = self.records.setdefault(plugin, PluginRecord(plugin))
+        record.dropped[hook_name] = record.dropped.get(hook_name, 0) + 1
 
     def _record_error(self, plugin: str, hook_name: str, exc: BaseException) -> None:
         message = f"{hook_name}: {type(exc).__name__}: {exc}"
@@ -250,6 +296,7 @@ class PluginManager:
             workers.close()  # the events before the stop reach every plugin
         self.call("corral_daemon_stop", daemon=daemon)
         self._started_with = None
+        self._history.clear()  # the calls to replay are the running daemon's
 
     def call_cli(self, group: Any) -> None:
         self.call("corral_cli", group=group)

@@ -2,9 +2,19 @@
 
 Every hook is keyword-only; an implementation asks only for the arguments it
 needs. Each implementation is called on its own: if one raises, the error is
-logged with the plugin's name in ``corral.log`` and kept for ``corral plugins
---errors``, and the other implementations still run. ``tryfirst`` and
-``trylast`` are honoured; hook wrappers are not used by corral.
+logged with the plugin's name in ``corral.log``, kept for ``corral plugins
+--errors`` and passed to the other plugins' ``corral_plugin_error``, and the
+other implementations still run. pluggy's markers mean what they mean in
+pluggy: ``tryfirst`` and ``trylast`` order the calls; a ``firstresult`` hook
+stops at the first answer other than None and the caller gets that one answer;
+a ``historic`` hook is replayed to a plugin registered later (while the daemon
+runs). Hook wrappers are not used by corral.
+
+The observer hooks (``corral_process_event``, ``corral_process_message``,
+``corral_log_chunk``) run on the plugin's own thread with a bounded backlog:
+when a plugin is far behind, its log chunks and messages are dropped and
+counted (``corral plugins --errors``, the ``dropped`` field of
+``Client.plugins()``); process events are never dropped.
 
 The docs in ``docs/hooks.md`` are generated from these docstrings.
 """
@@ -71,14 +81,15 @@ def corral_app_options() -> list[Option]:
     """
 
 
-@hookspec
+@hookspec(historic=True)
 def corral_daemon_start(daemon: DaemonAPI) -> None:
     """The daemon is up and serving; start the plugin's own services.
 
     Runs in the daemon, on the event loop, after the RPC socket is bound and
-    before saved apps are brought back. A plugin registered later (an object
-    passed to ``connect(no_daemon=True, plugins=[...])`` after start) gets
-    this call when it is registered, as a pluggy ``historic`` hook would.
+    before saved apps are brought back. A ``historic`` hook: a plugin
+    registered while the daemon runs (``PluginManager.register()`` on an
+    in-process daemon's manager) gets this call when it is registered; once the
+    daemon has stopped, a new plugin does not.
     Must not block: start threads or asyncio tasks for slow work.
 
     Example::
@@ -293,7 +304,9 @@ def corral_log_chunk(daemon: DaemonAPI, app: ManagedProcess, stream: str, data: 
     held 0.1 s without its newline, or left when the app exits; a line over
     1 MiB comes cut in pieces) was written to the log file, on the plugin's own
     thread (on the event loop with ``corral_runs_on_loop = True``). Called for
-    every chunk, so it should be cheap.
+    every chunk, so it should be cheap: while a plugin has 1000 calls or 8 MiB
+    of log data waiting, newer chunks are dropped for it (counted in
+    ``corral plugins --errors``; the log file still has them) until it catches up.
 
     Example::
 
@@ -329,7 +342,8 @@ def corral_process_message(daemon: DaemonAPI, app: ManagedProcess, message: Any)
     report and node's internal ``NODE_*`` traffic. ``message`` is the decoded
     value: PM2's ``{"type": "process:msg", "data": ..., "topic": ...}``, a
     ``{"type": "process:exception", ...}`` report, or anything else the app
-    sent. Observers only; must not block.
+    sent. Observers only: the return value is ignored. Like log chunks,
+    messages are dropped for a plugin with 1000 calls waiting, and counted.
 
     Example::
 

@@ -4,8 +4,8 @@ python docs/gen_hooks.py          # rewrite docs/hooks.md
 python docs/gen_hooks.py --check  # exit 1 if docs/hooks.md is stale
 
 The docstrings are the only source: a section per hookspec, headed by its
-signature as written, then its docstring, whether it is ``firstresult``, and
-the code of its ``Example::`` block.
+signature as written, then its docstring, whether it is ``firstresult`` or
+``historic``, and the code of its ``Example::`` block.
 """
 
 from __future__ import annotations
@@ -147,12 +147,20 @@ def section(hook: Hook) -> str:
         _calls(hook),
     ]
     if hook.historic:
-        parts += ["", "**historic**: yes. A plugin registered later gets the earlier calls."]
+        parts += [
+            "",
+            "**historic**: yes. A plugin registered while the daemon runs gets the calls "
+            "made since it started, in order, when it is registered.",
+        ]
     if hook.doc.version:
         parts += ["", f"*New in corral {hook.doc.version}.*"]
     if hook.doc.example:
         parts += ["", "Example:", "", "```python", hook.doc.example, "```"]
     return "\n".join(parts)
+
+
+def _yes(flag: bool) -> str:
+    return "yes" if flag else "no"
 
 
 def _summary(hook: Hook) -> str:
@@ -191,10 +199,11 @@ def render() -> str:
         "with `@corral.hookimpl`; it takes only the arguments it needs, by name. See "
         "[plugins.md](plugins.md) to write, load and test a plugin.",
         "",
-        "| hook | firstresult | what it is for |",
-        "|---|---|---|",
+        "| hook | firstresult | historic | what it is for |",
+        "|---|---|---|---|",
         *(
-            f"| [`{h.name}`](#{h.name}) | {'yes' if h.firstresult else 'no'} | {_summary(h)} |"
+            f"| [`{h.name}`](#{h.name}) | {_yes(h.firstresult)} | {_yes(h.historic)} "
+            f"| {_summary(h)} |"
             for h in all_hooks
         ),
         "",
