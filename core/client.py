@@ -481,9 +481,6 @@ class _Calls:
         """Zero the restart counters of ``target`` (PM2's ``reset``)."""
         return self._send("reset", {"target": _target(target, self._remote)}, _infos)
 
-    def reload_logs(self) -> list[str]:
-        return self._send("reload_logs", {})
-
     def send_signal_to_process_name(self, signal: str | int, target: Target) -> list[ProcessInfo]:
         return self._send(
             "send_signal_to_process_name",
@@ -602,6 +599,17 @@ class Client(_Calls):
         except ProtocolError as exc:
             raise PluginError(NO_BUS) from exc
         return Bus(reply["address"], topics)
+
+    def reload_logs(self) -> list[str]:
+        """Reopen every app log and corral.log by its name, after an external ``mv``;
+        returns the app logs reopened (PM2's ``reloadLogs``). Needs the ``logrotate``
+        plugin in the daemon: :class:`PluginError` naming it otherwise."""
+        try:
+            return self._send("reload_logs", {})
+        except ProtocolError as exc:
+            raise needs_plugin("reload_logs", "logrotate", exc) from exc
+
+    reloadLogs = reload_logs  # PM2's name
 
     def startup(self, platform: str | None = None, **kw: Any) -> StartupResult:
         """Install the boot script that runs ``corral resurrect`` at boot (``pm2.startup``).
@@ -759,6 +767,15 @@ class AsyncClient(_Calls):
             raise PluginError(NO_BUS) from exc
         return Bus(reply["address"], topics)
 
+    async def reload_logs(self) -> list[str]:
+        """The asyncio twin of :meth:`Client.reload_logs`."""
+        try:
+            return await self._send("reload_logs", {})
+        except ProtocolError as exc:
+            raise needs_plugin("reload_logs", "logrotate", exc) from exc
+
+    reloadLogs = reload_logs  # PM2's name
+
     async def kill_daemon(self) -> None:
         import asyncio
 
@@ -775,6 +792,17 @@ class AsyncClient(_Calls):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.disconnect()
+
+
+def needs_plugin(call: str, plugin: str, exc: ProtocolError) -> CorralError:
+    """What a client call answered ``unknown command`` raises: PluginError naming the
+    plugin that serves it (any other protocol error is returned as it is)."""
+    if not str(exc).startswith("unknown command"):
+        return exc
+    return PluginError(
+        f"{call} needs the plugin '{plugin}', which is not loaded in the daemon: "
+        "install it, or add it to CORRAL_PLUGINS / connect(plugins=[...])"
+    )
 
 
 NO_BUS = (
