@@ -248,13 +248,6 @@ def counter(tmp_path):
     return python_app(tmp_path, "counter.py", COUNTER)
 
 
-@pytest.fixture
-def with_logrotate(corral_home, monkeypatch):
-    """The daemon ``pm`` starts loads logrotate (reload_logs is its), no rotation by time."""
-    (corral_home / "logrotate.json").write_text('{"rotate_interval": "off"}')
-    monkeypatch.setenv("CORRAL_PLUGINS", "logrotate")
-
-
 def test_following_survives_flush_rotation_and_restart(
     corral_home, with_logrotate, pm, counter, tmp_path
 ):

@@ -58,13 +58,6 @@ def client_call(corral_home: Path, code: str, timeout: float) -> subprocess.Comp
     )
 
 
-@pytest.fixture
-def with_logrotate(corral_home, monkeypatch):
-    """The daemon ``pm`` starts loads logrotate (reload_logs is its), no rotation by time."""
-    (corral_home / "logrotate.json").write_text('{"rotate_interval": "off"}')
-    monkeypatch.setenv("CORRAL_PLUGINS", "logrotate")
-
-
 def test_a_fifo_swapped_for_a_user_apps_log_does_not_hang_the_daemon(
     app_user, shared_dir, corral_home, with_logrotate, pm
 ):

@@ -19,13 +19,6 @@ from tests.conftest import out_lines, run_cli, wait_for
 
 
 @pytest.fixture
-def with_logrotate(corral_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Daemons started from here on (before ``pm``) load logrotate; no rotation by time."""
-    (corral_home / "logrotate.json").write_text('{"rotate_interval": "off"}')
-    monkeypatch.setenv("CORRAL_PLUGINS", "logrotate")
-
-
-@pytest.fixture
 def embedded(corral_home: Path) -> Iterator[corral.Client]:
     """An in-process daemon with no plugin."""
     with corral.connect(no_daemon=True, plugins=[]) as client:
