@@ -68,11 +68,29 @@ def test_cli_reload_logs(with_logrotate, pm, app_path):
     assert path.exists()
 
 
+class SignalProbe:
+    """What DaemonAPI.handle_signal answers a plugin at corral_daemon_start."""
+
+    claimed: bool | None = None
+    refused = ""
+
+    @corral.hookimpl
+    def corral_daemon_start(self, daemon) -> None:
+        self.claimed = daemon.handle_signal(signal.SIGUSR2, lambda: None)
+        try:
+            daemon.handle_signal(signal.SIGTERM, lambda: None)
+        except ValueError as exc:
+            self.refused = str(exc)
+
+
 def test_an_embedded_daemon_leaves_sigusr2_to_its_host(corral_home):
     before = signal.getsignal(signal.SIGUSR2)
-    with corral.connect(no_daemon=True, plugins=[logrotate]) as client:
+    probe = SignalProbe()
+    with corral.connect(no_daemon=True, plugins=[logrotate, probe]) as client:
         assert client.reload_logs() == []  # the command is served
         assert signal.getsignal(signal.SIGUSR2) is before  # the host's handler is untouched
+        assert probe.claimed is False
+        assert probe.refused == "SIGTERM is the daemon's own signal"
 
 
 # -- without it ----------------------------------------------------------------
