@@ -14,7 +14,7 @@ def _target(value: str | None) -> Any:
 
 @corral.hookimpl
 def corral_cli(group: Any) -> None:
-    import click
+    import click  # deferred: only the CLI process needs it, never the daemon
 
     def client() -> Any:
         # as the core commands do: a test passes its client as the root context's obj
