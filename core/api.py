@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import importlib
+import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -35,6 +36,11 @@ if TYPE_CHECKING:
     Process = ManagedProcess
 
 T = TypeVar("T")
+
+# the signals the daemon handles itself, which no plugin may take (DaemonAPI.handle_signal)
+_DAEMON_SIGNALS = frozenset(
+    (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGCHLD)
+)
 
 # the helpers, loaded on first use: name -> (module, its name there)
 _HELPERS = {
@@ -199,6 +205,34 @@ class DaemonAPI:
     def reopen_daemon_log(self) -> None:
         """Open ``corral.log`` again by its name, after a rotation moved it."""
         self._daemon.log_file.reopen()
+
+    def reopen_app_logs(self) -> list[Path]:
+        """Open every app log file again by its name (after an external ``mv``): the paths
+        reopened. A file that cannot be reopened keeps its old descriptor, its error set."""
+        return self._daemon.logs.reopen_all()
+
+    # -- signals -----------------------------------------------------------
+
+    def handle_signal(self, sig: int, callback: Callable[[], Any]) -> bool:
+        """Call ``callback()`` on the loop each time the daemon's process gets ``sig``
+        (the logrotate plugin: SIGUSR2 reopens the logs). Only a detached daemon owns its
+        process's signals: an embedded one (``connect(no_daemon=True)``) leaves them to its
+        host and this returns False. The last plugin to claim a signal gets it. SIGTERM,
+        SIGINT, SIGQUIT, SIGHUP and SIGCHLD are the daemon's own: ValueError."""
+        if sig in _DAEMON_SIGNALS:
+            raise ValueError(f"{signal.Signals(sig).name} is the daemon's own signal")
+        if self._daemon.in_process:
+            return False
+        self.loop.add_signal_handler(sig, callback)
+        return True
+
+    def release_signal(self, sig: int) -> None:
+        """Undo :meth:`handle_signal` (in ``corral_daemon_stop``): from then on the daemon
+        logs ``sig`` and ignores it, so it cannot kill the daemon."""
+        loop = self._daemon.loop
+        if self._daemon.in_process or loop is None or loop.is_closed():
+            return
+        loop.add_signal_handler(sig, self._daemon.unclaimed_signal, sig)
 
     def __repr__(self) -> str:
         return f"<DaemonAPI home={str(self.home)!r}>"

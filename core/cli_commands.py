@@ -586,7 +586,7 @@ def build_cli() -> click.Group:
     @cli.command("reload-logs")
     @json_flag
     def reload_logs(as_json: bool) -> None:
-        """Reopen every log file (after an external rotation)."""
+        """Reopen every log file after an external rotation (the logrotate plugin's)."""
         paths = _client().reload_logs()
         if as_json:
             print_json({"reopened": paths})

@@ -491,9 +491,6 @@ class _Calls:
         """Zero the restart counters of ``target`` (PM2's ``reset``)."""
         return self._send("reset", {"target": _target(target, self._remote)}, _infos)
 
-    def reload_logs(self) -> list[str]:
-        return self._send("reload_logs", {})
-
     def send_signal_to_process_name(self, signal: str | int, target: Target) -> list[ProcessInfo]:
         return self._send(
             "send_signal_to_process_name",
@@ -611,6 +608,17 @@ class Client(_Calls):
         except ProtocolError as exc:
             raise PluginError(NO_BUS) from exc
         return _subscriber(self, reply["address"], topics)
+
+    def reload_logs(self) -> list[str]:
+        """Reopen every app log and corral.log by its name, after an external ``mv``;
+        returns the app logs reopened (PM2's ``reloadLogs``). Needs the ``logrotate``
+        plugin in the daemon: :class:`PluginError` naming it otherwise."""
+        try:
+            return self._send("reload_logs", {})
+        except ProtocolError as exc:
+            raise needs_plugin("reload_logs", "logrotate", exc) from exc
+
+    reloadLogs = reload_logs  # PM2's name
 
     def startup(self, platform: str | None = None, **kw: Any) -> Any:
         """Install the boot script that runs ``corral resurrect`` at boot (``pm2.startup``).
@@ -781,6 +789,15 @@ class AsyncClient(_Calls):
             raise PluginError(NO_BUS) from exc
         return _subscriber(self, reply["address"], topics)
 
+    async def reload_logs(self) -> list[str]:
+        """The asyncio twin of :meth:`Client.reload_logs`."""
+        try:
+            return await self._send("reload_logs", {})
+        except ProtocolError as exc:
+            raise needs_plugin("reload_logs", "logrotate", exc) from exc
+
+    reloadLogs = reload_logs  # PM2's name
+
     async def kill_daemon(self) -> None:
         import asyncio
 
@@ -804,6 +821,19 @@ NO_STARTUP = (
     f"startup/unstartup need the plugin '{STARTUP_PLUGIN}', which is not loaded: "
     "install it, or add it to CORRAL_PLUGINS / connect(plugins=[...])"
 )
+
+
+def needs_plugin(call: str, plugin: str, exc: ProtocolError) -> CorralError:
+    """What a client call answered ``unknown command`` raises: PluginError naming the
+    plugin that serves it (any other protocol error is returned as it is)."""
+    if not str(exc).startswith("unknown command"):
+        return exc
+    return PluginError(
+        f"{call} needs the plugin '{plugin}', which is not loaded in the daemon: "
+        "install it, or add it to CORRAL_PLUGINS / connect(plugins=[...])"
+    )
+
+
 NO_BUS = (
     "launch_bus needs the plugin 'bus', which is not loaded in the daemon: "
     "install it, or add it to CORRAL_PLUGINS / connect(plugins=[...])"

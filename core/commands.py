@@ -64,7 +64,6 @@ class Commands:
         "resurrect",
         "flush",
         "reset",
-        "reload_logs",
         "send_signal_to_process_name",
         "send_signal_to_process_id",
         "send_data_to_process_id",
@@ -724,9 +723,6 @@ class Commands:
         for proc in procs:
             proc.history = lifecycle.on_reset(proc.history, now)
         return self.describe_all(procs)
-
-    def cmd_reload_logs(self) -> list[str]:
-        return self.daemon.reload_logs()
 
     async def cmd_send_signal_to_process_name(
         self, signal: Any, target: Any

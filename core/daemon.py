@@ -193,8 +193,14 @@ class Daemon:
         assert self.loop is not None
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
             self.loop.add_signal_handler(sig, self._on_terminate, sig)
-        self.loop.add_signal_handler(signal.SIGUSR2, self.reload_logs)
+        # PM2 reopens the logs on SIGUSR2: the logrotate plugin claims it (DaemonAPI.handle_signal);
+        # without it the signal is logged and ignored, never left to kill the daemon
+        self.loop.add_signal_handler(signal.SIGUSR2, self.unclaimed_signal, signal.SIGUSR2)
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+    def unclaimed_signal(self, sig: int) -> None:
+        """A signal that is no plugin's now (SIGUSR2 without logrotate): logged, ignored."""
+        self.log.warning("signal ignored: no plugin handles it", signal=signal.Signals(sig).name)
 
     def _on_terminate(self, sig: int) -> None:
         # PM2 dumps the list on SIGTERM/SIGINT/SIGQUIT before stopping everything
@@ -891,14 +897,6 @@ class Daemon:
             return future
         coro = self.restart_process(proc, reason=reason)
         return asyncio.run_coroutine_threadsafe(coro, self.loop)
-
-    # -- logs --------------------------------------------------------------
-
-    def reload_logs(self) -> list[str]:
-        reopened = [str(path) for path in self.logs.reopen_all()]
-        self.log_file.reopen()
-        self.log.info("reopened logs", count=len(reopened))
-        return reopened
 
     # -- leftovers: what a stop reaches besides the running child's tree -------
 

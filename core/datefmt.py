@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
+from typing import Any
 
 from .errors import OptionError, shorten
 
+TIME_FORMAT = "YYYY-MM-DDTHH:mm:ss"  # the date of every line with the app option ``time: true``
 _MONTHS = (
     "January February March April May June July August September October November December"
 ).split()
@@ -102,22 +104,35 @@ def _bad_format(fmt: str, token: str, what: str = "an unknown token") -> OptionE
     )
 
 
-def _moment_parts(fmt: str) -> list[str | Callable[[datetime], str]]:
-    parts: list[str | Callable[[datetime], str]] = []
+def _moment_pieces(fmt: str) -> Iterator[tuple[str, str]]:
+    """``fmt`` (moment/dayjs) cut as moment reads it: ``("text", literal)`` for
+    ``[text]``, ``\\x`` and what is not a letter, ``("token", token)`` for a run of one
+    letter (``YYYY``) or an ordinal (``Do``), ``("unclosed", rest)`` at a ``[`` never
+    closed. Both the rendering and the reading of a format walk these pieces."""
     for match in _MOMENT_TOKEN.finditer(fmt):
-        bracketed, escaped, ordinal, _, unclosed, text = match.groups()
-        token = match.group(0)
+        bracketed, escaped, _, _, unclosed, text = match.groups()
         literal = next((g for g in (bracketed, escaped, text) if g is not None), None)
         if literal is not None:
-            parts.append(literal)
+            yield "text", literal
         elif unclosed is not None:
-            raise _bad_format(fmt, fmt[match.start() :], "an unclosed bracket")
-        elif token in _MOMENT:
-            parts.append(_MOMENT[token])
-        elif ordinal is not None or token[0] in _MOMENT_LETTERS:
-            raise _bad_format(fmt, token)
+            yield "unclosed", fmt[match.start() :]
         else:
-            parts.append(token)
+            yield "token", match.group(0)
+
+
+def _moment_parts(fmt: str) -> list[str | Callable[[datetime], str]]:
+    parts: list[str | Callable[[datetime], str]] = []
+    for kind, piece in _moment_pieces(fmt):
+        if kind == "text":
+            parts.append(piece)
+        elif kind == "unclosed":
+            raise _bad_format(fmt, piece, "an unclosed bracket")
+        elif piece in _MOMENT:
+            parts.append(_MOMENT[piece])
+        elif piece[0] in _MOMENT_LETTERS:  # ordinals among them: every one starts with one
+            raise _bad_format(fmt, piece)
+        else:
+            parts.append(piece)
     return parts
 
 
@@ -149,3 +164,125 @@ def date_formatter(fmt: str) -> Callable[[float], str]:
 def iso_timestamp(ts: float) -> str:
     """UTC with milliseconds, as JavaScript's ``Date.toISOString()`` (PM2's json logs)."""
     return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+# -- reading a date back from a log line -------------------------------------
+
+_NUMBERS = {
+    "YYYY": ("year", r"\d{4}"),
+    "YY": ("yy", r"\d{2}"),
+    "MM": ("month", r"\d{2}"),
+    "M": ("month", r"\d{1,2}"),
+    "DD": ("day", r"\d{2}"),
+    "D": ("day", r"\d{1,2}"),
+    "HH": ("hour", r"\d{2}"),
+    "H": ("hour", r"\d{1,2}"),
+    "mm": ("minute", r"\d{2}"),
+    "m": ("minute", r"\d{1,2}"),
+    "ss": ("second", r"\d{2}"),
+    "s": ("second", r"\d{1,2}"),
+    "Z": ("tz", r"[+-]\d{2}:\d{2}"),
+    "ZZ": ("tz", r"[+-]\d{4}"),
+    "X": ("epoch", r"\d+"),
+    "x": ("epoch_ms", r"\d+"),
+}
+_STRFTIME = {
+    "Y": ("year", r"\d{4}"),
+    "y": ("yy", r"\d{2}"),
+    "m": ("month", r"\d{1,2}"),
+    "d": ("day", r"\d{1,2}"),
+    "H": ("hour", r"\d{1,2}"),
+    "M": ("minute", r"\d{1,2}"),
+    "S": ("second", r"\d{1,2}"),
+    "f": ("fraction", r"\d{1,9}"),
+    "z": ("tz", r"[+-]\d{4}"),
+    "s": ("epoch", r"\d+"),
+    "%": (None, "%"),
+}
+
+
+def _group(key: str | None, pattern: str, used: set[str]) -> str:
+    if key is None or key in used:
+        return f"(?:{pattern})"
+    used.add(key)
+    return f"(?P<{key}>{pattern})"
+
+
+@functools.lru_cache(maxsize=64)
+def _prefix_pattern(fmt: str) -> re.Pattern[str] | None:
+    """A regex for ``<date>: `` at the start of a line, the date in ``fmt``."""
+    used: set[str] = set()
+    parts: list[str] = []
+    if "%" in fmt:
+        for piece in re.split(r"(%.)", fmt):
+            if len(piece) == 2 and piece[0] == "%":
+                key, pattern = _STRFTIME.get(piece[1], (None, r".+?"))
+                parts.append(_group(key, pattern, used))
+            else:
+                parts.append(re.escape(piece))
+    else:
+        for kind, piece in _moment_pieces(fmt):
+            if kind == "unclosed":
+                return None  # a format the daemon refused: its lines have no date
+            if kind == "text":
+                parts.append(re.escape(piece))
+            elif piece in _NUMBERS:
+                parts.append(_group(*_NUMBERS[piece], used))
+            elif set(piece) == {"S"}:
+                parts.append(_group("fraction", rf"\d{{{len(piece)}}}", used))
+            elif piece in ("A", "a") or piece[0] in "MDdhHkQEoWw":
+                parts.append(r".+?")
+            else:
+                parts.append(re.escape(piece))
+    try:
+        return re.compile("".join(parts) + ": ")
+    except re.error:
+        return None
+
+
+def _from_fields(found: dict[str, str | None]) -> float | None:
+    if found.get("epoch"):
+        return float(found["epoch"])  # type: ignore[arg-type]
+    if found.get("epoch_ms"):
+        return int(found["epoch_ms"]) / 1000  # type: ignore[arg-type]
+    now = datetime.now()
+    year = int(found["year"]) if found.get("year") else None
+    if year is None and found.get("yy"):
+        year = 2000 + int(found["yy"])  # type: ignore[arg-type]
+    fraction = (found.get("fraction") or "0")[:6].ljust(6, "0")
+    text = "{:04d}-{:02d}-{:02d}T{:02d}:{:02d}:{:02d}.{}{}".format(
+        year or now.year,
+        int(found.get("month") or now.month),
+        int(found.get("day") or now.day),
+        int(found.get("hour") or 0),
+        int(found.get("minute") or 0),
+        int(found.get("second") or 0),
+        fraction,
+        found.get("tz") or "",
+    )
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        return None
+
+
+def date_reader(fmt: str) -> Callable[[str], float | None]:
+    """The inverse of :func:`date_formatter` for a log line: a function from a line to
+    the Unix time of its ``"<date>: "`` prefix in ``fmt`` (None without one). Fields
+    the format lacks are taken from today (the date) or are 0 (the time of day)."""
+    pattern = _prefix_pattern(fmt)
+
+    def read(line: str) -> float | None:
+        found = pattern.match(line) if pattern is not None else None
+        return _from_fields(found.groupdict()) if found else None
+
+    return read
+
+
+def line_date_format(options: dict[str, Any]) -> str | None:
+    """The format of the date the daemon writes before each line of an app:
+    ``log_date_format``, else ``YYYY-MM-DDTHH:mm:ss`` with ``time: true``, else None."""
+    fmt = options.get("log_date_format")
+    if isinstance(fmt, str) and fmt:
+        return fmt
+    return TIME_FORMAT if options.get("time") else None

@@ -19,16 +19,14 @@ without one has no known time (None).
 
 from __future__ import annotations
 
-import functools
 import json
 import os
-import re
 import stat
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, BinaryIO
 
-from .datefmt import _MOMENT_TOKEN
+from .datefmt import date_reader, line_date_format
 
 TAIL_BYTES = 16 << 20  # the most of a file's end read for its past lines
 READ_BYTES = 16 << 20  # the most read from a followed file per poll
@@ -195,104 +193,6 @@ class FollowedFile:
 
 # -- the time of a line --------------------------------------------------------
 
-_NUMBERS = {
-    "YYYY": ("year", r"\d{4}"),
-    "YY": ("yy", r"\d{2}"),
-    "MM": ("month", r"\d{2}"),
-    "M": ("month", r"\d{1,2}"),
-    "DD": ("day", r"\d{2}"),
-    "D": ("day", r"\d{1,2}"),
-    "HH": ("hour", r"\d{2}"),
-    "H": ("hour", r"\d{1,2}"),
-    "mm": ("minute", r"\d{2}"),
-    "m": ("minute", r"\d{1,2}"),
-    "ss": ("second", r"\d{2}"),
-    "s": ("second", r"\d{1,2}"),
-    "Z": ("tz", r"[+-]\d{2}:\d{2}"),
-    "ZZ": ("tz", r"[+-]\d{4}"),
-    "X": ("epoch", r"\d+"),
-    "x": ("epoch_ms", r"\d+"),
-}
-_STRFTIME = {
-    "Y": ("year", r"\d{4}"),
-    "y": ("yy", r"\d{2}"),
-    "m": ("month", r"\d{1,2}"),
-    "d": ("day", r"\d{1,2}"),
-    "H": ("hour", r"\d{1,2}"),
-    "M": ("minute", r"\d{1,2}"),
-    "S": ("second", r"\d{1,2}"),
-    "f": ("fraction", r"\d{1,9}"),
-    "z": ("tz", r"[+-]\d{4}"),
-    "s": ("epoch", r"\d+"),
-    "%": (None, "%"),
-}
-
-
-def _group(key: str | None, pattern: str, used: set[str]) -> str:
-    if key is None or key in used:
-        return f"(?:{pattern})"
-    used.add(key)
-    return f"(?P<{key}>{pattern})"
-
-
-@functools.lru_cache(maxsize=64)
-def _stamp_pattern(fmt: str) -> re.Pattern[str] | None:
-    """A regex for ``<date>: `` at the start of a line, the date in ``fmt``."""
-    used: set[str] = set()
-    parts: list[str] = []
-    if "%" in fmt:
-        for piece in re.split(r"(%.)", fmt):
-            if len(piece) == 2 and piece[0] == "%":
-                key, pattern = _STRFTIME.get(piece[1], (None, r".+?"))
-                parts.append(_group(key, pattern, used))
-            else:
-                parts.append(re.escape(piece))
-    else:
-        for match in _MOMENT_TOKEN.finditer(fmt):
-            bracketed, escaped, _, _, _, text = match.groups()
-            token = match.group(0)
-            literal = next((g for g in (bracketed, escaped, text) if g is not None), None)
-            if literal is not None:
-                parts.append(re.escape(literal))
-            elif token in _NUMBERS:
-                parts.append(_group(*_NUMBERS[token], used))
-            elif token and set(token) == {"S"}:
-                parts.append(_group("fraction", rf"\d{{{len(token)}}}", used))
-            elif token[0].isalpha() and (token in ("A", "a") or token[0] in "MDdhHkQEoWw"):
-                parts.append(r".+?")
-            else:
-                parts.append(re.escape(token))
-    try:
-        return re.compile("".join(parts) + ": ")
-    except re.error:
-        return None
-
-
-def _from_fields(found: dict[str, str | None]) -> float | None:
-    if found.get("epoch"):
-        return float(found["epoch"])  # type: ignore[arg-type]
-    if found.get("epoch_ms"):
-        return int(found["epoch_ms"]) / 1000  # type: ignore[arg-type]
-    now = datetime.now()
-    year = int(found["year"]) if found.get("year") else None
-    if year is None and found.get("yy"):
-        year = 2000 + int(found["yy"])  # type: ignore[arg-type]
-    fraction = (found.get("fraction") or "0")[:6].ljust(6, "0")
-    text = "{:04d}-{:02d}-{:02d}T{:02d}:{:02d}:{:02d}.{}{}".format(
-        year or now.year,
-        int(found.get("month") or now.month),
-        int(found.get("day") or now.day),
-        int(found.get("hour") or 0),
-        int(found.get("minute") or 0),
-        int(found.get("second") or 0),
-        fraction,
-        found.get("tz") or "",
-    )
-    try:
-        return datetime.fromisoformat(text).timestamp()
-    except ValueError:
-        return None
-
 
 def iso_time(value: Any) -> float | None:
     """An ISO 8601 string (``Z`` or an offset, or local time) as a Unix time."""
@@ -307,8 +207,8 @@ def iso_time(value: Any) -> float | None:
 def time_reader(options: dict[str, Any]) -> Callable[[str], float | None]:
     """A function from one of the app's log lines to the time it was written (or None),
     from the app's ``log_date_format`` / ``time`` / ``log_type`` options."""
-    fmt = options.get("log_date_format") or ("YYYY-MM-DDTHH:mm:ss" if options.get("time") else None)
-    pattern = _stamp_pattern(fmt) if isinstance(fmt, str) and fmt else None
+    fmt = line_date_format(options)
+    prefix_time = date_reader(fmt) if fmt else None
     as_json = options.get("log_type") == "json"
 
     def read(line: str) -> float | None:
@@ -317,13 +217,9 @@ def time_reader(options: dict[str, Any]) -> Callable[[str], float | None]:
                 stamp = json.loads(line).get("timestamp")
             except (ValueError, AttributeError):
                 return None
-            if pattern is not None and isinstance(stamp, str):
-                found = pattern.match(stamp + ": ")
-                return _from_fields(found.groupdict()) if found else None
+            if prefix_time is not None and isinstance(stamp, str):
+                return prefix_time(stamp + ": ")
             return iso_time(stamp)
-        if pattern is None:
-            return None
-        found = pattern.match(line)
-        return _from_fields(found.groupdict()) if found else None
+        return prefix_time(line) if prefix_time is not None else None
 
     return read

@@ -5,8 +5,8 @@ The daemon writes each stream of an app to its own file, whole lines (see
 
 - **dates**: with ``time`` or ``log_date_format`` the daemon starts every line
   with ``"<date>: "``. When the format renders fixed-width strings whose order
-  is the order of time (``YYYY-MM-DD HH:mm:ss.SSS``, the default of ``time``;
-  :func:`sortable_width` checks it), lines are merged by that prefix, to the
+  is the order of time (``YYYY-MM-DD HH:mm:ss.SSS``, or ``YYYY-MM-DDTHH:mm:ss``
+  of ``time``; :func:`sortable_width` checks it), lines are merged by that prefix, to the
   format's finest unit: lines of the two streams within one unit show out first.
   ``log_type: json`` lines are merged by their ``timestamp`` (ISO 8601 UTC with
   milliseconds by default) and show their ``message``.
@@ -29,6 +29,7 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Any, BinaryIO
 
+from .datefmt import date_formatter, line_date_format
 from .logtail import open_log
 
 POLL = 0.2  # seconds between two reads of the selected app's files
@@ -42,8 +43,6 @@ Line = tuple[str, str, str]  # (stream, text, sort key: the date prefix or "")
 def sortable_width(fmt: str) -> int | None:
     """The width of ``fmt``'s dates if every date has that width and sorts as time
     does (checked on dates from 1999 to 2038, every unit changing); else None."""
-    from .datefmt import date_formatter
-
     try:
         render = date_formatter(fmt)
     except Exception:  # a bad format: the daemon refused it, the lines have no date
@@ -65,7 +64,7 @@ def date_width(options: dict[str, Any]) -> int | None:
     ``log_date_format`` is given)."""
     if options.get("log_type") == "json" and not options.get("log_date_format"):
         return ISO_WIDTH
-    fmt = options.get("log_date_format") or ("YYYY-MM-DDTHH:mm:ss" if options.get("time") else None)
+    fmt = line_date_format(options)
     return sortable_width(fmt) if fmt else None
 
 

@@ -19,6 +19,7 @@ import asyncio
 import os
 from typing import TYPE_CHECKING
 
+from .datefmt import line_date_format
 from .lines import LineWriter
 
 if TYPE_CHECKING:
@@ -48,9 +49,7 @@ class OutputPipes:
         paths = (proc.log_paths.get(stream), proc.log_paths.get("combined"))
         targets = [f for f in proc.log_files if f.path in paths]
         options = proc.options
-        date_format = options.get("log_date_format") or (
-            "YYYY-MM-DDTHH:mm:ss" if options.get("time") else None
-        )
+        date_format = line_date_format(options)
         json_fields = None
         if options.get("log_type") == "json":
             json_fields = {"type": stream, "process_id": proc.pm_id, "app_name": proc.name}

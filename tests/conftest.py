@@ -67,6 +67,14 @@ def pm(corral_home: Path) -> Iterator[object]:
 
 
 @pytest.fixture
+def with_logrotate(corral_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Daemons started after it (list it before ``pm``) load the logrotate plugin, whose
+    ``reload_logs`` is, with no rotation by time."""
+    (corral_home / "logrotate.json").write_text('{"rotate_interval": "off"}')
+    monkeypatch.setenv("CORRAL_PLUGINS", "logrotate")
+
+
+@pytest.fixture
 def raw(corral_home, pm):
     """A bare DEALER socket on the daemon's RPC address."""
     ctx = zmq.Context()

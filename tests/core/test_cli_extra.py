@@ -86,7 +86,9 @@ def test_cleardump_needs_no_daemon(corral_home: Path) -> None:
     assert said == {"path": str(dump), "backup": f"{dump}.bak"}
 
 
-def test_pm2_camel_case_and_kebab_case_spellings(pm: object, tmp_path: Path) -> None:
+def test_pm2_camel_case_and_kebab_case_spellings(
+    with_logrotate: None, pm: object, tmp_path: Path
+) -> None:
     assert corral("reloadLogs").stdout == corral("reload-logs").stdout
     _sleeper("web")
     corral("gracefulReload", "web")

@@ -60,7 +60,8 @@ def _one_document(*args: str) -> object:
     return json.loads(result.stdout)  # one document, nothing else on stdout
 
 
-def test_the_small_commands_print_one_json_document(corral_home) -> None:
+def test_the_small_commands_print_one_json_document(corral_home, monkeypatch) -> None:
+    monkeypatch.setenv("CORRAL_PLUGINS", "logrotate")  # reload-logs is its
     corral("start", SLEEP, "--name", "nap", "--no-wait", "--", "3600")
     [pid] = _one_document("pid", "nap")
     assert isinstance(pid, int) and pid > 0

@@ -248,7 +248,9 @@ def counter(tmp_path):
     return python_app(tmp_path, "counter.py", COUNTER)
 
 
-def test_following_survives_flush_rotation_and_restart(pm, corral_home, counter, tmp_path):
+def test_following_survives_flush_rotation_and_restart(
+    corral_home, with_logrotate, pm, counter, tmp_path
+):
     app = pm.start(counter, {"name": "count", "args": [str(tmp_path)]})[0]
     wait_for(lambda: b"0 4\n" in Path(app.out_log).read_bytes(), what="4 lines")
     reader = Reader(corral_logs(corral_home, "count", "--raw", "--out", "--lines", "3"))

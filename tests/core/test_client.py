@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sys
 from pathlib import Path
 
@@ -305,16 +304,6 @@ def test_async_client(corral_home, app_path):
 def test_ps_and_pid_file(pm, app_path):
     info = pm.start(app_path("sleeper.py"))[0]
     assert Path(info.pid_path).read_text() == str(info.pid)
-
-
-def test_sigusr2_reopens_logs(pm, app_path, corral_home):
-    info = pm.start(app_path("sleeper.py"))[0]
-    wait_for(lambda: out_lines(info))
-    os.rename(info.out_log, info.out_log + ".1")
-    os.kill(pm.daemon_pid, signal.SIGUSR2)
-    wait_for(lambda: Path(info.out_log).exists())
-    pm.restart("sleeper")
-    wait_for(lambda: out_lines(pm.describe(0)[0]))
 
 
 def test_python_runs_under_the_daemons_interpreter(pm, app_path):

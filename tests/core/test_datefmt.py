@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from corral.datefmt import date_formatter, iso_timestamp
+from corral.datefmt import date_formatter, date_reader, iso_timestamp, line_date_format
 from corral.errors import OptionError
 
 # 2023-11-14 22:13:20.123456 UTC, a Tuesday
@@ -84,3 +84,28 @@ def test_date_formatter_is_cached():
 def test_iso_timestamp_is_utc_with_milliseconds(tz):
     tz("IST-5:30")
     assert iso_timestamp(T) == "2023-11-14T22:13:20.123Z"
+
+
+@pytest.mark.parametrize(
+    ("fmt", "exact"),
+    [
+        ("YYYY-MM-DD HH:mm:ss.SSS Z", T),
+        ("YYYY-MM-DDTHH:mm:ss", 1700000000.0),  # the date of `time: true`
+        ("[at] HH:mm:ss [on] DD/MM/YYYY ZZ", 1700000000.0),
+        ("%Y-%m-%d %H:%M:%S.%f %z", T),
+        ("X", 1700000000.0),
+        ("x", 1700000000.123),
+    ],
+)
+def test_date_reader_reads_back_what_date_formatter_wrote(tz, fmt, exact):
+    tz("CET-1")
+    line = f"{date_formatter(fmt)(T)}: a line"
+    assert date_reader(fmt)(line) == pytest.approx(exact, abs=1e-3)
+    assert date_reader(fmt)("a line without its date") is None
+
+
+def test_line_date_format_is_the_one_the_daemon_writes():
+    assert line_date_format({"log_date_format": "HH:mm", "time": True}) == "HH:mm"
+    assert line_date_format({"time": True}) == "YYYY-MM-DDTHH:mm:ss"
+    assert line_date_format({"log_date_format": ""}) is None
+    assert line_date_format({}) is None

@@ -59,7 +59,7 @@ def client_call(corral_home: Path, code: str, timeout: float) -> subprocess.Comp
 
 
 def test_a_fifo_swapped_for_a_user_apps_log_does_not_hang_the_daemon(
-    app_user, shared_dir, corral_home, pm
+    app_user, shared_dir, corral_home, with_logrotate, pm
 ):
     """The app's user replaces its own log with a fifo nobody reads; root's daemon then
     reopens it (``reload_logs``, logrotate's rotation): an open O_WRONLY of a fifo blocks

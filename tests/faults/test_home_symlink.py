@@ -116,7 +116,7 @@ def test_a_home_link_repointed_after_start_is_not_followed(base, tmp_path):
     target = victim(base)
     script = tmp_path / "chat.py"
     script.write_text(CHATTY)
-    client = corral.connect(link, no_daemon=True)
+    client = corral.connect(link, no_daemon=True, plugins=["logrotate"])  # reload_logs is its
     pid = None
     try:
         pid = client.start(str(script), {"name": "chat"})[0].pid
