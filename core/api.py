@@ -26,11 +26,17 @@ if TYPE_CHECKING:
     from .credentials import resolve as app_account
     from .daemon import Daemon
     from .datefmt import date_formatter
+    from .errors import shorten
+    from .fdreserve import RESERVE as FD_RESERVE
+    from .fdreserve import fd_limit
     from .hooks import load_plugins
     from .logs import LogFile
     from .monitor import TreeSampler
-    from .paths import dump_file
+    from .paths import dump_file, ensure_home, settings_file
+    from .paths import home as corral_home
     from .process import ManagedProcess
+    from .rpc_async import RPCServer
+    from .settings import read as read_settings
     from .spawn import is_node
 
     Process = ManagedProcess
@@ -56,22 +62,36 @@ _HELPERS = {
     "dump_file": ("paths", "dump_file"),
     "load_plugins": ("hooks", "load_plugins"),
     "running_client": ("client", "running_client"),
+    "corral_home": ("paths", "home"),
+    "ensure_home": ("paths", "ensure_home"),
+    "settings_file": ("paths", "settings_file"),
+    "read_settings": ("settings", "read"),
+    "shorten": ("errors", "shorten"),
+    "fd_limit": ("fdreserve", "fd_limit"),
+    "FD_RESERVE": ("fdreserve", "RESERVE"),
 }
 
 __all__ = [
+    "FD_RESERVE",
     "Account",
     "DaemonAPI",
     "Process",
     "TreeSampler",
     "app_account",
     "as_account",
+    "corral_home",
     "date_formatter",
     "dump_file",
+    "ensure_home",
+    "fd_limit",
     "is_node",
     "load_plugins",
     "parse_bytes",
     "parse_ms",
+    "read_settings",
     "running_client",
+    "settings_file",
+    "shorten",
 ]
 
 
@@ -180,6 +200,20 @@ class DaemonAPI:
     def forget_state(self, key: str) -> Any:
         """Drop (and return) the object :meth:`state` keeps under ``key``, e.g. at stop."""
         return self._state.pop(key, None)
+
+    # -- more endpoints (the remote plugin's needs) -------------------------
+
+    def serve_rpc(
+        self, context: Any, address: str, options: dict[int, Any] | None = None
+    ) -> RPCServer:
+        """Bind a zmq ROUTER socket on ``address`` (in ``context``, a ``zmq.asyncio.Context``)
+        that serves this daemon's RPC commands, with the zmq socket ``options`` set first
+        (CURVE keys, say). Await its ``serve()`` in a task; at stop, ``await drain()`` (the
+        replies in flight go out), then ``close()``. A ``zmq.ZMQError`` if it cannot bind."""
+        from .rpc_async import RPCServer  # zmq.asyncio: a plugin importing corral.api skips it
+
+        daemon = self._daemon
+        return RPCServer(context, address, daemon.commands.dispatch, options, log=daemon.log)
 
     # -- log files (the logrotate plugin's needs) --------------------------
 

@@ -702,7 +702,6 @@ def build_cli() -> click.Group:
     cli_stdin.add_commands(cli, _client)
     cli_import.add_commands(cli, _client)
     cli_update.add_commands(cli, _client)
-    _keys_commands(cli)
     _pid_command(cli)
     cli_extra.add_commands(cli, _client)
     return cli
@@ -713,46 +712,6 @@ def _env_flag(command: Any) -> Any:
     return click.option(
         "--env", "env_name", metavar="NAME", help="With a config file: apply its env_NAME."
     )(command)
-
-
-def _keys_commands(cli: click.Group) -> None:
-    """`corral keys`: the CURVE keys of the TCP endpoint (corral.remote)."""
-    from . import remote
-
-    @cli.group(invoke_without_command=True)
-    @click.pass_context
-    def keys(ctx: click.Context) -> None:
-        """Show the keys of the TCP endpoint (rpc_address), making them if none exist."""
-        if ctx.invoked_subcommand is not None:
-            return
-        home = paths.ensure_home()
-        found = remote.ensure_keys(home)
-        server_key = remote.read_public_key(found.server_secret, "server key").decode()
-        allowed = sorted(p.name for p in remote.allowed_keys(found.clients).values())
-        address = remote.load_settings(home).rpc_address
-        _echo(f"server key   {server_key}  (in {found.server_public}: clients' --server-key)")
-        _echo(f"client key   {found.client_secret}  (copy it to the client: --client-key)")
-        _echo(f"authorised   {found.clients}: {', '.join(allowed) or 'none'}")
-        _echo(
-            f"rpc_address  {address}"
-            if address
-            else f"rpc_address  not set: add 'rpc_address: {remote.EXAMPLE}' to "
-            f"{paths.settings_file(home)}"
-        )
-
-    @keys.command("add")
-    @click.argument("key")
-    @click.option("--name", help="The file name in keys/clients/ (default: the key file's).")
-    def keys_add(key: str, name: str | None) -> None:
-        """Authorise a client: KEY is its public key file, or its 40-character key."""
-        _echo(f"authorised: {remote.authorize(paths.ensure_home(), key, name)}")
-
-    @keys.command("new")
-    @click.argument("name")
-    def keys_new(name: str) -> None:
-        """Make a client keypair NAME, authorise it, and print the secret file to copy."""
-        secret = remote.new_client(paths.ensure_home(), name)
-        _echo(f"authorised; copy {secret} to the client (--client-key)")
 
 
 def _pid_command(cli: click.Group) -> None:

@@ -16,22 +16,43 @@ import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from . import homelock, paths
-from .errors import CorralError, DaemonError, NotFoundError, PluginError, ProtocolError
+from .errors import (
+    ConfigError,
+    CorralError,
+    DaemonError,
+    NotFoundError,
+    PluginError,
+    ProtocolError,
+)
 from .info import ProcessInfo
 from .rpc import SyncTransport, pid_alive
 
-ADDRESS_ENV_NAME = "CORRAL_ADDRESS"  # corral.remote.ADDRESS_ENV, without importing it
+ADDRESS_ENV_NAME = "CORRAL_ADDRESS"  # a daemon elsewhere, reached by a transport plugin
+# who serves tcp:// addresses, for the error when no plugin does
+NO_TRANSPORT = (
+    "reaching {address} needs the plugin 'remote' (TCP with CURVE), which is not loaded: "
+    "install corral with its plugins, or add remote to CORRAL_PLUGINS"
+)
 
 if TYPE_CHECKING:
     from .reconcile import Reconciled
-    from .remote import Remote
     from .verdict import StartVerdict
 
 Target = str | int | list
 Progress = Callable[[dict[str, Any]], None]  # corral.actions' events
+
+
+class Remote(Protocol):
+    """A daemon elsewhere, as a ``corral_client_transport`` plugin describes it."""
+
+    address: str  # the zmq endpoint the client connects to
+
+    def socket_options(self) -> dict[int, Any]: ...
+
+    def no_answer(self, timeout: float) -> CorralError: ...
 
 
 class CorralWarning(UserWarning):
@@ -724,12 +745,10 @@ class AsyncClient(_Calls):
         """The asyncio twin of :func:`connect` (``no_daemon`` aside)."""
         import asyncio
 
-        target = _remote_target(home, False, address, server_key, client_key)
+        target = _remote_target(home, False, address, server_key, client_key, plugins)
         if target is not None:
-            from .remote import no_answer, ping_remote
-
-            if await asyncio.to_thread(ping_remote, target, timeout) is None:
-                raise no_answer(target, timeout)
+            if await asyncio.to_thread(_ping, target, timeout) is None:
+                raise target.no_answer(timeout)
             return cls(None, None, remote=target)
         root = paths.ensure_home(Path(home) if home else None)
         pid = await asyncio.to_thread(ensure_daemon, root, plugins)
@@ -973,10 +992,12 @@ def start_daemon_early(home: str | os.PathLike | None = None) -> None:
 
 def _spawn_daemon(root: Path, plugins: list[str] | None, spawn_fd: int) -> subprocess.Popen:
     """Start a detached daemon on ``root``, handing it ``spawn_fd`` (see corral.homelock)."""
-    if paths.has_settings(root):
-        from .remote import load_settings
+    if paths.settings_file(root).exists():
+        from . import settings  # and the plugins: only for a home with settings
+        from .hooks import load_plugins
 
-        load_settings(root)  # a bad corral.yaml is told here in one line, not by a dead daemon
+        # a bad corral.yaml is told here in one line, not by a dead daemon
+        settings.check(root, load_plugins(plugins))
     env = dict(os.environ, CORRAL_HOME=str(root))
     env[homelock.SPAWN_FD_ENV] = str(spawn_fd)
     if plugins is not None:
@@ -1098,14 +1119,13 @@ def connect(
     ``.key_secret`` file it authorised (or ``CORRAL_SERVER_KEY``,
     ``CORRAL_CLIENT_KEY``; by default the files of the local home). It never
     starts a daemon, and raises DaemonError if none answers within ``timeout``
-    seconds. See :mod:`corral.remote`.
+    seconds. A plugin serves the address (``corral_client_transport``): ``tcp://``
+    is the ``remote`` plugin's (:mod:`corral.plugins.remote`); without it, PluginError.
     """
-    target = _remote_target(home, no_daemon, address, server_key, client_key)
+    target = _remote_target(home, no_daemon, address, server_key, client_key, plugins)
     if target is not None:
-        from .remote import no_answer, ping_remote
-
-        if ping_remote(target, timeout) is None:
-            raise no_answer(target, timeout)
+        if _ping(target, timeout) is None:
+            raise target.no_answer(timeout)
         client = Client(None, None, remote=target)
         _current[:] = [client]
         return client
@@ -1131,26 +1151,72 @@ def _endpoint(
     """A transport's address, daemon check and socket options: the remote daemon over
     CURVE (its check pings, only after a call has waited a while), or the home's socket."""
     if remote is not None:
-        from .remote import RemoteAlive
-
-        return remote.address, RemoteAlive(remote), remote.socket_options()
+        return remote.address, _RemoteAlive(remote), remote.socket_options()
     assert home is not None
     return paths.rpc_address(home), alive, {}
 
 
 def _remote_target(
-    home: Any, no_daemon: bool, address: Any, server_key: Any, client_key: Any
+    home: Any,
+    no_daemon: bool,
+    address: Any,
+    server_key: Any,
+    client_key: Any,
+    plugins: list[Any] | None = None,
 ) -> Remote | None:
-    """The remote daemon to drive, if any; an explicit home or no_daemon beats CORRAL_ADDRESS."""
+    """The daemon elsewhere to drive, if any; an explicit home or no_daemon beats
+    CORRAL_ADDRESS. A plugin (``corral_client_transport``) tells how to reach it."""
     if address is not None and no_daemon:
         raise CorralError("address= drives a daemon that runs elsewhere: drop no_daemon=True")
     explicit_local = address is None and (home is not None or no_daemon)
-    keys = server_key is not None or client_key is not None
-    if address is None and not keys and (explicit_local or not os.environ.get(ADDRESS_ENV_NAME)):
-        return None  # the common case: a local daemon, and corral.remote is never imported
-    from .remote import remote_target
+    if address is None and not explicit_local:
+        address = os.environ.get(ADDRESS_ENV_NAME) or None
+    if address is None:
+        if server_key is not None or client_key is not None:
+            raise ConfigError("server_key and client_key need address='tcp://HOST:PORT'")
+        return None  # the common case: a local daemon, and no plugin is loaded here
+    from .hooks import load_plugins  # the entry points: only for a daemon elsewhere
 
-    return remote_target(address, server_key, client_key, environ={} if explicit_local else None)
+    names = plugins if plugins is None or all(isinstance(p, str) for p in plugins) else None
+    found = load_plugins(names).call_checked(
+        "corral_client_transport", address=address, server_key=server_key, client_key=client_key
+    )
+    if not found:
+        raise PluginError(NO_TRANSPORT.format(address=address))
+    return found[0]
+
+
+def _ping(remote: Remote, timeout: float) -> dict[str, Any] | None:
+    """The daemon's ping reply over a fresh connection, or None if none comes in time."""
+    transport = SyncTransport(remote.address, lambda: True, remote.socket_options())
+    try:
+        return transport.call("ping", {}, timeout=timeout)
+    except DaemonError:
+        return None
+    finally:
+        transport.close()
+
+
+class _RemoteAlive:
+    """``daemon_alive`` for a daemon elsewhere: a ping on a fresh connection, now and then.
+
+    The transport asks while it waits for a slow reply; a daemon that answered
+    within ``every`` seconds is taken to be alive without asking again.
+    """
+
+    def __init__(self, remote: Remote, every: float = 5.0, timeout: float = 3.0) -> None:
+        self.remote = remote
+        self.every = every
+        self.timeout = timeout
+        self._confirmed = time.monotonic()
+
+    def __call__(self) -> bool:
+        if time.monotonic() - self._confirmed < self.every:
+            return True
+        if _ping(self.remote, self.timeout) is None:
+            return False
+        self._confirmed = time.monotonic()
+        return True
 
 
 def current() -> Client:

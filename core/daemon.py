@@ -27,7 +27,7 @@ from typing import Any
 
 import zmq.asyncio
 
-from . import __version__, cgroup, cgroup_home, credentials, homelock, lifecycle, paths
+from . import __version__, cgroup, cgroup_home, credentials, homelock, lifecycle, paths, settings
 from .api import DaemonAPI
 from .channel import Channel
 from .cluster_share import on_listen as share_listen
@@ -147,12 +147,10 @@ class Daemon:
         """Serve until ``kill_daemon`` or a termination signal."""
         homelock.hold(self.home)  # one daemon per home: before any file or socket is touched
         self.loop = asyncio.get_running_loop()
-        # TCP (only if corral.yaml asks) first: a bad rpc_address stops the start here
-        tcp = None
-        if paths.has_settings(self.home):
-            from . import remote
-
-            tcp = remote.open_server(self.home, self.commands.dispatch, self.log)
+        # the settings (corral.yaml, if any) and the plugins' endpoints (TCP, if asked) first:
+        # a bad setting, or an address that cannot be bound, stops the start here
+        settings.check(self.home, self.manager)
+        listeners = self.manager.call_checked("corral_rpc_listeners", daemon=self.api)
         self.ctx = zmq.asyncio.Context()
         address = paths.rpc_address(self.home)
         self.server = RPCServer(self.ctx, address, self.commands.dispatch, log=self.log)
@@ -186,8 +184,8 @@ class Daemon:
         finally:
             serving.cancel()
             await self._shutdown()
-            if tcp is not None:
-                await tcp.close()
+            for listener in (listener for opened in listeners for listener in opened):
+                await listener.close()
 
     def _install_signals(self) -> None:
         assert self.loop is not None

@@ -174,6 +174,15 @@ class PluginManager:
         """As ``call``, but an error raises PluginError naming the plugin."""
         return self._call_impls(hook_name, kwargs, strict=True)
 
+    def call_checked(self, hook_name: str, **kwargs: Any) -> list[Any]:
+        """:meth:`call_strict`, but a plugin's CorralError reaches the caller unchanged."""
+        try:
+            return self.call_strict(hook_name, **kwargs)
+        except PluginError as exc:
+            if isinstance(exc.__cause__, CorralError):
+                raise exc.__cause__ from None
+            raise
+
     def validate_app(self, options: dict[str, Any], interpreter: str) -> None:
         """``corral_validate_app``: a plugin's CorralError reaches the caller unchanged."""
         try:

@@ -425,6 +425,124 @@ def corral_rpc_commands() -> dict[str, Any]:
 
 
 @hookspec
+def corral_daemon_settings(settings: dict[str, Any], source: str) -> list[str]:
+    """Declare (and check) the daemon settings the plugin reads from ``corral.yaml``.
+
+    Runs when ``$CORRAL_HOME/corral.yaml`` exists: in the daemon before it binds
+    anything, and in the client before it starts a detached daemon (so a bad
+    setting is told in one line, not by a dead daemon). ``settings`` is the
+    whole file as a mapping, ``source`` its path, for messages. Return the keys
+    the plugin owns, and raise :class:`corral.ConfigError` naming the key and
+    the fix when one of your values is bad: the daemon then starts nothing. A
+    key no loaded plugin declares stops the start too, naming the installed
+    plugin that declares it (a setting silently ignored is a bug report later).
+    Called with ``settings={}`` when the core looks for that plugin: return the
+    keys all the same.
+
+    Example::
+
+        import corral
+
+
+        @corral.hookimpl
+        def corral_daemon_settings(settings, source):
+            # corral.yaml:  metrics_port: 9100
+            port = settings.get("metrics_port", 9100)
+            if not isinstance(port, int) or not 0 < port < 65536:
+                raise corral.ConfigError(f"metrics_port in {source} must be a port number")
+            return ["metrics_port"]
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def corral_rpc_listeners(daemon: DaemonAPI) -> list[Any] | None:
+    """Open more endpoints that serve the daemon's RPC commands (TCP, say).
+
+    Runs in the daemon, on its event loop, once at start, before the local unix
+    socket is bound and before any app is recovered: raise a
+    :class:`corral.CorralError` and the daemon starts nothing (the message
+    reaches the user unchanged). Serve with ``daemon.serve_rpc(context,
+    address, options)`` (:meth:`corral.api.DaemonAPI.serve_rpc`). Return the
+    listeners opened, each with an ``async close()`` the daemon awaits when it
+    stops (after the last reply went out), or None.
+
+    Example::
+
+        import asyncio
+
+        import zmq.asyncio
+
+        import corral
+
+
+        class Listener:
+            def __init__(self, daemon, address):
+                self.ctx = zmq.asyncio.Context()
+                self.server = daemon.serve_rpc(self.ctx, address)
+                self.task = asyncio.ensure_future(self.server.serve())
+
+            async def close(self):
+                await self.server.drain()
+                self.task.cancel()
+                self.server.close()
+                self.ctx.destroy(linger=200)
+
+
+        @corral.hookimpl
+        def corral_rpc_listeners(daemon):
+            # a second unix socket, for a sidecar that cannot reach $CORRAL_HOME
+            return [Listener(daemon, "ipc:///run/corral-sidecar.sock")]
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec(firstresult=True)
+def corral_client_transport(address: str, server_key: Any, client_key: Any) -> Any | None:
+    """Reach a daemon at ``address`` that is not this machine's unix socket.
+
+    Runs in the client process, in ``corral.connect(address=...)`` (or with
+    ``CORRAL_ADDRESS`` set), never for the local socket: a local client loads
+    no plugin. ``server_key`` and ``client_key`` are what the caller passed
+    (None when not given). Return None for an address the plugin does not
+    serve, else an object with ``address`` (the zmq endpoint to connect to),
+    ``socket_options()`` (a dict of zmq socket options set on the client's
+    DEALER socket before it connects) and ``no_answer(timeout)`` (the
+    :class:`corral.DaemonError` raised when no daemon answers a ping within
+    ``timeout`` seconds); raise :class:`corral.ConfigError` for a bad key. The
+    core pings through it and keeps checking the daemon is alive. A
+    ``firstresult`` hook: the first answer wins. With no plugin answering, the
+    client raises :class:`corral.PluginError`.
+
+    Example::
+
+        import corral
+
+
+        class Plain:
+            def __init__(self, address):
+                self.address = "ipc://" + address.removeprefix("sidecar://")
+
+            def socket_options(self):
+                return {}
+
+            def no_answer(self, timeout):
+                return corral.DaemonError(f"no daemon at {self.address} in {timeout} s")
+
+
+        @corral.hookimpl
+        def corral_client_transport(address):
+            if address.startswith("sidecar://"):
+                return Plain(address)
+            return None
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
 def corral_cli(group: click.Group) -> None:
     """Add commands to the ``corral`` CLI.
 

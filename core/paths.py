@@ -143,19 +143,8 @@ def log_file(root: Path) -> Path:
 
 
 def settings_file(root: Path) -> Path:
-    """The daemon's own settings (``rpc_address``); optional."""
+    """The daemon's own settings, each read by a plugin (see :mod:`corral.settings`); optional."""
     return root / "corral.yaml"
-
-
-def has_settings(root: Path) -> bool:
-    """Whether the daemon of ``root`` has settings to read (most homes have none, and
-    then :mod:`corral.remote` is never imported: it costs ~14 ms of start-up)."""
-    return "CORRAL_RPC_ADDRESS" in os.environ or settings_file(root).exists()
-
-
-def keys_dir(root: Path) -> Path:
-    """The CURVE keys of the TCP endpoint (:mod:`corral.remote`)."""
-    return root / "keys"
 
 
 def dump_file(root: Path) -> Path:

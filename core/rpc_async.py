@@ -41,7 +41,7 @@ class RPCServer:
     """Serves ``handler(cmd, args)`` on a ROUTER socket until closed.
 
     ``options`` are set on the socket before it binds (the CURVE server keys of
-    :mod:`corral.remote`). A frame over :data:`~corral.rpc.MAX_FRAME` makes zmq
+    the remote plugin). A frame over :data:`~corral.rpc.MAX_FRAME` makes zmq
     drop its peer before it is buffered. What waits for one client is bounded:
     at most :data:`PEER_QUEUE` replies in zmq's queue for it, then up to
     :data:`PEER_BACKLOG` bytes held here; past that, its requests are dropped

@@ -21,7 +21,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from .fdreserve import RESERVE, fd_limit
+from corral.api import FD_RESERVE as RESERVE
+from corral.api import fd_limit
 
 CHUNK = 64 * 1024
 FD_HEADROOM = 128 + RESERVE  # descriptors kept for the daemon itself and its apps
