@@ -21,7 +21,9 @@ import click
 
 from . import cli_extra, cli_import, cli_logs, cli_reconcile, cli_stdin, cli_update, paths
 from .actions import from_steps
-from .cli import (
+from .cli_actions import Report, records
+from .cli_base import (
+    daemon_running,
     handle_errors,
     parse_env,
     parse_opts,
@@ -30,7 +32,6 @@ from .cli import (
     print_ping,
     stop_exit_codes,
 )
-from .cli_actions import Report, records
 from .cli_flags import json_flag, print_json, show_secrets_flag
 from .cli_targets import STDIN, app_names, is_config
 from .errors import CorralError, NotFoundError, OptionError, shorten
@@ -954,10 +955,3 @@ def _flush_rotated(client: Client, target: Any) -> dict[str, Any]:
         raise PluginError(
             "flush --all needs the plugin 'logrotate', which is not loaded in the daemon"
         ) from exc
-
-
-def daemon_running() -> bool:
-    """Whether a daemon holds ``$CORRAL_HOME`` (booting, serving or stalled); none is started."""
-    from .homelock import holder
-
-    return holder(paths.home()) is not None
