@@ -34,7 +34,7 @@ from .cli_base import (
 )
 from .cli_flags import json_flag, print_json, show_secrets_flag
 from .cli_targets import STDIN, app_names, is_config
-from .errors import CorralError, NotFoundError, OptionError, shorten
+from .errors import CorralError, CorralWarning, NotFoundError, OptionError, shorten
 from .targets import parse_only
 
 if TYPE_CHECKING:
@@ -601,8 +601,6 @@ def build_cli() -> click.Group:
     def resurrect(as_json: bool) -> None:
         """Start the processes saved by `corral dump` (from its .bak if it does not read)."""
         import warnings
-
-        from .client import CorralWarning
 
         client = _client()
         with warnings.catch_warnings(record=True) as said:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import homelock, paths
 from .errors import CorralError, DaemonError, NotFoundError, PluginError, ProtocolError
+from .errors import CorralWarning as CorralWarning  # defined with the errors, below every module
 from .info import ProcessInfo
 from .rpc import SyncTransport, pid_alive
 
@@ -34,10 +35,6 @@ if TYPE_CHECKING:
 
 Target = str | int | list
 Progress = Callable[[dict[str, Any]], None]  # corral.actions' events
-
-
-class CorralWarning(UserWarning):
-    """An option corral accepted but will not use (a PM2-only key, say)."""
 
 
 def _infos(result: Any) -> list[ProcessInfo]:
