@@ -25,7 +25,7 @@ from typing import Any
 
 from . import typos
 from .convert import CORE_CONVERTERS, convert_value
-from .convert import parse_bytes as parse_bytes  # re-exported: plugins import both from here
+from .convert import parse_bytes as parse_bytes  # re-exported as before; corral.api is their home
 from .convert import parse_ms as parse_ms
 from .errors import OptionError, PluginError, shorten
 
