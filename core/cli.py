@@ -15,20 +15,21 @@ ends the command quietly with exit 0.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import sys
 
-from .errors import shorten
+from .cli_base import handle_errors, print_jlist, print_ping, print_pong
+from .cli_base import parse_env as parse_env  # the parsing helpers, where they always were
+from .cli_base import parse_opts as parse_opts
+from .cli_base import parse_target as parse_target
+from .cli_base import parse_value as parse_value
+from .cli_base import stop_exit_codes as stop_exit_codes
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing on the fast path
 if TYPE_CHECKING:
-    from collections.abc import Iterator
     from typing import Any
 
     import click
 
-    from .client import Client
 
 FAST_COMMANDS = ("jlist", "ping")
 # commands often run with no daemon up (a first start, a resurrect at boot)
@@ -66,25 +67,6 @@ def _one_line_warnings() -> None:
     warnings.showwarning = show
 
 
-@contextlib.contextmanager
-def handle_errors() -> Iterator[None]:
-    """CorralError -> one stderr line and exit 1; Ctrl-C -> exit 130; a closed pipe -> exit 0."""
-    from .errors import CorralError
-
-    try:
-        yield
-    except CorralError as exc:
-        sys.stderr.write(f"error: {exc}\n")
-        raise SystemExit(1) from None
-    except KeyboardInterrupt:
-        raise SystemExit(130) from None
-    except BrokenPipeError:
-        # stdout went away (`corral jlist | head`): the reader had what it wanted, so
-        # the command succeeded; silence the flush at exit too
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        raise SystemExit(0) from None
-
-
 def _run_fast(command: str) -> None:
     from . import fastrpc
 
@@ -97,7 +79,7 @@ def _run_fast(command: str) -> None:
     if found is not None:
         import json
 
-        _print_pong(json.loads(found))
+        print_pong(json.loads(found))
         return
     import corral
 
@@ -108,101 +90,8 @@ def _run_fast(command: str) -> None:
             print_ping(client)
 
 
-def print_jlist(client: Client, *, indent: int | None = None) -> None:
-    if indent is None:
-        # the daemon's JSON goes out as it came: no decoding, no copies
-        sys.stdout.buffer.write(client.jlist_json() + b"\n")
-        sys.stdout.flush()
-        return
-    import json
-
-    processes = json.loads(client.jlist_json())
-    sys.stdout.write(json.dumps(processes, indent=indent) + "\n")
-
-
-def print_ping(client: Client, *, as_json: bool = False) -> None:
-    _print_pong(client.ping(), as_json=as_json)
-
-
-def _print_pong(reply: dict[str, Any], *, as_json: bool = False) -> None:
-    from .upgrade import _warned, mismatch
-
-    other = mismatch(reply)
-    if other is not None and not _warned:  # the fast path sets no warnings hook
-        sys.stderr.write(f"warning: {other}\n")
-    if as_json:
-        import json
-
-        sys.stdout.write(json.dumps(reply) + "\n")
-        return
-    pid, apps, home = reply.get("pid"), reply.get("apps", 0), reply.get("home")
-    sys.stdout.write(f"pong (daemon pid {pid}, {apps} apps, home {home})\n")
-    if reply.get("version") is not None:
-        where = reply.get("install_path") or "?"
-        sys.stdout.write(f"corral {reply['version']} from {where} ({reply.get('python')})\n")
-
-
-def parse_target(value: str | int) -> str | int:
-    """A pm_id given on the command line is a number; anything else is a name or path."""
-    if isinstance(value, str) and value.isascii() and value.isdigit():
-        return int(value)  # int() reads any Unicode digit ("\uff15"); a pm_id is ASCII
-    return value
-
-
-def parse_value(text: str) -> Any:
-    """``--opt`` values: true/false, JSON lists and objects, else the string (the
-    option validator turns numeric strings into numbers)."""
-    lowered = text.strip().lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    if text.strip()[:1] in ("[", "{"):
-        import json
-
-        with contextlib.suppress(ValueError, RecursionError):  # nested too deep: a string
-            return json.loads(text)
-    return text
-
-
-def parse_opts(pairs: tuple[str, ...] | list[str]) -> dict[str, Any]:
-    from .errors import OptionError
-
-    options: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise OptionError(f"--opt needs KEY=VALUE, got {shorten(pair)}", field="opt")
-        options[key.strip()] = parse_value(value)
-    return options
-
-
-def parse_env(values: tuple[str, ...] | list[str]) -> tuple[dict[str, str], str | None]:
-    """``--env KEY=VAL`` sets a variable; ``--env production`` picks PM2's ``env_production``."""
-    from .errors import OptionError
-
-    env: dict[str, str] = {}
-    env_name = None
-    for value in values:
-        key, sep, rest = value.partition("=")
-        if sep:
-            env[key] = rest
-        elif env_name is not None and env_name != value:
-            raise OptionError(
-                f"--env names one environment, got {shorten(env_name)} and {shorten(value)}",
-                field="env",
-            )
-        else:
-            env_name = value
-    return env, env_name
-
-
-def stop_exit_codes(text: str) -> list[Any]:
-    """``"0,3"`` or ``"0 3"`` -> ``[0, 3]``; a word stays a word, for the validator to name."""
-    words = text.replace(",", " ").split()
-    return [int(w) if w.lstrip("-").isdigit() else w for w in words]
-
-
 def build_cli() -> click.Group:
     """The click group of every core command (:func:`corral.cli_commands.build_cli`)."""
-    from . import cli_commands
+    from . import cli_commands  # deferred: click and rich load only off the fast path
 
     return cli_commands.build_cli()

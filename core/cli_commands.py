@@ -19,9 +19,11 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from . import cli_extra, cli_import, cli_logs, cli_reconcile, cli_stdin, cli_update, paths
+from . import cli_extra, cli_import, cli_logs, cli_reconcile, cli_stdin, cli_update
 from .actions import from_steps
-from .cli import (
+from .cli_actions import Report, records
+from .cli_base import (
+    daemon_running,
     handle_errors,
     parse_env,
     parse_opts,
@@ -30,10 +32,9 @@ from .cli import (
     print_ping,
     stop_exit_codes,
 )
-from .cli_actions import Report, records
 from .cli_flags import json_flag, print_json, show_secrets_flag
 from .cli_targets import STDIN, app_names, is_config
-from .errors import CorralError, NotFoundError, OptionError, shorten
+from .errors import CorralError, CorralWarning, NotFoundError, OptionError, shorten
 from .targets import parse_only
 
 if TYPE_CHECKING:
@@ -612,8 +613,6 @@ def build_cli() -> click.Group:
         """Start the processes saved by `corral dump` (from its .bak if it does not read)."""
         import warnings
 
-        from .client import CorralWarning
-
         client = _client()
         with warnings.catch_warnings(record=True) as said:
             warnings.simplefilter("always", CorralWarning)
@@ -851,10 +850,3 @@ def _flush_rotated(client: Client, target: Any) -> dict[str, Any]:
         raise PluginError(
             "flush --all needs the plugin 'logrotate', which is not loaded in the daemon"
         ) from exc
-
-
-def daemon_running() -> bool:
-    """Whether a daemon holds ``$CORRAL_HOME`` (booting, serving or stalled); none is started."""
-    from .homelock import holder
-
-    return holder(paths.home()) is not None

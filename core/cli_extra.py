@@ -24,7 +24,7 @@ from typing import Any
 
 import click
 
-from .cli import parse_target
+from .cli_base import daemon_running, parse_target
 from .cli_flags import json_flag, print_json, show_secrets_flag
 from .errors import NotFoundError, OptionError, shorten
 
@@ -134,7 +134,6 @@ def add_commands(cli: click.Group, client_factory: Callable[[], Any]) -> None:
         list, the end of corral.log, plugins and their errors, this shell's variables
         (secrets masked). Starts no daemon."""
         from . import report as bundle
-        from .cli_commands import daemon_running
 
         remote = click.get_current_context().find_root().params.get("address")
         running = remote or os.environ.get("CORRAL_ADDRESS") or daemon_running()

@@ -31,6 +31,7 @@ from typing import Any
 
 import click
 
+from .cli_base import parse_target
 from .datefmt import date_formatter
 from .logtail import FollowedFile, iso_time, last_lines, open_log, time_reader
 
@@ -304,7 +305,6 @@ def _quiet_pipe() -> None:
 
 
 def add_commands(cli: click.Group, client_factory: Callable[[], Any]) -> None:
-    from .cli import parse_target
     from .errors import CorralError
     from .rpc import pid_alive
 

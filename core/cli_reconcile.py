@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from .actions import from_steps
-from .cli import parse_env
 from .cli_actions import Report
+from .cli_base import parse_env
 from .cli_flags import json_flag
 
 if TYPE_CHECKING:

@@ -19,14 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from . import homelock, paths
-from .errors import (
-    ConfigError,
-    CorralError,
-    DaemonError,
-    NotFoundError,
-    PluginError,
-    ProtocolError,
-)
+from .errors import ConfigError, CorralError, DaemonError, NotFoundError, PluginError, ProtocolError
+from .errors import CorralWarning as CorralWarning  # defined with the errors, below every module
 from .info import ProcessInfo
 from .rpc import SyncTransport, pid_alive
 
@@ -53,10 +47,6 @@ class Remote(Protocol):
     def socket_options(self) -> dict[int, Any]: ...
 
     def no_answer(self, timeout: float) -> CorralError: ...
-
-
-class CorralWarning(UserWarning):
-    """An option corral accepted but will not use (a PM2-only key, say)."""
 
 
 def _infos(result: Any) -> list[ProcessInfo]:

@@ -16,6 +16,8 @@ import shutil
 import warnings
 from typing import Any
 
+from .errors import CorralWarning
+
 _SCRIPT_KEYS = ("script", "exec", "cmd", "command")  # PM2's names for the script
 
 
@@ -101,8 +103,6 @@ class _Paths:
         return candidate if os.sep in expanded else script
 
     def note(self, key: str, value: str, pm2_path: str, used: str, where: str) -> None:
-        from .client import CorralWarning  # the client's channel for what the user should know
-
         warnings.warn(
             f"{self.source}: {key} {value!r} found relative to {where} ({used}), "
             f"not where PM2 looks ({pm2_path}): write it relative to the directory you "

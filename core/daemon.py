@@ -31,6 +31,7 @@ from . import __version__, cgroup, cgroup_home, credentials, homelock, lifecycle
 from .api import DaemonAPI
 from .channel import Channel
 from .cluster_share import on_listen as share_listen
+from .commands import Commands
 from .daemonlog import DaemonLog, StructlogHandler
 from .errors import CorralError, OptionError, ScriptError, StateError
 from .events import ProcessEvent
@@ -137,8 +138,6 @@ class Daemon:
         logging.getLogger("corral").addHandler(self._log_handler)
         logging.getLogger("corral").setLevel(logging.INFO)
         self.manager.on_error.append(self._plugin_failed)
-        from .commands import Commands
-
         self.commands = Commands(self)
 
     # -- running -----------------------------------------------------------

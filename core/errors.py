@@ -62,6 +62,10 @@ class StateError(CorralError):
     """The request is valid but the current state refuses it (e.g. an empty dump)."""
 
 
+class CorralWarning(UserWarning):
+    """An option corral accepted but will not use (a PM2-only key, say)."""
+
+
 _BY_NAME = {
     cls.__name__: cls
     for cls in (

@@ -7,8 +7,10 @@ numeric strings, ``"10s"``, ``"150M"``) into one dict with canonical keys;
 the value conversions themselves are in :mod:`corral.convert`.
 
 Where PM2 drops a key silently, corral refuses it: an unknown key is an error
-naming the closest known one, an option whose plugin is not loaded names the
-plugin, and a key PM2 has but corral does not use is accepted with a warning.
+naming the closest known one, an option whose plugin is installed but not
+loaded names the plugin, and a key PM2 has but corral does not use is accepted
+with a warning. The core names no plugin's option: only on the error path are
+the installed plugins asked (:func:`installed_plugin_options`).
 """
 
 from __future__ import annotations
@@ -17,11 +19,13 @@ import copy
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import cache
+from importlib import metadata
 from typing import Any
 
 from . import typos
 from .convert import CORE_CONVERTERS, convert_value
-from .convert import parse_bytes as parse_bytes  # re-exported: plugins import both from here
+from .convert import parse_bytes as parse_bytes  # re-exported as before; corral.api is their home
 from .convert import parse_ms as parse_ms
 from .errors import OptionError, PluginError, shorten
 
@@ -89,34 +93,45 @@ PM2_IGNORED = frozenset(
     " execute_command write username node_version version versioning".split()
 )
 
-# Options a first-party plugin provides: named in the error when that plugin is not loaded.
-PLUGIN_OPTIONS = {
-    "max_memory_restart": "memory",
-    "memory_interval": "memory",
-    "logrotate_max_size": "logrotate",
-    "logrotate_retain": "logrotate",
-    "logrotate_compress": "logrotate",
-    "watch": "watch",
-    "ignore_watch": "watch",
-    "watch_delay": "watch",
-    "watch_options": "watch",
-    "cron_restart": "cron",
-    "cron_tz": "cron",
-    "source_map_support": "sourcemap",
-    "disable_source_map_support": "sourcemap",
-}
-_PLUGIN_ALIASES = {"cron_restart": ("cron",)}
-
 _IGNORED_KEYS = {key: name for name in PM2_IGNORED for key in _keys_of(name, ())}
-_PLUGIN_KEYS = {
-    key: name for name in PLUGIN_OPTIONS for key in _keys_of(name, _PLUGIN_ALIASES.get(name, ()))
-}
 # PM2's rule (lib/God/Methods.js: `kill_timeout || 1600`), kept, and said when it applies
 KILL_TIMEOUT_ZERO = (
     "kill_timeout 0 means the default, 1600 ms, as in PM2: "
     "give 1 for the shortest grace before SIGKILL"
 )
 _ENV_KEY = re.compile(r"^env_\S+$")  # PM2's env_production etc.
+ENTRY_POINT_GROUP = "corral"  # the entry-point group plugins are installed under
+
+
+@cache
+def _installed_keys() -> dict[str, tuple[str, str]]:
+    """Every key an installed plugin's options mean -> (canonical name, plugin name).
+
+    Imports each entry point of :data:`ENTRY_POINT_GROUP` and calls its
+    ``corral_app_options`` without registering it. Only an unknown key gets here,
+    so a valid app never imports a plugin it did not load.
+    """
+    keys: dict[str, tuple[str, str]] = {}
+    for entry in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            declare = getattr(entry.load(), "corral_app_options", None)
+            declared = list(declare() or ()) if callable(declare) else []
+        except Exception:
+            continue  # a plugin that fails to import names no option; `corral plugins` says why
+        for option in declared:
+            if isinstance(option, Option):
+                for key in _keys_of(option.name, option.aliases):
+                    keys.setdefault(key, (option.name, entry.name))
+    return keys
+
+
+def installed_plugin_options() -> dict[str, str]:
+    """The options every installed plugin declares, loaded or not: name -> plugin.
+
+    Imports every installed plugin (once per process): for errors and docs, not
+    for the path a valid app takes.
+    """
+    return {name: plugin for name, plugin in _installed_keys().values()}
 
 
 def _core(name: str, type: str, default: Any = None, help: str = "", **kw: Any) -> Option:
@@ -373,10 +388,10 @@ class OptionSchema:
         if key in _IGNORED_KEYS:
             warnings.append(f"ignoring PM2 option {shorten(key)}: corral has no use for it")
             return
-        if key in _PLUGIN_KEYS:
-            name = _PLUGIN_KEYS[key]
+        if key in _installed_keys():
+            name, plugin = _installed_keys()[key]
             raise PluginError(
-                f"{name}{_given_as(key, name)} needs the plugin {shorten(PLUGIN_OPTIONS[name])}, "
+                f"{name}{_given_as(key, name)} needs the plugin {shorten(plugin)}, "
                 "which is not loaded: install or enable it (CORRAL_PLUGINS)"
             )
         raise OptionError(self._unknown(key), field=key)
@@ -386,19 +401,20 @@ class OptionSchema:
 
     def closest(self, key: str) -> str | None:
         """The known key ``key`` is probably a typo of, or None (see :mod:`corral.typos`)."""
-        return typos.closest(key, [*self._keys, *_PLUGIN_KEYS])
+        return typos.closest(key, [*self._keys, *_installed_keys()])
 
     def unknown_keys(self, raw: Mapping[str, Any]) -> list[str]:
-        """Each key of ``raw`` that no loaded option, plugin option or PM2 key means."""
-        return [
+        """Each key of ``raw`` that no loaded option, installed plugin's option or PM2
+        key means (the installed plugins are asked only when some key is unknown)."""
+        unknown = [
             key
             for key in raw
             if isinstance(key, str)
             and key not in self._keys
             and key not in _IGNORED_KEYS
-            and key not in _PLUGIN_KEYS
             and not _ENV_KEY.match(key)
         ]
+        return [key for key in unknown if key not in _installed_keys()] if unknown else []
 
     def check_unknown(self, apps: list[Any], *, labels: bool) -> None:
         """One OptionError naming every unknown key of every app of ``apps`` (a config

@@ -17,21 +17,53 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 from . import cgroup, lifecycle
 from .errors import OptionError, ScriptError, StateError
 from .kill import exit_words, terminate
 from .lifecycle import Event, ProcessState
+from .monitor import TreeSampler
 from .process import TIMED_OUT
 
 if TYPE_CHECKING:
-    from .daemon import Daemon
+    from .cgroup_home import Cgroups
     from .process import Child, ManagedProcess
 
 
+class Supervisor(Protocol):
+    """What a reload needs of the daemon that supervises the process (the Daemon is one);
+    named here so this module does not import the daemon that imports it."""
+
+    sampler: TreeSampler
+    log: Any  # a structlog logger
+    cgroups: Cgroups | None
+
+    def spawn(self, proc: ManagedProcess, *, is_restart: bool, reload: bool = False) -> Child: ...
+
+    def change_state(
+        self,
+        proc: ManagedProcess,
+        event: Event,
+        *,
+        emit: str | None = None,
+        manually: bool = False,
+        reason: str = "",
+    ) -> None: ...
+
+    def emit(
+        self, proc: ManagedProcess, name: str, *, manually: bool = False, reason: str = ""
+    ) -> None: ...
+
+    def mark_dirty(self) -> None: ...
+
+    def write_pid_file(self, proc: ManagedProcess) -> None: ...
+
+    def apply_exit(self, proc: ManagedProcess, child: Child, code: int) -> None: ...
+
+
 async def reload_process(
-    daemon: Daemon, proc: ManagedProcess, *, graceful: bool = False, reason: str = ""
+    daemon: Supervisor, proc: ManagedProcess, *, graceful: bool = False, reason: str = ""
 ) -> None:
     """Replace the child of an online process with a new one, ready before the old goes.
 
@@ -83,7 +115,7 @@ async def reload_process(
     await _remove_cgroup(daemon, proc, old)
 
 
-async def _remove_cgroup(daemon: Daemon, proc: ManagedProcess, child: Child) -> None:
+async def _remove_cgroup(daemon: Supervisor, proc: ManagedProcess, child: Child) -> None:
     """The stopped child's cgroup: emptied and removed. Its exit found it still held the
     child's descendants, so nothing else would remove it before the slot's next stop."""
     if daemon.cgroups is None or child.cgroup is None:
@@ -99,7 +131,7 @@ def goes_on_at_timeout(proc: ManagedProcess) -> bool:
     return proc.options.get("on_listen_timeout") == "continue"
 
 
-def roll_back(daemon: Daemon, proc: ManagedProcess, old: Child, reason: str) -> None:
+def roll_back(daemon: Supervisor, proc: ManagedProcess, old: Child, reason: str) -> None:
     proc.child = old
     old.retired = False
     daemon.write_pid_file(proc)

@@ -68,7 +68,7 @@ def warn_if_other(reply: dict[str, Any]) -> None:
     _warned.add(key)
     import warnings
 
-    from .client import CorralWarning
+    from .errors import CorralWarning
 
     warnings.warn(message, CorralWarning, stacklevel=3)
 

@@ -21,7 +21,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, CorralWarning
 
 MAX_BYTES = 16 << 20  # a config file read whole is at most this big
 SNIFF_BYTES = 64 * 1024  # a supervisord.conf is a few KB: its sections show in the first 64 KB
@@ -100,8 +100,6 @@ def read_apps(path: str | os.PathLike) -> list[dict[str, Any]]:
 def warn_notes(path: str | os.PathLike, notes: list[str]) -> None:
     """One :class:`corral.CorralWarning` line listing ``notes``, when there are any."""
     if notes:
-        from ..client import CorralWarning
-
         warnings.warn(not_carried(path, notes), CorralWarning, stacklevel=3)
 
 

@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 
 import corral.convert
 import corral.options
 from corral.errors import OptionError, PluginError
+from corral.hooks import load_plugins
 from corral.options import (
     CORE_OPTIONS,
     KINDS,
-    PLUGIN_OPTIONS,
     PM2_IGNORED,
     Option,
     OptionSchema,
     camel,
+    installed_plugin_options,
 )
 
 
@@ -529,7 +531,7 @@ def test_an_option_of_a_missing_plugin_names_the_plugin(schema, key, name, plugi
     assert message.startswith(name)
     assert f"needs the plugin '{plugin}', which is not loaded" in message
     assert message.endswith("install or enable it (CORRAL_PLUGINS)")
-    assert PLUGIN_OPTIONS[name] == plugin
+    assert installed_plugin_options()[name] == plugin
 
 
 def test_the_plugin_error_text(schema):
@@ -539,6 +541,50 @@ def test_the_plugin_error_text(schema):
         "max_memory_restart needs the plugin 'memory', which is not loaded: "
         "install or enable it (CORRAL_PLUGINS)"
     )
+
+
+def test_the_core_names_no_plugin_option():
+    source = (Path(corral.options.__file__)).read_text()
+    for name in installed_plugin_options():
+        assert repr(name) not in source and f'"{name}"' not in source
+
+
+@pytest.mark.parametrize("plugins", [["cron"], []], ids=["cron", "none"])
+def test_an_installed_plugin_not_loaded_is_named(monkeypatch, plugins):
+    monkeypatch.setenv("CORRAL_PLUGINS", ",".join(plugins))
+    manager = load_plugins()
+    assert manager.names() == plugins
+    schema = OptionSchema(manager.app_options())
+    with pytest.raises(PluginError) as info:
+        normalize(schema, max_memory_restart="150M")
+    assert str(info.value) == (
+        "max_memory_restart needs the plugin 'memory', which is not loaded: "
+        "install or enable it (CORRAL_PLUGINS)"
+    )
+    if plugins:
+        assert normalize(schema, cron="0 * * * *")["cron_restart"] == "0 * * * *"
+    else:
+        with pytest.raises(
+            PluginError, match=r"^cron_restart \(given as 'cron'\) needs the plugin"
+        ):
+            normalize(schema, cron="0 * * * *")
+
+
+def test_an_unloaded_plugin_option_is_not_an_unknown_key_of_a_config(schema):
+    apps = [{"script": "a.py", "maxMemoryRestart": "1G", "max_memory_restarts": 1}]
+    assert schema.unknown_keys(apps[0]) == ["max_memory_restarts"]
+    with pytest.raises(OptionError, match="did you mean 'max_memory_restart'"):
+        schema.check_unknown(apps, labels=False)
+
+
+def test_an_option_no_installed_plugin_declares_is_an_unknown_key(schema):
+    with pytest.raises(OptionError) as info:
+        normalize(schema, max_memory_restrt="1G")
+    assert (
+        str(info.value) == "unknown option 'max_memory_restrt': did you mean 'max_memory_restart'?"
+    )
+    with pytest.raises(OptionError, match="unknown option 'gpu_slots'; see"):
+        normalize(schema, gpu_slots=2)
 
 
 def test_a_loaded_plugin_option_is_validated():

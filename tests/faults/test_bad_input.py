@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 
 import corral
 from corral.errors import CorralError, OptionError, PluginError, ScriptError
-from corral.options import CORE_OPTIONS, PLUGIN_OPTIONS, PM2_IGNORED, camel
+from corral.options import CORE_OPTIONS, PM2_IGNORED, camel, installed_plugin_options
 from tests.conftest import python_app, wait_for
 from tests.core.test_daemon import ACTING, alive, apps_snapshot, ask, assert_error, json_values
 
@@ -65,6 +65,7 @@ def keys_of(name: str, aliases: tuple[str, ...] = ()) -> list[str]:
     return list(dict.fromkeys(k for n in (name, *aliases) for k in (n, camel(n))))
 
 
+PLUGIN_OPTIONS = installed_plugin_options()  # name -> plugin, of every installed plugin
 CANONICAL = {key: o.name for o in CORE_OPTIONS for key in keys_of(o.name, o.aliases)}
 CANONICAL.update({key: name for name in PLUGIN_OPTIONS for key in keys_of(name)})
 ALIASES = {o.name: set(keys_of(o.name, o.aliases)) for o in CORE_OPTIONS}

@@ -17,7 +17,6 @@ from click.testing import CliRunner
 
 import corral
 from corral.errors import NotFoundError, OptionError, PluginError
-from corral.options import PLUGIN_OPTIONS
 from corral.plugins import logrotate
 from corral.plugins.logrotate import parse_setting, rotated_files, rotated_name
 from tests.conftest import python_app, wait_for
@@ -271,11 +270,6 @@ def test_bad_app_options_are_refused(pm, tmp_path):
         pm.start(script, {"logrotate_max_size": "10 megs"})
 
 
-@pytest.mark.xfail(
-    "logrotate_max_size" not in PLUGIN_OPTIONS,
-    reason="the lead adds logrotate_* to corral.options.PLUGIN_OPTIONS",
-    strict=True,
-)
 def test_options_without_the_plugin_name_it(corral_home, tmp_path):
     script = python_app(tmp_path, "a.py", "")
     with corral.connect(no_daemon=True, plugins=[]) as client:

@@ -9,7 +9,6 @@ import psutil
 import pytest
 
 import corral
-from corral.options import PLUGIN_OPTIONS
 from corral.plugins import memory
 from corral.testing import wait_for, wait_for_event
 from tests.conftest import APPS, PY, out_lines, python_app
@@ -253,10 +252,6 @@ def test_without_the_plugin_the_limit_is_refused_naming_it(corral_daemon):
     assert client.list() == []
 
 
-@pytest.mark.skipif(
-    "memory_interval" not in PLUGIN_OPTIONS,
-    reason="the lead adds memory_interval to corral.options.PLUGIN_OPTIONS",
-)
 def test_without_the_plugin_the_interval_is_refused_naming_it(corral_daemon):
     client = corral_daemon(plugins=[])
     with pytest.raises(corral.CorralError, match="memory_interval needs the plugin 'memory'"):
