@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> None:
             _run_fast(args[0])
             return
         if args and args[0] in EARLY_DAEMON_COMMANDS and not {"-h", "--help"} & set(args):
-            from .client import start_daemon_early
+            from .launcher import start_daemon_early
 
             start_daemon_early()  # it boots while click and rich load here
         _one_line_warnings()

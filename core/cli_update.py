@@ -17,7 +17,7 @@ def add_commands(cli: click.Group, client_factory: Callable[[], Any]) -> None:
     def update(as_json: bool) -> None:
         """Bring the daemon to the installed corral, every app back under its pm_id."""
         from .client import CorralWarning
-        from .upgrade import summary_lines
+        from .updater import summary_lines
 
         with warnings.catch_warnings():  # "run corral update": that is what this does
             warnings.simplefilter("ignore", CorralWarning)

@@ -23,8 +23,8 @@ import psutil
 import pytest
 
 import corral
-from corral.client import ensure_daemon
 from corral.errors import DaemonError
+from corral.launcher import ensure_daemon
 from corral.testing import kill_tree, wait_for
 from tests.core.test_daemon import daemons_of, processes_of, reap
 from tests.faults.test_daemon_kill import marked, marked_processes
