@@ -1002,12 +1002,12 @@ def _remote_target(
     from .hooks import load_plugins  # the entry points: only for a daemon elsewhere
 
     names = plugins if plugins is None or all(isinstance(p, str) for p in plugins) else None
-    found = load_plugins(names).call_checked(
+    found = load_plugins(names).call_checked(  # firstresult: one transport or None
         "corral_client_transport", address=address, server_key=server_key, client_key=client_key
     )
-    if not found:
+    if found is None:
         raise PluginError(NO_TRANSPORT.format(address=address))
-    return found[0]
+    return found
 
 
 def _ping(remote: Remote, timeout: float) -> dict[str, Any] | None:

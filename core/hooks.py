@@ -174,7 +174,7 @@ class PluginManager:
         """As ``call``, but an error raises PluginError naming the plugin."""
         return self._call_impls(hook_name, kwargs, strict=True)
 
-    def call_checked(self, hook_name: str, **kwargs: Any) -> list[Any]:
+    def call_checked(self, hook_name: str, **kwargs: Any) -> Any:
         """:meth:`call_strict`, but a plugin's CorralError reaches the caller unchanged."""
         try:
             return self.call_strict(hook_name, **kwargs)
@@ -185,12 +185,7 @@ class PluginManager:
 
     def validate_app(self, options: dict[str, Any], interpreter: str) -> None:
         """``corral_validate_app``: a plugin's CorralError reaches the caller unchanged."""
-        try:
-            self.call_strict("corral_validate_app", options=options, interpreter=interpreter)
-        except PluginError as exc:
-            if isinstance(exc.__cause__, CorralError):
-                raise exc.__cause__ from None
-            raise
+        self.call_checked("corral_validate_app", options=options, interpreter=interpreter)
 
     def _call_impls(
         self, hook_name: str, kwargs: dict[str, Any], *, strict: bool = False, only: object = None

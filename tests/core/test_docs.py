@@ -29,6 +29,15 @@ def test_hook_reference_is_current():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_contributing_module_map_lists_every_module():
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "docs" / "gen_map.py"), "--check"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def _gen_hooks() -> ModuleType:
     spec = importlib.util.spec_from_file_location("gen_hooks", ROOT / "docs" / "gen_hooks.py")
     assert spec is not None and spec.loader is not None
