@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import importlib
 
+from .command_table import CALLS
+
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (~4 ms of a CLI call)
 if TYPE_CHECKING:
     from typing import Any
@@ -41,32 +43,14 @@ _LAZY = {
 # names that left the core for a plugin: name -> where to import it from now
 _MOVED = {"Bus": "corral.plugins.bus", "BusEvent": "corral.plugins.bus"}
 
-# PM2's singleton: module-level calls act on the client of the last connect()
-_SINGLETON_CALLS = (
-    "start",
-    "stop",
-    "restart",
-    "reload",
-    "graceful_reload",
-    "delete",
-    "list",
-    "describe",
-    "dump",
-    "resurrect",
-    "flush",
-    "reset",
-    "reload_logs",
-    "send_signal_to_process_name",
-    "send_signal_to_process_id",
-    "send_data_to_process_id",
-    "scale",
-    "wait_started",
-    "launch_bus",
-    "ping",
-    "plugins",
-    "kill_daemon",
-    "disconnect",
-)
+# PM2's singleton: module-level calls act on the client of the last connect(), under
+# corral's names and PM2's (corral.gracefulReload); the table lists them once
+_SINGLETON_CALLS = {
+    alias: call.name
+    for call in CALLS
+    if call.module_call
+    for alias in {call.name, call.pm2 or call.name}
+}
 
 __all__ = [
     "AsyncClient",
@@ -89,31 +73,9 @@ __all__ = [
     "__version__",
     "connect",
     "current",
-    "delete",
-    "describe",
-    "disconnect",
-    "dump",
-    "flush",
-    "graceful_reload",
     "hookimpl",
     "hookspec",
-    "kill_daemon",
-    "launch_bus",
-    "list",
-    "ping",
-    "plugins",
-    "reload",
-    "reload_logs",
-    "reset",
-    "restart",
-    "resurrect",
-    "scale",
-    "send_data_to_process_id",
-    "send_signal_to_process_id",
-    "send_signal_to_process_name",
-    "start",
-    "stop",
-    "wait_started",
+    *sorted(_SINGLETON_CALLS),
 ]
 
 if TYPE_CHECKING:
@@ -152,7 +114,7 @@ def __getattr__(name: str) -> Any:
     if name in _LAZY:
         value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     elif name in _SINGLETON_CALLS:
-        value = _singleton(name)
+        value = _singleton(_SINGLETON_CALLS[name])
     elif name in _MOVED:
         raise AttributeError(f"corral.{name} is a plugin's now: from {_MOVED[name]} import {name}")
     else:

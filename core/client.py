@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from . import homelock, paths
+from .command_table import with_pm2_names
 from .errors import ConfigError, CorralError, DaemonError, NotFoundError, PluginError, ProtocolError
 from .errors import CorralWarning as CorralWarning  # defined with the errors, below every module
 from .info import ProcessInfo
@@ -473,7 +474,7 @@ class _Calls:
         StateError if it is not running, has closed its stdin or leaves 1 MiB unread."""
         return self._send("send_line", {"pm_id": pm_id, "line": line})
 
-    send_line_to_stdin = sendLineToStdin = send_line  # PM2's name
+    send_line_to_stdin = send_line  # PM2's sendLineToStdin, in snake_case
 
     def delete(self, target: Target) -> list[ProcessInfo]:
         return self._send("delete", {"target": _target(target, self._remote)}, _infos)
@@ -521,6 +522,7 @@ class _Calls:
         return self._send(cmd, args)
 
 
+@with_pm2_names
 class Client(_Calls):
     """A synchronous client; safe to use from several threads at once.
 
@@ -627,8 +629,6 @@ class Client(_Calls):
         except ProtocolError as exc:
             raise needs_plugin("reload_logs", "logrotate", exc) from exc
 
-    reloadLogs = reload_logs  # PM2's name
-
     def startup(self, platform: str | None = None, **kw: Any) -> Any:
         """Install the boot script that runs ``corral resurrect`` at boot (``pm2.startup``).
 
@@ -702,6 +702,7 @@ class Client(_Calls):
         self.disconnect()
 
 
+@with_pm2_names
 class AsyncClient(_Calls):
     """The asyncio twin of :class:`Client`: the same calls, awaited.
 
@@ -802,8 +803,6 @@ class AsyncClient(_Calls):
             return await self._send("reload_logs", {})
         except ProtocolError as exc:
             raise needs_plugin("reload_logs", "logrotate", exc) from exc
-
-    reloadLogs = reload_logs  # PM2's name
 
     async def kill_daemon(self) -> None:
         import asyncio

@@ -19,12 +19,13 @@ from typing import TYPE_CHECKING, Any
 from . import __version__, asuser, credentials, lifecycle, paths, reconcile, replywait, stdin
 from .apps import PreparedApp, check_fd_budget, check_name, prepare_app
 from .changes import changed_options, refuse_fixed, refuse_moving_socket, socket_moves
+from .command_table import core_commands
 from .convert import signal_of
 from .errors import NotFoundError, OptionError, ProtocolError, StateError, shorten
 from .lifecycle import ProcessState
 from .logs import log_paths, own_log_paths, pid_path
 from .process import ManagedProcess
-from .reload import reload_process
+from .rollout import reload_process
 from .rpc import RawJSON
 from .selection import is_regex_target, same_script, select_regex, select_resolved
 from .spawn import (
@@ -51,29 +52,7 @@ def parse_signal(value: Any) -> int:
 class Commands:
     """The daemon's RPC surface. ``dispatch`` routes a request to a method."""
 
-    CORE = (
-        "ping",
-        "start",
-        "stop",
-        "restart",
-        "reload",
-        "delete",
-        "list",
-        "describe",
-        "dump",
-        "resurrect",
-        "flush",
-        "reset",
-        "send_signal_to_process_name",
-        "send_signal_to_process_id",
-        "send_data_to_process_id",
-        "send_line",
-        "scale",
-        "plugins",
-        "options",
-        "kill_daemon",
-        "update",
-    )
+    CORE = core_commands()  # corral.command_table: every call, listed once
 
     def __init__(self, daemon: Daemon) -> None:
         self.daemon = daemon

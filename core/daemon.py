@@ -61,7 +61,7 @@ from .options import OptionSchema
 from .output import OutputPipes
 from .pidfile import PidFiles
 from .process import TIMED_OUT, Child, ManagedProcess
-from .reload import reload_process
+from .rollout import reload_process
 from .rpc_async import RPCServer
 from .secrets import KnownSecrets, mask_text
 from .spawn import (

@@ -48,6 +48,7 @@ GROUPS: dict[str, list[str]] = {
     ],
     "The client": [
         "__init__.py",
+        "command_table.py",
         "client.py",
         "launcher.py",
         "updater.py",
@@ -69,7 +70,7 @@ GROUPS: dict[str, list[str]] = {
         "selection.py",
         "reconcile.py",
         "changes.py",
-        "reload.py",
+        "rollout.py",
         "handover.py",
         "upgrade.py",
         "state.py",
