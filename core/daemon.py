@@ -18,7 +18,6 @@ import json
 import logging
 import os
 import signal
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -74,7 +73,7 @@ from .spawn import (
 )
 from .state import SpawnJournal, load_state, read_journal, save_state
 from .stdin import StdinPipe
-from .stdin import open_pipe as open_stdin_pipe
+from .system import System
 from .upgrade import install_info
 
 
@@ -129,6 +128,7 @@ class Daemon:
         self._has_event_hooks = bool(self.manager.pm.hook.corral_process_event.get_hookimpls())
         self.event_listeners: list[Any] = []  # callables(ProcessEvent), for in-process users
         self.fds = FdReserve()  # a spawn and a state write still work at the fd limit
+        self.system = System()  # fork/exec, pidfd, wait: what a test may replace
         self.log_file = DaemonLog(paths.log_file(self.home))
         self.log = self.log_file.logger
         self.log_file.known_secrets = KnownSecrets(lambda: [p.env for p in self.procs.values()])
@@ -497,7 +497,7 @@ class Daemon:
                 self.journal.intent(proc.unique_id)
             before = boot_ticks()
             with self._birthplace(proc) as where:
-                popen, out_r, err_r, in_w = self.fds.call(_popen, spec, creds)
+                popen, out_r, err_r, in_w = self.fds.call(self.system.popen, spec, creds)
             after = boot_ticks()
             if self.journal is not None:
                 started = (before, after) if before is not None else start_time(popen.pid)
@@ -669,7 +669,7 @@ class Daemon:
     def _watch_exit(self, proc: ManagedProcess, child: Child) -> None:
         assert self.loop is not None
         try:
-            pidfd = os.pidfd_open(child.pid)
+            pidfd = self.system.pidfd_open(child.pid)
         except (AttributeError, OSError):
             threading.Thread(target=self._wait_thread, args=(proc, child), daemon=True).start()
             return
@@ -681,10 +681,10 @@ class Daemon:
         self.loop.remove_reader(child.pidfd)
         os.close(child.pidfd)
         child.pidfd = None
-        self._handle_exit(proc, child, child.popen.wait())
+        self._handle_exit(proc, child, self.system.wait(child.popen))
 
     def _wait_thread(self, proc: ManagedProcess, child: Child) -> None:
-        code = child.popen.wait()
+        code = self.system.wait(child.popen)
         assert self.loop is not None
         self.loop.call_soon_threadsafe(self._handle_exit, proc, child, code)
 
@@ -1014,42 +1014,3 @@ def _record_failure(home: Path, exc: Exception) -> None:
 
 if __name__ == "__main__":
     main()
-
-
-def _popen(
-    spec: SpawnSpec, creds: credentials.Credentials | None
-) -> tuple[subprocess.Popen, int, int, int]:
-    """Execute ``spec`` in a new session with piped stdio: ``(popen, out fd, err fd,
-    stdin write end)``; the stdin pipe is PM2's fork mode one (corral.stdin).
-
-    With ``creds`` the child runs as that account: its uid, its gid and exactly its
-    supplementary groups (``extra_groups=None`` would keep the daemon's, root's).
-    """
-    fds: list[int] = []
-    try:
-        in_r, in_w = open_stdin_pipe()
-        fds += [in_r, in_w]
-        out_r, out_w = os.pipe()
-        fds += [out_r, out_w]
-        err_r, err_w = os.pipe()
-        fds += [err_r, err_w]
-        popen = subprocess.Popen(
-            spec.argv,
-            stdin=in_r,
-            stdout=out_w,
-            stderr=err_w,
-            cwd=spec.cwd,
-            env=spec.env,
-            start_new_session=True,
-            pass_fds=tuple(spec.pass_fds),
-            user=creds.uid if creds else None,
-            group=creds.gid if creds else None,
-            extra_groups=list(creds.groups) if creds else None,
-        )
-    except BaseException:
-        for fd in fds:
-            os.close(fd)
-        raise
-    for fd in (in_r, out_w, err_w):  # the child's ends
-        os.close(fd)
-    return popen, out_r, err_r, in_w
