@@ -1,9 +1,9 @@
-"""The daemon: one asyncio loop that owns every child.
+"""The daemon's kernel: one asyncio loop, its signals, the state file, recovery
+(corral.recovery) and the one place a state changes.
 
-It spawns children in their own process groups, notices each exit at once
-through a pidfd (a waiter thread where pidfds do not exist), reads their
-pipes into the log files, applies the restart policy from
-:mod:`corral.lifecycle`, and serves RPC. Every state change goes through
+Each pm_id's children belong to its :class:`corral.slot.Slot` (``proc.slot``),
+which spawns them through ``daemon.system`` (corral.system), reaps their exits
+(corral.reaper) and stops them (corral.stopper). Every state change goes through
 :meth:`Daemon.change_state`, which records it, emits ``corral_process_event``
 and marks the state file for rewriting.
 """
@@ -30,31 +30,29 @@ from .api import DaemonAPI
 from .daemonlog import DaemonLog, StructlogHandler
 from .errors import CorralError
 from .events import ProcessEvent
-from .fdholder import Drain, HolderLink
+from .fdholder import HolderLink
 from .fdreserve import FdReserve
-from .handover import adopt, end_handed_over, read_handover
 from .hooks import PluginManager, load_plugins
 from .kill import (
-    kill_orphan,
-    scan_strays,
     terminate,
 )
 from .lifecycle import Event
 from .listen import Listeners
 from .logs import LogFiles, log_paths, own_log_paths, pid_path
-from .monitor import TreeSampler, ancestors, start_time
+from .monitor import TreeSampler, ancestors
 from .notify import Notifier
 from .options import OptionSchema
 from .output import OutputPipes
 from .pidfile import PidFiles
 from .process import Child, ManagedProcess, now_ms
+from .recovery import Recovery
 from .rpc_async import RPCServer
 from .secrets import KnownSecrets, mask_text
 from .slot import Slot
 from .spawn import (
     own_preload,
 )
-from .state import SpawnJournal, load_state, read_journal, save_state
+from .state import SpawnJournal, save_state
 from .strays import StrayScan
 from .system import System
 from .upgrade import install_info
@@ -102,7 +100,7 @@ class Daemon:
         self.notify: Notifier | None = None
         self.journal: SpawnJournal | None = None
         self.cgroups: cgroup_home.Cgroups | None = None  # each child in a cgroup, where possible
-        self._previous_cgroups: list[Path] = []  # where a dead daemon of this home kept them
+        self.recovery = Recovery(self)  # what the last daemon of this home left
         self._held_events: list[ProcessEvent] | None = None  # see holding_events
         self._has_event_hooks = bool(self.manager.pm.hook.corral_process_event.get_hookimpls())
         self.event_listeners: list[Any] = []  # callables(ProcessEvent), for in-process users
@@ -143,7 +141,7 @@ class Daemon:
         if not self.in_process:  # a detached daemon's pipes outlive it (corral.fdholder)
             # before the cgroups open: the holder must not be born in an app's cgroup
             self.output.holder = HolderLink.open(self.home, self.log)
-        self._previous_cgroups = cgroup_home.previous(self.home)  # before open() records its own
+        self.recovery.previous_cgroups = cgroup_home.previous(self.home)  # before open()
         if cgroup.wanted(self.in_process):
             self.cgroups = cgroup_home.Cgroups.open(self.home)
         if not self.in_process:
@@ -158,7 +156,7 @@ class Daemon:
         serving = asyncio.ensure_future(self.server.serve())
         try:
             self.manager.daemon_started(self.api)  # first, so plugins see the recovery's events
-            await self._recover_previous()
+            await self.recovery.run()
             self.recovered.set()
             if ready is not None:
                 ready.set()
@@ -326,91 +324,6 @@ class Daemon:
         if ident is not None:  # the next daemon may rewrite and remove it (pidfile.py)
             entry["pid_file_created"] = [str(proc.pid_path), *ident]
         return entry
-
-    async def _recover_previous(self) -> None:
-        """Replace the apps of a daemon that died without stopping them.
-
-        This daemon holds the home's lock (homelock), so no other daemon runs here.
-        """
-        state = load_state(paths.state_file(self.home)) or {"apps": []}
-        handover = None if self.in_process else read_handover(self.home)
-        if handover is not None and await self._take_over(handover, state["apps"]):
-            return
-        spawned = read_journal(paths.journal_file(self.home))  # children the state missed
-        old_pid = state.get("daemon_pid")
-        held = self.output.holder.take() if self.output.holder is not None else []
-        drain = Drain(held, self.logs)  # what the old children left in their pipes
-        if state["apps"] or spawned:
-            await self._kill_orphans(state, spawned)
-        await self._end_previous_cgroups()  # what the pids above did not reach
-        if held:
-            drained = await drain.finish(timeout=2.0)
-            self.log.info("drained the old children's pipes", pipes=len(held), bytes=drained)
-        if not state["apps"]:
-            if spawned:
-                self.mark_dirty()  # empties the journal
-            return
-        self.log.info(
-            "recovering apps of a daemon that died", count=len(state["apps"]), pid=old_pid
-        )
-        for entry in state["apps"]:
-            with contextlib.suppress(TypeError, ValueError):
-                path, *ident = entry.get("pid_file_created") or ()
-                self.pid_files.adopt(Path(path), tuple(int(n) for n in ident))
-        await self.commands.restore(state["apps"], keep_ids=True)
-
-    async def _take_over(self, handover: dict[str, Any], entries: list[dict[str, Any]]) -> bool:
-        """Adopt what the image of this process before the exec ran (corral update); on
-        any failure its children are ended and the apps restarted as after a death."""
-        self._previous_cgroups = []  # the children in them are ours again
-        try:
-            await adopt(self, handover, entries)
-        except Exception as exc:
-            self.log.error(
-                "handover failed: restarting the apps", error=f"{type(exc).__name__}: {exc}"
-            )
-            for proc in list(self.procs.values()):
-                self.forget(proc)
-            end_handed_over(handover)
-            self._previous_cgroups = cgroup_home.previous(self.home)
-            return False
-        self.log.info("took over the apps of the image before the update", count=len(self.procs))
-        return True
-
-    async def _kill_orphans(self, state: dict[str, Any], spawned: list[dict[str, Any]]) -> None:
-        """Stop the children a dead daemon recorded (state file, spawn journal), by pid."""
-        orphans = {
-            entry["pid"]: (entry.get("pid_started"), entry.get("kill_timeout"))
-            for entry in spawned
-            if "pid" in entry
-        }
-        # children forked by a daemon killed before their pid was known: by their unique_id
-        markers = {entry["unique_id"] for entry in spawned if "unique_id" in entry}
-        for pids in scan_strays(markers, skip_groups=()).values():
-            for pid in pids:
-                orphans.setdefault(pid, (start_time(pid), None))
-        for entry in state["apps"]:
-            timeout = entry.get("options", {}).get("kill_timeout")
-            orphans[entry.get("pid")] = (entry.get("pid_started"), timeout)
-        await asyncio.gather(
-            *(kill_orphan(pid, started, timeout) for pid, (started, timeout) in orphans.items())
-        )
-
-    async def _end_previous_cgroups(self) -> None:
-        """SIGKILL what a dead daemon's children left in its cgroups and remove them: the
-        descendants that left every process group, parent and environment."""
-        for parent in self._previous_cgroups:
-            mine = self.cgroups is not None and parent == self.cgroups.parent
-            for path in self.cgroups.stale() if self.cgroups and mine else [parent]:
-                left = cgroup.pids(path)
-                if not await cgroup.sweep(path):
-                    self.log.error("processes outlive cgroup.kill", cgroup=str(path), pids=left)
-                cgroup.remove_tree(path)
-                if left:
-                    self.log.info("ended what a dead daemon left", cgroup=str(path), pids=left)
-        if self._previous_cgroups and self.cgroups is None:
-            cgroup_home.forget_record(self.home)
-        self._previous_cgroups = []
 
     # -- process slots -----------------------------------------------------
 
