@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import dataclasses
 import json
 import logging
 import os
@@ -52,7 +51,8 @@ from .slot import Slot
 from .spawn import (
     own_preload,
 )
-from .state import SpawnJournal, save_state
+from .state import SpawnJournal
+from .statefile import StateFile
 from .strays import StrayScan
 from .system import System
 from .upgrade import install_info
@@ -92,7 +92,7 @@ class Daemon:
         self.leaving: str | None = None  # update: "exec" or "restart" (upgrade.py, handover.py)
         self._stopped = asyncio.Event()
         self.recovered = asyncio.Event()  # set once a dead daemon's apps are back
-        self._state_scheduled = False
+        self.state_file = StateFile(self)  # what the next daemon recovers from
         self.api = DaemonAPI(self)  # what plugins see of this daemon
         self.output = OutputPipes(self.manager, self.api)
         self.children: dict[int, tuple[ManagedProcess, Child]] = {}  # by pid, for sd_notify
@@ -201,7 +201,7 @@ class Daemon:
         )
         if self.cgroups is not None:
             self.cgroups.close()
-        self._write_state()
+        self.state_file.write()
         if self.journal is not None:
             self.journal.close()
             self.journal = None
@@ -296,34 +296,7 @@ class Daemon:
 
     def mark_dirty(self) -> None:
         """Rewrite the state file soon, once, however many changes come first."""
-        if self._state_scheduled or self.loop is None:
-            return
-        self._state_scheduled = True
-        self.loop.call_soon(self._write_state)
-
-    def _write_state(self) -> None:
-        self._state_scheduled = False
-        apps = [self._state_entry(p) for p in self.procs.values()]
-        try:
-            self.fds.call(save_state, paths.state_file(self.home), apps, os.getpid())
-        except OSError as exc:
-            self.log.error("cannot write the state file", error=str(exc))
-            return
-        if self.journal is not None:
-            self.journal.clear()  # the state file names every child now
-
-    def _state_entry(self, proc: ManagedProcess) -> dict[str, Any]:
-        entry = self.commands.saved_entry(proc)
-        entry.update(
-            pm_id=proc.pm_id,
-            pid=proc.pid,
-            pid_started=proc.child.started if proc.child is not None else None,
-            history=dataclasses.asdict(proc.history),
-        )
-        ident = self.pid_files.identity(proc.pid_path)
-        if ident is not None:  # the next daemon may rewrite and remove it (pidfile.py)
-            entry["pid_file_created"] = [str(proc.pid_path), *ident]
-        return entry
+        self.state_file.mark_dirty()
 
     # -- process slots -----------------------------------------------------
 
