@@ -158,7 +158,7 @@ class DaemonAPI:
         ``kill_timeout``); a stopped app is started, and a cluster app with a shared
         socket is reloaded instead, so it keeps serving. ``reason`` goes with the
         ``restart`` event. Does nothing once the slot is deleted."""
-        await self._daemon.restart_process(proc, reason=reason)
+        await proc.slot.restart_process(reason=reason)
 
     async def stop_process(self, proc: ManagedProcess, *, reason: str = "") -> None:
         """Stop ``proc`` as ``corral stop`` does (it stays in the list, stopped)."""
@@ -166,7 +166,7 @@ class DaemonAPI:
             self._daemon.log.info("stop", name=proc.name, pm_id=proc.pm_id, reason=reason)
         async with self._daemon.lock(proc):
             if self._daemon.procs.get(proc.pm_id) is proc:
-                await self._daemon.stop_process(proc, manually=False)
+                await proc.slot.stop_process(manually=False)
 
     def request_restart(self, pm_id: int, reason: str) -> concurrent.futures.Future:
         """:meth:`restart_process` from any thread (a watchdog observer, a timer);

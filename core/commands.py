@@ -229,14 +229,14 @@ class Commands:
     async def _undo(self, procs: list[ManagedProcess]) -> None:
         """Remove processes a failed command created (stopping those it started)."""
         for proc in procs:
-            await self.daemon.stop_process(proc)
+            await proc.slot.stop_process()
             self.daemon.forget(proc)
 
     def launch(self, proc: ManagedProcess, *, is_restart: bool = False) -> None:
         """Spawn a registered process; a failed exec removes a process that never ran."""
         if not is_restart:
             proc.history = lifecycle.on_start(proc.history, _now())
-        self.daemon.spawn(proc, is_restart=is_restart)
+        proc.slot.spawn(is_restart=is_restart)
 
     def saved_entry(self, proc: ManagedProcess) -> dict[str, Any]:
         """What a dump (and the state file) keeps of a process."""
@@ -386,13 +386,13 @@ class Commands:
     async def _restart_with(self, proc: ManagedProcess, app: PreparedApp) -> None:
         """Restart an existing process with the options and env of a new start."""
         async with self.daemon.lock(proc):
-            await self.daemon.stop_process(proc, manually=True)
+            await proc.slot.stop_process(manually=True)
             proc.options = dict(app.options)
             proc.env = {**proc.env, **app.env}
             # the config file's script too: restart refuses to change it, start brings it in line
             proc.script, proc.interpreter = app.script, app.interpreter
             proc.is_command = app.is_command
-            self.daemon.respawn(proc)
+            proc.slot.respawn()
 
     async def _each(self, target: Any, action: Any) -> list[dict[str, Any]]:
         procs = self.select(target)
@@ -402,7 +402,7 @@ class Commands:
     async def cmd_stop(self, target: Any) -> list[dict[str, Any]]:
         async def stop(proc: ManagedProcess) -> None:
             async with self.daemon.lock(proc):
-                await self.daemon.stop_process(proc, manually=True)
+                await proc.slot.stop_process(manually=True)
 
         return await self._each(target, stop)
 
@@ -422,14 +422,14 @@ class Commands:
             try:
                 async with self.daemon.lock(proc):
                     new_options = changed_options(self.daemon, proc, changes)  # before the stop
-                    await self.daemon.stop_process(proc, manually=True)
+                    await proc.slot.stop_process(manually=True)
                     proc.options = new_options  # replaced, never changed in place
                     if update_env:
                         proc.env = merge_env(dict(env or os.environ), proc.options.get("env"))
                     if move is not None:
                         move.arrive(proc)
                         await move.all_stopped.wait()  # the old socket is closed now
-                    self.daemon.respawn(proc)
+                    proc.slot.respawn()
             finally:
                 if move is not None:
                     move.arrive(proc)  # a failed instance holds no other up
@@ -499,8 +499,8 @@ class Commands:
                     proc.env = merge_env(dict(env or os.environ), layer)
                 rolling = proc.cluster or proc.shares_socket
                 if not rolling or proc.state is not ProcessState.ONLINE:
-                    await self.daemon.stop_process(proc, manually=True)
-                    self.daemon.respawn(proc)
+                    await proc.slot.stop_process(manually=True)
+                    proc.slot.respawn()
                     return True
                 try:
                     await reload_process(self.daemon, proc, graceful=graceful)
@@ -529,7 +529,7 @@ class Commands:
                 ) from None
         for proc in procs[wanted:][::-1]:
             async with self.daemon.lock(proc):
-                await self.daemon.stop_process(proc, manually=True)
+                await proc.slot.stop_process(manually=True)
                 self.daemon.emit(proc, "delete", manually=True)
                 self.daemon.forget(proc)
         template = procs[0]
@@ -579,7 +579,7 @@ class Commands:
         if proc.state not in lifecycle.RUNNING_STATES:
             raise StateError(f"process {pm_id} ({proc.name}) is {proc.state.value}, not online")
         packet = {**packet, "id": pm_id}
-        self.daemon.send_message(proc, packet)
+        proc.slot.send_message(packet)
         return {"success": True, "data": packet}
 
     async def cmd_delete(self, target: Any) -> list[dict[str, Any]]:
@@ -587,7 +587,7 @@ class Commands:
 
         async def delete(proc: ManagedProcess) -> None:
             async with self.daemon.lock(proc):
-                await self.daemon.stop_process(proc, manually=True)
+                await proc.slot.stop_process(manually=True)
                 self.daemon.emit(proc, "delete", manually=True)
                 self.daemon.forget(proc)
 
@@ -674,7 +674,7 @@ class Commands:
                 continue
             try:
                 if keep_ids:
-                    self.daemon.spawn(proc, is_restart=True)
+                    proc.slot.spawn(is_restart=True)
                 else:
                     self.launch(proc)
             except Exception as exc:
@@ -745,7 +745,7 @@ class Commands:
     async def cmd_kill_daemon(self) -> dict[str, Any]:
         self.daemon.shutting_down = True  # first: a restart in flight must not spawn now
         procs = list(self.procs.values())
-        await asyncio.gather(*(self.daemon.stop_process(p, manually=True) for p in procs))
+        await asyncio.gather(*(p.slot.stop_process(manually=True) for p in procs))
         for proc in procs:
             self.daemon.emit(proc, "delete", manually=True)
             self.daemon.forget(proc)

@@ -250,7 +250,7 @@ async def adopt(daemon: Any, handover: dict[str, Any], entries: list[dict[str, A
             cgroup=Path(app["cgroup"]) if app.get("cgroup") else None,
             stdin=StdinPipe(stdin) if stdin is not None else None,
         )
-        channel.on_message = lambda message, p=proc, c=child: daemon._on_message(p, c, message)
+        channel.on_message = lambda message, p=proc, c=child: p.slot.on_message(c, message)
         channel.start()
         child.ready_by, child.ready_at = app.get("ready_by"), app.get("ready_at")
         child.ready.set_result(child.ready_by)
@@ -262,7 +262,7 @@ async def adopt(daemon: Any, handover: dict[str, Any], entries: list[dict[str, A
         daemon.children[child.pid] = (proc, child)
         for stream, fd in app["pipes"].items():
             daemon.output.watch(child, proc, fd, stream)
-        daemon._watch_exit(proc, child)
+        proc.slot.watch_exit(child)
         if proc.listen_address is not None:
             listener = daemon.listeners.by_name.get(proc.name)
             proc.listen_port = listener.port if listener is not None else proc.listen_port

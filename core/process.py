@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from .channel import Channel
     from .logs import LineWriter, LogFile
     from .monitor import Started
+    from .slot import Slot
     from .stdin import StdinPipe
 
 __all__ = ["Child", "ManagedProcess", "SpawnSpec"]
@@ -52,6 +53,11 @@ READINESS_KEYS = ("ready", "ready_by", "ready_at")
 
 # what ended the wait for a readiness signal without one (``ready_by``; ``ready`` false)
 TIMED_OUT = "listen_timeout"
+
+
+def now_ms() -> int:
+    """The clock of histories, exits and readiness: ms since the epoch."""
+    return int(time.time() * 1000)
 
 
 @dataclass(eq=False)
@@ -116,6 +122,7 @@ class ManagedProcess:
     # set by the watch plugin: pm2_env.watch while this instance is not watched as its
     # option says (stopped by a user: false, as PM2), or watched without it (true)
     watch_shown: Any = None
+    slot: Slot = field(init=False, repr=False)  # what acts on this record (corral.slot)
     _json_cache: tuple[tuple, str] | None = field(default=None, repr=False)
     _policy_cache: tuple[dict, RestartPolicy] | None = field(default=None, repr=False)
 

@@ -76,7 +76,7 @@ async def reload_process(
     old.retired = True
     proc.history = lifecycle.on_manual_restart(proc.history, int(time.time() * 1000))
     try:
-        new = daemon.spawn(proc, is_restart=True, reload=True)
+        new = proc.slot.spawn(is_restart=True, reload=True)
     except (ScriptError, OptionError, StateError) as exc:
         roll_back(daemon, proc, old, str(exc))
         raise StateError(f"reload of {proc.name} (pm_id {proc.pm_id}) failed: {exc}") from exc
@@ -134,7 +134,7 @@ def goes_on_at_timeout(proc: ManagedProcess) -> bool:
 def roll_back(daemon: Supervisor, proc: ManagedProcess, old: Child, reason: str) -> None:
     proc.child = old
     old.retired = False
-    daemon.write_pid_file(proc)
+    proc.slot.write_pid_file()
     if proc.state is ProcessState.LAUNCHING:
         daemon.change_state(proc, Event.ROLLBACK, emit="reload failed", reason=reason)
     else:  # online throughout (no wait_ready): the old child goes on as it was
@@ -143,4 +143,4 @@ def roll_back(daemon: Supervisor, proc: ManagedProcess, old: Child, reason: str)
         daemon.emit(proc, "reload failed", reason=reason)
     daemon.log.error("reload failed", name=proc.name, pm_id=proc.pm_id, reason=reason)
     if old.exited.done():  # the old one died meanwhile: the policy decides, as for a crash
-        daemon.apply_exit(proc, old, old.exited.result())
+        proc.slot.apply_exit(old, old.exited.result())

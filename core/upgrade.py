@@ -11,7 +11,7 @@ in place the daemon writes its state file (every app with its pm_id, pid,
 restart counts and log paths), then leaves its children running and exits;
 the next daemon, started by the client from the installed code, takes them
 over with the dead daemon's
-recovery (``Daemon._recover_previous``): each app is restarted under its
+recovery (``Recovery.run``, corral.recovery): each app is restarted under its
 pm_id with its counts and logs. That is PM2's ``pm2 update`` (dump, kill,
 resurrect), without losing the ids or the counts. Where it can, the daemon
 hands its running children over to a re-executed image of itself instead, and

@@ -63,6 +63,8 @@ GROUPS: dict[str, list[str]] = {
     ],
     "The daemon: kernel and RPC": [
         "daemon.py",
+        "recovery.py",
+        "statefile.py",
         "daemon_main.py",
         "commands.py",
         "rpc_async.py",
@@ -81,6 +83,11 @@ GROUPS: dict[str, list[str]] = {
     ],
     "The daemon: one process slot and its children": [
         "process.py",
+        "slot.py",
+        "reaper.py",
+        "stopper.py",
+        "strays.py",
+        "system.py",
         "spawn.py",
         "kill.py",
         "channel.py",

@@ -124,7 +124,7 @@ def test_spawn_refuses_once_shutdown_began(corral_home):
         async def spawn_while_shutting_down() -> None:
             daemon.shutting_down = True
             try:
-                daemon.spawn(proc, is_restart=False)
+                proc.slot.spawn(is_restart=False)
             finally:
                 daemon.shutting_down = False
 
