@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import importlib
 
-from .command_table import CALLS
-
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (~4 ms of a CLI call)
 if TYPE_CHECKING:
     from typing import Any
@@ -44,13 +42,21 @@ _LAZY = {
 _MOVED = {"Bus": "corral.plugins.bus", "BusEvent": "corral.plugins.bus"}
 
 # PM2's singleton: module-level calls act on the client of the last connect(), under
-# corral's names and PM2's (corral.gracefulReload); the table lists them once
-_SINGLETON_CALLS = {
-    alias: call.name
-    for call in CALLS
-    if call.module_call
-    for alias in {call.name, call.pm2 or call.name}
-}
+# corral's names and PM2's (corral.gracefulReload); corral.command_table lists them,
+# read on the first such call only, so `import corral.child` loads corral and no more
+_singleton_calls: dict[str, str] = {}
+
+
+def _module_call(name: str) -> str | None:
+    """The client method behind the module call ``name``, or None."""
+    if not _singleton_calls:
+        from .command_table import CALLS
+
+        for call in CALLS:
+            if call.module_call:
+                _singleton_calls.update({call.name: call.name, call.pm2 or call.name: call.name})
+    return _singleton_calls.get(name)
+
 
 __all__ = [
     "AsyncClient",
@@ -73,9 +79,37 @@ __all__ = [
     "__version__",
     "connect",
     "current",
+    "delete",
+    "describe",
+    "disconnect",
+    "dump",
+    "flush",
+    "gracefulReload",
+    "graceful_reload",
     "hookimpl",
     "hookspec",
-    *sorted(_SINGLETON_CALLS),
+    "killDaemon",
+    "kill_daemon",
+    "launchBus",
+    "launch_bus",
+    "list",
+    "ping",
+    "reload",
+    "reloadLogs",
+    "reload_logs",
+    "reset",
+    "restart",
+    "resurrect",
+    "scale",
+    "sendDataToProcessId",
+    "sendSignalToProcessId",
+    "sendSignalToProcessName",
+    "send_data_to_process_id",
+    "send_signal_to_process_id",
+    "send_signal_to_process_name",
+    "start",
+    "stop",
+    "wait_started",
 ]
 
 if TYPE_CHECKING:
@@ -113,8 +147,8 @@ def _singleton(name: str) -> Any:
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
         value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-    elif name in _SINGLETON_CALLS:
-        value = _singleton(_SINGLETON_CALLS[name])
+    elif (method := _module_call(name)) is not None:
+        value = _singleton(method)
     elif name in _MOVED:
         raise AttributeError(f"corral.{name} is a plugin's now: from {_MOVED[name]} import {name}")
     else:
