@@ -853,7 +853,6 @@ def _apply_one(
 
 
 def _flush_rotated(client: Client, target: Any) -> dict[str, Any]:
-
     try:
         return client.call("logrotate_flush", target=target, all=True)
     except ProtocolError as exc:

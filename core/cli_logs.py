@@ -34,8 +34,8 @@ import click
 from .cli_base import parse_target
 from .datefmt import date_formatter
 from .errors import CorralError
-from .rpc import pid_alive
 from .logtail import FollowedFile, iso_time, last_lines, open_log, time_reader
+from .rpc import pid_alive
 
 DEFAULT_LINES = 15
 DEFAULT_TIMESTAMP = "YYYY-MM-DD-HH:mm:ss"  # PM2's --timestamp default
@@ -307,7 +307,6 @@ def _quiet_pipe() -> None:
 
 
 def add_commands(cli: click.Group, client_factory: Callable[[], Any]) -> None:
-
     @cli.command()
     @click.argument("target", required=False)
     @click.option(
