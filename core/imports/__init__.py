@@ -75,6 +75,7 @@ def convert(path: str | os.PathLike) -> tuple[list[dict[str, Any]], list[str]]:
     """
     kind = ini_kind(path)
     if kind == "supervisor":
+        # deferred: each converter only for its kind of file
         from .supervisor import convert as convert_file
     elif kind == "circus":
         from .circus import convert as convert_file
@@ -152,6 +153,7 @@ def command(text: str, where: str, *, shell: bool = False) -> dict[str, Any]:
     """``script`` and ``args`` of a command line, run as the manager runs it: the
     program itself (``exec_interpreter: none`` where corral would pick an interpreter
     by its suffix); with ``shell``, the whole line through a shell."""
+    # deferred: the daemon's spawner, only to convert a command line
     from ..spawn import INTERPRETERS
 
     if shell:
