@@ -75,10 +75,9 @@ def convert(path: str | os.PathLike) -> tuple[list[dict[str, Any]], list[str]]:
     """
     kind = ini_kind(path)
     if kind == "supervisor":
-        # deferred: each converter only for its kind of file
-        from .supervisor import convert as convert_file
+        from .supervisor import convert as convert_file  # deferred: only for its kind of file
     elif kind == "circus":
-        from .circus import convert as convert_file
+        from .circus import convert as convert_file  # deferred: only for its kind of file
     else:
         raise ConfigError(
             f"{path}: not a supervisord or circus config: expected a [program:x] "
