@@ -150,7 +150,7 @@ def _echo(text: str = "") -> None:
 def _print_table(client: Client, sort: str | None = None) -> None:
     # deferred: rich (~25 ms) loads only to draw a table
     from .cli_render import EMPTY_HINT, make_console
-    from .cli_table import process_table, terminal_width
+    from .cli_table import process_table, terminal_width  # deferred: rich (~25 ms), as above
 
     infos = client.list()
     console = make_console()
@@ -546,7 +546,7 @@ def build_cli() -> click.Group:
         readiness, last exit, restarts, log files, the plugins acting on it, and its
         variables that differ from this shell's, secrets masked (alias: show)."""
         from . import cli_describe as shown  # deferred: rich (~25 ms) loads only to draw the panels
-        from .cli_render import make_console
+        from .cli_render import make_console  # deferred: rich (~25 ms), as above
 
         client = _client()
         infos = client.describe(parse_target(target))

@@ -42,7 +42,7 @@ def add_commands(cli: click.Group, client_factory: Callable[[], Any]) -> None:
         secrets masked (ID: a pm_id, or the name of an app of one instance)."""
         # deferred: rich and the secret patterns, only env needs them
         from .cli_render import printable
-        from .secrets import mask_env
+        from .secrets import mask_env  # deferred: the secret patterns, as above
 
         infos = client_factory().describe(parse_target(target))
         if not infos:

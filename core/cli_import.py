@@ -39,7 +39,7 @@ def add_commands(cli: click.Group, client_factory: Callable[[], Any]) -> None:
         listed in a warning. `corral start FILE` starts such a file directly."""
         # deferred: the converters and yaml, only import needs them
         from .imports import KINDS, convert, ini_kind, not_carried
-        from .imports.ecosystem import render
+        from .imports.ecosystem import render  # deferred: yaml's writer, as above
 
         if not os.path.isfile(file):
             what = "is not a file" if os.path.exists(file) else "does not exist"

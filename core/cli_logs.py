@@ -177,7 +177,7 @@ class Printer:
     def emit(self, entry: Entry, when: float | None) -> None:
         from rich.text import Text  # deferred: rich (~25 ms) loads only when lines print
 
-        from .cli_render import STREAM_STYLES, printable
+        from .cli_render import STREAM_STYLES, printable  # deferred: rich (~25 ms), as above
 
         source = entry.source
         if self.mode == "json":
