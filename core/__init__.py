@@ -135,6 +135,7 @@ if TYPE_CHECKING:
 
 def _singleton(name: str) -> Any:
     def call(*args: Any, **kwargs: Any) -> Any:
+        # deferred: corral stays lazy: the client loads on the first call
         from .client import current
 
         return getattr(current(), name)(*args, **kwargs)

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import sys
 
+import corral
+
 from .cli_base import handle_errors, print_jlist, print_ping, print_pong
 from .cli_base import parse_env as parse_env  # the parsing helpers, where they always were
 from .cli_base import parse_opts as parse_opts
@@ -44,6 +46,7 @@ def main(argv: list[str] | None = None) -> None:
             _run_fast(args[0])
             return
         if args and args[0] in EARLY_DAEMON_COMMANDS and not {"-h", "--help"} & set(args):
+            # deferred: the launcher (paths, homelock), only for a command that boots the daemon
             from .launcher import start_daemon_early
 
             start_daemon_early()  # it boots while click and rich load here
@@ -68,7 +71,7 @@ def _one_line_warnings() -> None:
 
 
 def _run_fast(command: str) -> None:
-    from . import fastrpc
+    from . import fastrpc  # deferred: the socket client of the fast commands only
 
     # a running daemon in a private home answers without pyzmq (~12 ms of imports)
     found = fastrpc.result(fastrpc.call(b"list" if command == "jlist" else b"ping"))
@@ -81,8 +84,6 @@ def _run_fast(command: str) -> None:
 
         print_pong(json.loads(found))
         return
-    import corral
-
     with corral.connect() as client:
         if command == "jlist":
             print_jlist(client)

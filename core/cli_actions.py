@@ -62,6 +62,7 @@ class Report:
         if not self.tty:
             yield None
             return
+        # deferred: rich (~25 ms) loads only for a status line on a terminal
         from .cli_render import make_console
 
         state: dict[str, Any] = {"label": self.verb, "total": None}
@@ -82,6 +83,7 @@ class Report:
         if not self.tty:
             yield
             return
+        # deferred: rich (~25 ms) loads only for a status line on a terminal
         from .cli_render import make_console
 
         with make_console().status(text):

@@ -130,6 +130,6 @@ def stop_exit_codes(text: str) -> list[Any]:
 def daemon_running() -> bool:
     """Whether a daemon holds ``$CORRAL_HOME`` (booting, serving or stalled); none is started."""
     from . import paths  # deferred: the fast path (`corral jlist`) never asks
-    from .homelock import holder
+    from .homelock import holder  # deferred: the lock's reader, off the fast path too
 
     return holder(paths.home()) is not None

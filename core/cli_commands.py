@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+import corral
+
 from . import cli_extra, cli_import, cli_logs, cli_reconcile, cli_stdin, cli_update
 from .actions import from_steps
 from .cli_actions import Report, records
@@ -34,7 +36,15 @@ from .cli_base import (
 )
 from .cli_flags import json_flag, print_json, show_secrets_flag
 from .cli_targets import STDIN, app_names, is_config
-from .errors import CorralError, CorralWarning, NotFoundError, OptionError, shorten
+from .errors import (
+    CorralError,
+    CorralWarning,
+    NotFoundError,
+    OptionError,
+    PluginError,
+    ProtocolError,
+    shorten,
+)
 from .targets import parse_only
 
 if TYPE_CHECKING:
@@ -122,8 +132,6 @@ def _client() -> Client:
     """
     root = click.get_current_context().find_root()
     if root.obj is None:
-        import corral
-
         root.obj = corral.connect(**_remote_flags(root))
         root.call_on_close(root.obj.disconnect)
     return root.obj
@@ -140,8 +148,9 @@ def _echo(text: str = "") -> None:
 
 
 def _print_table(client: Client, sort: str | None = None) -> None:
+    # deferred: rich (~25 ms) loads only to draw a table
     from .cli_render import EMPTY_HINT, make_console
-    from .cli_table import process_table, terminal_width
+    from .cli_table import process_table, terminal_width  # deferred: rich (~25 ms), as above
 
     infos = client.list()
     console = make_console()
@@ -194,10 +203,12 @@ def _start_params(with_plugins: bool) -> tuple[list[Any], dict[str, tuple[str, s
     Returns the click parameters and, per parameter, (option name, kind).
     """
     if with_plugins:
+        # deferred: pluggy and the entry points (~25 ms), only for the plugins' options
         from .hooks import load_plugins
 
         declared = load_plugins().app_options()
     else:
+        # deferred: the options table, only for the flags of start
         from .options import CORE_OPTIONS
 
         declared = list(CORE_OPTIONS)
@@ -235,6 +246,7 @@ class CorralGroup(click.Group):
     def _load_plugins(self) -> None:
         if not self.plugins_loaded:
             self.plugins_loaded = True
+            # deferred: pluggy and the entry points (~25 ms), only for a command not found
             from .hooks import load_plugins
 
             load_plugins().call_cli(self)
@@ -246,8 +258,6 @@ class CorralGroup(click.Group):
             self._load_plugins()
             command = super().get_command(ctx, name)
         if command is None and name in PLUGIN_COMMANDS and not ctx.resilient_parsing:
-            from .errors import PluginError
-
             raise PluginError(
                 f"`corral {name}` needs the plugin '{PLUGIN_COMMANDS[name]}', which is not "
                 "loaded: install it, or add it to CORRAL_PLUGINS"
@@ -515,7 +525,7 @@ def build_cli() -> click.Group:
     def ls(sort: str | None, mini: bool, as_json: bool) -> None:
         """List the processes (aliases: list, status, l, ps). Columns that do not fit are
         dropped: watching, namespace, user, pid, uptime, mode, restarts, cpu, mem."""
-        from . import cli_table
+        from . import cli_table  # deferred: rich (~25 ms) loads only to draw a table
 
         cli_table.parse_sort(sort)  # a bad --sort is refused before the daemon is asked
         if not (mini or as_json):
@@ -535,8 +545,8 @@ def build_cli() -> click.Group:
         """Show everything about a process: the settings that differ from the default,
         readiness, last exit, restarts, log files, the plugins acting on it, and its
         variables that differ from this shell's, secrets masked (alias: show)."""
-        from . import cli_describe as shown
-        from .cli_render import make_console
+        from . import cli_describe as shown  # deferred: rich (~25 ms) loads only to draw the panels
+        from .cli_render import make_console  # deferred: rich (~25 ms), as above
 
         client = _client()
         infos = client.describe(parse_target(target))
@@ -674,6 +684,7 @@ def build_cli() -> click.Group:
     @json_flag
     def plugins(errors: bool, as_json: bool) -> None:
         """List the plugins loaded in the daemon."""
+        # deferred: rich (~25 ms) loads only to draw a table
         from .cli_render import make_console, plugins_table
 
         loaded = _client().plugins()
@@ -692,7 +703,7 @@ def build_cli() -> click.Group:
     @cli.command()
     def monit() -> None:
         """A live view of the processes and the selected one's logs (q quits)."""
-        from .cli_monit import run_monit
+        from .cli_monit import run_monit  # deferred: rich.live and the monit screen, only for monit
 
         run_monit(_client())
 
@@ -842,8 +853,6 @@ def _apply_one(
 
 
 def _flush_rotated(client: Client, target: Any) -> dict[str, Any]:
-    from .errors import PluginError, ProtocolError
-
     try:
         return client.call("logrotate_flush", target=target, all=True)
     except ProtocolError as exc:

@@ -28,6 +28,7 @@ from .cli_render import (
     status_text,
     uptime_of,
 )
+from .options import CORE_OPTIONS
 from .secrets import mask, mask_args, mask_data, secret_values
 
 # Options shown in the first part of the panel, or as the env section: not repeated
@@ -148,12 +149,11 @@ def _log_drop(drop: dict[str, Any]) -> str:
 def declared_defaults() -> dict[str, Any]:
     """Every declared option's default, core's and the installed plugins'."""
     try:
+        # deferred: pluggy and the entry points, only for the defaults
         from .hooks import load_plugins
 
         declared = load_plugins().app_options()
     except Exception:  # a broken plugin must not hide the core settings
-        from .options import CORE_OPTIONS
-
         declared = list(CORE_OPTIONS)
     return {option.name: option.default for option in declared}
 

@@ -24,6 +24,7 @@ from typing import Any
 
 import click
 
+from . import completion, paths
 from .cli_base import daemon_running, parse_target
 from .cli_flags import json_flag, print_json, show_secrets_flag
 from .errors import NotFoundError, OptionError, shorten
@@ -31,7 +32,6 @@ from .errors import NotFoundError, OptionError, shorten
 
 def add_commands(cli: click.Group, client_factory: Callable[[], Any]) -> None:
     """Add env, id, cleardump, ecosystem, report and completion to ``cli``."""
-    from . import completion
 
     @cli.command()
     @click.argument("target", metavar="ID")
@@ -40,8 +40,9 @@ def add_commands(cli: click.Group, client_factory: Callable[[], Any]) -> None:
     def env(target: str, show_secrets: bool, as_json: bool) -> None:
         """Print the environment a process was started with, KEY=VALUE a line,
         secrets masked (ID: a pm_id, or the name of an app of one instance)."""
+        # deferred: rich and the secret patterns, only env needs them
         from .cli_render import printable
-        from .secrets import mask_env
+        from .secrets import mask_env  # deferred: the secret patterns, as above
 
         infos = client_factory().describe(parse_target(target))
         if not infos:
@@ -84,8 +85,7 @@ def add_commands(cli: click.Group, client_factory: Callable[[], Any]) -> None:
     def cleardump(as_json: bool) -> None:
         """Empty the dump file (`corral resurrect` then starts nothing); the previous
         dump is kept as its .bak, as `dump` keeps it."""
-        from . import paths
-        from .state import save_dump
+        from .state import save_dump  # deferred: the state file's module, only cleardump writes it
 
         path = paths.dump_file(paths.ensure_home())
         had = path.exists()
@@ -114,6 +114,7 @@ def add_commands(cli: click.Group, client_factory: Callable[[], Any]) -> None:
         default, ecosystem.config.{json,yaml,toml} with --format; then `corral start
         FILE` starts it. A bare word is PM2's mode argument (`corral init simple`):
         the default file."""
+        # deferred: the starter templates, only init needs them
         from .ecosystem import starter_path, write_starter
 
         if file is not None and not {".", "/"} & set(file):
@@ -133,6 +134,7 @@ def add_commands(cli: click.Group, client_factory: Callable[[], Any]) -> None:
         """Print a diagnostics bundle to paste in an issue: versions, the daemon, the
         list, the end of corral.log, plugins and their errors, this shell's variables
         (secrets masked). Starts no daemon."""
+        # deferred: the diagnostics bundle (psutil, the plugins), only report needs it
         from . import report as bundle
 
         remote = click.get_current_context().find_root().params.get("address")

@@ -15,6 +15,8 @@ from typing import Any
 
 import click
 
+from .errors import ConfigError
+
 
 def add_commands(cli: click.Group, client_factory: Callable[[], Any]) -> None:
     """Add ``import`` to ``cli`` (``client_factory`` is unused: it needs no daemon)."""
@@ -35,9 +37,9 @@ def add_commands(cli: click.Group, client_factory: Callable[[], Any]) -> None:
         """Print the ecosystem file equivalent to a supervisord.conf ([program:x]
         sections) or a circus.ini ([watcher:x] sections); what has no equivalent is
         listed in a warning. `corral start FILE` starts such a file directly."""
-        from .errors import ConfigError
+        # deferred: the converters and yaml, only import needs them
         from .imports import KINDS, convert, ini_kind, not_carried
-        from .imports.ecosystem import render
+        from .imports.ecosystem import render  # deferred: yaml's writer, as above
 
         if not os.path.isfile(file):
             what = "is not a file" if os.path.exists(file) else "does not exist"

@@ -33,7 +33,9 @@ import click
 
 from .cli_base import parse_target
 from .datefmt import date_formatter
+from .errors import CorralError
 from .logtail import FollowedFile, iso_time, last_lines, open_log, time_reader
+from .rpc import pid_alive
 
 DEFAULT_LINES = 15
 DEFAULT_TIMESTAMP = "YYYY-MM-DD-HH:mm:ss"  # PM2's --timestamp default
@@ -161,7 +163,7 @@ class Printer:
     """Writes entries in one of the output modes (prefixed, raw, json, format)."""
 
     def __init__(self, *, mode: str, timestamp: str | None) -> None:
-        from .cli_render import make_console
+        from .cli_render import make_console  # deferred: rich (~25 ms) loads only when lines print
 
         self.mode = mode
         self.console = make_console()
@@ -173,9 +175,9 @@ class Printer:
         self.width = max([self.width, *(len(s.prefix) for s in sources)])
 
     def emit(self, entry: Entry, when: float | None) -> None:
-        from rich.text import Text
+        from rich.text import Text  # deferred: rich (~25 ms) loads only when lines print
 
-        from .cli_render import STREAM_STYLES, printable
+        from .cli_render import STREAM_STYLES, printable  # deferred: rich (~25 ms), as above
 
         source = entry.source
         if self.mode == "json":
@@ -249,7 +251,7 @@ def follow_sources(
 ) -> None:
     """Print new lines of every source until interrupted: read when a watched file
     changed (:class:`~corral.logwake.Waker`), and once a second in any case."""
-    from .logwake import Waker
+    from .logwake import Waker  # deferred: watchdog's observer thread, only to follow the files
 
     waker = Waker()
     waker.watch(s.path for s in sources)
@@ -305,9 +307,6 @@ def _quiet_pipe() -> None:
 
 
 def add_commands(cli: click.Group, client_factory: Callable[[], Any]) -> None:
-    from .errors import CorralError
-    from .rpc import pid_alive
-
     @cli.command()
     @click.argument("target", required=False)
     @click.option(
@@ -409,7 +408,7 @@ def add_commands(cli: click.Group, client_factory: Callable[[], Any]) -> None:
         printer.widen(sources)
         try:
             if mode == "text" and sys.stdout.isatty():
-                from rich.text import Text
+                from rich.text import Text  # deferred: rich (~25 ms), only on a terminal
 
                 printer.console.print(
                     Text(f"[TAILING] last {lines} lines of {len(sources)} files", style="dim")

@@ -26,6 +26,7 @@ from typing import Any
 
 from rich import box
 from rich.console import Console, Group
+from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
@@ -351,8 +352,6 @@ def _terminal_size(console: Console) -> tuple[int, int]:
 
 def _live(client: Any, console: Console, screen: MonitScreen, fd: int) -> None:
     import select
-
-    from rich.live import Live
 
     with Live(console=console, screen=True, auto_refresh=False) as live:
         next_list = time.monotonic() + LIST_EVERY

@@ -22,6 +22,7 @@ from .actions import from_steps
 from .cli_actions import Report
 from .cli_base import parse_env
 from .cli_flags import json_flag
+from .cli_targets import STDIN, stdin_apps
 
 if TYPE_CHECKING:
     from .actions import Progress
@@ -67,7 +68,6 @@ def run(
     """Reconcile ``target`` (a config file, or ``-``: one on stdin) for ``verb`` and
     print the plan's lines (not when ``quiet``: --json); ``only`` picks some of its
     apps (``--only``); ``progress`` gets corral.actions' events."""
-    from .cli_targets import STDIN, stdin_apps
 
     method = getattr(client, METHODS.get(verb) or VERBS[verb])
     config: Any = stdin_apps() if target == STDIN else target

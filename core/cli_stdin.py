@@ -39,7 +39,7 @@ def add_commands(cli: click.Group, client_factory: Callable[[], Client]) -> None
     @json_flag
     def send(pm_id: str, words: tuple[str, ...], as_json: bool) -> None:
         """Send LINE (its words joined by spaces) and a newline to the stdin of process ID."""
-        from .stdin import check_pm_id  # the daemon's module: imported only when used
+        from .stdin import check_pm_id  # deferred: the daemon's module (asyncio), only when used
 
         number = check_pm_id(pm_id)  # before connecting: a bad id starts no daemon
         result = client_factory().send_line(number, " ".join(words))
@@ -60,6 +60,7 @@ def add_commands(cli: click.Group, client_factory: Callable[[], Client]) -> None
     )
     def attach(pm_id: str, linger: float) -> None:
         """Print the output of process ID and send it each line typed; Ctrl-C detaches."""
+        # deferred: the daemon's module (asyncio), imported only when used
         from .stdin import check_pm_id
 
         number = check_pm_id(pm_id)
@@ -115,7 +116,7 @@ def run_attach(
 def _lines(source: IO[str]) -> Iterator[str]:
     """The lines of ``source``, each read with a bound: of a line longer than the daemon
     takes, only its first ``MAX_LINE + 1`` characters are kept (and then refused)."""
-    from .stdin import MAX_LINE
+    from .stdin import MAX_LINE  # deferred: the daemon's module (asyncio), imported only when used
 
     while line := source.readline(MAX_LINE + 1):
         if len(line) > MAX_LINE and not line.endswith("\n"):

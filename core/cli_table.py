@@ -29,6 +29,7 @@ from .cli_render import (
     status_text,
     uptime_of,
 )
+from .errors import OptionError
 
 # Every column, left to right as shown.
 COLUMNS = (
@@ -86,7 +87,6 @@ def watching_of(info: Any) -> str:
 
 def parse_sort(text: str | None) -> tuple[str, bool]:
     """``name``, ``cpu:desc`` -> (field, descending); a clear error for anything else."""
-    from .errors import OptionError
 
     if not text:
         return "id", False

@@ -13,6 +13,7 @@ import sys
 from typing import Any
 
 from .errors import OptionError
+from .targets import app_name, is_config_target, pick_apps
 
 STDIN = "-"
 _read: list[list[dict[str, Any]]] = []  # stdin is read once per invocation
@@ -21,6 +22,7 @@ _read: list[list[dict[str, Any]]] = []  # stdin is read once per invocation
 def stdin_apps() -> list[dict[str, Any]]:
     """The apps of the JSON config on stdin (read once), paths resolved against the cwd."""
     if not _read:
+        # deferred: the config loader, only for a config on stdin
         from .config import load_config_text
 
         if sys.stdin is None or sys.stdin.isatty():
@@ -35,15 +37,12 @@ def stdin_apps() -> list[dict[str, Any]]:
 
 def is_config(target: str) -> bool:
     """Whether ``target`` is a config file or ``-``."""
-    from .targets import is_config_target
-
     return target == STDIN or is_config_target(target)
 
 
 def app_names(target: str, only: list[str] | None) -> list[str]:
     """The names of the apps of ``target`` (a config file or ``-``) that ``only`` picks."""
-    from .config import load_config
-    from .targets import app_name, pick_apps
+    from .config import load_config  # deferred: the config loader, only for a config file
 
     apps = stdin_apps() if target == STDIN else load_config(target)
     source = "stdin's config" if target == STDIN else target

@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from .cli_flags import json_flag, print_json
+from .errors import CorralWarning
 
 
 def add_commands(cli: click.Group, client_factory: Callable[[], Any]) -> None:
@@ -16,7 +17,7 @@ def add_commands(cli: click.Group, client_factory: Callable[[], Any]) -> None:
     @json_flag
     def update(as_json: bool) -> None:
         """Bring the daemon to the installed corral, every app back under its pm_id."""
-        from .client import CorralWarning
+        # deferred: the updater (the launcher, pyzmq), only update runs it
         from .updater import summary_lines
 
         with warnings.catch_warnings():  # "run corral update": that is what this does

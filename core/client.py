@@ -56,6 +56,7 @@ def _resurrected(result: Any) -> list[ProcessInfo]:
     """resurrect's reply: ``{"processes", "warnings"}`` (a list from an older daemon)."""
     if isinstance(result, list):
         return _infos(result)
+    # deferred: corral.actions, off connect()+list()'s import path
     from .actions import Applied, summarize
 
     for message in result.get("warnings", ()):
@@ -66,6 +67,7 @@ def _resurrected(result: Any) -> list[ProcessInfo]:
 
 def _started(result: dict[str, Any]) -> list[ProcessInfo]:
     """start's reply: its processes, with ``actions`` (corral.actions.Applied)."""
+    # deferred: corral.actions, off connect()+list()'s import path
     from .actions import Applied, from_steps, summarize
 
     for message in result.get("warnings", ()):
@@ -78,6 +80,7 @@ def _started(result: dict[str, Any]) -> list[ProcessInfo]:
 
 def _restarted(infos: list[ProcessInfo]) -> list[ProcessInfo]:
     """A start by name or id: the app was restarted, as PM2's start of a known app."""
+    # deferred: corral.actions, off connect()+list()'s import path
     from .actions import Applied, summarize
 
     return Applied(infos, summarize("restart", infos))
@@ -86,7 +89,7 @@ def _restarted(infos: list[ProcessInfo]) -> list[ProcessInfo]:
 def _target(target: Any, remote: bool = False) -> Any:
     """``target`` as the daemon matches it: paths and config files resolved here, in the
     caller's cwd (see corral.targets)."""
-    from .targets import resolve
+    from .targets import resolve  # deferred: corral.targets, off connect()+list()'s import path
 
     return resolve(target, remote=remote)
 
@@ -110,6 +113,7 @@ def start_request(
 
     Returns None when ``target`` may be the name or pm_id of an existing app.
     """
+    # deferred: the config loader, only for a config target
     from .config import is_config_file, load_config
 
     extra: dict[str, Any] = {}
@@ -174,6 +178,7 @@ def reconcile_request(
     """The ``start`` request that brings a config file's apps (or a list of app dicts)
     in line with it (corral.reconcile); with ``only``, just the apps it names, and
     the file's other apps are left alone (``prune`` too leaves them)."""
+    # deferred: corral.targets, off connect()+list()'s import path
     from .targets import is_config_target, pick_apps
 
     if is_config_target(target):
@@ -202,7 +207,7 @@ def reconcile_request(
 
 
 def _reconciled(result: dict[str, Any]) -> Any:
-    from .reconcile import Reconciled
+    from .reconcile import Reconciled  # deferred: corral.reconcile, only for a config's start
 
     return Reconciled(
         result.get("plan", []),
@@ -214,7 +219,7 @@ def _reconciled(result: dict[str, Any]) -> Any:
 
 def _missing_config(target: Any) -> bool:
     """Whether ``target`` names a config file (by its suffix) that is not there."""
-    from .config import CONFIG_SUFFIXES
+    from .config import CONFIG_SUFFIXES  # deferred: the config loader, only for a config target
 
     if not isinstance(target, (str, os.PathLike)):
         return False
@@ -223,6 +228,7 @@ def _missing_config(target: Any) -> bool:
 
 
 def _is_file(target: Any) -> bool:
+    # deferred: corral.targets, off connect()+list()'s import path
     from .targets import is_config_target
 
     return is_config_target(target)
@@ -460,7 +466,7 @@ class _Calls:
             return send()
         if not isinstance(self, Client):
             raise CorralError("progress= is a Client's; an AsyncClient reads launch_bus()")
-        from . import actions
+        from . import actions  # deferred: corral.actions, off connect()+list()'s import path
 
         scope = actions.scope(self, verb, request=request, target=target, count=count)
         return actions.watch(self, verb, progress, send, **scope)
@@ -595,14 +601,14 @@ class Client(_Calls):
         none of whose instances stayed up (``down``), and ``ok`` when there are none.
         ``corral start`` prints it and exits 1 unless ``ok``.
         """
-        from .verdict import wait_started
+        from .verdict import wait_started  # deferred: corral.verdict, only when start waits
 
         return wait_started(self, infos, timeout)
 
     def _waited(self, infos: list[ProcessInfo], wait: bool) -> list[ProcessInfo]:
         if not wait:
             return infos
-        from .verdict import StartFailed
+        from .verdict import StartFailed  # deferred: corral.verdict, only when start waits
 
         return StartFailed.check(self.wait_started(infos))
 
@@ -684,7 +690,7 @@ class Client(_Calls):
         app back under its pm_id with its counts and logs; the reply says, per app,
         whether it kept running or was restarted (see :mod:`corral.upgrade`)."""
         self._local_only("update")
-        from .updater import update_daemon
+        from .updater import update_daemon  # deferred: the updater, only update runs it
 
         return update_daemon(self)
 
@@ -715,6 +721,7 @@ class AsyncClient(_Calls):
         self.home = home
         self.daemon_pid = daemon_pid
         self.remote = remote
+        # deferred: zmq.asyncio (~10 ms), only the AsyncClient needs it
         from .rpc_async import AsyncTransport
 
         endpoint = _endpoint(home, remote, lambda: pid_alive(self.daemon_pid))
@@ -777,14 +784,14 @@ class AsyncClient(_Calls):
         self, infos: list[ProcessInfo], timeout: float | None = None
     ) -> StartVerdict:
         """:meth:`Client.wait_started`, awaited."""
-        from .verdict import wait_started_async
+        from .verdict import wait_started_async  # deferred: corral.verdict, only when start waits
 
         return await wait_started_async(self, infos, timeout)
 
     async def _waited(self, infos: list[ProcessInfo], wait: bool) -> list[ProcessInfo]:
         if not wait:
             return infos
-        from .verdict import StartFailed
+        from .verdict import StartFailed  # deferred: corral.verdict, only when start waits
 
         return StartFailed.check(await self.wait_started(infos))
 
@@ -884,7 +891,7 @@ class _InProcess:
     """A daemon on a thread of the calling process (``connect(no_daemon=True)``)."""
 
     def __init__(self, root: Path, plugins: list[Any] | None) -> None:
-        from .daemon import Daemon
+        from .daemon import Daemon  # deferred: the whole daemon, only for one in this process
 
         self.daemon = Daemon(root, plugins, in_process=True)
         self.ready = threading.Event()
@@ -998,7 +1005,8 @@ def _remote_target(
         if server_key is not None or client_key is not None:
             raise ConfigError("server_key and client_key need address='tcp://HOST:PORT'")
         return None  # the common case: a local daemon, and no plugin is loaded here
-    from .hooks import load_plugins  # the entry points: only for a daemon elsewhere
+    # deferred: the entry points (~25 ms to scan), only for a daemon elsewhere
+    from .hooks import load_plugins
 
     names = plugins if plugins is None or all(isinstance(p, str) for p in plugins) else None
     found = load_plugins(names).call_checked(  # firstresult: one transport or None

@@ -36,7 +36,7 @@ def source(cli: click.Command, shell: str) -> str:
 
 def running_apps() -> list[dict[str, Any]]:
     """The processes of a daemon that already runs in this home ([] when none answers)."""
-    from . import fastrpc
+    from . import fastrpc  # deferred: the socket client, only when the shell asks for names
 
     found = fastrpc.result(fastrpc.call(b"list", timeout=ASK_TIMEOUT))
     if found is None:

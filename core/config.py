@@ -81,6 +81,7 @@ def _is_config_file(path: Path) -> bool:
 
 def _is_ini_config(path: Path) -> bool:
     """A supervisord or circus ini file (by its sections, whatever its name)."""
+    # deferred: the ini readers (configparser, shlex), only for an ini file
     from .imports import ini_kind
 
     return path.is_file() and ini_kind(path) is not None
@@ -371,7 +372,7 @@ def _node_failure(node: str, path: Path, stderr: str) -> str:
 
 def _json_in_js(path: Path) -> str:
     """A hint for a ``.js`` file that holds a bare JSON object, which node cannot run."""
-    import json5
+    import json5  # deferred: json5, only for the hint on a .js file
 
     try:
         data = json5.loads(path.read_text(encoding="utf-8"))

@@ -28,6 +28,7 @@ import pluggy
 from . import hookspecs
 from .errors import CorralError, PluginError
 from .offload import OBSERVER_HOOKS, PluginWorkers, runs_on_loop
+from .options import CORE_OPTIONS, OptionSchema
 
 GROUP = "corral"
 log = logging.getLogger("corral.hooks")
@@ -113,8 +114,6 @@ class PluginManager:
             else:
                 self.register(plugin)
         self.pm.check_pending()
-        from .options import OptionSchema
-
         OptionSchema(self.app_options())  # fail at load on an option declared twice
 
     def _load_name(self, name: str, available: dict[str, metadata.EntryPoint]) -> None:
@@ -255,8 +254,6 @@ class PluginManager:
 
     def app_options(self) -> list[Any]:
         """Core options plus every plugin's, each tagged with its plugin's name."""
-        from .options import CORE_OPTIONS
-
         options = list(CORE_OPTIONS)
         hook = self.pm.hook.corral_app_options
         for impl in reversed(hook.get_hookimpls()):

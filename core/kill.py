@@ -291,7 +291,7 @@ def kill_timeout(proc: ManagedProcess) -> float:
 
 def is_corral(pid: int) -> bool:
     """Whether ``pid`` runs corral (the daemon a state file names may have been replaced)."""
-    import psutil
+    import psutil  # deferred: psutil (~10 ms), only for a pid an old state file names
 
     try:
         cmdline = " ".join(psutil.Process(pid).cmdline())

@@ -121,7 +121,7 @@ def _spawn_daemon(root: Path, plugins: list[str] | None, spawn_fd: int) -> subpr
     """Start a detached daemon on ``root``, handing it ``spawn_fd`` (see corral.homelock)."""
     if paths.settings_file(root).exists():
         from . import settings  # and the plugins: only for a home with settings
-        from .hooks import load_plugins
+        from .hooks import load_plugins  # deferred: pluggy and the entry points, as above
 
         # a bad corral.yaml is told here in one line, not by a dead daemon
         settings.check(root, load_plugins(plugins))

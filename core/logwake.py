@@ -37,6 +37,7 @@ class Waker:
                 self._observe(folder)
 
     def _observe(self, folder: str) -> None:
+        # deferred: watchdog may be missing: the caller then polls
         from watchdog.events import FileSystemEvent, FileSystemEventHandler
 
         changed = self.changed
@@ -47,6 +48,7 @@ class Waker:
                     changed.set()
 
         if self._observer is None:
+            # deferred: watchdog may be missing: the caller then polls
             from watchdog.observers import Observer
 
             self._observer = Observer()

@@ -63,7 +63,7 @@ class TreeSampler:
         return [pid for pid in _walk(root, lambda p: children(p) or []) if pid != root]
 
     def _sample_psutil(self, roots: list[int]) -> dict[int, tuple[int, float]]:
-        import psutil
+        import psutil  # deferred: psutil (~10 ms), only where there is no /proc
 
         children = _psutil_children_map()
         result = {}
@@ -141,7 +141,7 @@ def _proc_stat(pid: int) -> tuple[int, float, int] | None:
 
 
 def _psutil_children_map() -> dict[int, list[int]]:
-    import psutil
+    import psutil  # deferred: psutil (~10 ms), only where there is no /proc
 
     children: dict[int, list[int]] = defaultdict(list)
     for proc in psutil.process_iter(["ppid"]):
@@ -161,7 +161,7 @@ def start_time(pid: int | None) -> float | None:
                 return float(f.read().rsplit(b")", 1)[1].split()[19])
         except (OSError, IndexError, ValueError):
             return None
-    import psutil
+    import psutil  # deferred: psutil (~10 ms), only where there is no /proc
 
     try:
         return psutil.Process(pid).create_time()

@@ -68,6 +68,7 @@ def _installed_owner(key: Any, source: str) -> str | None:
     """The installed plugin that declares ``key``: an entry-point scan, on this error path only."""
     import inspect
 
+    # deferred: pluggy and the entry points, on this error path only
     from .hooks import _entry_points
 
     for name, entry_point in sorted(_entry_points().items()):

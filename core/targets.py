@@ -47,7 +47,7 @@ def app_name(app: dict[str, Any]) -> str:
 
 def config_names(path: str | os.PathLike) -> list[str]:
     """The names of the apps a config file declares, in its order, each once."""
-    from .config import load_config
+    from .config import load_config  # deferred: the config loader, only for a config file
 
     names: list[str] = []
     for app in load_config(path):
@@ -89,6 +89,7 @@ def parse_only(value: str | None) -> list[str] | None:
 
 def is_config_target(target: Any) -> bool:
     """Whether ``target`` is an existing config file (a str or a path)."""
+    # deferred: the config loader, off the import path of every command
     from .config import is_config_file
 
     if not isinstance(target, (str, os.PathLike)) or isinstance(target, bool):

@@ -24,6 +24,9 @@ import os
 import sys
 from pathlib import Path
 
+from . import __version__
+from .errors import CorralWarning, StateError
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
@@ -36,8 +39,6 @@ def install_path() -> str:
 
 def install_info() -> dict[str, str]:
     """``version``, ``install_path`` and ``python`` of this process's corral."""
-    from . import __version__
-
     return {"version": __version__, "install_path": install_path(), "python": sys.executable}
 
 
@@ -68,8 +69,6 @@ def warn_if_other(reply: dict[str, Any]) -> None:
     _warned.add(key)
     import warnings
 
-    from .errors import CorralWarning
-
     warnings.warn(message, CorralWarning, stacklevel=3)
 
 
@@ -79,7 +78,7 @@ def warn_if_other(reply: dict[str, Any]) -> None:
 def leave_for_update(daemon: Any, python: str | None, pythonpath: str | None) -> dict[str, Any]:
     """``update``: stop serving, leaving every app running and in the state file; the
     next daemon (started by the client, from the installed code) takes them over."""
-    from .errors import StateError
+    # deferred: the daemon's side of handover, never in a client
     from .handover import handover_blocker
 
     if daemon.in_process:

@@ -409,7 +409,7 @@ def cron_jobs(daemon: Any) -> list[dict[str, Any]]:
 
 @corral.hookimpl
 def corral_cli(group: Any) -> None:
-    import click
+    import click  # deferred: click loads in the CLI only, never in the daemon
 
     @click.command("cron")
     def cron_command() -> None:

@@ -758,7 +758,7 @@ def status_lines(rows: Iterable[Mapping[str, Any]]) -> list[str]:
 
 @corral.hookimpl
 def corral_cli(group: Any) -> None:
-    import click
+    import click  # deferred: click loads in the CLI only, never in the daemon
 
     @click.group("watch", invoke_without_command=True)
     @click.pass_context

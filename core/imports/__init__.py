@@ -75,9 +75,9 @@ def convert(path: str | os.PathLike) -> tuple[list[dict[str, Any]], list[str]]:
     """
     kind = ini_kind(path)
     if kind == "supervisor":
-        from .supervisor import convert as convert_file
+        from .supervisor import convert as convert_file  # deferred: only for its kind of file
     elif kind == "circus":
-        from .circus import convert as convert_file
+        from .circus import convert as convert_file  # deferred: only for its kind of file
     else:
         raise ConfigError(
             f"{path}: not a supervisord or circus config: expected a [program:x] "
@@ -152,6 +152,7 @@ def command(text: str, where: str, *, shell: bool = False) -> dict[str, Any]:
     """``script`` and ``args`` of a command line, run as the manager runs it: the
     program itself (``exec_interpreter: none`` where corral would pick an interpreter
     by its suffix); with ``shell``, the whole line through a shell."""
+    # deferred: the daemon's spawner, only to convert a command line
     from ..spawn import INTERPRETERS
 
     if shell:

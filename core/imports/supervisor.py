@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..paths import home
 from . import boolean, collapse, command, number, parse_ini, signal_name
 
 # keys supervisord knows that corral has no equivalent for, with the hint to give
@@ -291,8 +292,8 @@ def _logs(app: dict[str, Any], values: dict[str, str], where: str) -> None:
 def _redirect(app: dict[str, Any]) -> None:
     """``redirect_stderr`` with ``stdout_logfile=AUTO``: both streams in corral's out file."""
     if app.pop("_redirect", False):
+        # deferred: the daemon's log files module, only for redirect_stderr
         from ..logs import safe_name
-        from ..paths import home
 
         out = str(home() / "logs" / f"{safe_name(app['name'])}-out.log")
         app["out_file"] = app["error_file"] = out

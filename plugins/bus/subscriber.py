@@ -251,7 +251,7 @@ class Bus:
     def _async_socket(self) -> Any:
         import asyncio
 
-        import zmq.asyncio
+        import zmq.asyncio  # deferred: zmq.asyncio (~10 ms), only for async iteration
 
         sync = self._own_socket()
         loop = asyncio.get_running_loop()

@@ -55,7 +55,7 @@ def listen_socket(address: str) -> socket.socket:
 
 def _interface_address(name: str) -> str | None:
     """The IPv4 address of the network interface ``name`` (zmq accepts ``tcp://eth0:N``)."""
-    import psutil
+    import psutil  # deferred: psutil (~10 ms), only for an interface name
 
     for addr in psutil.net_if_addrs().get(name, []):
         if addr.family == socket.AF_INET:
