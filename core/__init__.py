@@ -50,7 +50,7 @@ _singleton_calls: dict[str, str] = {}
 def _module_call(name: str) -> str | None:
     """The client method behind the module call ``name``, or None."""
     if not _singleton_calls:
-        from .command_table import CALLS
+        from .command_table import CALLS  # deferred: `import corral.child` loads corral alone
 
         for call in CALLS:
             if call.module_call:

@@ -32,6 +32,7 @@ from .spawn import (
     merge_env,
 )
 from .state import load_dump, save_dump
+from .upgrade import leave_for_update
 
 if TYPE_CHECKING:
     from .daemon import Daemon
@@ -753,8 +754,6 @@ class Commands:
         return {"pid": os.getpid(), "stopped": len(procs)}
 
     def cmd_update(self, python: str | None = None, pythonpath: str | None = None) -> Any:
-        from .upgrade import leave_for_update
-
         return leave_for_update(self.daemon, python, pythonpath)
 
 

@@ -46,6 +46,7 @@ from .output import OutputPipes
 from .pidfile import PidFiles
 from .process import Child, ManagedProcess, now_ms
 from .recovery import Recovery
+from .replywait import hold
 from .rpc_async import RPCServer
 from .secrets import KnownSecrets, mask_text
 from .slot import Slot
@@ -367,8 +368,6 @@ class Daemon:
     def hold_reply(self, awaitable: Any) -> bool:
         """From a hook a command triggered: that command's reply waits for ``awaitable``
         (at most 10 s), e.g. a watch being armed; False outside a command."""
-        from .replywait import hold
-
         return hold(awaitable)
 
     def request_restart(self, pm_id: int, reason: str) -> concurrent.futures.Future:
@@ -398,7 +397,7 @@ def main() -> None:
     except CorralError as exc:  # a bad rpc_address, an address in use: run() logged it
         raise SystemExit(f"corral daemon: {exc}") from None
     if daemon.leaving == "exec" and daemon.successor is not None:
-        from .handover import exec_successor
+        from .handover import exec_successor  # deferred: only an update's exec needs it
 
         exec_successor(daemon, *daemon.successor)  # corral update: never returns
 

@@ -61,7 +61,7 @@ class Adopted:
 
 def handover_blocker(daemon: Any, python: str) -> str | None:
     """Why the apps cannot be handed over in place (they are restarted), or None."""
-    from .lifecycle import ProcessState
+    from .lifecycle import ProcessState  # deferred: see the module's end
 
     if not os.access(python, os.X_OK):
         return f"{python} cannot be executed"
@@ -91,7 +91,7 @@ def exec_successor(daemon: Any, python: str, pythonpath: str | None) -> None:
     """After the old image's loop has ended: write what runs to ``HOME/handover.json``,
     keep the descriptors the next image needs open across exec, and become the daemon
     of the installed corral (same pid: the children stay ours). Never returns."""
-    from .state import write_atomic
+    from .state import write_atomic  # deferred: see the module's end
 
     keep: list[int] = []
     apps = []
@@ -142,7 +142,7 @@ def exec_successor(daemon: Any, python: str, pythonpath: str | None) -> None:
                 "ident": listener.ident,
             }
         )
-    from . import homelock
+    from . import homelock  # deferred: see the module's end
 
     lock_fd = homelock._held.get(str(daemon.home))
     env = dict(os.environ)
@@ -173,7 +173,7 @@ def keep_lock() -> None:
     value = os.environ.pop(LOCK_FD_ENV, "")
     if not value.isdigit():
         return
-    from . import homelock, paths
+    from . import homelock, paths  # deferred: see the module's end
 
     fd = int(value)
     os.set_inheritable(fd, False)
@@ -203,11 +203,11 @@ async def adopt(daemon: Any, handover: dict[str, Any], entries: list[dict[str, A
     import asyncio
     import socket
 
-    from .channel import Channel
-    from .lifecycle import ProcessState
-    from .listen import Listener
-    from .process import Child
-    from .stdin import StdinPipe
+    from .channel import Channel  # deferred: see the module's end
+    from .lifecycle import ProcessState  # deferred: see the module's end
+    from .listen import Listener  # deferred: see the module's end
+    from .process import Child  # deferred: see the module's end
+    from .stdin import StdinPipe  # deferred: see the module's end
 
     for item in handover.get("listeners", []):
         sock = socket.socket(fileno=item["fd"])
@@ -284,3 +284,8 @@ def end_handed_over(handover: dict[str, Any]) -> None:
         for fd in (*app.get("pipes", {}).values(), app.get("channel"), app.get("stdin")):
             with contextlib.suppress(OSError, TypeError):
                 os.close(fd)
+
+
+# The imports inside this module's functions are deferred on purpose: daemon_main
+# imports handover before claim_home(), and a second daemon must exit there having
+# loaded as little as possible.

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from .lifecycle import ProcessState, RestartHistory, RestartPolicy
 from .logs import is_null_path
-from .spawn import SpawnSpec
+from .spawn import SpawnSpec, interpreter_name
 
 if TYPE_CHECKING:
     import asyncio
@@ -31,23 +31,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Child", "ManagedProcess", "SpawnSpec"]
 
-# pm2_env keys that are not app options; never copied back from a dump
-RUNTIME_KEYS = (
-    "pm_id",
-    "status",
-    "pm_uptime",
-    "created_at",
-    "restart_time",
-    "unstable_restarts",
-    "prev_restart_delay",
-    "exit_code",
-    "last_exit",
-    "unique_id",
-    "log_drops",
-    "ready",
-    "ready_by",
-    "ready_at",
-)
 # corral's own readiness fields (not in PM2): kept out of the child's environment
 READINESS_KEYS = ("ready", "ready_by", "ready_at")
 
@@ -209,8 +192,6 @@ class ManagedProcess:
 
     def _fixed_fields(self) -> dict[str, Any]:
         """What changes only with the options, the env or the slot: options, paths, names."""
-        from .spawn import interpreter_name
-
         fields = {k: v for k, v in self.options.items() if k != "env"}
         fields.update(
             {

@@ -80,10 +80,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+import psutil
 import pytest
 
 import corral
 from corral import cgroup_home
+from corral.rpc import pid_alive
 
 __all__ = [
     "ChildMessage",
@@ -312,8 +314,6 @@ def kill_tree(pid: int) -> None:
     """SIGKILL ``pid`` and its descendants, and reap the ones that are ours.
 
     For processes no fixture knows about (a daemon a test killed, say)."""
-    import psutil
-
     try:
         root = psutil.Process(pid)
         family = [root, *root.children(recursive=True)]
@@ -329,8 +329,6 @@ def wait_exited(pids: list[int], timeout: float) -> None:
     """Wait until every pid has exited, reaping those that are our children. A zombie
     that is not ours counts as exited: its parent (init, or this machine's pid 1,
     which may reap a second later) is not ours to wait for."""
-    from .rpc import pid_alive
-
     deadline = time.monotonic() + timeout
     left = list(pids)
     while left and time.monotonic() < deadline:
@@ -375,8 +373,6 @@ def _recorded_app_pids(home: Path) -> list[int]:
 
 
 def _children() -> set[int]:
-    import psutil
-
     return {p.pid for p in psutil.Process().children(recursive=True)}
 
 
