@@ -33,13 +33,12 @@ if TYPE_CHECKING:
 
 class Supervisor(Protocol):
     """What a reload needs of the daemon that supervises the process (the Daemon is one);
-    named here so this module does not import the daemon that imports it."""
+    named here so this module does not import the daemon that imports it. The spawn, the
+    pid file and the exit are the slot's (``proc.slot``)."""
 
     sampler: TreeSampler
     log: Any  # a structlog logger
     cgroups: Cgroups | None
-
-    def spawn(self, proc: ManagedProcess, *, is_restart: bool, reload: bool = False) -> Child: ...
 
     def change_state(
         self,
@@ -56,10 +55,6 @@ class Supervisor(Protocol):
     ) -> None: ...
 
     def mark_dirty(self) -> None: ...
-
-    def write_pid_file(self, proc: ManagedProcess) -> None: ...
-
-    def apply_exit(self, proc: ManagedProcess, child: Child, code: int) -> None: ...
 
 
 async def reload_process(
