@@ -344,9 +344,10 @@ def test_notify_url_must_be_http(env, tmp_path):
             pm.start(app(tmp_path, "x", SLEEPER, notify_url="ftp://example.com/hook"))
 
 
-def test_notify_url_is_unknown_without_the_plugin(corral_home, tmp_path):
+def test_notify_url_names_the_plugin_when_it_is_not_loaded(corral_home, tmp_path):
+    # installed but left out: the option is refused naming its plugin, never ignored
     with corral.connect(no_daemon=True, plugins=[]) as pm:
-        with pytest.raises(corral.OptionError, match="unknown option 'notify_url'"):
+        with pytest.raises(corral.PluginError, match="notify_url needs the plugin 'notify'"):
             pm.start(app(tmp_path, "x", SLEEPER, notify_url="http://127.0.0.1:9/hook"))
 
 
