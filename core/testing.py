@@ -399,6 +399,20 @@ def corral_home(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 
 
 @pytest.fixture
+def second_corral_home() -> Iterator[Path]:
+    """Another short private home, for a second daemon in the same process
+    (``corral.connect(second_corral_home, no_daemon=True)``); the environment is left
+    to ``corral_home``. Everything its daemon recorded is killed by pid at the end."""
+    home = Path(tempfile.mkdtemp(prefix="corral-b-", dir="/tmp"))
+    yield home
+    _stop_detached_daemon(home)
+    for pid in _recorded_app_pids(home):
+        kill_tree(pid)
+    cgroup_home.end_home(home)
+    shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture
 def corral_events() -> EventRecorder:
     """The recorder ``corral_daemon`` adds to every daemon it starts in this test."""
     return EventRecorder()

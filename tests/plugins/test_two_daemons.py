@@ -8,19 +8,11 @@ children, real files.
 
 from __future__ import annotations
 
-import contextlib
-import json
-import shutil
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 import corral
-from corral import cgroup_home
 from corral.plugins import cron, memory, watch
-from corral.testing import EventRecorder, kill_tree, wait_for, wait_for_event
+from corral.testing import EventRecorder, wait_for, wait_for_event
 from tests.conftest import PY, python_app
 
 MB = 1024**2
@@ -44,19 +36,6 @@ print("up", flush=True)
 while True:
     time.sleep(3600)
 """
-
-
-@pytest.fixture
-def second_home() -> Iterator[Path]:
-    """A second private CORRAL_HOME; what its daemon recorded is killed by pid at the end."""
-    home = Path(tempfile.mkdtemp(prefix="corral-b-", dir="/tmp"))
-    yield home
-    with contextlib.suppress(OSError, ValueError):
-        for app in json.loads((home / "state.json").read_text()).get("apps", []):
-            if isinstance(app, dict) and app.get("pid"):
-                kill_tree(int(app["pid"]))
-    cgroup_home.end_home(home)
-    shutil.rmtree(home, ignore_errors=True)
 
 
 class Side:
@@ -113,12 +92,12 @@ class Side:
 
 
 def test_two_embedded_daemons_each_run_their_own_cron_memory_and_watch(
-    corral_home: Path, second_home: Path, tmp_path: Path
+    corral_home: Path, second_corral_home: Path, tmp_path: Path
 ) -> None:
     # one daemon loads the plugins by entry-point name, the other as modules
     a = Side("a", corral_home, tmp_path, ["cron", "memory", "watch"])
     try:
-        b = Side("b", second_home, tmp_path, [cron, memory, watch])
+        b = Side("b", second_corral_home, tmp_path, [cron, memory, watch])
     except BaseException:
         a.pm.disconnect()
         raise

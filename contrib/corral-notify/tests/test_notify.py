@@ -187,13 +187,13 @@ def test_a_crash_loop_sends_one_restart_overlimit(env, webhook, tmp_path):
 
 
 def test_two_daemons_in_one_process_each_notify_their_own_apps(
-    env, webhook, corral_home, second_home, tmp_path
+    env, webhook, corral_home, second_corral_home, tmp_path
 ):
     """Each embedded daemon its own notifier: its own messages and counts, alive after the
     other stops."""
     a = corral.connect(corral_home, no_daemon=True, plugins=[corral_notify])
     try:
-        with corral.connect(second_home, no_daemon=True, plugins=[corral_notify]) as b:
+        with corral.connect(second_corral_home, no_daemon=True, plugins=[corral_notify]) as b:
             a.start(app(tmp_path, "a-crashy", CRASHER, max_restarts=2))
             b.start(app(tmp_path, "b-crashy", CRASHER, max_restarts=2))
             wait_for(lambda: len(webhook.bodies()) == 2, what="one POST from each daemon")

@@ -233,12 +233,14 @@ def test_default_address_is_loopback(monkeypatch):
     assert corral_prometheus.configured_address() == ("127.0.0.1", 9726)
 
 
-def test_two_daemons_in_one_process_each_serve_their_own_apps(corral_home, second_home, tmp_path):
+def test_two_daemons_in_one_process_each_serve_their_own_apps(
+    corral_home, second_corral_home, tmp_path
+):
     """Port 0: each embedded daemon its own exporter on its own port, alive after the other."""
     a = corral.connect(corral_home, no_daemon=True, plugins=[corral_prometheus])
     pids = []
     try:
-        with corral.connect(second_home, no_daemon=True, plugins=[corral_prometheus]) as b:
+        with corral.connect(second_corral_home, no_daemon=True, plugins=[corral_prometheus]) as b:
             for client, name in ((a, "a-web"), (b, "b-web")):
                 (info,) = client.start(app(tmp_path, name, SLEEPER))
                 pids.append(info.pid)
@@ -258,7 +260,7 @@ def test_two_daemons_in_one_process_each_serve_their_own_apps(corral_home, secon
 
 
 def test_two_daemons_in_one_process_on_one_port_the_second_is_told(
-    corral_home, second_home, monkeypatch
+    corral_home, second_corral_home, monkeypatch
 ):
     """A fixed port: the first daemon serves it, the second names the clash and runs on."""
     with socket.socket() as probe:
@@ -267,7 +269,7 @@ def test_two_daemons_in_one_process_on_one_port_the_second_is_told(
     monkeypatch.setenv("CORRAL_PROMETHEUS_ADDR", f"127.0.0.1:{port}")
     with corral.connect(corral_home, no_daemon=True, plugins=[corral_prometheus]) as a:
         assert a.call("prometheus_address")["port"] == port
-        with corral.connect(second_home, no_daemon=True, plugins=[corral_prometheus]) as b:
+        with corral.connect(second_corral_home, no_daemon=True, plugins=[corral_prometheus]) as b:
             (record,) = [p for p in b.plugins() if p["name"] == "corral_prometheus"]
             (error,) = record["errors"]
             assert f"cannot serve /metrics on 127.0.0.1:{port}" in error
