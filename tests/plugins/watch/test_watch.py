@@ -18,6 +18,7 @@ from click.testing import CliRunner
 import corral
 from corral.errors import OptionError, PluginError
 from corral.plugins import watch
+from corral.plugins.watch import watchers
 from tests.conftest import APPS, PY, python_app, wait_for
 
 SLEEPER = str(APPS / "sleeper.py")
@@ -405,7 +406,7 @@ def test_an_observer_that_cannot_start_is_reported(pm, recorder, project, monkey
     def no_watches_left(settings: Any, handler: Any) -> None:
         raise OSError(28, "inotify watch limit reached")
 
-    monkeypatch.setattr(watch, "start_observer", no_watches_left)
+    monkeypatch.setattr(watchers, "start_observer", no_watches_left)
     pm.start(SLEEPER, {"name": "web", "cwd": str(project), "watch": True})
     wait_for(lambda: status(pm, "web").get("error"), what="the error")
     message = f"cannot watch {project.resolve()}: OSError: [Errno 28] inotify watch limit reached"
