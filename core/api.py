@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from .asuser import on_this_thread as as_account
-    from .client import running_client
+    from .client_connect import running_client
     from .convert import parse_bytes, parse_ms
     from .credentials import Credentials as Account
     from .credentials import resolve as app_account
@@ -61,7 +61,7 @@ _HELPERS = {
     "as_account": ("asuser", "on_this_thread"),
     "dump_file": ("paths", "dump_file"),
     "load_plugins": ("hooks", "load_plugins"),
-    "running_client": ("client", "running_client"),
+    "running_client": ("client_connect", "running_client"),
     "corral_home": ("paths", "home"),
     "ensure_home": ("paths", "ensure_home"),
     "settings_file": ("paths", "settings_file"),

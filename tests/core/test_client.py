@@ -333,3 +333,21 @@ def test_kill_signal_picks_the_stop_signal(pm, tmp_path):
     assert stopped.exit_code == 0 and "got SIGTERM" in out_lines(info)
     with pytest.raises(OptionError, match="kill_signal 'SIGNOPE' is not a signal"):
         pm.start(script, {"name": "other", "kill_signal": "SIGNOPE"})
+
+
+def test_progress_is_a_sync_clients_only(corral_home):
+    """An AsyncClient refuses ``progress=`` before it sends anything (no daemon needed)."""
+    import asyncio
+
+    async def scenario():
+        client = corral.AsyncClient(corral_home, None)
+        try:
+            for call in (client.restart, client.reload, client.graceful_reload):
+                with pytest.raises(corral.CorralError, match="progress= is a Client's"):
+                    call("app", progress=print)
+            with pytest.raises(corral.CorralError, match="progress= is a Client's"):
+                client.scale("app", 2, progress=print)
+        finally:
+            await client.disconnect()
+
+    asyncio.run(scenario())

@@ -25,7 +25,7 @@ import pytest
 import zmq
 
 import corral
-from corral.client import start_request
+from corral.client_requests import start_request
 from corral.plugins.remote import keys as remote_keys
 from corral.plugins.remote import server as remote_server
 from corral.plugins.remote import settings as remote_settings
