@@ -26,6 +26,7 @@ import zmq.asyncio
 
 from . import __version__, cgroup, cgroup_home, credentials, homelock, lifecycle, paths, settings
 from .api import DaemonAPI
+from .cmd_dumps import save_dump
 from .commands import Commands
 from .daemonlog import DaemonLog, StructlogHandler
 from .errors import CorralError
@@ -182,7 +183,7 @@ class Daemon:
         # PM2 dumps the list on SIGTERM/SIGINT/SIGQUIT before stopping everything
         self.log.info("terminating on signal", signal=signal.Signals(sig).name)
         with contextlib.suppress(Exception):
-            self.commands.save_dump(force=False)
+            save_dump(self.commands, force=False)
         self.request_stop()
 
     def request_stop(self) -> None:
