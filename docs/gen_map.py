@@ -87,6 +87,7 @@ GROUPS: dict[str, list[str]] = {
         "daemonlog.py",
         "homelock.py",
         "events.py",
+        "fanout.py",
     ],
     "The daemon: one process slot and its children": [
         "process.py",
