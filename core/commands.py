@@ -6,8 +6,9 @@ serialised by that app's lock (never a daemon-wide lock). The commands live in
 the ``cmd_*`` modules, one idea each (corral.cmd_launch starts apps,
 corral.cmd_control stops, restarts, reloads and deletes them, corral.cmd_listing
 shows them, corral.cmd_dumps saves and restores them, corral.cmd_signals reaches
-into them, corral.cmd_admin is the daemon's own); :class:`Commands` lists them all,
-once, by the name a client sends.
+into them, corral.cmd_admin is the daemon's own; corral.cmd_creation makes the
+processes they start); :class:`Commands` lists them all, once, by the name a client
+sends.
 """
 
 from __future__ import annotations
