@@ -18,7 +18,6 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +25,11 @@ import zmq.asyncio
 
 from . import __version__, cgroup, cgroup_home, credentials, homelock, lifecycle, paths, settings
 from .api import DaemonAPI
+from .cmd_dumps import save_dump
 from .commands import Commands
 from .daemonlog import DaemonLog, StructlogHandler
 from .errors import CorralError
-from .events import ProcessEvent
+from .fanout import EventFanout
 from .fdholder import HolderLink
 from .fdreserve import FdReserve
 from .hooks import PluginManager, load_plugins
@@ -103,9 +103,7 @@ class Daemon:
         self.journal: SpawnJournal | None = None
         self.cgroups: cgroup_home.Cgroups | None = None  # each child in a cgroup, where possible
         self.recovery = Recovery(self)  # what the last daemon of this home left
-        self._held_events: list[ProcessEvent] | None = None  # see holding_events
-        self._has_event_hooks = bool(self.manager.pm.hook.corral_process_event.get_hookimpls())
-        self.event_listeners: list[Any] = []  # callables(ProcessEvent), for in-process users
+        self.fanout = EventFanout(self.manager, self.api)  # where emit's events go
         self.strays = StrayScan(self)  # one /proc scan per loop turn, shared by the stops
         self.fds = FdReserve()  # a spawn and a state write still work at the fd limit
         self.system = System()  # fork/exec, pidfd, wait: what a test may replace
@@ -182,7 +180,7 @@ class Daemon:
         # PM2 dumps the list on SIGTERM/SIGINT/SIGQUIT before stopping everything
         self.log.info("terminating on signal", signal=signal.Signals(sig).name)
         with contextlib.suppress(Exception):
-            self.commands.save_dump(force=False)
+            save_dump(self.commands, force=False)
         self.request_stop()
 
     def request_stop(self) -> None:
@@ -260,36 +258,8 @@ class Daemon:
     def emit(
         self, proc: ManagedProcess, name: str, *, manually: bool = False, reason: str = ""
     ) -> None:
-        if not (self._has_event_hooks or self.event_listeners):
-            return
-        event = ProcessEvent(name, proc.pm2_env(with_env=False), manually=manually, reason=reason)
-        if self._held_events is not None:
-            self._held_events.append(event)  # told in order once the held section ends
-            return
-        self._tell(event)
-
-    @contextlib.contextmanager
-    def holding_events(self) -> Iterator[None]:
-        """Events emitted inside are told in order when the outermost such section
-        ends: an exit's immediate restart forks first, and the plugins hear "exit"
-        (then "online") after, each event with the state it had when it happened."""
-        outermost = self._held_events is None
-        if outermost:
-            self._held_events = []
-        try:
-            yield
-        finally:
-            if outermost:
-                held, self._held_events = self._held_events or [], None
-                for event in held:
-                    self._tell(event)
-
-    def _tell(self, event: ProcessEvent) -> None:
-        if self._has_event_hooks:
-            self.manager.call("corral_process_event", daemon=self.api, event=event)
-        for listener in list(self.event_listeners):
-            with contextlib.suppress(Exception):
-                listener(event)
+        """A process event to the plugins and listeners (corral.fanout), or held."""
+        self.fanout.emit(proc, name, manually=manually, reason=reason)
 
     def _plugin_failed(self, plugin: str, hook_name: str, exc: BaseException) -> None:
         self.log.error(

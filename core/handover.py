@@ -204,6 +204,7 @@ async def adopt(daemon: Any, handover: dict[str, Any], entries: list[dict[str, A
     import socket
 
     from .channel import Channel  # deferred: see the module's end
+    from .cmd_dumps import restore  # deferred: see the module's end
     from .lifecycle import ProcessState  # deferred: see the module's end
     from .listen import Listener  # deferred: see the module's end
     from .process import Child  # deferred: see the module's end
@@ -225,7 +226,7 @@ async def adopt(daemon: Any, handover: dict[str, Any], entries: list[dict[str, A
             daemon.pid_files.adopt(Path(path), tuple(int(n) for n in ident))
     quiet = [dict(e, status="stopped") if e.get("pm_id") in running else e for e in entries]
     loop = asyncio.get_running_loop()
-    for proc in await daemon.commands.restore(quiet, keep_ids=True):
+    for proc in await restore(daemon.commands, quiet, keep_ids=True):
         app = running.get(proc.pm_id)
         if app is None:
             continue

@@ -109,7 +109,7 @@ class Reaper:
             self.kernel.emit(proc, "restart overlimit", reason=reason)  # then "exit", as PM2
         # an immediate restart forks first; the plugins hear "exit" (then "online") after,
         # each event with the state it had when it happened
-        with self.kernel.holding_events():
+        with self.kernel.fanout.holding():
             self.kernel.change_state(proc, decision.event, emit="exit", reason=reason)
             if decision.event is Event.CRASHED and not self.kernel.shutting_down:
                 self._schedule_restart(decision.delay_ms)

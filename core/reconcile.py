@@ -29,6 +29,7 @@ import asyncio
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from . import cmd_creation
 from .changes import FIXED
 from .errors import OptionError, StateError, shorten
 
@@ -228,7 +229,7 @@ async def apply(
     for step in steps:  # every check before the first change
         if step.kind in ("scale", "change", "unchanged"):
             for proc in groups[step.name]:
-                cmds.check_logs_for(proc, by_name[step.name].options)
+                cmd_creation.check_logs_for(cmds, proc, by_name[step.name].options)
     if dry_run:
         names = set(by_name) | {s.name for s in steps}
         chosen = [p for n, g in groups.items() if n in names for p in g]
@@ -236,11 +237,11 @@ async def apply(
         return reply
     # the new apps are made (log files opened) before a replaced one goes: all or none
     fresh = [by_name[s.name] for s in steps if s.kind in ("start", "replace")]
-    started = await cmds.create_all(fresh)
+    started = await cmd_creation.create_all(cmds, fresh)
     doomed = [p for s in steps if s.kind in ("replace", "delete") for p in groups[s.name]]
     if doomed:
         await cmds.cmd_delete([p.pm_id for p in doomed])
-    await cmds.launch_all(started)
+    await cmd_creation.launch_all(cmds, started)
     await asyncio.gather(
         *(
             _update(cmds, by_name[s.name], groups[s.name], s, action)
@@ -251,7 +252,7 @@ async def apply(
     procs = sorted((p for p in cmds.procs.values() if p.name in by_name), key=lambda p: p.pm_id)
     for proc in procs:
         proc.config_file = config_file
-    await cmds._wait_ready([p for p in started if p.options.get("wait_ready")])
+    await cmd_creation.wait_ready([p for p in started if p.options.get("wait_ready")])
     reply["processes"] = cmds.describe_all(procs)
     return reply
 
@@ -266,7 +267,7 @@ async def _update(
         await cmds.cmd_scale(app.name, step.after)
         procs = procs[: step.after]
     if action == "restart":
-        await asyncio.gather(*(cmds._restart_with(p, app) for p in procs))
+        await asyncio.gather(*(cmd_creation.restart_with(cmds, p, app) for p in procs))
     else:
         changes = {k: app.options.get(k) for k in step.changed}
         await cmds.cmd_reload(

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import cgroup, cgroup_home, paths
+from .cmd_dumps import restore
 from .fdholder import Drain
 from .handover import adopt, end_handed_over, read_handover
 from .kill import kill_orphan, scan_strays
@@ -61,7 +62,7 @@ class Recovery:
             with contextlib.suppress(TypeError, ValueError):
                 path, *ident = entry.get("pid_file_created") or ()
                 self.kernel.pid_files.adopt(Path(path), tuple(int(n) for n in ident))
-        await self.kernel.commands.restore(state["apps"], keep_ids=True)
+        await restore(self.kernel.commands, state["apps"], keep_ids=True)
 
     async def _take_over(self, handover: dict[str, Any], entries: list[dict[str, Any]]) -> bool:
         """Adopt what the image of this process before the exec ran (corral update); on

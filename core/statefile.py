@@ -9,6 +9,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from . import paths
+from .cmd_dumps import saved_entry
 from .state import save_state
 
 if TYPE_CHECKING:
@@ -43,7 +44,7 @@ class StateFile:
             self.kernel.journal.clear()  # the state file names every child now
 
     def _entry(self, proc: ManagedProcess) -> dict[str, Any]:
-        entry = self.kernel.commands.saved_entry(proc)
+        entry = saved_entry(proc)
         entry.update(
             pm_id=proc.pm_id,
             pid=proc.pid,
