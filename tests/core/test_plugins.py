@@ -169,10 +169,22 @@ def test_misspelt_hook_is_refused():
 def test_every_hookspec_has_a_docstring():
     from corral import hookspecs
 
-    specs = [getattr(hookspecs, n) for n in dir(hookspecs) if n.startswith("corral_")]
+    modules = hookspecs.spec_modules()
+    specs = [getattr(m, n) for m in modules for n in dir(m) if n.startswith("corral_")]
     assert len(specs) >= 8
     for spec in specs:
         assert spec.__doc__ and "versionadded" in spec.__doc__, spec.__name__
+
+
+def test_every_spec_module_is_registered():
+    # a hookspecs_*.py left out of SPEC_MODULES would be neither registered nor documented
+    from corral import hookspecs
+
+    on_disk = {p.stem for p in Path(hookspecs.__file__).parent.glob("hookspecs_*.py")}
+    assert set(hookspecs.SPEC_MODULES) == on_disk
+    names = [n for m in hookspecs.spec_modules() for n in dir(m) if n.startswith("corral_")]
+    assert len(names) == len(set(names))  # each hook declared in one module
+    assert set(names) <= set(vars(load_plugins([]).pm.hook))
 
 
 class Sleepy:
