@@ -11,10 +11,8 @@ from typing import TYPE_CHECKING, Any
 from .hookspecs import hookspec
 
 if TYPE_CHECKING:
-    from .api import DaemonAPI
-    from .events import ProcessEvent
-    from .options import Option
-    from .process import ManagedProcess, SpawnSpec
+    from . import Option, ProcessEvent
+    from .api import DaemonAPI, Process, SpawnSpec
 
 
 @hookspec
@@ -53,7 +51,7 @@ def corral_app_options() -> list[Option]:
 
 
 @hookspec
-def corral_process_added(daemon: DaemonAPI, app: ManagedProcess) -> None:
+def corral_process_added(daemon: DaemonAPI, app: Process) -> None:
     """A process slot was added: by start (also with ``autostart: false``), scale,
     resurrect, or the recovery of a dead daemon's apps.
 
@@ -113,7 +111,7 @@ def corral_validate_app(options: dict[str, Any], interpreter: str) -> None:
 
 
 @hookspec
-def corral_before_spawn(daemon: DaemonAPI, app: ManagedProcess, spawn: SpawnSpec) -> None:
+def corral_before_spawn(daemon: DaemonAPI, app: Process, spawn: SpawnSpec) -> None:
     """An app is about to be executed; change how.
 
     Runs in the daemon, on the event loop, for every spawn (start, restart,
@@ -182,7 +180,7 @@ def corral_process_event(daemon: DaemonAPI, event: ProcessEvent) -> None:
 
 
 @hookspec
-def corral_log_chunk(daemon: DaemonAPI, app: ManagedProcess, stream: str, data: bytes) -> None:
+def corral_log_chunk(daemon: DaemonAPI, app: Process, stream: str, data: bytes) -> None:
     """An app wrote output; ``stream`` is ``"out"`` or ``"err"``.
 
     Runs in the daemon right after ``data`` (whole lines; or a partial line
@@ -217,7 +215,7 @@ def corral_log_chunk(daemon: DaemonAPI, app: ManagedProcess, stream: str, data: 
 
 
 @hookspec
-def corral_process_message(daemon: DaemonAPI, app: ManagedProcess, message: Any) -> None:
+def corral_process_message(daemon: DaemonAPI, app: Process, message: Any) -> None:
     """A child sent a message on its channel.
 
     Runs in the daemon, on the plugin's own thread (on the event loop with

@@ -174,8 +174,8 @@ def _summary(hook: Hook) -> str:
 
 def signature_types() -> list[tuple[str, str]]:
     """The corral names the signatures use (the ``if TYPE_CHECKING:`` imports of the spec
-    modules, then the plugins' types of their ``PLUGIN_TYPES``), each with the module that
-    defines it, each once."""
+    modules, then the plugins' types of their ``PLUGIN_TYPES``), each where a plugin
+    imports it from (a public module: ``corral`` or ``corral.api``), each once."""
     found: dict[str, str] = {}
     plugin_types: dict[str, str] = {}
     for spec_module in hookspecs.spec_modules():
@@ -185,10 +185,11 @@ def signature_types() -> list[tuple[str, str]]:
                 continue
             for stmt in node.body:
                 if isinstance(stmt, ast.ImportFrom) and stmt.level:
-                    module = importlib.import_module(f"corral.{stmt.module}")
+                    name = "corral" + (f".{stmt.module}" if stmt.module else "")
+                    module = importlib.import_module(name)
                     for alias in stmt.names:
-                        home = getattr(getattr(module, alias.name), "__module__", module.__name__)
-                        found.setdefault(alias.name, f"{home}.{alias.name}")
+                        getattr(module, alias.name)  # an AttributeError: a stale import
+                        found.setdefault(alias.name, f"{name}.{alias.name}")
         plugin_types.update(getattr(spec_module, "PLUGIN_TYPES", {}))
     return [*found.items(), *plugin_types.items()]
 
