@@ -1,8 +1,9 @@
 """The daemon as a plugin sees it: ``DaemonAPI``, and the helpers plugins share.
 
-Daemon-side hooks receive a :class:`DaemonAPI`, never the daemon itself: what
-is here is the whole contract, documented in ``docs/plugins.md``, and the
-daemon behind it may change shape without breaking a plugin. The helpers
+Daemon-side hooks receive a :class:`DaemonAPI`, never the daemon itself, and
+each process slot as a :class:`Process`, a read-only view: what is here is the
+whole contract, documented in ``docs/plugins.md``, and the daemon behind it may
+change shape without breaking a plugin. The helpers
 (:func:`parse_bytes`, :func:`parse_ms`, :func:`date_formatter`,
 :class:`TreeSampler`, :func:`is_node`) load on first use, so importing this
 module costs a plugin nothing.
@@ -14,9 +15,9 @@ import asyncio
 import concurrent.futures
 import importlib
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast, runtime_checkable
 
 if TYPE_CHECKING:
     from .asuser import on_this_thread as as_account
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
     from .fdreserve import RESERVE as FD_RESERVE
     from .fdreserve import fd_limit
     from .hooks import load_plugins
+    from .lifecycle import ProcessState
     from .logs import LogFile
     from .monitor import TreeSampler
     from .paths import dump_file, ensure_home, settings_file
@@ -37,9 +39,7 @@ if TYPE_CHECKING:
     from .process import ManagedProcess
     from .rpc_async import RPCServer
     from .settings import read as read_settings
-    from .spawn import is_node
-
-    Process = ManagedProcess
+    from .spawn import SpawnSpec, is_node
 
 T = TypeVar("T")
 
@@ -55,7 +55,7 @@ _HELPERS = {
     "date_formatter": ("datefmt", "date_formatter"),
     "TreeSampler": ("monitor", "TreeSampler"),
     "is_node": ("spawn", "is_node"),
-    "Process": ("process", "ManagedProcess"),
+    "SpawnSpec": ("spawn", "SpawnSpec"),
     "Account": ("credentials", "Credentials"),
     "app_account": ("credentials", "resolve"),
     "as_account": ("asuser", "on_this_thread"),
@@ -76,6 +76,7 @@ __all__ = [
     "Account",
     "DaemonAPI",
     "Process",
+    "SpawnSpec",
     "TreeSampler",
     "app_account",
     "as_account",
@@ -93,6 +94,74 @@ __all__ = [
     "settings_file",
     "shorten",
 ]
+
+
+@runtime_checkable
+class Process(Protocol):
+    """A process slot as a plugin sees it: what a hook's ``app`` is and
+    :meth:`DaemonAPI.processes` lists.
+
+    Read-only: read the fields (the daemon changes them as the app runs) and act on
+    the slot through :class:`DaemonAPI` (:meth:`~DaemonAPI.restart_process`,
+    :meth:`~DaemonAPI.stop_process`, :meth:`~DaemonAPI.emit`). The slot keeps its
+    ``pm_id`` across restarts. Only the watch plugin writes one field,
+    :attr:`watch_shown`.
+    """
+
+    @property
+    def pm_id(self) -> int:
+        """Its id, kept across restarts."""
+
+    @property
+    def name(self) -> str:
+        """The app's name (the instances of a scaled app share it)."""
+
+    @property
+    def namespace(self) -> str:
+        """The app's namespace, ``"default"`` unless its options set one."""
+
+    @property
+    def options(self) -> Mapping[str, Any]:
+        """The canonical, validated options, the plugins' among them."""
+
+    @property
+    def interpreter(self) -> str:
+        """The interpreter's path, or ``"none"`` for an executable."""
+
+    @property
+    def state(self) -> ProcessState:
+        """Its state (:class:`corral.ProcessState`); ``.value`` is PM2's status word."""
+
+    @property
+    def pid(self) -> int | None:
+        """The pid of its running program, None while none runs."""
+
+    @property
+    def child(self) -> object | None:
+        """The current run of its program, None while none runs: compare it with ``is``
+        to tell one run from the next (its pid is :attr:`pid`)."""
+
+    @property
+    def log_paths(self) -> Mapping[str, Path | None]:
+        """``{"out", "err", "combined"}``: each log file's path, None when that log is off."""
+
+    @property
+    def pid_path(self) -> Path | None:
+        """Its pid file, or None."""
+
+    watch_shown: Any
+    """What ``pm2_env.watch`` shows instead of the ``watch`` option (None: the option),
+    set by the watch plugin while the app is not watched as its option says."""
+
+    def pm2_env(self, *, with_env: bool = True) -> dict[str, Any]:
+        """``pm2_env`` as ``pm2 jlist`` shows it: the options, paths and counters
+        (``status``, ``restart_time``, ``pm_uptime``...), and the environment unless
+        ``with_env=False``."""
+
+
+def _managed(proc: Process) -> ManagedProcess:
+    # every Process a plugin holds is the daemon's own record, behind the view
+    return cast("ManagedProcess", proc)
 
 
 class DaemonAPI:
@@ -144,39 +213,40 @@ class DaemonAPI:
 
     # -- the processes -----------------------------------------------------
 
-    def processes(self) -> list[ManagedProcess]:
+    def processes(self) -> list[Process]:
         """Every process slot, by pm_id. Read their fields; change them only through
         the methods below."""
-        return self._daemon.processes()
+        return cast("list[Process]", self._daemon.processes())  # a new list, the caller's
 
-    def process(self, pm_id: int) -> ManagedProcess | None:
+    def process(self, pm_id: int) -> Process | None:
         """The slot with ``pm_id``, or None once it is deleted."""
         return self._daemon.procs.get(pm_id)
 
-    async def restart_process(self, proc: ManagedProcess, *, reason: str) -> None:
+    async def restart_process(self, proc: Process, *, reason: str) -> None:
         """Restart ``proc`` gracefully (its ``kill_signal``, then SIGKILL after
         ``kill_timeout``); a stopped app is started, and a cluster app with a shared
         socket is reloaded instead, so it keeps serving. ``reason`` goes with the
         ``restart`` event. Does nothing once the slot is deleted."""
-        await proc.slot.restart_process(reason=reason)
+        await _managed(proc).slot.restart_process(reason=reason)
 
-    async def stop_process(self, proc: ManagedProcess, *, reason: str = "") -> None:
+    async def stop_process(self, proc: Process, *, reason: str = "") -> None:
         """Stop ``proc`` as ``corral stop`` does (it stays in the list, stopped)."""
         if reason:
             self._daemon.log.info("stop", name=proc.name, pm_id=proc.pm_id, reason=reason)
-        async with self._daemon.lock(proc):
-            if self._daemon.procs.get(proc.pm_id) is proc:
-                await proc.slot.stop_process(manually=False)
+        managed = _managed(proc)
+        async with self._daemon.lock(managed):
+            if self._daemon.procs.get(managed.pm_id) is managed:
+                await managed.slot.stop_process(manually=False)
 
     def request_restart(self, pm_id: int, reason: str) -> concurrent.futures.Future:
         """:meth:`restart_process` from any thread (a watchdog observer, a timer);
         the future resolves when the restart is done."""
         return self._daemon.request_restart(pm_id, reason)
 
-    def emit(self, proc: ManagedProcess, name: str, *, reason: str = "") -> None:
+    def emit(self, proc: Process, name: str, *, reason: str = "") -> None:
         """Tell every ``corral_process_event`` observer (and the bus) that ``name``
         happened to ``proc``, e.g. ``"cron failed"``."""
-        self._daemon.emit(proc, name, reason=reason)
+        self._daemon.emit(_managed(proc), name, reason=reason)
 
     def hold_reply(self, awaitable: Any) -> bool:
         """From a hook a client command triggered: that command's reply waits for

@@ -87,7 +87,8 @@ class PluginManager:
 
     def __init__(self) -> None:
         self.pm = pluggy.PluginManager(GROUP)
-        self.pm.add_hookspecs(hookspecs)
+        for module in hookspecs.spec_modules():
+            self.pm.add_hookspecs(module)
         self.records: dict[str, PluginRecord] = {}
         self.trace = os.environ.get("CORRAL_TRACE_PLUGINS", "") not in ("", "0")
         self.on_error: list[Any] = []  # callables(plugin_name, hook_name, exc)

@@ -20,7 +20,15 @@ BEGIN, END = "<!-- map:begin -->", "<!-- map:end -->"
 
 # layer -> the modules of core/ in it (paths relative to core/), top of the stack first
 GROUPS: dict[str, list[str]] = {
-    "The contract with plugins": ["hookspecs.py", "hooks.py", "offload.py", "api.py"],
+    "The contract with plugins": [
+        "hookspecs.py",
+        "hookspecs_lifecycle.py",
+        "hookspecs_daemon.py",
+        "hookspecs_client.py",
+        "hooks.py",
+        "offload.py",
+        "api.py",
+    ],
     "The CLI": [
         "cli.py",
         "cli_base.py",

@@ -169,10 +169,52 @@ def test_misspelt_hook_is_refused():
 def test_every_hookspec_has_a_docstring():
     from corral import hookspecs
 
-    specs = [getattr(hookspecs, n) for n in dir(hookspecs) if n.startswith("corral_")]
+    modules = hookspecs.spec_modules()
+    specs = [getattr(m, n) for m in modules for n in dir(m) if n.startswith("corral_")]
     assert len(specs) >= 8
     for spec in specs:
         assert spec.__doc__ and "versionadded" in spec.__doc__, spec.__name__
+
+
+def test_every_spec_module_is_registered():
+    # a hookspecs_*.py left out of SPEC_MODULES would be neither registered nor documented
+    from corral import hookspecs
+
+    on_disk = {p.stem for p in Path(hookspecs.__file__).parent.glob("hookspecs_*.py")}
+    assert set(hookspecs.SPEC_MODULES) == on_disk
+    names = [n for m in hookspecs.spec_modules() for n in dir(m) if n.startswith("corral_")]
+    assert len(names) == len(set(names))  # each hook declared in one module
+    assert set(names) <= set(vars(load_plugins([]).pm.hook))
+
+
+def test_a_hooks_app_is_the_read_only_view_corral_api_process(corral_home, app_path):
+    # the view names only what the daemon's slot has: every field of it reads on a real one
+    import corral.api
+
+    seen = {}
+
+    class Looker:
+        @corral.hookimpl
+        def corral_daemon_start(self, daemon):
+            seen["daemon"] = daemon
+
+        @corral.hookimpl
+        def corral_before_spawn(self, app, spawn):
+            seen["app"], seen["spawn"] = app, spawn
+
+    with corral.connect(no_daemon=True, plugins=[Looker()]) as client:
+        info = client.start(app_path("sleeper.py"), {"name": "viewed"})[0]
+        app = seen["app"]
+        assert isinstance(app, corral.api.Process)
+        assert isinstance(seen["spawn"], corral.api.SpawnSpec)
+        assert seen["daemon"].processes() == [app]
+        view = corral.api.Process
+        fields = [n for n in [*vars(view), *view.__annotations__] if not n.startswith("_")]
+        assert {"pm_id", "name", "options", "state", "pid", "log_paths", "pm2_env"} <= set(fields)
+        for name in fields:
+            getattr(app, name)
+        assert (app.name, app.pid, app.state.value) == ("viewed", info.pid, "online")
+        assert app.pm2_env(with_env=False)["status"] == "online"
 
 
 class Sleepy:

@@ -18,7 +18,7 @@ import psutil
 import pytest
 
 import corral
-from corral import hookspecs
+from corral import hookspecs_lifecycle
 from corral.plugins import sourcemap
 from tests.conftest import APPS, PY, python_app, wait_for
 
@@ -28,7 +28,7 @@ TSAPP = Path(__file__).parent / "tsapp"
 MAPPED = ("src/app.ts:7:9", "src/app.ts:11:1")
 COMPILED = ("app.js:3:11", "app.js:6:1")
 needs_validate_hook = pytest.mark.skipif(
-    not hasattr(hookspecs, "corral_validate_app"),
+    not hasattr(hookspecs_lifecycle, "corral_validate_app"),
     reason="the lead adds the corral_validate_app hook to corral.hookspecs",
 )
 

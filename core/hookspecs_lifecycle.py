@@ -1,0 +1,245 @@
+"""The hooks of an app's life: its options, its spawn, its events, its output and messages.
+
+The specs of one area of the contract; ``corral.hookspecs`` says what every hook
+shares and lists the spec modules.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .hookspecs import hookspec
+
+if TYPE_CHECKING:
+    from . import Option, ProcessEvent
+    from .api import DaemonAPI, Process, SpawnSpec
+
+
+@hookspec
+def corral_app_options() -> list[Option]:
+    """Declare the app options a plugin adds.
+
+    Runs in every process that validates options (the daemon, and the CLI to
+    build its flags), once when the plugin is loaded. Return a list of
+    :class:`corral.Option`; the core validates every option in one place, and
+    an option whose plugin is not loaded is refused with the plugin's name.
+    Results from all plugins are concatenated; a name declared twice is an error.
+
+    Example::
+
+        import re
+
+        import corral
+
+
+        def check_team(value):
+            # the plugin's own check, after the core has made the value a str
+            if not re.fullmatch(r"[a-z0-9-]+", value):
+                raise ValueError(f"use lowercase letters, digits and '-', got {value!r}")
+            return value
+
+
+        @corral.hookimpl
+        def corral_app_options():
+            return [
+                corral.Option("team", "str", help="who owns the app", validate=check_team),
+                corral.Option("page_after", "int", 3, minimum=1, help="crashes before paging"),
+            ]
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def corral_process_added(daemon: DaemonAPI, app: Process) -> None:
+    """A process slot was added: by start (also with ``autostart: false``), scale,
+    resurrect, or the recovery of a dead daemon's apps.
+
+    Runs in the daemon, on the event loop, before the slot's first spawn. ``app``
+    has its pm_id, name and options. Use it to set up per-app state (a cron job,
+    a watcher) that must exist even for an app that is not running. Must not block.
+
+    Example::
+
+        import corral
+
+        restarts = {}  # pm_id -> restarts counted by this plugin, for every app, running or not
+
+
+        @corral.hookimpl
+        def corral_process_added(app):
+            restarts.setdefault(app.pm_id, 0)
+
+
+        @corral.hookimpl
+        def corral_process_event(event):
+            if event.event == "restart":
+                restarts[event.pm_id] = restarts.get(event.pm_id, 0) + 1
+            elif event.event == "delete":
+                restarts.pop(event.pm_id, None)
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def corral_validate_app(options: dict[str, Any], interpreter: str) -> None:
+    """Refuse an app whose options do not fit it, before anything starts.
+
+    Runs in the daemon for each app of a ``start`` (its options validated, its
+    script and interpreter resolved, nothing running yet) and for each process
+    a ``restart`` or ``reload`` gives new options, with the options it would
+    have. ``options`` are canonical and read-only; ``interpreter`` is the
+    interpreter's path, or ``"none"``. Raise :class:`corral.OptionError` naming
+    the field and the fix: the command fails with it and nothing changes. Any
+    other exception fails the command with a PluginError naming the plugin.
+
+    Example::
+
+        import corral
+
+
+        @corral.hookimpl
+        def corral_validate_app(options, interpreter):
+            if options.get("source_map_support") and "node" not in interpreter:
+                raise corral.OptionError(
+                    "source_map_support is for node apps", field="source_map_support"
+                )
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def corral_before_spawn(daemon: DaemonAPI, app: Process, spawn: SpawnSpec) -> None:
+    """An app is about to be executed; change how.
+
+    Runs in the daemon, on the event loop, for every spawn (start, restart,
+    resurrect). May mutate ``spawn.argv``, ``spawn.env``, ``spawn.cwd`` and
+    ``spawn.pass_fds``; ``app`` is read-only here. Must not block. An
+    implementation that raises is logged and the spawn goes on without its change.
+
+    Example::
+
+        import corral
+
+
+        @corral.hookimpl
+        def corral_app_options():
+            return [corral.Option("unbuffered", "bool", False, help="set PYTHONUNBUFFERED=1")]
+
+
+        @corral.hookimpl
+        def corral_before_spawn(app, spawn):
+            spawn.env["APP_NAME"] = app.name
+            if app.options.get("unbuffered"):
+                spawn.env["PYTHONUNBUFFERED"] = "1"
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def corral_process_event(daemon: DaemonAPI, event: ProcessEvent) -> None:
+    """A process changed state, or something happened to it.
+
+    Runs in the daemon after the change is recorded, on the plugin's own
+    thread, in order (on the event loop instead when the plugin declares
+    ``corral_runs_on_loop = True``, and then it must not block), so a slow
+    observer never delays the daemon. ``event.event`` is PM2's word
+    (``start``, ``online``, ``exit``, ``restart``, ``stop``, ``delete``,
+    ``restart overlimit``) and
+    ``event.process`` the process as ``to_dict()`` shows it (without ``env``).
+    Observers only: the return value is ignored.
+
+    Example::
+
+        import json
+        import threading
+        import urllib.request
+
+        import corral
+
+        WEBHOOK = "https://hooks.example.com/corral"
+
+
+        def post(payload):
+            body = json.dumps(payload).encode()
+            headers = {"Content-Type": "application/json"}
+            urllib.request.urlopen(urllib.request.Request(WEBHOOK, body, headers), timeout=10)
+
+
+        @corral.hookimpl
+        def corral_process_event(event):
+            if event.event in ("exit", "restart overlimit") and not event.manually:
+                # a network call blocks: it runs on a thread, never on the event loop
+                threading.Thread(target=post, args=(event.to_dict(),), daemon=True).start()
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def corral_log_chunk(daemon: DaemonAPI, app: Process, stream: str, data: bytes) -> None:
+    """An app wrote output; ``stream`` is ``"out"`` or ``"err"``.
+
+    Runs in the daemon right after ``data`` (whole lines; or a partial line
+    held 0.1 s without its newline, or left when the app exits; a line over
+    1 MiB comes cut in pieces) was written to the log file, on the plugin's own
+    thread (on the event loop with ``corral_runs_on_loop = True``). Called for
+    every chunk, so it should be cheap: while a plugin has 1000 calls or 8 MiB
+    of log data waiting, newer chunks are dropped for it (counted in
+    ``corral plugins --errors``; the log file still has them) until it catches up.
+
+    Example::
+
+        import collections
+
+        import corral
+
+        error_lines = collections.Counter()  # app name -> lines written on stderr
+
+
+        @corral.hookimpl
+        def corral_log_chunk(app, stream, data):
+            if stream == "err":
+                error_lines[app.name] += len(data.splitlines())
+
+
+        @corral.hookimpl
+        def corral_rpc_commands():
+            return {"error_lines": lambda daemon: dict(error_lines)}
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def corral_process_message(daemon: DaemonAPI, app: Process, message: Any) -> None:
+    """A child sent a message on its channel.
+
+    Runs in the daemon, on the plugin's own thread (on the event loop with
+    ``corral_runs_on_loop = True``), for every JSON value a child sends
+    (``corral.child.send()``, node's ``process.send()``) except the ones the
+    core consumes itself: ``"ready"``, the node preload's ``corral:listening``
+    report and node's internal ``NODE_*`` traffic. ``message`` is the decoded
+    value: PM2's ``{"type": "process:msg", "data": ..., "topic": ...}``, a
+    ``{"type": "process:exception", ...}`` report, or anything else the app
+    sent. Observers only: the return value is ignored. Like log chunks,
+    messages are dropped for a plugin with 1000 calls waiting, and counted.
+
+    Example::
+
+        import corral
+
+        progress = {}  # app name -> the last progress its child reported
+
+
+        @corral.hookimpl
+        def corral_process_message(app, message):
+            # the child ran: corral.child.send({"done": 10, "total": 40}, topic="progress")
+            if isinstance(message, dict) and message.get("topic") == "progress":
+                progress[app.name] = message.get("data")
+
+    .. versionadded:: 0.1
+    """
