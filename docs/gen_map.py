@@ -110,6 +110,7 @@ GROUPS: dict[str, list[str]] = {
     "Pure logic (no processes, no I/O beyond reading a file)": [
         "lifecycle.py",
         "options.py",
+        "option_table.py",
         "convert.py",
         "typos.py",
         "config.py",
