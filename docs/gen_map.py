@@ -114,6 +114,7 @@ GROUPS: dict[str, list[str]] = {
         "convert.py",
         "typos.py",
         "config.py",
+        "config_formats.py",
         "config_paths.py",
         "apps.py",
         "datefmt.py",
