@@ -98,6 +98,7 @@ GROUPS: dict[str, list[str]] = {
         "output.py",
         "lines.py",
         "logs.py",
+        "logfile.py",
         "pidfile.py",
         "fdholder.py",
         "fdreserve.py",
