@@ -59,6 +59,7 @@ GROUPS: dict[str, list[str]] = {
         "rpc.py",
         "fastrpc.py",
         "testing.py",
+        "event_recorder.py",
         "child.py",
     ],
     "The daemon: kernel and RPC": [
