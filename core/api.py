@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from .fdreserve import fd_limit
     from .hooks import load_plugins
     from .lifecycle import ProcessState
-    from .logs import LogFile
+    from .logfile import LogFile
     from .monitor import TreeSampler
     from .paths import dump_file, ensure_home, settings_file
     from .paths import home as corral_home

@@ -209,7 +209,7 @@ def _start_params(with_plugins: bool) -> tuple[list[Any], dict[str, tuple[str, s
         declared = load_plugins().app_options()
     else:
         # deferred: the options table, only for the flags of start
-        from .options import CORE_OPTIONS
+        from .option_table import CORE_OPTIONS
 
         declared = list(CORE_OPTIONS)
     by_key = {}

@@ -28,7 +28,7 @@ from .cli_render import (
     status_text,
     uptime_of,
 )
-from .options import CORE_OPTIONS
+from .option_table import CORE_OPTIONS
 from .secrets import mask, mask_args, mask_data, secret_values
 
 # Options shown in the first part of the panel, or as the env section: not repeated

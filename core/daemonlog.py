@@ -3,7 +3,7 @@
 Stdlib logging under the ``corral`` logger (the plugin manager, plugins) is
 routed into the same file, so every line there is one JSON object.
 
-corral.log is written like an app log (:class:`~corral.logs.LogFile`): on a
+corral.log is written like an app log (:class:`~corral.logfile.LogFile`): on a
 full disk records are dropped, never raised, and the first record written
 again is followed by one saying how many were lost. It also tells when an app
 log file starts failing and when it is written again (:meth:`DaemonLog.watch`):
@@ -25,7 +25,8 @@ from typing import Any
 
 import structlog
 
-from .logs import LogFile, LogFiles
+from .logfile import LogFile
+from .logs import LogFiles
 from .secrets import mask_data
 
 _PROCESSORS: list[Any] = [

@@ -28,7 +28,8 @@ import pluggy
 from . import hookspecs
 from .errors import CorralError, PluginError
 from .offload import OBSERVER_HOOKS, PluginWorkers, runs_on_loop
-from .options import CORE_OPTIONS, OptionSchema
+from .option_table import CORE_OPTIONS
+from .options import OptionSchema
 
 GROUP = "corral"
 log = logging.getLogger("corral.hooks")

@@ -1,7 +1,7 @@
 """Lines of app output on their way to the log files: :class:`LineWriter`.
 
 One writer per (process, stream) turns the chunks read from a pipe into whole
-lines, each written in one write to every :class:`~corral.logs.LogFile` of
+lines, each written in one write to every :class:`~corral.logfile.LogFile` of
 the stream, so the out and err streams of an app can share a file without a
 line of one landing inside a line of the other.
 """
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from .datefmt import date_formatter, iso_timestamp
 
 if TYPE_CHECKING:
-    from .logs import LogFile
+    from .logfile import LogFile
 
 MAX_LINE = 1 << 20  # bytes: a longer line is cut in pieces of this size
 _JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # as JSON.stringify

@@ -24,7 +24,8 @@ if TYPE_CHECKING:
     import subprocess
 
     from .channel import Channel
-    from .logs import LineWriter, LogFile
+    from .lines import LineWriter
+    from .logfile import LogFile
     from .monitor import Started
     from .slot import Slot
     from .stdin import StdinPipe

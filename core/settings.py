@@ -27,7 +27,7 @@ def read(home: Path) -> dict[str, Any]:
         return {}
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
-    from .config import safe_yaml  # only when the file exists: most homes have none
+    from .config_formats import safe_yaml  # only when the file exists: most homes have none
 
     values = safe_yaml(text, path)
     if values is None:

@@ -73,6 +73,7 @@ GROUPS: dict[str, list[str]] = {
         "rpc.py",
         "fastrpc.py",
         "testing.py",
+        "event_recorder.py",
         "child.py",
     ],
     "The daemon: kernel and RPC": [
@@ -120,6 +121,7 @@ GROUPS: dict[str, list[str]] = {
         "output.py",
         "lines.py",
         "logs.py",
+        "logfile.py",
         "pidfile.py",
         "fdholder.py",
         "fdreserve.py",
@@ -132,9 +134,11 @@ GROUPS: dict[str, list[str]] = {
     "Pure logic (no processes, no I/O beyond reading a file)": [
         "lifecycle.py",
         "options.py",
+        "option_table.py",
         "convert.py",
         "typos.py",
         "config.py",
+        "config_formats.py",
         "config_paths.py",
         "apps.py",
         "datefmt.py",

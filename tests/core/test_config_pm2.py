@@ -221,7 +221,8 @@ def test_the_api_names_every_unknown_key_too(pm, repo):
     ],
 )
 def test_a_hint_is_given_only_when_close(key, hint):
-    from corral.options import CORE_OPTIONS, OptionSchema
+    from corral.option_table import CORE_OPTIONS
+    from corral.options import OptionSchema
 
     schema = OptionSchema(CORE_OPTIONS)
     assert schema.get(key) is None

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from corral.logs import LineWriter, LogFile, LogFiles, log_paths, pid_path
+from corral.logfile import LogFile
+from corral.logs import LineWriter, LogFiles, log_paths, pid_path
 
 
 @pytest.fixture

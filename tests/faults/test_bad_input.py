@@ -29,7 +29,8 @@ from hypothesis import strategies as st
 
 import corral
 from corral.errors import CorralError, OptionError, PluginError, ScriptError
-from corral.options import CORE_OPTIONS, PM2_IGNORED, camel, installed_plugin_options
+from corral.option_table import CORE_OPTIONS
+from corral.options import PM2_IGNORED, camel, installed_plugin_options
 from tests.conftest import python_app, wait_for
 from tests.core.test_daemon import ACTING, alive, apps_snapshot, ask, assert_error, json_values
 

@@ -26,7 +26,7 @@ import pytest
 
 import corral
 from corral.daemonlog import DaemonLog
-from corral.logs import LogFile
+from corral.logfile import LogFile
 from corral.state import load_state, save_state
 from corral.testing import kill_tree, wait_for
 
