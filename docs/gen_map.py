@@ -38,6 +38,7 @@ GROUPS: dict[str, list[str]] = {
         "cli_reconcile.py",
         "cli_targets.py",
         "cli_logs.py",
+        "cli_logfiles.py",
         "cli_monit.py",
         "cli_stdin.py",
         "cli_extra.py",
