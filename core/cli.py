@@ -1,8 +1,8 @@
 """The ``corral`` command line: PM2's commands on top of :class:`corral.Client`.
 
 ``corral jlist`` and ``corral ping`` are answered by a fast path that imports
-neither click nor rich; every other command is a click command, defined in
-:mod:`corral.cli_commands` and imported only then. This module keeps the entry
+neither click nor rich; every other command is a click command of the group
+:mod:`corral.cli_commands` builds, imported only then. This module keeps the entry
 point, the error handling and the parsing helpers the commands share, so that
 importing it stays cheap.
 

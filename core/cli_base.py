@@ -1,8 +1,8 @@
 """What every ``corral`` command shares: error handling, argument parsing, printing.
 
-Below both :mod:`corral.cli` (the entry point and its fast path) and
-:mod:`corral.cli_commands` (the click commands), so the commands need not import
-the entry point; as cheap to import as :mod:`corral.cli` itself (no click, no rich).
+Below both :mod:`corral.cli` (the entry point and its fast path) and the click
+commands (the group :mod:`corral.cli_commands` builds), so the commands need not
+import the entry point; as cheap to import as :mod:`corral.cli` itself (no click, no rich).
 """
 
 from __future__ import annotations
