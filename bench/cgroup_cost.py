@@ -1,4 +1,4 @@
-"""What a cgroup per child costs a spawn (corral.cgroup_home), measured two ways.
+"""What a cgroup per child costs a spawn (corral.supervisor.cgroup_home), measured two ways.
 
     python bench/cgroup_cost.py [--kills 60] [--spawns 80]
 
@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from corral import cgroup_home
+from corral.supervisor import cgroup_home
 
 HERE = Path(__file__).resolve().parent
 

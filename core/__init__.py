@@ -20,12 +20,12 @@ _LAZY = {
     "Client": "client",
     "AsyncClient": "client",
     "CorralWarning": "client",
-    "ProcessInfo": "info",
-    "ProcessEvent": "events",
-    "Option": "options",
+    "ProcessInfo": "client.info",
+    "ProcessEvent": "daemon.events",
+    "Option": "options.schema",
     "hookimpl": "hookspecs",
     "hookspec": "hookspecs",
-    "ProcessState": "lifecycle",
+    "ProcessState": "supervisor.lifecycle",
     "CorralError": "errors",
     "OptionError": "errors",
     "ConfigError": "errors",
@@ -35,14 +35,14 @@ _LAZY = {
     "ProtocolError": "errors",
     "PluginError": "errors",
     "StateError": "errors",
-    "StartFailed": "verdict",
+    "StartFailed": "client.verdict",
 }
 
 # names that left the core for a plugin: name -> where to import it from now
 _MOVED = {"Bus": "corral.plugins.bus", "BusEvent": "corral.plugins.bus"}
 
 # PM2's singleton: module-level calls act on the client of the last connect(), under
-# corral's names and PM2's (corral.gracefulReload); corral.command_table lists them,
+# corral's names and PM2's (corral.gracefulReload); corral.rpc.table lists them,
 # read on the first such call only, so `import corral.child` loads corral and no more
 _singleton_calls: dict[str, str] = {}
 
@@ -50,7 +50,7 @@ _singleton_calls: dict[str, str] = {}
 def _module_call(name: str) -> str | None:
     """The client method behind the module call ``name``, or None."""
     if not _singleton_calls:
-        from .command_table import CALLS  # deferred: `import corral.child` loads corral alone
+        from corral.rpc.table import CALLS  # deferred: `import corral.child` loads corral alone
 
         for call in CALLS:
             if call.module_call:
@@ -113,8 +113,11 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from .client import AsyncClient, Client, CorralWarning, connect, current
-    from .errors import (
+    from corral.client import AsyncClient, Client, CorralWarning, connect, current
+    from corral.client.info import ProcessInfo
+    from corral.client.verdict import StartFailed
+    from corral.daemon.events import ProcessEvent
+    from corral.errors import (
         ConfigError,
         CorralError,
         DaemonError,
@@ -125,18 +128,15 @@ if TYPE_CHECKING:
         ScriptError,
         StateError,
     )
-    from .events import ProcessEvent
-    from .hookspecs import hookimpl, hookspec
-    from .info import ProcessInfo
-    from .lifecycle import ProcessState
-    from .options import Option
-    from .verdict import StartFailed
+    from corral.hookspecs import hookimpl, hookspec
+    from corral.options.schema import Option
+    from corral.supervisor.lifecycle import ProcessState
 
 
 def _singleton(name: str) -> Any:
     def call(*args: Any, **kwargs: Any) -> Any:
         # deferred: corral stays lazy: the client loads on the first call
-        from .client import current
+        from corral.client import current
 
         return getattr(current(), name)(*args, **kwargs)
 

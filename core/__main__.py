@@ -1,6 +1,6 @@
 """``python -m corral``: the same as the ``corral`` command."""
 
-from .cli import main
+from corral.cli.main import main
 
 if __name__ == "__main__":
     main()

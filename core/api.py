@@ -20,26 +20,26 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast, runtime_checkable
 
 if TYPE_CHECKING:
-    from .asuser import on_this_thread as as_account
-    from .client_connect import running_client
-    from .convert import parse_bytes, parse_ms
-    from .credentials import Credentials as Account
-    from .credentials import resolve as app_account
-    from .daemon import Daemon
-    from .datefmt import date_formatter
-    from .errors import shorten
-    from .fdreserve import RESERVE as FD_RESERVE
-    from .fdreserve import fd_limit
-    from .hooks import load_plugins
-    from .lifecycle import ProcessState
-    from .logfile import LogFile
-    from .monitor import TreeSampler
-    from .paths import dump_file, ensure_home, settings_file
-    from .paths import home as corral_home
-    from .process import ManagedProcess
-    from .rpc_async import RPCServer
-    from .settings import read as read_settings
-    from .spawn import SpawnSpec, is_node
+    from corral.client.connection import running_client
+    from corral.daemon.kernel import Daemon
+    from corral.daemon.settings import read as read_settings
+    from corral.datefmt import date_formatter
+    from corral.errors import shorten
+    from corral.hooks import load_plugins
+    from corral.options.convert import parse_bytes, parse_ms
+    from corral.paths import dump_file, ensure_home, settings_file
+    from corral.paths import home as corral_home
+    from corral.rpc.aio import RPCServer
+    from corral.supervisor.asuser import on_this_thread as as_account
+    from corral.supervisor.credentials import Credentials as Account
+    from corral.supervisor.credentials import resolve as app_account
+    from corral.supervisor.fdreserve import RESERVE as FD_RESERVE
+    from corral.supervisor.fdreserve import fd_limit
+    from corral.supervisor.lifecycle import ProcessState
+    from corral.supervisor.logfile import LogFile
+    from corral.supervisor.monitor import TreeSampler
+    from corral.supervisor.process import ManagedProcess
+    from corral.supervisor.spawn import SpawnSpec, is_node
 
 T = TypeVar("T")
 
@@ -50,25 +50,25 @@ _DAEMON_SIGNALS = frozenset(
 
 # the helpers, loaded on first use: name -> (module, its name there)
 _HELPERS = {
-    "parse_bytes": ("convert", "parse_bytes"),
-    "parse_ms": ("convert", "parse_ms"),
+    "parse_bytes": ("options.convert", "parse_bytes"),
+    "parse_ms": ("options.convert", "parse_ms"),
     "date_formatter": ("datefmt", "date_formatter"),
-    "TreeSampler": ("monitor", "TreeSampler"),
-    "is_node": ("spawn", "is_node"),
-    "SpawnSpec": ("spawn", "SpawnSpec"),
-    "Account": ("credentials", "Credentials"),
-    "app_account": ("credentials", "resolve"),
-    "as_account": ("asuser", "on_this_thread"),
+    "TreeSampler": ("supervisor.monitor", "TreeSampler"),
+    "is_node": ("supervisor.spawn", "is_node"),
+    "SpawnSpec": ("supervisor.spawn", "SpawnSpec"),
+    "Account": ("supervisor.credentials", "Credentials"),
+    "app_account": ("supervisor.credentials", "resolve"),
+    "as_account": ("supervisor.asuser", "on_this_thread"),
     "dump_file": ("paths", "dump_file"),
     "load_plugins": ("hooks", "load_plugins"),
-    "running_client": ("client_connect", "running_client"),
+    "running_client": ("client.connection", "running_client"),
     "corral_home": ("paths", "home"),
     "ensure_home": ("paths", "ensure_home"),
     "settings_file": ("paths", "settings_file"),
-    "read_settings": ("settings", "read"),
+    "read_settings": ("daemon.settings", "read"),
     "shorten": ("errors", "shorten"),
-    "fd_limit": ("fdreserve", "fd_limit"),
-    "FD_RESERVE": ("fdreserve", "RESERVE"),
+    "fd_limit": ("supervisor.fdreserve", "fd_limit"),
+    "FD_RESERVE": ("supervisor.fdreserve", "RESERVE"),
 }
 
 __all__ = [
@@ -280,7 +280,7 @@ class DaemonAPI:
         that serves this daemon's RPC commands, with the zmq socket ``options`` set first
         (CURVE keys, say). Await its ``serve()`` in a task; at stop, ``await drain()`` (the
         replies in flight go out), then ``close()``. A ``zmq.ZMQError`` if it cannot bind."""
-        from .rpc_async import RPCServer  # zmq.asyncio: a plugin importing corral.api skips it
+        from corral.rpc.aio import RPCServer  # zmq.asyncio: a plugin importing corral.api skips it
 
         daemon = self._daemon
         return RPCServer(context, address, daemon.commands.dispatch, options, log=daemon.log)

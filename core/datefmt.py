@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from typing import Any
 
-from .errors import OptionError, shorten
+from corral.errors import OptionError, shorten
 
 TIME_FORMAT = "YYYY-MM-DDTHH:mm:ss"  # the date of every line with the app option ``time: true``
 _MONTHS = (

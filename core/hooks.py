@@ -25,11 +25,11 @@ from typing import Any
 
 import pluggy
 
-from . import hookspecs
-from .errors import CorralError, PluginError
-from .offload import OBSERVER_HOOKS, PluginWorkers, runs_on_loop
-from .option_table import CORE_OPTIONS
-from .options import OptionSchema
+from corral import hookspecs
+from corral.errors import CorralError, PluginError
+from corral.offload import OBSERVER_HOOKS, PluginWorkers, runs_on_loop
+from corral.options.schema import OptionSchema
+from corral.options.table import CORE_OPTIONS
 
 GROUP = "corral"
 log = logging.getLogger("corral.hooks")

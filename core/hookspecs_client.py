@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .hookspecs import hookspec
+from corral.hookspecs import hookspec
 
 if TYPE_CHECKING:
     import click

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .hookspecs import hookspec
+from corral.hookspecs import hookspec
 
 if TYPE_CHECKING:
-    from .api import DaemonAPI
+    from corral.api import DaemonAPI
 
 
 @hookspec(historic=True)

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .hookspecs import hookspec
+from corral.hookspecs import hookspec
 
 if TYPE_CHECKING:
-    from . import Option, ProcessEvent
-    from .api import DaemonAPI, Process, SpawnSpec
+    from corral import Option, ProcessEvent
+    from corral.api import DaemonAPI, Process, SpawnSpec
 
 
 @hookspec

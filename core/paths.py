@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
 import stat
 from pathlib import Path
 
-from .errors import DaemonError
+from corral.errors import DaemonError
 
 
 def home() -> Path:
@@ -143,10 +144,15 @@ def log_file(root: Path) -> Path:
 
 
 def settings_file(root: Path) -> Path:
-    """The daemon's own settings, each read by a plugin (see :mod:`corral.settings`); optional."""
+    """The daemon's own settings, read by plugins (:mod:`corral.daemon.settings`); optional."""
     return root / "corral.yaml"
 
 
 def dump_file(root: Path) -> Path:
     value = os.environ.get("CORRAL_DUMP_FILE")
     return Path(value).expanduser().absolute() if value else root / "dump.corral"
+
+
+def safe_name(name: str) -> str:
+    """The app name as PM2 puts it in file names: ``[^a-zA-Z0-9.-]`` becomes ``-``."""
+    return re.sub(r"[^a-zA-Z0-9.\-]", "-", name)

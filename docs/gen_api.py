@@ -1,4 +1,4 @@
-"""Generate docs/api.md, every client call, from corral.command_table.
+"""Generate docs/api.md, every client call, from corral.rpc.table.
 
 python docs/gen_api.py          # rewrite docs/api.md
 python docs/gen_api.py --check  # exit 1 if docs/api.md is stale
@@ -9,13 +9,13 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from corral.command_table import CALLS
+from corral.rpc.table import CALLS
 
 API_MD = Path(__file__).resolve().parent / "api.md"
 
 HEAD = """# The client API: every call
 
-Generated from `corral.command_table` by `python docs/gen_api.py`; the daemon's
+Generated from `corral.rpc.table` by `python docs/gen_api.py`; the daemon's
 core commands, both clients' PM2-named aliases and corral's module-level calls
 are built from the same table, so this list is the whole API.
 

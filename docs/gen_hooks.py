@@ -184,8 +184,8 @@ def signature_types() -> list[tuple[str, str]]:
             if not (isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING"):
                 continue
             for stmt in node.body:
-                if isinstance(stmt, ast.ImportFrom) and stmt.level:
-                    name = "corral" + (f".{stmt.module}" if stmt.module else "")
+                if isinstance(stmt, ast.ImportFrom) and (stmt.module or "").startswith("corral"):
+                    name = stmt.module
                     module = importlib.import_module(name)
                     for alias in stmt.names:
                         getattr(module, alias.name)  # an AttributeError: a stale import

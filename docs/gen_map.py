@@ -1,11 +1,11 @@
 """Regenerate the module map in CONTRIBUTING.md: every module of core/ and plugins/,
-grouped by layer, each with the first line of its docstring.
+grouped by the subpackage it lives in, each with the first line of its docstring.
 
 python docs/gen_map.py          # rewrite CONTRIBUTING.md in place
-python docs/gen_map.py --check  # exit 1 if the map is stale or a module has no group
+python docs/gen_map.py --check  # exit 1 if the map is stale or a module has no docstring
 
-The docstrings are the only source of the descriptions; GROUPS below says where
-each module sits. A new module fails the check until it is placed in a group.
+The docstrings are the only source: a subpackage's title is its ``__init__``'s first
+line, a module's line is its own. A module without a docstring fails the check.
 """
 
 from __future__ import annotations
@@ -18,145 +18,10 @@ ROOT = Path(__file__).resolve().parent.parent
 CONTRIBUTING = ROOT / "CONTRIBUTING.md"
 BEGIN, END = "<!-- map:begin -->", "<!-- map:end -->"
 
-# layer -> the modules of core/ in it (paths relative to core/), top of the stack first
-GROUPS: dict[str, list[str]] = {
-    "The contract with plugins": [
-        "hookspecs.py",
-        "hookspecs_lifecycle.py",
-        "hookspecs_daemon.py",
-        "hookspecs_client.py",
-        "hooks.py",
-        "offload.py",
-        "api.py",
-    ],
-    "The CLI": [
-        "cli.py",
-        "cli_base.py",
-        "cli_commands.py",
-        "cli_session.py",
-        "cli_start.py",
-        "cli_process.py",
-        "cli_inspect.py",
-        "cli_daemon.py",
-        "cli_flags.py",
-        "cli_render.py",
-        "cli_table.py",
-        "cli_describe.py",
-        "cli_actions.py",
-        "cli_reconcile.py",
-        "cli_targets.py",
-        "cli_logs.py",
-        "cli_logfiles.py",
-        "cli_monit.py",
-        "cli_stdin.py",
-        "cli_extra.py",
-        "cli_import.py",
-        "cli_update.py",
-        "completion.py",
-        "ecosystem.py",
-        "report.py",
-        "logtail.py",
-        "logwake.py",
-        "monit_log.py",
-        "__main__.py",
-    ],
-    "The client": [
-        "__init__.py",
-        "command_table.py",
-        "client.py",
-        "client_connect.py",
-        "client_sync.py",
-        "client_aio.py",
-        "client_calls.py",
-        "client_requests.py",
-        "client_remote.py",
-        "launcher.py",
-        "updater.py",
-        "info.py",
-        "actions.py",
-        "verdict.py",
-        "targets.py",
-        "rpc.py",
-        "fastrpc.py",
-        "testing.py",
-        "event_recorder.py",
-        "child.py",
-    ],
-    "The daemon: kernel and RPC": [
-        "daemon.py",
-        "recovery.py",
-        "statefile.py",
-        "daemon_main.py",
-        "commands.py",
-        "cmd_launch.py",
-        "cmd_control.py",
-        "cmd_listing.py",
-        "cmd_dumps.py",
-        "cmd_signals.py",
-        "cmd_admin.py",
-        "cmd_creation.py",
-        "rpc_async.py",
-        "replywait.py",
-        "selection.py",
-        "reconcile.py",
-        "changes.py",
-        "rollout.py",
-        "handover.py",
-        "upgrade.py",
-        "state.py",
-        "settings.py",
-        "daemonlog.py",
-        "homelock.py",
-        "events.py",
-        "fanout.py",
-    ],
-    "The daemon: one process slot and its children": [
-        "process.py",
-        "slot.py",
-        "reaper.py",
-        "stopper.py",
-        "strays.py",
-        "system.py",
-        "spawn.py",
-        "kill.py",
-        "channel.py",
-        "notify.py",
-        "stdin.py",
-        "listen.py",
-        "cluster_share.py",
-        "output.py",
-        "lines.py",
-        "logs.py",
-        "logfile.py",
-        "pidfile.py",
-        "fdholder.py",
-        "fdreserve.py",
-        "cgroup.py",
-        "cgroup_home.py",
-        "monitor.py",
-        "asuser.py",
-        "credentials.py",
-    ],
-    "Pure logic (no processes, no I/O beyond reading a file)": [
-        "lifecycle.py",
-        "options.py",
-        "option_table.py",
-        "convert.py",
-        "typos.py",
-        "config.py",
-        "config_formats.py",
-        "config_paths.py",
-        "apps.py",
-        "datefmt.py",
-        "secrets.py",
-        "errors.py",
-        "paths.py",
-        "imports/__init__.py",
-        "imports/supervisor.py",
-        "imports/circus.py",
-        "imports/ecosystem.py",
-    ],
-}
+# the subpackages of core/, in the order the map shows them (top of the stack first);
+# the top-level modules of corral come first, under TOP
+TOP = "The package: its public names and the contract with plugins"
+SUBPACKAGES = ["cli", "client", "rpc", "daemon", "supervisor", "options", "testing"]
 
 
 def first_line(path: Path) -> str:
@@ -180,27 +45,49 @@ def modules(top: Path) -> list[str]:
     )
 
 
+def section(title: str, where: str, top: Path, names: list[str]) -> list[str]:
+    """One subpackage's part of the map: its title, then a line per module."""
+    out = ["", f"**{title}** (`{where}`)", ""]
+    for name in names:
+        if where != "core/" and name == "__init__.py" and only_docstring(top / name):
+            continue  # its docstring is the title
+        out.append(f"- `{name}`: {first_line(top / name)}")
+    return out
+
+
+def only_docstring(path: Path) -> bool:
+    """``path`` holds a docstring and nothing else (a subpackage's ``__init__``)."""
+    return len(ast.parse(path.read_text()).body) <= 1
+
+
 def render() -> tuple[str, list[str]]:
-    """The map's markdown, and the core modules no group places."""
+    """The map's markdown, and the modules that have no docstring."""
     core = ROOT / "core"
-    placed = {name for names in GROUPS.values() for name in names}
-    unplaced = [m for m in modules(core) if m not in placed]
-    missing = sorted(placed - set(modules(core)))
     out = [BEGIN]
-    for group, names in GROUPS.items():
-        out += ["", f"**{group}** (`core/`)", ""]
-        for name in names:
-            if name in missing:
-                continue
-            out.append(f"- `{name}`: {first_line(core / name)}")
-    out += ["", "**First-party plugins** (`plugins/`, installed as `corral.plugins`)", ""]
+    top = [m for m in modules(core) if "/" not in m]
+    out += section(TOP, "core/", core, top)
+    placed = set(top)
+    for package in SUBPACKAGES:
+        names = [
+            m.removeprefix(f"{package}/") for m in modules(core) if m.startswith(f"{package}/")
+        ]
+        title = first_line(core / package / "__init__.py").rstrip(".")
+        out += section(title, f"core/{package}/, corral.{package}", core / package, names)
+        placed |= {f"{package}/{name}" for name in names}
+    unplaced = [m for m in modules(core) if m not in placed]
     plugins = ROOT / "plugins"
-    for name in modules(plugins):
-        if name == "__init__.py":
-            continue
-        out.append(f"- `{name}`: {first_line(plugins / name)}")
+    names = [m for m in modules(plugins) if m != "__init__.py"]
+    out += section("First-party plugins", "plugins/, installed as corral.plugins", plugins, names)
     out += ["", END]
-    return "\n".join(out), unplaced + [f"{m} (gone)" for m in missing]
+    undocumented = [
+        m
+        for m in modules(core) + [f"plugins/{n}" for n in names]
+        if not first_line((core if not m.startswith("plugins/") else ROOT) / m)
+        and not m.endswith("__init__.py")
+    ]
+    return "\n".join(out), [f"{m} (no subpackage in SUBPACKAGES)" for m in unplaced] + [
+        f"{m} (no docstring)" for m in undocumented
+    ]
 
 
 def main(argv: list[str]) -> int:
@@ -208,7 +95,7 @@ def main(argv: list[str]) -> int:
     start, end = text.index(BEGIN), text.index(END) + len(END)
     new_map, problems = render()
     if problems:
-        print("place these modules in docs/gen_map.py GROUPS:", ", ".join(problems))
+        print("docs/gen_map.py cannot place:", ", ".join(problems))
         return 1
     new = text[:start] + new_map + text[end:]
     if "--check" in argv:

@@ -1,4 +1,4 @@
-"""Regenerate the option table in README.md from ``corral.option_table.CORE_OPTIONS``.
+"""Regenerate the option table in README.md from ``corral.options.table.CORE_OPTIONS``.
 
 python docs/gen_options.py          # rewrite README.md in place
 python docs/gen_options.py --check  # exit 1 if README.md is stale
@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 from corral.hooks import load_plugins
-from corral.option_table import CORE_OPTIONS
-from corral.options import Option, camel
+from corral.options.schema import Option, camel
+from corral.options.table import CORE_OPTIONS
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 BEGIN, END = "<!-- options:begin -->", "<!-- options:end -->"

@@ -42,7 +42,7 @@ def wanted(options: dict[str, Any]) -> bool:
 
 
 def runs_node(interpreter: str) -> bool:
-    """node itself, not bun (which ``corral.spawn.is_node`` also accepts)."""
+    """node itself, not bun (which ``corral.supervisor.spawn.is_node`` also accepts)."""
     return is_node(interpreter) and Path(interpreter).name.startswith("node")
 
 

@@ -33,7 +33,7 @@ import pytest
 from corral.child import _LineBuffer
 from tests.conftest import wait_for
 
-PRELOAD = Path(__file__).resolve().parents[2] / "core" / "node" / "preload.js"
+PRELOAD = Path(__file__).resolve().parents[2] / "core" / "supervisor" / "node" / "preload.js"
 NODE = shutil.which("node") or "/usr/bin/node"
 BASH = shutil.which("bash") or "/bin/bash"
 # what a test process may have inherited that would change what the child sees

@@ -19,8 +19,11 @@ import pytest
 from click.testing import CliRunner
 from rich.console import Console
 
-from corral import cli_monit, cli_render, cli_table, logtail
-from corral.cli import (
+from corral.cli import logtail
+from corral.cli import monit as cli_monit
+from corral.cli import render as cli_render
+from corral.cli import table as cli_table
+from corral.cli.main import (
     build_cli,
     parse_env,
     parse_opts,
@@ -29,7 +32,7 @@ from corral.cli import (
     stop_exit_codes,
 )
 from corral.errors import NotFoundError, OptionError, StateError
-from corral.rpc import pid_alive
+from corral.rpc.wire import pid_alive
 from tests.conftest import run_cli as corral
 from tests.conftest import wait_for
 
@@ -92,7 +95,7 @@ class FakeClient:
         return self._record("start", target, options, env_name)
 
     def wait_started(self, infos, timeout=None):
-        from corral.verdict import StartVerdict
+        from corral.client.verdict import StartVerdict
 
         return StartVerdict(list(infos))  # all stayed up: the real one is tested live
 
@@ -219,7 +222,7 @@ def test_start_output_and_error_flags():
 def test_plugin_options_become_flags(monkeypatch):
     from corral import hooks
     from corral.hookspecs import hookimpl
-    from corral.options import Option
+    from corral.options.schema import Option
 
     class Plugin:
         @hookimpl
@@ -341,8 +344,9 @@ def test_plugin_commands_are_added_through_corral_cli(monkeypatch):
 
 def test_cli_import_is_lazy():
     code = (
-        "import sys, corral.cli; "
-        "print(sorted(m for m in ('click', 'rich', 'pluggy', 'corral.hooks', 'corral.options')"
+        "import sys, corral.cli.main; "
+        "print(sorted(m for m in ('click', 'rich', 'pluggy', 'corral.hooks',"
+        " 'corral.options.schema')"
         " if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -688,8 +692,8 @@ def test_monit_live_on_a_terminal_quits_on_q_and_restores_it(home, app):
 
 
 def test_describe_shows_the_log_files_that_lost_lines():
-    from corral.cli_describe import describe_rows
-    from corral.info import ProcessInfo
+    from corral.cli.describe import describe_rows
+    from corral.client.info import ProcessInfo
 
     drop = {"path": "/l/web-out.log", "error": "No space left on device", "lines": 3, "bytes": 300}
     info = ProcessInfo(

@@ -14,7 +14,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -203,10 +202,8 @@ def test_a_reload_on_a_terminal_shows_its_progress(corral_home: Path, tmp_path: 
             seen.append(screen)
             return text in screen
 
-        started = time.monotonic()
         wait_for(lambda: shows("reload web 2/4 ready"), timeout=15)
-        assert time.monotonic() - started < 6  # while it runs, not at its end
-        assert "reloaded web" not in seen[-1]
+        assert "reloaded web" not in seen[-1]  # shown while it runs, not at its end
         wait_for(lambda: shows("EXIT=0"), timeout=20)
         screen = seen[-1]
         assert "reloaded web (4 instances)" in screen and "ready" not in screen

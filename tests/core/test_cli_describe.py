@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from corral.info import ProcessInfo
+from corral.client.info import ProcessInfo
 from corral.testing import wait_for
 from tests.conftest import APPS
 from tests.conftest import run_cli as corral
@@ -118,7 +118,7 @@ def test_plugins_and_ping_json(plugged):
 
 
 def test_settings_rows_show_what_differs_from_the_default():
-    from corral.cli_describe import declared_defaults, settings_rows
+    from corral.cli.describe import declared_defaults, settings_rows
 
     info = ProcessInfo(
         {"pid": 0, "name": "web", "pm_id": 0, "monit": {"memory": 0, "cpu": 0.0},

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from corral import paths
-from corral.homelock import holder
+from corral.daemon.homelock import holder
 from tests.conftest import run_cli as corral
 
 SLEEP = shutil.which("sleep") or "/bin/sleep"
@@ -144,7 +144,7 @@ def test_report_of_a_running_daemon(corral_home: Path, monkeypatch: pytest.Monke
 
 
 def test_report_text_lists_each_plugin_error_under_its_plugin() -> None:
-    from corral.report import text
+    from corral.cli.report import text
 
     found = {
         "date": "2026-01-01T00:00:00+0000",

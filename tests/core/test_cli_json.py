@@ -44,7 +44,7 @@ def _commands(command: click.Command, ctx: click.Context, path: str = "") -> dic
 
 
 def test_every_command_that_prints_takes_json() -> None:
-    from corral.cli_commands import build_cli
+    from corral.cli.commands import build_cli
 
     cli = build_cli()
     missing = [

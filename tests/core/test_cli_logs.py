@@ -16,9 +16,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from corral.cli_logfiles import backlog, select_sources
-from corral.cli_logs import daemon_line
-from corral.logtail import FollowedFile, tail_lines, time_reader
+from corral.cli.logfiles import backlog, select_sources
+from corral.cli.logs import daemon_line
+from corral.cli.logtail import FollowedFile, tail_lines, time_reader
 from tests.conftest import python_app, wait_for
 
 DEADLINE = 20.0

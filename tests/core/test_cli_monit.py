@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from corral.cli_monit import (
+from corral.cli.monit import (
     BACKSPACE,
     END,
     ENTER,
@@ -28,7 +28,7 @@ from corral.cli_monit import (
     MonitScreen,
     split_keys,
 )
-from corral.monit_log import MergedLog, sortable_width
+from corral.cli.monit_log import MergedLog, sortable_width
 from tests.conftest import run_cli as corral
 from tests.conftest import wait_for
 

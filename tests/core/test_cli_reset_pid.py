@@ -7,8 +7,8 @@ import json
 import shutil
 from pathlib import Path
 
-from corral.selection import REGEX_MAX
-from corral.targets import resolve
+from corral.client.targets import resolve
+from corral.daemon.selection import REGEX_MAX
 from tests.conftest import run_cli as corral
 from tests.conftest import wait_for
 

@@ -42,7 +42,7 @@ def _help_problems(command: click.Command, ctx: click.Context, path: str) -> lis
 def test_every_help_text_reads_as_a_sentence() -> None:
     """Every command's and flag's help (plugins' too) starts with a capital and ends
     with a full stop; a negated flag reads "Do not ...", not "do not: ..."."""
-    from corral.cli_commands import build_cli
+    from corral.cli.commands import build_cli
 
     cli = build_cli()
     ctx = click.Context(cli)

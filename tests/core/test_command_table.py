@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 import corral
-from corral.command_table import CALLS, core_commands
-from corral.commands import Commands
+from corral.daemon.commands import Commands
 from corral.hooks import load_plugins
+from corral.rpc.table import CALLS, core_commands
 
 ROOT = Path(__file__).resolve().parents[2]
 # public client attributes that are not calls of the table, and why

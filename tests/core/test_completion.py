@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from corral.homelock import holder
+from corral.daemon.homelock import holder
 from tests.conftest import run_cli as corral
 
 SLEEP = shutil.which("sleep") or "/bin/sleep"

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from corral import CorralWarning
-from corral.config import CONFIG_SUFFIXES, is_config_file, load_config, resolve_app_paths
 from corral.errors import ConfigError
+from corral.options.config import CONFIG_SUFFIXES, is_config_file, load_config, resolve_app_paths
 
 needs_node = pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
 

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from corral import CorralWarning
-from corral.config import load_config
 from corral.errors import OptionError
+from corral.options.config import load_config
 from corral.testing import wait_for
 
 PY = sys.executable
@@ -221,8 +221,8 @@ def test_the_api_names_every_unknown_key_too(pm, repo):
     ],
 )
 def test_a_hint_is_given_only_when_close(key, hint):
-    from corral.option_table import CORE_OPTIONS
-    from corral.options import OptionSchema
+    from corral.options.schema import OptionSchema
+    from corral.options.table import CORE_OPTIONS
 
     schema = OptionSchema(CORE_OPTIONS)
     assert schema.get(key) is None

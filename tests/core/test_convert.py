@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from corral.convert import parse_bytes, parse_ms
 from corral.errors import OptionError
+from corral.options.convert import parse_bytes, parse_ms
 
 
 @pytest.mark.parametrize(

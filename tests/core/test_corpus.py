@@ -32,9 +32,9 @@ from typing import Any
 import pytest
 
 import corral
-from corral.apps import instance_count
-from corral.config import read_apps
+from corral.daemon.apps import instance_count
 from corral.errors import CorralError
+from corral.options.config import read_apps
 
 CORPUS = Path(
     os.environ.get("CORRAL_CORPUS") or Path(__file__).parents[1] / "corpus" / "ecosystems"
@@ -146,7 +146,8 @@ def lay_out(app: dict[str, Any], root: Path) -> None:
 def pm_plugins():
     """One detached daemon for the whole corpus, with the option plugins real files use:
     each test deletes what it started; the daemon and anything left are killed at the end."""
-    from corral import cgroup_home, testing
+    from corral import testing
+    from corral.supervisor import cgroup_home
 
     home = Path(tempfile.mkdtemp(prefix="corral-", dir="/tmp"))
     with pytest.MonkeyPatch.context() as patch:

@@ -94,7 +94,7 @@ def processes_of(home: Path, running: Callable[[list[str]], bool]) -> list[int]:
 
 
 def daemons_of(home: Path) -> list[int]:
-    return processes_of(home, lambda cmdline: "corral.daemon" in " ".join(cmdline))
+    return processes_of(home, lambda cmdline: "corral.daemon.main" in " ".join(cmdline))
 
 
 def app_processes(home: Path, script: str) -> list[int]:
@@ -859,7 +859,7 @@ print(count, flush=True)
 def test_signal_tree_signals_each_process_once(tmp_path):
     # killpg reaches the main process: a second, direct signal would land while a Python
     # app exits after the first SIGINT, and kill it with SIGINT (exit code -2)
-    from corral.kill import signal_tree
+    from corral.supervisor.kill import signal_tree
 
     child = subprocess.Popen(
         [sys.executable, "-c", COUNT_QUEUED], stdout=subprocess.PIPE, text=True,

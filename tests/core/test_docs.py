@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
         "gen_options.py",  # README's option table
         "gen_hooks.py",  # docs/hooks.md
         "gen_map.py",  # CONTRIBUTING's module map: every module has a place
-        "gen_api.py",  # docs/api.md, from corral.command_table
+        "gen_api.py",  # docs/api.md, from corral.rpc.table
     ],
 )
 def test_generated_docs_are_current(generator):

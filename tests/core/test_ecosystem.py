@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from corral.ecosystem import FORMATS
+from corral.cli.ecosystem import FORMATS
 from tests.conftest import run_cli as corral
 from tests.conftest import wait_for
 

@@ -1,4 +1,4 @@
-"""corral.fastrpc: one ZMTP request without pyzmq, or None and the full path."""
+"""corral.client.fastrpc: one ZMTP request without pyzmq, or None and the full path."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import sys
 import threading
 from pathlib import Path
 
-from corral import fastrpc
+from corral.client import fastrpc
 from tests.conftest import python_app
 
 

@@ -14,8 +14,8 @@ import psutil
 import pytest
 
 from corral.client import CorralWarning
-from corral.config import load_config, read_apps
-from corral.imports import convert
+from corral.options.config import load_config, read_apps
+from corral.options.imports import convert
 from tests.conftest import assert_start_refused, wait_for
 from tests.conftest import run_cli as corral
 

@@ -12,8 +12,8 @@ import psutil
 import pytest
 
 from corral.client import CorralWarning
-from corral.config import is_config_file, load_config, read_apps
-from corral.imports import convert
+from corral.options.config import is_config_file, load_config, read_apps
+from corral.options.imports import convert
 from tests.conftest import assert_start_refused, wait_for
 from tests.conftest import run_cli as corral
 

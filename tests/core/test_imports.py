@@ -29,7 +29,7 @@ def is_core_module(name: str) -> bool:
 
 def imported_modules(path: Path) -> list[tuple[int, str]]:
     """(line, module) of every absolute import in ``path``, at any depth of the code
-    (``from corral import daemon`` imports the module corral.daemon)."""
+    (``from corral import daemon`` imports the module corral.daemon.kernel)."""
     found = []
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
@@ -76,12 +76,12 @@ def test_the_check_reads_past_from_imports_and_functions(tmp_path):
     plugin = tmp_path / "p.py"
     plugin.write_text(
         "import corral\nfrom corral.api import parse_ms\nfrom corral import api, Option\n"
-        "def f():\n    from corral.monitor import TreeSampler\n"
-        "if TYPE_CHECKING:\n    import corral.daemon\nfrom corral import options\n"
+        "def f():\n    from corral.supervisor.monitor import TreeSampler\n"
+        "if TYPE_CHECKING:\n    import corral.daemon.kernel\nfrom corral import options\n"
     )
     assert private_imports(plugin) == [
-        "p.py:5: corral.monitor",
-        "p.py:7: corral.daemon",
+        "p.py:5: corral.supervisor.monitor",
+        "p.py:7: corral.daemon.kernel",
         "p.py:8: corral.options",
     ]
 
@@ -196,7 +196,7 @@ def test_the_why_check_reads_branches_and_type_checking(tmp_path):
     module = tmp_path / "m.py"
     module.write_text(
         "import click\n"  # module level: not its business
-        "if TYPE_CHECKING:\n    from corral.daemon import Daemon\n"
+        "if TYPE_CHECKING:\n    from corral.daemon.kernel import Daemon\n"
         "def f():\n"
         "    import json\n"  # neither corral's nor slow
         "    from . import paths\n"  # 6: unexplained
@@ -220,3 +220,20 @@ def test_the_why_check_reads_branches_and_type_checking(tmp_path):
         "m.py:13: from importlib import metadata",
         "m.py:19: import zmq.asyncio",
     ]
+
+
+def test_every_package_is_installed_by_pip_install_dot():
+    """``pip install .`` (README's first command) installs the packages pyproject lists:
+    a subpackage missing there is missing from a wheel, while the editable install of
+    the tests still finds it."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    listed = set(
+        tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    )
+    on_disk = set()
+    for top, name in ((ROOT / "core", "corral"), (ROOT / "plugins", "corral.plugins")):
+        for init in top.rglob("__init__.py"):
+            if "__pycache__" not in init.parts:
+                parts = init.parent.relative_to(top).parts
+                on_disk.add(".".join((name, *parts)))
+    assert listed == on_disk

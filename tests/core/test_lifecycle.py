@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 
 from corral.errors import CorralError, OptionError
-from corral.lifecycle import (
+from corral.supervisor.lifecycle import (
     EXP_BACKOFF_MAX_MS,
     EXP_BACKOFF_RESET_MS,
     RUNNING_STATES,

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from corral.logfile import LogFile
-from corral.logs import LineWriter, LogFiles, log_paths, pid_path
+from corral.supervisor.logfile import LogFile
+from corral.supervisor.logs import LineWriter, LogFiles, log_paths, pid_path
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import textwrap
 import psutil
 import pytest
 
-from corral.monitor import TreeSampler, boot_ticks, same_process
+from corral.supervisor.monitor import TreeSampler, boot_ticks, same_process
 from corral.testing import kill_tree, wait_for
 
 # a parent whose child is started from a second thread (so it is listed in that

@@ -379,13 +379,13 @@ def test_an_app_run_as_a_user_gets_no_port_its_user_could_not_bind(
 
 def test_the_channel_gives_each_fd_to_its_own_message_in_order(tmp_path):
     """Plain lines and lines with an fd, queued together: node gets them in order,
-    each fd with the message it was sent with (core/channel.py ``send_fd``)."""
+    each fd with the message it was sent with (core/supervisor/channel.py ``send_fd``)."""
     import asyncio
     import json
     import os
     import subprocess
 
-    from corral.channel import Channel
+    from corral.supervisor.channel import Channel
 
     script = tmp_path / "echo.js"
     script.write_text(
@@ -484,7 +484,7 @@ def test_an_fd_message_waits_for_the_bytes_queued_before_it():
     import json
     import os
 
-    from corral.channel import Channel
+    from corral.supervisor.channel import Channel
 
     async def main() -> tuple[list[bytes], list[tuple[int, int, int]], int]:
         channel = Channel(lambda message: None)

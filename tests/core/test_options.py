@@ -7,13 +7,12 @@ from pathlib import Path
 
 import pytest
 
-import corral.convert
-import corral.option_table
-import corral.options
+import corral.options.convert
+import corral.options.schema
+import corral.options.table
 from corral.errors import OptionError, PluginError
 from corral.hooks import load_plugins
-from corral.option_table import CORE_OPTIONS
-from corral.options import (
+from corral.options.schema import (
     KINDS,
     PM2_IGNORED,
     Option,
@@ -21,6 +20,7 @@ from corral.options import (
     camel,
     installed_plugin_options,
 )
+from corral.options.table import CORE_OPTIONS
 
 
 @pytest.fixture
@@ -275,8 +275,8 @@ def test_number_kind():
 
 
 def test_parse_bytes_and_parse_ms_are_importable_from_options():
-    assert corral.options.parse_bytes is corral.convert.parse_bytes
-    assert corral.options.parse_ms is corral.convert.parse_ms
+    assert corral.options.schema.parse_bytes is corral.options.convert.parse_bytes
+    assert corral.options.schema.parse_ms is corral.options.convert.parse_ms
 
 
 def test_ms_error_text(schema):
@@ -546,7 +546,8 @@ def test_the_plugin_error_text(schema):
 
 def test_the_core_names_no_plugin_option():
     source = "".join(
-        Path(module.__file__).read_text() for module in (corral.options, corral.option_table)
+        Path(module.__file__).read_text()
+        for module in (corral.options.schema, corral.options.table)
     )
     for name in installed_plugin_options():
         assert repr(name) not in source and f'"{name}"' not in source

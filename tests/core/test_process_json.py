@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from corral.lifecycle import ProcessState
-from corral.process import ManagedProcess
+from corral.supervisor.lifecycle import ProcessState
+from corral.supervisor.process import ManagedProcess
 from tests.conftest import python_app
 
 

@@ -16,8 +16,8 @@ import time
 import pytest
 
 from corral import paths
+from corral.daemon.state import load_state
 from corral.errors import OptionError, StateError
-from corral.state import load_state
 from tests.conftest import APPS, python_app, wait_for
 
 needs_node = pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
@@ -140,7 +140,7 @@ def test_sd_notify_makes_it_ready(pm):
 
 
 def test_describe_shows_readiness(pm, ready_app):
-    from corral.cli_describe import describe_rows
+    from corral.cli.describe import describe_rows
 
     pm.start(ready_app, {"name": "shown", "wait_ready": True, "args": ["0"]})
     rows = dict(describe_rows(pm.describe("shown")[0], int(time.time() * 1000)))

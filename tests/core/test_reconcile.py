@@ -1,5 +1,6 @@
-"""Starting a config file again brings its apps in line with it (corral.reconcile), as
-supervisord's ``update``: real daemons, real processes, the CLI in the file's folder."""
+"""Starting a config file again brings its apps in line with it
+(corral.daemon.commands.reconcile), as supervisord's ``update``: real daemons, real
+processes, the CLI in the file's folder."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from corral.apps import PreparedApp
+from corral.daemon.apps import PreparedApp
+from corral.daemon.commands.reconcile import Current, plan
 from corral.errors import OptionError, StateError
-from corral.reconcile import Current, plan
 from tests.conftest import APPS, wait_for
 from tests.conftest import run_cli as corral
 

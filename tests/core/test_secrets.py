@@ -1,4 +1,4 @@
-"""corral.secrets: which env values are secret, and how they are masked."""
+"""corral.options.secrets: which env values are secret, and how they are masked."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from corral.convert import convert_value
 from corral.errors import OptionError
-from corral.secrets import (
+from corral.options.convert import convert_value
+from corral.options.secrets import (
     MASK,
     KnownSecrets,
     is_secret,

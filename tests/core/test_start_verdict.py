@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 import corral
-from corral.verdict import StartFailed
+from corral.client.verdict import StartFailed
 from tests.conftest import python_app
 
 needs_node = pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")

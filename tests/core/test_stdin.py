@@ -1,4 +1,4 @@
-"""A child's stdin (corral.stdin): ``send_line``, ``corral send`` and ``corral attach``."""
+"""A child's stdin (corral.supervisor.stdin): ``send_line``, ``corral send``, ``corral attach``."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import psutil
 import pytest
 
 import corral
-from corral.stdin import BUFFER_LIMIT, MAX_LINE
+from corral.supervisor.stdin import BUFFER_LIMIT, MAX_LINE
 from corral.testing import wait_for
 from tests.conftest import out_lines
 

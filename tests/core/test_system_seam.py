@@ -1,4 +1,4 @@
-"""The OS seam (corral.system): a slot forks/execs, opens pidfds and waits only
+"""The OS seam (corral.supervisor.system): a slot forks/execs, opens pidfds and waits only
 through ``daemon.system``, so these tests replace it on one in-process daemon to
 show what a real process cannot: a kernel without pidfds, a full descriptor table
 at the fork, a child that dies between its exec and the daemon's watch.
@@ -16,7 +16,7 @@ import pytest
 
 import corral
 from corral.errors import ScriptError
-from corral.system import System
+from corral.supervisor.system import System
 from tests.conftest import PY, python_app, wait_for
 
 CRASHES = "import time\ntime.sleep(0.3)\nraise SystemExit(3)\n"

@@ -201,8 +201,8 @@ def test_start_of_a_script_with_name_leaves_the_app_of_its_script_name(pm, tmp_p
 
 
 def test_a_remote_client_sends_absolute_paths_and_refuses_relative_ones(tmp_path, monkeypatch):
+    from corral.client.targets import resolve
     from corral.errors import CorralError
-    from corral.targets import resolve
 
     app_dir(tmp_path, "proj")
     monkeypatch.chdir(tmp_path / "proj")

@@ -233,13 +233,14 @@ def test_a_new_image_that_fails_to_take_over_restarts_the_apps(
     """The installed corral's take-over breaks (a copy whose adopt() raises): the apps
     are not lost, they are restarted under their pm_ids."""
     broken = install_copy(tmp_path / "broken", corral.__version__)
-    upgrade = broken / "corral" / "handover.py"
-    upgrade.write_text(
-        upgrade.read_text().replace(
-            '    """The new image takes over what the old one ran',
-            '    raise RuntimeError("broken take-over")\n    """The new image',
-        )
+    adoption = broken / "corral" / "daemon" / "adoption.py"
+    text = adoption.read_text()
+    broken_text = text.replace(
+        '    """The new image takes over what the old one ran',
+        '    raise RuntimeError("broken take-over")\n    """The new image',
     )
+    assert broken_text != text
+    adoption.write_text(broken_text)
     app = tmp_path / "loop.py"
     app.write_text("import time\nwhile True:\n    time.sleep(1)\n")
     assert run_cli(corral_home, "start", str(app), "--name", "loop", "-i", "2").returncode == 0
@@ -281,3 +282,30 @@ def test_a_handed_over_app_still_reads_the_lines_sent_to_its_stdin(
     assert sent.returncode == 0, sent.stderr
     out = Path(after["pm2_env"]["pm_out_log_path"])
     wait_for(lambda: "got: hello after update" in out.read_text(), timeout=10)
+
+
+def test_the_daemon_still_starts_under_its_first_module_name(corral_home: Path) -> None:
+    # a daemon of the corral before the subpackages hands over with
+    # `python -m corral.daemon_main` once the new corral is installed
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "corral.daemon_main"],
+        env={**os.environ, "CORRAL_HOME": str(corral_home)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        client = wait_for(lambda: _answering(corral_home), what="the daemon's first ping")
+        assert client.ping()["pid"] == daemon.pid
+        client.kill_daemon()
+        assert daemon.wait(timeout=30) == 0
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.wait()
+
+
+def _answering(home: Path) -> corral.Client | None:
+    from corral.client.connection import running_client  # deferred: one test's helper
+
+    return running_client(home)

@@ -96,7 +96,9 @@ class Kill:
     at: float  # time.time() just before the signal
     daemon: int
     flood_pids: set[int]  # flood runs alive at that moment
-    held: bool = False  # a pipe holder (corral.fdholder) ran: the next daemon drains the pipes
+    held: bool = (
+        False  # a pipe holder (corral.supervisor.fdholder) ran: the next daemon drains the pipes
+    )
 
 
 @dataclass

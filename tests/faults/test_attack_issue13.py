@@ -29,7 +29,7 @@ from tests.conftest import run_cli as corral
 # pid (they are sequential) and planted a link at the temporary file's name.
 PLANT_AND_RUN = """
 import os, sys
-from corral.cli import main
+from corral.cli.main import main
 for name in (".ecosystem.config.js.%d.tmp" % os.getpid(), ".ecosystem.config.js.tmp"):
     os.symlink(sys.argv[1], name)
 sys.argv = ["corral", "ecosystem", "--force"]
@@ -147,7 +147,7 @@ def test_logs_lines_a_billion_on_a_big_log_is_bounded(
 
 FOLLOW_SPARSE = """
 import os, resource, sys
-from corral.logtail import FollowedFile
+from corral.cli.logtail import FollowedFile
 resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
 path = sys.argv[1]
 follower = FollowedFile(path)
@@ -251,7 +251,7 @@ def test_a_fifo_named_as_a_target_is_never_opened_to_sniff_for_sections(tmp_path
     on a fifo nobody writes to while looking for ini sections."""
     import threading
 
-    from corral.config import is_config_file
+    from corral.options.config import is_config_file
 
     fifo = tmp_path / "programs"
     os.mkfifo(fifo)

@@ -29,8 +29,8 @@ from hypothesis import strategies as st
 
 import corral
 from corral.errors import CorralError, OptionError, PluginError, ScriptError
-from corral.option_table import CORE_OPTIONS
-from corral.options import PM2_IGNORED, camel, installed_plugin_options
+from corral.options.schema import PM2_IGNORED, camel, installed_plugin_options
+from corral.options.table import CORE_OPTIONS
 from tests.conftest import python_app, wait_for
 from tests.core.test_daemon import ACTING, alive, apps_snapshot, ask, assert_error, json_values
 
@@ -423,14 +423,18 @@ def pm_with_plugins(corral_home, monkeypatch):
 
 
 def apps_forked_by(daemon_pid: int) -> list[tuple[int, list[str]]]:
-    """The daemon's live children but the starter of its pipe holder (corral.fdholder),
+    """The daemon's live children but the starter of its pipe holder (corral.supervisor.fdholder),
     which boots beside a new daemon and exits within about 0.1 s (a process that is
     exiting shows no command line)."""
     found = []
     for child in psutil.Process(daemon_pid).children():
         with contextlib.suppress(psutil.Error):
             cmdline = child.cmdline()
-            if cmdline and "corral.fdholder" not in cmdline and child.status() != "zombie":
+            if (
+                cmdline
+                and "corral.supervisor.fdholder" not in cmdline
+                and child.status() != "zombie"
+            ):
                 found.append((child.pid, cmdline))
     return found
 

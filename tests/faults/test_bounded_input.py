@@ -20,7 +20,7 @@ import psutil
 import pytest
 
 from corral.errors import shorten
-from corral.rpc import MAX_FRAME
+from corral.rpc.wire import MAX_FRAME
 
 PY = sys.executable
 SLEEP = shutil.which("sleep") or "/bin/sleep"
@@ -175,7 +175,7 @@ def test_a_config_too_deep_or_too_big_is_refused_in_one_line(
 
 
 def test_a_yaml_file_with_a_few_aliases_still_loads(tmp_path: Path) -> None:
-    from corral.config import load_config
+    from corral.options.config import load_config
 
     path = tmp_path / "ok.yaml"
     path.write_text(

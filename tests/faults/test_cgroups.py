@@ -25,7 +25,7 @@ import psutil
 import pytest
 
 import corral
-from corral import cgroup, cgroup_home
+from corral.supervisor import cgroup, cgroup_home
 from tests.conftest import kill_pids, python_app, wait_for
 from tests.core.test_daemon import alive, reap
 

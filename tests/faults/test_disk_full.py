@@ -25,9 +25,9 @@ import psutil
 import pytest
 
 import corral
-from corral.daemonlog import DaemonLog
-from corral.logfile import LogFile
-from corral.state import load_state, save_state
+from corral.daemon.log import DaemonLog
+from corral.daemon.state import load_state, save_state
+from corral.supervisor.logfile import LogFile
 from corral.testing import kill_tree, wait_for
 
 SIZE = 256 * 1024

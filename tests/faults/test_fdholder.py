@@ -1,6 +1,6 @@
 """A daemon killed with a full pipe: the next daemon writes every line the pipe held.
 
-The pipe holder (corral.fdholder) keeps the read ends of the children's pipes
+The pipe holder (corral.supervisor.fdholder) keeps the read ends of the children's pipes
 across the daemon's death. Here the daemon is stopped (SIGSTOP) until a flood
 app blocks on its full stdout and stderr pipes, then killed: without the holder
 the app gets EPIPE and the 64 KiB each pipe held are lost (as with PM2); with it

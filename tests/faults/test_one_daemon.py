@@ -23,8 +23,8 @@ import psutil
 import pytest
 
 import corral
+from corral.client.launcher import ensure_daemon
 from corral.errors import DaemonError
-from corral.launcher import ensure_daemon
 from corral.testing import kill_tree, wait_for
 from tests.core.test_daemon import daemons_of, processes_of, reap
 from tests.faults.test_daemon_kill import marked, marked_processes
@@ -247,7 +247,7 @@ def test_a_second_daemon_exits_at_once_and_changes_nothing(
     before = snapshot(corral_home)
     started = time.monotonic()
     second = subprocess.Popen(
-        [PY, "-m", "corral.daemon_main"],
+        [PY, "-m", "corral.daemon.main"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

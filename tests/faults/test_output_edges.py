@@ -1,6 +1,6 @@
 """App output at its edges, through a real daemon and real children.
 
-- A line up to 1 MiB (corral.logs.MAX_LINE) reaches the file whole; a longer
+- A line up to 1 MiB (corral.supervisor.logs.MAX_LINE) reaches the file whole; a longer
   one is cut in pieces of exactly 1 MiB, none empty, that join back to it.
 - Output without a newline (``10%\\r20%\\r`` progress) is in the file within
   a fraction of a second, so a daemon SIGKILLed later loses none of it, and
@@ -23,8 +23,8 @@ import pytest
 
 import corral
 from corral import paths
-from corral.cli_render import printable
-from corral.logs import MAX_LINE
+from corral.cli.render import printable
+from corral.supervisor.logs import MAX_LINE
 from tests.conftest import python_app, wait_for
 from tests.core.test_daemon import alive, reap
 

@@ -20,7 +20,7 @@ import pytest
 
 import corral
 from corral import paths
-from corral.daemonlog import DaemonLog
+from corral.daemon.log import DaemonLog
 from corral.errors import OptionError
 from tests.conftest import PY, python_app, wait_for
 
@@ -136,7 +136,7 @@ def test_a_failed_daemon_start_writes_corral_log_0600(tmp_path):
     home = tmp_path / "home"
     code = (
         "import os, pathlib\n"
-        "from corral.daemon import _record_failure\n"
+        "from corral.daemon.kernel import _record_failure\n"
         "os.umask(0o022)\n"
         f"_record_failure(pathlib.Path({str(home)!r}), RuntimeError('API_KEY={TOKEN}'))\n"
     )

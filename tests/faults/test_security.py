@@ -101,7 +101,7 @@ def test_the_daemon_entry_point_refuses_an_unsafe_home_and_creates_nothing(
 ) -> None:
     os.chmod(corral_home, 0o770)
     done = subprocess.run(
-        [PY, "-m", "corral.daemon_main"], capture_output=True, text=True, timeout=60
+        [PY, "-m", "corral.daemon.main"], capture_output=True, text=True, timeout=60
     )
     assert done.returncode != 0
     assert f"run `chmod 700 {corral_home}`" in done.stderr
@@ -111,7 +111,7 @@ def test_the_daemon_entry_point_refuses_an_unsafe_home_and_creates_nothing(
 def test_the_daemon_entry_point_says_why_in_one_line(corral_home: Path) -> None:
     os.chmod(corral_home, 0o770)
     done = subprocess.run(
-        [PY, "-m", "corral.daemon_main"], capture_output=True, text=True, timeout=60
+        [PY, "-m", "corral.daemon.main"], capture_output=True, text=True, timeout=60
     )
     assert done.stderr.splitlines() == [
         f"corral daemon: CORRAL_HOME {corral_home} is writable by other users: "

@@ -39,8 +39,8 @@ import psutil
 import pytest
 
 import corral
+from corral.client.launcher import read_daemon_pid
 from corral.errors import CorralError, DaemonError
-from corral.launcher import read_daemon_pid
 from tests.conftest import kill_pids, wait_for
 from tests.core.test_daemon import alive, daemons_of, reap
 from tests.faults.soak_lines import FLOOD, LINE, Kill, account

@@ -37,8 +37,8 @@ from pathlib import Path
 import psutil
 
 import corral
-from corral.monitor import TreeSampler
 from corral.plugins import memory
+from corral.supervisor.monitor import TreeSampler
 
 MB = 1024**2
 SLEEPER = Path(__file__).parents[2] / "apps" / "sleeper.py"

@@ -25,12 +25,12 @@ import pytest
 import zmq
 
 import corral
-from corral.client_requests import start_request
+from corral.client.requests import start_request
 from corral.plugins.remote import keys as remote_keys
 from corral.plugins.remote import server as remote_server
 from corral.plugins.remote import settings as remote_settings
 from corral.plugins.remote import target as remote_target
-from corral.rpc import encode
+from corral.rpc.wire import encode
 from corral.testing import wait_for
 from tests.faults.test_security import PY, free_port, inet_listeners, mode, new_children, run_cli
 
@@ -280,7 +280,7 @@ def test_a_bad_rpc_address_stops_the_start(corral_home: Path, setting: str, word
     assert ("rpc_address" in message) or ("did you mean 'rpc_address'" in message)
     # the daemon's own check, for a daemon started by other means (a boot script)
     done = subprocess.run(
-        [PY, "-m", "corral.daemon_main"], capture_output=True, text=True, timeout=60
+        [PY, "-m", "corral.daemon.main"], capture_output=True, text=True, timeout=60
     )
     assert done.returncode != 0
     assert words in done.stderr

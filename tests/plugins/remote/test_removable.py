@@ -27,7 +27,7 @@ def test_rpc_address_without_the_plugin_stops_the_start_naming_it(
     assert "\n" not in str(caught.value)
     # the daemon's own check, for a daemon started by other means (a boot script)
     done = subprocess.run(
-        [PY, "-m", "corral.daemon_main"], capture_output=True, text=True, timeout=60
+        [PY, "-m", "corral.daemon.main"], capture_output=True, text=True, timeout=60
     )
     assert done.returncode != 0
     assert "the plugin 'remote'" in done.stderr

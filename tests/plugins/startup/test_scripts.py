@@ -21,7 +21,7 @@ import pytest
 
 import corral
 from corral.plugins.startup import StartupContext, render
-from corral.rpc import pid_alive
+from corral.rpc.wire import pid_alive
 from tests.conftest import APPS, wait_for
 from tests.plugins.startup.conftest import SHELL_SCRIPTS
 

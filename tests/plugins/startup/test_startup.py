@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 import corral
-from corral.cli_commands import build_cli
+from corral.cli.commands import build_cli
 from corral.errors import OptionError, PluginError, StateError
 from corral.hooks import load_plugins
 from corral.plugins.startup import (

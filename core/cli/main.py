@@ -1,0 +1,99 @@
+"""The ``corral`` command line: PM2's commands on top of :class:`corral.Client`.
+
+``corral jlist`` and ``corral ping`` are answered by a fast path that imports
+neither click nor rich; every other command is a click command of the group
+:mod:`corral.cli.commands` builds, imported only then. This module keeps the entry
+point, the error handling and the parsing helpers the commands share, so that
+importing it stays cheap.
+
+Every command exits 0 on success; a :class:`corral.CorralError` prints one
+``error: <message>`` line on stderr and exits 1; a usage error (an unknown
+command or flag, a missing argument) exits 2, as click and most CLIs do; Ctrl-C
+exits 130 quietly; a reader that closes the pipe early (``corral ls | head -1``)
+ends the command quietly with exit 0.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import corral
+from corral.cli.base import handle_errors, print_jlist, print_ping, print_pong
+from corral.cli.base import parse_env as parse_env  # the parsing helpers, where they always were
+from corral.cli.base import parse_opts as parse_opts
+from corral.cli.base import parse_target as parse_target
+from corral.cli.base import parse_value as parse_value
+from corral.cli.base import stop_exit_codes as stop_exit_codes
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing on the fast path
+if TYPE_CHECKING:
+    from typing import Any
+
+    import click
+
+
+FAST_COMMANDS = ("jlist", "ping")
+# commands often run with no daemon up (a first start, a resurrect at boot)
+EARLY_DAEMON_COMMANDS = ("start", "resurrect")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``corral`` console script and of ``python -m corral``."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    with handle_errors():
+        if len(args) == 1 and args[0] in FAST_COMMANDS:
+            _run_fast(args[0])
+            return
+        if args and args[0] in EARLY_DAEMON_COMMANDS and not {"-h", "--help"} & set(args):
+            # deferred: the launcher (paths, homelock), only for a command that boots the daemon
+            from corral.client.launcher import start_daemon_early
+
+            start_daemon_early()  # it boots while click and rich load here
+        _one_line_warnings()
+        build_cli().main(args, prog_name="corral")
+
+
+def _one_line_warnings() -> None:
+    """A :class:`corral.CorralWarning` (an ignored PM2 key, a path found beside the
+    config file) prints as one ``warning: ...`` line on stderr, not Python's two."""
+    import warnings
+
+    shown = warnings.showwarning
+
+    def show(message: Any, category: type, *args: Any, **kw: Any) -> None:
+        if category.__name__ == "CorralWarning":
+            sys.stderr.write(f"warning: {message}\n")
+        else:
+            shown(message, category, *args, **kw)
+
+    warnings.showwarning = show
+
+
+def _run_fast(command: str) -> None:
+    from corral.client import fastrpc  # deferred: the socket client of the fast commands only
+
+    # a running daemon in a private home answers without pyzmq (~12 ms of imports)
+    found = fastrpc.result(fastrpc.call(b"list" if command == "jlist" else b"ping"))
+    if found is not None and command == "jlist":
+        sys.stdout.buffer.write(found + b"\n")
+        sys.stdout.flush()
+        return
+    if found is not None:
+        import json
+
+        print_pong(json.loads(found))
+        return
+    with corral.connect() as client:
+        if command == "jlist":
+            print_jlist(client)
+        else:
+            print_ping(client)
+
+
+def build_cli() -> click.Group:
+    """The click group of every core command (:func:`corral.cli.commands.build_cli`)."""
+    from corral.cli import (
+        commands as cli_commands,  # deferred: click and rich load only off the fast path
+    )
+
+    return cli_commands.build_cli()

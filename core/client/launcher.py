@@ -1,0 +1,182 @@
+"""Finding or starting the daemon of a home: one detached daemon per home, started
+by the first client that finds none (see corral.daemon.homelock), waited for by the others."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from corral import paths
+from corral.daemon import homelock
+from corral.daemon.upgrade import warn_if_other
+from corral.errors import CorralError, DaemonError
+from corral.rpc.wire import SyncTransport, pid_alive
+
+ADDRESS_ENV_NAME = "CORRAL_ADDRESS"  # a daemon elsewhere, reached by a transport plugin
+
+
+def read_daemon_pid(root: Path) -> int | None:
+    try:
+        return int(paths.pid_file(root).read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _answers(root: Path, timeout: float) -> int | None:
+    """The daemon's pid if one answers a ping in ``root``, else None."""
+    pid = read_daemon_pid(root)
+    if not pid_alive(pid) or not paths.rpc_path(root).exists():
+        return None
+    transport = SyncTransport(paths.rpc_address(root), lambda: pid_alive(pid))
+    try:
+        reply = transport.call("ping", {}, timeout=timeout)
+    except DaemonError:
+        return None
+    finally:
+        transport.close()
+    warn_if_other(reply)  # a daemon of another corral: once, naming `corral update`
+    return int(reply["pid"])
+
+
+def ensure_daemon(root: Path, plugins: list[str] | None = None, timeout: float = 15.0) -> int:
+    """The pid of the daemon serving ``root``, starting one only when no daemon holds the
+    home's lock (one client at a time); never beside a daemon that holds it and does not
+    answer: that is a DaemonError naming its pid after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    spawn_fd: int | None = None
+    proc: subprocess.Popen | None = None
+    try:
+        while True:
+            holder = homelock.holder(root)
+            if holder is not None:
+                pid = _answers(root, timeout=min(2.0, max(0.1, deadline - time.monotonic())))
+                if pid:
+                    return pid
+            elif proc is not None and proc.poll() is not None:
+                reason = _last_line(paths.log_file(root))
+                raise DaemonError(f"the daemon exited at start: {reason}")
+            elif proc is None:
+                if spawn_fd is None:
+                    spawn_fd = homelock.try_spawn_lock(root)  # None: another client spawns
+                if spawn_fd is not None and homelock.holder(root) is None:
+                    proc = _spawn_daemon(root, plugins, spawn_fd)
+                    continue
+            if time.monotonic() >= deadline:
+                raise DaemonError(_no_answer(root, holder, proc, timeout))
+            time.sleep(0.005)
+    finally:
+        if spawn_fd is not None:
+            os.close(spawn_fd)  # closed, not unlocked: a daemon still booting keeps it held
+
+
+def _no_answer(
+    root: Path, holder: int | None, proc: subprocess.Popen | None, timeout: float
+) -> str:
+    """Why ``ensure_daemon`` gives up, with what to do."""
+    if proc is not None and proc.poll() is None and holder in (None, 0, proc.pid):
+        proc.kill()  # ours, and it never answered: not left to hold the home
+        proc.wait()
+        return f"the daemon did not answer within {timeout:g} s; see {paths.log_file(root)}"
+    if holder is None:
+        return (
+            f"another client is starting the daemon of {root}, "
+            f"which did not answer within {timeout:g} s; see {paths.log_file(root)}"
+        )
+    pid = holder or read_daemon_pid(root) or "?"
+    return (
+        f"the daemon (pid {pid}) holds CORRAL_HOME {root} but did not answer within "
+        f"{timeout:g} s: it may be stopped (SIGSTOP) or stalled. No second daemon was started; "
+        f"resume it with `kill -CONT {pid}`, or end it with `kill -9 {pid}` "
+        "(the next daemon takes its apps over)"
+    )
+
+
+def start_daemon_early(home: str | os.PathLike | None = None) -> None:
+    """Start the daemon on a thread if none runs, so it boots while the caller goes on.
+
+    The next ``connect()`` finds it up, or waits until it answers; an error
+    here is left for that ``connect()`` to meet again and report.
+    """
+    if home is None and os.environ.get(ADDRESS_ENV_NAME):
+        return  # connect() will drive a remote daemon
+    try:
+        root = paths.ensure_home(Path(home) if home else None)
+    except CorralError:
+        return
+    if homelock.holder(root) is not None:
+        return
+
+    def boot() -> None:
+        with contextlib.suppress(CorralError, OSError):
+            ensure_daemon(root)
+
+    threading.Thread(target=boot, name="corral-daemon-boot", daemon=True).start()
+
+
+def _spawn_daemon(root: Path, plugins: list[str] | None, spawn_fd: int) -> subprocess.Popen:
+    """Start a detached daemon on ``root``, handing it ``spawn_fd`` (see corral.daemon.homelock)."""
+    if paths.settings_file(root).exists():
+        from corral.daemon import settings  # and the plugins: only for a home with settings
+        from corral.hooks import load_plugins  # deferred: pluggy and the entry points, as above
+
+        # a bad corral.yaml is told here in one line, not by a dead daemon
+        settings.check(root, load_plugins(plugins))
+    env = dict(os.environ, CORRAL_HOME=str(root))
+    env[homelock.SPAWN_FD_ENV] = str(spawn_fd)
+    if plugins is not None:
+        if not all(isinstance(p, str) for p in plugins):
+            raise CorralError(
+                "a detached daemon takes plugin names; pass objects with no_daemon=True"
+            )
+        env["CORRAL_PLUGINS"] = ",".join(plugins)
+    # created here first, so 0600 here too (the daemon's own open would make it so, too late)
+    log_fd = homelock.open_private(paths.log_file(root), os.O_WRONLY | os.O_APPEND)
+    with open(log_fd, "ab") as log:
+        # its own session: a Ctrl-C on this client's terminal never reaches it, and it
+        # outlives this client (the next one finds it through the home's lock)
+        return subprocess.Popen(
+            [sys.executable, "-m", "corral.daemon.main"],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            env=env,
+            cwd=str(root),
+            start_new_session=True,
+            pass_fds=(spawn_fd,),
+        )
+
+
+def _last_line(path: Path) -> str:
+    try:
+        lines = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return "no log"
+    return lines[-1] if lines else "no log"
+
+
+def _wait_gone(pid: int | None, timeout: float = 15.0) -> bool:
+    """Wait until ``pid`` has exited; False if it still runs after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while pid_alive(pid):
+        with contextlib.suppress(ChildProcessError, OSError):
+            os.waitpid(pid or 0, os.WNOHANG)  # reap it if we are its parent
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.005)
+    return True
+
+
+def wait_daemon_gone(pid: int | None, timeout: float = 15.0) -> None:
+    """Return once the daemon that accepted ``kill_daemon`` has exited; DaemonError if it
+    still runs ``timeout`` seconds later (an in-process daemon's pid is ours: not waited)."""
+    if pid == os.getpid() or _wait_gone(pid, timeout):
+        return
+    raise DaemonError(
+        f"the daemon (pid {pid}) accepted kill_daemon but still runs {timeout:g} s later: "
+        f"it may be stalled; see corral.log, or end it with `kill -9 {pid}`"
+    )

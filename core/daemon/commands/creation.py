@@ -1,0 +1,196 @@
+"""Making a command's processes: all of them or none, each log file opened before it is registered.
+
+``start``, ``scale``, ``resurrect`` and a config file's reconcile (corral.daemon.commands.reconcile)
+register processes here and launch them; a log file that cannot be opened names its
+option and leaves nothing half-made.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import os
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from corral.daemon.apps import PreparedApp, prepare_app
+from corral.errors import OptionError, shorten
+from corral.supervisor import asuser, credentials, lifecycle
+from corral.supervisor.logs import log_paths, own_log_paths, pid_path
+from corral.supervisor.process import now_ms
+
+if TYPE_CHECKING:
+    from corral.daemon.commands import Commands
+    from corral.supervisor.process import ManagedProcess
+
+
+def prepare(
+    cmds: Commands, raw: dict[str, Any], cwd: str, env: dict[str, str], env_name: str | None
+) -> PreparedApp:
+    app = prepare_app(cmds.daemon.schema, raw, cwd, env, env_name)
+    cmds.daemon.manager.validate_app(app.options, app.interpreter)
+    return app
+
+
+def check_logs_for(cmds: Commands, proc: ManagedProcess, options: dict[str, Any]) -> None:
+    """OptionError if ``options`` run ``proc`` as an account that could not open the
+    log files it holds (opened once, at creation, as the account of that time)."""
+    creds = credentials.resolve(options)
+    if not asuser.needed(creds) or creds == cmds.daemon.credentials(proc):
+        return
+    own = own_log_paths(cmds.daemon.home, proc.name, proc.pm_id, proc.options)
+    flags = os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY
+    for stream, path in proc.log_paths.items():
+        if path is None or path in own:
+            continue
+        try:
+            os.close(asuser.open_as(creds, str(path), flags))
+        except OSError as exc:
+            field = _LOG_OPTIONS[stream]
+            raise OptionError(_cannot_open(field, path, exc, creds), field=field) from None
+
+
+def create(
+    cmds: Commands, app: PreparedApp, instance: int, pm_id: int | None = None
+) -> ManagedProcess:
+    """Register a process of ``app``; OptionError (and nothing registered) if a log
+    file cannot be opened."""
+    pm_id = cmds.next_id() if pm_id is None else pm_id
+    where = pid_path(cmds.daemon.home, app.name, pm_id, app.options)
+    cmds.daemon.pid_files.claim(where, credentials.resolve(app.options))
+    with _logs_open(cmds, app, pm_id):
+        return cmds.daemon.new_process(
+            pm_id=pm_id,
+            name=app.name,
+            options=dict(app.options),
+            env=dict(app.env),
+            script=app.script,
+            interpreter=app.interpreter,
+            is_command=app.is_command,
+            instance=instance,
+        )
+
+
+@contextlib.contextmanager
+def _logs_open(cmds: Commands, app: PreparedApp, pm_id: int) -> Iterator[None]:
+    """Hold the log files of ``app``'s process ``pm_id`` open while the block runs.
+
+    Opened before the process is registered, so a file that cannot be opened
+    names its option and leaves nothing half-made.
+    """
+    logs = cmds.daemon.logs
+    held = []
+    creds = credentials.resolve(app.options)  # opened as the app's account (asuser.py)
+    own = own_log_paths(cmds.daemon.home, app.name, pm_id, app.options)
+    try:
+        for stream, path in log_paths(cmds.daemon.home, app.name, pm_id, app.options).items():
+            if path is None:
+                continue
+            try:
+                held.append(logs.acquire(path, creds, own=path in own))
+            except OSError as exc:
+                field = _LOG_OPTIONS[stream]
+                raise OptionError(_cannot_open(field, path, exc, creds), field=field) from None
+        yield
+    finally:
+        for log in held:
+            logs.release(log)
+
+
+async def undo(cmds: Commands, procs: list[ManagedProcess]) -> None:
+    """Remove processes a failed command created (stopping those it started)."""
+    for proc in procs:
+        await proc.slot.stop_process()
+        cmds.daemon.forget(proc)
+
+
+def launch(proc: ManagedProcess, *, is_restart: bool = False) -> None:
+    """Spawn a registered process; a failed exec removes a process that never ran."""
+    if not is_restart:
+        proc.history = lifecycle.on_start(proc.history, now_ms())
+    proc.slot.spawn(is_restart=is_restart)
+
+
+async def create_all(cmds: Commands, apps: list[PreparedApp]) -> list[ManagedProcess]:
+    """Register every instance of ``apps``, none launched: all of them, or none."""
+    created: list[ManagedProcess] = []
+    try:
+        for app in apps:
+            for i in range(app.count):
+                created.append(create(cmds, app, i))
+    except Exception:
+        await undo(cmds, created)
+        raise
+    return created
+
+
+async def launch_all(cmds: Commands, created: list[ManagedProcess]) -> None:
+    """Launch what :func:`create_all` registered; a failure removes all of them."""
+    try:
+        for proc in created:
+            if cmds.procs.get(proc.pm_id) is not proc:
+                continue  # deleted while the command awaited (a replaced app's stop)
+            if proc.options.get("autostart", True):
+                launch(proc)
+                cmds.daemon.emit(proc, "start", manually=True)
+    except Exception:
+        await undo(cmds, created)
+        raise
+
+
+async def restart_with(cmds: Commands, proc: ManagedProcess, app: PreparedApp) -> None:
+    """Restart an existing process with the options and env of a new start."""
+    async with cmds.daemon.lock(proc):
+        await proc.slot.stop_process(manually=True)
+        proc.options = dict(app.options)
+        proc.env = {**proc.env, **app.env}
+        # the config file's script too: restart refuses to change it, start brings it in line
+        proc.script, proc.interpreter = app.script, app.interpreter
+        proc.is_command = app.is_command
+        proc.slot.respawn()
+
+
+async def wait_ready(procs: list[ManagedProcess]) -> None:
+    """Return once each process's child is ready, gone, or past ``listen_timeout``
+    (``start``, ``restart``, ``scale`` and a fork-mode ``reload`` with ``wait_ready``,
+    as PM2's executeApp answers only then)."""
+    waits = [p.child.ready for p in procs if p.child is not None]
+    if waits:
+        limit = max(p.listen_timeout for p in procs)
+        await asyncio.wait(waits, timeout=limit + 1)
+
+
+_LOG_OPTIONS = {"out": "out_file", "err": "error_file", "combined": "log_file"}
+
+
+def _cannot_open(field: str, path: Any, exc: OSError, creds: credentials.Credentials | None) -> str:
+    """The one line saying why a log file of ``field`` cannot be opened, and what to do."""
+    if exc.errno == errno.ELOOP:
+        return (
+            f"{field} {shorten(str(path))} is a symbolic link: "
+            "corral never opens a log through one; name the file itself"
+        )
+    if asuser.needed(creds) and isinstance(exc, PermissionError):
+        assert creds is not None
+        return (
+            f"{field} {shorten(str(path))} cannot be opened by user {creds.user}, "
+            f"whom the app runs as: {exc.strerror}: name a file that user can write"
+        )
+    return (
+        f"{field} {shorten(str(path))} cannot be opened: {exc.strerror or exc}: "
+        "name a file in a directory you can write to"
+    )
+
+
+__all__ = [
+    "check_logs_for",
+    "create",
+    "create_all",
+    "launch",
+    "launch_all",
+    "prepare",
+    "restart_with",
+    "undo",
+    "wait_ready",
+]

@@ -1,0 +1,56 @@
+"""The commands that show processes (list, describe) and zero their counters or logs (reset, flush).
+
+``list`` answers in the ``pm2 jlist`` shape, encoded once here; ``describe`` gives
+the processes a target names in full, with fresh memory and CPU figures.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import TYPE_CHECKING, Any
+
+from corral import paths
+from corral.rpc.wire import RawJSON
+from corral.supervisor import lifecycle
+
+if TYPE_CHECKING:
+    from corral.daemon.commands import Commands
+
+
+def cmd_list(cmds: Commands) -> RawJSON:
+    """Every process in the ``pm2 jlist`` shape, encoded here (see ManagedProcess.to_json)."""
+    procs = sorted(cmds.procs.values(), key=lambda p: p.pm_id)
+    cmds.sample(procs)
+    return RawJSON(("[" + ",".join(p.to_json() for p in procs) + "]").encode())
+
+
+def cmd_describe(cmds: Commands, target: Any) -> list[dict[str, Any]]:
+    return cmds.describe_all(cmds.select(target))
+
+
+def cmd_reset(cmds: Commands, target: Any) -> list[dict[str, Any]]:
+    """PM2's resetMetaProcessId: restart_time and unstable_restarts to 0, created_at now."""
+    procs = cmds.select(target)
+    now = int(time.time() * 1000)
+    for proc in procs:
+        proc.history = lifecycle.on_reset(proc.history, now)
+    return cmds.describe_all(procs)
+
+
+def cmd_flush(cmds: Commands, target: Any = None) -> list[str]:
+    procs = cmds.select(target) if target is not None else list(cmds.procs.values())
+    flushed = []
+    for proc in procs:
+        creds = cmds.daemon.credentials(proc)
+        for path in {p for p in proc.log_paths.values() if p is not None}:
+            if cmds.daemon.logs.truncate(path, creds):
+                flushed.append(str(path))
+    if target is None:
+        log_path = paths.log_file(cmds.daemon.home)
+        os.truncate(log_path, 0)
+        flushed.append(str(log_path))
+    return flushed
+
+
+__all__ = ["cmd_describe", "cmd_flush", "cmd_list", "cmd_reset"]

@@ -1,0 +1,1 @@
+"""App options and config files: declared, converted, validated, read."""

@@ -1,0 +1,1 @@
+"""The RPC wire between clients and the daemon, and the table of its commands."""

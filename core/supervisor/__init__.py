@@ -1,0 +1,1 @@
+"""One managed slot and its children: spawn, output, stop, exit, restart."""
