@@ -94,8 +94,8 @@ def _address(request: dict[str, Any]) -> tuple[str, int]:
 def bind_tcp(
     host: str, port: int, v6only: bool = False, creds: Credentials | None = None
 ) -> tuple[socket.socket, int]:
-    """A listening TCP socket on ``host:port`` as node binds it: every interface is
-    ``::`` taking IPv4 too where IPv6 is there, else ``0.0.0.0``."""
+    """A non-blocking listening TCP socket on ``host:port`` as node binds it: every
+    interface is ``::`` taking IPv4 too where IPv6 is there, else ``0.0.0.0``."""
     if creds is not None and creds.uid != 0 and 0 < port < _unprivileged_start():
         raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
     if host:
@@ -116,6 +116,10 @@ def bind_tcp(
             any_host = "::" if family == socket.AF_INET6 else "0.0.0.0"
             sock.bind((host or any_host, port))
             sock.listen(BACKLOG)
+            # O_NONBLOCK is the open file's, shared by every instance, as node's cluster
+            # primary (libuv) makes it: an instance that loses the race for a connection
+            # gets EAGAIN; on a blocking socket its accept would block its event loop
+            sock.setblocking(False)
         except BaseException:
             sock.close()
             raise
