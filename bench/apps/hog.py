@@ -10,10 +10,16 @@ just after the sample that saw the last child start), allocates MIB MiB
 memory_limit_latency is the time from an ``alloc`` to the next ``start``: the
 manager noticed, stopped it and started its replacement. The last replacement
 allocates nothing and just sleeps.
+
+SIGINT and SIGTERM wait while it allocates and stamps: a manager that samples
+mid-allocation (the figure is already over the limit) stops it only once its
+``alloc`` line is written, instead of killing it unstamped, which made the run
+fail with "N allocations stamped" on a loaded machine.
 """
 
 import os
 import random
+import signal
 import sys
 import time
 
@@ -32,7 +38,10 @@ def stamp(kind: str) -> int:
 
 if stamp("start") <= allocations:
     time.sleep(random.uniform(0, period))
+    held = {signal.SIGINT, signal.SIGTERM}
+    signal.pthread_sigmask(signal.SIG_BLOCK, held)  # a stop waits for the stamp
     hog = b"\x01" * (mib * MIB)
     stamp("alloc")
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, held)
 while True:
     time.sleep(3600)
