@@ -60,6 +60,7 @@ async def adopt(daemon: Any, handover: dict[str, Any], entries: list[dict[str, A
         ident = tuple(item["ident"]) if item.get("ident") else None
         listener = Listener(item["address"], sock, item["port"], set(item["users"]), ident=ident)
         if item["shared"]:
+            sock.setblocking(False)  # as cluster_share binds it; an older corral did not
             daemon.listeners.shared[tuple(item["key"])] = listener
         else:
             daemon.listeners.by_name[item["key"]] = listener

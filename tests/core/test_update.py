@@ -19,6 +19,7 @@ import pytest
 
 import corral
 from corral.testing import wait_for
+from tests.core.test_node_cluster_accept import listening_flags
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -309,3 +310,36 @@ def _answering(home: Path) -> corral.Client | None:
     from corral.client.connection import running_client  # deferred: one test's helper
 
     return running_client(home)
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="needs node")
+def test_an_update_makes_a_handed_over_cluster_socket_non_blocking(
+    corral_home: Path, tmp_path: Path
+) -> None:
+    """A corral from before the fix bound the shared cluster socket blocking (an instance
+    that lost the race for a connection blocked in accept, its keep-alive requests
+    unanswered); the image that takes it over at ``corral update`` makes it non-blocking,
+    under the instances that keep running."""
+    old = install_copy(tmp_path / "old", "0.0.1")
+    share = old / "corral" / "supervisor" / "cluster_share.py"
+    text = share.read_text()
+    blocking = text.replace("            sock.setblocking(False)\n", "")
+    assert blocking != text
+    share.write_text(blocking)
+    port = free_port()
+    app = ROOT / "tests" / "apps" / "plain_listen.js"
+    started = run_cli(
+        corral_home,
+        *("start", str(app), "--name", "web", "-i", "2", "--env", f"APP_PORT={port}"),
+        pythonpath=old,
+    )
+    assert started.returncode == 0, started.stderr
+    procs = wait_for(lambda: serving(corral_home, "web", 2, port, old), timeout=30)
+    assert not any(listening_flags(p["pid"], port) & os.O_NONBLOCK for p in procs)
+
+    done = run_cli(corral_home, "update")  # this checkout's corral takes over, in place
+    assert done.returncode == 0, done.stderr
+    after = wait_for(lambda: serving(corral_home, "web", 2, port), timeout=30)
+    assert {p["pid"] for p in after} == {p["pid"] for p in procs}  # the same instances
+    for proc in after:
+        assert listening_flags(proc["pid"], port) & os.O_NONBLOCK, proc["pid"]
