@@ -5,7 +5,7 @@ The script calls ``corral`` back with ``_CORRAL_COMPLETE=<shell>_complete`` (cli
 machinery); command names and flags come from click. A target argument (the
 ``target``/``targets``/``name`` of stop, restart, logs, describe, env, id, ...)
 completes to the names and pm_ids of the apps of a daemon that already runs,
-asked once with a short timeout through :mod:`corral.client.fastrpc`: completion never
+asked once with a short timeout through :mod:`corral.rpc.fast`: completion never
 starts a daemon, and with none running it offers no app (files still complete
 where a command takes one).
 """
@@ -36,11 +36,9 @@ def source(cli: click.Command, shell: str) -> str:
 
 def running_apps() -> list[dict[str, Any]]:
     """The processes of a daemon that already runs in this home ([] when none answers)."""
-    from corral.client import (
-        fastrpc,  # deferred: the socket client, only when the shell asks for names
-    )
+    from corral.rpc import fast  # deferred: the socket client, only when the shell asks
 
-    found = fastrpc.result(fastrpc.call(b"list", timeout=ASK_TIMEOUT))
+    found = fast.result(fast.call(b"list", timeout=ASK_TIMEOUT))
     if found is None:
         return []
     try:

@@ -70,10 +70,10 @@ def _one_line_warnings() -> None:
 
 
 def _run_fast(command: str) -> None:
-    from corral.client import fastrpc  # deferred: the socket client of the fast commands only
+    from corral.rpc import fast  # deferred: the socket client of the fast commands only
 
     # a running daemon in a private home answers without pyzmq (~12 ms of imports)
-    found = fastrpc.result(fastrpc.call(b"list" if command == "jlist" else b"ping"))
+    found = fast.result(fast.call(b"list" if command == "jlist" else b"ping"))
     if found is not None and command == "jlist":
         sys.stdout.buffer.write(found + b"\n")
         sys.stdout.flush()
@@ -92,8 +92,6 @@ def _run_fast(command: str) -> None:
 
 def build_cli() -> click.Group:
     """The click group of every core command (:func:`corral.cli.commands.build_cli`)."""
-    from corral.cli import (
-        commands as cli_commands,  # deferred: click and rich load only off the fast path
-    )
+    from corral.cli import commands  # deferred: click and rich load only off the fast path
 
-    return cli_commands.build_cli()
+    return commands.build_cli()

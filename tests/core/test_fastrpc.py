@@ -1,4 +1,4 @@
-"""corral.client.fastrpc: one ZMTP request without pyzmq, or None and the full path."""
+"""corral.rpc.fast: one ZMTP request without pyzmq, or None and the full path."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import sys
 import threading
 from pathlib import Path
 
-from corral.client import fastrpc
+from corral.rpc import fast as fastrpc
 from tests.conftest import python_app
 
 

@@ -29,7 +29,7 @@ def is_core_module(name: str) -> bool:
 
 def imported_modules(path: Path) -> list[tuple[int, str]]:
     """(line, module) of every absolute import in ``path``, at any depth of the code
-    (``from corral import daemon`` imports the module corral.daemon.kernel)."""
+    (``from corral import daemon`` imports the package corral.daemon)."""
     found = []
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):

@@ -188,7 +188,7 @@ def test_opening_as_the_app_costs_little(app_user, tmp_path):
     """The measure quoted in docs/reliability.md (one open as another user)."""
     code = (
         "import os, time\n"
-        "from corral import asuser, credentials\n"
+        "from corral.supervisor import asuser, credentials\n"
         f"c = credentials.resolve({{'uid': {app_user!r}}})\n"
         "p = '/tmp/' + str(os.getpid()) + '.asuser'\n"
         "flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW\n"
