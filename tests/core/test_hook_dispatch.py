@@ -267,14 +267,22 @@ def test_trace_plugins_logs_each_call_with_its_plugin(corral_home, monkeypatch, 
 def test_a_full_queue_drops_chunks_and_messages_never_events():
     from corral.offload import PluginWorkers
 
-    gate, ran = threading.Event(), []
+    gate, entered, ran = threading.Event(), threading.Event(), []
+
+    def busy(value):
+        entered.set()
+        gate.wait()
 
     def observer(value):
-        gate.wait()
         ran.append(value)
 
     workers = PluginWorkers(lambda *error: None, max_pending=3, max_bytes=10)
     try:
+        # the plugin's thread is busy in a first call: nothing leaves its queue until the
+        # gate opens, so what is queued below is what counts (before, the thread could
+        # take a chunk off the queue mid-test and a call meant to be dropped was taken)
+        assert workers.submit("p", "corral_process_event", busy, ["first"])
+        wait_for(entered.is_set)
         chunk = [b"12345"]
         kept = [workers.submit("p", "corral_log_chunk", observer, chunk) for _ in range(3)]
         assert kept == [True, True, False]  # 10 bytes of log data wait at most
