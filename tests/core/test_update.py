@@ -115,19 +115,25 @@ def serving(home: Path, name: str, count: int, port: int, pythonpath: Path | Non
 
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="needs node")
+def start_web_cluster(home: Path, install: Path) -> tuple[int, list[dict]]:
+    """Two node cluster instances ``web`` on a free port, started by the corral of
+    ``install``; the port, and the instances once both serve."""
+    port = free_port()
+    app = ROOT / "tests" / "apps" / "plain_listen.js"
+    started = run_cli(
+        home,
+        *("start", str(app), "--name", "web", "-i", "2", "--env", f"APP_PORT={port}"),
+        pythonpath=install,
+    )
+    assert started.returncode == 0, started.stderr
+    return port, wait_for(lambda: serving(home, "web", 2, port, install), timeout=30)
+
+
 def test_a_node_cluster_outlives_its_install_and_update_brings_it_back(
     corral_home: Path, tmp_path: Path
 ) -> None:
     old = install_copy(tmp_path / "old", "0.0.1")
-    port = free_port()
-    app = ROOT / "tests" / "apps" / "plain_listen.js"
-    started = run_cli(
-        corral_home,
-        *("start", str(app), "--name", "web", "-i", "2", "--env", f"APP_PORT={port}"),
-        pythonpath=old,
-    )
-    assert started.returncode == 0, started.stderr
-    procs = wait_for(lambda: serving(corral_home, "web", 2, port, old), timeout=30)
+    port, procs = start_web_cluster(corral_home, old)
     assert procs, jlist(corral_home, old)
     shutil.rmtree(old / "corral")  # the install is replaced under the running daemon
     # with its install gone, the old daemon still restarts a cluster instance: its
@@ -326,15 +332,7 @@ def test_an_update_makes_a_handed_over_cluster_socket_non_blocking(
     blocking = text.replace("            sock.setblocking(False)\n", "")
     assert blocking != text
     share.write_text(blocking)
-    port = free_port()
-    app = ROOT / "tests" / "apps" / "plain_listen.js"
-    started = run_cli(
-        corral_home,
-        *("start", str(app), "--name", "web", "-i", "2", "--env", f"APP_PORT={port}"),
-        pythonpath=old,
-    )
-    assert started.returncode == 0, started.stderr
-    procs = wait_for(lambda: serving(corral_home, "web", 2, port, old), timeout=30)
+    port, procs = start_web_cluster(corral_home, old)
     assert not any(listening_flags(p["pid"], port) & os.O_NONBLOCK for p in procs)
 
     done = run_cli(corral_home, "update")  # this checkout's corral takes over, in place
