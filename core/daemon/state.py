@@ -23,8 +23,12 @@ SCHEMA_VERSION = 1
 
 
 def write_atomic(path: Path, payload: Any, *, fsync: bool = False) -> None:
-    """``payload`` as JSON in ``path``: readers see the old file or the new one, whole."""
-    write_atomic_bytes(path, json.dumps(payload, indent=2, default=str).encode(), fsync=fsync)
+    """``payload`` as JSON in ``path``: readers see the old file or the new one, whole.
+
+    Compact: json's C encoder takes no ``indent``, and the pure-Python one took 0.4 s
+    of the loop for the state of 1,000 apps (``python -m json.tool`` shows it indented)."""
+    data = json.dumps(payload, default=str, separators=(",", ":")).encode()
+    write_atomic_bytes(path, data, fsync=fsync)
 
 
 def write_atomic_bytes(path: Path, data: bytes, *, fsync: bool = False) -> None:

@@ -26,6 +26,7 @@ values (state, dump, corral.log) are 0600.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -51,6 +52,7 @@ _NAMED = re.compile(  # names of at most 128 characters keep the search linear
 )
 
 
+@functools.lru_cache(maxsize=8192)  # every log record and env asks again for the same few names
 def is_secret_name(name: str) -> bool:
     """Whether a variable named ``name`` holds a secret (see the module's rules)."""
     upper = name.upper()
@@ -194,11 +196,22 @@ class KnownSecrets:
     def __init__(self, envs: Callable[[], Iterable[Mapping[str, Any]]]) -> None:
         self._envs = envs
         self._cache: dict[int, tuple[Mapping[str, Any], frozenset[str]]] = {}
+        self._seen: tuple[int, ...] = ()
+        self._values: frozenset[str] = frozenset()
 
-    def __call__(self) -> set[str]:
+    def __call__(self) -> frozenset[str]:
+        envs = list(self._envs())
+        seen = tuple(map(id, envs))  # the cache holds the last envs alive: same ids, same objects
+        if seen == self._seen:
+            return self._values
+        self._values = frozenset(self._union(envs))
+        self._seen = seen
+        return self._values
+
+    def _union(self, envs: list[Mapping[str, Any]]) -> set[str]:
         cache: dict[int, tuple[Mapping[str, Any], frozenset[str]]] = {}
         values: set[str] = set()
-        for env in self._envs():
+        for env in envs:
             hit = self._cache.get(id(env))
             if hit is None or hit[0] is not env:
                 hit = (env, frozenset(secret_values(env)))

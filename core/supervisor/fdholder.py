@@ -177,6 +177,8 @@ class HolderLink:
         self.sock: socket.socket | None = sock
         self.log = log
         self._starting = starting  # (home, deadline): a holder this daemon started still boots
+        self._pending: dict[str, tuple[dict[str, Any], int]] = {}  # puts not sent yet
+        self._flush_soon: asyncio.Handle | None = None
 
     @classmethod
     def open(cls, home: Path, log: Any, timeout: float = 3.0) -> HolderLink:
@@ -219,15 +221,38 @@ class HolderLink:
         return True
 
     def put(self, pid: int, stream: str, fd: int, meta: dict[str, Any]) -> None:
-        self._call({"op": "put", "keys": [_key(pid, stream, fd)], "metas": [meta]}, [fd])
+        """Hand ``fd`` over at the end of this turn of the loop, with every other pipe
+        of the turn (a start of 1,000 apps sends 10 messages, not 2,000)."""
+        self._pending[_key(pid, stream, fd)] = (meta, fd)
+        if self._flush_soon is not None:
+            return
+        try:
+            self._flush_soon = asyncio.get_running_loop().call_soon(self.flush)
+        except RuntimeError:  # no loop (a test, a tool): at once
+            self.flush()
 
     def drop(self, pid: int, stream: str, fd: int) -> None:
-        self._call({"op": "drop", "keys": [_key(pid, stream, fd)]})
+        key = _key(pid, stream, fd)
+        if self._pending.pop(key, None) is None:  # else it never left: nothing to drop
+            self._call({"op": "drop", "keys": [key]})
+
+    def flush(self) -> None:
+        """Send the pipes :meth:`put` holds back, ``MAX_FDS`` a message."""
+        if self._flush_soon is not None:
+            self._flush_soon.cancel()
+            self._flush_soon = None
+        items, self._pending = list(self._pending.items()), {}
+        for start in range(0, len(items), MAX_FDS):
+            chunk = items[start : start + MAX_FDS]
+            body = {"op": "put", "keys": [k for k, _ in chunk], "metas": [m for _, (m, _) in chunk]}
+            if not self._call(body, [fd for _, (_, fd) in chunk]):
+                return
 
     def take(self) -> list[Held]:
         """Every pipe the holder has (a dead daemon's), now this daemon's to read and close."""
         if self._starting is not None:
             return []  # a holder this daemon just started holds nothing yet
+        self.flush()
         if not self._call({"op": "take"}):
             return []
         taken: list[Held] = []
@@ -244,6 +269,7 @@ class HolderLink:
         return taken
 
     def close(self) -> None:
+        self.flush()
         if self._starting is not None:
             self._connected()  # then closed: a holder nobody used exits now, not after IDLE_EXIT
         if self.sock is not None:

@@ -41,9 +41,14 @@ class Watcher:
             return
         word, name, pm_id = event.event, event.name, event.pm_id
         if word in ("start", "restart", "online", "reload"):
+            proc = self.daemon.process(pm_id)
+            if proc is not None and proc.name != name:
+                proc = None
+            wants = proc is not None and watching(proc.options)
+            if not wants and name not in self.apps:
+                return  # an app that watches nothing costs nothing (no scan of every app)
             app = self.app(name)
-            proc = next((p for p in self.instances(name) if p.pm_id == pm_id), None)
-            if proc is not None and (watching(proc.options) or app.forced):
+            if wants or (proc is not None and app.forced):
                 app.ids.add(pm_id)
             else:
                 app.ids.discard(pm_id)  # restarted with `watch` turned off

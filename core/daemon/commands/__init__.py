@@ -81,10 +81,7 @@ class Commands:
     def select(self, target: Any) -> list[ManagedProcess]:
         """The processes a target names: ``all``, name, pm_id, script path, namespace, list."""
         if isinstance(target, list):
-            chosen: dict[int, ManagedProcess] = {}
-            for item in target:
-                chosen.update((p.pm_id, p) for p in self.select(item))
-            return sorted(chosen.values(), key=lambda p: p.pm_id)
+            return self._select_many(target)
         procs = sorted(self.procs.values(), key=lambda p: p.pm_id)
         if target == "all":
             return procs
@@ -112,6 +109,24 @@ class Commands:
         raise NotFoundError(
             f"no process matches {shorten(text)} (names: {names}); `corral ls` lists them"
         )
+
+    def _select_many(self, targets: list[Any]) -> list[ManagedProcess]:
+        """A list of targets, each as :meth:`select`; names and pm_ids (what a client sends
+        back after a start of 1,000 apps) are looked up in one index, not a scan each."""
+        by_name: dict[str, list[ManagedProcess]] = {}
+        for proc in self.procs.values():
+            by_name.setdefault(proc.name, []).append(proc)
+        chosen: dict[int, ManagedProcess] = {}
+        for item in targets:
+            key = str(item) if isinstance(item, (str, int)) and not isinstance(item, bool) else None
+            if key is not None and key in by_name and not is_regex_target(key):
+                found = by_name[key]  # a name first, as select does
+            elif isinstance(item, int) and not isinstance(item, bool) and item in self.procs:
+                found = [self.procs[item]]
+            else:
+                found = self.select(item)
+            chosen.update((p.pm_id, p) for p in found)
+        return sorted(chosen.values(), key=lambda p: p.pm_id)
 
     def describe_all(self, procs: list[ManagedProcess]) -> list[dict[str, Any]]:
         self.sample(procs)
