@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from corral.daemon.apps import PreparedApp, prepare_app
+from corral.daemon.pacing import Pacer
 from corral.errors import OptionError, shorten
 from corral.supervisor import asuser, credentials, lifecycle
 from corral.supervisor.logs import log_paths, own_log_paths, pid_path
@@ -126,17 +127,33 @@ async def create_all(cmds: Commands, apps: list[PreparedApp]) -> list[ManagedPro
 
 
 async def launch_all(cmds: Commands, created: list[ManagedProcess]) -> None:
-    """Launch what :func:`create_all` registered; a failure removes all of them."""
+    """Launch what :func:`create_all` registered; a failure removes all of them.
+
+    Other calls are answered between launches (:mod:`corral.daemon.pacing`); each
+    process stays locked until it is launched, so a stop or restart sent meanwhile
+    waits for the start, as it would have waited for the whole command."""
+    locks = [cmds.daemon.lock(proc) for proc in created]
+    taken: set[asyncio.Lock] = set()
+    pacer = Pacer()
     try:
-        for proc in created:
+        for lock in locks:
+            await lock.acquire()  # free (a new process): taken without a turn of the loop
+            taken.add(lock)
+        for proc, lock in zip(created, locks, strict=True):
             if cmds.procs.get(proc.pm_id) is not proc:
                 continue  # deleted while the command awaited (a replaced app's stop)
             if proc.options.get("autostart", True):
                 launch(proc)
                 cmds.daemon.emit(proc, "start", manually=True)
+            lock.release()
+            taken.discard(lock)
+            await pacer.turn()
     except Exception:
         await undo(cmds, created)
         raise
+    finally:
+        for lock in taken:
+            lock.release()
 
 
 async def restart_with(cmds: Commands, proc: ManagedProcess, app: PreparedApp) -> None:

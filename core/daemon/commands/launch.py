@@ -16,11 +16,13 @@ from corral.daemon.commands.creation import (
     check_logs_for,
     create,
     launch,
+    launch_all,
     prepare,
     restart_with,
     undo,
     wait_ready,
 )
+from corral.daemon.pacing import Pacer
 from corral.errors import NotFoundError, OptionError, StateError, shorten
 from corral.supervisor import lifecycle
 
@@ -47,7 +49,11 @@ async def cmd_start(
     # every unknown key of the batch (a config file's) in one error, before any other
     cmds.daemon.schema.check_unknown(apps, labels=from_config or len(apps) > 1)
     caller_env = dict(env or os.environ)
-    prepared = [prepare(cmds, raw, cwd, caller_env, env_name) for raw in apps]
+    prepared = []
+    pacer = Pacer()
+    for raw in apps:  # nothing is made yet: other calls may run between two apps
+        prepared.append(prepare(cmds, raw, cwd, caller_env, env_name))
+        await pacer.turn()
     for app in prepared:
         check_name(app.name)  # here, not in prepare: a dump's old app still comes back
     if (
@@ -74,13 +80,10 @@ async def cmd_start(
         for index, (app, existing) in enumerate(plans):
             for i in range(0 if existing else app.count):
                 created.setdefault(index, []).append(create(cmds, app, i))
-        for proc in (p for procs in created.values() for p in procs):
-            if proc.options.get("autostart", True):
-                launch(proc)
-                cmds.daemon.emit(proc, "start", manually=True)
     except Exception:
         await undo(cmds, [p for procs in created.values() for p in procs])
         raise
+    await launch_all(cmds, [p for procs in created.values() for p in procs])
     started: list[ManagedProcess] = []
     for index, (app, existing) in enumerate(plans):
         started.extend(existing or created[index])
