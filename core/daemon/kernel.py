@@ -78,6 +78,7 @@ class Daemon:
         self.manager: PluginManager = load_plugins(plugins)
         self.schema = OptionSchema(self.manager.app_options())
         self.procs: dict[int, ManagedProcess] = {}
+        self._named: dict[str, dict[int, ManagedProcess]] = {}  # name -> its slots, by pm_id
         self.locks: dict[int, asyncio.Lock] = {}
         self.logs = LogFiles()
         # the daemon's own directories, opened once: their files are opened relative to them
@@ -289,6 +290,7 @@ class Daemon:
                 proc.log_files.append(self.logs.acquire(path, creds, own=path in own))
         Slot(self, proc)  # proc.slot: what spawns, stops and restarts it
         self.procs[proc.pm_id] = proc
+        self._named.setdefault(proc.name, {})[proc.pm_id] = proc
         self.locks[proc.pm_id] = asyncio.Lock()
         self._count_instances(proc.name)
         self.mark_dirty()
@@ -304,13 +306,18 @@ class Daemon:
         self.listeners.release(proc.name, proc.pm_id)
         self._creds.pop(proc.pm_id, None)
         self.procs.pop(proc.pm_id, None)
+        same = self._named.get(proc.name, {})
+        if same.get(proc.pm_id) is proc:
+            del same[proc.pm_id]
+            if not same:
+                del self._named[proc.name]
         self.locks.pop(proc.pm_id, None)
         self._count_instances(proc.name)
         self.mark_dirty()
 
     def _count_instances(self, name: str) -> None:
-        same = [p for p in self.procs.values() if p.name == name]
-        for proc in same:
+        same = self._named.get(name, {})
+        for proc in same.values():
             proc.instances_of_app = len(same)
 
     def lock(self, proc: ManagedProcess) -> asyncio.Lock:

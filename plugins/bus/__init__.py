@@ -94,7 +94,7 @@ def corral_plugin_error(daemon: Any, plugin: str, hook: str, error: BaseExceptio
 @corral.hookimpl
 def corral_process_event(daemon: Any, event: Any) -> None:
     publisher = publisher_of(daemon)
-    if publisher is not None:
+    if publisher is not None and publisher.wants(PROCESS_EVENT):  # else not even encoded
         publisher.publish(PROCESS_EVENT, event.to_dict())
 
 

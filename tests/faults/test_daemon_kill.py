@@ -152,6 +152,47 @@ def test_sigkill_mid_traffic_brings_every_app_back_once(
     assert marked_processes(token) == {}
 
 
+def test_sigkill_in_the_middle_of_a_start_of_200(
+    corral_home: Path, tmp_path: Path, token: str, orphans
+) -> None:
+    """The start hands the loop to other calls between launches, so the state file may
+    be written mid-batch: the apps not launched yet are saved as launching, and the next
+    daemon starts them (before, they came back stopped)."""
+    names = [f"big-{i:03d}" for i in range(200)]
+    script = tmp_path / "sleeper.sh"
+    script.write_text("#!/bin/sh\nexec sleep 600\n")
+    script.chmod(0o755)
+    apps = [marked(token, n, script=str(script), interpreter="none") for n in names]
+    client = corral.connect()
+    old_daemon = client.daemon_pid
+    outcome: list[object] = []
+
+    def start() -> None:
+        try:
+            outcome.append(client.start(apps))
+        except DaemonError as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=start, daemon=True)
+    thread.start()
+    pids = corral_home / "pids"
+    wait_for(lambda: pids.is_dir() and len(os.listdir(pids)) >= 60, interval=0.001, what="60")
+    sigkill_daemon(old_daemon)
+    thread.join(30)
+    assert not thread.is_alive(), "start never returned after its daemon died"
+    again = corral.connect()
+    back = listed(again)
+    assert set(back) <= set(names)
+    wait_for(
+        settled(again, token, dict.fromkeys(back, 1)),
+        timeout=60,
+        what="recovered apps online, each once",
+    )
+    wait_for(lambda: set(marked_processes(token)) == set(back), timeout=15, what="no orphan")
+    again.kill_daemon()
+    assert marked_processes(token) == {}
+
+
 GATED = """\
 import os, signal, sys, time
 signal.signal(signal.SIGINT, lambda *_: sys.exit(0))

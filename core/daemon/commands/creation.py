@@ -116,11 +116,15 @@ def launch(proc: ManagedProcess, *, is_restart: bool = False) -> None:
 async def create_all(cmds: Commands, apps: list[PreparedApp]) -> list[ManagedProcess]:
     """Register every instance of ``apps``, none launched: all of them, or none."""
     created: list[ManagedProcess] = []
+    pending = cmds.daemon.state_file.pending  # launched next (launch_all), saved as such
     try:
         for app in apps:
             for i in range(app.count):
                 created.append(create(cmds, app, i))
+                if app.options.get("autostart", True):
+                    pending.add(created[-1].pm_id)
     except Exception:
+        pending.difference_update(p.pm_id for p in created)
         await undo(cmds, created)
         raise
     return created
@@ -135,6 +139,8 @@ async def launch_all(cmds: Commands, created: list[ManagedProcess]) -> None:
     locks = [cmds.daemon.lock(proc) for proc in created]
     taken: set[asyncio.Lock] = set()
     pacer = Pacer()
+    pending = cmds.daemon.state_file.pending
+    pending.update(p.pm_id for p in created if p.options.get("autostart", True))
     try:
         for lock in locks:
             await lock.acquire()  # free (a new process): taken without a turn of the loop
@@ -143,6 +149,7 @@ async def launch_all(cmds: Commands, created: list[ManagedProcess]) -> None:
             if cmds.procs.get(proc.pm_id) is not proc:
                 continue  # deleted while the command awaited (a replaced app's stop)
             if proc.options.get("autostart", True):
+                pending.discard(proc.pm_id)
                 launch(proc)
                 cmds.daemon.emit(proc, "start", manually=True)
             lock.release()
@@ -152,6 +159,7 @@ async def launch_all(cmds: Commands, created: list[ManagedProcess]) -> None:
         await undo(cmds, created)
         raise
     finally:
+        pending.difference_update(p.pm_id for p in created)
         for lock in taken:
             lock.release()
 

@@ -240,7 +240,11 @@ async def apply(
     started = await cmd_creation.create_all(cmds, fresh)
     doomed = [p for s in steps if s.kind in ("replace", "delete") for p in groups[s.name]]
     if doomed:
-        await cmds.cmd_delete([p.pm_id for p in doomed])
+        try:
+            await cmds.cmd_delete([p.pm_id for p in doomed])
+        except BaseException:  # the new ones stay registered, unlaunched: saved as stopped
+            cmds.daemon.state_file.pending.difference_update(p.pm_id for p in started)
+            raise
     await cmd_creation.launch_all(cmds, started)
     await asyncio.gather(
         *(
