@@ -113,10 +113,16 @@ def parent_name(home: Path) -> str:
 
 def populated(path: Path) -> bool:
     """Whether a process is left in ``path`` or below it (False once it is gone)."""
-    try:
-        return "populated 1" in (path / "cgroup.events").read_text()
+    try:  # raw calls: read before a crash restart forks, where pathlib's 50 us showed
+        fd = os.open(os.path.join(path, "cgroup.events"), os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return False
+    try:
+        return b"populated 1" in os.read(fd, 4096)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 def pids(path: Path) -> list[int]:
