@@ -111,23 +111,18 @@ def spawn_spec(slot: Slot) -> SpawnSpec:
     proc = slot.proc
     if is_node(proc.interpreter) and (proc.cluster or proc.shares_socket):
         return slot._spawn_spec()  # the preload it takes depends on more: made each time
-    prepared: PreparedSpec | None = getattr(slot, "prepared", None)
+    prepared: PreparedSpec | None = slot.next_spec
     key = _key(slot)
     if prepared is not None and _same(prepared.key, key):
         try:
             return prepared.spec(proc)
         except LookupError:
             pass
-    slot.prepared = None
+    slot.next_spec = None
     if not slot.restarting:
         return slot._spawn_spec()  # an app its policy never restarted keeps nothing
-    prepared = slot.prepared = PreparedSpec.make(slot, key)
+    prepared = slot.next_spec = PreparedSpec.make(slot, key)
     return prepared.spec(proc)
-
-
-def forget(slot: Slot) -> None:
-    """Drop ``slot``'s prepared spec (it stopped: the next start makes a fresh one)."""
-    slot.prepared = None
 
 
 # -- the spare channel ------------------------------------------------------------

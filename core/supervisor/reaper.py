@@ -27,7 +27,7 @@ class Reaper:
 
     kernel: Daemon
     proc: ManagedProcess
-    prepared: PreparedSpec | None = None  # the next spawn's spec (corral.supervisor.prepared)
+    next_spec: PreparedSpec | None = None  # the next spawn's spec (corral.supervisor.prepared)
     restarting: bool = False  # restarted by its policy since its start: its spec is kept
     _held_log: dict[str, Any] | None = None  # the exit's log line, written after the fork
 

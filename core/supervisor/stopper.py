@@ -31,14 +31,14 @@ class Stopper:
 
     kernel: Daemon
     proc: ManagedProcess
-    prepared: PreparedSpec | None  # Reaper's: the next spawn's spec, dropped at a stop
+    next_spec: PreparedSpec | None  # Reaper's: the next spawn's spec, dropped at a stop
     restarting: bool
 
     async def stop_process(self, *, manually: bool = False) -> None:
         """PM2's stop: SIGINT (or the 'shutdown' message), SIGKILL after ``kill_timeout``."""
         proc = self.proc
         proc.ran_before_stop = proc.state in lifecycle.RUNNING_STATES  # for respawn
-        self.prepared, self.restarting = None, False  # a start after this makes its own
+        self.next_spec, self.restarting = None, False  # a start after this makes its own
         if self.kernel.shutting_down:
             prepared.close_spares(self.kernel)
         emit = "stop" if manually else None

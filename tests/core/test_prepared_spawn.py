@@ -41,7 +41,7 @@ class Compare:
     def corral_before_spawn(self, daemon: Any, app: Any, spawn: Any) -> None:
         fresh = app.slot._spawn_spec()
         got = {k: v for k, v in spawn.env.items() if k not in PER_SPAWN}
-        if app.slot.prepared is not None:
+        if app.slot.next_spec is not None:
             self.prepared_used += 1
         if got != fresh.env or spawn.argv != fresh.argv or spawn.cwd != fresh.cwd:
             keys = set(got) | set(fresh.env)
@@ -106,7 +106,7 @@ def test_a_crash_restart_runs_the_env_a_fresh_spec_gives_and_sees_a_replaced_env
         assert env["FOO"] == "2" and env["restart_time"] == "5"
         # a stop drops it: a restart by the user starts from a fresh spec
         client.restart("dumps")
-        assert proc.slot.prepared is None and not proc.slot.restarting
+        assert proc.slot.next_spec is None and not proc.slot.restarting
         client.delete("dumps")
     assert compare.diffs == []
 
