@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from corral.errors import OptionError, ScriptError, StateError
 from corral.supervisor import cgroup, lifecycle
@@ -18,6 +18,7 @@ from corral.supervisor.process import now_ms
 
 if TYPE_CHECKING:
     from corral.daemon.kernel import Daemon
+    from corral.supervisor.prepared import PreparedSpec
     from corral.supervisor.process import Child, ManagedProcess
 
 
@@ -26,6 +27,9 @@ class Reaper:
 
     kernel: Daemon
     proc: ManagedProcess
+    next_spec: PreparedSpec | None = None  # the next spawn's spec (corral.supervisor.prepared)
+    restarting: bool = False  # restarted by its policy since its start: its spec is kept
+    _held_log: dict[str, Any] | None = None  # the exit's log line, written after the fork
 
     def watch_exit(self, child: Child) -> None:
         assert self.kernel.loop is not None
@@ -96,14 +100,12 @@ class Reaper:
         )
         proc.history = decision.history
         why = exit_words(code)
-        self.kernel.log.info(
-            "exited",
-            name=proc.name,
-            pm_id=proc.pm_id,
-            code=code,
-            how=why,
-            next=decision.state.value,
-        )
+        line = {"name": proc.name, "pm_id": proc.pm_id, "code": code, "how": why}
+        line["next"] = decision.state.value
+        if decision.event is Event.CRASHED and decision.delay_ms <= 0:
+            self._held_log = line  # written once the restart has forked (after_fork)
+        else:
+            self.kernel.log.info("exited", **line)
         reason = f"{why}; {decision.reason}"
         if decision.event is Event.OVERLIMIT:
             self.kernel.emit(proc, "restart overlimit", reason=reason)  # then "exit", as PM2
@@ -113,8 +115,16 @@ class Reaper:
             self.kernel.change_state(proc, decision.event, emit="exit", reason=reason)
             if decision.event is Event.CRASHED and not self.kernel.shutting_down:
                 self._schedule_restart(decision.delay_ms)
+        self.after_fork()  # no restart forked (shutting down, or it failed)
         if proc.child is None:
             self._remove_pid_file()  # an immediate restart has rewritten it already
+
+    def after_fork(self) -> None:
+        """Right after a spawn's fork: the exit log line held until the restart forked."""
+        line, self._held_log = self._held_log, None
+        if line is not None:
+            with contextlib.suppress(Exception):  # a spawn never fails for a log line
+                self.kernel.log.info("exited", **line)
 
     # -- restarts by policy --------------------------------------------------
 
@@ -135,6 +145,7 @@ class Reaper:
         ):
             return
         self._end_exited_runs()
+        self.restarting = True  # its next spawns reuse the spec (corral.supervisor.prepared)
         with contextlib.suppress(ScriptError, OptionError, StateError):
             child = self.spawn(is_restart=True)
             if proc.history.prev_restart_delay:
@@ -156,7 +167,9 @@ class Reaper:
         proc = self.proc
         if self.kernel.cgroups is None:
             return
-        for path in self.kernel.cgroups.of_slot(proc.unique_id):
+        paths = self.kernel.cgroups.of_slot(proc.unique_id)
+        for path in paths:
             if cgroup.populated(path):
                 cgroup.kill_all(path)  # never the daemon's own cgroup: kill_all checks
-        self.kernel.cgroups.prune(proc.unique_id)
+        if paths and self.kernel.loop is not None:  # forgotten after the fork
+            self.kernel.loop.call_soon(self.kernel.cgroups.prune, proc.unique_id, paths)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from corral.errors import OptionError, ScriptError, StateError
-from corral.supervisor import credentials, lifecycle
+from corral.supervisor import credentials, lifecycle, prepared
 from corral.supervisor.channel import Channel
 from corral.supervisor.cluster_share import on_listen as share_listen
 from corral.supervisor.fdreserve import fd_limit, out_of_fds
@@ -75,10 +75,10 @@ class Slot(Reaper, Stopper):
             self.kernel.mark_dirty()  # online throughout; the state file names the new child
         # counted first, so the child's environment shows this run's restart_time
         proc.history = lifecycle.on_spawn(proc.history, now_ms(), is_restart=is_restart)
-        spec = self._spawn_spec()
+        spec = prepared.spawn_spec(self)  # the last run's, while current
         channel: Channel | None = None
         try:
-            channel = self.kernel.fds.call(Channel, lambda message: None)
+            channel = prepared.channel(self.kernel)  # a spare, made after the last spawn
             spec.env["CORRAL_CHANNEL_FD"] = str(channel.child_fd)
             if is_node(proc.interpreter):
                 spec.env["NODE_CHANNEL_FD"] = str(channel.child_fd)
@@ -105,6 +105,7 @@ class Slot(Reaper, Stopper):
             if self.kernel.journal is not None:
                 started = (before, after) if before is not None else start_time(popen.pid)
                 self.kernel.journal.record(popen.pid, started, proc.options.get("kill_timeout"))
+            self.after_fork()  # what an exit held back until its restart forked
         except Exception as exc:  # whatever it is, the slot is errored, never left launching
             if channel is not None:
                 channel.close()

@@ -8,7 +8,7 @@ import asyncio
 import os
 from typing import TYPE_CHECKING
 
-from corral.supervisor import cgroup, lifecycle
+from corral.supervisor import cgroup, lifecycle, prepared
 from corral.supervisor.kill import (
     Enclosure,
     Leftovers,
@@ -22,6 +22,7 @@ from corral.supervisor.lifecycle import Event, ProcessState
 
 if TYPE_CHECKING:
     from corral.daemon.kernel import Daemon
+    from corral.supervisor.prepared import PreparedSpec
     from corral.supervisor.process import Child, ManagedProcess
 
 
@@ -30,11 +31,16 @@ class Stopper:
 
     kernel: Daemon
     proc: ManagedProcess
+    next_spec: PreparedSpec | None  # Reaper's: the next spawn's spec, dropped at a stop
+    restarting: bool
 
     async def stop_process(self, *, manually: bool = False) -> None:
         """PM2's stop: SIGINT (or the 'shutdown' message), SIGKILL after ``kill_timeout``."""
         proc = self.proc
         proc.ran_before_stop = proc.state in lifecycle.RUNNING_STATES  # for respawn
+        self.next_spec, self.restarting = None, False  # a start after this makes its own
+        if self.kernel.shutting_down:
+            prepared.close_spares(self.kernel)
         emit = "stop" if manually else None
         if proc.state is ProcessState.WAITING_RESTART:
             if proc.restart_timer is not None:
