@@ -97,32 +97,34 @@ def _no_answer(
     )
 
 
-def start_daemon_early(home: str | os.PathLike | None = None) -> None:
+def start_daemon_early(home: str | os.PathLike | None = None) -> bool:
     """Start the daemon if none runs, without waiting for it: it boots while the caller
-    goes on (the CLI loads click and rich meanwhile).
+    goes on (the CLI loads click and rich meanwhile). Whether this call spawned it.
 
     The next ``connect()`` finds it up, or waits until it answers; a daemon that
     cannot start is met again there, and reported. Only paths and homelock (the
     standard library) are loaded before the spawn.
     """
     if home is None and os.environ.get(ADDRESS_ENV_NAME):
-        return  # connect() will drive a remote daemon
+        return False  # connect() will drive a remote daemon
     try:
         root = paths.ensure_home(Path(home) if home else None)
         if homelock.holder(root) is not None:
-            return
+            return False
         spawn_fd = homelock.try_spawn_lock(root)
     except (CorralError, OSError):
-        return
+        return False
     if spawn_fd is None:
-        return  # another client starts it: connect() waits for it
+        return False  # another client starts it: connect() waits for it
     try:
         if homelock.holder(root) is None:
             _early.append(_spawn_daemon(root, None, spawn_fd))
+            return True
     except (CorralError, OSError):
         pass  # connect() tries again, and says why
     finally:
         os.close(spawn_fd)  # closed, not unlocked: the booting daemon keeps it held
+    return False
 
 
 _early: list[subprocess.Popen] = []  # the daemons start_daemon_early spawned, not waited for
