@@ -19,6 +19,7 @@ import importlib
 import json
 import os
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 FORMAT = 1  # of the cache file: another value is scanned again
+RACY_NS = 2_000_000_000  # a scan this soon after a directory changed is not cached
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,11 @@ def _read(cache: Path, group: str, key: list[Any]) -> dict[str, Entry] | None:
 
 
 def _write(cache: Path, group: str, key: list[Any], scanned: dict[str, Any]) -> None:
+    # a directory changed in the last seconds may change again within the same tick of
+    # the file system's clock, unseen: such a scan is not kept (as git's "racy" index)
+    recent = time.time_ns() - RACY_NS
+    if any(isinstance(k, list) and k[1] is not None and k[1] > recent for k in key):
+        return
     rows = []
     for name, ep in scanned.items():
         dist = getattr(ep, "dist", None)
