@@ -130,3 +130,17 @@ def test_a_second_daemon_reads_its_plugins_from_the_cache(
     assert run() == [["bus"], True]  # the first scans, and writes the cache
     assert list((tmp_path / "cache" / "corral").glob("entrypoints-*.json"))
     assert run() == [["bus"], False]
+
+
+def test_the_pipe_holders_process_loads_only_what_it_serves_with() -> None:
+    # it boots beside the daemon on every cold start: asyncio and the log writers are
+    # the daemon's side of the module (HolderLink, Drain), loaded there when used
+    code = (
+        "import sys\n"
+        "import corral.supervisor.fdholder\n"
+        "print(sorted(m for m in ('asyncio', 'subprocess', 'threading', 'corral.supervisor.logs')"
+        " if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
