@@ -20,12 +20,12 @@ import os
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 import pluggy
 
-from corral import hookspecs
+from corral import entrypoints, hookspecs
 from corral.errors import CorralError, PluginError
 from corral.offload import OBSERVER_HOOKS, PluginWorkers, runs_on_loop
 from corral.options.schema import OptionSchema
@@ -55,8 +55,9 @@ class PluginRecord:
         }
 
 
-def _entry_points() -> dict[str, metadata.EntryPoint]:
-    return {ep.name: ep for ep in metadata.entry_points(group=GROUP)}
+def _entry_points(cache: Path | None = None) -> dict[str, Any]:
+    """The installed plugins' entry points by name (see corral.entrypoints for ``cache``)."""
+    return entrypoints.entry_points(GROUP, cache)
 
 
 def _requested_names() -> tuple[list[str] | None, list[str]]:
@@ -76,7 +77,7 @@ def _requested_names() -> tuple[list[str] | None, list[str]]:
     return None, denied
 
 
-def _unknown(name: str, available: dict[str, metadata.EntryPoint]) -> PluginError:
+def _unknown(name: str, available: dict[str, Any]) -> PluginError:
     known = ", ".join(sorted(available)) or "none installed"
     return PluginError(
         f"unknown plugin '{name}' (installed: {known}): pip install it or fix the name"
@@ -99,9 +100,12 @@ class PluginManager:
 
     # -- registration ------------------------------------------------------
 
-    def load(self, plugins: Iterable[str | object] | None = None) -> None:
-        """Register ``plugins`` (names or objects), or the installed entry points."""
-        available = _entry_points()
+    def load(
+        self, plugins: Iterable[str | object] | None = None, cache: Path | None = None
+    ) -> None:
+        """Register ``plugins`` (names or objects), or the installed entry points
+        (read from ``cache`` while it is fresh: corral.entrypoints)."""
+        available = _entry_points(cache)
         if plugins is None:
             wanted, denied = _requested_names()
             for name in denied:
@@ -118,7 +122,7 @@ class PluginManager:
         self.pm.check_pending()
         OptionSchema(self.app_options())  # fail at load on an option declared twice
 
-    def _load_name(self, name: str, available: dict[str, metadata.EntryPoint]) -> None:
+    def _load_name(self, name: str, available: dict[str, Any]) -> None:
         if name in self.records:
             return
         ep = available.get(name)
@@ -308,8 +312,11 @@ class PluginManager:
         return [record.to_dict() for record in self.records.values()]
 
 
-def load_plugins(plugins: Iterable[str | object] | None = None) -> PluginManager:
-    """A manager with ``plugins`` loaded (names or objects), or the installed ones."""
+def load_plugins(
+    plugins: Iterable[str | object] | None = None, cache: Path | None = None
+) -> PluginManager:
+    """A manager with ``plugins`` loaded (names or objects), or the installed ones
+    (their entry points read from ``cache`` while it is fresh: corral.entrypoints)."""
     manager = PluginManager()
-    manager.load(plugins)
+    manager.load(plugins, cache)
     return manager

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import re
 import stat
+import sys
+import zlib
 from pathlib import Path
 
 from corral.errors import DaemonError
@@ -141,6 +143,14 @@ def journal_file(root: Path) -> Path:
 
 def log_file(root: Path) -> Path:
     return root / "corral.log"
+
+
+def plugins_cache() -> Path:
+    """The cache of the installed plugins' entry points (corral.entrypoints): the
+    user's, one per Python environment (every home of that environment shares it)."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    tag = zlib.crc32(os.fsencode(sys.prefix))
+    return Path(base) / "corral" / f"entrypoints-{tag:08x}.json"
 
 
 def settings_file(root: Path) -> Path:

@@ -48,7 +48,10 @@ def main(argv: list[str] | None = None) -> None:
             # deferred: the launcher (paths, homelock), only for a command that boots the daemon
             from corral.client.launcher import start_daemon_early
 
-            start_daemon_early()  # it boots while click and rich load here
+            if start_daemon_early() and "--json" not in args:  # it boots while click loads
+                # deferred: rich and the table `start` prints at its end, loaded while
+                # the daemon boots (once it has answered, they would delay the table)
+                from corral.cli import table  # noqa: F401
         _one_line_warnings()
         build_cli().main(args, prog_name="corral")
 

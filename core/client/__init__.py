@@ -9,11 +9,13 @@ daemon (corral.client.launcher) does not load pyzmq and the clients with it.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
 
 from corral.errors import CorralWarning  # defined with the errors, below every module
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing before the daemon's spawn
 if TYPE_CHECKING:
+    from typing import Any
+
     from corral.client.aio import AsyncClient
     from corral.client.connection import connect, current
     from corral.client.sync import Client

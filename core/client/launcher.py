@@ -7,15 +7,12 @@ import contextlib
 import os
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 from corral import paths
 from corral.daemon import homelock
-from corral.daemon.upgrade import warn_if_other
 from corral.errors import CorralError, DaemonError
-from corral.rpc.wire import SyncTransport, pid_alive
 
 ADDRESS_ENV_NAME = "CORRAL_ADDRESS"  # a daemon elsewhere, reached by a transport plugin
 
@@ -29,6 +26,10 @@ def read_daemon_pid(root: Path) -> int | None:
 
 def _answers(root: Path, timeout: float) -> int | None:
     """The daemon's pid if one answers a ping in ``root``, else None."""
+    # deferred: pyzmq (~13 ms), loaded after the daemon's spawn (see start_daemon_early)
+    from corral.daemon.upgrade import warn_if_other
+    from corral.rpc.wire import SyncTransport, pid_alive
+
     pid = read_daemon_pid(root)
     if not pid_alive(pid) or not paths.rpc_path(root).exists():
         return None
@@ -96,26 +97,37 @@ def _no_answer(
     )
 
 
-def start_daemon_early(home: str | os.PathLike | None = None) -> None:
-    """Start the daemon on a thread if none runs, so it boots while the caller goes on.
+def start_daemon_early(home: str | os.PathLike | None = None) -> bool:
+    """Start the daemon if none runs, without waiting for it: it boots while the caller
+    goes on (the CLI loads click and rich meanwhile). Whether this call spawned it.
 
-    The next ``connect()`` finds it up, or waits until it answers; an error
-    here is left for that ``connect()`` to meet again and report.
+    The next ``connect()`` finds it up, or waits until it answers; a daemon that
+    cannot start is met again there, and reported. Only paths and homelock (the
+    standard library) are loaded before the spawn.
     """
     if home is None and os.environ.get(ADDRESS_ENV_NAME):
-        return  # connect() will drive a remote daemon
+        return False  # connect() will drive a remote daemon
     try:
         root = paths.ensure_home(Path(home) if home else None)
-    except CorralError:
-        return
-    if homelock.holder(root) is not None:
-        return
+        if homelock.holder(root) is not None:
+            return False
+        spawn_fd = homelock.try_spawn_lock(root)
+    except (CorralError, OSError):
+        return False
+    if spawn_fd is None:
+        return False  # another client starts it: connect() waits for it
+    try:
+        if homelock.holder(root) is None:
+            _early.append(_spawn_daemon(root, None, spawn_fd))
+            return True
+    except (CorralError, OSError):
+        pass  # connect() tries again, and says why
+    finally:
+        os.close(spawn_fd)  # closed, not unlocked: the booting daemon keeps it held
+    return False
 
-    def boot() -> None:
-        with contextlib.suppress(CorralError, OSError):
-            ensure_daemon(root)
 
-    threading.Thread(target=boot, name="corral-daemon-boot", daemon=True).start()
+_early: list[subprocess.Popen] = []  # the daemons start_daemon_early spawned, not waited for
 
 
 def _spawn_daemon(root: Path, plugins: list[str] | None, spawn_fd: int) -> subprocess.Popen:
@@ -161,6 +173,8 @@ def _last_line(path: Path) -> str:
 
 def _wait_gone(pid: int | None, timeout: float = 15.0) -> bool:
     """Wait until ``pid`` has exited; False if it still runs after ``timeout`` seconds."""
+    from corral.rpc.wire import pid_alive  # deferred: pyzmq, as in _answers
+
     deadline = time.monotonic() + timeout
     while pid_alive(pid):
         with contextlib.suppress(ChildProcessError, OSError):

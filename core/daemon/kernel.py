@@ -75,7 +75,7 @@ class Daemon:
     ) -> None:
         self.home = paths.ensure_home(home)
         self.in_process = in_process
-        self.manager: PluginManager = load_plugins(plugins)
+        self.manager: PluginManager = load_plugins(plugins, paths.plugins_cache())
         self.schema = OptionSchema(self.manager.app_options())
         self.procs: dict[int, ManagedProcess] = {}
         self._named: dict[str, dict[int, ManagedProcess]] = {}  # name -> its slots, by pm_id

@@ -10,7 +10,6 @@ endpoint the user asked for unserved.
 
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +57,8 @@ def check(home: Path, manager: Any) -> dict[str, Any]:
                 f"{path}: {shorten(key)} is a setting of the plugin '{owner}', which is not "
                 f"loaded: load it (CORRAL_PLUGINS) or remove the setting"
             )
+        import difflib  # deferred: only an unknown setting's hint needs it
+
         close = difflib.get_close_matches(str(key), known, n=1)
         hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(known) or 'none'}"
         raise ConfigError(f"{path}: unknown setting {shorten(key)} ({hint})")

@@ -21,7 +21,6 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cache
-from importlib import metadata
 from typing import Any
 
 from corral.errors import OptionError, PluginError, shorten
@@ -114,6 +113,8 @@ def _installed_keys() -> dict[str, tuple[str, str]]:
     ``corral_app_options`` without registering it. Only an unknown key gets here,
     so a valid app never imports a plugin it did not load.
     """
+    from importlib import metadata  # deferred: ~10 ms of imports, on this error path only
+
     keys: dict[str, tuple[str, str]] = {}
     for entry in metadata.entry_points(group=ENTRY_POINT_GROUP):
         try:

@@ -23,23 +23,25 @@ home: it keeps ``fdholder.lock`` locked while it runs.
 from __future__ import annotations
 
 import array
-import asyncio
 import contextlib
 import fcntl
 import json
 import os
 import selectors
 import socket
-import subprocess
 import sys
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from corral.supervisor.logs import LineWriter, LogFiles
+if TYPE_CHECKING:
+    from corral.supervisor.logs import LineWriter, LogFiles
+
+# The holder's own process (``python -m corral.supervisor.fdholder``) boots beside the
+# daemon: this module loads only the standard library it needs, and what only the
+# daemon's side uses (asyncio, subprocess, the log writers) loads where it is used.
 
 SOCKET, LOCK, PID = "fdholder.sock", "fdholder.lock", "fdholder.pid"
 IDLE_EXIT = 60.0  # seconds with no daemon connected, after which held pipes are let go
@@ -189,6 +191,9 @@ class HolderLink:
         if sock is not None:
             sock.settimeout(2.0)
             return cls(sock, log)
+        import subprocess  # deferred: the daemon's side only (see the imports)
+        import threading  # deferred: as above
+
         # it forks and its first process exits at once: the holder is no child of the
         # daemon, in a session of its own, so a kill of the daemon's group misses it
         starter = subprocess.Popen(
@@ -310,6 +315,10 @@ class Drain:
     """Write what the taken pipes hold into their log files, on the loop, until each ends."""
 
     def __init__(self, taken: list[Held], logs: LogFiles) -> None:
+        import asyncio  # deferred: the daemon's side only (see the imports)
+
+        from corral.supervisor.logs import LineWriter  # deferred: as above
+
         self.logs = logs
         self.loop = asyncio.get_running_loop()
         self.open: dict[int, tuple[LineWriter, list]] = {}
@@ -359,6 +368,8 @@ class Drain:
     async def finish(self, timeout: float) -> int:
         """Wait up to ``timeout`` s for every pipe to end (its writers gone), then read what
         is left and close them all. Returns the bytes drained."""
+        import asyncio  # deferred: the daemon's side only (see the imports)
+
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self.ended.wait(), timeout)
         for fd in list(self.open):

@@ -1,0 +1,146 @@
+"""Cold start (no daemon -> an app online): what runs before what, and what is not loaded.
+
+The figures are in bench/ (cold_start); these tests check the order and the laziness
+that make them: the CLI spawns the daemon before it loads pyzmq, the daemon starts its
+pipe holder before its own imports, and a daemon whose plugins' entry points are in the
+cache loads no importlib.metadata.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+
+from corral.daemon import homelock
+from corral.testing import kill_tree, wait_for
+
+# logs, per process, the spawns and the imports this test watches, in their order
+AUDIT = """
+import os, sys
+_LOG = os.environ.get("COLD_AUDIT_LOG")
+_WATCHED = {"zmq", "asyncio", "importlib.metadata"}
+
+def _hook(event, args):
+    if event == "os.posix_spawn" or event == "subprocess.Popen":
+        what = " ".join(map(str, args[1]))
+    elif event == "import" and args[0] in _WATCHED:
+        what = args[0]
+    else:
+        return
+    with open(_LOG, "a") as f:
+        f.write(f"{os.getpid()} {event} {what}\\n")
+
+if _LOG:
+    sys.addaudithook(_hook)
+"""
+
+
+def _events(log: Path, pid: int) -> list[str]:
+    rows = [line.split(" ", 2) for line in log.read_text().splitlines()]
+    return [f"{event} {what}" for who, event, what in rows if int(who) == pid]
+
+
+def _holders(home: Path) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = proc.info["cmdline"] or []
+        if "corral.supervisor.fdholder" in cmdline and str(home) in cmdline:
+            found.append(proc)
+    return found
+
+
+def test_the_cli_path_spawns_the_daemon_before_it_loads_pyzmq(corral_home: Path) -> None:
+    code = (
+        "import sys\n"
+        "from corral.client.launcher import start_daemon_early\n"
+        "start_daemon_early()\n"
+        "print(sorted(m for m in ('zmq', 'typing', 'click', 'rich') if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+    # and the daemon it spawned comes up and answers, with no client waiting for it
+    wait_for(lambda: homelock.holder(corral_home), what="the daemon holds its home")
+    wait_for(lambda: (corral_home / "rpc.sock").exists(), what="the daemon listens")
+
+
+def test_the_daemon_starts_its_pipe_holder_before_its_imports(
+    corral_home: Path, tmp_path: Path
+) -> None:
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(AUDIT)
+    log = tmp_path / "audit.log"
+    env = dict(os.environ, PYTHONPATH=str(site), COLD_AUDIT_LOG=str(log))
+    done = subprocess.run(
+        [sys.executable, "-m", "corral", "start", "--no-wait", "-x", "fork", sys.executable,
+         "--name", "idle", "--", "-c", "import time; time.sleep(600)"],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    daemon = int((corral_home / "corral.pid").read_text())
+    events = _events(log, daemon)
+    holder = next(i for i, e in enumerate(events) if "corral.supervisor.fdholder" in e)
+    assert holder < events.index("import asyncio")
+    assert holder < events.index("import zmq")
+    assert len(_holders(corral_home)) == 1  # the daemon found it: no second one started
+
+
+def test_a_daemon_that_fails_at_start_leaves_no_pipe_holder(corral_home: Path) -> None:
+    (corral_home / "corral.yaml").write_text("no_such_setting: 1\n")
+    env = dict(os.environ, CORRAL_HOME=str(corral_home))
+    done = subprocess.run(
+        [sys.executable, "-m", "corral.daemon.main"],
+        env=env, cwd=corral_home, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode != 0
+    assert "no_such_setting" in done.stderr
+    try:
+        # not the 60 s an unused holder otherwise waits for a daemon
+        wait_for(lambda: not _holders(corral_home), timeout=5, what="the holder exits")
+    finally:
+        for proc in _holders(corral_home):
+            kill_tree(proc.pid)
+
+
+def test_a_second_daemon_reads_its_plugins_from_the_cache(
+    corral_home: Path, tmp_path: Path
+) -> None:
+    code = (
+        "import sys\n"
+        "from corral.daemon.kernel import Daemon\n"
+        "daemon = Daemon()\n"
+        "print(json.dumps([sorted(daemon.manager.records), 'importlib.metadata' in sys.modules]))\n"
+    )
+    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "cache"), CORRAL_PLUGINS="bus")
+
+    def run() -> list:
+        done = subprocess.run(
+            [sys.executable, "-c", "import json\n" + code],
+            env=env, cwd=corral_home, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    assert run() == [["bus"], True]  # the first scans, and writes the cache
+    assert list((tmp_path / "cache" / "corral").glob("entrypoints-*.json"))
+    assert run() == [["bus"], False]
+
+
+def test_the_pipe_holders_process_loads_only_what_it_serves_with() -> None:
+    # it boots beside the daemon on every cold start: asyncio and the log writers are
+    # the daemon's side of the module (HolderLink, Drain), loaded there when used
+    code = (
+        "import sys\n"
+        "import corral.supervisor.fdholder\n"
+        "print(sorted(m for m in ('asyncio', 'subprocess', 'threading', 'corral.supervisor.logs')"
+        " if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
