@@ -26,9 +26,8 @@ def read_daemon_pid(root: Path) -> int | None:
 
 def _answers(root: Path, timeout: float) -> int | None:
     """The daemon's pid if one answers a ping in ``root``, else None."""
-    # deferred: pyzmq (~13 ms), loaded after the daemon's spawn (see start_daemon_early)
-    from corral.daemon.upgrade import warn_if_other
-    from corral.rpc.wire import SyncTransport, pid_alive
+    from corral.daemon.upgrade import warn_if_other  # deferred: after the daemon's spawn
+    from corral.rpc.wire import SyncTransport, pid_alive  # deferred: pyzmq (~13 ms), as above
 
     pid = read_daemon_pid(root)
     if not pid_alive(pid) or not paths.rpc_path(root).exists():

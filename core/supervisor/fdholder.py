@@ -37,6 +37,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import asyncio
+
     from corral.supervisor.logs import LineWriter, LogFiles
 
 # The holder's own process (``python -m corral.supervisor.fdholder``) boots beside the
@@ -231,6 +233,8 @@ class HolderLink:
         self._pending[_key(pid, stream, fd)] = (meta, fd)
         if self._flush_soon is not None:
             return
+        import asyncio  # deferred: the holder's own process never loads asyncio
+
         try:
             self._flush_soon = asyncio.get_running_loop().call_soon(self.flush)
         except RuntimeError:  # no loop (a test, a tool): at once
