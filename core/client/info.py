@@ -255,11 +255,12 @@ class ProcessInfo:
         if self._data is None:  # a row holds no env copies: no need to fetch the env
             items = self._shape.items(self._row)  # type: ignore[union-attr]
             return {k: v for k, v in items if k not in RUNTIME_FIELDS}
-        env = self.env
+        env = self.env  # a field with the env's value of its name is the env's copy
         return {
             k: v
             for k, v in self.pm2_env.items()
-            if k not in RUNTIME_FIELDS and (k not in env or k in ("name", "namespace"))
+            if k not in RUNTIME_FIELDS
+            and (k not in env or env[k] != v or k in ("name", "namespace"))
         }
 
     def to_dict(self) -> dict[str, Any]:
