@@ -100,21 +100,27 @@ def test_corral_ls_of_a_real_fleet_draws_without_rich(corral_home: Path, tmp_pat
     eco = tmp_path / "eco.json"
     eco.write_text(json.dumps({"apps": apps}))
     env = dict(os.environ, CORRAL_HOME=str(corral_home))
-    cli = [sys.executable, "-X", "importtime", "-m", "corral"]
+    cli = [sys.executable, "-m", "corral"]
+
+    def run(*args: str, **kw) -> subprocess.CompletedProcess:
+        return subprocess.run([*cli, *args], env=env, capture_output=True, text=True, **kw)
+
     try:
-        subprocess.run([*cli[:1], "-m", "corral", "start", str(eco)], env=env, check=True, capture_output=True)
+        run("start", str(eco), check=True)
 
         def online() -> bool:
-            out = subprocess.run([*cli[:1], "-m", "corral", "jlist"], env=env, capture_output=True, text=True)
-            return sum(p["pm2_env"]["status"] == "online" for p in json.loads(out.stdout)) == 150
+            listed = json.loads(run("jlist").stdout)
+            return sum(p["pm2_env"]["status"] == "online" for p in listed) == 150
 
         wait_for(online, timeout=120, what="150 apps online")
         for columns in ("80", None):
             run_env = dict(env, COLUMNS=columns) if columns else env
-            ls = subprocess.run([*cli, "ls"], env=run_env, capture_output=True, text=True, check=True)
-            assert "rich" not in {line.split("|")[-1].strip().split(".")[0] for line in ls.stderr.splitlines()}
+            argv = [sys.executable, "-X", "importtime", "-m", "corral", "ls"]
+            ls = subprocess.run(argv, env=run_env, capture_output=True, text=True, check=True)
+            imported = {line.split("|")[-1].strip() for line in ls.stderr.splitlines()}
+            assert "rich" not in {name.split(".")[0] for name in imported}
             rows = [line for line in ls.stdout.splitlines() if line.startswith("│")]
             assert len(rows) == 151 and "s149" in rows[-1]
             assert max(len(line) for line in ls.stdout.splitlines()) <= int(columns or 200)
     finally:
-        subprocess.run([*cli[:1], "-m", "corral", "kill"], env=env, capture_output=True, timeout=120)
+        run("kill", timeout=120)
