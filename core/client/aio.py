@@ -84,14 +84,14 @@ class AsyncClient(Calls):
                 self._old_list = True  # a daemon from before the compact list
         return await self._send("list", {}, _infos)
 
-    def _fetch_env(self, pm_id: int, unique_id: Any) -> dict[str, str]:
+    def _fetch_env(self, pm_id: int, name: str) -> dict[str, str]:
         """A listed process's env, fetched when first asked for: a property cannot
         await, so it is one blocking describe on a socket of its own."""
         if self._sync is None:
             alive = lambda: pid_alive(self.daemon_pid)  # noqa: E731
             self._sync = SyncTransport(*_endpoint(self.home, self.remote, alive))
         reply = self._sync.call("describe", {"target": pm_id})
-        return env_of(_infos(reply), pm_id, unique_id)
+        return env_of(_infos(reply), pm_id, name)
 
     async def start(
         self,

@@ -55,7 +55,7 @@ RUNTIME_FIELDS = frozenset(
 # a compact list's row, as the client joins it: pid, memory, cpu, runtime values,
 # shape, fixed values, (env)
 PID, MEMORY, CPU = 0, 1, 2
-EnvFetch = Callable[[int, Any], dict[str, str]]  # (pm_id, unique_id) -> the process's env
+EnvFetch = Callable[[int, str], dict[str, str]]  # (pm_id, name) -> the process's env
 
 
 class Shape:
@@ -89,14 +89,14 @@ def from_rows(reply: dict[str, Any], fetch: EnvFetch | None) -> list[ProcessInfo
     ]
 
 
-def env_of(infos: list[ProcessInfo], pm_id: int, unique_id: Any) -> dict[str, str]:
-    """The env of process ``pm_id`` in a ``describe`` reply; NotFoundError if its pm_id
-    now names another process (deleted and the id reused since the list)."""
+def env_of(infos: list[ProcessInfo], pm_id: int, name: str) -> dict[str, str]:
+    """The env of process ``pm_id`` in a ``describe`` reply; NotFoundError if that pm_id
+    now names another app (deleted since the list, and its id taken by a new one)."""
     for info in infos:
-        if info.pm_id == pm_id and info.field("unique_id") == unique_id:
+        if info.pm_id == pm_id and info.name == name:
             return info.env
     raise NotFoundError(
-        f"process {pm_id} is not the one listed any more (deleted since): list again"
+        f"process {pm_id} ({name}) is not the one listed any more (deleted since): list again"
     )
 
 
@@ -287,7 +287,7 @@ class ProcessInfo:
         if self._env is _NO_ENV:
             if self._fetch is None:
                 raise LookupError("this ProcessInfo has no client to fetch its env from")
-            self._env = self._fetch(self.pm_id, self.field("unique_id"))
+            self._env = self._fetch(self.pm_id, self.name)
         return self._env
 
     def _full(self) -> dict[str, Any]:

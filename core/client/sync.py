@@ -80,9 +80,9 @@ class Client(Calls):
                 self._old_list = True  # a daemon from before the compact list
         return self._send("list", {}, _infos)
 
-    def _fetch_env(self, pm_id: int, unique_id: Any) -> dict[str, str]:
+    def _fetch_env(self, pm_id: int, name: str) -> dict[str, str]:
         """A listed process's env, fetched when first asked for (one describe)."""
-        return env_of(_infos(self._transport.call("describe", {"target": pm_id})), pm_id, unique_id)
+        return env_of(_infos(self._transport.call("describe", {"target": pm_id})), pm_id, name)
 
     def start(
         self,

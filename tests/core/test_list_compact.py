@@ -95,7 +95,8 @@ def test_list_env_true_is_the_old_full_info(pm, app_path):
 def test_the_old_list_command_answers_the_old_shape(pm, app_path):
     _start_two(pm, app_path)
     entries = json.loads(pm._transport.call_raw("list"))
-    assert pm.jlist_json() == pm._transport.call_raw("list")
+    jlist = [_without_monit(e) for e in json.loads(pm.jlist_json())]
+    assert jlist == [_without_monit(e) for e in entries]  # jlist sends the old form
     assert [set(e) for e in entries] == [{"pid", "name", "pm_id", "monit", "pm2_env"}] * 2
     one = entries[0]["pm2_env"]
     assert one["env"]["LIST_SECRET"] == SECRET and one["LIST_SECRET"] == SECRET
@@ -119,10 +120,16 @@ def test_a_daemon_without_the_compact_form_is_recognised(pm):
 def test_the_env_of_a_process_deleted_since_the_list(pm, app_path):
     _start_two(pm, app_path)
     infos = pm.list()
-    pm.delete("one")
+    pm.delete("two")  # the highest pm_id: the next app takes it
+    pm.start(app_path("sleeper.py"), {"name": "three", "env": {"OTHER": "y"}, "force": True})
+    assert [(i.pm_id, i.name) for i in pm.list()] == [(0, "one"), (1, "three")]
+    with pytest.raises(NotFoundError, match="two"):
+        _ = infos[1].env  # pm_id 1 is another app now: not its env
+    assert infos[0].env["LIST_SECRET"] == SECRET
+    fresh = pm.list()
+    pm.delete("three")
     with pytest.raises(NotFoundError):
-        _ = infos[0].env
-    assert infos[1].env["OTHER"] == "x"
+        _ = fresh[1].env  # deleted: describe finds no process 1
 
 
 def test_the_sync_and_asyncio_clients_agree(pm, app_path):
