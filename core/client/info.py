@@ -52,39 +52,38 @@ RUNTIME_FIELDS = frozenset(
 )
 
 
-# a compact list's row, as the client joins it: pid, memory, cpu, runtime values,
-# shape, fixed values, (env)
+# a compact list's live row: pid, memory, cpu, then the runtime values
 PID, MEMORY, CPU = 0, 1, 2
 EnvFetch = Callable[[int, str], dict[str, str]]  # (pm_id, name) -> the process's env
 
 
 class Shape:
-    """The field names of the rows of one shape, with the position of each in a row."""
+    """The field names of the rows of one shape, and where each value is: its position
+    in the live row (>= 0), or from the end of the fixed row (< 0)."""
 
     __slots__ = ("fixed", "index", "runtime", "skipped")
 
-    def __init__(self, names: list[list[str]]) -> None:
+    def __init__(self, names: list[list[str]], with_env: bool) -> None:
         self.fixed, self.runtime = names
         self.skipped = frozenset(self.runtime)  # env copies PM2's pm2_env leaves out
-        self.index = {key: 3 + i for i, key in enumerate(self.runtime)}
-        self.index.update((key, 4 + len(self.runtime) + i) for i, key in enumerate(self.fixed))
+        end = len(self.fixed) + with_env  # the fixed row: [shape, value..., (env)]
+        self.index = {key: j - end for j, key in enumerate(self.fixed)}
+        self.index.update((key, 3 + i) for i, key in enumerate(self.runtime))
 
-    def items(self, row: list[Any]) -> list[tuple[str, Any]]:
-        """The row's fields and values, fixed then runtime (``pm2_env``'s order)."""
-        start = 4 + len(self.runtime)
-        return [
-            *zip(self.fixed, row[start : start + len(self.fixed)], strict=True),
-            *zip(self.runtime, row[3 : start - 1], strict=True),
-        ]
+    def items(self, live: list[Any], row: list[Any]) -> list[tuple[str, Any]]:
+        """The fields and values, fixed then runtime (``pm2_env``'s order)."""
+        fixed = row[1 : 1 + len(self.fixed)]
+        return [*zip(self.fixed, fixed, strict=True), *zip(self.runtime, live[3:], strict=True)]
 
 
 def from_rows(reply: dict[str, Any], fetch: EnvFetch | None) -> list[ProcessInfo]:
-    """The ProcessInfo of each process of a compact ``list`` reply (its ``live`` and
-    ``rows`` joined in one list; the shapes decoded once)."""
-    shapes = [Shape(names) for names in reply["shapes"]]
+    """The ProcessInfo of each process of a compact ``list`` reply (the shapes decoded
+    once; each process's live and fixed rows read in place)."""
     with_env = bool(reply.get("env"))
+    shapes = [Shape(names, with_env) for names in reply["shapes"]]
+    new = ProcessInfo.from_row
     return [
-        ProcessInfo.from_row(shapes[row[0]], live + row, with_env, fetch)
+        new(shapes[row[0]], live, row, with_env, fetch)
         for live, row in zip(reply["live"], reply["rows"], strict=True)
     ]
 
@@ -118,23 +117,30 @@ class ProcessInfo:
     reads the row the daemon sent, with no request.
     """
 
-    __slots__ = ("_data", "_env", "_fetch", "_row", "_shape")
+    __slots__ = ("_data", "_env", "_fetch", "_live", "_row", "_shape")
 
     def __init__(self, data: dict[str, Any]) -> None:
         self._data: dict[str, Any] | None = data
         self._shape: Shape | None = None
+        self._live: list[Any] = []
         self._row: list[Any] = []
         self._env: Any = None
         self._fetch: EnvFetch | None = None
 
     @classmethod
     def from_row(
-        cls, shape: Shape, row: list[Any], with_env: bool, fetch: EnvFetch | None
+        cls,
+        shape: Shape,
+        live: list[Any],
+        row: list[Any],
+        with_env: bool,
+        fetch: EnvFetch | None,
     ) -> ProcessInfo:
-        """A process of the compact list: its row, read in place (see from_rows)."""
+        """A process of the compact list: its rows, read in place (see from_rows)."""
         info = cls.__new__(cls)
         info._data = None
         info._shape = shape
+        info._live = live
         info._row = row
         info._env = row[-1] if with_env else _NO_ENV
         info._fetch = fetch
@@ -146,7 +152,9 @@ class ProcessInfo:
         if self._data is not None:
             return self._data["pm2_env"].get(key, default)
         position = self._shape.index.get(key)  # type: ignore[union-attr]
-        return default if position is None else self._row[position]
+        if position is None:
+            return default
+        return self._live[position] if position >= 0 else self._row[position]
 
     @property
     def pm2_env(self) -> dict[str, Any]:
@@ -218,11 +226,11 @@ class ProcessInfo:
 
     @property
     def memory(self) -> int:
-        return self["monit"]["memory"] if self._data is not None else self._row[MEMORY]
+        return self["monit"]["memory"] if self._data is not None else self._live[MEMORY]
 
     @property
     def cpu(self) -> float:
-        return self["monit"]["cpu"] if self._data is not None else self._row[CPU]
+        return self["monit"]["cpu"] if self._data is not None else self._live[CPU]
 
     @property
     def out_log(self) -> str | None:
@@ -253,7 +261,7 @@ class ProcessInfo:
     def options(self) -> dict[str, Any]:
         """The app's options (canonical names), without runtime fields and env copies."""
         if self._data is None:  # a row holds no env copies: no need to fetch the env
-            items = self._shape.items(self._row)  # type: ignore[union-attr]
+            items = self._shape.items(self._live, self._row)  # type: ignore[union-attr]
             return {k: v for k, v in items if k not in RUNTIME_FIELDS}
         env = self.env  # a field with the env's value of its name is the env's copy
         return {
@@ -270,9 +278,9 @@ class ProcessInfo:
         if self._data is not None:
             return self._data[key]
         if key == "pid":
-            return self._row[PID]
+            return self._live[PID]
         if key in ("name", "pm_id"):
-            return self._row[self._shape.index[key]]  # type: ignore[union-attr]
+            return self.field(key)
         return self._full()[key]
 
     def __repr__(self) -> str:
@@ -294,20 +302,19 @@ class ProcessInfo:
         """The ``pm2 jlist`` entry: built from the row (the env fetched) on first use."""
         if self._data is None:
             env = self._fetched_env()
-            shape, row = self._shape, self._row
+            shape, live, row = self._shape, self._live, self._row
             assert shape is not None
             # as PM2, every variable at the top level too (as ManagedProcess.to_json orders
             # them: the env's copies, the fixed fields, env, the runtime fields)
             pm2_env = {k: v for k, v in env.items() if k not in shape.skipped}
-            start = 4 + len(shape.runtime)
-            pm2_env.update(zip(shape.fixed, row[start : start + len(shape.fixed)], strict=True))
+            pm2_env.update(zip(shape.fixed, row[1 : 1 + len(shape.fixed)], strict=True))
             pm2_env["env"] = env
-            pm2_env.update(zip(shape.runtime, row[3 : start - 1], strict=True))
+            pm2_env.update(zip(shape.runtime, live[3:], strict=True))
             self._data = {
-                "pid": row[PID],
+                "pid": live[PID],
                 "name": pm2_env["name"],
                 "pm_id": pm2_env["pm_id"],
-                "monit": {"memory": row[MEMORY], "cpu": row[CPU]},
+                "monit": {"memory": live[MEMORY], "cpu": live[CPU]},
                 "pm2_env": pm2_env,
             }
         return self._data
