@@ -34,8 +34,9 @@ class RowCache:
     its figures."""
 
     def __init__(self) -> None:
-        # pm_id -> (process, key objects, encoded fixed row, the same with the env)
-        self.fixed: dict[int, tuple[Any, tuple[Any, ...], str, str]] = {}
+        # pm_id -> [process, key objects, encoded fixed row, the same with the env or
+        # None until a list with env asks for it (the env is most of a record's bytes)]
+        self.fixed: dict[int, list[Any]] = {}
         # (fixed names, runtime names) -> shape number
         self.shapes: dict[tuple[tuple[str, ...], tuple[str, ...]], int] = {}
         self.sampled_at = float("-inf")
@@ -61,7 +62,12 @@ def encode(cmds: Commands, procs: list[ManagedProcess], with_env: bool) -> bytes
         entry = cache.fixed.get(proc.pm_id)
         if entry is None or entry[0] is not proc or entry[1] != key:
             entry = _fixed(cache, proc, key, runtime)
-        rows.append(entry[3] if with_env else entry[2])
+        if not with_env:
+            rows.append(entry[2])
+        else:
+            if entry[3] is None:
+                entry[3] = f"{entry[2][:-1]},{_JSON.encode(proc.env)}]"
+            rows.append(entry[3])
         memory, cpu = proc.monit if proc.state in running else (0, 0.0)
         live.append([proc.pid or 0, memory, cpu, *runtime.values()])
     if len(cache.fixed) > len(procs):  # deleted apps: their parts go
@@ -75,13 +81,13 @@ def encode(cmds: Commands, procs: list[ManagedProcess], with_env: bool) -> bytes
 
 def _fixed(
     cache: RowCache, proc: ManagedProcess, key: tuple[Any, ...], runtime: dict[str, Any]
-) -> tuple[Any, tuple[Any, ...], str, str]:
+) -> list[Any]:
     """The fixed part of ``proc``'s row, encoded now and kept (the cache's entry)."""
     fields = proc.pm2_env(with_env=False)
     names = tuple(k for k in fields if k not in runtime)
     shape = cache.shapes.setdefault((names, tuple(runtime)), len(cache.shapes))
     values = _JSON.encode([shape, *(fields[k] for k in names)])
-    entry = (proc, key, values, f"{values[:-1]},{_JSON.encode(proc.env)}]")
+    entry = [proc, key, values, None]
     cache.fixed[proc.pm_id] = entry
     return entry
 
