@@ -32,6 +32,31 @@ are built from the same table, so this list is the whole API.
 """
 
 
+TAIL = """
+## `list()`: compact, the environment on demand
+
+`list()` returns a `ProcessInfo` per process, as `describe()` does, from a
+compact reply: the field names once, one row of values per process, and no
+environment (about 700 bytes an app, where `pm2 jlist` sends the environment
+twice, in `pm2_env.env` and copied into `pm2_env`). Every property (`name`,
+`status`, `pid`, `memory`, `cpu`, `options`, `info.field("pm_exec_path")`, ...)
+reads that row, with no request. The environment comes on first use of
+`info.env`, `info.pm2_env`, `info.to_dict()`, `info["pm2_env"]` or `==`: one
+`describe` of that pm_id, kept afterwards (`NotFoundError` if the process was
+deleted since the list). `list(env=True)` brings every environment at once
+(`pm2 jlist`'s payload); its `to_dict()`s are what the old `list()` gave.
+`AsyncClient.list()` does the same; its lazy fetch is one blocking round trip
+(a property cannot await), so code that reads many environments in a loop
+passes `env=True`. Memory and CPU figures in `list()` are at most a second
+old; `describe()` and `jlist_json()` sample them afresh.
+
+On the wire this is the `list` command with `form="rows"` (and `env`); `list`
+without arguments answers in `pm2 jlist`'s shape as it always did, so a client
+of an older corral talking to a newer daemon gets what it expects, and a newer
+client falls back to it when an older daemon refuses the arguments.
+"""
+
+
 def render() -> str:
     rows = []
     for call in CALLS:
@@ -41,7 +66,7 @@ def render() -> str:
         rpc = f"`{call.rpc}`" if call.rpc else ""
         plugin = f"`{call.plugin}`" if call.plugin else ""
         rows.append(f"| {name} | {pm2} | {module} | {rpc} | {plugin} | {call.summary} |")
-    return HEAD + "\n".join(rows) + "\n"
+    return HEAD + "\n".join(rows) + "\n" + TAIL
 
 
 def main(argv: list[str]) -> int:

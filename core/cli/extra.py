@@ -69,12 +69,13 @@ def add_commands(cli: click.Group, client_factory: Callable[[], Any]) -> None:
     def id_(name: str, as_json: bool) -> None:
         """Print the pm_ids of the app NAME (or of the script at path NAME) as PM2 does:
         [ 0, 1 ], or [] when none."""
+        from corral.cli.lsdraw import field_of  # deferred: read in place, no env fetched
+
         script = os.path.abspath(name)
         ids = [
             info.pm_id
             for info in client_factory().list()
-            if info.name == name
-            or (info.to_dict().get("pm2_env") or {}).get("pm_exec_path") == script
+            if info.name == name or field_of(info, "pm_exec_path") == script
         ]
         if as_json:
             print_json(ids)

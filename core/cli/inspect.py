@@ -31,15 +31,17 @@ def add_commands(cli: click.Group) -> None:
     def ls(sort: str | None, mini: bool, as_json: bool) -> None:
         """List the processes (aliases: list, status, l, ps). Columns that do not fit are
         dropped: watching, namespace, user, pid, uptime, mode, restarts, cpu, mem."""
+        from corral.cli import lsdraw  # deferred: the table's columns, no rich
+
+        lsdraw.parse_sort(sort)  # a bad --sort is refused before the daemon is asked
+        if not (mini or as_json):
+            session.print_table(session.client(), sort)
+            return
         from corral.cli import (
             table as cli_table,  # deferred: rich (~25 ms) loads only to draw a table
         )
 
-        cli_table.parse_sort(sort)  # a bad --sort is refused before the daemon is asked
-        if not (mini or as_json):
-            session.print_table(session.client(), sort)
-            return
-        infos = session.client().list()
+        infos = session.client().list(env=as_json)  # --json: the jlist entries, env too
         if as_json:
             session.echo(cli_table.ls_json(infos, sort=sort))
         else:

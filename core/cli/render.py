@@ -9,24 +9,20 @@ is tested without a daemon. Imported only by commands that print tables.
 from __future__ import annotations
 
 import os
-import re
-import time
 from collections.abc import Iterable
-from typing import Any
 
 from rich import box
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-STATUS_STYLES = {
-    "online": "green",
-    "stopped": "bright_black",
-    "errored": "red",
-    "launching": "yellow",
-    "waiting restart": "yellow",
-    "stopping": "yellow",
-}
+from corral.cli import words
+
+# the CLI's words, without rich (corral.cli.words); importable from here as they always were
+STATUS_STYLES, now_ms, printable = words.STATUS_STYLES, words.now_ms, words.printable
+human_duration, human_bytes, human_cpu = words.human_duration, words.human_bytes, words.human_cpu
+mode_word, uptime_of = words.mode_word, words.uptime_of
+
 STREAM_STYLES = {"out": "green", "err": "red", "corral": "cyan"}
 
 # The widest a table gets when stdout is not a terminal, so piped output keeps
@@ -50,49 +46,8 @@ def make_console(*, stderr: bool = False) -> Console:
     return console
 
 
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-def human_duration(ms: float) -> str:
-    """PM2's uptime words: ``5s``, ``3m``, ``2h``, ``4D``, ``2M``, ``1Y``."""
-    seconds = max(int(ms // 1000), 0)
-    for size, unit in ((31536000, "Y"), (2592000, "M"), (86400, "D"), (3600, "h"), (60, "m")):
-        if seconds >= size:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
-
-
-def human_bytes(size: float) -> str:
-    """``0b``, ``512b``, ``12.3kb``, ``12.3mb``, ``1.2gb`` as ``pm2 ls`` prints them."""
-    size = float(size or 0)
-    if size < 1024:
-        return f"{int(size)}b"
-    for unit in ("kb", "mb", "gb", "tb"):
-        size /= 1024
-        if size < 1024 or unit == "tb":
-            break
-    return f"{size:.1f}{unit}"
-
-
-def human_cpu(cpu: float) -> str:
-    return f"{round(float(cpu or 0), 1):g}%"
-
-
-def mode_word(exec_mode: str) -> str:
-    """``fork_mode`` -> ``fork``, ``cluster_mode`` -> ``cluster``."""
-    return (exec_mode or "fork_mode").removesuffix("_mode")
-
-
 def status_text(status: str) -> Text:
     return Text(status, style=STATUS_STYLES.get(status, ""))
-
-
-def uptime_of(info: Any, now: int) -> str:
-    """Time since the last spawn, for an online process only (``0`` otherwise, as PM2)."""
-    if info.status != "online" or not info.pm_uptime:
-        return "0"
-    return human_duration(now - info.pm_uptime)
 
 
 EMPTY_HINT = "No process is managed yet. Start one with: corral start app.py --name web"
@@ -113,33 +68,6 @@ def plugins_table(plugins: Iterable[dict]) -> Table:
             Text(str(dropped), style="yellow" if dropped else ""),
         )
     return table
-
-
-# Escape sequences a terminal acts on (colours, cursor moves, titles, hyperlinks,
-# clipboard writes), ECMA-48: CSI, OSC, the DCS/SOS/PM/APC strings, 8-bit CSI, and
-# the two-byte ones. An unterminated string runs to the end of the line, as it would.
-_ESCAPES = re.compile(
-    r"\x1b\[[0-?]*[ -/]*[@-~]"
-    r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?"
-    r"|\x1b[PX^_][^\x1b]*(?:\x1b\\)?"
-    r"|\x9b[0-?]*[ -/]*[@-~]"
-    r"|\x1b[ -/]*[0-~]"
-)
-_CONTROLS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")  # all but \t
-
-
-def printable(line: str) -> str:
-    """An app's log line made safe for a terminal: escape sequences removed, a ``\\r``
-    overwriting the start of the line as a terminal shows it (``10%\\r20%`` is
-    ``20%``), every other control character but a tab shown as ``\\xNN``."""
-    if "\x1b" in line or "\x9b" in line:
-        line = _ESCAPES.sub("", line)
-    if "\r" in line:
-        shown = ""
-        for part in line.split("\r"):
-            shown = part + shown[len(part) :]
-        line = shown
-    return _CONTROLS.sub(lambda m: f"\\x{ord(m[0]):02x}", line)
 
 
 def log_line(prefix: str, stream: str, line: str) -> Text:

@@ -42,14 +42,30 @@ def echo(text: str = "") -> None:
 
 
 def print_table(client: Client, sort: str | None = None) -> None:
-    """Draw the process table (or the hint of an empty list) on stdout."""
-    # deferred: rich (~25 ms) loads only to draw a table
-    from corral.cli.render import EMPTY_HINT, make_console
-    from corral.cli.table import process_table, terminal_width  # deferred: rich (~25 ms), as above
+    """Draw the process table (or the hint of an empty list) on stdout: without rich
+    where the table needs none of it (corral.cli.lsdraw), else with rich."""
+    from corral.cli import lsdraw  # deferred: the table's columns, no rich
 
     infos = client.list()
+    plain = lsdraw.plain_width()
+    if plain is not None and infos:
+        text = lsdraw.draw(infos, *plain, sort=sort)
+        if text is not None:
+            sys.stdout.write(text)
+            return
+    # deferred: rich (~25 ms) loads only to draw a table
+    from corral.cli.render import EMPTY_HINT, make_console
+    from corral.cli.table import process_table, terminal_width  # deferred: rich, as above
+
     console = make_console()
-    if infos:
-        console.print(process_table(infos, width=terminal_width(console), sort=sort))
-    else:
+    if not infos:
         console.print(EMPTY_HINT)
+        return
+    system = console.color_system
+    if (system is None or system in lsdraw.COLOUR_SYSTEMS) and not console.no_color:
+        width = terminal_width(console)
+        text = lsdraw.draw(infos, console.width, width, colour=system is not None, sort=sort)
+        if text is not None:
+            console.file.write(text)
+            return
+    console.print(process_table(infos, width=terminal_width(console), sort=sort))

@@ -9,13 +9,13 @@ from typing import TYPE_CHECKING, Any
 
 from corral import paths
 from corral.client.calls import NO_BUS, Calls, _subscriber, needs_plugin
-from corral.client.info import ProcessInfo
+from corral.client.info import ProcessInfo, env_of, from_rows, old_daemon
 from corral.client.launcher import ensure_daemon, wait_daemon_gone
 from corral.client.remote import Remote, _endpoint, _ping, _remote_target
-from corral.client.requests import _new_options, _renames, _started, start_request
+from corral.client.requests import _infos, _new_options, _renames, _started, start_request
 from corral.errors import NotFoundError, PluginError, ProtocolError
 from corral.rpc.table import with_pm2_names
-from corral.rpc.wire import pid_alive
+from corral.rpc.wire import SyncTransport, pid_alive
 
 if TYPE_CHECKING:
     from corral.client.verdict import StartVerdict
@@ -39,6 +39,8 @@ class AsyncClient(Calls):
 
         endpoint = _endpoint(home, remote, lambda: pid_alive(self.daemon_pid))
         self._transport = AsyncTransport(*endpoint)
+        self._sync: SyncTransport | None = None  # for a listed process's env (see _list)
+        self._old_list = False  # the daemon refused list's compact form: it predates it
 
     @classmethod
     async def connect(
@@ -68,6 +70,28 @@ class AsyncClient(Calls):
     async def _send(self, cmd: str, args: dict[str, Any], convert: Callable | None = None) -> Any:
         result = await self._transport.call(cmd, args)
         return convert(result) if convert else result
+
+    async def _list(self, env: bool) -> list[ProcessInfo]:
+        """:meth:`Client.list`, awaited. A ProcessInfo's env, when fetched on first use
+        (not ``env=True``), comes by a blocking describe: one round trip on the loop."""
+        if not self._old_list:
+            try:
+                reply = await self._transport.call("list", {"form": "rows", "env": env})
+                return from_rows(reply, self._fetch_env)
+            except ProtocolError as exc:
+                if not old_daemon(exc):
+                    raise
+                self._old_list = True  # a daemon from before the compact list
+        return await self._send("list", {}, _infos)
+
+    def _fetch_env(self, pm_id: int, name: str) -> dict[str, str]:
+        """A listed process's env, fetched when first asked for: a property cannot
+        await, so it is one blocking describe on a socket of its own."""
+        if self._sync is None:
+            alive = lambda: pid_alive(self.daemon_pid)  # noqa: E731
+            self._sync = SyncTransport(*_endpoint(self.home, self.remote, alive))
+        reply = self._sync.call("describe", {"target": pm_id})
+        return env_of(_infos(reply), pm_id, name)
 
     async def start(
         self,
@@ -134,9 +158,11 @@ class AsyncClient(Calls):
         reply = await self._transport.call("kill_daemon", {})
         if self.remote is None:
             await asyncio.to_thread(wait_daemon_gone, reply.get("pid") or self.daemon_pid)
-        await self._transport.close()
+        await self.disconnect()
 
     async def disconnect(self) -> None:
+        if self._sync is not None:
+            self._sync.close()
         await self._transport.close()
 
     async def __aenter__(self) -> AsyncClient:

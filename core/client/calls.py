@@ -276,8 +276,17 @@ class Calls:
     def delete(self, target: Target) -> list[ProcessInfo]:
         return self._send("delete", {"target": _target(target, self._remote)}, _infos)
 
-    def list(self) -> list[ProcessInfo]:
-        return self._send("list", {}, _infos)
+    def list(self, *, env: bool = False) -> list[ProcessInfo]:
+        """Every process, by pm_id. The reply is compact and leaves out each app's
+        environment: a ProcessInfo fetches it when first asked for it (``env``,
+        ``pm2_env``, ``to_dict()``; one ``describe`` of its pm_id), every other
+        property is in the reply. ``env=True`` brings every environment at once
+        (``pm2 jlist``'s payload). Memory and CPU figures are at most 1 s old
+        (``describe`` samples them afresh)."""
+        return self._list(env)
+
+    def _list(self, env: bool) -> Any:
+        raise NotImplementedError
 
     def describe(self, target: Target) -> list[ProcessInfo]:
         return self._send("describe", {"target": _target(target, self._remote)}, _infos)

@@ -18,10 +18,17 @@ from corral.client.calls import (
     _subscriber,
     needs_plugin,
 )
-from corral.client.info import ProcessInfo
+from corral.client.info import ProcessInfo, env_of, from_rows, old_daemon
 from corral.client.launcher import wait_daemon_gone
 from corral.client.remote import Remote, _endpoint
-from corral.client.requests import _new_options, _renames, _restarted, _started, start_request
+from corral.client.requests import (
+    _infos,
+    _new_options,
+    _renames,
+    _restarted,
+    _started,
+    start_request,
+)
 from corral.errors import DaemonError, NotFoundError, PluginError, ProtocolError
 from corral.rpc.table import with_pm2_names
 from corral.rpc.wire import SyncTransport, pid_alive
@@ -40,6 +47,7 @@ class Client(Calls):
     """
 
     _watches_progress = True  # an AsyncClient reads launch_bus() instead
+    _old_list = False  # the daemon refused list's compact form: it predates it
 
     def __init__(
         self,
@@ -60,6 +68,21 @@ class Client(Calls):
     def _send(self, cmd: str, args: dict[str, Any], convert: Callable | None = None) -> Any:
         result = self._transport.call(cmd, args)
         return convert(result) if convert else result
+
+    def _list(self, env: bool) -> list[ProcessInfo]:
+        if not self._old_list:
+            try:
+                reply = self._transport.call("list", {"form": "rows", "env": env})
+                return from_rows(reply, self._fetch_env)
+            except ProtocolError as exc:
+                if not old_daemon(exc):
+                    raise
+                self._old_list = True  # a daemon from before the compact list
+        return self._send("list", {}, _infos)
+
+    def _fetch_env(self, pm_id: int, name: str) -> dict[str, str]:
+        """A listed process's env, fetched when first asked for (one describe)."""
+        return env_of(_infos(self._transport.call("describe", {"target": pm_id})), pm_id, name)
 
     def start(
         self,

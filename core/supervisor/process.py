@@ -333,6 +333,13 @@ class ManagedProcess:
             return 0
         return int(time.time() * 1000) - self.history.pm_uptime
 
+    def list_parts(self) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """For the compact list (corral.daemon.commands.rows): the objects the fixed part
+        of ``pm2_env`` is made of (replaced, never changed in place, so a cache of that
+        part holds while each is the same object), and the runtime fields."""
+        key = (self.options, self.env, self.log_paths, self.pid_path, self.name, self.instance)
+        return key, self._runtime_fields()
+
 
 _JSON = json.JSONEncoder(separators=(",", ":"), default=str)
 

@@ -326,7 +326,7 @@ def test_sigkilled_daemon_is_replaced_with_the_same_apps(corral_home, app_path):
     client.start(app_path("sleeper.py"), {"name": "c"})
     client.stop("c")
     old_grandchild = grandchild(b)
-    before = by_name(client)
+    before = {p.name: p for p in client.list(env=True)}  # env too: compared after the kill
     wait_for(
         lambda: (
             {n: (e["status"], e["pid"]) for n, e in state_apps(corral_home).items()}

@@ -2,6 +2,11 @@
 
 ``list`` answers in the ``pm2 jlist`` shape, encoded once here; ``describe`` gives
 the processes a target names in full, with fresh memory and CPU figures.
+
+``list`` with ``form="rows"`` (what ``client.list()`` sends) answers in a compact
+form instead (:mod:`corral.daemon.commands.rows`): the field names once, a row of
+values per process, no environment unless ``env=True``. The old form (no
+arguments) answers as before, for a client of an older corral.
 """
 
 from __future__ import annotations
@@ -11,6 +16,8 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from corral import paths
+from corral.daemon.commands import rows
+from corral.errors import OptionError, shorten
 from corral.rpc.wire import RawJSON
 from corral.supervisor import lifecycle
 
@@ -18,9 +25,16 @@ if TYPE_CHECKING:
     from corral.daemon.commands import Commands
 
 
-def cmd_list(cmds: Commands) -> RawJSON:
-    """Every process in the ``pm2 jlist`` shape, encoded here (see ManagedProcess.to_json)."""
+def cmd_list(cmds: Commands, form: str | None = None, env: bool = False) -> RawJSON:
+    """Every process in the ``pm2 jlist`` shape, encoded here (see ManagedProcess.to_json);
+    with ``form="rows"``, in the compact form (:mod:`corral.daemon.commands.rows`)."""
+    if form not in (None, "rows"):
+        raise OptionError(f"list takes form 'rows' or none, got {shorten(form)}", field="form")
+    if not isinstance(env, bool):
+        raise OptionError(f"list's env is true or false, got {shorten(env)}", field="env")
     procs = sorted(cmds.procs.values(), key=lambda p: p.pm_id)
+    if form == "rows":
+        return RawJSON(rows.encode(cmds, procs, env))
     cmds.sample(procs)
     return RawJSON(("[" + ",".join(p.to_json() for p in procs) + "]").encode())
 
