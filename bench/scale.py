@@ -22,7 +22,6 @@ import os
 import resource
 import shlex
 import signal
-import subprocess
 import sys
 import tempfile
 import uuid
@@ -33,8 +32,8 @@ from metrics import write_ecosystem
 from peers import PEERS, install_peer
 from report import Results, to_json
 from run import _first_line, machine
-from scalerun import ROW_SPECS, popen_floor, rows_for, session
 from scalereport import render
+from scalerun import ROW_SPECS, popen_floor, rows_for, session
 from tools import PM2, BenchError, Corral, Tool, exit_on_term, install_pm2, log, tear_down
 
 HERE = Path(__file__).resolve().parent
@@ -116,7 +115,8 @@ def make_tools(args: argparse.Namespace, root: Path, token: str, results: Result
     tools: list[Tool] = [Corral(root, token, args.python)]
     if "pm2" in args.peers:
         try:
-            tools.append(PM2(install_pm2(args.pm2_prefix or root / "pm2"), root, token, args.python))
+            prefix = install_pm2(args.pm2_prefix or root / "pm2")
+            tools.append(PM2(prefix, root, token, args.python))
         except (BenchError, OSError) as exc:
             results.missing["pm2"] = f"install failed: {exc}"
     venv = args.peers_venv or root / "peers-venv"

@@ -173,7 +173,7 @@ def session(
         def start() -> None:
             try:
                 _start_file(tool, path, timeout)
-            except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+            except BaseException as exc:  # handed to the main thread
                 failure.append(exc)
 
         starter = threading.Thread(target=start, daemon=True)
