@@ -10,19 +10,29 @@ soft limit is below its hard limit raises it at start (corral.daemon.limits).
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import pwd
 import re
 import resource
+import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
+import pytest
 
+import corral
 from corral.daemon.limits import FDS_PER_INSTANCE
+from corral.testing import kill_tree
 from tests.conftest import run_cli
 
 SCRIPT = "#!/bin/sh\nexec sleep 3600\n"
+PYTHON = "/usr/bin/python3"
 
 
 def start_daemon(home: Path, soft: int, hard: int) -> psutil.Process:
@@ -100,3 +110,65 @@ def test_the_daemon_raises_its_soft_open_files_limit_to_the_hard_one(corral_home
     hard = 4096 if hard == resource.RLIM_INFINITY else min(hard, 4096)
     daemon = start_daemon(corral_home, 256, hard)
     assert open_files(daemon) == (hard, hard)
+
+
+@pytest.fixture
+def account() -> Iterator[tuple[str, int, int, Path, Path]]:
+    """A real user of its own (``useradd``), a CORRAL_HOME it owns and a directory it
+    reads (pytest's tmp_path is root's alone); all removed after."""
+    if os.geteuid() != 0 or not shutil.which("useradd") or not os.access(PYTHON, os.X_OK):
+        pytest.skip("needs root, useradd and /usr/bin/python3")
+    name = f"crlim{os.getpid() % 100000}"
+    subprocess.run(["useradd", "-M", "-s", "/bin/sh", name], check=True, capture_output=True)
+    entry = pwd.getpwnam(name)
+    home = Path(tempfile.mkdtemp(prefix="corral-lim-", dir="/tmp"))
+    work = Path(tempfile.mkdtemp(prefix="corral-lim-work-", dir="/tmp"))
+    try:
+        os.chown(home, entry.pw_uid, entry.pw_gid)
+        work.chmod(0o755)
+        yield name, entry.pw_uid, entry.pw_gid, home, work
+    finally:
+        for proc in psutil.process_iter():  # what the user's daemon left, by pid
+            with contextlib.suppress(psutil.Error):
+                if proc.uids().real == entry.pw_uid:
+                    kill_tree(proc.pid)
+        subprocess.run(["userdel", name], capture_output=True, timeout=30)
+        shutil.rmtree(home, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def test_a_start_past_the_users_process_limit_is_refused(account) -> None:
+    """RLIMIT_NPROC counts the user's tasks (root is exempt, so a user of its own)."""
+    _, uid, gid, home, tmp_path = account
+    # the user cannot read root's Python: /usr/bin/python3 (3.11 too) with this corral
+    # (a `corral` link to the source) and the venv's packages
+    path = tmp_path / "path"
+    path.mkdir()
+    (path / "corral").symlink_to(Path(corral.__file__).parent)
+    site = [p for p in sys.path if p.endswith("site-packages") and Path(p).is_dir()]
+    env = {**os.environ, "CORRAL_HOME": str(home), "HOME": str(home), "CORRAL_PLUGINS": ""}
+    env["PYTHONPATH"] = os.pathsep.join([str(path), *site])
+
+    def cli(*args: str, nproc: int | None = None) -> subprocess.CompletedProcess:
+        limit = (
+            (lambda: resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))) if nproc else None
+        )
+        return subprocess.run(
+            [PYTHON, "-m", "corral", *args],
+            env=env, user=uid, group=gid, extra_groups=[], capture_output=True, text=True,
+            timeout=60, preexec_fn=limit, cwd="/",
+        )  # fmt: skip
+
+    assert cli("ping", nproc=100).returncode == 0
+    daemon = psutil.Process(int((home / "corral.pid").read_text()))
+    assert daemon.uids().real == uid
+    result = cli("start", "--no-wait", str(fleet(tmp_path, 40, "big")))
+    assert result.returncode != 0, result.stdout
+    line = result.stderr.strip()
+    assert "\n" not in line and "RLIMIT_NPROC" in line and "100" in line, line
+    assert "ulimit -u" in line and "LimitNPROC=" in line and "nothing was started" in line, line
+    assert json.loads(cli("jlist").stdout) == [] and daemon.children() == []
+
+    assert cli("start", "--no-wait", str(fleet(tmp_path, 5, "small"))).returncode == 0
+    assert len(json.loads(cli("jlist").stdout)) == 5
+    cli("kill")
