@@ -21,7 +21,8 @@ from pathlib import Path
 from time import perf_counter
 from typing import Any
 
-from fleet import cpu_seconds, helpers_of, memory
+import psutil
+from fleet import cpu_seconds, memory
 from metrics import require_daemon, shutdown, wait_online
 from suite import Row
 from tools import TOKEN_VAR, BenchError, Tool, run_command
@@ -100,6 +101,29 @@ class Children:
             if int(stat.rsplit(")", 1)[1].split()[1]) == self.ppid:
                 self.kids.add(int(name))
         return len(self.kids)
+
+
+def helpers(daemon: int, apps: set[int]) -> list[psutil.Process]:
+    """The daemon's descendants that are no app and no app's descendant, from ONE read of
+    /proc (fleet.helpers_of asks psutil per app, which reads all of /proc each time)."""
+    kids: dict[int, list[int]] = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            kids.setdefault(ppid, []).append(int(name))
+    found, todo = [], [p for p in kids.get(daemon, []) if p not in apps]
+    while todo:
+        pid = todo.pop()
+        try:
+            found.append(psutil.Process(pid))
+        except psutil.Error:
+            continue
+        todo += kids.get(pid, [])
+    return found
 
 
 class Lister(threading.Thread):
@@ -206,7 +230,7 @@ def session(
         values[f"start_per_app_{count}"] = values[f"start_online_{count}"] / count * 1000
         time.sleep(1.0)
         pids = {p["pid"] for p in processes if p.get("pid")} or children.kids
-        own = [daemon, *helpers_of(daemon, pids)]
+        own = [daemon, *helpers(daemon.pid, pids)]
         rss = memory(own)[0]
         put("rss", rss)
         put("rss_per_app", (rss - rss_0) * KIB / count)
