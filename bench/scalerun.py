@@ -25,7 +25,7 @@ import psutil
 from fleet import cpu_seconds, memory
 from metrics import require_daemon, shutdown, wait_online
 from suite import Row
-from tools import TOKEN_VAR, BenchError, Tool, run_command
+from tools import TOKEN_VAR, BenchError, Tool, alive, run_command
 
 KIB = 1024
 LIST_PAUSE = 0.05  # s between two lists during the start
@@ -209,6 +209,11 @@ def session(
             while children.count() < count:
                 if failure:
                     raise failure[0]
+                if not alive(daemon):  # PM2's God dies of EMFILE past its fd limit
+                    raise BenchError(
+                        f"{tool.label}: the daemon died {perf_counter() - t0:.0f} s into the "
+                        f"start, with {children.count()} of {count} processes (see its log)"
+                    )
                 if time.monotonic() > deadline:
                     raise BenchError(f"{tool.label}: {children.count()} of {count} in {timeout} s")
                 time.sleep(0.005)
