@@ -226,7 +226,10 @@ def session(
             put("start_online", perf_counter() - t0)
         finally:
             lister.stop.set()
-            lister.join(60)
+            lister.join(30)
+            if lister.is_alive():  # its list hangs on a dead daemon
+                lister.proc.kill()
+                lister.join(5)
             lister.close()
         raw["lists_during_start_ms"] = lister.ms
         if lister.ms:
