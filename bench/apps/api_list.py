@@ -3,12 +3,17 @@
     python api_list.py corral - CALLS           # corral.connect().list()
     python api_list.py supervisor SOCKET CALLS  # XML-RPC supervisor.getAllProcessInfo
     python api_list.py circus ENDPOINT CALLS    # CircusClient, the "status" command
+    python api_list.py corral - CALLS env       # corral.connect().list(env=True)
+    python api_list.py TOOL WHERE stdin         # one call per line read (bench/scale.py)
 
 Run by the Python that has the tool installed. The first WARM calls open and warm
 the connection and are not counted; the JSON has each counted call's wall time in
-ms and the number of apps the last call listed.
+ms and the number of apps the last call listed. With ``stdin`` for CALLS it prints
+``ready`` after the warm calls, then one JSON line (``ms``, ``apps``) per line it
+reads, until stdin closes. A corral without ``list(env=True)`` prints ``{"na": ...}``.
 """
 
+import inspect
 import json
 import sys
 import time
@@ -16,11 +21,16 @@ import time
 WARM = 3
 
 
-def corral_lister(_: str):
+def corral_lister(_: str, env: bool = False):
     import corral
 
     client = corral.connect()
-    return lambda: len(client.list())
+    if not env:
+        return lambda: len(client.list())
+    if "env" not in inspect.signature(client.list).parameters:
+        print(json.dumps({"na": "this corral's list() takes no env argument"}), flush=True)
+        sys.exit(0)
+    return lambda: len(client.list(env=True))
 
 
 def supervisor_lister(socket: str):
@@ -48,9 +58,21 @@ def circus_lister(endpoint: str):
     return status
 
 
-def measure(tool: str, where: str, calls: int) -> dict:
-    lister = {"corral": corral_lister, "supervisor": supervisor_lister, "circus": circus_lister}
-    listed = lister[tool](where)
+LISTERS = {"corral": corral_lister, "supervisor": supervisor_lister, "circus": circus_lister}
+
+
+def on_demand(listed) -> None:
+    """One timed call per line of stdin, each answered with a JSON line."""
+    print("ready", flush=True)
+    for _ in sys.stdin:
+        t0 = time.perf_counter()
+        count = listed()
+        ms = (time.perf_counter() - t0) * 1000
+        print(json.dumps({"ms": ms, "apps": count}), flush=True)
+
+
+def measure(tool: str, where: str, calls: int, env: bool = False) -> dict:
+    listed = LISTERS[tool](where, env) if env else LISTERS[tool](where)
     for _ in range(WARM):
         listed()
     times = []
@@ -62,4 +84,12 @@ def measure(tool: str, where: str, calls: int) -> dict:
 
 
 if __name__ == "__main__":
-    print(json.dumps(measure(sys.argv[1], sys.argv[2], int(sys.argv[3]))), flush=True)
+    tool, where, calls = sys.argv[1:4]
+    with_env = sys.argv[4:5] == ["env"]
+    if calls == "stdin":
+        lister = LISTERS[tool](where, with_env) if with_env else LISTERS[tool](where)
+        for _ in range(WARM):
+            lister()
+        on_demand(lister)
+    else:
+        print(json.dumps(measure(tool, where, int(calls), with_env)), flush=True)

@@ -7,12 +7,12 @@ effects, so a batch of apps is prepared in full before any of them starts.
 from __future__ import annotations
 
 import os
-import resource
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from corral.daemon import limits
 from corral.datefmt import date_formatter
 from corral.errors import OptionError, shorten
 from corral.options.schema import OptionSchema
@@ -55,30 +55,13 @@ def instance_count(value: Any) -> int:
     return max(count, 1)
 
 
-# Descriptors the daemon holds per instance: log files, stdout/stderr pipes, the stdin
-# pipe, pidfd, channel (7 measured), with room to spare; past its limit the daemon
-# could open nothing at all.
-FDS_PER_INSTANCE = 9
 _PATH_OPTIONS = ("out_file", "error_file", "log_file", "pid_file")
 _NULL_PATHS = ("NULL", "/dev/null")
 
 
 def check_fd_budget(count: int) -> None:
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft == resource.RLIM_INFINITY:
-        return
-    try:
-        in_use = len(os.listdir("/proc/self/fd"))
-    except OSError:
-        in_use = 0
-    left = soft - in_use
-    if count * FDS_PER_INSTANCE > left:
-        raise OptionError(
-            f"instances {count} is more than the daemon can run: it has {left} of its "
-            f"{soft} file descriptors left, about {FDS_PER_INSTANCE} per instance "
-            "(start fewer, or raise `ulimit -n` before the daemon starts)",
-            field="instances",
-        )
+    """``count`` new instances must fit the daemon's limits (corral.daemon.limits)."""
+    limits.check_room(count)
 
 
 def check_account(options: dict[str, Any]) -> None:

@@ -26,7 +26,7 @@ import zmq.asyncio
 
 from corral import __version__, paths
 from corral.api import DaemonAPI
-from corral.daemon import homelock, settings
+from corral.daemon import homelock, limits, settings
 from corral.daemon.commands import Commands
 from corral.daemon.commands.dumps import save_dump
 from corral.daemon.fanout import EventFanout
@@ -367,6 +367,7 @@ def main() -> None:
     becomes one ``corral daemon: ...`` line (and a record in corral.log when it can)."""
     home = paths.home()
     homelock.claim_home()  # a second daemon exits here, having touched nothing
+    limits.raise_fd_limit()  # soft RLIMIT_NOFILE up to the hard limit, as node does for PM2
     try:
         daemon = Daemon(home)
     except Exception as exc:

@@ -10,6 +10,7 @@ import asyncio
 import os
 from typing import TYPE_CHECKING, Any
 
+from corral.daemon import limits
 from corral.daemon.apps import PreparedApp, check_fd_budget, check_name
 from corral.daemon.commands import reconcile
 from corral.daemon.commands.creation import (
@@ -56,6 +57,8 @@ async def cmd_start(
         await pacer.turn()
     for app in prepared:
         check_name(app.name)  # here, not in prepare: a dump's old app still comes back
+    if not dry_run:  # fds and pids for the whole batch, or none of it starts
+        limits.check_start(prepared, cmds.procs.values())
     if (
         from_config
     ):  # a config file's apps: brought in line with it (corral.daemon.commands.reconcile)
