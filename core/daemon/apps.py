@@ -152,10 +152,14 @@ def prepare_app(
     cwd: str,
     env: dict[str, str],
     env_name: str | None,
+    *,
+    check_fds: bool = True,
 ) -> PreparedApp:
     """Validate ``raw`` options against ``schema`` and resolve script, interpreter and env.
 
     ``cwd`` and ``env`` are the caller's; ``env_name`` picks ``env_<name>`` (PM2's ``--env``).
+    ``check_fds=False``: the caller checks the whole batch's room once (a check lists the
+    daemon's fds: once per app, a start of n apps was O(n^2)).
     """
     if not isinstance(raw, dict):
         raise OptionError(f"an app must be an object of options, got {type(raw).__name__}")
@@ -189,7 +193,8 @@ def prepare_app(
         name = f"{name}-{env_name}"  # PM2's append_env_to_name (lib/API.js _startJson)
     options["name"] = name
     count = instance_count(options.get("instances"))
-    check_fd_budget(count)
+    if check_fds:
+        check_fd_budget(count)
     if options.get("exec_mode") is None:
         # PM2: a node app given instances runs in cluster mode
         given = any(k in raw for k in ("instances", "i"))

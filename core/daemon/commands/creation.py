@@ -27,9 +27,15 @@ if TYPE_CHECKING:
 
 
 def prepare(
-    cmds: Commands, raw: dict[str, Any], cwd: str, env: dict[str, str], env_name: str | None
+    cmds: Commands,
+    raw: dict[str, Any],
+    cwd: str,
+    env: dict[str, str],
+    env_name: str | None,
+    *,
+    check_fds: bool = True,
 ) -> PreparedApp:
-    app = prepare_app(cmds.daemon.schema, raw, cwd, env, env_name)
+    app = prepare_app(cmds.daemon.schema, raw, cwd, env, env_name, check_fds=check_fds)
     cmds.daemon.manager.validate_app(app.options, app.interpreter)
     return app
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from corral import paths
-from corral.daemon import state
+from corral.daemon import limits, state
 from corral.daemon.commands.creation import create, launch, prepare
-from corral.errors import StateError
+from corral.errors import OptionError, StateError
 from corral.supervisor import lifecycle
 
 if TYPE_CHECKING:
@@ -81,12 +81,18 @@ async def restore(
 ) -> list[ManagedProcess]:
     """Bring back saved processes; an entry that no longer validates is logged and skipped."""
     restored = []
+    try:  # room for all: no app is checked alone (each check lists the daemon's fds)
+        limits.check_room(len(entries), field="apps")
+        each = False
+    except OptionError as exc:  # then each app that fits comes back, and the rest are told
+        cmds.daemon.log.error("cannot restore every app", error=str(exc))
+        each = True
     for entry in entries:
         try:
             options = dict(entry["options"])
-            app = prepare(
-                cmds, options, options.get("cwd") or "/", dict(entry.get("env") or {}), None
-            )
+            cwd = options.get("cwd") or "/"
+            env = dict(entry.get("env") or {})
+            app = prepare(cmds, options, cwd, env, None, check_fds=each)
             app.env = dict(entry.get("env") or app.env)
             pm_id = (
                 entry.get("pm_id") if keep_ids and entry.get("pm_id") not in cmds.procs else None

@@ -53,7 +53,8 @@ async def cmd_start(
     prepared = []
     pacer = Pacer()
     for raw in apps:  # nothing is made yet: other calls may run between two apps
-        prepared.append(prepare(cmds, raw, cwd, caller_env, env_name))
+        # the batch's room is checked once, below (corral.daemon.limits.check_start)
+        prepared.append(prepare(cmds, raw, cwd, caller_env, env_name, check_fds=False))
         await pacer.turn()
     for app in prepared:
         check_name(app.name)  # here, not in prepare: a dump's old app still comes back
