@@ -40,6 +40,9 @@ READINESS_KEYS = ("ready", "ready_by", "ready_at")
 TIMED_OUT = "listen_timeout"
 
 
+_SHARED_ENV = SharedEnvField()  # ManagedProcess.env: set, it is shared (envshare)
+
+
 def now_ms() -> int:
     """The clock of histories, exits and readiness: ms since the epoch."""
     return int(time.time() * 1000)
@@ -78,7 +81,7 @@ class ManagedProcess:
     options: dict[str, Any]  # canonical, validated options
     # the app's environment snapshot (caller env + env option), shared with the apps
     # that have the same one (corral.supervisor.envshare): replaced, never changed
-    env: dict[str, str] = SharedEnvField()  # type: ignore[assignment]
+    env: dict[str, str] = _SHARED_ENV  # type: ignore[assignment]
     script: str  # resolved script path (or a command line for bash -c)
     interpreter: str  # interpreter path, or "none"
     is_command: bool = False
