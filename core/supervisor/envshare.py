@@ -12,7 +12,7 @@ from __future__ import annotations
 import weakref
 from typing import Any, NoReturn
 
-__all__ = ["SharedEnv", "SharedEnvField", "share"]
+__all__ = ["SharedEnv", "share", "shared_slot"]
 
 
 class SharedEnv(dict):
@@ -71,16 +71,11 @@ def _forget(key: int, ref: weakref.ref[SharedEnv]) -> None:
         del _TABLE[key]
 
 
-class SharedEnvField:
-    """A dataclass field whose value is always made shared (:func:`share`) when set."""
+def shared_slot(cls: type, name: str) -> None:
+    """Make the slot ``name`` of ``cls`` share what it is given (:func:`share`) when set."""
+    slot = cls.__dict__[name]  # the member descriptor of a __slots__ class
 
-    def __set_name__(self, owner: type, name: str) -> None:
-        self.name = name
+    def set_shared(obj: Any, value: dict[str, Any]) -> None:
+        slot.__set__(obj, share(value))
 
-    def __get__(self, obj: Any, owner: type | None = None) -> SharedEnv:
-        if obj is None:
-            raise AttributeError(self.name)  # no default: the dataclass field is required
-        return obj.__dict__[self.name]
-
-    def __set__(self, obj: Any, value: dict[str, Any]) -> None:
-        obj.__dict__[self.name] = share(value)
+    setattr(cls, name, property(slot.__get__, set_shared, doc=slot.__doc__))

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from corral.supervisor.envshare import SharedEnvField
+from corral.supervisor.envshare import shared_slot
 from corral.supervisor.lifecycle import ProcessState, RestartHistory, RestartPolicy
 from corral.supervisor.logs import is_null_path
 from corral.supervisor.spawn import SpawnSpec, interpreter_name
@@ -38,9 +38,6 @@ READINESS_KEYS = ("ready", "ready_by", "ready_at")
 
 # what ended the wait for a readiness signal without one (``ready_by``; ``ready`` false)
 TIMED_OUT = "listen_timeout"
-
-
-_SHARED_ENV = SharedEnvField()  # ManagedProcess.env: set, it is shared (envshare)
 
 
 def now_ms() -> int:
@@ -72,16 +69,20 @@ class Child:
     stdin: StdinPipe | None = None  # the write end of its stdin (corral.supervisor.stdin)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class ManagedProcess:
-    """A process slot: it keeps its pm_id across restarts."""
+    """A process slot: it keeps its pm_id across restarts.
+
+    Its fields are slots (a thousand apps hold no attribute dict each): a plugin keeps
+    its own per-app state in ``daemon.state()``, not in attributes of its own here.
+    """
 
     pm_id: int
     name: str
     options: dict[str, Any]  # canonical, validated options
     # the app's environment snapshot (caller env + env option), shared with the apps
     # that have the same one (corral.supervisor.envshare): replaced, never changed
-    env: dict[str, str] = _SHARED_ENV  # type: ignore[assignment]
+    env: dict[str, str]
     script: str  # resolved script path (or a command line for bash -c)
     interpreter: str  # interpreter path, or "none"
     is_command: bool = False
@@ -360,6 +361,8 @@ class ManagedProcess:
             return 0
         return int(time.time() * 1000) - self.history.pm_uptime
 
+
+shared_slot(ManagedProcess, "env")  # set, the env is the one shared dict (envshare)
 
 _JSON = json.JSONEncoder(separators=(",", ":"), default=str)
 
