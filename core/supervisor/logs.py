@@ -166,7 +166,9 @@ class LogFiles:
 
     @staticmethod
     def _key(path: Path) -> Path:
-        return Path(os.path.abspath(path))
+        text = os.path.abspath(path)
+        # the same object when it is absolute already: one Path per file, not one per use
+        return path if isinstance(path, Path) and text == str(path) else Path(text)
 
     def acquire(
         self, path: Path, creds: Credentials | None = None, *, own: bool = False
