@@ -103,7 +103,9 @@ class ManagedProcess:
     monit: tuple[int, float] = (0, 0.0)
     instances_of_app: int = 1  # how many processes share this name, for pm2_env.instances
     listen_port: int | None = None  # the port of the shared socket, once bound
-    leftover_groups: set[int] = field(default_factory=set)  # groups of exited children, not empty
+    # groups of exited children, not empty; replaced, never added to in place, so none
+    # at first is the one empty frozenset, not a set per app
+    leftover_groups: set[int] = field(default=frozenset())  # type: ignore[assignment]
     # a stop in progress: the child's exit is held until the whole tree is gone, so the
     # slot shows "stopped" only when nothing of it runs (and never in a restart's middle)
     stop_in_progress: bool = False
