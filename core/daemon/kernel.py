@@ -44,6 +44,7 @@ from corral.rpc.aio import RPCServer
 from corral.supervisor import cgroup, cgroup_home, credentials, lifecycle
 from corral.supervisor.fdholder import HolderLink
 from corral.supervisor.fdreserve import FdReserve
+from corral.supervisor.heaptrim import HeapTrim
 from corral.supervisor.kill import (
     terminate,
 )
@@ -99,6 +100,7 @@ class Daemon:
         self._stopped = asyncio.Event()
         self.recovered = asyncio.Event()  # set once a dead daemon's apps are back
         self.state_file = StateFile(self)  # what the next daemon recovers from
+        self.heap: HeapTrim | None = None  # gives freed heap back after a burst (detached)
         self.api = DaemonAPI(self)  # what plugins see of this daemon
         self.output = OutputPipes(self.manager, self.api)
         self.children: dict[int, tuple[ManagedProcess, Child]] = {}  # by pid, for sd_notify
@@ -146,6 +148,7 @@ class Daemon:
             self.cgroups = cgroup_home.Cgroups.open(self.home)
         if not self.in_process:
             self._install_signals()
+            self.heap = HeapTrim(self.loop)
         self.log.info(
             "daemon started",
             pid=os.getpid(),
@@ -275,6 +278,8 @@ class Daemon:
     def mark_dirty(self) -> None:
         """Rewrite the state file soon, once, however many changes come first."""
         self.state_file.mark_dirty()
+        if self.heap is not None:
+            self.heap.poke()
 
     # -- process slots -----------------------------------------------------
 

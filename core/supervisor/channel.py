@@ -15,7 +15,6 @@ import fcntl
 import json
 import os
 import socket
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -41,8 +40,9 @@ class Channel:
         self.on_message = on_message
         self._inbox = bytearray()
         self._outbox = bytearray()
-        # what waits behind a message with an fd: (line, fd or None), in order
-        self._queue: deque[tuple[bytes, int | None]] = deque()
+        # what waits behind a message with an fd: (line, fd or None), in order; a list,
+        # as it holds a message or two at most (an empty deque is 600 bytes, per app)
+        self._queue: list[tuple[bytes, int | None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self.closed = False
 
@@ -94,7 +94,7 @@ class Channel:
                     break
             if not self._queue:
                 break
-            line, fd = self._queue.popleft()
+            line, fd = self._queue.pop(0)
             if fd is None:
                 self._outbox += line
                 continue
@@ -103,7 +103,7 @@ class Channel:
                     [line], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]))]
                 )
             except BlockingIOError:
-                self._queue.appendleft((line, fd))
+                self._queue.insert(0, (line, fd))
                 break
             except OSError:
                 os.close(fd)
@@ -153,7 +153,7 @@ class Channel:
         self.sock.close()
         self.child_sock.close()
         while self._queue:
-            _, fd = self._queue.popleft()
+            _, fd = self._queue.pop(0)
             if fd is not None:
                 os.close(fd)
 

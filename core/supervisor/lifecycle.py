@@ -192,7 +192,7 @@ def _exit_codes(value: Any) -> frozenset[int]:
     return frozenset(codes)  # type: ignore[arg-type]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RestartHistory:
     """The counters PM2 keeps in ``pm2_env``; all times are epoch milliseconds."""
 

@@ -69,7 +69,7 @@ class LogFile:
     ) -> None:
         """``opener`` returns a new descriptor of ``path`` (at first and on each reopen);
         by default ``path`` is opened for appending, never through a symbolic link."""
-        self.path = Path(path)
+        self.path = path if isinstance(path, Path) else Path(path)  # not a copy per file
         self.error = None
         self.errors = 0
         self.dropped = 0

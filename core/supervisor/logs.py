@@ -135,6 +135,19 @@ def pid_path(home: Path, name: str, pm_id: int, options: Mapping[str, Any]) -> P
 # -- files -------------------------------------------------------------------
 
 
+class _OpenInDir:
+    """Opens one file of corral's own log directory by name (what a lambda did, smaller:
+    one of these per log file)."""
+
+    __slots__ = ("dir_fd", "name")
+
+    def __init__(self, name: str, dir_fd: int) -> None:
+        self.name, self.dir_fd = name, dir_fd
+
+    def __call__(self) -> int:
+        return os.open(self.name, OPEN_FLAGS, FILE_MODE, dir_fd=self.dir_fd)
+
+
 class LogFiles:
     """The daemon's open log files, one :class:`LogFile` per path, reference-counted.
 
@@ -166,7 +179,9 @@ class LogFiles:
 
     @staticmethod
     def _key(path: Path) -> Path:
-        return Path(os.path.abspath(path))
+        text = os.path.abspath(path)
+        # the same object when it is absolute already: one Path per file, not one per use
+        return path if isinstance(path, Path) and text == str(path) else Path(text)
 
     def acquire(
         self, path: Path, creds: Credentials | None = None, *, own: bool = False
@@ -200,8 +215,7 @@ class LogFiles:
 
     def _opener(self, path: Path, creds: Credentials | None, own: bool) -> Callable[[], int]:
         if own and self.own_dir is not None and self._in_own_dir(path):
-            dir_fd = self.own_dir[1]
-            return lambda: os.open(path.name, OPEN_FLAGS, FILE_MODE, dir_fd=dir_fd)
+            return _OpenInDir(path.name, self.own_dir[1])
         opened: list[int] = []
 
         def as_app() -> int:  # its directory is made on the first open only, as acquire() did

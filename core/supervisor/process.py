@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from corral.supervisor.envshare import shared_slot
 from corral.supervisor.lifecycle import ProcessState, RestartHistory, RestartPolicy
 from corral.supervisor.logs import is_null_path
 from corral.supervisor.spawn import SpawnSpec, interpreter_name
@@ -68,14 +69,20 @@ class Child:
     stdin: StdinPipe | None = None  # the write end of its stdin (corral.supervisor.stdin)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class ManagedProcess:
-    """A process slot: it keeps its pm_id across restarts."""
+    """A process slot: it keeps its pm_id across restarts.
+
+    Its fields are slots (a thousand apps hold no attribute dict each): a plugin keeps
+    its own per-app state in ``daemon.state()``, not in attributes of its own here.
+    """
 
     pm_id: int
     name: str
     options: dict[str, Any]  # canonical, validated options
-    env: dict[str, str]  # the app's environment snapshot (caller env + env option)
+    # the app's environment snapshot (caller env + env option), shared with the apps
+    # that have the same one (corral.supervisor.envshare): replaced, never changed
+    env: dict[str, str]
     script: str  # resolved script path (or a command line for bash -c)
     interpreter: str  # interpreter path, or "none"
     is_command: bool = False
@@ -96,7 +103,9 @@ class ManagedProcess:
     monit: tuple[int, float] = (0, 0.0)
     instances_of_app: int = 1  # how many processes share this name, for pm2_env.instances
     listen_port: int | None = None  # the port of the shared socket, once bound
-    leftover_groups: set[int] = field(default_factory=set)  # groups of exited children, not empty
+    # groups of exited children, not empty; replaced, never added to in place, so none
+    # at first is the one empty frozenset, not a set per app
+    leftover_groups: set[int] = field(default=frozenset())  # type: ignore[assignment]
     # a stop in progress: the child's exit is held until the whole tree is gone, so the
     # slot shows "stopped" only when nothing of it runs (and never in a restart's middle)
     stop_in_progress: bool = False
@@ -109,7 +118,7 @@ class ManagedProcess:
     # option says (stopped by a user: false, as PM2), or watched without it (true)
     watch_shown: Any = None
     slot: Slot = field(init=False, repr=False)  # what acts on this record (corral.supervisor.slot)
-    _json_cache: tuple[tuple, str] | None = field(default=None, repr=False)
+    _json_cache: tuple[tuple, str, bool] | None = field(default=None, repr=False)
     _policy_cache: tuple[dict, RestartPolicy] | None = field(default=None, repr=False)
 
     @property
@@ -293,17 +302,38 @@ class ManagedProcess:
 
         Cached while the options, env, log paths and pid path are the same objects
         (they are replaced, never changed in place) and the slot's names are the same.
+        The two encodings of the env are kept once per shared env (envshare), not per
+        app, unless a variable is named like a field (then the field takes its place).
         """
         key = (self.options, self.env, self.log_paths, self.pid_path, self.name, self.instance)
         cached = self._json_cache
-        if cached is not None and all(a is b for a, b in zip(cached[0], key, strict=True)):
+        if cached is None or not all(a is b for a, b in zip(cached[0], key, strict=True)):
+            fixed = self._fixed_fields()
+            env = self.env
+            if env.keys().isdisjoint(fixed) and "env" not in env:
+                shown = {k: v for k, v in fixed.items() if k not in runtime}
+                cached = (key, _JSON.encode(shown)[1:-1], True)
+            else:
+                fields = {k: v for k, v in env.items() if k not in runtime}
+                fields.update((k, v) for k, v in fixed.items() if k not in runtime)
+                fields["env"] = env
+                cached = (key, _JSON.encode(fields)[1:-1] + ",", False)
+            self._json_cache = cached
+        if not cached[2]:
             return cached[1]
-        fields = {k: v for k, v in self.env.items() if k not in runtime}
-        fields.update((k, v) for k, v in self._fixed_fields().items() if k not in runtime)
-        fields["env"] = self.env
-        text = _JSON.encode(fields)[1:-1] + ","
-        self._json_cache = (key, text)
-        return text
+        top, whole = self._env_json(runtime)
+        return f'{top}{cached[1]},"env":{whole},'
+
+    def _env_json(self, runtime: dict[str, Any]) -> tuple[str, str]:
+        """The env's variables that are no runtime field, encoded as members ending in a
+        comma (or empty), and the whole env as an object; kept on the shared env."""
+        env = self.env
+        key = "watch" in runtime
+        found = env.json.get(key)
+        if found is None:
+            top = _JSON.encode({k: v for k, v in env.items() if k not in runtime})[1:-1]
+            found = env.json[key] = (top + "," if top else "", _JSON.encode(env))
+        return found
 
     def child_env(self) -> dict[str, str]:
         """What the child sees: its env plus every scalar pm2_env field, as PM2."""
@@ -340,6 +370,8 @@ class ManagedProcess:
         key = (self.options, self.env, self.log_paths, self.pid_path, self.name, self.instance)
         return key, self._runtime_fields()
 
+
+shared_slot(ManagedProcess, "env")  # set, the env is the one shared dict (envshare)
 
 _JSON = json.JSONEncoder(separators=(",", ":"), default=str)
 

@@ -50,6 +50,8 @@ class Commands:
             raise ProtocolError(f"plugins may not replace core commands: {sorted(clash)}")
 
     async def dispatch(self, cmd: str, args: dict[str, Any]) -> Any:
+        if self.daemon.heap is not None:  # a reply's buffers are freed once it is sent
+            self.daemon.heap.poke()
         if cmd != "ping" and not self.daemon.recovered.is_set():
             # the apps of a daemon that died are not back yet: a start now could take their ids
             await self.daemon.recovered.wait()
