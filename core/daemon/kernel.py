@@ -41,13 +41,11 @@ from corral.hooks import PluginManager, load_plugins
 from corral.options.schema import OptionSchema
 from corral.options.secrets import KnownSecrets, mask_text
 from corral.rpc.aio import RPCServer
-from corral.supervisor import cgroup, cgroup_home, credentials, lifecycle
+from corral.supervisor import cgroup, cgroup_home, credentials, envshare, lifecycle
 from corral.supervisor.fdholder import HolderLink
 from corral.supervisor.fdreserve import FdReserve
 from corral.supervisor.heaptrim import HeapTrim
-from corral.supervisor.kill import (
-    terminate,
-)
+from corral.supervisor.kill import terminate
 from corral.supervisor.lifecycle import Event
 from corral.supervisor.listen import Listeners
 from corral.supervisor.logs import LogFiles, log_paths, own_log_paths, pid_path
@@ -57,9 +55,7 @@ from corral.supervisor.output import OutputPipes
 from corral.supervisor.pidfile import PidFiles
 from corral.supervisor.process import Child, ManagedProcess, now_ms
 from corral.supervisor.slot import Slot
-from corral.supervisor.spawn import (
-    own_preload,
-)
+from corral.supervisor.spawn import own_preload
 from corral.supervisor.strays import StrayScan
 from corral.supervisor.system import System
 
@@ -115,7 +111,10 @@ class Daemon:
         self.system = System()  # fork/exec, pidfd, wait: what a test may replace
         self.log_file = DaemonLog(paths.log_file(self.home))
         self.log = self.log_file.logger
-        self.log_file.known_secrets = KnownSecrets(lambda: [p.env for p in self.procs.values()])
+        self.log_file.known_secrets = KnownSecrets(
+            lambda: [p.env for p in self.procs.values()],
+            version=lambda: (envshare.generation(), len(self.procs)),  # O(1) per record
+        )
         self.log_file.watch(self.logs)  # a failing app log file is reported once per streak
         self._log_handler = StructlogHandler(self.log)
         logging.getLogger("corral").addHandler(self._log_handler)
@@ -311,17 +310,13 @@ class Daemon:
         self.listeners.release(proc.name, proc.pm_id)
         self._creds.pop(proc.pm_id, None)
         self.procs.pop(proc.pm_id, None)
-        same = self._named.get(proc.name, {})
-        if same.get(proc.pm_id) is proc:
-            del same[proc.pm_id]
-            if not same:
-                del self._named[proc.name]
+        self._named.get(proc.name, {}).pop(proc.pm_id, None)
         self.locks.pop(proc.pm_id, None)
         self._count_instances(proc.name)
         self.mark_dirty()
 
     def _count_instances(self, name: str) -> None:
-        same = self._named.get(name, {})
+        same = self._named.get(name) or self._named.pop(name, {})  # an empty one goes
         for proc in same.values():
             proc.instances_of_app = len(same)
 

@@ -193,13 +193,24 @@ class KnownSecrets:
     """The secret values (:func:`secret_values`) of the envs ``envs()`` gives, for
     :func:`mask_text`; each env is read once while it is the same object."""
 
-    def __init__(self, envs: Callable[[], Iterable[Mapping[str, Any]]]) -> None:
+    def __init__(
+        self,
+        envs: Callable[[], Iterable[Mapping[str, Any]]],
+        version: Callable[[], object] | None = None,
+    ) -> None:
         self._envs = envs
+        self._version = version  # equal while the envs are the same ones: no look at all
+        self._seen_version: object = None
         self._cache: dict[int, tuple[Mapping[str, Any], frozenset[str]]] = {}
         self._seen: tuple[int, ...] = ()
         self._values: frozenset[str] = frozenset()
 
     def __call__(self) -> frozenset[str]:
+        if self._version is not None:
+            version = self._version()
+            if version == self._seen_version:
+                return self._values
+            self._seen_version = version
         envs = list(self._envs())
         seen = tuple(map(id, envs))  # the cache holds the last envs alive: same ids, same objects
         if seen == self._seen:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import weakref
 from typing import Any, NoReturn
 
-__all__ = ["SharedEnv", "share", "shared_slot"]
+__all__ = ["SharedEnv", "generation", "share", "shared_slot"]
 
 
 class SharedEnv(dict):
@@ -71,11 +71,21 @@ def _forget(key: int, ref: weakref.ref[SharedEnv]) -> None:
         del _TABLE[key]
 
 
+_generation = 0  # counts the environments set: what was read is still right while it holds
+
+
+def generation() -> int:
+    """How many environments were set so far (by :func:`shared_slot`'s setter)."""
+    return _generation
+
+
 def shared_slot(cls: type, name: str) -> None:
     """Make the slot ``name`` of ``cls`` share what it is given (:func:`share`) when set."""
     slot = cls.__dict__[name]  # the member descriptor of a __slots__ class
 
     def set_shared(obj: Any, value: dict[str, Any]) -> None:
+        global _generation
         slot.__set__(obj, share(value))
+        _generation += 1
 
     setattr(cls, name, property(slot.__get__, set_shared, doc=slot.__doc__))

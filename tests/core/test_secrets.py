@@ -197,3 +197,22 @@ def test_masking_is_linear_on_hostile_text(text):
     secret_values({"ANY": text, "API_KEY": text})
     mask_env({"URL": text})
     assert time.perf_counter() - began < 2.0
+
+
+def test_known_secrets_read_the_envs_again_only_when_their_version_moves() -> None:
+    """A log record of a daemon with 1,000 apps looked at every app's env: O(n^2) over a
+    start. With a version (the daemon's: envs set, apps held), the values are kept."""
+    envs = [{"API_TOKEN": "first-secret-value"}]
+    version = [0]
+    reads = []
+
+    def listed() -> list[dict[str, str]]:
+        reads.append(1)
+        return envs
+
+    known = KnownSecrets(listed, version=lambda: version[0])
+    assert known() == {"first-secret-value"}
+    assert known() == {"first-secret-value"} and len(reads) == 1
+    envs.append({"DB_PASSWORD": "second-secret-value"})
+    version[0] += 1  # an env set: read again
+    assert known() == {"first-secret-value", "second-secret-value"} and len(reads) == 2
