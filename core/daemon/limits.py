@@ -50,11 +50,14 @@ def check_start(apps: Iterable[Any], procs: Iterable[Any]) -> None:
     """A batch of prepared apps (``name``, ``count``, ``options``) against the apps the
     daemon has: the instances it would add must fit (:func:`check_room`)."""
     have = Counter(p.name for p in procs)
-    instances = fds = 0
+    instances = fds = most = 0
     for app in apps:
         new = app.count if app.options.get("force") else max(app.count - have[app.name], 0)
         instances += new
         fds += new * (FDS_PER_INSTANCE + (1 if app.options.get("log_file") else 0))
+        most = max(most, new)
+    if most > 1:  # one app's `instances` past the limits alone: that option is the fix
+        check_room(most, field="instances")
     check_room(instances, field="apps", fds=fds)
 
 

@@ -11,6 +11,7 @@ import pytest
 import corral
 from corral.client.info import ProcessInfo, old_daemon
 from corral.errors import NotFoundError, OptionError, ProtocolError
+from corral.testing import wait_for
 
 SECRET = "s3cr3t-value-that-must-not-travel"
 ENV = {"LIST_SECRET": SECRET, "status": "from-env", "name": "from-env", "cwd": "/env"}
@@ -55,6 +56,8 @@ def test_the_default_list_reply_leaves_the_env_out(pm, app_path):
 
 def test_the_env_is_fetched_on_first_use_once(pm, app_path):
     _start_two(pm, app_path)
+    # a child just forked may show no memory yet, and a list reuses a sample up to 1 s old
+    wait_for(lambda: all(p.memory > 0 for p in pm.list()), what="both apps sampled")
     pm._transport = counting = Counting(pm._transport)
     infos = pm.list()
     assert [c for c, _ in counting.sent] == ["list"]
