@@ -152,6 +152,23 @@ def test_sigkill_mid_traffic_brings_every_app_back_once(
     assert marked_processes(token) == {}
 
 
+def start_in_thread(
+    client: corral.Client, apps: list[dict]
+) -> tuple[threading.Thread, list[object]]:
+    """``client.start(apps)`` on a thread; its result (or DaemonError) lands in the list."""
+    outcome: list[object] = []
+
+    def start() -> None:
+        try:
+            outcome.append(client.start(apps))
+        except DaemonError as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=start, daemon=True)
+    thread.start()
+    return thread, outcome
+
+
 def test_sigkill_in_the_middle_of_a_start_of_200(
     corral_home: Path, tmp_path: Path, token: str, orphans
 ) -> None:
@@ -165,21 +182,13 @@ def test_sigkill_in_the_middle_of_a_start_of_200(
     apps = [marked(token, n, script=str(script), interpreter="none") for n in names]
     client = corral.connect()
     old_daemon = client.daemon_pid
-    outcome: list[object] = []
-
-    def start() -> None:
-        try:
-            outcome.append(client.start(apps))
-        except DaemonError as exc:
-            outcome.append(exc)
-
-    thread = threading.Thread(target=start, daemon=True)
-    thread.start()
+    thread, outcome = start_in_thread(client, apps)
     pids = corral_home / "pids"
     wait_for(lambda: pids.is_dir() and len(os.listdir(pids)) >= 60, interval=0.001, what="60")
     sigkill_daemon(old_daemon)
     thread.join(30)
     assert not thread.is_alive(), "start never returned after its daemon died"
+    assert len(outcome) == 1, outcome  # the start's error (or its result, if it was over)
     again = corral.connect()
     back = listed(again)
     assert set(back) <= set(names)
@@ -219,16 +228,7 @@ def test_sigkill_while_a_start_of_ten_is_in_flight(
     apps = [marked(token, n, script=str(script), args=[str(gate)], wait_ready=True) for n in names]
     client = corral.connect()
     old_daemon = client.daemon_pid
-    outcome: list[object] = []
-
-    def start() -> None:
-        try:
-            outcome.append(client.start(apps))
-        except DaemonError as exc:
-            outcome.append(exc)
-
-    thread = threading.Thread(target=start, daemon=True)
-    thread.start()
+    thread, outcome = start_in_thread(client, apps)
     if moment == "first-child":
         # the daemon writes a pid file right after each spawn
         wait_for(lambda: os.listdir(corral_home / "pids"), interval=0.0005, what="a spawn")
