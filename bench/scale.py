@@ -29,12 +29,11 @@ from pathlib import Path
 from typing import Any
 
 from metrics import write_ecosystem
-from peers import PEERS, install_peer
 from report import Results, to_json
-from run import _first_line, machine
+from run import _first_line, machine, make_tools
 from scalereport import render
 from scalerun import ROW_SPECS, popen_floor, rows_for, session
-from tools import PM2, BenchError, Corral, Tool, exit_on_term, install_pm2, log, tear_down
+from tools import BenchError, Tool, exit_on_term, log, tear_down
 
 HERE = Path(__file__).resolve().parent
 ALL_TOOLS = ("corral", "pm2", "supervisor", "circus")
@@ -109,25 +108,6 @@ def write_fleet(root: Path, count: int) -> Path:
         script.chmod(0o755)
         apps.append({"name": f"s{i:05d}", "script": str(script), "interpreter": "none"})
     return write_ecosystem(root / f"scale-{count}.json", apps)
-
-
-def make_tools(args: argparse.Namespace, root: Path, token: str, results: Results) -> list[Tool]:
-    tools: list[Tool] = [Corral(root, token, args.python)]
-    if "pm2" in args.peers:
-        try:
-            prefix = install_pm2(args.pm2_prefix or root / "pm2")
-            tools.append(PM2(prefix, root, token, args.python))
-        except (BenchError, OSError) as exc:
-            results.missing["pm2"] = f"install failed: {exc}"
-    venv = args.peers_venv or root / "peers-venv"
-    for label, peer in PEERS.items():
-        if label in args.peers:
-            try:
-                install_peer(label, venv, args.python)
-                tools.append(peer(venv, root, token, args.python))
-            except (BenchError, OSError) as exc:
-                results.missing[label] = f"install failed: {exc}"
-    return tools
 
 
 def main(argv: list[str] | None = None) -> int:
