@@ -54,16 +54,17 @@ def _holders(home: Path) -> list[psutil.Process]:
     return found
 
 
-def test_the_cli_path_spawns_the_daemon_before_it_loads_pyzmq(corral_home: Path) -> None:
-    code = (
-        "import sys\n"
-        "from corral.client.launcher import start_daemon_early\n"
-        "start_daemon_early()\n"
-        "print(sorted(m for m in ('zmq', 'typing', 'click', 'rich') if m in sys.modules))\n"
-    )
+def loaded_after(setup: str, modules: tuple[str, ...]) -> str:
+    """Which of ``modules`` a fresh interpreter has loaded once ``setup`` ran (printed list)."""
+    code = f"import sys\n{setup}print(sorted(m for m in {modules!r} if m in sys.modules))\n"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "[]"
+    return done.stdout.strip()
+
+
+def test_the_cli_path_spawns_the_daemon_before_it_loads_pyzmq(corral_home: Path) -> None:
+    setup = "from corral.client.launcher import start_daemon_early\nstart_daemon_early()\n"
+    assert loaded_after(setup, ("zmq", "typing", "click", "rich")) == "[]"
     # and the daemon it spawned comes up and answers, with no client waiting for it
     wait_for(lambda: homelock.holder(corral_home), what="the daemon holds its home")
     wait_for(lambda: (corral_home / "rpc.sock").exists(), what="the daemon listens")
@@ -135,12 +136,5 @@ def test_a_second_daemon_reads_its_plugins_from_the_cache(
 def test_the_pipe_holders_process_loads_only_what_it_serves_with() -> None:
     # it boots beside the daemon on every cold start: asyncio and the log writers are
     # the daemon's side of the module (HolderLink, Drain), loaded there when used
-    code = (
-        "import sys\n"
-        "import corral.supervisor.fdholder\n"
-        "print(sorted(m for m in ('asyncio', 'subprocess', 'threading', 'corral.supervisor.logs')"
-        " if m in sys.modules))\n"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "[]"
+    modules = ("asyncio", "subprocess", "threading", "corral.supervisor.logs")
+    assert loaded_after("import corral.supervisor.fdholder\n", modules) == "[]"
