@@ -81,12 +81,15 @@ def popen_floor(path: Path, token: str) -> float:
 
 
 class Children:
-    """The daemon's children, counted from ``/proc`` (each pid's stat read once)."""
+    """The daemon's apps, counted from ``/proc`` (each pid's stat read once): its children,
+    and the children of its spawner (corral's apps are the spawner's children)."""
 
     def __init__(self, ppid: int) -> None:
         self.ppid = ppid
+        self.parents = {ppid}
         self.seen: set[int] = set()
         self.kids: set[int] = set()
+        self.waiting: dict[int, int] = {}  # pid -> parent, a parent not known yet
 
     def count(self) -> int:
         for name in os.listdir("/proc"):
@@ -97,10 +100,25 @@ class Children:
                     stat = f.read()
             except OSError:
                 continue
-            self.seen.add(int(name))
-            if int(stat.rsplit(")", 1)[1].split()[1]) == self.ppid:
-                self.kids.add(int(name))
+            pid = int(name)
+            self.seen.add(pid)
+            parent = int(stat.rsplit(")", 1)[1].split()[1])
+            if parent == self.ppid and _is_spawner(pid):
+                self.parents.add(pid)
+                self.kids.update(p for p, pp in self.waiting.items() if pp == pid)
+            elif parent in self.parents:
+                self.kids.add(pid)
+            else:
+                self.waiting[pid] = parent
         return len(self.kids)
+
+
+def _is_spawner(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return b"corral.supervisor.spawnserver" in f.read()
+    except OSError:
+        return False
 
 
 def helpers(daemon: int, apps: set[int]) -> list[psutil.Process]:

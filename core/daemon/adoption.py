@@ -16,6 +16,7 @@ from corral.supervisor.channel import Channel
 from corral.supervisor.lifecycle import ProcessState
 from corral.supervisor.listen import Listener
 from corral.supervisor.process import Child
+from corral.supervisor.spawner import SpawnedChild, SpawnerLink
 from corral.supervisor.stdin import StdinPipe
 
 
@@ -65,6 +66,12 @@ async def adopt(daemon: Any, handover: dict[str, Any], entries: list[dict[str, A
         else:
             daemon.listeners.by_name[item["key"]] = listener
     running = {a["pm_id"]: a for a in handover.get("apps", [])}
+    spawner = None
+    if handover.get("spawner"):  # the spawner the image before used: its apps' exits
+        spawner = SpawnerLink.taken_over(handover["spawner"], daemon.log)
+        daemon.system.close()  # the one this image started, unused yet
+        daemon.system.spawner = spawner
+        spawner.attach(asyncio.get_running_loop())
     for entry in entries:
         with contextlib.suppress(TypeError, ValueError):
             path, *ident = entry.get("pid_file_created") or ()
@@ -87,7 +94,11 @@ async def adopt(daemon: Any, handover: dict[str, Any], entries: list[dict[str, A
         channel.sock.setblocking(False)
         started = app["started"]
         child = Child(
-            popen=Adopted(app["pid"]),  # type: ignore[arg-type]
+            popen=(  # type: ignore[arg-type]
+                SpawnedChild(app["pid"], spawner)
+                if app.get("spawned") and spawner is not None
+                else Adopted(app["pid"])
+            ),
             pid=app["pid"],
             started=tuple(started) if isinstance(started, list) else started,
             exited=loop.create_future(),

@@ -90,8 +90,12 @@ def exec_successor(daemon: Any, python: str, pythonpath: str | None) -> None:
                 "ready_at": child.ready_at,
                 "cgroup": str(child.cgroup) if child.cgroup else None,
                 "state": proc.state.value,
+                "spawned": type(child.popen).__name__ == "SpawnedChild",  # the spawner's child
             }
         )
+    spawner = daemon.system.spawner.hand_over() if daemon.system.spawner else None
+    if spawner is not None:
+        keep.append(spawner["fd"])
     listeners = []
     for key, listener, shared in [
         *((name, li, False) for name, li in daemon.listeners.by_name.items()),
@@ -124,7 +128,7 @@ def exec_successor(daemon: Any, python: str, pythonpath: str | None) -> None:
     try:
         write_atomic(
             daemon.home / HANDOVER,
-            {"pid": os.getpid(), "apps": apps, "listeners": listeners},
+            {"pid": os.getpid(), "apps": apps, "listeners": listeners, "spawner": spawner},
         )
         for fd in keep:
             os.set_inheritable(fd, True)
@@ -181,6 +185,11 @@ def end_handed_over(handover: dict[str, Any]) -> None:
         for fd in (*app.get("pipes", {}).values(), app.get("channel"), app.get("stdin")):
             with contextlib.suppress(OSError, TypeError):
                 os.close(fd)
+    spawner = handover.get("spawner") or {}
+    with contextlib.suppress(OSError, TypeError, ValueError):
+        os.close(int(spawner["fd"]))  # it exits at the end of its socket
+    with contextlib.suppress(ChildProcessError, KeyError, TypeError):
+        os.waitpid(int(spawner["pid"]), 0)
 
 
 # The imports inside this module's functions are deferred on purpose: daemon_main

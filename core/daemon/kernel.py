@@ -4,8 +4,7 @@
 Each pm_id's children belong to its :class:`corral.supervisor.slot.Slot` (``proc.slot``),
 which spawns them through ``daemon.system`` (corral.supervisor.system), reaps their exits
 (corral.supervisor.reaper) and stops them (corral.supervisor.stopper). Every state change goes
-through
-:meth:`Daemon.change_state`, which records it, emits ``corral_process_event``
+through :meth:`Daemon.change_state`, which records it, emits ``corral_process_event``
 and marks the state file for rewriting.
 """
 
@@ -148,6 +147,7 @@ class Daemon:
         if not self.in_process:
             self._install_signals()
             self.heap = HeapTrim(self.loop)
+        self.system.start_spawner(self.loop, self.log, self.cgroups)
         self.log.info(
             "daemon started",
             pid=os.getpid(),
@@ -209,6 +209,8 @@ class Daemon:
         )
         if self.cgroups is not None:
             self.cgroups.close()
+        if self.leaving != "exec":  # else the next image of this process takes it over
+            self.system.close()
         self.state_file.write()
         if self.journal is not None:
             self.journal.close()

@@ -115,6 +115,29 @@ class Cgroups:
         self.nursery = following
         self._mover.submit(self._leave, following)  # releases the lock once out of ``here``
 
+    @contextlib.contextmanager
+    def fresh(self, unique_id: str) -> Iterator[Path]:
+        """A new, empty cgroup for one child that another process (the spawner) forks
+        straight into it; it joins the slot ``unique_id`` unless the spawn fails."""
+        with LOCK:
+            path, self._spare = self._spare, None
+        try:
+            path = path or self._new_dir()
+        except OSError as exc:
+            raise OSError(exc.errno, f"no cgroup for it in {self.parent}: {exc.strerror}") from exc
+        try:
+            yield path
+        except BaseException:
+            remove_tree(path)
+            raise
+        self.slots.setdefault(unique_id, []).append(path)
+        self._mover.submit(self._make_spare)
+
+    def _make_spare(self) -> None:
+        with LOCK:
+            if self._spare is None:
+                self._spare = self._new_dir()
+
     def _ready_nursery(self) -> Path:
         """The nursery, this process alone in it (strangers, forked by other threads of
         this process since the last fork, go back to the daemon's own cgroup)."""

@@ -1,7 +1,7 @@
-"""A slot's exits: noticed at once through a pidfd (a waiter thread where pidfds do
-not exist), answered by the restart policy of :mod:`corral.supervisor.lifecycle`, and the
-restart it schedules. A base of :class:`corral.supervisor.slot.Slot`, as supervisor's
-``Subprocess.finish``."""
+"""A slot's exits: told by the spawner that forked the child, else noticed at once
+through a pidfd (a waiter thread where pidfds do not exist); answered by the restart
+policy of :mod:`corral.supervisor.lifecycle`, and the restart it schedules. A base of
+:class:`corral.supervisor.slot.Slot`, as supervisor's ``Subprocess.finish``."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from corral.supervisor import cgroup, lifecycle
 from corral.supervisor.kill import exit_words, signal_name
 from corral.supervisor.lifecycle import Event, ProcessState
 from corral.supervisor.process import now_ms
+from corral.supervisor.spawner import SpawnedChild
 
 if TYPE_CHECKING:
     from corral.daemon.kernel import Daemon
@@ -33,6 +34,9 @@ class Reaper:
 
     def watch_exit(self, child: Child) -> None:
         assert self.kernel.loop is not None
+        if isinstance(child.popen, SpawnedChild):  # the spawner tells its exit: no pidfd
+            child.popen.link.watch(child.pid, lambda code: self._spawned_exit(child, code))
+            return
         try:
             pidfd = self.kernel.system.pidfd_open(child.pid)
         except (AttributeError, OSError):
@@ -47,6 +51,10 @@ class Reaper:
         os.close(child.pidfd)
         child.pidfd = None
         self._handle_exit(child, self.kernel.system.wait(child.popen))
+
+    def _spawned_exit(self, child: Child, code: int) -> None:
+        child.popen.returncode = code
+        self._handle_exit(child, code)
 
     def _wait_thread(self, child: Child) -> None:
         code = self.kernel.system.wait(child.popen)

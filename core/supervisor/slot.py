@@ -97,10 +97,15 @@ class Slot(Reaper, Stopper):
             if self.kernel.journal is not None:
                 self.kernel.journal.intent(proc.unique_id)
             before = boot_ticks()
-            with self._birthplace() as where:
-                popen, out_r, err_r, in_w = self.kernel.fds.call(
-                    self.kernel.system.popen, spec, creds
-                )
+            system = self.kernel.system
+            placed = system.places_in_cgroup(spec)  # the spawner puts it in its cgroup
+            with self._birthplace(placed) as where:
+                if placed and where is not None:
+                    popen, out_r, err_r, in_w = self.kernel.fds.call(
+                        system.popen, spec, creds, where
+                    )
+                else:
+                    popen, out_r, err_r, in_w = self.kernel.fds.call(system.popen, spec, creds)
             after = boot_ticks()
             if self.kernel.journal is not None:
                 started = (before, after) if before is not None else start_time(popen.pid)
@@ -158,14 +163,16 @@ class Slot(Reaper, Stopper):
         return child
 
     @contextlib.contextmanager
-    def _birthplace(self) -> Iterator[Path | None]:
+    def _birthplace(self, placed: bool) -> Iterator[Path | None]:
         """Around the fork of ``proc``'s next child: the new cgroup it starts in, or None
-        (no cgroups here, or ``treekill`` off: its descendants are meant to outlive it)."""
+        (no cgroups here, or ``treekill`` off: its descendants are meant to outlive it).
+        ``placed``: the spawner forks it into that cgroup; else this process forks inside it."""
         proc = self.proc
         if self.kernel.cgroups is None or not proc.options.get("treekill", True):
             yield None
             return
-        with self.kernel.cgroups.born_in(proc.unique_id) as path:
+        making = self.kernel.cgroups.fresh if placed else self.kernel.cgroups.born_in
+        with making(proc.unique_id) as path:
             yield path
 
     def _spawn_spec(self) -> SpawnSpec:

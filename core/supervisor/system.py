@@ -12,23 +12,59 @@ from __future__ import annotations
 
 import os
 import subprocess
+from pathlib import Path
+from typing import Any
 
+from corral.supervisor import cgroup as cgroups
 from corral.supervisor import credentials
 from corral.supervisor.spawn import SpawnSpec
+from corral.supervisor.spawner import SpawnedChild, SpawnerLink, SpawnerLost
 from corral.supervisor.stdin import open_pipe as open_stdin_pipe
 
 
 class System:
     """The real OS. Subclass it in a test and set ``daemon.system``."""
 
+    spawner: SpawnerLink | None = None  # forks the apps, where the daemon started one
+    own_cgroup: Path | None = None  # where the spawner returns after each spawn
+
+    def start_spawner(self, loop: Any, log: Any, cgroups: Any) -> None:
+        """Have a spawner fork the apps from now on (``CORRAL_SPAWNER=0``: this process
+        forks them, as before the spawner; where it cannot start, likewise). It starts in
+        this process's cgroup before ``cgroups`` (the home's Cgroups) moved it, and goes
+        back there after each spawn."""
+        if os.environ.get("CORRAL_SPAWNER") == "0":
+            return
+        try:
+            link = SpawnerLink.start(log)
+        except OSError as exc:
+            log.warning("no spawner: the daemon forks its apps itself", error=str(exc))
+            return
+        link.attach(loop)
+        self.spawner = link
+        self.own_cgroup = cgroups.origin if cgroups is not None else None
+
+    def close(self) -> None:
+        """End the spawner, if any (after the apps' stops: it tells their exits)."""
+        if self.spawner is not None:
+            self.spawner.close()
+            self.spawner = None
+
+    def places_in_cgroup(self, spec: SpawnSpec) -> bool:
+        """Whether :meth:`popen` makes this spawn in the spawner, which puts the child in
+        the cgroup it is given (else the caller forks inside it: ``Cgroups.born_in``)."""
+        return self.spawner is not None and self.spawner.can_spawn(spec)
+
     def popen(
-        self, spec: SpawnSpec, creds: credentials.Credentials | None
+        self, spec: SpawnSpec, creds: credentials.Credentials | None, cgroup: Path | None = None
     ) -> tuple[subprocess.Popen, int, int, int]:
         """Execute ``spec`` in a new session with piped stdio: ``(popen, out fd, err fd,
         stdin write end)``; the stdin pipe is PM2's fork mode one (corral.supervisor.stdin).
 
         With ``creds`` the child runs as that account: its uid, its gid and exactly its
         supplementary groups (``extra_groups=None`` would keep the daemon's, root's).
+        The spawner forks it where :meth:`places_in_cgroup`, born in ``cgroup``; else
+        this process does, and ``cgroup`` (if any) is entered by the child's pid at once.
         """
         fds: list[int] = []
         try:
@@ -38,7 +74,8 @@ class System:
             fds += [out_r, out_w]
             err_r, err_w = os.pipe()
             fds += [err_r, err_w]
-            popen = subprocess.Popen(
+            popen = self._spawned(spec, creds, (in_r, out_w, err_w), cgroup)
+            popen = popen or subprocess.Popen(
                 spec.argv,
                 stdin=in_r,
                 stdout=out_w,
@@ -57,7 +94,25 @@ class System:
             raise
         for fd in (in_r, out_w, err_w):  # the child's ends
             os.close(fd)
+        if cgroup is not None and not isinstance(popen, SpawnedChild):
+            cgroups.try_write(cgroup / "cgroup.procs", str(popen.pid))  # the spawner died
         return popen, out_r, err_r, in_w
+
+    def _spawned(
+        self,
+        spec: SpawnSpec,
+        creds: credentials.Credentials | None,
+        stdio: tuple[int, int, int],
+        cgroup: Path | None,
+    ) -> SpawnedChild | None:
+        """The child the spawner forked, or None when this process must fork it."""
+        if self.spawner is None or not self.spawner.can_spawn(spec):
+            return None
+        user = (creds.uid, creds.gid, list(creds.groups)) if creds else None
+        try:
+            return self.spawner.spawn(spec, stdio, user, cgroup, self.own_cgroup)
+        except SpawnerLost:
+            return None
 
     def pidfd_open(self, pid: int) -> int:
         """A pidfd for ``pid``, readable once it exits; AttributeError or OSError

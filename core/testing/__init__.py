@@ -91,6 +91,7 @@ __all__ = [
     "ChildMessage",
     "EventRecorder",
     "app_source",
+    "apps_of",
     "kill_tree",
     "output_lines",
     "wait_exited",
@@ -154,6 +155,33 @@ def kill_tree(pid: int) -> None:
         with contextlib.suppress(psutil.Error):
             proc.kill()
     wait_exited([proc.pid for proc in family], timeout=5)
+
+
+HELPERS = ("corral.supervisor.spawnserver", "corral.supervisor.fdholder")
+
+
+def apps_of(daemon_pid: int) -> list[psutil.Process]:
+    """The processes a daemon started for its apps (zombies included): the children of
+    its spawner (corral.supervisor.spawnserver), and its own children but its helpers."""
+    found = []
+    try:
+        children = psutil.Process(daemon_pid).children()
+    except psutil.Error:
+        return []
+    for child in children:
+        try:
+            cmdline = child.cmdline()
+        except psutil.ZombieProcess:
+            cmdline = []
+        except psutil.Error:
+            continue
+        if any(helper in cmdline for helper in HELPERS):
+            if HELPERS[0] in cmdline:
+                with contextlib.suppress(psutil.Error):
+                    found += child.children()
+            continue
+        found.append(child)
+    return found
 
 
 def wait_exited(pids: list[int], timeout: float) -> None:

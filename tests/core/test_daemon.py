@@ -31,6 +31,7 @@ from hypothesis import strategies as st
 
 import corral
 from corral.errors import StateError
+from corral.testing import apps_of
 from tests.conftest import kill_pids, out_lines, python_app, wait_for
 
 SLEEP = shutil.which("sleep") or "/bin/sleep"
@@ -278,7 +279,7 @@ def test_concurrent_restarts_of_one_app_are_serialised(pm):
     assert not errors and not any(t.is_alive() for t in threads), errors
     final = pm.describe("one")[0]
     assert final.status == "online" and final.restart_time == 10
-    children = psutil.Process(pm.daemon_pid).children()
+    children = apps_of(pm.daemon_pid)
     assert [c.pid for c in children if c.status() != psutil.STATUS_ZOMBIE] == [final.pid]
     assert not alive(info.pid)
 

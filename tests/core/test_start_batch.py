@@ -8,10 +8,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 import corral
-from corral.testing import wait_for
+from corral.testing import apps_of, wait_for
 
 APPS = 300  # about 1 s of spawning here: long enough to ask something in between
 
@@ -45,7 +43,7 @@ def _start_in_thread(conf: Path) -> tuple[threading.Thread, dict[str, Any]]:
 
 
 def _children(home_pid: int) -> int:
-    return sum(1 for c in psutil.Process(home_pid).children() if c.name() == "sleep")
+    return sum(1 for c in apps_of(home_pid) if c.name() == "sleep")
 
 
 def test_a_list_is_answered_while_a_start_of_many_apps_runs(pm: Any, tmp_path: Path) -> None:

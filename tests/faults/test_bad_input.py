@@ -31,6 +31,7 @@ import corral
 from corral.errors import CorralError, OptionError, PluginError, ScriptError
 from corral.options.schema import PM2_IGNORED, camel, installed_plugin_options
 from corral.options.table import CORE_OPTIONS
+from corral.testing import apps_of
 from tests.conftest import python_app, wait_for
 from tests.core.test_daemon import ACTING, alive, apps_snapshot, ask, assert_error, json_values
 
@@ -423,18 +424,12 @@ def pm_with_plugins(corral_home, monkeypatch):
 
 
 def apps_forked_by(daemon_pid: int) -> list[tuple[int, list[str]]]:
-    """The daemon's live children but the starter of its pipe holder (corral.supervisor.fdholder),
-    which boots beside a new daemon and exits within about 0.1 s (a process that is
-    exiting shows no command line)."""
+    """The live processes the daemon started for apps (corral.testing.apps_of)."""
     found = []
-    for child in psutil.Process(daemon_pid).children():
+    for child in apps_of(daemon_pid):
         with contextlib.suppress(psutil.Error):
             cmdline = child.cmdline()
-            if (
-                cmdline
-                and "corral.supervisor.fdholder" not in cmdline
-                and child.status() != "zombie"
-            ):
+            if cmdline and child.status() != "zombie":
                 found.append((child.pid, cmdline))
     return found
 

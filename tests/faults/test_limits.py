@@ -28,7 +28,7 @@ import pytest
 
 import corral
 from corral.daemon.limits import FDS_PER_INSTANCE
-from corral.testing import kill_tree
+from corral.testing import apps_of, kill_tree
 from tests.conftest import run_cli
 
 SCRIPT = "#!/bin/sh\nexec sleep 3600\n"
@@ -87,22 +87,22 @@ def test_a_start_past_the_open_files_limit_is_refused_and_starts_nothing(
 
     result = run_cli("start", "--no-wait", str(fleet(tmp_path, 30, "big")), check=False)
     refused(result, 30 * FDS_PER_INSTANCE)
-    assert names(daemon) == [] and daemon.children() == []
+    assert names(daemon) == [] and apps_of(daemon.pid) == []
 
     script = tmp_path / "sleeper.sh"
     result = run_cli("start", "--no-wait", str(script), "--name", "many", "-i", "40", check=False)
     refused(result, 40 * FDS_PER_INSTANCE)
-    assert names(daemon) == [] and daemon.children() == []
+    assert names(daemon) == [] and apps_of(daemon.pid) == []
 
     run_cli("start", "--no-wait", str(fleet(tmp_path, 5, "small")))  # within the limit
     assert names(daemon) == [f"small-{i}" for i in range(5)]
-    assert len(daemon.children()) == 5
+    assert len(apps_of(daemon.pid)) == 5
 
     run_cli("start", "--no-wait", str(script), "--name", "web")
     result = run_cli("scale", "web", "40", check=False)
     refused(result, 39 * FDS_PER_INSTANCE)
     assert names(daemon) == sorted([f"small-{i}" for i in range(5)] + ["web"])
-    assert len(daemon.children()) == 6 and daemon.is_running()
+    assert len(apps_of(daemon.pid)) == 6 and daemon.is_running()
 
 
 def test_the_daemon_raises_its_soft_open_files_limit_to_the_hard_one(corral_home: Path) -> None:
@@ -177,7 +177,7 @@ def test_a_start_past_the_users_process_limit_is_refused(account) -> None:
     line = result.stderr.strip()
     assert "\n" not in line and "RLIMIT_NPROC" in line and "100" in line, line
     assert "ulimit -u" in line and "LimitNPROC=" in line and "nothing was started" in line, line
-    assert json.loads(cli("jlist").stdout) == [] and daemon.children() == []
+    assert json.loads(cli("jlist").stdout) == [] and apps_of(daemon.pid) == []
 
     assert cli("start", "--no-wait", str(fleet(tmp_path, 5, "small"))).returncode == 0
     assert len(json.loads(cli("jlist").stdout)) == 5
