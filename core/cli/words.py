@@ -20,6 +20,8 @@ STATUS_STYLES = {
     "stopping": "yellow",
 }
 
+EMPTY_HINT = "No process is managed yet. Start one with: corral start app.py --name web"
+
 
 def now_ms() -> int:
     return int(time.time() * 1000)

@@ -1,10 +1,10 @@
-"""One RPC call without pyzmq: the hot path of ``corral jlist`` and ``corral ping``.
+"""A few RPC calls without pyzmq: the hot path of ``corral jlist``, ``ls`` and ``ping``.
 
 Importing pyzmq costs a CLI call ~12 ms, a quarter of a whole ``corral
 jlist`` with 100 apps. The daemon's unix socket speaks ZMTP 3 (RFC 23), whose
 NULL handshake fits in a few lines: a 64-byte greeting each way, a READY
 command each way, then length-prefixed frames. This module speaks it as a
-DEALER for exactly one request and its reply, and imports nothing but the
+DEALER for one request and its reply (or a few, one after the other), and imports nothing but the
 standard library's socket (its C half) and struct.
 
 Anything unexpected (no daemon, a home that is not private, a peer that says
@@ -38,12 +38,19 @@ MORE, LONG, COMMAND = 0x01, 0x02, 0x04
 GREETING_TIMEOUT = 3.0
 
 
-def call(cmd: bytes, timeout: float = 60.0) -> bytes | None:
-    """The daemon's reply to ``{"id":1,"cmd":cmd,"args":{}}``, or None (take the full path)."""
+def call(cmd: bytes, timeout: float = 60.0, args: bytes = b"{}") -> bytes | None:
+    """The daemon's reply to ``{"id":1,"cmd":cmd,"args":args}`` (``args`` a JSON
+    object, encoded), or None (take the full path)."""
+    replies = exchange([(cmd, args)], timeout)
+    return None if replies is None else replies[0]
+
+
+def exchange(requests: list[tuple[bytes, bytes]], timeout: float = 60.0) -> list[bytes] | None:
+    """The replies to ``requests`` (each ``(cmd, args)``, the ``n``-th sent with id ``n``),
+    asked one after the other on one connection; None if any went wrong."""
     path = _socket_path()
     if path is None or "CORRAL_ADDRESS" in os.environ:
         return None
-    request = b'{"id":1,"cmd":"%s","args":{}}' % cmd
     try:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
@@ -57,18 +64,27 @@ def call(cmd: bytes, timeout: float = 60.0) -> bytes | None:
             if not flags & COMMAND or not body.startswith(b"\x05READY"):
                 return None
             sock.settimeout(timeout)
-            sock.sendall(_frame(_ready(), COMMAND) + _frame(request, 0))
-            flags, reply = reader.frame()
-            return None if flags & (COMMAND | MORE) else reply
+            hello = _frame(_ready(), COMMAND)
+            replies = []
+            for number, (cmd, args) in enumerate(requests, 1):
+                request = b'{"id":%d,"cmd":"%s","args":%s}' % (number, cmd, args)
+                sock.sendall(hello + _frame(request, 0))
+                hello = b""
+                flags, reply = reader.frame()
+                if flags & (COMMAND | MORE):
+                    return None
+                replies.append(reply)
+            return replies
         finally:
             sock.close()
     except (OSError, ValueError):
         return None
 
 
-def result(reply: bytes | None) -> bytes | None:
-    """The ``result`` of a successful reply, as the daemon encoded it; None otherwise."""
-    prefix = b'{"id":1,"ok":true,"result":'
+def result(reply: bytes | None, number: int = 1) -> bytes | None:
+    """The ``result`` of a successful reply (to the request of id ``number``), as the
+    daemon encoded it; None otherwise."""
+    prefix = b'{"id":%d,"ok":true,"result":' % number
     if reply is None or not reply.startswith(prefix) or not reply.endswith(b"}"):
         return None
     return reply[len(prefix) : -1]

@@ -1,0 +1,110 @@
+"""The fast path of ``corral ls`` (and its aliases) and ``corral jlist``: the daemon
+asked without pyzmq, the table drawn without rich, before click is imported.
+
+:func:`run` answers a command line it fully understands (``ls``, ``list``,
+``status``, ``l``, ``ps``, alone or with ``--sort FIELD``; ``jlist``) exactly as
+the click command would, and returns False for anything else, or whenever the
+full path could answer differently: no daemon answering in a private home (the
+full path starts one, or says why not), a daemon of another corral (the full path
+warns), a terminal (rich picks the colours and width), a table rich must draw
+(:func:`corral.cli.lsdraw.draw` gives None). The full path then runs from the start.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from corral.rpc import fast
+
+LS_NAMES = frozenset({"ls", "list", "status", "l", "ps"})  # corral.cli.commands.ALIASES
+PING = (b"ping", b"{}")
+ROWS = (b"list", b'{"form":"rows","env":false}')
+LIST = (b"list", b"{}")
+
+
+def run(args: list[str]) -> bool:
+    """Answer ``corral ARGS`` here and return True, or return False (nothing printed)."""
+    if args == ["jlist"]:
+        return _jlist()
+    if not args or args[0] not in LS_NAMES:
+        return False
+    sort = _sort_flag(args[1:])
+    if sort is False:
+        return False
+    return _ls(sort or None)
+
+
+def _sort_flag(rest: list[str]) -> str | bool | None:
+    """``--sort FIELD`` / ``--sort=FIELD`` -> FIELD; no flag -> None; else False."""
+    if not rest:
+        return None
+    if len(rest) == 2 and rest[0] == "--sort":
+        value = rest[1]
+    elif len(rest) == 1 and rest[0].startswith("--sort="):
+        value = rest[0][len("--sort=") :]
+    else:
+        return False
+    return value if value and not value.startswith("-") else False
+
+
+def _ls(sort: str | None) -> bool:
+    from corral.cli import lsdraw  # deferred: only once the command line is understood
+
+    plain = lsdraw.plain_width()
+    if plain is None:
+        return False  # a terminal, FORCE_COLOR...: rich decides what to write
+    lsdraw.parse_sort(sort)  # a bad --sort is refused before the daemon is asked
+    replies = fast.exchange([PING, ROWS])
+    if replies is None or not _same_corral(fast.result(replies[0], 1)):
+        return False
+    found = fast.result(replies[1], 2)
+    if found is None:
+        return False
+    import json
+
+    from corral.client.info import from_rows  # deferred: with the reply, as the json decoder
+
+    infos = from_rows(json.loads(found), None)  # the table reads no env: nothing to fetch
+    if not infos:
+        from corral.cli.words import EMPTY_HINT  # deferred: the rare empty list
+
+        if len(EMPTY_HINT) > plain[0]:
+            return False  # rich wraps it
+        text: str | None = EMPTY_HINT + "\n"
+    else:
+        text = lsdraw.draw(infos, *plain, sort=sort)
+        if text is None:
+            return False
+    sys.stdout.write(text)
+    sys.stdout.flush()
+    return True
+
+
+def _jlist() -> bool:
+    replies = fast.exchange([PING, LIST])
+    if replies is None or not _same_corral(fast.result(replies[0], 1)):
+        return False
+    found = fast.result(replies[1], 2)
+    if found is None:
+        return False
+    sys.stdout.buffer.write(found + b"\n")
+    sys.stdout.flush()
+    return True
+
+
+def _same_corral(pong: bytes | None) -> bool:
+    """Whether the daemon's ``ping`` reply names this corral: the full path warns
+    about any other (:func:`corral.daemon.upgrade.mismatch`), or a daemon too old to say."""
+    if pong is None:
+        return False
+    import json
+    import os
+
+    import corral
+
+    reply = json.loads(pong)
+    theirs, where = reply.get("version"), reply.get("install_path")
+    if theirs is None or where is None:
+        return True  # mismatch() is None: no warning
+    mine = os.path.realpath(os.path.dirname(corral.__file__))
+    return theirs == corral.__version__ and where == mine
