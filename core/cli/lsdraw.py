@@ -117,24 +117,36 @@ def sort_infos(infos: Sequence[Any], sort: str | None = None) -> list[Any]:
     return sorted(ordered, key=SORT_FIELDS[field], reverse=descending)
 
 
+def row_texts(info: Any, now: int) -> tuple[str, ...]:
+    """Each column's text for one process, in :data:`COLUMNS` order."""
+    return (
+        str(info.pm_id),
+        printable(info.name),
+        printable(info.namespace),
+        mode_word(info.exec_mode),
+        str(info.pid or 0),
+        uptime_of(info, now),
+        str(info.restart_time),
+        info.status,
+        human_cpu(info.cpu),
+        human_bytes(info.memory),
+        printable(user_of(info)),
+        watching_of(info),
+    )
+
+
 def cells(info: Any, now: int) -> dict[str, tuple[str, str]]:
     """Each column's text and style for one process (rich Text made of them in table)."""
-    status = info.status
-    watching = watching_of(info)
-    return {
-        "id": (str(info.pm_id), ""),
-        "name": (printable(info.name), ""),
-        "namespace": (printable(info.namespace), ""),
-        "mode": (mode_word(info.exec_mode), ""),
-        "pid": (str(info.pid or 0), ""),
-        "uptime": (uptime_of(info, now), ""),
-        "↺": (str(info.restart_time), ""),
-        "status": (status, STATUS_STYLES.get(status, "")),
-        "cpu": (human_cpu(info.cpu), ""),
-        "mem": (human_bytes(info.memory), ""),
-        "user": (printable(user_of(info)), ""),
-        "watching": (watching, "green" if watching == "enabled" else "bright_black"),
-    }
+    return _styled(row_texts(info, now))
+
+
+def _styled(texts: tuple[str, ...]) -> dict[str, tuple[str, str]]:
+    """The cells of :func:`row_texts`, each with its style."""
+    row = {column: (text, "") for column, text in zip(COLUMNS, texts, strict=True)}
+    status, watching = row["status"][0], row["watching"][0]
+    row["status"] = (status, STATUS_STYLES.get(status, ""))
+    row["watching"] = (watching, "green" if watching == "enabled" else "bright_black")
+    return row
 
 
 def fit_columns(widths: dict[str, int], width: int | None) -> list[str]:
@@ -184,14 +196,15 @@ def draw(
     """The table as rich prints it (``colour``: with its escape codes), or None when
     rich must draw it (see the module's docstring)."""
     now = now_ms() if now is None else now
-    rows = [cells(info, now) for info in sort_infos(infos, sort)]
-    widths = {c: 1 if c == "↺" else len(c) for c in COLUMNS}
+    rows = [row_texts(info, now) for info in sort_infos(infos, sort)]
     for row in rows:
-        for column, (text, _) in row.items():
-            if not text.isascii() or "\t" in text:
-                return None  # wide characters, tabs: rich measures them
-            if len(text) > widths[column]:
-                widths[column] = len(text)
+        joined = "".join(row)
+        if not joined.isascii() or "\t" in joined:
+            return None  # wide characters, tabs: rich measures them
+    widths = {c: 1 if c == "↺" else len(c) for c in COLUMNS}
+    if rows:
+        for column, texts in zip(COLUMNS, zip(*rows, strict=True), strict=True):
+            widths[column] = max(widths[column], *map(len, texts))
     shown = fit_columns(widths, fit_width)
     if sum(widths[c] + 2 for c in shown) + len(shown) + 1 > console_width:
         return None  # a column must shrink: rich wraps the names
@@ -199,13 +212,23 @@ def draw(
     lines = [_rule("top", shown, widths)]
     lines.append(_line([(c, c, HEADER_STYLE, HEADER_STYLE) for c in shown], widths, paint))
     lines.append(_rule("head", shown, widths))
-    for row in rows:
-        line = []
-        for c in shown:
-            text, style = row[c]
-            column_style = COLUMN_STYLES.get(c, "")
-            line.append((c, text, column_style, _join(column_style, style)))
-        lines.append(_line(line, widths, paint))
+    if colour:
+        for texts in rows:
+            row = _styled(texts)
+            line = []
+            for c in shown:
+                text, style = row[c]
+                column_style = COLUMN_STYLES.get(c, "")
+                line.append((c, text, column_style, _join(column_style, style)))
+            lines.append(_line(line, widths, paint))
+    else:  # the same line as _line draws, without a call per cell
+        where = [COLUMNS.index(c) for c in shown]
+        justify = [str.rjust if c in RIGHT else str.ljust for c in shown]
+        sizes = [widths[c] for c in shown]
+        plan = list(zip(where, justify, sizes, strict=True))
+        for texts in rows:
+            parts = [fit(texts[i], size) for i, fit, size in plan]
+            lines.append("│ " + " │ ".join(parts) + " │")
     lines.append(_rule("bottom", shown, widths))
     return "\n".join(lines) + "\n"
 
