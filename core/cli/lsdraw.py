@@ -5,7 +5,8 @@ draws for it, in a few milliseconds for a thousand apps instead of a second.
 every cell is plain ASCII; otherwise it gives None and :mod:`corral.cli.table` draws
 with rich (a name wrapped in its column, wide characters, a console without colour
 codes of its own). :func:`plain_width` tells, without importing rich, when rich would
-print no escape codes at all (a pipe), so ``corral ls | ...`` never loads rich.
+print no escape codes at all (a pipe), so ``corral ls | ...`` never loads rich;
+:func:`colour_width`, when it would colour a terminal with the codes draw writes.
 The columns, their order, what is dropped first and the ``--sort`` fields are here,
 once: :mod:`corral.cli.table` builds rich's table from the same cells.
 """
@@ -182,6 +183,34 @@ def plain_width() -> tuple[int, int | None] | None:
     if columns is None:
         return PIPE_WIDTH, None
     return (int(columns), int(columns)) if columns.isdigit() else None
+
+
+def colour_width() -> int | None:
+    """When stdout is a terminal rich would colour with the escape codes :func:`draw`
+    writes (no ``NO_COLOR``, ``FORCE_COLOR``, ``TTY_COMPATIBLE``, dumb terminal): the
+    width its console takes, as rich 13-15 work it out (``COLUMNS``, else the size of
+    the terminal on stdin, stdout or stderr, else 80); else None."""
+    env = os.environ
+    if sys.platform == "win32" or "FORCE_COLOR" in env or "TTY_COMPATIBLE" in env:
+        return None
+    if "JUPYTER_COLUMNS" in env or env.get("NO_COLOR", "") != "":
+        return None
+    if env.get("TERM", "").lower() in ("dumb", "unknown"):
+        return None
+    try:
+        if not sys.stdout.isatty():
+            return None
+    except ValueError:
+        return None
+    columns = env.get("COLUMNS")
+    if columns is not None:
+        return int(columns) if columns.isdigit() and int(columns) > 0 else None
+    for fd in (0, 1, 2):
+        try:
+            return os.get_terminal_size(fd).columns or 80
+        except (ValueError, OSError):
+            continue
+    return 80
 
 
 def draw(

@@ -6,7 +6,8 @@ asked without pyzmq, the table drawn without rich, before click is imported.
 the click command would, and returns False for anything else, or whenever the
 full path could answer differently: no daemon answering in a private home (the
 full path starts one, or says why not), a daemon of another corral (the full path
-warns), a terminal (rich picks the colours and width), a table rich must draw
+warns), a console rich would not colour as lsdraw does (``NO_COLOR``,
+``FORCE_COLOR``, a dumb terminal), a table rich must draw
 (:func:`corral.cli.lsdraw.draw` gives None). The full path then runs from the start.
 """
 
@@ -50,9 +51,13 @@ def _sort_flag(rest: list[str]) -> str | bool | None:
 def _ls(sort: str | None) -> bool:
     from corral.cli import lsdraw  # deferred: only once the command line is understood
 
-    plain = lsdraw.plain_width()
-    if plain is None:
-        return False  # a terminal, FORCE_COLOR...: rich decides what to write
+    plain = lsdraw.plain_width()  # a pipe: no colours
+    if plain is not None:
+        console_width, fit_width = plain
+    else:  # a terminal rich colours as draw does, or else (FORCE_COLOR, NO_COLOR...) rich
+        console_width = fit_width = lsdraw.colour_width()  # type: ignore[assignment]
+        if console_width is None:
+            return False
     lsdraw.parse_sort(sort)  # a bad --sort is refused before the daemon is asked
     replies = fast.exchange([PING, ROWS])
     if replies is None or not _same_corral(fast.result(replies[0], 1)):
@@ -68,11 +73,11 @@ def _ls(sort: str | None) -> bool:
     if not infos:
         from corral.cli.words import EMPTY_HINT  # deferred: the rare empty list
 
-        if len(EMPTY_HINT) > plain[0]:
-            return False  # rich wraps it
+        if plain is None or len(EMPTY_HINT) > console_width:
+            return False  # rich wraps it, or styles a terminal
         text: str | None = EMPTY_HINT + "\n"
     else:
-        text = lsdraw.draw(infos, *plain, sort=sort)
+        text = lsdraw.draw(infos, console_width, fit_width, colour=plain is None, sort=sort)
         if text is None:
             return False
     sys.stdout.write(text)

@@ -5,11 +5,17 @@ understand; and few modules loaded."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import pty
+import select
 import shutil
+import struct
 import subprocess
 import sys
+import termios
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -67,6 +73,44 @@ def loaded(args: tuple[str, ...], env: dict[str, str] | None = None) -> set[str]
     return {line.split("|")[-1].strip() for line in done.stderr.splitlines() if "|" in line}
 
 
+def in_terminal(
+    args: tuple[str, ...], env: dict[str, str], columns: int, full: bool = False
+) -> tuple[int, bytes, set[str]]:
+    """``corral ARGS`` on a ``columns``-wide pseudo-terminal: its exit code, what the
+    terminal received, and the modules it imported (stderr is a pipe)."""
+    head = ["-c", FULL] if full else ["-m", "corral"]
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
+    proc = subprocess.Popen(
+        [sys.executable, "-X", "importtime", *head, *args],
+        stdin=slave,
+        stdout=slave,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    os.close(slave)
+    shown = b""
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline:
+            if select.select([master], [], [], 1)[0]:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:  # EIO: the child closed the terminal
+                    break
+                if not chunk:
+                    break
+                shown += chunk
+        _, err = proc.communicate(timeout=60)
+    finally:
+        os.close(master)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    modules = {line.split("|")[-1].strip() for line in err.decode().splitlines() if "|" in line}
+    return proc.returncode, shown, modules
+
+
 def statuses() -> dict[str, str]:
     return {p["name"]: p["pm2_env"]["status"] for p in json.loads(corral("jlist").stdout)}
 
@@ -101,6 +145,30 @@ def test_ls_prints_the_bytes_of_the_click_command(apps):
     same_as_full(("ls",), env_with(COLUMNS="80", NO_COLOR="1"))
     code, out, _ = same_as_full(("ls",), env_with(FORCE_COLOR="1"))  # rich's colours
     assert code == 0 and "\x1b[" in out
+
+
+def test_ls_in_a_terminal_prints_the_bytes_of_the_click_command(apps):
+    terminals = (
+        ({"TERM": "xterm-256color"}, 120),
+        ({"TERM": "xterm"}, 80),
+        ({"TERM": "screen-16color"}, 60),
+        ({"TERM": "xterm-256color", "COLORTERM": "truecolor"}, 100),
+        ({"TERM": "xterm", "COLUMNS": "90"}, 120),
+    )
+    for changes, columns in terminals:
+        env = env_with(**changes)
+        for _ in range(5):
+            code, fast, modules = in_terminal(("ls",), env, columns)
+            full = in_terminal(("ls",), env, columns, full=True)[:2]
+            if (code, fast) == full:
+                break
+        assert (code, fast) == full, changes
+        assert code == 0 and b"\x1b[" in fast and b"online" in fast, changes
+        assert not modules & set(NEVER_ON_THE_FAST_PATH), changes
+    # rich draws these itself: the click command, loaded
+    for changes in ({"TERM": "xterm", "NO_COLOR": "1"}, {"TERM": "dumb"}):
+        code, shown, modules = in_terminal(("ls",), env_with(**changes), 80)
+        assert code == 0 and b"online" in shown and "click" in modules, changes
 
 
 def test_the_fast_path_loads_neither_click_nor_pyzmq_nor_rich(apps):
