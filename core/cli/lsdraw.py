@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Sequence
-from typing import Any
 
 from corral.cli.words import (
     STATUS_STYLES,
@@ -28,6 +26,11 @@ from corral.cli.words import (
     uptime_of,
 )
 from corral.errors import OptionError
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing on the fast path
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from typing import Any
 
 # Every column, left to right as shown.
 COLUMNS = (

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Any
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing on the fast path
+if TYPE_CHECKING:
+    from typing import Any
 
 STATUS_STYLES = {
     "online": "green",

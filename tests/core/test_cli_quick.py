@@ -33,7 +33,14 @@ FULL = (
     "import sys\nfrom corral.cli.main import build_cli\n"
     "build_cli().main(sys.argv[1:], prog_name='corral')"
 )
-NEVER_ON_THE_FAST_PATH = ("click", "rich", "zmq", "corral.cli.commands", "corral.client.sync")
+NEVER_ON_THE_FAST_PATH = (
+    "click",
+    "rich",
+    "zmq",
+    "typing",
+    "corral.cli.commands",
+    "corral.client.sync",
+)
 
 
 def run(args: tuple[str, ...], env: dict[str, str], full: bool = False) -> tuple[int, str, str]:
