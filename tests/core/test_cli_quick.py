@@ -232,3 +232,10 @@ def test_a_daemon_of_another_corral_is_left_to_the_full_path_which_warns():
     assert not quick._same_corral(json.dumps({**ours, "version": "0.0.1"}).encode())
     assert not quick._same_corral(json.dumps({**ours, "install_path": "/x"}).encode())
     assert not quick._same_corral(None)
+    # as the daemon encodes it (compact), read without the json module
+    compact = json.dumps({"pid": 1, **ours}, separators=(",", ":")).encode()
+    assert quick._same_corral(compact)
+    assert not quick._same_corral(compact.replace(me.__version__.encode(), b"0.0.0-other"))
+    assert quick._string(compact, b"version") == me.__version__
+    assert quick._string(b'{"version":null}', b"version") is None
+    assert quick._string(b'{"install_path":"/a\\"b"}', b"install_path") is False
