@@ -17,6 +17,7 @@ import sys
 import termios
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -43,12 +44,24 @@ NEVER_ON_THE_FAST_PATH = (
 )
 
 
-def run(args: tuple[str, ...], env: dict[str, str], full: bool = False) -> tuple[int, str, str]:
+def start(args: tuple[str, ...], env: dict[str, str], full: bool = False) -> subprocess.Popen:
     head = ["-c", FULL] if full else ["-m", "corral"]
-    done = subprocess.run(
-        [sys.executable, *head, *args], capture_output=True, text=True, timeout=60, env=env
+    return subprocess.Popen(
+        [sys.executable, *head, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
     )
-    return done.returncode, done.stdout, done.stderr
+
+
+def finish(proc: subprocess.Popen) -> tuple[int, str, str]:
+    out, err = proc.communicate(timeout=60)
+    return proc.returncode, out, err
+
+
+def run(args: tuple[str, ...], env: dict[str, str], full: bool = False) -> tuple[int, str, str]:
+    return finish(start(args, env, full))
 
 
 def env_with(**changes: str | None) -> dict[str, str]:
@@ -58,10 +71,12 @@ def env_with(**changes: str | None) -> dict[str, str]:
 
 
 def same_as_full(args: tuple[str, ...], env: dict[str, str]) -> tuple[int, str, str]:
-    """What ``corral ARGS`` printed, once it matched the click command's output (an
-    uptime or a memory figure may move between two calls: a few tries)."""
-    for _ in range(5):
-        fast, full = run(args, env), run(args, env, full=True)
+    """What ``corral ARGS`` printed, once it matched the click command's output: both
+    run at once, so that they read the same sample of the figures (the daemon keeps one
+    for a second), a few times (an uptime may turn a second between them)."""
+    for _ in range(8):
+        fast, full = start(args, env), start(args, env, full=True)
+        fast, full = finish(fast), finish(full)
         if fast == full:
             return fast
     assert fast == full, f"corral {' '.join(args)}"
@@ -164,9 +179,10 @@ def test_ls_in_a_terminal_prints_the_bytes_of_the_click_command(apps):
     )
     for changes, columns in terminals:
         env = env_with(**changes)
-        for _ in range(5):
-            code, fast, modules = in_terminal(("ls",), env, columns)
-            full = in_terminal(("ls",), env, columns, full=True)[:2]
+        for _ in range(8):  # both at once: the same sample of the figures (see same_as_full)
+            with ThreadPoolExecutor(2) as pool:
+                both = [pool.submit(in_terminal, ("ls",), env, columns, f) for f in (False, True)]
+                (code, fast, modules), full = both[0].result(), both[1].result()[:2]
             if (code, fast) == full:
                 break
         assert (code, fast) == full, changes
