@@ -59,16 +59,20 @@ def _ls(sort: str | None) -> bool:
         if console_width is None:
             return False
     lsdraw.parse_sort(sort)  # a bad --sort is refused before the daemon is asked
-    replies = fast.exchange([PING, ROWS])
-    if replies is None or not _same_corral(fast.result(replies[0], 1)):
-        return False
-    found = fast.result(replies[1], 2)
-    if found is None:
+    # the daemon lists while this process loads the json decoder
+    pending = fast.send([PING, ROWS])
+    if pending is None:
         return False
     import json
 
     from corral.client.info import from_rows  # deferred: with the reply, as the json decoder
 
+    replies = pending.replies()
+    if replies is None or not _same_corral(fast.result(replies[0], 1)):
+        return False
+    found = fast.result(replies[1], 2)
+    if found is None:
+        return False
     infos = from_rows(json.loads(found), None)  # the table reads no env: nothing to fetch
     if not infos:
         from corral.cli.words import EMPTY_HINT  # deferred: the rare empty list
