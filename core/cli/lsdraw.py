@@ -5,7 +5,8 @@ draws for it, in a few milliseconds for a thousand apps instead of a second.
 every cell is plain ASCII; otherwise it gives None and :mod:`corral.cli.table` draws
 with rich (a name wrapped in its column, wide characters, a console without colour
 codes of its own). :func:`plain_width` tells, without importing rich, when rich would
-print no escape codes at all (a pipe), so ``corral ls | ...`` never loads rich.
+print no escape codes at all (a pipe), so ``corral ls | ...`` never loads rich;
+:func:`colour_width`, when it would colour a terminal with the codes draw writes.
 The columns, their order, what is dropped first and the ``--sort`` fields are here,
 once: :mod:`corral.cli.table` builds rich's table from the same cells.
 """
@@ -14,8 +15,6 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Sequence
-from typing import Any
 
 from corral.cli.words import (
     STATUS_STYLES,
@@ -27,6 +26,11 @@ from corral.cli.words import (
     uptime_of,
 )
 from corral.errors import OptionError
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing on the fast path
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from typing import Any
 
 # Every column, left to right as shown.
 COLUMNS = (
@@ -117,24 +121,36 @@ def sort_infos(infos: Sequence[Any], sort: str | None = None) -> list[Any]:
     return sorted(ordered, key=SORT_FIELDS[field], reverse=descending)
 
 
+def row_texts(info: Any, now: int) -> tuple[str, ...]:
+    """Each column's text for one process, in :data:`COLUMNS` order."""
+    return (
+        str(info.pm_id),
+        printable(info.name),
+        printable(info.namespace),
+        mode_word(info.exec_mode),
+        str(info.pid or 0),
+        uptime_of(info, now),
+        str(info.restart_time),
+        info.status,
+        human_cpu(info.cpu),
+        human_bytes(info.memory),
+        printable(user_of(info)),
+        watching_of(info),
+    )
+
+
 def cells(info: Any, now: int) -> dict[str, tuple[str, str]]:
     """Each column's text and style for one process (rich Text made of them in table)."""
-    status = info.status
-    watching = watching_of(info)
-    return {
-        "id": (str(info.pm_id), ""),
-        "name": (printable(info.name), ""),
-        "namespace": (printable(info.namespace), ""),
-        "mode": (mode_word(info.exec_mode), ""),
-        "pid": (str(info.pid or 0), ""),
-        "uptime": (uptime_of(info, now), ""),
-        "↺": (str(info.restart_time), ""),
-        "status": (status, STATUS_STYLES.get(status, "")),
-        "cpu": (human_cpu(info.cpu), ""),
-        "mem": (human_bytes(info.memory), ""),
-        "user": (printable(user_of(info)), ""),
-        "watching": (watching, "green" if watching == "enabled" else "bright_black"),
-    }
+    return _styled(row_texts(info, now))
+
+
+def _styled(texts: tuple[str, ...]) -> dict[str, tuple[str, str]]:
+    """The cells of :func:`row_texts`, each with its style."""
+    row = {column: (text, "") for column, text in zip(COLUMNS, texts, strict=True)}
+    status, watching = row["status"][0], row["watching"][0]
+    row["status"] = (status, STATUS_STYLES.get(status, ""))
+    row["watching"] = (watching, "green" if watching == "enabled" else "bright_black")
+    return row
 
 
 def fit_columns(widths: dict[str, int], width: int | None) -> list[str]:
@@ -172,6 +188,34 @@ def plain_width() -> tuple[int, int | None] | None:
     return (int(columns), int(columns)) if columns.isdigit() else None
 
 
+def colour_width() -> int | None:
+    """When stdout is a terminal rich would colour with the escape codes :func:`draw`
+    writes (no ``NO_COLOR``, ``FORCE_COLOR``, ``TTY_COMPATIBLE``, dumb terminal): the
+    width its console takes, as rich 13-15 work it out (``COLUMNS``, else the size of
+    the terminal on stdin, stdout or stderr, else 80); else None."""
+    env = os.environ
+    if sys.platform == "win32" or "FORCE_COLOR" in env or "TTY_COMPATIBLE" in env:
+        return None
+    if "JUPYTER_COLUMNS" in env or env.get("NO_COLOR", "") != "":
+        return None
+    if env.get("TERM", "").lower() in ("dumb", "unknown"):
+        return None
+    try:
+        if not sys.stdout.isatty():
+            return None
+    except ValueError:
+        return None
+    columns = env.get("COLUMNS")
+    if columns is not None:
+        return int(columns) if columns.isdigit() and int(columns) > 0 else None
+    for fd in (0, 1, 2):
+        try:
+            return os.get_terminal_size(fd).columns or 80
+        except (ValueError, OSError):
+            continue
+    return 80
+
+
 def draw(
     infos: Sequence[Any],
     console_width: int,
@@ -184,14 +228,15 @@ def draw(
     """The table as rich prints it (``colour``: with its escape codes), or None when
     rich must draw it (see the module's docstring)."""
     now = now_ms() if now is None else now
-    rows = [cells(info, now) for info in sort_infos(infos, sort)]
-    widths = {c: 1 if c == "↺" else len(c) for c in COLUMNS}
+    rows = [row_texts(info, now) for info in sort_infos(infos, sort)]
     for row in rows:
-        for column, (text, _) in row.items():
-            if not text.isascii() or "\t" in text:
-                return None  # wide characters, tabs: rich measures them
-            if len(text) > widths[column]:
-                widths[column] = len(text)
+        joined = "".join(row)
+        if not joined.isascii() or "\t" in joined:
+            return None  # wide characters, tabs: rich measures them
+    widths = {c: 1 if c == "↺" else len(c) for c in COLUMNS}
+    if rows:
+        for column, texts in zip(COLUMNS, zip(*rows, strict=True), strict=True):
+            widths[column] = max(widths[column], *map(len, texts))
     shown = fit_columns(widths, fit_width)
     if sum(widths[c] + 2 for c in shown) + len(shown) + 1 > console_width:
         return None  # a column must shrink: rich wraps the names
@@ -199,13 +244,23 @@ def draw(
     lines = [_rule("top", shown, widths)]
     lines.append(_line([(c, c, HEADER_STYLE, HEADER_STYLE) for c in shown], widths, paint))
     lines.append(_rule("head", shown, widths))
-    for row in rows:
-        line = []
-        for c in shown:
-            text, style = row[c]
-            column_style = COLUMN_STYLES.get(c, "")
-            line.append((c, text, column_style, _join(column_style, style)))
-        lines.append(_line(line, widths, paint))
+    if colour:
+        for texts in rows:
+            row = _styled(texts)
+            line = []
+            for c in shown:
+                text, style = row[c]
+                column_style = COLUMN_STYLES.get(c, "")
+                line.append((c, text, column_style, _join(column_style, style)))
+            lines.append(_line(line, widths, paint))
+    else:  # the same line as _line draws, without a call per cell
+        where = [COLUMNS.index(c) for c in shown]
+        justify = [str.rjust if c in RIGHT else str.ljust for c in shown]
+        sizes = [widths[c] for c in shown]
+        plan = list(zip(where, justify, sizes, strict=True))
+        for texts in rows:
+            parts = [fit(texts[i], size) for i, fit, size in plan]
+            lines.append("│ " + " │ ".join(parts) + " │")
     lines.append(_rule("bottom", shown, widths))
     return "\n".join(lines) + "\n"
 

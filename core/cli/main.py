@@ -1,8 +1,9 @@
 """The ``corral`` command line: PM2's commands on top of :class:`corral.Client`.
 
-``corral jlist`` and ``corral ping`` are answered by a fast path that imports
-neither click nor rich; every other command is a click command of the group
-:mod:`corral.cli.commands` builds, imported only then. This module keeps the entry
+``corral ls`` (and its aliases), ``corral jlist`` and ``corral ping`` are answered
+by a fast path that imports neither click nor rich (:mod:`corral.cli.quick`);
+every other command is a click command of the group :mod:`corral.cli.commands`
+builds, imported only then. This module keeps the entry
 point, the error handling and the parsing helpers the commands share, so that
 importing it stays cheap.
 
@@ -33,6 +34,8 @@ if TYPE_CHECKING:
 
 
 FAST_COMMANDS = ("jlist", "ping")
+# answered by corral.cli.quick when it understands the whole command line
+QUICK_COMMANDS = ("jlist", "ls", "list", "status", "l", "ps")
 # commands often run with no daemon up (a first start, a resurrect at boot)
 EARLY_DAEMON_COMMANDS = ("start", "resurrect")
 
@@ -41,6 +44,11 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``corral`` console script and of ``python -m corral``."""
     args = sys.argv[1:] if argv is None else list(argv)
     with handle_errors():
+        if args and args[0] in QUICK_COMMANDS:
+            from corral.cli import quick  # deferred: the fast path of ls and jlist only
+
+            if quick.run(args):
+                return
         if len(args) == 1 and args[0] in FAST_COMMANDS:
             _run_fast(args[0])
             return
@@ -75,17 +83,15 @@ def _one_line_warnings() -> None:
 def _run_fast(command: str) -> None:
     from corral.rpc import fast  # deferred: the socket client of the fast commands only
 
-    # a running daemon in a private home answers without pyzmq (~12 ms of imports)
-    found = fast.result(fast.call(b"list" if command == "jlist" else b"ping"))
-    if found is not None and command == "jlist":
-        sys.stdout.buffer.write(found + b"\n")
-        sys.stdout.flush()
-        return
+    # a running daemon in a private home answers without pyzmq (~12 ms of imports);
+    # jlist asked it already (corral.cli.quick)
+    found = fast.result(fast.call(b"ping")) if command == "ping" else None
     if found is not None:
         import json
 
         print_pong(json.loads(found))
         return
+    _one_line_warnings()  # a daemon of another corral: one line, as every command says it
     with corral.connect() as client:
         if command == "jlist":
             print_jlist(client)

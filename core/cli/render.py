@@ -50,7 +50,7 @@ def status_text(status: str) -> Text:
     return Text(status, style=STATUS_STYLES.get(status, ""))
 
 
-EMPTY_HINT = "No process is managed yet. Start one with: corral start app.py --name web"
+EMPTY_HINT = words.EMPTY_HINT  # `corral ls` of no process
 
 
 def plugins_table(plugins: Iterable[dict]) -> Table:

@@ -7,9 +7,11 @@ modes, uptimes, and names made safe for a terminal (:func:`printable`).
 
 from __future__ import annotations
 
-import re
 import time
-from typing import Any
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing on the fast path
+if TYPE_CHECKING:
+    from typing import Any
 
 STATUS_STYLES = {
     "online": "green",
@@ -19,6 +21,8 @@ STATUS_STYLES = {
     "waiting restart": "yellow",
     "stopping": "yellow",
 }
+
+EMPTY_HINT = "No process is managed yet. Start one with: corral start app.py --name web"
 
 
 def now_ms() -> int:
@@ -65,25 +69,37 @@ def uptime_of(info: Any, now: int) -> str:
 # Escape sequences a terminal acts on (colours, cursor moves, titles, hyperlinks,
 # clipboard writes), ECMA-48: CSI, OSC, the DCS/SOS/PM/APC strings, 8-bit CSI, and
 # the two-byte ones. An unterminated string runs to the end of the line, as it would.
-_ESCAPES = re.compile(
+_ESCAPES = (
     r"\x1b\[[0-?]*[ -/]*[@-~]"
     r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?"
     r"|\x1b[PX^_][^\x1b]*(?:\x1b\\)?"
     r"|\x9b[0-?]*[ -/]*[@-~]"
     r"|\x1b[ -/]*[0-~]"
 )
-_CONTROLS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")  # all but \t
+_CONTROLS = r"[\x00-\x08\x0a-\x1f\x7f-\x9f]"  # all but \t
+_COMPILED: list[Any] = []  # the two, compiled on first need
+
+
+def _patterns() -> list[Any]:
+    if not _COMPILED:
+        import re  # deferred: `corral ls` loads re only with the json decoder, later
+
+        _COMPILED.extend([re.compile(_ESCAPES), re.compile(_CONTROLS)])
+    return _COMPILED
 
 
 def printable(line: str) -> str:
     """An app's log line made safe for a terminal: escape sequences removed, a ``\\r``
     overwriting the start of the line as a terminal shows it (``10%\\r20%`` is
     ``20%``), every other control character but a tab shown as ``\\xNN``."""
+    if line.isascii() and line.isprintable():
+        return line  # nothing to remove or show (most names: no regex run)
+    escapes, controls = _patterns()
     if "\x1b" in line or "\x9b" in line:
-        line = _ESCAPES.sub("", line)
+        line = escapes.sub("", line)
     if "\r" in line:
         shown = ""
         for part in line.split("\r"):
             shown = part + shown[len(part) :]
         line = shown
-    return _CONTROLS.sub(lambda m: f"\\x{ord(m[0]):02x}", line)
+    return controls.sub(lambda m: f"\\x{ord(m[0]):02x}", line)

@@ -10,11 +10,14 @@ when asked for it, fetching the environment then (one ``describe`` of its pm_id)
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Callable
-from typing import Any
-
 from corral.errors import NotFoundError, ProtocolError
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING: `corral ls` reads rows without typing
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+    EnvFetch = Callable[[int, str], dict[str, str]]  # (pm_id, name) -> the process's env
 
 # pm2_env fields that describe the process, not its options
 RUNTIME_FIELDS = frozenset(
@@ -54,7 +57,6 @@ RUNTIME_FIELDS = frozenset(
 
 # a compact list's live row: pid, memory, cpu, then the runtime values
 PID, MEMORY, CPU = 0, 1, 2
-EnvFetch = Callable[[int, str], dict[str, str]]  # (pm_id, name) -> the process's env
 
 
 class Shape:
@@ -272,6 +274,8 @@ class ProcessInfo:
         }
 
     def to_dict(self) -> dict[str, Any]:
+        import copy  # deferred: `corral ls` never copies a row
+
         return copy.deepcopy(self._full())
 
     def __getitem__(self, key: str) -> Any:

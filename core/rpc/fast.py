@@ -1,10 +1,10 @@
-"""One RPC call without pyzmq: the hot path of ``corral jlist`` and ``corral ping``.
+"""A few RPC calls without pyzmq: the hot path of ``corral jlist``, ``ls`` and ``ping``.
 
 Importing pyzmq costs a CLI call ~12 ms, a quarter of a whole ``corral
 jlist`` with 100 apps. The daemon's unix socket speaks ZMTP 3 (RFC 23), whose
 NULL handshake fits in a few lines: a 64-byte greeting each way, a READY
 command each way, then length-prefixed frames. This module speaks it as a
-DEALER for exactly one request and its reply, and imports nothing but the
+DEALER for one request and its reply (or a few, one after the other), and imports nothing but the
 standard library's socket (its C half) and struct.
 
 Anything unexpected (no daemon, a home that is not private, a peer that says
@@ -38,37 +38,93 @@ MORE, LONG, COMMAND = 0x01, 0x02, 0x04
 GREETING_TIMEOUT = 3.0
 
 
-def call(cmd: bytes, timeout: float = 60.0) -> bytes | None:
-    """The daemon's reply to ``{"id":1,"cmd":cmd,"args":{}}``, or None (take the full path)."""
+def call(cmd: bytes, timeout: float = 60.0, args: bytes = b"{}") -> bytes | None:
+    """The daemon's reply to ``{"id":1,"cmd":cmd,"args":args}`` (``args`` a JSON
+    object, encoded), or None (take the full path)."""
+    replies = exchange([(cmd, args)], timeout)
+    return None if replies is None else replies[0]
+
+
+def exchange(requests: list[tuple[bytes, bytes]], timeout: float = 60.0) -> list[bytes] | None:
+    """The replies to ``requests`` (each ``(cmd, args)``, the ``n``-th sent with id ``n``),
+    in that order, on one connection; None if anything went wrong."""
+    pending = send(requests, timeout)
+    return None if pending is None else pending.replies()
+
+
+def send(requests: list[tuple[bytes, bytes]], timeout: float = 60.0) -> Pending | None:
+    """Send ``requests`` (see :func:`exchange`) and return at once: the daemon answers
+    while the caller does something else, then reads them with ``replies()``; None if
+    no daemon took them."""
     path = _socket_path()
     if path is None or "CORRAL_ADDRESS" in os.environ:
         return None
-    request = b'{"id":1,"cmd":"%s","args":{}}' % cmd
     try:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            sock.settimeout(min(timeout, GREETING_TIMEOUT))
-            sock.connect(path)
-            sock.sendall(GREETING)  # libzmq hangs up on a READY sent before its own
-            reader = _Reader(sock)
-            if reader.exact(64)[:1] != b"\xff":
-                return None
-            flags, body = reader.frame()
-            if not flags & COMMAND or not body.startswith(b"\x05READY"):
-                return None
-            sock.settimeout(timeout)
-            sock.sendall(_frame(_ready(), COMMAND) + _frame(request, 0))
-            flags, reply = reader.frame()
-            return None if flags & (COMMAND | MORE) else reply
-        finally:
-            sock.close()
-    except (OSError, ValueError):
+    except OSError:
         return None
+    try:
+        sock.settimeout(min(timeout, GREETING_TIMEOUT))
+        sock.connect(path)
+        sock.sendall(GREETING)  # libzmq hangs up on a READY sent before its own
+        reader = _Reader(sock)
+        if reader.exact(64)[:1] != b"\xff":
+            raise ValueError("not a ZMTP peer")
+        flags, body = reader.frame()
+        if not flags & COMMAND or not body.startswith(b"\x05READY"):
+            raise ValueError("no READY")
+        sock.settimeout(timeout)
+        frames = [_frame(_ready(), COMMAND)]
+        for number, (cmd, args) in enumerate(requests, 1):
+            frames.append(_frame(b'{"id":%d,"cmd":"%s","args":%s}' % (number, cmd, args), 0))
+        sock.sendall(b"".join(frames))
+    except (OSError, ValueError):
+        sock.close()
+        return None
+    return Pending(sock, reader, len(requests))
 
 
-def result(reply: bytes | None) -> bytes | None:
-    """The ``result`` of a successful reply, as the daemon encoded it; None otherwise."""
-    prefix = b'{"id":1,"ok":true,"result":'
+class Pending:
+    """Requests sent on an open connection, their replies not read yet."""
+
+    def __init__(self, sock: Any, reader: _Reader, count: int) -> None:
+        self.sock, self.reader, self.count = sock, reader, count
+
+    def replies(self) -> list[bytes] | None:
+        """Each request's reply, in the order sent (the daemon may answer in another);
+        None if anything went wrong. Closes the connection."""
+        found: dict[int, bytes] = {}
+        try:
+            while len(found) < self.count:
+                flags, reply = self.reader.frame()
+                number = _id_of(reply)
+                if flags & (COMMAND | MORE) or number is None:
+                    return None
+                found[number] = reply
+        except (OSError, ValueError):
+            return None
+        finally:
+            self.close()
+        if sorted(found) != list(range(1, self.count + 1)):
+            return None
+        return [found[n] for n in range(1, self.count + 1)]
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _id_of(reply: bytes) -> int | None:
+    """The id of a reply ``{"id":N,...``, or None."""
+    if not reply.startswith(b'{"id":'):
+        return None
+    digits = reply[6 : reply.find(b",", 6)]
+    return int(digits) if digits.isdigit() else None
+
+
+def result(reply: bytes | None, number: int = 1) -> bytes | None:
+    """The ``result`` of a successful reply (to the request of id ``number``), as the
+    daemon encoded it; None otherwise."""
+    prefix = b'{"id":%d,"ok":true,"result":' % number
     if reply is None or not reply.startswith(prefix) or not reply.endswith(b"}"):
         return None
     return reply[len(prefix) : -1]

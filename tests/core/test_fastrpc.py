@@ -73,3 +73,15 @@ def test_a_peer_that_is_not_a_daemon_is_left_to_the_full_path(corral_home: Path)
 def test_an_error_reply_has_no_result():
     assert fastrpc.result(b'{"id":1,"ok":false,"error":{"type":"X"}}') is None
     assert fastrpc.result(None) is None
+
+
+def test_several_requests_on_one_connection_come_back_in_the_order_sent(pm, tmp_path):
+    pm.start(python_app(tmp_path, "app.py", "import time; time.sleep(60)"), {"name": "app"})
+    rows = (b"list", b'{"form":"rows","env":false}')
+    pending = fastrpc.send([(b"ping", b"{}"), rows, (b"ping", b"{}")])
+    assert pending is not None
+    replies = pending.replies()
+    assert [fastrpc.result(r, n) is not None for n, r in enumerate(replies, 1)] == [True] * 3
+    assert json.loads(fastrpc.result(replies[0], 1))["pid"] == pm.ping()["pid"]
+    assert json.loads(fastrpc.result(replies[1], 2))["rows"][0][0] == 0  # shape 0
+    assert fastrpc.exchange([(b"no_such_command", b"{}")]) is not None  # an error reply
