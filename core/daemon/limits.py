@@ -19,14 +19,17 @@ from pathlib import Path
 from typing import Any
 
 from corral.errors import OptionError
+from corral.supervisor.logs import open_log_limit
 
-# What one instance holds open in the daemon, measured (50 apps of `sh -c 'exec
-# sleep'` on a daemon with every plugin: 7.02 each): its stdout and stderr pipes,
-# the write end of its stdin pipe, its out and err log files, its channel socket,
-# its pidfd. A `log_file` (the merged log) adds one more.
-FDS_PER_INSTANCE = 7
+# What one instance holds open in the daemon, measured (1,000 apps of `sh -c 'exec
+# sleep'` on a daemon with the default plugins: 4.00 each, /work/notes/fds.md): its
+# stdout and stderr pipes, its channel socket, its pidfd. Its log files are open only
+# while written, at most open_log_limit() of them in all (corral.supervisor.logs), and
+# its stdin pipe only while a sent line waits (corral.supervisor.stdin).
+FDS_PER_INSTANCE = 4
 # A spawn's short-lived descriptors (the child's ends of its pipes and socket, the
-# exec check), clients, a state write, the fd reserve's refills
+# exec check), clients, a state write, the fd reserve's refills; the open log files
+# are counted apart (open_log_limit())
 SPARE_FDS = 64
 SPARE_TASKS = 64  # processes the rest of the machine may start meanwhile
 
@@ -54,7 +57,7 @@ def check_start(apps: Iterable[Any], procs: Iterable[Any]) -> None:
     for app in apps:
         new = app.count if app.options.get("force") else max(app.count - have[app.name], 0)
         instances += new
-        fds += new * (FDS_PER_INSTANCE + (1 if app.options.get("log_file") else 0))
+        fds += new * FDS_PER_INSTANCE
         most = max(most, new)
     if most > 1:  # one app's `instances` past the limits alone: that option is the fix
         check_room(most, field="instances")
@@ -76,10 +79,11 @@ def _fd_problem(needed: int, instances: int) -> str | None:
     if soft == resource.RLIM_INFINITY:
         return None
     in_use = _count("/proc/self/fd") or _count("/dev/fd")
-    left = soft - in_use - SPARE_FDS
+    # the log files may all be open at once (some are already, in in_use: counted twice)
+    left = soft - in_use - SPARE_FDS - open_log_limit()
     if needed <= left:
         return None
-    enough = _round_up(in_use + SPARE_FDS + needed)
+    enough = _round_up(in_use + SPARE_FDS + open_log_limit() + needed)
     return (
         f"{instances:,} new instances need {needed:,} file descriptors in the daemon "
         f"({FDS_PER_INSTANCE} each), and its limit RLIMIT_NOFILE (open files) is {soft:,} "
