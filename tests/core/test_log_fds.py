@@ -7,7 +7,10 @@ from __future__ import annotations
 import errno
 import json
 import os
+import pwd
 import resource
+import secrets
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -168,6 +171,7 @@ def test_out_of_descriptors_the_registry_closes_files_rather_than_drop_lines(tmp
 
 # -- real daemons ----------------------------------------------------------------
 
+PYTHON = "/usr/bin/python3"  # a user app cannot run the venv under /tmp/venv-*
 SILENT = "#!/bin/sh\nexec sleep 3600\n"
 TALKER = """\
 import sys, time
@@ -265,3 +269,50 @@ def test_lines_of_more_apps_than_open_files_reach_their_files_in_order(
     finally:
         pm.kill_daemon()
         pm.disconnect()
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not shutil.which("useradd") or not os.access(PYTHON, os.X_OK),
+    reason="needs root, useradd and /usr/bin/python3",
+)
+def test_a_user_app_of_a_root_daemon_reopens_its_file_as_the_user_never_through_a_link(
+    corral_home, tmp_path
+):
+    daemon = daemon_with_nofile(corral_home, 192)  # open_log_limit(): 12 files
+    name = f"corral-fds-{secrets.token_hex(3)}"
+    subprocess.run(["useradd", "-m", name], check=True, capture_output=True, timeout=30)
+    pm = corral.connect()
+    try:
+        account = pwd.getpwnam(name)
+        talker = Path(account.pw_dir) / "talker.py"
+        talker.write_text(TALKER)
+        out = Path(account.pw_dir) / "logs" / "out.log"  # the app's own path: its rights
+        options = {"args": ["u"], "user": name, "out_file": str(out), "interpreter": PYTHON}
+        pm.start(str(talker), {"name": "u", **options})
+        wait_for(lambda: out.exists() and "u out 59" in out.read_text())
+        assert out.stat().st_uid == account.pw_uid
+
+        root_talker = tmp_path / "talker.py"
+        root_talker.write_text(TALKER)
+        for i in range(7):  # 14 more files through 12 descriptors: out.log is closed
+            pm.start(str(root_talker), {"name": f"r{i}", "args": [f"r{i}"]})
+        errs = [Path(p.err_log) for p in pm.list() if p.name != "u"]
+        wait_for(lambda: all("err 59" in e.read_text() for e in errs), timeout=60)
+        assert str(out) not in open_under(out.parent, daemon.pid)
+
+        victim = tmp_path / "root-only"
+        victim.write_bytes(b"root's\n")
+        os.chmod(victim, 0o600)
+        os.rename(out, out.with_name("out.log.1"))
+        os.symlink(victim, out)  # what the account could do while the file was closed
+        pm.send_line(0, "through the link?")
+        wait_for(lambda: any("out.log" in d["path"] for d in pm.describe("u")[0].log_drops))
+        assert victim.read_bytes() == b"root's\n"
+
+        out.unlink()
+        wait_for(lambda: pm.send_line(0, "back") and out.exists() and "u back" in out.read_text())
+        assert out.stat().st_uid == account.pw_uid
+    finally:
+        pm.kill_daemon()
+        pm.disconnect()
+        subprocess.run(["userdel", "-r", name], capture_output=True, timeout=30)
