@@ -43,17 +43,21 @@ MAX_LINE = 64 * 1024  # bytes of one line, its "\n" not counted
 
 
 _WRITE_FLAGS = os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY
+_HOLD: set[tuple[int, int]] = set()  # pipes whose child end is read-only: write end kept
 
 
 def open_pipe() -> tuple[int, int]:
     """A new stdin pipe: ``(read-write end for the child, non-blocking write end)``;
-    the write end only names the pipe to :class:`StdinPipe`, which closes it."""
+    the write end only names the pipe to :class:`StdinPipe`, which closes it. Without
+    ``/proc`` the child's end is the read end, and the write end is held as before."""
     read_end, write_end = os.pipe()  # all close-on-exec: only fd 0 of the child has it
+    os.set_blocking(write_end, False)
     try:
         both = os.open(f"/proc/self/fd/{read_end}", os.O_RDWR | os.O_CLOEXEC)
-    finally:
-        os.close(read_end)
-    os.set_blocking(write_end, False)
+    except OSError:
+        _HOLD.add(_identity(os.fstat(write_end)))
+        return read_end, write_end
+    os.close(read_end)
     return both, write_end
 
 
@@ -93,6 +97,9 @@ class StdinPipe:
         if pipe is None:
             assert fd is not None
             pipe = _identity(os.fstat(fd))
+            if pipe in _HOLD:  # open_pipe() could not give the child both ends
+                _HOLD.discard(pipe)
+                held = True
         self.pipe = pipe  # what /proc/PID/fd/0 must be
         self.held = held and fd is not None
         self.fd: int | None = fd if self.held else None  # open while lines wait, or held
