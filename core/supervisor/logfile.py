@@ -176,7 +176,12 @@ class LogFile:
             return
         gen, owner = self._open_line
         if gen == self._gen:
-            self._open_line = (_EVICTED, owner)
+            try:  # the file as it is left: found so on reopen, its last byte needs no read
+                info = os.fstat(fd)
+                left = (info.st_dev, info.st_ino, info.st_size)
+            except OSError:
+                left = None
+            self._open_line = (_EVICTED, (owner, left))
         os.close(fd)
 
     def write(self, data: bytes, owner: object = None) -> None:
@@ -245,13 +250,22 @@ class LogFile:
                 return None  # the write fails too, and says why
         gen, owner = self._open_line
         if gen != self._gen:  # opened (or reopened) since: look at the file's last byte, once
-            unfinished = self._ends_unfinished()
             if gen == _EVICTED:  # closed by the pool: a line left open is still its writer's
-                owner = (_FOREIGN if owner is None else owner) if unfinished else None
+                owner, left = owner  # type: ignore[misc]
+                if left is None or self._identity() != left:  # changed while closed
+                    unfinished = self._ends_unfinished()
+                    owner = (_FOREIGN if owner is None else owner) if unfinished else None
             else:
-                owner = _FOREIGN if unfinished else None
+                owner = _FOREIGN if self._ends_unfinished() else None
             self._open_line = (self._gen, owner)
         return owner
+
+    def _identity(self) -> tuple[int, int, int] | None:
+        try:
+            info = os.fstat(self.fileno())
+        except (OSError, ValueError):
+            return None
+        return info.st_dev, info.st_ino, info.st_size
 
     def _ends_unfinished(self) -> bool:
         """Whether the file's last byte is not a newline (a line someone left open)."""

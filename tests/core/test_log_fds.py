@@ -90,6 +90,19 @@ def test_a_line_left_open_by_an_evicted_file_is_continued_and_another_writer_bre
     assert (tmp_path / "shared.log").read_bytes() == b"progress 10% 20%\nhalf\nan error\n"
 
 
+def test_a_line_another_program_left_open_while_the_file_was_closed_is_ended_first(tmp_path, files):
+    path = tmp_path / "a.log"
+    writer = LineWriter([files.acquire(path)])
+    others = [LineWriter([files.acquire(tmp_path / f"o{i}.log")]) for i in range(3)]
+    writer.feed(b"ours\n")
+    for other in others:
+        other.feed(b"x\n")
+    with open(path, "ab") as outsider:  # appended while corral held no descriptor
+        outsider.write(b"theirs, unfinished")
+    writer.feed(b"ours again\n")
+    assert path.read_bytes() == b"ours\ntheirs, unfinished\nours again\n"
+
+
 def test_rotation_flush_and_reload_work_on_an_evicted_file(tmp_path, files):
     path = tmp_path / "a.log"
     writer = LineWriter([files.acquire(path)])
