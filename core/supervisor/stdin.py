@@ -44,15 +44,37 @@ MAX_LINE = 64 * 1024  # bytes of one line, its "\n" not counted
 
 _WRITE_FLAGS = os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY
 _HOLD: set[tuple[int, int]] = set()  # pipes whose child end is read-only: write end kept
+_REOPEN: list[bool | None] = [None]  # whether the child's end can be read-write (see below)
+
+
+_CAP_SYS_PTRACE = 19
+
+
+def _can_reopen_any() -> bool:
+    """Whether this daemon may open /proc/PID/fd/0 of its apps, whatever their account:
+    not root (its apps are its own account's), or root with CAP_SYS_PTRACE."""
+    if os.geteuid() != 0:
+        return True
+    try:
+        with open("/proc/self/status") as status:
+            caps = next(int(x.split()[1], 16) for x in status if x.startswith("CapEff:"))
+    except (OSError, StopIteration, ValueError):
+        return False
+    return bool(caps >> _CAP_SYS_PTRACE & 1)
 
 
 def open_pipe() -> tuple[int, int]:
     """A new stdin pipe: ``(read-write end for the child, non-blocking write end)``;
     the write end only names the pipe to :class:`StdinPipe`, which closes it. Without
-    ``/proc`` the child's end is the read end, and the write end is held as before."""
+    ``/proc``, or as root without CAP_SYS_PTRACE (it could not reopen a ``user=`` app's),
+    the child's end is the read end and the write end is held as before."""
     read_end, write_end = os.pipe()  # all close-on-exec: only fd 0 of the child has it
     os.set_blocking(write_end, False)
     try:
+        if _REOPEN[0] is None:
+            _REOPEN[0] = _can_reopen_any()  # once (a daemon's capabilities do not grow)
+        if not _REOPEN[0]:
+            raise PermissionError(errno.EPERM, "no CAP_SYS_PTRACE")
         both = os.open(f"/proc/self/fd/{read_end}", os.O_RDWR | os.O_CLOEXEC)
     except OSError:
         _HOLD.add(_identity(os.fstat(write_end)))

@@ -256,3 +256,30 @@ def test_a_line_never_lands_in_a_file_the_child_put_in_place_of_its_stdin(
     with pytest.raises(corral.StateError, match=r"echo \(pm_id 0\) has closed its stdin"):
         pm.send_line(0, "not for that file")
     assert victim.read_bytes() == b"" and pm.list()[0].status == "online"
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("setpriv") is None, reason="needs root and setpriv"
+)
+def test_a_root_daemon_without_cap_sys_ptrace_holds_the_write_end_as_before(
+    corral_home, app_path
+) -> None:
+    # it could not reopen a user= app's /proc/PID/fd/0: every app's stdin is held instead
+    subprocess.run(
+        ["setpriv", "--bounding-set", "-sys_ptrace", *CORRAL, "ping"],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    client = corral.connect()
+    try:
+        status = Path(f"/proc/{client.daemon_pid}/status").read_text()
+        caps = int(next(x for x in status.splitlines() if x.startswith("CapEff:")).split()[1], 16)
+        assert not caps >> 19 & 1  # no CAP_SYS_PTRACE
+        info = _start(client, app_path, "stdin_echo.py")
+        assert _held_by_daemon(client.daemon_pid, info.pid)
+        client.send_line(0, "held")
+        wait_for(lambda: out_lines(info)[1:] == ["got: held"])
+    finally:
+        client.kill_daemon()
+        client.disconnect()
