@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import psutil
@@ -101,6 +102,28 @@ def test_a_line_another_program_left_open_while_the_file_was_closed_is_ended_fir
         outsider.write(b"theirs, unfinished")
     writer.feed(b"ours again\n")
     assert path.read_bytes() == b"ours\ntheirs, unfinished\nours again\n"
+
+
+def test_merged_and_dated_lines_stay_whole_through_evictions(tmp_path, files):
+    files.max_open = 2
+    combined = files.acquire(tmp_path / "app.log")
+    out = LineWriter([files.acquire(tmp_path / "out.log"), combined], date_format="YYYY")
+    err = LineWriter([files.acquire(tmp_path / "err.log"), combined], date_format="YYYY")
+    year = time.strftime("%Y")
+    for n in range(20):
+        out.feed(f"o{n} ".encode())
+        out.flush()  # open in out.log and app.log, both closed before it ends
+        err.feed(f"e{n}\n".encode())  # ends out's line in app.log first
+        out.feed(b"end\n")
+        assert files.open_count() <= 2
+    assert (tmp_path / "out.log").read_text().splitlines() == [
+        f"{year}: o{n} end" for n in range(20)
+    ]
+    assert (tmp_path / "err.log").read_text().splitlines() == [f"{year}: e{n}" for n in range(20)]
+    merged = (tmp_path / "app.log").read_text().splitlines()
+    # out's line is ended by err's in the merged file; its end is a line of its own there
+    rounds = [(f"{year}: o{n} ", f"{year}: e{n}", f"{year}: end") for n in range(20)]
+    assert merged == [line for three in rounds for line in three]
 
 
 def test_rotation_flush_and_reload_work_on_an_evicted_file(tmp_path, files):
