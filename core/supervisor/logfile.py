@@ -244,6 +244,8 @@ class LogFile:
 
     def _line_owner(self) -> object:
         if self._fd is None and self._pool is not None and not self._done:
+            if time.monotonic() < self._retry_at:
+                return None  # its open failed a moment ago: the write drops the line
             try:
                 self._open()  # evicted: what ends the file now decides
             except OSError:
