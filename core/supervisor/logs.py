@@ -19,8 +19,8 @@ open at once (:data:`MAX_OPEN_LOGS`, or a 16th of ``RLIMIT_NOFILE`` if less): th
 least recently written is closed for a new one, and a file not written for
 :data:`IDLE_CLOSE` seconds (up to twice that) is closed too. An app that never
 writes holds no descriptor in the daemon. A closed file's next write opens its path
-again (O_APPEND, no symbolic link followed, the app's account's rights), so a file
-renamed while it was closed is followed as ``reload_logs`` would.
+again (O_APPEND, no symbolic link followed, the app's account's rights): a file moved
+away while closed keeps what it had, and the next lines start a new one at the path.
 
 Everything here is synchronous and blocks on nothing but a local file write:
 the daemon calls it from the event loop.
