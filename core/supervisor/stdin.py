@@ -63,6 +63,13 @@ def _can_reopen_any() -> bool:
     return bool(caps >> _CAP_SYS_PTRACE & 1)
 
 
+def reopens() -> bool:
+    """Whether a child's stdin is reopened by its pid (the daemon holds no write end)."""
+    if _REOPEN[0] is None:
+        _REOPEN[0] = _can_reopen_any()  # once (a daemon's capabilities do not grow)
+    return _REOPEN[0]
+
+
 def open_pipe() -> tuple[int, int]:
     """A new stdin pipe: ``(read-write end for the child, non-blocking write end)``;
     the write end only names the pipe to :class:`StdinPipe`, which closes it. Without
@@ -71,9 +78,7 @@ def open_pipe() -> tuple[int, int]:
     read_end, write_end = os.pipe()  # all close-on-exec: only fd 0 of the child has it
     os.set_blocking(write_end, False)
     try:
-        if _REOPEN[0] is None:
-            _REOPEN[0] = _can_reopen_any()  # once (a daemon's capabilities do not grow)
-        if not _REOPEN[0]:
+        if not reopens():
             raise PermissionError(errno.EPERM, "no CAP_SYS_PTRACE")
         both = os.open(f"/proc/self/fd/{read_end}", os.O_RDWR | os.O_CLOEXEC)
     except OSError:
