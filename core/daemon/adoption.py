@@ -105,7 +105,7 @@ async def adopt(daemon: Any, handover: dict[str, Any], entries: list[dict[str, A
             ready=loop.create_future(),
             channel=channel,
             cgroup=Path(app["cgroup"]) if app.get("cgroup") else None,
-            stdin=StdinPipe(stdin) if stdin is not None else None,
+            stdin=StdinPipe.adopt(stdin, app["pid"]),  # reopened by pid when it can be
         )
         channel.on_message = lambda message, p=proc, c=child: p.slot.on_message(c, message)
         channel.start()

@@ -19,16 +19,26 @@ from pathlib import Path
 from typing import Any
 
 from corral.errors import OptionError
+from corral.supervisor import stdin
+from corral.supervisor.logs import open_log_limit
 
-# What one instance holds open in the daemon, measured (50 apps of `sh -c 'exec
-# sleep'` on a daemon with every plugin: 7.02 each): its stdout and stderr pipes,
-# the write end of its stdin pipe, its out and err log files, its channel socket,
-# its pidfd. A `log_file` (the merged log) adds one more.
-FDS_PER_INSTANCE = 7
+# What one instance holds open in the daemon, measured (1,000 apps of `sh -c 'exec
+# sleep'` on a daemon with the default plugins: 4.00 each, /work/notes/fds.md): its
+# stdout and stderr pipes, its channel socket, its pidfd. Its log files are open only
+# while written, at most open_log_limit() of them in all (corral.supervisor.logs), and
+# its stdin pipe only while a sent line waits (corral.supervisor.stdin), unless the daemon
+# cannot reopen it (root without CAP_SYS_PTRACE): then one more (fds_per_instance()).
+FDS_PER_INSTANCE = 4
 # A spawn's short-lived descriptors (the child's ends of its pipes and socket, the
-# exec check), clients, a state write, the fd reserve's refills
+# exec check), clients, a state write, the fd reserve's refills; the open log files
+# are counted apart (open_log_limit())
 SPARE_FDS = 64
 SPARE_TASKS = 64  # processes the rest of the machine may start meanwhile
+
+
+def fds_per_instance() -> int:
+    """What one instance holds open in this daemon (see FDS_PER_INSTANCE)."""
+    return FDS_PER_INSTANCE + (0 if stdin.reopens() else 1)
 
 
 def raise_fd_limit() -> tuple[int, int]:
@@ -54,7 +64,7 @@ def check_start(apps: Iterable[Any], procs: Iterable[Any]) -> None:
     for app in apps:
         new = app.count if app.options.get("force") else max(app.count - have[app.name], 0)
         instances += new
-        fds += new * (FDS_PER_INSTANCE + (1 if app.options.get("log_file") else 0))
+        fds += new * fds_per_instance()
         most = max(most, new)
     if most > 1:  # one app's `instances` past the limits alone: that option is the fix
         check_room(most, field="instances")
@@ -65,7 +75,7 @@ def check_room(instances: int, field: str = "instances", fds: int | None = None)
     """Refuse (OptionError, one line) ``instances`` new processes the limits cannot hold."""
     if instances <= 0:
         return
-    problem = _fd_problem(fds if fds is not None else instances * FDS_PER_INSTANCE, instances)
+    problem = _fd_problem(fds if fds is not None else instances * fds_per_instance(), instances)
     problem = problem or _task_problem(instances)
     if problem:
         raise OptionError(f"{problem}; nothing was started", field=field)
@@ -76,13 +86,14 @@ def _fd_problem(needed: int, instances: int) -> str | None:
     if soft == resource.RLIM_INFINITY:
         return None
     in_use = _count("/proc/self/fd") or _count("/dev/fd")
-    left = soft - in_use - SPARE_FDS
+    # the log files may all be open at once (some are already, in in_use: counted twice)
+    left = soft - in_use - SPARE_FDS - open_log_limit()
     if needed <= left:
         return None
-    enough = _round_up(in_use + SPARE_FDS + needed)
+    enough = _round_up(in_use + SPARE_FDS + open_log_limit() + needed)
     return (
         f"{instances:,} new instances need {needed:,} file descriptors in the daemon "
-        f"({FDS_PER_INSTANCE} each), and its limit RLIMIT_NOFILE (open files) is {soft:,} "
+        f"({fds_per_instance()} each), and its limit RLIMIT_NOFILE (open files) is {soft:,} "
         f"with {in_use:,} in use: raise it to {enough:,} or more (`prlimit --pid {os.getpid()} "
         f"--nofile={enough}:{enough}` on this daemon, `ulimit -n {enough}` before it starts, "
         f"LimitNOFILE={enough} in its systemd unit), or start fewer"
@@ -182,4 +193,4 @@ def _round_up(value: int) -> int:
     return (value // step + 1) * step
 
 
-__all__ = ["FDS_PER_INSTANCE", "check_room", "check_start", "raise_fd_limit"]
+__all__ = ["FDS_PER_INSTANCE", "check_room", "check_start", "fds_per_instance", "raise_fd_limit"]

@@ -49,6 +49,8 @@ class LineWriter:
     line is a record of its own, as PM2 writes one record per chunk.
     """
 
+    __slots__ = ("_date", "_json", "_max", "_partial", "_targets", "_written")
+
     def __init__(
         self,
         targets: Sequence[LogFile],

@@ -7,10 +7,20 @@ err streams of an app can share one file (and a combined ``log_file``)
 without a line of one landing inside a line of the other. Bytes go through
 untouched: invalid UTF-8 and NUL bytes reach the file as the app wrote them.
 
-Every open file is a :class:`~corral.supervisor.logfile.LogFile` kept in one
+Every file is a :class:`~corral.supervisor.logfile.LogFile` kept in one
 :class:`LogFiles` registry, one per resolved path however many writers use it,
 so ``flush`` truncates it and ``reload_logs`` (after an external ``mv``)
 reopens it in one place.
+
+A log file holds a descriptor only while it is written: the registry opens it
+once when an app is added (to refuse a path that cannot be opened) and closes it
+again; its first write opens it, and at most :attr:`LogFiles.max_open` files are
+open at once (:data:`MAX_OPEN_LOGS`, or a 16th of ``RLIMIT_NOFILE`` if less): the
+least recently written is closed for a new one, and a file not written for
+:data:`IDLE_CLOSE` seconds (up to twice that) is closed too. An app that never
+writes holds no descriptor in the daemon. A closed file's next write opens its path
+again (O_APPEND, no symbolic link followed, the app's account's rights): a file moved
+away while closed keeps what it had, and the next lines start a new one at the path.
 
 Everything here is synchronous and blocks on nothing but a local file write:
 the daemon calls it from the event loop.
@@ -36,10 +46,12 @@ Paths follow PM2 (``lib/Common.js`` ``prepareAppConf`` and ``God.executeApp``):
 from __future__ import annotations
 
 import os
+import resource
 import stat
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from corral.paths import safe_name
 from corral.supervisor import asuser
@@ -47,9 +59,14 @@ from corral.supervisor.credentials import Credentials
 from corral.supervisor.lines import MAX_LINE, LineWriter
 from corral.supervisor.logfile import FILE_MODE, OPEN_FLAGS, LogFile
 
-__all__ = ["MAX_LINE", "LineWriter", "LogFiles", "log_paths", "pid_path"]
+if TYPE_CHECKING:
+    import asyncio
+
+__all__ = ["MAX_LINE", "MAX_OPEN_LOGS", "LineWriter", "LogFiles", "log_paths", "pid_path"]
 
 _NULL_PATHS = frozenset(("NULL", os.devnull))
+MAX_OPEN_LOGS = 256  # log files open at once, at most (fewer under a small RLIMIT_NOFILE)
+IDLE_CLOSE = 60.0  # seconds: a log file not written for this long (to twice it) is closed
 
 
 # -- paths -------------------------------------------------------------------
@@ -148,11 +165,36 @@ class _OpenInDir:
         return os.open(self.name, OPEN_FLAGS, FILE_MODE, dir_fd=self.dir_fd)
 
 
+class _OpenAsApp:
+    """Opens one file with the rights of an app's account; its directory is made on
+    the first open only (a later one finds it, or fails as it should: moved away)."""
+
+    __slots__ = ("creds", "made", "path")
+
+    def __init__(self, path: Path, creds: Credentials | None) -> None:
+        self.path, self.creds, self.made = path, creds, False
+
+    def __call__(self) -> int:
+        parents, self.made = not self.made, True
+        return asuser.open_as(self.creds, str(self.path), OPEN_FLAGS, FILE_MODE, parents=parents)
+
+
+def open_log_limit() -> int:
+    """How many log files may be open at once: :data:`MAX_OPEN_LOGS`, or a 16th of
+    the soft ``RLIMIT_NOFILE`` when that is less (at least 8)."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return MAX_OPEN_LOGS
+    return max(8, min(MAX_OPEN_LOGS, soft // 16))
+
+
 class LogFiles:
-    """The daemon's open log files, one :class:`LogFile` per path, reference-counted.
+    """The daemon's log files, one :class:`LogFile` per path, reference-counted, and the
+    bounded set of those open now (least recently written first).
 
     ``on_error`` and ``on_resume`` (see :class:`LogFile`) may be set at any time;
-    they apply to the files already open too.
+    they apply to the files already made too. ``max_open``: the bound on open files,
+    :func:`open_log_limit` when the first one opens unless set.
     """
 
     on_error: Callable[[LogFile, OSError], None] | None
@@ -168,6 +210,10 @@ class LogFiles:
         self.on_error = on_error
         self.on_resume = on_resume
         self.own_dir: tuple[Path, int] | None = None  # $CORRAL_HOME/logs and a descriptor of it
+        self.max_open: int | None = None
+        self._open: OrderedDict[LogFile, int] = OrderedDict()  # open now -> idle sweep written in
+        self._sweeps = 0
+        self._sweep: asyncio.TimerHandle | None = None
 
     def _failed(self, log: LogFile, exc: OSError) -> None:
         if self.on_error is not None:
@@ -176,6 +222,67 @@ class LogFiles:
     def _resumed(self, log: LogFile, lines: int, nbytes: int, seconds: float) -> None:
         if self.on_resume is not None:
             self.on_resume(log, lines, nbytes, seconds)
+
+    # -- the open files: what LogFile tells its pool --------------------------
+
+    def touch(self, log: LogFile) -> None:
+        """``log`` is written: the most recently used."""
+        self._open[log] = self._sweeps
+        self._open.move_to_end(log)
+
+    def opened(self, log: LogFile) -> None:
+        """``log`` took a descriptor: close the least recently written past the bound."""
+        self.touch(log)
+        if self.max_open is None:
+            self.max_open = open_log_limit()
+        while len(self._open) > self.max_open:
+            oldest, _ = self._open.popitem(last=False)
+            oldest.evict()
+        if self._sweep is None:
+            self._schedule()
+
+    def forget(self, log: LogFile) -> None:
+        """``log`` is closed for good."""
+        self._open.pop(log, None)
+
+    def shed(self) -> bool:
+        """Close the older half of the open files (the daemon is out of descriptors);
+        whether any was closed."""
+        count = (len(self._open) + 1) // 2
+        for _ in range(count):
+            oldest, _ = self._open.popitem(last=False)
+            oldest.evict()
+        return count > 0
+
+    def open_count(self) -> int:
+        """How many log files hold a descriptor now."""
+        return len(self._open)
+
+    def _schedule(self) -> None:
+        import asyncio  # deferred: the loop is the daemon's; a tool without one never sweeps
+
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._sweep = loop.call_later(IDLE_CLOSE, self.close_idle)
+
+    def close_idle(self) -> int:
+        """Close the files not written since the last call (the timer's, every
+        :data:`IDLE_CLOSE` seconds while any is open); how many were closed."""
+        self._sweep = None
+        last, self._sweeps = self._sweeps, self._sweeps + 1
+        closed = 0
+        while self._open:
+            oldest, sweep = next(iter(self._open.items()))
+            if sweep >= last:
+                break
+            del self._open[oldest]
+            oldest.evict()
+            closed += 1
+        if self._open:
+            self._schedule()
+        return closed
 
     @staticmethod
     def _key(path: Path) -> Path:
@@ -191,18 +298,17 @@ class LogFiles:
         ``own``: a file corral named in :attr:`own_dir`, opened there by the daemon.
         Any other path is opened with the rights of ``creds`` (the app's account,
         :mod:`corral.supervisor.asuser`), so an app gets no file its user could not open; one
-        already open for another app is opened once more as ``creds`` to check it.
-        Never through a symbolic link, never truncated. Raises OSError when the
-        file cannot be opened.
+        already known for another app is opened once more as ``creds`` to check it.
+        Never through a symbolic link, never truncated. Opened (made) and closed at
+        once: the first write opens it again. Raises OSError when it cannot be opened.
         """
         key = self._key(path)
         log = self._files.get(key)
         if log is None:
+            opener = self._opener(key, creds, own)
+            os.close(opener())  # made now, and a path that cannot be opened is refused now
             log = LogFile(
-                key,
-                on_error=self._failed,
-                on_resume=self._resumed,
-                opener=self._opener(key, creds, own),
+                key, on_error=self._failed, on_resume=self._resumed, opener=opener, pool=self
             )
             self._files[key] = log
         elif not (own and self._in_own_dir(key)) and asuser.needed(creds):
@@ -216,14 +322,7 @@ class LogFiles:
     def _opener(self, path: Path, creds: Credentials | None, own: bool) -> Callable[[], int]:
         if own and self.own_dir is not None and self._in_own_dir(path):
             return _OpenInDir(path.name, self.own_dir[1])
-        opened: list[int] = []
-
-        def as_app() -> int:  # its directory is made on the first open only, as acquire() did
-            fd = asuser.open_as(creds, str(path), OPEN_FLAGS, FILE_MODE, parents=not opened)
-            opened.append(fd)
-            return fd
-
-        return as_app
+        return _OpenAsApp(path, creds)
 
     def release(self, log: LogFile) -> None:
         """Drop one use of ``log``; the last one closes it."""
@@ -236,7 +335,8 @@ class LogFiles:
         return self._files.get(self._key(path))
 
     def reopen(self, path: Path) -> bool:
-        """Reopen one file if it is open; False if not open or the reopen failed."""
+        """Reopen one file if it is known; False if not known or the reopen failed (a
+        file holding no descriptor now is only marked: its next write opens the path)."""
         log = self.get(path)
         if log is None:
             return False
@@ -261,7 +361,10 @@ class LogFiles:
         """
         log = self.get(path)
         if log is not None:
-            log.truncate()
+            try:
+                log.truncate()  # opened first if it holds no descriptor now
+            except (OSError, ValueError):
+                return False
             return True
         flags = os.O_WRONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY
         try:
@@ -277,9 +380,13 @@ class LogFiles:
         return True
 
     def close_all(self) -> None:
-        for log in self._files.values():
+        for log in list(self._files.values()):
             log.close()
         self._files.clear()
+        self._open.clear()
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep = None
 
     def __iter__(self) -> Iterator[LogFile]:
         return iter(list(self._files.values()))

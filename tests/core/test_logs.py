@@ -154,11 +154,12 @@ def test_reopen_after_rename(tmp_path, files):
 def test_failed_reopen_keeps_the_old_file(tmp_path, files):
     path = tmp_path / "gone" / "a.log"
     log = files.acquire(path)
+    log.write(b"open\n")  # a file is opened by its first write
     os.rename(tmp_path / "gone", tmp_path / "moved")
     assert files.reopen_all() == []
     assert isinstance(log.error, FileNotFoundError)
     log.write(b"kept\n")
-    assert (tmp_path / "moved" / "a.log").read_bytes() == b"kept\n"
+    assert (tmp_path / "moved" / "a.log").read_bytes() == b"open\nkept\n"
     assert log.error is None
 
 

@@ -212,3 +212,74 @@ def test_attach_under_tmux_shows_the_replies_and_ctrl_c_detaches(
         subprocess.run([*tmux, "kill-server"], capture_output=True)
         if socket_path:  # tmux 3.3 leaves its socket file behind
             Path(socket_path).unlink(missing_ok=True)
+
+
+def _held_by_daemon(daemon_pid: int, child_pid: int) -> bool:
+    """Whether the daemon holds a descriptor of the pipe that is the child's stdin."""
+    pipe = os.readlink(f"/proc/{child_pid}/fd/0")
+    found = []
+    for fd in os.listdir(f"/proc/{daemon_pid}/fd"):
+        try:
+            found.append(os.readlink(f"/proc/{daemon_pid}/fd/{fd}"))
+        except OSError:
+            continue
+    return pipe in found
+
+
+def test_the_daemon_holds_no_stdin_descriptor_and_the_child_reads_no_end(pm, app_path) -> None:
+    info = _start(pm, app_path, "stdin_echo.py")
+    assert os.readlink(f"/proc/{info.pid}/fd/0").startswith("pipe:")
+    assert not _held_by_daemon(pm.daemon_pid, info.pid)
+    for n in range(3):
+        pm.send_line(0, f"line {n}")
+    wait_for(lambda: out_lines(info)[1:] == ["got: line 0", "got: line 1", "got: line 2"])
+    wait_for(lambda: not _held_by_daemon(pm.daemon_pid, info.pid), what="the write end closed")
+    pm.send_line(0, "again")  # reopened once more
+    wait_for(lambda: out_lines(info)[-1] == "got: again")
+    assert "stdin closed" not in out_lines(info) and pm.list()[0].status == "online"
+
+
+def test_a_line_never_lands_in_a_file_the_child_put_in_place_of_its_stdin(
+    pm, tmp_path: Path
+) -> None:
+    victim = tmp_path / "victim.txt"
+    script = tmp_path / "swap.py"
+    script.write_text(
+        "import os, sys, time\n"
+        f"fd = os.open({str(victim)!r}, os.O_RDWR | os.O_CREAT)\n"
+        "os.dup2(fd, 0)\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(3600)\n"
+    )
+    info = pm.start(str(script), {"name": "echo"})[0]
+    wait_for(lambda: "ready" in out_lines(info))
+    with pytest.raises(corral.StateError, match=r"echo \(pm_id 0\) has closed its stdin"):
+        pm.send_line(0, "not for that file")
+    assert victim.read_bytes() == b"" and pm.list()[0].status == "online"
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("setpriv") is None, reason="needs root and setpriv"
+)
+def test_a_root_daemon_without_cap_sys_ptrace_holds_the_write_end_as_before(
+    corral_home, app_path
+) -> None:
+    # it could not reopen a user= app's /proc/PID/fd/0: every app's stdin is held instead
+    subprocess.run(
+        ["setpriv", "--bounding-set", "-sys_ptrace", *CORRAL, "ping"],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    client = corral.connect()
+    try:
+        status = Path(f"/proc/{client.daemon_pid}/status").read_text()
+        caps = int(next(x for x in status.splitlines() if x.startswith("CapEff:")).split()[1], 16)
+        assert not caps >> 19 & 1  # no CAP_SYS_PTRACE
+        info = _start(client, app_path, "stdin_echo.py")
+        assert _held_by_daemon(client.daemon_pid, info.pid)
+        client.send_line(0, "held")
+        wait_for(lambda: out_lines(info)[1:] == ["got: held"])
+    finally:
+        client.kill_daemon()
+        client.disconnect()
