@@ -23,7 +23,7 @@ from typing import Any
 import psutil
 from metrics import FLEET, MIB, SLEEP_BIN, online, require_daemon, shutdown, wait_online
 from suite import Result, Settings
-from tools import BenchError, Tool, run_command
+from tools import BenchError, Tool, app_children, run_command
 
 PYTHON_FLEET = {"start_100", "list_100", "api_list_warm", "daemon_rss_100", "idle_cpu_100"}
 
@@ -135,7 +135,7 @@ def _api_list(tool: Tool, calls: int) -> tuple[float, list[float]]:
 def _app_pids(daemon: psutil.Process, processes: list[dict[str, Any]]) -> set[int]:
     """The apps' pids: from the listing, or the daemon's children where it has none."""
     pids = {p["pid"] for p in processes if p.get("pid")}
-    return pids or {c.pid for c in daemon.children()}
+    return pids or {c.pid for c in app_children(daemon)}
 
 
 # -- what the daemon uses ---------------------------------------------------------

@@ -414,3 +414,27 @@ def tear_down(tools: list[Tool], token: str, root: Path) -> None:
     if leftovers:
         log(f"warning: killed leftover processes of this run: {leftovers}")
     shutil.rmtree(root, ignore_errors=True)
+
+
+def app_parents(daemon: psutil.Process) -> set[int]:
+    """The pids whose children are the daemon's apps: the daemon, and corral's spawner
+    (corral.supervisor.spawnserver forks corral's apps)."""
+    parents = {daemon.pid}
+    for child in daemon.children():
+        try:
+            if "corral.supervisor.spawnserver" in child.cmdline():
+                parents.add(child.pid)
+        except psutil.Error:
+            continue
+    return parents
+
+
+def app_children(daemon: psutil.Process) -> list[psutil.Process]:
+    """The processes the daemon (or its spawner) forked, the spawner left out."""
+    found = []
+    for pid in app_parents(daemon):
+        try:
+            found += psutil.Process(pid).children()
+        except psutil.Error:
+            continue
+    return [c for c in found if c.pid not in app_parents(daemon)]

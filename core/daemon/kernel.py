@@ -147,7 +147,7 @@ class Daemon:
         if not self.in_process:
             self._install_signals()
             self.heap = HeapTrim(self.loop)
-        self.system.start_spawner(self.loop, self.log, self.cgroups)
+        self.system.start_spawner(self.loop, self.log, self.cgroups, lambda: len(self.children))
         self.log.info(
             "daemon started",
             pid=os.getpid(),

@@ -23,6 +23,12 @@ from tests.core.test_update import run_cli as run_in_home
 SLEEPER = "import time\nwhile True:\n    time.sleep(1)\n"
 
 
+@pytest.fixture(autouse=True)
+def always_spawner(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The spawner forks from the first app (by default, from SPAWNER_FROM apps on)."""
+    monkeypatch.setenv("CORRAL_SPAWNER", "1")
+
+
 def spawner_of(daemon_pid: int) -> psutil.Process:
     [spawner] = [
         c
@@ -69,6 +75,31 @@ def test_apps_are_the_spawners_children_and_their_exit_codes_reach_the_daemon(
     wait_for(lambda: pm.describe(victim.pm_id)[0].pid not in (None, victim.pid), timeout=10)
     log = Path(os.environ["CORRAL_HOME"], "corral.log").read_text()
     assert f'"pid": {victim.pid}' in log and "killed by SIGKILL" in log
+
+
+def test_by_default_the_daemon_forks_its_first_apps_and_the_spawner_the_rest(
+    corral_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CORRAL_SPAWNER")
+    from corral.supervisor.system import SPAWNER_FROM
+
+    sleeper = app(tmp_path, "sleeper.sh", "#!/bin/sh\nexec sleep 3600\n")
+    os.chmod(sleeper, 0o755)
+    client = corral.connect()
+    try:
+        started = client.start(
+            sleeper, {"name": "s", "instances": SPAWNER_FROM + 5, "interpreter": "none"}
+        )
+        spawned = {c.pid for c in spawner_of(client.daemon_pid).children()}
+        forked = {c.pid for c in psutil.Process(client.daemon_pid).children()} - {
+            spawner_of(client.daemon_pid).pid
+        }
+        assert {i.pid for i in started} == spawned | forked
+        assert len(forked) == SPAWNER_FROM and len(spawned) == 5
+        assert pidfds(client.daemon_pid) == SPAWNER_FROM
+    finally:
+        client.kill_daemon()
+        client.disconnect()
 
 
 def test_a_passed_descriptor_lands_at_the_number_its_environment_names(
