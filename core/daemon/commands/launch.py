@@ -16,6 +16,7 @@ from corral.daemon.commands import reconcile
 from corral.daemon.commands.creation import (
     check_logs_for,
     create,
+    create_all,
     launch,
     launch_all,
     prepare,
@@ -79,18 +80,12 @@ async def cmd_start(
         raise OptionError("prune and dry_run apply to a config file's apps", field="apps")
     plans = [_plan_start(cmds, app, from_config) for app in prepared]
     # the batch's new apps start all or none: a failure removes every one of them
-    created: dict[int, list[ManagedProcess]] = {}  # by index in plans
-    try:
-        for index, (app, existing) in enumerate(plans):
-            for i in range(0 if existing else app.count):
-                created.setdefault(index, []).append(create(cmds, app, i))
-    except Exception:
-        await undo(cmds, [p for procs in created.values() for p in procs])
-        raise
-    await launch_all(cmds, [p for procs in created.values() for p in procs])
+    made = await create_all(cmds, [app for app, existing in plans if not existing])
+    await launch_all(cmds, made, locked=True)
     started: list[ManagedProcess] = []
-    for index, (app, existing) in enumerate(plans):
-        started.extend(existing or created[index])
+    fresh = iter(made)
+    for app, existing in plans:
+        started.extend(existing or [next(fresh) for _ in range(app.count)])
         await asyncio.gather(*(restart_with(cmds, p, app) for p in existing))
     await wait_ready([p for p in started if p.waits_for_ready])
     warnings = [w for app in prepared for w in app.warnings]

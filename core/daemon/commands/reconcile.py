@@ -243,9 +243,9 @@ async def apply(
         try:
             await cmds.cmd_delete([p.pm_id for p in doomed])
         except BaseException:  # the new ones stay registered, unlaunched: saved as stopped
-            cmds.daemon.state_file.pending.difference_update(p.pm_id for p in started)
+            cmd_creation.release_all(cmds, started)
             raise
-    await cmd_creation.launch_all(cmds, started)
+    await cmd_creation.launch_all(cmds, started, locked=True)
     await asyncio.gather(
         *(
             _update(cmds, by_name[s.name], groups[s.name], s, action)
