@@ -65,7 +65,7 @@ class StateFile:
             self._scheduled = None
         started = time.perf_counter()
         apps = self.entries.encode(
-            self.kernel.procs.values(), self._status, self._pid_file, self._entry
+            self.kernel.procs.values(), self._status, self._pid_file, entry_of
         )
         try:
             self.kernel.fds.call(
@@ -87,21 +87,23 @@ class StateFile:
             return lifecycle.ProcessState.LAUNCHING.value
         return proc.state.value
 
-    def _entry(self, proc: ManagedProcess, status: str, pid_file: list | None) -> dict[str, Any]:
-        entry = saved_entry(proc)
-        entry.update(
-            status=status,
-            pm_id=proc.pm_id,
-            pid=proc.pid,
-            pid_started=proc.child.started if proc.child is not None else None,
-            history=dataclasses.asdict(proc.history),
-        )
-        if pid_file is not None:  # the next daemon may rewrite and remove it (pidfile.py)
-            entry["pid_file_created"] = [str(proc.pid_path), *pid_file]
-        return entry
-
     def _pid_file(self, proc: ManagedProcess) -> list[int] | None:
         return self.kernel.pid_files.identity(proc.pid_path)
+
+
+def entry_of(proc: ManagedProcess, status: str, pid_file: list[int] | None) -> dict[str, Any]:
+    """What the state file keeps of ``proc``: its dump entry, pid, history and pid file."""
+    entry = saved_entry(proc)
+    entry.update(
+        status=status,
+        pm_id=proc.pm_id,
+        pid=proc.pid,
+        pid_started=proc.child.started if proc.child is not None else None,
+        history=dataclasses.asdict(proc.history),
+    )
+    if pid_file is not None:  # the next daemon may rewrite and remove it (pidfile.py)
+        entry["pid_file_created"] = [str(proc.pid_path), *pid_file]
+    return entry
 
 
 class EntryCache:
@@ -122,7 +124,7 @@ class EntryCache:
         procs: Iterable[ManagedProcess],
         status: Callable[[ManagedProcess], str],
         pid_file: Callable[[ManagedProcess], list[int] | None],
-        entry: Callable[[ManagedProcess, str, list | None], dict[str, Any]],
+        entry: Callable[[ManagedProcess, str, list[int] | None], dict[str, Any]],
     ) -> list[bytes]:
         """The entries of ``procs``, in order: each one's bytes from the last write
         unless a field of it changed."""
