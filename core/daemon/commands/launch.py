@@ -7,6 +7,7 @@ it by corral.daemon.commands.reconcile, one reconcile at a time.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +27,7 @@ from corral.daemon.commands.creation import (
 )
 from corral.daemon.pacing import Pacer
 from corral.errors import NotFoundError, OptionError, StateError, shorten
+from corral.rpc.wire import RawJSON
 from corral.supervisor import lifecycle
 
 if TYPE_CHECKING:
@@ -75,7 +77,7 @@ async def cmd_start(
                 only=only,
             )
         reply["warnings"] = [w for app in prepared for w in app.warnings]
-        return reply
+        return encoded(cmds, reply)
     if prune or dry_run:
         raise OptionError("prune and dry_run apply to a config file's apps", field="apps")
     plans = [_plan_start(cmds, app, from_config) for app in prepared]
@@ -96,8 +98,20 @@ async def cmd_start(
         {"name": app.name, "action": "restarted" if existing else "started"}
         for app, existing in plans
     ]
-    reply = {"processes": cmds.describe_all(started), "warnings": warnings}
-    return {**reply, "actions": actions}
+    return encoded(cmds, {"processes": started, "warnings": warnings, "actions": actions})
+
+
+def encoded(cmds: Commands, reply: dict[str, Any]) -> RawJSON:
+    """The start's reply, its ``processes`` (ManagedProcess) described with fresh figures.
+
+    Encoded as ``list`` does (ManagedProcess.to_json keeps each one's fixed part
+    encoded): the reply to a start of 1,000 apps held the loop 90 ms of CPU in
+    describe_all and json, the longest stretch of the start once it was paced."""
+    procs = reply.pop("processes")
+    cmds.sample(procs)
+    head = json.dumps(reply, separators=(",", ":"), default=str)
+    described = ",".join(p.to_json() for p in procs)
+    return RawJSON(f'{head[:-1]}{"," if reply else ""}"processes":[{described}]}}'.encode())
 
 
 def _plan_start(cmds: Commands, app: PreparedApp, from_config: bool) -> tuple[PreparedApp, list]:
