@@ -128,19 +128,21 @@ def test_the_state_file_carries_each_change_of_a_running_daemon(pm: Any, corral_
     pm.start("/bin/sleep", {"name": "napper", "args": ["60"], "interpreter": "none"})
 
     def entry() -> dict[str, Any]:
-        [found] = [a for a in read_state(corral_home)["apps"] if a["name"] == "napper"]
-        return found
+        """napper's entry in the state file ({} before a write names it)."""
+        state = read_state(corral_home) or {"apps": []}
+        found = [a for a in state["apps"] if a["name"] == "napper"]
+        return found[0] if found else {"history": {}, "options": {}}
 
-    wait_for(lambda: entry()["status"] == "online", what="saved online")
+    wait_for(lambda: entry().get("status") == "online", what="saved online")
     first = entry()
     [info] = pm.restart("napper")
     wait_for(
-        lambda: entry()["pid"] == info.pid and entry()["history"]["restart_time"] == 1,
+        lambda: entry().get("pid") == info.pid and entry()["history"].get("restart_time") == 1,
         what="the restart's pid and count saved",
     )
     assert entry()["pid"] != first["pid"]
     pm.restart("napper", options={"max_restarts": 3})
-    wait_for(lambda: entry()["options"]["max_restarts"] == 3, what="the new options saved")
+    wait_for(lambda: entry()["options"].get("max_restarts") == 3, what="the new options saved")
     pm.stop("napper")
-    wait_for(lambda: entry()["status"] == "stopped", what="saved stopped")
+    wait_for(lambda: entry().get("status") == "stopped", what="saved stopped")
     assert entry()["pid"] is None
