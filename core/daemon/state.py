@@ -69,7 +69,20 @@ def read_json(path: Path, kind: str) -> dict[str, Any]:
 
 
 def save_state(path: Path, apps: list[dict[str, Any]], daemon_pid: int) -> None:
-    write_atomic(path, {"version": SCHEMA_VERSION, "daemon_pid": daemon_pid, "apps": apps})
+    save_encoded_state(path, [encode_entry(app) for app in apps], daemon_pid)
+
+
+def encode_entry(entry: dict[str, Any]) -> bytes:
+    """One app of the state file, as :func:`save_encoded_state` takes it (compact JSON)."""
+    return json.dumps(entry, default=str, separators=(",", ":")).encode()
+
+
+def save_encoded_state(path: Path, apps: list[bytes], daemon_pid: int) -> None:
+    """The state file from apps already encoded (:func:`encode_entry`): the daemon keeps
+    each app's bytes until it changes (corral.daemon.statefile), so a write of 1,000
+    apps joins bytes instead of encoding 3 MB of JSON on the event loop."""
+    head = b'{"version":%d,"daemon_pid":%d,"apps":[' % (SCHEMA_VERSION, daemon_pid)
+    write_atomic_bytes(path, b"".join((head, b",".join(apps), b"]}")), fsync=False)
 
 
 def load_state(path: Path) -> dict[str, Any] | None:

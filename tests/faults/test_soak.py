@@ -240,10 +240,18 @@ def _connected() -> corral.Client | None:
 
 def settled(client: corral.Client, token: str, names: set[str]) -> list[str]:
     """What is wrong now (empty when right): each app's processes are exactly the one the
-    daemon lists (steady apps online), and one daemon serves the home."""
+    daemon lists (steady apps online), and one daemon serves the home.
+
+    The scan for marked processes reads every process's environment: seconds on a
+    machine that runs thousands (other daemons' apps), longer than a churning app's
+    run (crasher 0.8 s, cron flood 1 s). So a churning app's process counts as known
+    if the daemon listed it before or after the scan, or if it is gone by then; only
+    one that still runs unlisted is wrong (the list before the scan alone named the
+    run before, and the first settle never came)."""
     wrong = []
     rows = {p.name: p for p in client.list()}
     running = marked_processes(token)
+    known = {p.name: {rows[p.name].pid, p.pid} for p in client.list() if p.name in rows}
     if set(rows) != names:
         wrong.append(f"listed {sorted(rows)}")
     for name, info in rows.items():
@@ -255,8 +263,10 @@ def settled(client: corral.Client, token: str, names: set[str]) -> list[str]:
                 wrong.append(f"{FORKER} pid {info.pid} has no worker yet")
         if name in STEADY and (info.status != "online" or running.get(name) != sorted(listed)):
             wrong.append(f"{name} {info.status} pid {info.pid}, processes {running.get(name)}")
-        elif name in CHURNING and not set(running.get(name, [])) <= set(listed):
-            wrong.append(f"{name} {info.status} pid {info.pid}, processes {running.get(name)}")
+        elif name in CHURNING:
+            unknown = [p for p in running.get(name, []) if p not in known[name] and alive(p)]
+            if unknown:
+                wrong.append(f"{name} {info.status} pid {info.pid}, unlisted processes {unknown}")
     strays = sorted(set(running) - names)
     if strays:
         wrong.append(f"processes of no app: {strays}")
@@ -264,6 +274,19 @@ def settled(client: corral.Client, token: str, names: set[str]) -> list[str]:
     if [int(d.split()[0]) for d in serving] != [client.daemon_pid]:
         wrong.append(f"daemons {serving}, client talks to {client.daemon_pid}")
     return wrong
+
+
+def wait_settled(client: corral.Client, token: str, names: set[str]) -> list[str]:
+    """Wait up to SETTLE s for :func:`settled`; what it still saw wrong (empty: settled)."""
+    last: list[list[str]] = [[]]
+
+    def right_now() -> bool:
+        last[0] = settled(client, token, names)
+        return not last[0]
+
+    with contextlib.suppress(AssertionError):
+        wait_for(right_now, timeout=SETTLE, interval=0.2, what="settled")
+    return last[0]
 
 
 @pytest.fixture
@@ -284,7 +307,9 @@ def test_soak(corral_home: Path, tmp_path: Path, token: str, monkeypatch) -> Non
     problems: list[str] = []
     pm = corral.connect()
     pm.start(config)
-    wait_for(lambda: not settled(pm, token, names), timeout=SETTLE, what="apps up")
+    wrong = wait_settled(pm, token, names)
+    if wrong:
+        pytest.fail(f"apps up: not met within {SETTLE:g} s; still wrong: {wrong}")
     pm.disconnect()
 
     start = time.monotonic()
@@ -327,16 +352,9 @@ def test_soak(corral_home: Path, tmp_path: Path, token: str, monkeypatch) -> Non
         problems.append(f"{len(extra)} samples saw two daemons, first: {extra[:3]}")
 
     final = corral.connect()
-    last: list[list[str]] = [[]]
-
-    def right_now() -> bool:
-        last[0] = settled(final, token, names)
-        return not last[0]
-
-    with contextlib.suppress(AssertionError):
-        wait_for(right_now, timeout=SETTLE, interval=0.2, what="settled")
-    if last[0]:
-        problems.append(f"not settled {SETTLE:g} s after the load, last sample: {last[0]}")
+    wrong = wait_settled(final, token, names)
+    if wrong:
+        problems.append(f"not settled {SETTLE:g} s after the load, last sample: {wrong}")
     infos = {p.name: p for p in final.list()}
     logs = {n: (infos[n].out_log, infos[n].err_log) for n in (*FLOODS, CRON_FLOOD)}
     restarts = {n: p.restart_time for n, p in sorted(infos.items())}

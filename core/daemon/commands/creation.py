@@ -11,12 +11,13 @@ import asyncio
 import contextlib
 import errno
 import os
+import weakref
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from corral.daemon.apps import PreparedApp, prepare_app
 from corral.daemon.pacing import Pacer
-from corral.errors import OptionError, shorten
+from corral.errors import OptionError, StateError, shorten
 from corral.supervisor import asuser, credentials, lifecycle
 from corral.supervisor.logs import log_paths, own_log_paths, pid_path
 from corral.supervisor.process import now_ms
@@ -120,35 +121,71 @@ def launch(proc: ManagedProcess, *, is_restart: bool = False) -> None:
 
 
 async def create_all(cmds: Commands, apps: list[PreparedApp]) -> list[ManagedProcess]:
-    """Register every instance of ``apps``, none launched: all of them, or none."""
+    """Register every instance of ``apps``, none launched: all of them, or none.
+
+    Other calls are answered between two registrations (:mod:`corral.daemon.pacing`:
+    1,000 of them held the loop for a second). Each process is locked as it is
+    registered, until :func:`launch_all` launches it (``locked=True``) or
+    :func:`release_all` lets it go, so a stop sent meanwhile waits for its launch as
+    before. The batch's names are reserved meanwhile: another start of one of them
+    is refused (StateError), not made twice."""
+    busy = _creating.setdefault(cmds.daemon, set())
+    names = {app.name for app in apps if app.count}
+    taken = sorted(names & busy)
+    if taken:
+        raise StateError(
+            f"app {shorten(taken[0])} is being made by another start: "
+            "start it again once that start has answered"
+        )
     created: list[ManagedProcess] = []
+    locks: list[asyncio.Lock] = []
     pending = cmds.daemon.state_file.pending  # launched next (launch_all), saved as such
+    pacer = Pacer()
+    busy.update(names)
     try:
         for app in apps:
             for i in range(app.count):
-                created.append(create(cmds, app, i))
+                proc = create(cmds, app, i)
+                created.append(proc)
+                locks.append(cmds.daemon.lock(proc))
+                await locks[-1].acquire()  # a new process's: free, taken without a turn
                 if app.options.get("autostart", True):
-                    pending.add(created[-1].pm_id)
+                    pending.add(proc.pm_id)
+                await pacer.turn()
     except Exception:
         pending.difference_update(p.pm_id for p in created)
-        await undo(cmds, created)
+        await undo(cmds, created)  # forgets them, and their locks: released below
+        for lock in locks:
+            lock.release()
         raise
+    finally:
+        busy.difference_update(names)
     return created
 
 
-async def launch_all(cmds: Commands, created: list[ManagedProcess]) -> None:
+def release_all(cmds: Commands, created: list[ManagedProcess]) -> None:
+    """Let go of what :func:`create_all` registered, unlaunched (saved as stopped)."""
+    cmds.daemon.state_file.pending.difference_update(p.pm_id for p in created)
+    for proc in created:
+        cmds.daemon.lock(proc).release()
+
+
+async def launch_all(
+    cmds: Commands, created: list[ManagedProcess], *, locked: bool = False
+) -> None:
     """Launch what :func:`create_all` registered; a failure removes all of them.
 
     Other calls are answered between launches (:mod:`corral.daemon.pacing`); each
     process stays locked until it is launched, so a stop or restart sent meanwhile
-    waits for the start, as it would have waited for the whole command."""
+    waits for the start, as it would have waited for the whole command. ``locked``:
+    :func:`create_all` holds their locks already."""
     locks = [cmds.daemon.lock(proc) for proc in created]
-    taken: set[asyncio.Lock] = set()
+    taken: set[asyncio.Lock] = set(locks) if locked else set()
     pacer = Pacer()
     pending = cmds.daemon.state_file.pending
     pending.update(p.pm_id for p in created if p.options.get("autostart", True))
     try:
-        for lock in locks:
+        for lock in locks if not locked else ():
             await lock.acquire()  # free (a new process): taken without a turn of the loop
             taken.add(lock)
         for proc, lock in zip(created, locks, strict=True):
@@ -168,6 +205,10 @@ async def launch_all(cmds: Commands, created: list[ManagedProcess]) -> None:
         pending.difference_update(p.pm_id for p in created)
         for lock in taken:
             lock.release()
+
+
+# the names each daemon's create_all is registering (reserved until they are registered)
+_creating: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
 
 
 async def restart_with(cmds: Commands, proc: ManagedProcess, app: PreparedApp) -> None:
@@ -221,6 +262,7 @@ __all__ = [
     "launch",
     "launch_all",
     "prepare",
+    "release_all",
     "restart_with",
     "undo",
     "wait_ready",

@@ -233,7 +233,7 @@ async def apply(
     if dry_run:
         names = set(by_name) | {s.name for s in steps}
         chosen = [p for n, g in groups.items() if n in names for p in g]
-        reply["processes"] = cmds.describe_all(chosen)
+        reply["processes"] = chosen  # described by the caller (launch.encoded)
         return reply
     # the new apps are made (log files opened) before a replaced one goes: all or none
     fresh = [by_name[s.name] for s in steps if s.kind in ("start", "replace")]
@@ -243,9 +243,9 @@ async def apply(
         try:
             await cmds.cmd_delete([p.pm_id for p in doomed])
         except BaseException:  # the new ones stay registered, unlaunched: saved as stopped
-            cmds.daemon.state_file.pending.difference_update(p.pm_id for p in started)
+            cmd_creation.release_all(cmds, started)
             raise
-    await cmd_creation.launch_all(cmds, started)
+    await cmd_creation.launch_all(cmds, started, locked=True)
     await asyncio.gather(
         *(
             _update(cmds, by_name[s.name], groups[s.name], s, action)
@@ -257,7 +257,7 @@ async def apply(
     for proc in procs:
         proc.config_file = config_file
     await cmd_creation.wait_ready([p for p in started if p.options.get("wait_ready")])
-    reply["processes"] = cmds.describe_all(procs)
+    reply["processes"] = procs  # described by the caller (launch.encoded)
     return reply
 
 
