@@ -25,10 +25,11 @@ from corral.supervisor.logs import open_log_limit
 # What one instance holds open in the daemon, measured (1,000 apps of `sh -c 'exec
 # sleep'` on a daemon with the default plugins: 4.00 each, /work/notes/fds.md): its
 # stdout and stderr pipes, its channel socket, its pidfd (none for the apps the spawner
-# forks, from SPAWNER_FROM apps on: 3.00 each; counted, the spawner may die). Its log files are open only
-# while written, at most open_log_limit() of them in all (corral.supervisor.logs), and
-# its stdin pipe only while a sent line waits (corral.supervisor.stdin), unless the daemon
-# cannot reopen it (root without CAP_SYS_PTRACE): then one more (fds_per_instance()).
+# forks, from SPAWNER_FROM apps on: 3.00 each; counted, the spawner may die). Its log
+# files are open only while written, at most open_log_limit() of them in all
+# (corral.supervisor.logs), and its stdin pipe only while a sent line waits
+# (corral.supervisor.stdin), unless the daemon cannot reopen it (root without
+# CAP_SYS_PTRACE): then one more (fds_per_instance()).
 FDS_PER_INSTANCE = 4
 # A spawn's short-lived descriptors (the child's ends of its pipes and socket, the
 # exec check), clients, a state write, the fd reserve's refills; the open log files
