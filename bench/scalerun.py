@@ -140,7 +140,7 @@ def helpers(daemon: int, apps: set[int]) -> list[psutil.Process]:
             found.append(psutil.Process(pid))
         except psutil.Error:
             continue
-        todo += kids.get(pid, [])
+        todo += [k for k in kids.get(pid, []) if k not in apps]  # the spawner's are apps
     return found
 
 
