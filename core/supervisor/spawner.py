@@ -214,18 +214,9 @@ class SpawnerLink:
         """The spawner is gone: what it forked is watched by pidfd from now on."""
         if not self.alive:
             return
-        self.alive = False
         if self.log is not None:
             self.log.error("the spawner is gone: the exit codes of its apps are lost", why=why)
-        if self.loop is not None:
-            with contextlib.suppress(Exception):
-                self.loop.remove_reader(self.sock.fileno())
-        self.sock.close()
-        self.reader.close()
-        if self.pid is not None:
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(self.pid, 0)
-            self.pid = None
+        self.close()
         watchers, self.watchers = self.watchers, {}
         for pid, on_exit in watchers.items():
             self._watch_by_pidfd(pid, on_exit)
