@@ -18,6 +18,7 @@ if os.environ.get("CORRAL_DAEMON_ALLOW_RICH") != "1":
     sys.modules.setdefault("rich", None)  # type: ignore[arg-type]
 
 from corral import paths
+from corral.daemon import ready
 from corral.daemon.handover import keep_lock
 from corral.daemon.homelock import claim_home
 
@@ -71,6 +72,7 @@ def let_idle_holder_go(home: "os.PathLike[str] | str", timeout: float = 1.0) -> 
 
 
 def _run() -> None:
+    ready.take()  # the pipe its starter waits on: not inherited by the holder or the apps
     keep_lock()  # after `corral update` re-executed this process: its lock is still held
     claim_home()  # one daemon per home: a second one exits here, before its imports
     home = paths.home()
