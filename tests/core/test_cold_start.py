@@ -234,3 +234,37 @@ def test_the_daemon_runs_no_ldconfig_and_loads_no_ctypes_util_on_its_way_up(
     events = _events(log, int((corral_home / "corral.pid").read_text()))
     assert "import asyncio" in events  # the audit hook saw the daemon
     assert [e for e in events if "ldconfig" in e or "ctypes.util" in e] == []
+
+
+ATEXIT = """
+import atexit, os
+_MARK = os.environ.get("COLD_ATEXIT_MARK")
+if _MARK:
+    atexit.register(lambda: open(_MARK, "a").write("teardown\\n"))
+"""
+
+
+def test_start_ends_without_the_interpreters_teardown(corral_home: Path, tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(ATEXIT)
+    mark = tmp_path / "mark"
+    env = dict(os.environ, PYTHONPATH=str(site), COLD_ATEXIT_MARK=str(mark))
+
+    def corral(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "corral", *args],
+            env=env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+
+    done = corral("start", "--no-wait", "-x", "fork", sys.executable, "--name", "idle",
+                  "--", "-c", "import time; time.sleep(600)")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "started idle" in done.stdout and "online" in done.stdout  # all of it, flushed
+    assert not mark.exists()  # no teardown: the process ended once its output was out
+    failed = corral("start", str(tmp_path / "no_such_script.py"))
+    assert failed.returncode == 1
+    assert failed.stderr.startswith("error: ") and "no_such_script.py" in failed.stderr
+    assert not mark.exists()
+    assert corral("describe", "idle").returncode == 0  # another command: torn down as before
+    assert mark.read_text() == "teardown\n"
