@@ -268,3 +268,39 @@ def test_start_ends_without_the_interpreters_teardown(corral_home: Path, tmp_pat
     assert not mark.exists()
     assert corral("describe", "idle").returncode == 0  # another command: torn down as before
     assert mark.read_text() == "teardown\n"
+
+
+GC_AUDIT = """
+import gc, os, sys
+_LOG = os.environ.get("COLD_GC_LOG")
+_WATCHED = {"zmq", "corral.plugins.bus.publisher"}
+
+def _hook(event, args):
+    if event == "import" and args[0] in _WATCHED:
+        with open(_LOG, "a") as f:
+            f.write(f"{os.getpid()} {args[0]} {gc.isenabled()} {gc.get_freeze_count() > 0}\\n")
+
+if _LOG:
+    sys.addaudithook(_hook)
+"""
+
+
+def test_the_daemons_imports_run_without_the_cyclic_collector(
+    corral_home: Path, tmp_path: Path
+) -> None:
+    # what the kernel's imports make lives as long as the daemon: frozen, not scanned
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(GC_AUDIT)
+    log = tmp_path / "gc.log"
+    env = dict(os.environ, PYTHONPATH=str(site), COLD_GC_LOG=str(log), CORRAL_PLUGINS="bus")
+    done = subprocess.run(
+        [sys.executable, "-m", "corral", "start", "--no-wait", "-x", "fork", sys.executable,
+         "--name", "idle", "--", "-c", "import time; time.sleep(600)"],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    daemon = (corral_home / "corral.pid").read_text().strip()
+    rows = [line.split()[1:] for line in log.read_text().splitlines() if line.split()[0] == daemon]
+    # during the kernel's imports: off; the plugins load after, with it on again
+    assert rows == [["zmq", "False", "False"], ["corral.plugins.bus.publisher", "True", "True"]]
