@@ -1,5 +1,8 @@
 """Finding or starting the daemon of a home: one detached daemon per home, started
-by the first client that finds none (see corral.daemon.homelock), waited for by the others."""
+by the first client that finds none (see corral.daemon.homelock), waited for by the others.
+
+The client that spawns the daemon waits on the daemon's ready pipe (corral.daemon.ready)
+and wakes when the daemon serves, with no ping; the others poll the home and ping."""
 
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ import time
 from pathlib import Path
 
 from corral import paths
-from corral.daemon import homelock
+from corral.daemon import homelock, ready
 from corral.errors import CorralError, DaemonError
 
 ADDRESS_ENV_NAME = "CORRAL_ADDRESS"  # a daemon elsewhere, reached by a transport plugin
@@ -50,8 +53,13 @@ def ensure_daemon(root: Path, plugins: list[str] | None = None, timeout: float =
     deadline = time.monotonic() + timeout
     spawn_fd: int | None = None
     proc: subprocess.Popen | None = None
+    early = [p for r, p in _early if r == root]  # spawned by start_daemon_early, not waited on
     try:
         while True:
+            for spawned in (*early, proc):
+                if spawned is not None and _serves(spawned, deadline):
+                    return spawned.pid  # it said so on its ready pipe: no ping
+            early = []
             holder = homelock.holder(root)
             if holder is not None:
                 pid = _answers(root, timeout=min(2.0, max(0.1, deadline - time.monotonic())))
@@ -117,7 +125,7 @@ def start_daemon_early(home: str | os.PathLike | None = None) -> bool:
         return False  # another client starts it: connect() waits for it
     try:
         if homelock.holder(root) is None:
-            _early.append(_spawn_daemon(root, None, spawn_fd))
+            _early.append((root, _spawn_daemon(root, None, spawn_fd)))
             return True
     except (CorralError, OSError):
         pass  # connect() tries again, and says why
@@ -126,7 +134,29 @@ def start_daemon_early(home: str | os.PathLike | None = None) -> bool:
     return False
 
 
-_early: list[subprocess.Popen] = []  # the daemons start_daemon_early spawned, not waited for
+_early: list[tuple[Path, subprocess.Popen]] = []  # start_daemon_early's daemons, by home
+_ready_pipes: dict[int, int] = {}  # a spawned daemon's pid -> the read end of its ready pipe
+
+
+def _serves(proc: subprocess.Popen, deadline: float) -> bool:
+    """Whether the daemon this client spawned says it serves before ``deadline``, on its
+    ready pipe (once: the pipe is closed after). False if it exited first, or is late."""
+    import select  # deferred: only a client that spawned a daemon waits on a pipe
+
+    fd = _ready_pipes.pop(proc.pid, None)
+    if fd is None:
+        return False
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            if select.select([fd], [], [], left)[0]:
+                return os.read(fd, 1) == ready.READY  # b"": it exited unready
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 def _spawn_daemon(root: Path, plugins: list[str] | None, spawn_fd: int) -> subprocess.Popen:
@@ -139,6 +169,8 @@ def _spawn_daemon(root: Path, plugins: list[str] | None, spawn_fd: int) -> subpr
         settings.check(root, load_plugins(plugins))
     env = dict(os.environ, CORRAL_HOME=str(root))
     env[homelock.SPAWN_FD_ENV] = str(spawn_fd)
+    read_end, write_end = os.pipe()  # the daemon writes one byte once it serves
+    env[ready.READY_FD_ENV] = str(write_end)
     if plugins is not None:
         if not all(isinstance(p, str) for p in plugins):
             raise CorralError(
@@ -146,20 +178,28 @@ def _spawn_daemon(root: Path, plugins: list[str] | None, spawn_fd: int) -> subpr
             )
         env["CORRAL_PLUGINS"] = ",".join(plugins)
     # created here first, so 0600 here too (the daemon's own open would make it so, too late)
-    log_fd = homelock.open_private(paths.log_file(root), os.O_WRONLY | os.O_APPEND)
-    with open(log_fd, "ab") as log:
-        # its own session: a Ctrl-C on this client's terminal never reaches it, and it
-        # outlives this client (the next one finds it through the home's lock)
-        return subprocess.Popen(
-            [sys.executable, "-m", "corral.daemon.main"],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-            env=env,
-            cwd=str(root),
-            start_new_session=True,
-            pass_fds=(spawn_fd,),
-        )
+    try:
+        log_fd = homelock.open_private(paths.log_file(root), os.O_WRONLY | os.O_APPEND)
+        with open(log_fd, "ab") as log:
+            # its own session: a Ctrl-C on this client's terminal never reaches it, and it
+            # outlives this client (the next one finds it through the home's lock)
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "corral.daemon.main"],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                env=env,
+                cwd=str(root),
+                start_new_session=True,
+                pass_fds=(spawn_fd, write_end),
+            )
+    except BaseException:
+        os.close(read_end)
+        raise
+    finally:
+        os.close(write_end)  # the daemon's now: its exit closes the pipe
+    _ready_pipes[proc.pid] = read_end
+    return proc
 
 
 def _last_line(path: Path) -> str:

@@ -26,6 +26,7 @@ import zmq.asyncio
 from corral import __version__, paths
 from corral.api import DaemonAPI
 from corral.daemon import homelock, limits, settings
+from corral.daemon import ready as ready_pipe
 from corral.daemon.commands import Commands
 from corral.daemon.commands.dumps import save_dump
 from corral.daemon.fanout import EventFanout
@@ -158,6 +159,7 @@ class Daemon:
         serving = asyncio.ensure_future(self.server.serve())
         try:
             self.manager.daemon_started(self.api)  # first, so plugins see the recovery's events
+            ready_pipe.tell()  # the client that spawned this daemon wakes (corral.daemon.ready)
             await self.recovery.run()
             self.recovered.set()
             if ready is not None:

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import ctypes
-import ctypes.util
 import os
 import platform
 import socket
@@ -147,6 +146,8 @@ def _thread() -> concurrent.futures.ThreadPoolExecutor:
     global _worker, _libc
     with _lock:
         if _worker is None:
+            import ctypes.util  # deferred: find_library runs ldconfig, not on the daemon's boot
+
             _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
             _worker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="corral-asuser")
         return _worker

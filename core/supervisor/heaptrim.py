@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
-import ctypes.util
 import time
 from collections.abc import Callable
 
@@ -25,7 +24,7 @@ LONGEST_WAIT = 30.0  # ... but no longer than this after the first poke it waits
 
 def _libc_trim() -> Callable[[int], int] | None:
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc = ctypes.CDLL(None)  # this process's symbols, libc's among them: no ldconfig run
         trim = libc.malloc_trim
     except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to trim with
         return None
