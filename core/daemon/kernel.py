@@ -328,8 +328,7 @@ class Daemon:
         return self.locks.setdefault(proc.pm_id, asyncio.Lock())
 
     def credentials(self, proc: ManagedProcess) -> credentials.Credentials | None:
-        """The account ``proc``'s files are opened as (None: the daemon's), resolved once
-        per options (a restart may change ``uid``)."""
+        """The account ``proc``'s files are opened as (None: the daemon's), once per options."""
         cached = self._creds.get(proc.pm_id)
         if cached is None or cached[0] is not proc.options:
             cached = self._creds[proc.pm_id] = (proc.options, credentials.resolve(proc.options))
@@ -345,8 +344,7 @@ class Daemon:
     # -- what plugins call ---------------------------------------------------
 
     def processes(self) -> list[ManagedProcess]:
-        """Every process slot, by pm_id. Read their fields; change them only through
-        the daemon's methods."""
+        """Every process slot, by pm_id (read their fields; change them through the daemon)."""
         return sorted(self.procs.values(), key=lambda p: p.pm_id)
 
     def hold_reply(self, awaitable: Any) -> bool:
