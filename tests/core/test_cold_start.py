@@ -178,8 +178,10 @@ def test_nothing_the_daemon_starts_inherits_its_ready_pipe(corral_home: Path) ->
     daemon = psutil.Process(int((corral_home / "corral.pid").read_text()))
     wait_for(lambda: daemon.children(), what="the app runs")
     for proc in [daemon, *daemon.children(recursive=True), *_holders(corral_home)]:
-        pipes = [
-            os.readlink(f"/proc/{proc.pid}/fd/{fd}") for fd in os.listdir(f"/proc/{proc.pid}/fd")
+        pipes = [  # an app's stdin is a pipe it holds alone, read-write (corral.supervisor.stdin)
+            os.readlink(f"/proc/{proc.pid}/fd/{fd}")
+            for fd in os.listdir(f"/proc/{proc.pid}/fd")
+            if not (fd == "0" and proc != daemon)
         ]
         # the CLI is gone: a write end still open anywhere would be a pipe with no reader
         assert not [p for p in pipes if p.startswith("pipe:") and _no_reader(p)], proc.cmdline()
