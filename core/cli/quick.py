@@ -108,7 +108,7 @@ def _same_corral(pong: bytes | None) -> bool:
         return False
     import os
 
-    import corral
+    import corral  # deferred: the version and install path, once a daemon answered
 
     theirs = [_string(pong, b"version"), _string(pong, b"install_path")]
     if False in theirs:  # an escaped string, another encoding: read it as JSON
