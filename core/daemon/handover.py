@@ -185,11 +185,12 @@ def end_handed_over(handover: dict[str, Any]) -> None:
         for fd in (*app.get("pipes", {}).values(), app.get("channel"), app.get("stdin")):
             with contextlib.suppress(OSError, TypeError):
                 os.close(fd)
-    spawner = handover.get("spawner") or {}
-    with contextlib.suppress(OSError, TypeError, ValueError):
-        os.close(int(spawner["fd"]))  # it exits at the end of its socket
-    with contextlib.suppress(ChildProcessError, KeyError, TypeError):
-        os.waitpid(int(spawner["pid"]), 0)
+    spawner = handover.get("spawner")
+    if isinstance(spawner, dict):  # the old image's spawner, if it had one
+        with contextlib.suppress(OSError, KeyError, TypeError, ValueError):
+            os.close(int(spawner["fd"]))  # it exits at the end of its socket
+        with contextlib.suppress(ChildProcessError, KeyError, TypeError, ValueError):
+            os.waitpid(int(spawner["pid"]), 0)
 
 
 # The imports inside this module's functions are deferred on purpose: daemon_main

@@ -36,26 +36,34 @@ class System:
     own_cgroup: Path | None = None  # where the spawner returns after each spawn
     children: Callable[[], int] = staticmethod(lambda: 0)  # how many the daemon watches
     spawns_from = SPAWNER_FROM  # children from which the spawner forks the next ones
+    _boot: tuple[Any, Any] | None = None  # (loop, log) to start the spawner with, when due
 
     def start_spawner(self, loop: Any, log: Any, cgroups: Any, children: Callable[[], int]) -> None:
         """Have a spawner fork the apps once the daemon watches :data:`SPAWNER_FROM`
         ``children()`` (``CORRAL_SPAWNER=1``: from the first; ``0``: never, as before the
-        spawner; where it cannot start, likewise). It starts in this process's cgroup
-        before ``cgroups`` (the home's Cgroups) moved it, and goes back there after each
-        spawn."""
+        spawner; where it cannot start, likewise). It is started then, not before (a
+        daemon of a few apps has no spawner process), and goes back after each spawn to
+        the daemon's first cgroup, before ``cgroups`` (the home's Cgroups) moved it."""
         wanted = os.environ.get("CORRAL_SPAWNER")
         if wanted == "0":
             return
         self.children = children
         self.spawns_from = 0 if wanted == "1" else SPAWNER_FROM
-        try:
-            link = SpawnerLink.start(log)
-        except OSError as exc:
-            log.warning("no spawner: the daemon forks its apps itself", error=str(exc))
-            return
-        link.attach(loop)
-        self.spawner = link
         self.own_cgroup = cgroups.origin if cgroups is not None else None
+        self._boot = (loop, log)
+
+    def _link(self) -> SpawnerLink | None:
+        """The spawner, started now if it is wanted and not started yet."""
+        if self.spawner is None and self._boot is not None:
+            loop, log = self._boot
+            self._boot = None
+            try:
+                self.spawner = SpawnerLink.start(log)
+            except OSError as exc:
+                log.warning("no spawner: the daemon forks its apps itself", error=str(exc))
+                return None
+            self.spawner.attach(loop)
+        return self.spawner
 
     def close(self) -> None:
         """End the spawner, if any (after the apps' stops: it tells their exits)."""
@@ -66,11 +74,10 @@ class System:
     def places_in_cgroup(self, spec: SpawnSpec) -> bool:
         """Whether :meth:`popen` makes this spawn in the spawner, which puts the child in
         the cgroup it is given (else the caller forks inside it: ``Cgroups.born_in``)."""
-        return (
-            self.spawner is not None
-            and self.children() >= self.spawns_from
-            and self.spawner.can_spawn(spec)
-        )
+        if self.children() < self.spawns_from:
+            return False
+        link = self._link()
+        return link is not None and link.can_spawn(spec)
 
     def popen(
         self, spec: SpawnSpec, creds: credentials.Credentials | None, cgroup: Path | None = None
@@ -123,7 +130,7 @@ class System:
         cgroup: Path | None,
     ) -> SpawnedChild | None:
         """The child the spawner forked, or None when this process must fork it."""
-        if self.spawner is None or not self.places_in_cgroup(spec):
+        if not self.places_in_cgroup(spec) or self.spawner is None:
             return None
         user = (creds.uid, creds.gid, list(creds.groups)) if creds else None
         try:

@@ -87,6 +87,10 @@ def test_by_default_the_daemon_forks_its_first_apps_and_the_spawner_the_rest(
     os.chmod(sleeper, 0o755)
     client = corral.connect()
     try:
+        client.start(sleeper, {"name": "few", "instances": 3, "interpreter": "none"})
+        daemon = psutil.Process(client.daemon_pid)
+        assert not [c for c in daemon.children() if "spawnserver" in " ".join(c.cmdline())]
+        client.delete("few")  # a daemon of a few apps has no spawner process
         started = client.start(
             sleeper, {"name": "s", "instances": SPAWNER_FROM + 5, "interpreter": "none"}
         )
