@@ -13,7 +13,7 @@ state-change chokepoint (``change_state``), the state file, the fds, the OS seam
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -62,6 +62,20 @@ class Slot(Reaper, Stopper):
         exec fails (the slot is then errored, unless this is a reload), and StateError
         once the daemon is shutting down: from then on nothing is spawned.
         """
+        return _finish(self._spawn_steps(is_restart, reload))
+
+    def spawn_soon(self, *, is_restart: bool) -> Callable[[], Child] | Child:
+        """:meth:`spawn`, begun: the child if it is made already, else what finishes
+        it (a spawn the spawner was asked for; ask for the next one before finishing
+        this one, and the spawner forks while the daemon prepares the next)."""
+        steps = self._spawn_steps(is_restart, False)
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+        return lambda: _finish(steps)
+
+    def _spawn_steps(self, is_restart: bool, reload: bool) -> Generator[None, None, Child]:
         proc = self.proc
         if self.kernel.shutting_down:
             raise StateError(
@@ -100,10 +114,9 @@ class Slot(Reaper, Stopper):
             system = self.kernel.system
             placed = system.places_in_cgroup(spec)  # the spawner puts it in its cgroup
             with self._birthplace(placed) as where:
-                if placed and where is not None:
-                    popen, out_r, err_r, in_w = self.kernel.fds.call(
-                        system.popen, spec, creds, where
-                    )
+                if placed:  # the spawner forks it: paused once it was asked (spawn_soon)
+                    steps = system.popen_steps(spec, creds, where)
+                    popen, out_r, err_r, in_w = yield from steps
                 else:
                     popen, out_r, err_r, in_w = self.kernel.fds.call(system.popen, spec, creds)
             after = boot_ticks()
@@ -307,3 +320,12 @@ class Slot(Reaper, Stopper):
             if proc.state in lifecycle.STOPPED_STATES:
                 with contextlib.suppress(ScriptError, OptionError, StateError):
                     self.respawn(reason=reason, manually=False)
+
+
+def _finish(steps: Generator[None, None, Child]) -> Child:
+    """Run ``steps`` (a spawn) to its end: its child."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value

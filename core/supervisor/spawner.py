@@ -116,6 +116,18 @@ class SpawnerLink:
     ) -> SpawnedChild:
         """Fork and exec ``spec`` in the spawner; raises what Popen raised there, or
         :class:`SpawnerLost` (nothing was started then)."""
+        return self.answer(self.send(spec, stdio, user, cgroup, own_cgroup))
+
+    def send(
+        self,
+        spec: SpawnSpec,
+        stdio: tuple[int, int, int],
+        user: tuple[int, int, list[int]] | None,
+        cgroup: Path | None,
+        own_cgroup: Path | None,
+    ) -> int:
+        """Ask for the spawn of ``spec``, without waiting: its ident for :meth:`answer`
+        (the descriptors sent are copies: the caller closes its own once answered)."""
         ident = next(self.ids)
         request = {
             "id": ident,
@@ -129,6 +141,16 @@ class SpawnerLink:
         }
         try:
             send_frame(self.sock, request, [*stdio, *spec.pass_fds])
+        except OSError as exc:
+            self._lost(f"{type(exc).__name__}: {exc}")
+            raise SpawnerLost(f"the spawner is gone: {exc}") from exc
+        return ident
+
+    def answer(self, ident: int) -> SpawnedChild:
+        """The child of the spawn :meth:`send` asked for (read now if not yet read)."""
+        try:
+            if not self.alive and ident not in self.answers:
+                raise ConnectionResetError("the spawner closed its socket")
             answer = self._answer(ident)
         except OSError as exc:
             self._lost(f"{type(exc).__name__}: {exc}")

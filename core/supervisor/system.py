@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +90,18 @@ class System:
         The spawner forks it where :meth:`places_in_cgroup`, born in ``cgroup``; else
         this process does, and ``cgroup`` (if any) is entered by the child's pid at once.
         """
+        steps = self.popen_steps(spec, creds, cgroup)
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                return done.value
+
+    def popen_steps(
+        self, spec: SpawnSpec, creds: credentials.Credentials | None, cgroup: Path | None = None
+    ) -> Generator[None, None, tuple[subprocess.Popen, int, int, int]]:
+        """:meth:`popen` in two steps: it pauses once the spawner was asked (the caller
+        may ask for the next spawn meanwhile), and finishes with the spawner's answer."""
         fds: list[int] = []
         try:
             in_r, in_w = open_stdin_pipe()
@@ -98,7 +110,16 @@ class System:
             fds += [out_r, out_w]
             err_r, err_w = os.pipe()
             fds += [err_r, err_w]
-            popen = self._spawned(spec, creds, (in_r, out_w, err_w), cgroup)
+            popen: Any = None
+            if self.places_in_cgroup(spec) and self.spawner is not None:
+                link = self.spawner
+                user = (creds.uid, creds.gid, list(creds.groups)) if creds else None
+                try:
+                    ident = link.send(spec, (in_r, out_w, err_w), user, cgroup, self.own_cgroup)
+                    yield
+                    popen = link.answer(ident)
+                except SpawnerLost:
+                    popen = None  # forked here below
             popen = popen or subprocess.Popen(
                 spec.argv,
                 stdin=in_r,
@@ -121,22 +142,6 @@ class System:
         if cgroup is not None and not isinstance(popen, SpawnedChild):
             cgroups.try_write(cgroup / "cgroup.procs", str(popen.pid))  # the spawner died
         return popen, out_r, err_r, in_w
-
-    def _spawned(
-        self,
-        spec: SpawnSpec,
-        creds: credentials.Credentials | None,
-        stdio: tuple[int, int, int],
-        cgroup: Path | None,
-    ) -> SpawnedChild | None:
-        """The child the spawner forked, or None when this process must fork it."""
-        if not self.places_in_cgroup(spec) or self.spawner is None:
-            return None
-        user = (creds.uid, creds.gid, list(creds.groups)) if creds else None
-        try:
-            return self.spawner.spawn(spec, stdio, user, cgroup, self.own_cgroup)
-        except SpawnerLost:
-            return None
 
     def pidfd_open(self, pid: int) -> int:
         """A pidfd for ``pid``, readable once it exits; AttributeError or OSError

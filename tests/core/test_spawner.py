@@ -4,6 +4,7 @@ each exit code. Real daemons, real apps, real signals."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 from pathlib import Path
@@ -210,3 +211,29 @@ def test_an_update_hands_the_spawner_over_and_exit_codes_stay_real(
     flag.write_text("")
     wait_for(lambda: jlist(corral_home)[0]["pm2_env"]["status"] == "stopped", timeout=10)
     assert jlist(corral_home)[0]["pm2_env"]["exit_code"] == 7
+
+
+def test_a_batch_whose_app_fails_in_the_spawner_starts_nothing(pm: Any, tmp_path: Path) -> None:
+    """A start of many apps asks the spawner for the next spawn before it reads the last
+    answer; an exec that fails in the middle still leaves no app and no process."""
+    sleeper = tmp_path / "sleeper.sh"
+    sleeper.write_text("#!/bin/sh\nexec sleep 3600\n")
+    sleeper.chmod(0o755)
+    broken = tmp_path / "broken.sh"
+    broken.write_text("#!/nonexistent/interpreter\n")
+    broken.chmod(0o755)
+    apps = [{"name": f"ok{i}", "script": str(sleeper), "interpreter": "none"} for i in range(6)]
+    apps.insert(3, {"name": "broken", "script": str(broken), "interpreter": "none"})
+    config = tmp_path / "apps.json"
+    config.write_text(json.dumps({"apps": apps}))
+    with pytest.raises(ScriptError):
+        pm.start(str(config))
+    assert pm.list() == []
+    wait_for(lambda: [p for p in apps_of(pm.daemon_pid) if p.status() != "zombie"] == [])
+    apps.pop(3)
+    config.write_text(json.dumps({"apps": apps}))
+    started = pm.start(str(config))
+    assert [i.status for i in started] == ["online"] * 6
+    assert sorted(p.pid for p in spawner_of(pm.daemon_pid).children()) == sorted(
+        i.pid for i in started
+    )

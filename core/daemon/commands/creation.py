@@ -12,7 +12,7 @@ import contextlib
 import errno
 import os
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from corral.daemon.apps import PreparedApp, prepare_app
@@ -24,7 +24,7 @@ from corral.supervisor.process import now_ms
 
 if TYPE_CHECKING:
     from corral.daemon.commands import Commands
-    from corral.supervisor.process import ManagedProcess
+    from corral.supervisor.process import Child, ManagedProcess
 
 
 def prepare(
@@ -120,6 +120,12 @@ def launch(proc: ManagedProcess, *, is_restart: bool = False) -> None:
     proc.slot.spawn(is_restart=is_restart)
 
 
+def launch_soon(proc: ManagedProcess) -> Child | Callable[[], Child]:
+    """:func:`launch`, begun: the child, or what finishes its spawn (Slot.spawn_soon)."""
+    proc.history = lifecycle.on_start(proc.history, now_ms())
+    return proc.slot.spawn_soon(is_restart=False)
+
+
 async def create_all(cmds: Commands, apps: list[PreparedApp]) -> list[ManagedProcess]:
     """Register every instance of ``apps``, none launched: all of them, or none.
 
@@ -184,6 +190,13 @@ async def launch_all(
     pacer = Pacer()
     pending = cmds.daemon.state_file.pending
     pending.update(p.pm_id for p in created if p.options.get("autostart", True))
+    forking: tuple[ManagedProcess, asyncio.Lock, Callable[[], Child]] | None = None
+
+    def launched(proc: ManagedProcess, lock: asyncio.Lock) -> None:
+        cmds.daemon.emit(proc, "start", manually=True)
+        lock.release()
+        taken.discard(lock)
+
     try:
         for lock in locks if not locked else ():
             await lock.acquire()  # free (a new process): taken without a turn of the loop
@@ -191,14 +204,27 @@ async def launch_all(
         for proc, lock in zip(created, locks, strict=True):
             if cmds.procs.get(proc.pm_id) is not proc:
                 continue  # deleted while the command awaited (a replaced app's stop)
-            if proc.options.get("autostart", True):
-                pending.discard(proc.pm_id)
-                launch(proc)
-                cmds.daemon.emit(proc, "start", manually=True)
-            lock.release()
-            taken.discard(lock)
+            if not proc.options.get("autostart", True):
+                lock.release()
+                taken.discard(lock)
+                continue
+            pending.discard(proc.pm_id)
+            soon = launch_soon(proc)  # the spawner forks it while the last one is finished
+            last, forking = forking, (proc, lock, soon) if callable(soon) else None
+            if last is not None:
+                last[2]()
+                launched(*last[:2])
+            if forking is None:
+                launched(proc, lock)
             await pacer.turn()
+        if forking is not None:
+            forking[2]()
+            launched(*forking[:2])
+            forking = None
     except Exception:
+        if forking is not None:  # asked for: its answer is read, its child registered
+            with contextlib.suppress(Exception):
+                forking[2]()
         await undo(cmds, created)
         raise
     finally:
