@@ -123,6 +123,7 @@ class Spawner:
         self.sock = sock
         self.children: dict[int, subprocess.Popen] = {}
         self.reader = FrameReader()
+        self.stranded = False  # could not leave an app's cgroup: ends after its answer
 
     def spawn(self, request: dict, fds: list[int]) -> dict:
         """Start one app; the answer for the daemon."""
@@ -176,7 +177,7 @@ class Spawner:
                 try:
                     _enter(own)
                 except OSError:  # never stay in an app's cgroup: a stop kills all in it
-                    os._exit(70)
+                    self.stranded = True  # ends once this spawn is answered
 
     def reap(self) -> list[list[int]]:
         """Every child that has exited: ``[pid, code]`` as Popen's returncode."""
@@ -219,6 +220,8 @@ class Spawner:
                     return
                 for request, fds in self.reader.frames():
                     send_frame(self.sock, self.spawn(request, fds))  # type: ignore[arg-type]
+                    if self.stranded:
+                        return  # the daemon starts another spawner for the next spawn
 
 
 def _describe(exc: BaseException) -> dict:
