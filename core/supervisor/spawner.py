@@ -106,18 +106,6 @@ class SpawnerLink:
             return True
         return False
 
-    def spawn(
-        self,
-        spec: SpawnSpec,
-        stdio: tuple[int, int, int],
-        user: tuple[int, int, list[int]] | None,
-        cgroup: Path | None,
-        own_cgroup: Path | None,
-    ) -> SpawnedChild:
-        """Fork and exec ``spec`` in the spawner; raises what Popen raised there, or
-        :class:`SpawnerLost` (nothing was started then)."""
-        return self.answer(self.send(spec, stdio, user, cgroup, own_cgroup))
-
     def send(
         self,
         spec: SpawnSpec,

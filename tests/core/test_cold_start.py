@@ -75,17 +75,7 @@ def test_the_cli_path_spawns_the_daemon_before_it_loads_pyzmq(corral_home: Path)
 def test_the_daemon_starts_its_pipe_holder_before_its_imports(
     corral_home: Path, tmp_path: Path
 ) -> None:
-    site = tmp_path / "site"
-    site.mkdir()
-    (site / "sitecustomize.py").write_text(AUDIT)
-    log = tmp_path / "audit.log"
-    env = dict(os.environ, PYTHONPATH=str(site), COLD_AUDIT_LOG=str(log))
-    done = subprocess.run(
-        [sys.executable, "-m", "corral", "start", "--no-wait", "-x", "fork", sys.executable,
-         "--name", "idle", "--", "-c", "import time; time.sleep(600)"],
-        env=env, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
+    log = _audited_start(tmp_path)
     daemon = int((corral_home / "corral.pid").read_text())
     events = _events(log, daemon)
     holder = next(i for i, e in enumerate(events) if "corral.supervisor.fdholder" in e)
@@ -222,17 +212,7 @@ def test_the_daemon_runs_no_ldconfig_and_loads_no_ctypes_util_on_its_way_up(
     corral_home: Path, tmp_path: Path
 ) -> None:
     # ctypes.util.find_library("c") forks the daemon and runs `ldconfig -p`
-    site = tmp_path / "site"
-    site.mkdir()
-    (site / "sitecustomize.py").write_text(AUDIT)
-    log = tmp_path / "audit.log"
-    env = dict(os.environ, PYTHONPATH=str(site), COLD_AUDIT_LOG=str(log))
-    done = subprocess.run(
-        [sys.executable, "-m", "corral", "start", "--no-wait", "-x", "fork", sys.executable,
-         "--name", "idle", "--", "-c", "import time; time.sleep(600)"],
-        env=env, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
+    log = _audited_start(tmp_path)
     events = _events(log, int((corral_home / "corral.pid").read_text()))
     assert "import asyncio" in events  # the audit hook saw the daemon
     assert [e for e in events if "ldconfig" in e or "ctypes.util" in e] == []
@@ -306,3 +286,20 @@ def test_the_daemons_imports_run_without_the_cyclic_collector(
     rows = [line.split()[1:] for line in log.read_text().splitlines() if line.split()[0] == daemon]
     # during the kernel's imports: off; the plugins load after, with it on again
     assert rows == [["zmq", "False", "False"], ["corral.plugins.bus.publisher", "True", "True"]]
+
+
+def _audited_start(tmp_path: Path) -> Path:
+    """``corral start`` of an idle app with the AUDIT hook in every Python it starts:
+    the audit log's path."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(AUDIT)
+    log = tmp_path / "audit.log"
+    env = dict(os.environ, PYTHONPATH=str(site), COLD_AUDIT_LOG=str(log))
+    done = subprocess.run(
+        [sys.executable, "-m", "corral", "start", "--no-wait", "-x", "fork", sys.executable,
+         "--name", "idle", "--", "-c", "import time; time.sleep(600)"],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return log
