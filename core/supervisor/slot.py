@@ -115,8 +115,11 @@ class Slot(Reaper, Stopper):
             placed = system.places_in_cgroup(spec)  # the spawner puts it in its cgroup
             with self._birthplace(placed) as where:
                 if placed:  # the spawner forks it: paused once it was asked (spawn_soon)
-                    steps = system.popen_steps(spec, creds, where)
-                    popen, out_r, err_r, in_w = yield from steps
+                    steps, forked = self.kernel.fds.call(_asked, system, spec, creds, where)
+                    if steps is not None:
+                        yield
+                        forked = _finish(steps)
+                    popen, out_r, err_r, in_w = forked
                 else:
                     popen, out_r, err_r, in_w = self.kernel.fds.call(system.popen, spec, creds)
             after = boot_ticks()
@@ -322,7 +325,18 @@ class Slot(Reaper, Stopper):
                     self.respawn(reason=reason, manually=False)
 
 
-def _finish(steps: Generator[None, None, Child]) -> Child:
+def _asked(system: Any, spec: SpawnSpec, creds: Any, where: Path | None) -> tuple[Any, Any]:
+    """The spawner asked for ``spec``'s spawn: ``(steps to finish it, None)``, or
+    ``(None, what popen gives)`` when it was made at once (the daemon forked it)."""
+    steps = system.popen_steps(spec, creds, where)
+    try:
+        next(steps)
+    except StopIteration as done:
+        return None, done.value
+    return steps, None
+
+
+def _finish(steps: Generator[None, None, Any]) -> Any:
     """Run ``steps`` (a spawn) to its end: its child."""
     while True:
         try:
