@@ -8,6 +8,7 @@ option and leaves nothing half-made.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import errno
 import os
@@ -25,6 +26,10 @@ from corral.supervisor.process import now_ms
 if TYPE_CHECKING:
     from corral.daemon.commands import Commands
     from corral.supervisor.process import Child, ManagedProcess
+
+# spawns a start asks of the spawner before it finishes the first of them: the spawner
+# always has the next one while the daemon makes the one after (each holds its pipes)
+SPAWNS_AHEAD = 4
 
 
 def prepare(
@@ -190,12 +195,19 @@ async def launch_all(
     pacer = Pacer()
     pending = cmds.daemon.state_file.pending
     pending.update(p.pm_id for p in created if p.options.get("autostart", True))
-    forking: tuple[ManagedProcess, asyncio.Lock, Callable[[], Child]] | None = None
+    # asked of the spawner, not finished yet: oldest first
+    forking: collections.deque[tuple[ManagedProcess, asyncio.Lock, Callable[[], Child]]]
+    forking = collections.deque()
 
     def launched(proc: ManagedProcess, lock: asyncio.Lock) -> None:
         cmds.daemon.emit(proc, "start", manually=True)
         lock.release()
         taken.discard(lock)
+
+    def finish_oldest() -> None:
+        proc, lock, finish = forking.popleft()
+        finish()
+        launched(proc, lock)
 
     try:
         for lock in locks if not locked else ():
@@ -209,22 +221,22 @@ async def launch_all(
                 taken.discard(lock)
                 continue
             pending.discard(proc.pm_id)
-            soon = launch_soon(proc)  # the spawner forks it while the last one is finished
-            last, forking = forking, (proc, lock, soon) if callable(soon) else None
-            if last is not None:
-                last[2]()
-                launched(*last[:2])
-            if forking is None:
+            soon = launch_soon(proc)  # the spawner forks the ones before while this is made
+            if callable(soon):
+                forking.append((proc, lock, soon))
+                if len(forking) > SPAWNS_AHEAD:
+                    finish_oldest()
+            else:
+                while forking:  # in order: the daemon forked this one itself
+                    finish_oldest()
                 launched(proc, lock)
             await pacer.turn()
-        if forking is not None:
-            forking[2]()
-            launched(*forking[:2])
-            forking = None
+        while forking:
+            finish_oldest()
     except Exception:
-        if forking is not None:  # asked for: its answer is read, its child registered
+        while forking:  # asked for: each answer is read, each child registered
             with contextlib.suppress(Exception):
-                forking[2]()
+                forking.popleft()[2]()
         await undo(cmds, created)
         raise
     finally:
