@@ -123,12 +123,14 @@ def release(root: Path) -> None:
         os.close(fd)
 
 
-def claim_home() -> None:
+def claim_home() -> Path:
     """The detached daemon's first step: hold ``$CORRAL_HOME`` or exit with one line,
-    having touched nothing; then let go of the spawning client's spawn lock."""
+    having touched nothing; then let go of the spawning client's spawn lock. The home's
+    real path, checked (:func:`corral.paths.ensure_home`)."""
     try:
         root = paths.ensure_home(paths.home())
         hold(root)
+        return root
     except (CorralError, OSError) as exc:
         raise SystemExit(f"corral daemon: {exc}") from None
     finally:

@@ -142,9 +142,9 @@ class Daemon:
         if not self.in_process:  # a detached daemon's pipes outlive it (corral.supervisor.fdholder)
             # before the cgroups open: the holder must not be born in an app's cgroup
             self.output.holder = HolderLink.open(self.home, self.log)
-        self.recovery.previous_cgroups = cgroup_home.previous(self.home)  # before open()
-        if cgroup.wanted(self.in_process):
-            self.cgroups = cgroup_home.Cgroups.open(self.home)
+        self.recovery.previous_cgroups, self.cgroups = cgroup_home.open_home(
+            self.home, cgroup.wanted(self.in_process)
+        )  # the detached daemon began it at its start (corral.daemon.main)
         if not self.in_process:
             self._install_signals()
             self.heap = HeapTrim(self.loop)

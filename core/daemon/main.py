@@ -10,6 +10,10 @@ it starts the home's pipe holder (corral.supervisor.fdholder): both boot side by
 side, and the daemon finds the holder listening when its first app starts,
 instead of waiting on its loop for the holder's Python to start then.
 
+While the imports run, a thread makes the home's cgroups and moves the daemon into the
+first nursery (corral.supervisor.cgroup_home.begin_open): that move waits for an RCU
+grace period, which then costs the start nothing.
+
 Its imports run with the cyclic garbage collector off: they make some 20,000 objects
 that live as long as the daemon, which every collection would scan again (a quarter
 of the imports' CPU on a small machine); once they are done, those objects are frozen
@@ -27,6 +31,7 @@ from corral import paths
 from corral.daemon import ready
 from corral.daemon.handover import keep_lock
 from corral.daemon.homelock import claim_home
+from corral.supervisor import cgroup, cgroup_home
 
 HOLDER_SOCKET, HOLDER_PID = "fdholder.sock", "fdholder.pid"  # as corral.supervisor.fdholder
 
@@ -81,7 +86,7 @@ def _run() -> None:
     gc.disable()  # until the kernel's imports are done
     ready.take()  # the pipe its starter waits on: not inherited by the holder or the apps
     keep_lock()  # after `corral update` re-executed this process: its lock is still held
-    claim_home()  # one daemon per home: a second one exits here, before its imports
+    root = claim_home()  # one daemon per home: a second one exits here, before its imports
     home = paths.home()
     starter = start_pipe_holder(home)
     if starter is not None:
@@ -89,6 +94,8 @@ def _run() -> None:
 
         # reaped on a thread, as HolderLink.open does: the daemon shows no zombie child
         threading.Thread(target=os.waitpid, args=(starter, 0), daemon=True).start()
+    if cgroup.wanted(in_process=False):
+        cgroup_home.begin_open(root)  # on a thread, while the imports below run
     try:
         from corral.daemon.kernel import main  # deferred: after the holder's start
 

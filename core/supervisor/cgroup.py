@@ -18,7 +18,6 @@ fork too (see :mod:`corral.supervisor.cgroup_home`).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 import os
@@ -200,6 +199,8 @@ async def sweep(path: Path, timeout: float = 5.0) -> bool:
     if not populated(path):
         return True
     kill_all(path)
+    import asyncio  # deferred: this module is loaded before asyncio at a daemon's boot
+
     deadline = time.monotonic() + timeout
     while populated(path):
         if time.monotonic() > deadline:

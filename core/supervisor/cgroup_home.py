@@ -23,6 +23,7 @@ That is why an in-process daemon does not use cgroups unless asked to.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import itertools
 import os
@@ -227,6 +228,60 @@ class _Worker:
     def drain(self) -> None:
         if self.thread is not None:
             self.jobs.join()
+
+
+class _EarlyOpen:
+    """:func:`previous` and :meth:`Cgroups.open` of one home, on a thread of their own."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = os.path.realpath(home)
+        self._done: list[tuple[list[Path], Cgroups | None]] = []
+        self._thread = threading.Thread(target=self._open, name="corral-cgroup-open", daemon=True)
+        self._thread.start()
+
+    def _open(self) -> None:
+        found = previous(Path(self.home))  # before open() writes the new record
+        self._done.append((found, Cgroups.open(Path(self.home))))
+
+    def result(self) -> tuple[list[Path], Cgroups | None] | None:
+        """What the thread found and opened; None if it failed."""
+        self._thread.join()
+        return self._done[0] if self._done else None
+
+
+_begun: list[_EarlyOpen] = []  # begin_open's, until open_home takes it
+
+
+def begin_open(home: Path) -> None:
+    """Begin :func:`open_home` for ``home`` on a thread. The detached daemon's entry
+    (:mod:`corral.daemon.main`) calls this before its imports: entering the first
+    nursery waits for an RCU grace period (10-20 ms here), which then passes while the
+    imports run, instead of before the daemon serves."""
+    if not _begun:
+        atexit.register(_abandon)
+    _begun.append(_EarlyOpen(home))
+
+
+def _abandon() -> None:
+    """At exit, what :func:`begin_open` made and no :func:`open_home` took (the daemon
+    failed before it got there): closed, so no empty cgroup and no record stay behind."""
+    while _begun:
+        done = _begun.pop().result()
+        if done is not None and done[1] is not None:
+            with contextlib.suppress(OSError):
+                done[1].close()
+
+
+def open_home(home: Path, wanted: bool) -> tuple[list[Path], Cgroups | None]:
+    """The parent cgroups an earlier daemon of ``home`` left (:func:`previous`), and, when
+    ``wanted``, the home's cgroups with this process in its first nursery (None where they
+    cannot be made): what :func:`begin_open` did for the same home, or done now."""
+    early = _begun.pop() if _begun else None
+    done = early.result() if early is not None else None
+    if done is not None and early is not None and early.home == os.path.realpath(home):
+        return done
+    found = previous(home)  # before open() writes the new record
+    return found, Cgroups.open(home) if wanted else None
 
 
 def previous(home: Path) -> list[Path]:

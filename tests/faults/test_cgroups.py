@@ -375,3 +375,28 @@ def test_a_daemon_that_cannot_make_cgroups_keeps_todays_method(tmp_path: Path) -
     os.waitpid(pid, 0)
     assert said == "None"
     assert not parent_of(home).exists() and not (home / "cgroup.path").exists()
+
+
+def test_a_daemon_that_fails_at_its_start_leaves_no_cgroup(tmp_path: Path) -> None:
+    """The detached daemon makes its cgroups on a thread while it imports; one that then
+    fails (a corral.yaml it refuses) removes them and their record as it exits."""
+    home = tmp_path / "home"
+    home.mkdir(mode=0o700)
+    (home / "corral.yaml").write_text("no_such_setting: 1\n")
+    env = dict(os.environ, CORRAL_HOME=str(home))
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "corral.daemon.main"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode != 0
+        assert "no_such_setting" in done.stderr
+        assert not parent_of(home).exists()
+        assert not (home / cgroup_home.RECORD).exists()
+    finally:
+        holder = home / "fdholder.pid"
+        if holder.exists():
+            kill_pids([int(holder.read_text())])
