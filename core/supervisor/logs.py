@@ -12,18 +12,15 @@ Every file is a :class:`~corral.supervisor.logfile.LogFile` kept in one
 so ``flush`` truncates it and ``reload_logs`` (after an external ``mv``)
 reopens it in one place.
 
-A log file holds a descriptor only while it is written: the registry opens it
-once when an app is added (to refuse a path that cannot be opened) and closes it
-again; its first write opens it, and at most :attr:`LogFiles.max_open` files are
-open at once (:data:`MAX_OPEN_LOGS`, or a 16th of ``RLIMIT_NOFILE`` if less): the
-least recently written is closed for a new one, and a file not written for
-:data:`IDLE_CLOSE` seconds (up to twice that) is closed too. An app that never
-writes holds no descriptor in the daemon. A closed file's next write opens its path
-again (O_APPEND, no symbolic link followed, the app's account's rights): a file moved
-away while closed keeps what it had, and the next lines start a new one at the path.
-
-Everything here is synchronous and blocks on nothing but a local file write:
-the daemon calls it from the event loop.
+A log file holds a descriptor only while it is written: the registry makes it when
+an app is added (refusing a path that cannot be opened; a start's own files are made
+on a thread, :mod:`corral.supervisor.logmaker`) and closes it; its first write opens
+it, and at most :attr:`LogFiles.max_open` files are open at once (:data:`MAX_OPEN_LOGS`,
+or a 16th of ``RLIMIT_NOFILE`` if less): the least recently written is closed for a
+new one, and one not written for :data:`IDLE_CLOSE` seconds (up to twice that) is
+closed too. A closed file's next write opens its path again (O_APPEND, no symbolic
+link followed, the app's account's rights): a file moved away while closed keeps what
+it had, and the next lines start a new one at the path. All else here runs on the loop.
 
 A file that cannot be written (a full disk) never stops the daemon reading
 the pipes: its lines are dropped and counted (:mod:`corral.supervisor.logfile`).
@@ -58,6 +55,7 @@ from corral.supervisor import asuser
 from corral.supervisor.credentials import Credentials
 from corral.supervisor.lines import MAX_LINE, LineWriter
 from corral.supervisor.logfile import FILE_MODE, OPEN_FLAGS, LogFile
+from corral.supervisor.logmaker import LogMaker
 
 if TYPE_CHECKING:
     import asyncio
@@ -214,6 +212,7 @@ class LogFiles:
         self._open: OrderedDict[LogFile, int] = OrderedDict()  # open now -> idle sweep written in
         self._sweeps = 0
         self._sweep: asyncio.TimerHandle | None = None
+        self.maker = LogMaker()  # the own files a start makes on a thread
 
     def _failed(self, log: LogFile, exc: OSError) -> None:
         if self.on_error is not None:
@@ -291,22 +290,23 @@ class LogFiles:
         return path if isinstance(path, Path) and text == str(path) else Path(text)
 
     def acquire(
-        self, path: Path, creds: Credentials | None = None, *, own: bool = False
+        self, path: Path, creds: Credentials | None = None, *, own: bool = False, soon: bool = False
     ) -> LogFile:
-        """The open file for ``path``, opened (and its directory made) on first use.
-
-        ``own``: a file corral named in :attr:`own_dir`, opened there by the daemon.
-        Any other path is opened with the rights of ``creds`` (the app's account,
-        :mod:`corral.supervisor.asuser`), so an app gets no file its user could not open; one
-        already known for another app is opened once more as ``creds`` to check it.
-        Never through a symbolic link, never truncated. Opened (made) and closed at
-        once: the first write opens it again. Raises OSError when it cannot be opened.
-        """
+        """The file for ``path``, opened (and its directory made) on first use, and closed
+        at once: the first write opens it again. ``own``: a file corral named in
+        :attr:`own_dir`, opened there by the daemon (``soon``: made on a thread,
+        :mod:`corral.supervisor.logmaker`). Any other path is opened with the rights of
+        ``creds`` (the app's account, :mod:`corral.supervisor.asuser`): an app gets no file
+        its user could not open; one known for another app is opened again as ``creds``.
+        Never through a symbolic link, never truncated. OSError if it cannot be opened."""
         key = self._key(path)
         log = self._files.get(key)
         if log is None:
             opener = self._opener(key, creds, own)
-            os.close(opener())  # made now, and a path that cannot be opened is refused now
+            if soon and isinstance(opener, _OpenInDir):
+                self.maker.submit(key, opener)
+            else:
+                os.close(opener())  # made now, and a path that cannot be opened is refused now
             log = LogFile(
                 key, on_error=self._failed, on_resume=self._resumed, opener=opener, pool=self
             )
@@ -329,6 +329,7 @@ class LogFiles:
         log.users -= 1
         if log.users <= 0 and self._files.get(log.path) is log:
             del self._files[log.path]
+            self.maker.forget(log.path)
             log.close()
 
     def get(self, path: Path) -> LogFile | None:

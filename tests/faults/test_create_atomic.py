@@ -126,3 +126,27 @@ def test_scale_checks_the_file_descriptor_budget(corral_daemon) -> None:
     assert caught.value.field == "count"
     assert "file descriptors" in str(caught.value) and "'web'" in str(caught.value)
     assert apps_snapshot(pm) == before
+
+
+@pytest.mark.parametrize("stream", ["out", "error"])
+def test_a_batch_whose_own_log_file_cannot_be_made_starts_nothing(
+    corral_daemon, corral_home: Path, tmp_path: Path, stream: str
+) -> None:
+    """A start's files in ``$CORRAL_HOME/logs`` are made on a thread (logmaker) while the
+    apps before them launch; one that cannot be made (a directory sits at its path)
+    still fails the whole start with the option and the path named."""
+    pm = corral_daemon()
+    pm.start(SLEEP, {"name": "before", "args": ["3600"]})  # pm_id 0
+    before = apps_snapshot(pm)
+    apps = [{"name": f"a{i}", "script": SLEEP, "args": ["3600"]} for i in range(6)]
+    blocked = corral_home / "logs" / f"a4-{stream}.log"
+    blocked.mkdir()
+    config = tmp_path / "ecosystem.json"
+    config.write_text(json.dumps({"apps": apps}))
+    field = "out_file" if stream == "out" else "error_file"
+    fail_as(pm, field, str(blocked), lambda: pm.start(str(config)))
+    assert apps_snapshot(pm) == before  # a0..a3 were launched, then removed
+    assert app_children({before[0][2]}) == []
+    assert held_open(tmp_path, corral_home / "logs") == []
+    blocked.rmdir()
+    assert [p.status for p in pm.start(str(config))] == ["online"] * 6

@@ -65,14 +65,15 @@ def check_logs_for(cmds: Commands, proc: ManagedProcess, options: dict[str, Any]
 
 
 def create(
-    cmds: Commands, app: PreparedApp, instance: int, pm_id: int | None = None
+    cmds: Commands, app: PreparedApp, instance: int, pm_id: int | None = None, soon: bool = False
 ) -> ManagedProcess:
     """Register a process of ``app``; OptionError (and nothing registered) if a log
-    file cannot be opened."""
+    file cannot be opened. ``soon``: its own log files are made on a thread, and its
+    launch waits for them (:func:`logs_made`)."""
     pm_id = cmds.next_id() if pm_id is None else pm_id
     where = pid_path(cmds.daemon.home, app.name, pm_id, app.options)
     cmds.daemon.pid_files.claim(where, credentials.resolve(app.options))
-    with _logs_open(cmds, app, pm_id):
+    with _logs_open(cmds, app, pm_id, soon):
         return cmds.daemon.new_process(
             pm_id=pm_id,
             name=app.name,
@@ -86,7 +87,7 @@ def create(
 
 
 @contextlib.contextmanager
-def _logs_open(cmds: Commands, app: PreparedApp, pm_id: int) -> Iterator[None]:
+def _logs_open(cmds: Commands, app: PreparedApp, pm_id: int, soon: bool) -> Iterator[None]:
     """Hold the log files of ``app``'s process ``pm_id`` open while the block runs.
 
     Opened before the process is registered, so a file that cannot be opened
@@ -101,7 +102,7 @@ def _logs_open(cmds: Commands, app: PreparedApp, pm_id: int) -> Iterator[None]:
             if path is None:
                 continue
             try:
-                held.append(logs.acquire(path, creds, own=path in own))
+                held.append(logs.acquire(path, creds, own=path in own, soon=soon))
             except OSError as exc:
                 field = _LOG_OPTIONS[stream]
                 raise OptionError(_cannot_open(field, path, exc, creds), field=field) from None
@@ -109,6 +110,17 @@ def _logs_open(cmds: Commands, app: PreparedApp, pm_id: int) -> Iterator[None]:
     finally:
         for log in held:
             logs.release(log)
+
+
+async def logs_made(cmds: Commands, proc: ManagedProcess) -> None:
+    """Wait for the log files :func:`create` had made on a thread (``soon``); OptionError
+    naming the option of one that could not be made."""
+    try:
+        await cmds.daemon.logs.maker.made(f.path for f in proc.log_files)
+    except OSError as exc:
+        streams = [k for k, p in proc.log_paths.items() if p is not None and str(p) == exc.filename]
+        field = _LOG_OPTIONS[streams[0] if streams else "out"]
+        raise OptionError(_cannot_open(field, exc.filename, exc, None), field=field) from None
 
 
 async def undo(cmds: Commands, procs: list[ManagedProcess]) -> None:
@@ -156,7 +168,7 @@ async def create_all(cmds: Commands, apps: list[PreparedApp]) -> list[ManagedPro
     try:
         for app in apps:
             for i in range(app.count):
-                proc = create(cmds, app, i)
+                proc = create(cmds, app, i, soon=True)  # launch_all waits for its files
                 created.append(proc)
                 locks.append(cmds.daemon.lock(proc))
                 await locks[-1].acquire()  # a new process's: free, taken without a turn
@@ -220,6 +232,7 @@ async def launch_all(
                 lock.release()
                 taken.discard(lock)
                 continue
+            await logs_made(cmds, proc)
             pending.discard(proc.pm_id)
             soon = launch_soon(proc)  # the spawner forks the ones before while this is made
             if callable(soon):
