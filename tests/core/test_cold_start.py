@@ -66,7 +66,8 @@ def loaded_after(setup: str, modules: tuple[str, ...]) -> str:
 
 def test_the_cli_path_spawns_the_daemon_before_it_loads_pyzmq(corral_home: Path) -> None:
     setup = "from corral.client.launcher import start_daemon_early\nstart_daemon_early()\n"
-    assert loaded_after(setup, ("zmq", "typing", "click", "rich")) == "[]"
+    # subprocess too (12 ms): the early spawn is an os.posix_spawn
+    assert loaded_after(setup, ("zmq", "typing", "click", "rich", "subprocess")) == "[]"
     # and the daemon it spawned comes up and answers, with no client waiting for it
     wait_for(lambda: homelock.holder(corral_home), what="the daemon holds its home")
     wait_for(lambda: (corral_home / "rpc.sock").exists(), what="the daemon listens")
@@ -303,3 +304,34 @@ def _audited_start(tmp_path: Path) -> Path:
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     return log
+
+
+def test_the_early_daemon_gets_no_descriptor_of_the_cli_and_runs_in_its_home(
+    corral_home: Path, tmp_path: Path
+) -> None:
+    """As Popen's close_fds: a pipe the CLI inherited (a CI runner's, a shell's fd 3)
+    never reaches the daemon, whose working directory is its home, not the CLI's."""
+    read, write = os.pipe()
+    code = (
+        "import os\n"
+        f"os.set_inheritable({write}, True)\n"
+        "from corral.client.launcher import start_daemon_early\n"
+        "assert start_daemon_early()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, pass_fds=(write,), capture_output=True,
+        text=True, timeout=60,
+    )  # fmt: skip
+    os.close(write)
+    assert done.returncode == 0, done.stderr
+    wait_for(lambda: (corral_home / "rpc.sock").exists(), what="the daemon listens")
+    daemon = psutil.Process(int((corral_home / "corral.pid").read_text()))
+    assert os.readlink(f"/proc/{daemon.pid}/cwd") == str(corral_home.resolve())
+    pipe = os.readlink(f"/proc/self/fd/{read}")
+    for proc in [daemon, *daemon.children(recursive=True), *_holders(corral_home)]:
+        fds = f"/proc/{proc.pid}/fd"
+        held = [os.readlink(f"{fds}/{fd}") for fd in os.listdir(fds)]
+        assert pipe not in held, proc.cmdline()
+    os.set_blocking(read, False)
+    assert os.read(read, 1) == b""  # its end: no process holds the write end
+    os.close(read)
