@@ -324,8 +324,8 @@ def test_the_early_daemon_gets_no_descriptor_of_the_cli_and_runs_in_its_home(
     )  # fmt: skip
     os.close(write)
     assert done.returncode == 0, done.stderr
-    wait_for(lambda: (corral_home / "rpc.sock").exists(), what="the daemon listens")
-    daemon = psutil.Process(int((corral_home / "corral.pid").read_text()))
+    wait_for(lambda: homelock.holder(corral_home), what="the daemon holds its home")
+    daemon = psutil.Process(homelock.holder(corral_home))
     assert os.readlink(f"/proc/{daemon.pid}/cwd") == str(corral_home.resolve())
     pipe = os.readlink(f"/proc/self/fd/{read}")
     for proc in [daemon, *daemon.children(recursive=True), *_holders(corral_home)]:
