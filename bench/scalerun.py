@@ -101,8 +101,10 @@ class Children:
             except OSError:
                 continue
             pid = int(name)
-            self.seen.add(pid)
             parent = int(stat.rsplit(")", 1)[1].split()[1])
+            if parent == self.ppid and _not_execd(pid, self.ppid):
+                continue  # forked, not exec'd yet: the spawner or an app? read it again
+            self.seen.add(pid)
             if parent == self.ppid and _is_spawner(pid):
                 self.parents.add(pid)
                 self.kids.update(p for p, pp in self.waiting.items() if pp == pid)
@@ -111,6 +113,15 @@ class Children:
             else:
                 self.waiting[pid] = parent
         return len(self.kids)
+
+
+def _not_execd(pid: int, parent: int) -> bool:
+    """Whether ``pid`` still runs its parent's program (between its fork and its exec)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f, open(f"/proc/{parent}/cmdline", "rb") as g:
+            return f.read() == g.read()
+    except OSError:
+        return False
 
 
 def _is_spawner(pid: int) -> bool:
