@@ -12,7 +12,8 @@ instead of waiting on its loop for the holder's Python to start then.
 
 While the imports run, a thread makes the home's cgroups and moves the daemon into the
 first nursery (corral.supervisor.cgroup_home.begin_open): that move waits for an RCU
-grace period, which then costs the start nothing.
+grace period, which then costs the start nothing. It does so only after it started the
+holder itself (outside every cgroup of the home, which the next daemon may sweep).
 
 Its imports run with the cyclic garbage collector off: they make some 20,000 objects
 that live as long as the daemon, which every collection would scan again (a quarter
@@ -94,8 +95,10 @@ def _run() -> None:
 
         # reaped on a thread, as HolderLink.open does: the daemon shows no zombie child
         threading.Thread(target=os.waitpid, args=(starter, 0), daemon=True).start()
-    if cgroup.wanted(in_process=False):
-        cgroup_home.begin_open(root)  # on a thread, while the imports below run
+    if starter is not None and cgroup.wanted(in_process=False):
+        # on a thread, while the imports below run; only once the holder was started
+        # here: one the daemon's link had to start itself would be born in the nursery
+        cgroup_home.begin_open(root)
     try:
         from corral.daemon.kernel import main  # deferred: after the holder's start
 
