@@ -62,6 +62,12 @@ class OutputPipes:
             self.holder.put(child.pid, stream, fd, {**meta, "json_fields": json_fields})
         asyncio.get_running_loop().add_reader(fd, self._readable, child, proc, fd, stream, writer)
 
+    def hand_over(self) -> None:
+        """Send the pipe holder the pipes :meth:`watch` holds back until the end of the
+        loop's turn: a daemon killed in between would take them with it."""
+        if self.holder is not None:
+            self.holder.flush()
+
     def drain(self, child: Child, proc: ManagedProcess) -> None:
         """Read what the child left in its pipes, before its exit is handled."""
         for fd, (stream, writer) in list(child.writers.items()):

@@ -62,20 +62,22 @@ class Slot(Reaper, Stopper):
         exec fails (the slot is then errored, unless this is a reload), and StateError
         once the daemon is shutting down: from then on nothing is spawned.
         """
-        return _finish(self._spawn_steps(is_restart, reload))
+        return _finish(self._spawn_steps(is_restart, reload, alone=True))
 
     def spawn_soon(self, *, is_restart: bool) -> Callable[[], Child] | Child:
         """:meth:`spawn`, begun: the child if it is made already, else what finishes
         it (a spawn the spawner was asked for; ask for the next one before finishing
         this one, and the spawner forks while the daemon prepares the next)."""
-        steps = self._spawn_steps(is_restart, False)
+        steps = self._spawn_steps(is_restart, False, alone=False)
         try:
             next(steps)
         except StopIteration as done:
             return done.value  # type: ignore[no-any-return]
         return lambda: _finish(steps)
 
-    def _spawn_steps(self, is_restart: bool, reload: bool) -> Generator[None, None, Child]:
+    def _spawn_steps(
+        self, is_restart: bool, reload: bool, *, alone: bool
+    ) -> Generator[None, None, Child]:
         proc = self.proc
         if self.kernel.shutting_down:
             raise StateError(
@@ -164,6 +166,8 @@ class Slot(Reaper, Stopper):
         self.kernel.children[child.pid] = (proc, child)
         self.kernel.output.watch(child, proc, out_r, "out")
         self.kernel.output.watch(child, proc, err_r, "err")
+        if alone:  # a restart: its pipes reach the holder now, not at the end of the turn
+            self.kernel.output.hand_over()
         self.watch_exit(child)
         self.write_pid_file()
         if not reload and not proc.waits_for_ready:
