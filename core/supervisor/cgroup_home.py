@@ -234,14 +234,14 @@ class _EarlyOpen:
     """:func:`previous` and :meth:`Cgroups.open` of one home, on a thread of their own."""
 
     def __init__(self, home: Path) -> None:
-        self.home = os.path.realpath(home)
+        self.home = Path(os.path.realpath(home))
         self._done: list[tuple[list[Path], Cgroups | None]] = []
         self._thread = threading.Thread(target=self._open, name="corral-cgroup-open", daemon=True)
         self._thread.start()
 
     def _open(self) -> None:
-        found = previous(Path(self.home))  # before open() writes the new record
-        self._done.append((found, Cgroups.open(Path(self.home))))
+        found = previous(self.home)  # before open() writes the new record
+        self._done.append((found, Cgroups.open(self.home)))
 
     def result(self) -> tuple[list[Path], Cgroups | None] | None:
         """What the thread found and opened; None if it failed."""
@@ -278,8 +278,11 @@ def open_home(home: Path, wanted: bool) -> tuple[list[Path], Cgroups | None]:
     cannot be made): what :func:`begin_open` did for the same home, or done now."""
     early = _begun.pop() if _begun else None
     done = early.result() if early is not None else None
-    if done is not None and early is not None and early.home == os.path.realpath(home):
-        return done
+    if done is not None and early is not None:
+        if early.home == Path(os.path.realpath(home)):
+            return done
+        if done[1] is not None:  # another home's: not left behind
+            done[1].close()
     found = previous(home)  # before open() writes the new record
     return found, Cgroups.open(home) if wanted else None
 
