@@ -166,7 +166,7 @@ class Slot(Reaper, Stopper):
         self.kernel.children[child.pid] = (proc, child)
         self.kernel.output.watch(child, proc, out_r, "out")
         self.kernel.output.watch(child, proc, err_r, "err")
-        if alone:  # a restart: its pipes reach the holder now, not at the end of the turn
+        if alone:  # one spawn (restart, reload, launch): its pipes reach the holder now
             self.kernel.output.hand_over()
         self.watch_exit(child)
         self.write_pid_file()
