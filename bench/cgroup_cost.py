@@ -31,7 +31,7 @@ _RESTART = """\
 import os, signal, statistics, sys, tempfile, time
 sys.path.insert(0, {here!r})
 import psutil
-from metrics import _new_child
+from metrics import new_child
 import corral
 
 home = tempfile.mkdtemp(prefix="cgcost-", dir="/tmp")
@@ -47,7 +47,7 @@ try:
         before = set(psutil.pids())
         t0 = time.perf_counter()
         os.kill(pid, signal.SIGKILL)
-        pid, t1 = _new_child(daemon, before, "victim.py", t0)
+        pid, t1 = new_child(daemon, before, "victim.py", t0)
         times.append((t1 - t0) * 1000)
     print(statistics.median(times))
 finally:

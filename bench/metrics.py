@@ -193,7 +193,7 @@ def restart_after_sigkill(tool: Tool, settings: Settings, wanted: set[str]) -> R
             killed_ns.append(time.monotonic_ns())
             t0 = perf_counter()
             os.kill(pid, signal.SIGKILL)
-            pid, t1 = _new_child(daemon, before, "stamp.py", t0)
+            pid, t1 = new_child(daemon, before, "stamp.py", t0)
             exec_ms.append((t1 - t0) * 1000)
             new_pids.append(pid)
             _wait_pid_online(tool, pid)
@@ -213,7 +213,7 @@ def restart_after_sigkill(tool: Tool, settings: Settings, wanted: set[str]) -> R
     return values, {"kills_ms": exec_ms, "stamped_ms": stamped_ms}
 
 
-def _new_child(
+def new_child(
     daemon: psutil.Process, before: set[int], script: str, t0: float
 ) -> tuple[int, float]:
     """Poll every 0.2 ms for a new child of the daemon that has exec'd ``script``."""
