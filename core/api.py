@@ -238,6 +238,16 @@ class DaemonAPI:
             if self._daemon.procs.get(managed.pm_id) is managed:
                 await managed.slot.stop_process(manually=False)
 
+    async def fail_process(self, proc: Process, *, reason: str) -> bool:
+        """End ``proc``'s running child as a crash (its ``kill_signal``, SIGKILL after
+        ``kill_timeout``): its restart policy then decides (``autorestart``,
+        ``restart_delay``, the backoff, ``max_restarts``), and the ``exit`` event's
+        reason starts with ``reason``. False when no child was running."""
+        managed = _managed(proc)
+        if self._daemon.procs.get(managed.pm_id) is not managed:
+            return False
+        return await managed.slot.fail(reason=reason)
+
     def request_restart(self, pm_id: int, reason: str) -> concurrent.futures.Future:
         """:meth:`restart_process` from any thread (a watchdog observer, a timer);
         the future resolves when the restart is done."""
@@ -247,6 +257,22 @@ class DaemonAPI:
         """Tell every ``corral_process_event`` observer (and the bus) that ``name``
         happened to ``proc``, e.g. ``"cron failed"``."""
         self._daemon.emit(_managed(proc), name, reason=reason)
+
+    def show(self, proc: Process, key: str, value: Any) -> None:
+        """Show ``value`` (JSON) as ``pm2_env[key]`` of ``proc`` in ``jlist``, ``describe``,
+        ``list()`` and the events, until set again; None takes it away. Name the key
+        after the plugin (the health plugin shows ``health``); a key the core has
+        (an option, a field, a variable of the app's env) is refused with ValueError.
+        Call on the loop. Not kept in the state file: a new daemon starts without it."""
+        managed = _managed(proc)
+        fields = dict(managed.plugin_fields or {})
+        if value is None:
+            fields.pop(key, None)
+        else:
+            if key not in fields and (key in managed.env or key in _core_fields(managed)):
+                raise ValueError(f"pm2_env has a field {key!r} of its own: name yours otherwise")
+            fields[key] = value
+        managed.plugin_fields = fields or None  # replaced, never changed in place
 
     def hold_reply(self, awaitable: Any) -> bool:
         """From a hook a client command triggered: that command's reply waits for
@@ -340,6 +366,15 @@ class DaemonAPI:
 
     def __repr__(self) -> str:
         return f"<DaemonAPI home={str(self.home)!r}>"
+
+
+def _core_fields(proc: ManagedProcess) -> set[str]:
+    """The keys of ``proc``'s pm2_env that are the core's, with no plugin's shown."""
+    shown, proc.plugin_fields = proc.plugin_fields, None
+    try:
+        return set(proc.pm2_env(with_env=False))
+    finally:
+        proc.plugin_fields = shown
 
 
 def __getattr__(name: str) -> Any:

@@ -70,6 +70,8 @@ def last_exit_text(info: Any, now: int) -> str:
         code = _env(info).get("exit_code")
         return "-" if code is None else f"exit code {code}"  # a daemon that keeps no time
     how = f"killed by {last['signal']}" if last.get("signal") else f"exit code {last.get('code')}"
+    if last.get("reason"):  # a plugin ended it (a failed liveness check)
+        how = f"{how}: {last['reason']}"
     at = last.get("at")
     if not at:
         return how
@@ -94,6 +96,11 @@ def describe_rows(
     return [
         ("status", status_text(info.status)),
         ("ready", ready_text(info)),
+        *(
+            (("health", health_text(env["health_status"], now)),)
+            if env.get("health_status")
+            else ()
+        ),
         ("name", info.name),
         ("namespace", info.namespace),
         ("id", str(info.pm_id)),
@@ -119,6 +126,20 @@ def describe_rows(
         ("pid path", _words(env.get("pm_pid_path"))),
         *(("log drops", _log_drop(drop)) for drop in env.get("log_drops") or []),
     ]
+
+
+def health_text(health: dict[str, Any], now: int) -> str:
+    """The health plugin's ``health_status``: ``healthy (http http://...: 200 OK, 2s
+    ago)``, ``unhealthy 2/3 (...)``, ``unknown (...)``."""
+    status = str(health.get("status") or "unknown")
+    if status == "unhealthy":
+        status = f"unhealthy {health.get('failures', 0)}/{health.get('threshold', '?')}"
+    seen = [str(health.get("check") or "")]
+    if health.get("last"):
+        seen[0] += f": {health['last']}"
+    if health.get("checked_at"):
+        seen.append(f"{human_duration(max(0, now - health['checked_at']))} ago")
+    return f"{status} ({', '.join(s for s in seen if s)})"
 
 
 def ready_text(info: Any) -> str:

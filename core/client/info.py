@@ -51,6 +51,7 @@ RUNTIME_FIELDS = frozenset(
         "ready",
         "ready_by",
         "ready_at",
+        "health_status",  # the health plugin's (corral.plugins.health)
     }
 )
 

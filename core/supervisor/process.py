@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from corral.supervisor.lines import LineWriter
     from corral.supervisor.logfile import LogFile
     from corral.supervisor.monitor import Started
+    from corral.supervisor.readygate import ReadyGate
     from corral.supervisor.slot import Slot
     from corral.supervisor.stdin import StdinPipe
 
@@ -67,6 +68,12 @@ class Child:
     retired: bool = False  # replaced by a reload: its exit changes nothing
     cgroup: Path | None = None  # the cgroup it was born in (corral.supervisor.cgroup), if any
     stdin: StdinPipe | None = None  # the write end of its stdin (corral.supervisor.stdin)
+    # plugins' conditions on its readiness (corral.supervisor.readygate), and the core's
+    # own signal once it came while a gate was still closed
+    gates: tuple[ReadyGate, ...] = ()
+    signal_by: str | None = None
+    ready_bound: float = 3.0  # seconds: listen_timeout, or a gate's bound if longer
+    fail_reason: str | None = None  # why a plugin ended it as a crash (Stopper.fail)
 
 
 @dataclass(eq=False, slots=True)
@@ -117,6 +124,8 @@ class ManagedProcess:
     # set by the watch plugin: pm2_env.watch while this instance is not watched as its
     # option says (stopped by a user: false, as PM2), or watched without it (true)
     watch_shown: Any = None
+    # what plugins show in pm2_env, by key (DaemonAPI.show): the health plugin's "health"
+    plugin_fields: dict[str, Any] | None = None
     slot: Slot = field(init=False, repr=False)  # what acts on this record (corral.supervisor.slot)
     _json_cache: tuple[tuple, str, bool] | None = field(default=None, repr=False)
     _policy_cache: tuple[dict, RestartPolicy] | None = field(default=None, repr=False)
@@ -153,6 +162,12 @@ class ManagedProcess:
         """Whether the child is ``launching`` until it is ready or listen_timeout passes
         (``wait_ready``, as PM2's God.js); any other child is ``online`` when spawned."""
         return bool(self.options.get("wait_ready"))
+
+    @property
+    def gated(self) -> bool:
+        """Whether the current child's readiness waits for a plugin's gate too (a
+        readiness check): a reload of it waits for that, as with ``wait_ready``."""
+        return self.child is not None and bool(self.child.gates)
 
     @property
     def expects_ready_signal(self) -> bool:
@@ -260,6 +275,8 @@ class ManagedProcess:
             # corral's own: the app's log files that lost lines or cannot be written (not in PM2)
             "log_drops": [f.status() for f in self.log_files if f.dropped or f.error],
         }
+        if self.plugin_fields:
+            fields.update(self.plugin_fields)
         if "watch" in self.options:  # here, not in the fixed part: it follows watch_shown
             watch = self.watch_shown
             fields["watch"] = self.options["watch"] if watch is None else watch
@@ -368,7 +385,10 @@ class ManagedProcess:
         of ``pm2_env`` is made of (replaced, never changed in place, so a cache of that
         part holds while each is the same object), and the runtime fields."""
         key = (self.options, self.env, self.log_paths, self.pid_path, self.name, self.instance)
-        return key, self._runtime_fields()
+        runtime = self._runtime_fields()
+        if self.plugin_fields:  # the row's shape names them: a key they come or go with
+            key = (*key, tuple(self.plugin_fields))
+        return key, runtime
 
 
 shared_slot(ManagedProcess, "env")  # set, the env is the one shared dict (envshare)

@@ -99,6 +99,8 @@ class Reaper:
         now = now_ms()
         sig = signal_name(code)  # the last exit, kept across restarts (describe)
         proc.last_exit = {"code": None if sig else code, "signal": sig, "at": now}
+        if child.fail_reason:
+            proc.last_exit["reason"] = child.fail_reason
         history = proc.history
         if proc.state is ProcessState.ONLINE:
             # PM2's worker resets the backoff of an app online for 30 s; at exit is the same
@@ -108,6 +110,8 @@ class Reaper:
         )
         proc.history = decision.history
         why = exit_words(code)
+        if child.fail_reason:  # a plugin ended it (a liveness check): said before how
+            why = f"{child.fail_reason}: {why}"
         line = {"name": proc.name, "pm_id": proc.pm_id, "code": code, "how": why}
         line["next"] = decision.state.value
         if decision.event is Event.CRASHED and decision.delay_ms <= 0:

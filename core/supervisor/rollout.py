@@ -1,9 +1,10 @@
 """Rolling reload: a process's new child is ready before its old one stops.
 
 The new child is ready at its readiness signal (the ready message with
-``wait_ready``, sd_notify ``READY=1``, the node preload's "listening"), or when
-``listen_timeout`` passes without one. If it exits first, or (with
-``wait_ready``) is not ready within ``listen_timeout``, it is stopped and the
+``wait_ready``, sd_notify ``READY=1``, the node preload's "listening") and once
+every plugin's gate is open (a readiness check), or when ``listen_timeout`` (or a
+gate's longer bound) passes without. If it exits first, or (with ``wait_ready``
+or a gate) is not ready in time, it is stopped and the
 old child goes on serving: the process is rolled back and the reload raises,
 naming the reason. ``on_listen_timeout: continue`` makes the second case go
 on with the new child instead, as PM2 does.
@@ -75,15 +76,14 @@ async def reload_process(
     except (ScriptError, OptionError, StateError) as exc:
         roll_back(daemon, proc, old, str(exc))
         raise StateError(f"reload of {proc.name} (pm_id {proc.pm_id}) failed: {exc}") from exc
-    limit = proc.listen_timeout
+    limit = new.ready_bound
     await asyncio.wait({new.ready}, timeout=limit + 1)
     how = new.ready.result() if new.ready.done() else TIMED_OUT
     failure = None
     if how is None:
         failure = f"the new instance exited ({exit_words(new.exited.result())}) before ready"
-    elif how == TIMED_OUT and proc.waits_for_ready and not goes_on_at_timeout(proc):
-        failure = (
-            f"the new instance was not ready within listen_timeout ({limit:g} s); "
+    elif how == TIMED_OUT and (proc.waits_for_ready or new.gates) and not goes_on_at_timeout(proc):
+        failure = f"the new instance was not ready within {_bound_words(proc, new)}; " + (
             "on_listen_timeout: continue would have kept it, as PM2 does"
         )
     if failure is not None:
@@ -118,6 +118,16 @@ async def _remove_cgroup(daemon: Supervisor, proc: ManagedProcess, child: Child)
     if set(cgroup.pids(child.cgroup)) - {os.getpid()}:  # the daemon leaves it by itself
         await cgroup.sweep(child.cgroup)
     daemon.cgroups.prune(proc.unique_id, [child.cgroup])
+
+
+def _bound_words(proc: ManagedProcess, child: Child) -> str:
+    """``listen_timeout (3 s)``, or what a closed gate (a readiness check) waited for."""
+    closed = [gate.name for gate in child.gates if not gate.passed]
+    if not closed or child.ready_bound <= proc.listen_timeout:
+        words = f"listen_timeout ({child.ready_bound:g} s)"
+    else:
+        words = f"{child.ready_bound:g} s"
+    return words + (f" ({' and '.join(closed)} not passed)" if closed else "")
 
 
 def goes_on_at_timeout(proc: ManagedProcess) -> bool:

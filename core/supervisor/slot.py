@@ -25,6 +25,7 @@ from corral.supervisor.fdreserve import fd_limit, out_of_fds
 from corral.supervisor.lifecycle import Event, ProcessState
 from corral.supervisor.monitor import boot_ticks, start_time
 from corral.supervisor.process import TIMED_OUT, Child, now_ms
+from corral.supervisor.readygate import all_open, ready_words
 from corral.supervisor.reaper import Reaper
 from corral.supervisor.rollout import reload_process
 from corral.supervisor.spawn import (
@@ -157,7 +158,11 @@ class Slot(Reaper, Stopper):
             on_trial=reload,
             cgroup=where,
             stdin=StdinPipe(in_w),
+            gates=tuple(spec.ready_gates),
+            ready_bound=max([proc.listen_timeout, *(g.bound for g in spec.ready_gates)]),
         )
+        for gate in child.gates:
+            gate.bind(lambda: self.gate_opened(child))
         channel.on_message = lambda message: self.on_message(child, message)
         channel.start()
         if not reload:
@@ -170,12 +175,13 @@ class Slot(Reaper, Stopper):
             self.kernel.output.hand_over()
         self.watch_exit(child)
         self.write_pid_file()
+        self._tell_spawned(spec, child.pid)
         if not reload and not proc.waits_for_ready:
             # PM2's status: online once spawned; readiness is told apart (mark_ready)
             self.kernel.change_state(proc, Event.READY, emit="online", reason="spawned")
-        if proc.expects_ready_signal:
-            self.kernel.loop.call_later(proc.listen_timeout, self.mark_ready, child, TIMED_OUT)
-        else:
+        if proc.expects_ready_signal or child.gates:
+            self.kernel.loop.call_later(child.ready_bound, self.mark_ready, child, TIMED_OUT)
+        if not proc.expects_ready_signal:
             self.mark_ready(child, "spawned")
         self.kernel.log.info(
             "spawned", name=proc.name, pm_id=proc.pm_id, pid=child.pid, restart=is_restart
@@ -256,12 +262,38 @@ class Slot(Reaper, Stopper):
 
     # -- readiness and messages ---------------------------------------------
 
+    def _tell_spawned(self, spec: SpawnSpec, pid: int) -> None:
+        """The plugins' ``spawn.when_spawned`` callbacks: one that raises is logged."""
+        for callback in spec.spawned:
+            try:
+                callback(pid)
+            except Exception as exc:
+                self.kernel.log.error(
+                    "a when_spawned callback failed",
+                    name=self.proc.name,
+                    callback=getattr(callback, "__qualname__", repr(callback)),
+                    error=f"{type(exc).__name__}: {exc}",
+                )
+
+    def gate_opened(self, child: Child) -> None:
+        """A plugin's gate opened: the child is ready if its own signal came already."""
+        if child.signal_by is not None:
+            self.mark_ready(child, child.signal_by)
+
     def mark_ready(self, child: Child, how: str) -> None:
-        """``child`` is ready (``how`` says by which signal), or ``listen_timeout`` passed
-        first; the first one wins. A ``wait_ready`` slot is ``online`` from then on."""
+        """``child`` is ready (``how`` says by which signal), or its wait's bound passed
+        first; the first one wins. With plugins' gates (corral.supervisor.readygate), the
+        signal is kept until every gate is open too. A ``wait_ready`` slot is ``online``
+        from then on."""
         proc = self.proc
         if child.ready.done() or child.exited.done():
             return
+        if child.gates and how != TIMED_OUT:
+            if child.signal_by is None:
+                child.signal_by = how
+            if not all_open(child.gates):
+                return
+            how = ready_words(child.signal_by, child.gates)
         child.ready_by, child.ready_at = how, now_ms()
         child.ready.set_result(how)
         if child.on_trial or child.retired or proc.child is not child:

@@ -11,12 +11,14 @@ import os
 import shlex
 import shutil
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from corral.errors import ScriptError, shorten
 from corral.options.table import INTERPRETERS
+from corral.supervisor.readygate import ReadyGate
 
 NODE_PRELOAD = Path(__file__).parent / "node" / "preload.js"
 
@@ -82,6 +84,21 @@ class SpawnSpec:
     env: dict[str, str]
     cwd: str
     pass_fds: list[int] = field(default_factory=list)
+    ready_gates: list[ReadyGate] = field(default_factory=list)
+    spawned: list[Callable[[int], None]] = field(default_factory=list)
+
+    def hold_ready(self, name: str, bound: float) -> ReadyGate:
+        """Make the child's readiness wait, besides its own signal, for a gate this
+        plugin opens (``gate.open()`` on the loop), at most ``bound`` seconds (or
+        ``listen_timeout`` if longer). ``name`` shows in the child's ``ready_by``."""
+        gate = ReadyGate(name, bound)
+        self.ready_gates.append(gate)
+        return gate
+
+    def when_spawned(self, callback: Callable[[int], None]) -> None:
+        """Call ``callback(pid)`` on the loop right after the fork, before any event of
+        the new child; not at all if the spawn fails."""
+        self.spawned.append(callback)
 
 
 def resolve_script(script: str, cwd: str) -> tuple[str, bool]:

@@ -80,6 +80,22 @@ class Stopper:
             reason = f"pid {child.pid} survived SIGKILL"
             self.kernel.change_state(proc, Event.KILL_FAILED, emit="errored", reason=reason)
 
+    async def fail(self, *, reason: str) -> bool:
+        """End the running child as if it had crashed: its ``kill_signal`` (or the
+        shutdown message), SIGKILL after ``kill_timeout``. Its exit then goes to the
+        restart policy (autorestart, restart_delay, the backoff, max_restarts), and
+        the ``exit`` event starts with ``reason``. False if there was no child to end."""
+        proc = self.proc
+        child = proc.child
+        running = proc.state in (ProcessState.ONLINE, ProcessState.LAUNCHING)
+        if child is None or child.exited.done() or not running or proc.stop_in_progress:
+            return False
+        child.fail_reason = reason
+        self.kernel.log.warning("ending as failed", name=proc.name, pm_id=proc.pm_id, reason=reason)
+        first = "message" if proc.options.get("shutdown_with_message") else "sigint"
+        await terminate(proc, child, [first, "sigkill"], self.kernel.sampler, self.kernel.log)
+        return True
+
     # -- leftovers: what a stop reaches besides the running child's tree -------
 
     def _keep_group(self, child: Child) -> None:

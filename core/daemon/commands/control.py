@@ -103,7 +103,7 @@ async def cmd_reload(
 
     async def reload(proc: ManagedProcess) -> None:
         async with gate:
-            if await reload_one(proc) and proc.waits_for_ready:
+            if await reload_one(proc) and (proc.waits_for_ready or proc.gated):
                 # restarted: ready (or listen_timeout) before the next instance goes,
                 # outside the slot's lock, so a stop need not wait for it
                 await wait_ready([proc])

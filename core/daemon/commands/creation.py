@@ -278,9 +278,10 @@ async def wait_ready(procs: list[ManagedProcess]) -> None:
     """Return once each process's child is ready, gone, or past ``listen_timeout``
     (``start``, ``restart``, ``scale`` and a fork-mode ``reload`` with ``wait_ready``,
     as PM2's executeApp answers only then)."""
-    waits = [p.child.ready for p in procs if p.child is not None]
+    children = [p.child for p in procs if p.child is not None]
+    waits = [child.ready for child in children]
     if waits:
-        limit = max(p.listen_timeout for p in procs)
+        limit = max(child.ready_bound for child in children)
         await asyncio.wait(waits, timeout=limit + 1)
 
 
