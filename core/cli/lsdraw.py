@@ -42,13 +42,18 @@ COLUMNS = (
     "uptime",
     "↺",
     "status",
+    "health",
     "cpu",
     "mem",
     "user",
     "watching",
 )
 # Dropped first to last when the table is too wide; id, name and status never are.
-DROP_ORDER = ("watching", "namespace", "user", "pid", "uptime", "mode", "↺", "cpu", "mem")
+DROP_ORDER = (
+    "watching", "namespace", "user", "pid", "health", "uptime", "mode", "↺", "cpu", "mem"
+)  # fmt: skip
+OPTIONAL = ("health",)  # shown only when some row has a value (the health plugin's)
+HEALTH_STYLES = {"healthy": "green", "unhealthy": "red", "unknown": "bright_black"}
 KEPT = ("id", "name", "status")
 RIGHT = {"id", "pid", "uptime", "↺", "cpu", "mem"}
 COLUMN_STYLES = {"id": "bold", "name": "bold cyan"}  # the whole cell, padding too
@@ -99,6 +104,18 @@ def watching_of(info: Any) -> str:
     return "enabled" if field_of(info, "watch") else "disabled"
 
 
+def health_of(info: Any) -> str:
+    """The health plugin's word: ``healthy``, ``unhealthy 2/3``, ``unknown``; empty
+    for an app it does not check."""
+    health = field_of(info, "health_status")
+    if not isinstance(health, dict):
+        return ""
+    status = str(health.get("status") or "unknown")
+    if status == "unhealthy":
+        return f"unhealthy {health.get('failures', 0)}/{health.get('threshold', '?')}"
+    return status
+
+
 def parse_sort(text: str | None) -> tuple[str, bool]:
     """``name``, ``cpu:desc`` -> (field, descending); a clear error for anything else."""
 
@@ -132,6 +149,7 @@ def row_texts(info: Any, now: int) -> tuple[str, ...]:
         uptime_of(info, now),
         str(info.restart_time),
         info.status,
+        health_of(info),
         human_cpu(info.cpu),
         human_bytes(info.memory),
         printable(user_of(info)),
@@ -147,16 +165,17 @@ def cells(info: Any, now: int) -> dict[str, tuple[str, str]]:
 def _styled(texts: tuple[str, ...]) -> dict[str, tuple[str, str]]:
     """The cells of :func:`row_texts`, each with its style."""
     row = {column: (text, "") for column, text in zip(COLUMNS, texts, strict=True)}
-    status, watching = row["status"][0], row["watching"][0]
+    status, watching, health = row["status"][0], row["watching"][0], row["health"][0]
     row["status"] = (status, STATUS_STYLES.get(status, ""))
+    row["health"] = (health, HEALTH_STYLES.get(health.split(" ")[0], ""))
     row["watching"] = (watching, "green" if watching == "enabled" else "bright_black")
     return row
 
 
-def fit_columns(widths: dict[str, int], width: int | None) -> list[str]:
+def fit_columns(widths: dict[str, int], width: int | None, empty: Sequence[str] = ()) -> list[str]:
     """The columns to show: every one that fits in ``width`` (all when None), dropped
-    in :data:`DROP_ORDER`. ``widths`` holds each column's widest cell."""
-    shown = list(COLUMNS)
+    in :data:`DROP_ORDER`, but none of ``empty``. ``widths`` holds each column's widest cell."""
+    shown = [c for c in COLUMNS if c not in empty]
 
     def total() -> int:  # a rounded box: one space each side of a cell, a rule between
         return sum(widths[c] + 2 for c in shown) + len(shown) + 1
@@ -164,8 +183,14 @@ def fit_columns(widths: dict[str, int], width: int | None) -> list[str]:
     for column in DROP_ORDER:
         if width is None or total() <= width:
             break
-        shown.remove(column)
+        if column in shown:
+            shown.remove(column)
     return shown
+
+
+def empty_columns(rows: Sequence[Sequence[Any]]) -> list[str]:
+    """The :data:`OPTIONAL` columns no row has a value in (rows of cells in COLUMNS order)."""
+    return [c for c in OPTIONAL if not any(row[COLUMNS.index(c)] for row in rows)]
 
 
 def plain_width() -> tuple[int, int | None] | None:
@@ -237,7 +262,7 @@ def draw(
     if rows:
         for column, texts in zip(COLUMNS, zip(*rows, strict=True), strict=True):
             widths[column] = max(widths[column], *map(len, texts))
-    shown = fit_columns(widths, fit_width)
+    shown = fit_columns(widths, fit_width, empty_columns(rows))
     if sum(widths[c] + 2 for c in shown) + len(shown) + 1 > console_width:
         return None  # a column must shrink: rich wraps the names
     paint = _painter(colour)

@@ -28,6 +28,7 @@ from corral.cli.lsdraw import (  # the columns and their cells, once (rich-free)
     RIGHT,
     SORT_FIELDS,
     cells,
+    empty_columns,
     field_of,
     fit_columns,
     parse_sort,
@@ -57,7 +58,7 @@ __all__ = [
 ]
 
 
-_TEXTS = frozenset({"name", "namespace", "user", "status", "watching"})
+_TEXTS = frozenset({"name", "namespace", "user", "status", "health", "watching"})
 
 
 def _cells(info: Any, now: int) -> dict[str, str | Text]:
@@ -82,7 +83,8 @@ def process_table(
     now = now_ms() if now is None else now
     rows = [_cells(info, now) for info in sort_infos(infos, sort)]
     widths = {c: max([cell_len(c)] + [cell_len(str(r[c])) for r in rows]) for c in COLUMNS}
-    shown = fit_columns(widths, width)
+    empty = empty_columns([[str(r[c]) for c in COLUMNS] for r in rows])
+    shown = fit_columns(widths, width, empty)
     table = Table(box=box.ROUNDED, header_style="bold", width=None)
     for column in shown:
         kept = column in ("id", "status")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -78,6 +79,28 @@ def test_the_table_is_what_rich_draws(width: int, colour: bool) -> None:
             assert fit is None or width == 60
             continue
         assert drawn == expected, (width, fit, sort)
+
+
+HEALTHS = (
+    {"status": "healthy", "failures": 0, "threshold": 3},
+    {"status": "unhealthy", "failures": 2, "threshold": 3},
+    {"status": "unknown", "failures": 0, "threshold": 3},
+)
+
+
+@pytest.mark.parametrize("colour", [False, True])
+@pytest.mark.parametrize("width", [80, 120, 200])
+def test_the_health_column_shows_only_with_a_check(width: int, colour: bool) -> None:
+    infos = fleet(NAMES)
+    assert "health" not in lsdraw.draw(infos, 200, None, now=NOW)
+    for i, info in enumerate(infos[:9]):
+        if i % 4:  # some apps have no check: their cell is empty
+            info.fields["health_status"] = HEALTHS[i % 3]
+    drawn = lsdraw.draw(infos, width, width, colour=colour, now=NOW)
+    assert drawn == by_rich(infos, width, width, colour)
+    if width == 200:
+        assert "│ health" in re.sub("\x1b\\[[0-9;]*m", "", drawn)
+        assert "unhealthy 2/3" in drawn and "healthy" in drawn
 
 
 def test_what_it_leaves_to_rich() -> None:

@@ -13,7 +13,7 @@ import pytest
 import corral
 from corral.plugins import health
 from corral.testing import wait_for, wait_for_event
-from tests.conftest import PY, out_lines, python_app
+from tests.conftest import APPS, PY, out_lines, python_app, run_cli
 
 # Serves /healthz on $HEALTH_PORT after $LISTEN_AFTER seconds: 500 while $SICK_FILE
 # exists, else 200. With $SAY_READY it sends the ready message at once.
@@ -287,3 +287,55 @@ def test_without_the_plugin_the_key_names_it(corral_daemon, tmp_path):
     with pytest.raises(corral.PluginError, match="health needs the plugin 'health'"):
         pm.start(app)
     assert pm.list() == []
+
+
+# -- reloads --------------------------------------------------------------------------
+
+
+def cluster_web(pm: corral.Client, tmp_path: Path, port: int) -> list[corral.ProcessInfo]:
+    check = {"exec": "test ! -e sick", **FAST, "failure_threshold": 3, "role": "readiness"}
+    return pm.start(
+        str(APPS / "web.py"),
+        {
+            "name": "cweb",
+            "exec_mode": "cluster",
+            "instances": 2,
+            "listen": f"127.0.0.1:{port}",
+            "cwd": str(tmp_path),
+            "listen_timeout": 200,  # shorter than the check's bound (3 x 100 ms)
+            "health": check,
+        },
+    )
+
+
+def test_a_rolling_reload_waits_for_the_check_and_rolls_back_without_it(pm, tmp_path):
+    port = free_port()
+    apps = cluster_web(pm, tmp_path, port)
+    wait_for(lambda: all(a.ready for a in pm.describe("cweb")), what="both ready")
+    old = {a.pid for a in apps}
+    (tmp_path / "sick").touch()
+    began = time.monotonic()
+    with pytest.raises(corral.StateError, match=r"not ready within 0.3 s \(health not passed\)"):
+        pm.reload("cweb")
+    assert time.monotonic() - began >= 0.3
+    now = pm.describe("cweb")
+    assert {a.pid for a in now} == old and [a.status for a in now] == ["online"] * 2
+    (tmp_path / "sick").unlink()
+    pm.reload("cweb")
+    new = pm.describe("cweb")
+    assert not {a.pid for a in new} & old
+    assert all(a.ready and a.ready_by == "ready message and health" for a in new)
+
+
+def test_ls_and_describe_show_the_health(pm, tmp_path):
+    port = free_port()
+    check = {"http": f"http://127.0.0.1:{port}/", **FAST}
+    pm.start(web(tmp_path, "shown", port, check))
+    wait_for(lambda: status_of(pm, "shown").get("status") == "healthy", what="healthy")
+    table = run_cli("ls").stdout
+    header = next(line for line in table.splitlines() if "│ id" in line)
+    assert [c.strip() for c in header.strip("│").split("│")][7:9] == ["status", "health"]
+    assert "│ healthy │" in table
+    described = run_cli("describe", "shown").stdout.splitlines()
+    row = next(line for line in described if line.startswith("│ health "))
+    assert f" healthy (http http://127.0.0.1:{port}/: 200 OK, " in row
