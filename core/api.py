@@ -263,7 +263,9 @@ class DaemonAPI:
         ``list()`` and the events, until set again; None takes it away. Name the key
         after the plugin (the health plugin shows ``health``); a key the core has
         (an option, a field, a variable of the app's env) is refused with ValueError.
-        Call on the loop. Not kept in the state file: a new daemon starts without it."""
+        Call on the loop. Not kept in the state file: a new daemon starts without it.
+        ``value`` is encoded at each read: a dict shown may be updated in place (on the
+        loop) without another call."""
         managed = _managed(proc)
         fields = dict(managed.plugin_fields or {})
         if value is None:

@@ -9,8 +9,10 @@ What the daemon hands a child, and what this module reads:
 
 - ``CORRAL_CHANNEL_FD``: a connected unix stream socket to the daemon. Each
   message is one line of JSON, both ways (node's ``json`` IPC format).
-- ``NOTIFY_SOCKET``: systemd's readiness socket, used by :func:`ready` when
-  there is no channel.
+- ``NOTIFY_SOCKET``: systemd's notify socket, used by :func:`ready` when there
+  is no channel, and by :func:`heartbeat`.
+- ``WATCHDOG_USEC`` / ``WATCHDOG_PID``: the ``watchdog`` option's timeout, see
+  :func:`watchdog_interval`.
 - ``LISTEN_FDS`` / ``LISTEN_PID``: fd 3 is the listening socket shared by every
   instance (systemd socket activation), see :func:`listen_socket`.
 - ``CORRAL_INSTANCE`` / ``NODE_APP_INSTANCE``: the instance index.
@@ -40,6 +42,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 __all__ = [
+    "heartbeat",
     "install_exception_hook",
     "instance",
     "is_shutdown_message",
@@ -49,6 +52,7 @@ __all__ = [
     "ready",
     "send",
     "under_corral",
+    "watchdog_interval",
 ]
 
 LISTEN_FDS_START = 3  # systemd's SD_LISTEN_FDS_START
@@ -117,6 +121,32 @@ def ready() -> None:
         _write("ready")
     elif os.environ.get("NOTIFY_SOCKET"):
         _sd_notify(os.environ["NOTIFY_SOCKET"], b"READY=1")
+
+
+def heartbeat() -> None:
+    """Tell the supervisor this program is alive (the ``watchdog`` option; systemd's
+    ``WatchdogSec=``): ``WATCHDOG=1`` on ``NOTIFY_SOCKET``, else on corral's channel;
+    otherwise nothing. Call it more often than :func:`watchdog_interval` says, e.g.
+    every half of it, from the code that must keep working (not from a thread of its
+    own that would go on beating while the work is stuck)."""
+    address = os.environ.get("NOTIFY_SOCKET")
+    if address:
+        _sd_notify(address, b"WATCHDOG=1")
+    elif _channel() is not None:
+        _write({"type": "corral:notify", "data": "WATCHDOG=1"})
+
+
+def watchdog_interval() -> float | None:
+    """The watchdog's timeout in seconds (``WATCHDOG_USEC``) if it watches this process
+    (``WATCHDOG_PID`` unset or this pid, as ``sd_watchdog_enabled``), else None."""
+    try:
+        usec = int(os.environ["WATCHDOG_USEC"])
+    except (KeyError, ValueError):
+        return None
+    owner = os.environ.get("WATCHDOG_PID")
+    if usec <= 0 or (owner and owner != str(os.getpid())):
+        return None
+    return usec / 1_000_000
 
 
 def on_message(fn: Handler) -> Handler:

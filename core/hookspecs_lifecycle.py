@@ -115,9 +115,18 @@ def corral_before_spawn(daemon: DaemonAPI, app: Process, spawn: SpawnSpec) -> No
     """An app is about to be executed; change how.
 
     Runs in the daemon, on the event loop, for every spawn (start, restart,
-    resurrect). May mutate ``spawn.argv``, ``spawn.env``, ``spawn.cwd`` and
-    ``spawn.pass_fds``; ``app`` is read-only here. Must not block. An
-    implementation that raises is logged and the spawn goes on without its change.
+    resurrect, each new child of a reload). May mutate ``spawn.argv``,
+    ``spawn.env``, ``spawn.cwd`` and ``spawn.pass_fds``; ``app`` is read-only
+    here. Must not block. An implementation that raises is logged and the spawn
+    goes on without its change.
+
+    Two more things it may ask for this spawn: ``spawn.hold_ready(name, bound)``
+    makes the child's readiness (``start --wait-ready``, reload) wait, besides its
+    own signal, until the plugin calls ``open()`` on the gate it returns (on the
+    loop), at most ``bound`` seconds or ``listen_timeout``, whichever is longer;
+    ``spawn.when_spawned(callback)`` calls ``callback(pid)`` on the loop right
+    after the fork (not at all if it fails). The health plugin's readiness check
+    is both.
 
     Example::
 
@@ -242,4 +251,32 @@ def corral_process_message(daemon: DaemonAPI, app: Process, message: Any) -> Non
                 progress[app.name] = message.get("data")
 
     .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def corral_notify(daemon: DaemonAPI, app: Process, pid: int, fields: dict[str, str]) -> None:
+    """A child's process tree sent an sd_notify datagram (``NOTIFY_SOCKET``).
+
+    ``fields`` are its assignments (``{"WATCHDOG": "1"}``, ``{"STATUS": "warming up"}``);
+    ``pid`` is the child's whose tree sent it, as the kernel vouches for the sender
+    (``SO_PASSCRED``), never the text. ``READY=1`` has made the child ready already.
+    A node app, which has no unix datagrams, sends the same text on its channel:
+    ``process.send({type: "corral:notify", data: "WATCHDOG=1"})``. Runs in the
+    daemon like :func:`corral_process_message` (the plugin's thread, or the loop with
+    ``corral_runs_on_loop = True``; dropped for a plugin with 1000 calls waiting).
+
+    Example::
+
+        import corral
+
+        statuses = {}  # app name -> the last STATUS= it sent
+
+
+        @corral.hookimpl
+        def corral_notify(app, fields):
+            if "STATUS" in fields:
+                statuses[app.name] = fields["STATUS"]
+
+    .. versionadded:: 0.2
     """

@@ -25,7 +25,9 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-OBSERVER_HOOKS = frozenset({"corral_process_event", "corral_process_message", "corral_log_chunk"})
+OBSERVER_HOOKS = frozenset(
+    {"corral_process_event", "corral_process_message", "corral_notify", "corral_log_chunk"}
+)
 NEVER_DROPPED = frozenset({"corral_process_event"})
 MAX_PENDING = 1000  # droppable calls waiting per plugin: a message is small, a chunk <= 1 MiB
 MAX_PENDING_BYTES = 8 * 1024 * 1024  # log data waiting per plugin: the daemon's worst case

@@ -334,11 +334,11 @@ class Daemon:
             cached = self._creds[proc.pm_id] = (proc.options, credentials.resolve(proc.options))
         return cached[1]
 
-    def _on_notify(self, pid: int) -> None:
+    def _on_notify(self, pid: int, fields: dict[str, str]) -> None:
         for candidate in [pid, *ancestors(pid)]:
             found = self.children.get(candidate)
             if found is not None:
-                found[0].slot.mark_ready(found[1], "sd_notify READY=1")
+                found[0].slot.on_notify(found[1], fields)
                 return
 
     # -- what plugins call ---------------------------------------------------

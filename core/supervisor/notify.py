@@ -1,9 +1,10 @@
 """``NOTIFY_SOCKET``: systemd's readiness protocol, for programs in any language.
 
-A child (or a process it started) sends ``READY=1`` and the daemon learns who
-sent it from the kernel-checked credentials (``SO_PASSCRED``), never from the
-datagram's text: only the app's own process tree can make it ready, whoever
-can reach the socket (as with systemd's world-writable ``/run/systemd/notify``).
+A child (or a process it started) sends ``READY=1`` (or ``WATCHDOG=1``, any
+assignment) and the daemon learns who sent it from the kernel-checked credentials
+(``SO_PASSCRED``), never from the datagram's text: only the app's own process tree
+can make it ready, whoever can reach the socket (as with systemd's world-writable
+``/run/systemd/notify``).
 
 Apps run as the daemon's user get ``notify.sock`` in the private home (0600).
 Apps run as another user cannot reach into that 0700 home, so they get an
@@ -24,17 +25,18 @@ from collections.abc import Callable
 from pathlib import Path
 
 _CREDS = struct.Struct("3i")  # struct ucred: pid, uid, gid
+OnMessage = Callable[[int, dict[str, str]], None]  # (the sender's pid, the datagram's fields)
 
 
 class NotifySocket:
-    """Receives sd_notify datagrams and reports ``READY=1`` with the sender's pid.
+    """Receives sd_notify datagrams and hands each one's fields over with the sender's pid.
 
     ``path`` None binds an abstract socket of a random name instead of a file.
     """
 
-    def __init__(self, path: Path | None, on_ready: Callable[[int], None]) -> None:
+    def __init__(self, path: Path | None, on_message: OnMessage) -> None:
         self.path = path
-        self.on_ready = on_ready
+        self.on_message = on_message
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         try:
             if path is None:
@@ -66,8 +68,9 @@ class NotifySocket:
             except OSError:
                 return
             pid = _sender(ancillary)
-            if pid and b"READY=1" in data.split(b"\n"):
-                self.on_ready(pid)
+            fields = parse(data)
+            if pid and fields:
+                self.on_message(pid, fields)
 
     def close(self) -> None:
         with contextlib.suppress(ValueError, OSError):
@@ -81,9 +84,9 @@ class NotifySocket:
 class Notifier:
     """The daemon's sd_notify sockets: the private file, and the abstract one once needed."""
 
-    def __init__(self, path: Path, on_ready: Callable[[int], None]) -> None:
-        self.on_ready = on_ready
-        self.private = NotifySocket(path, on_ready)
+    def __init__(self, path: Path, on_message: OnMessage) -> None:
+        self.on_message = on_message
+        self.private = NotifySocket(path, on_message)
         self.shared: NotifySocket | None = None
 
     @property
@@ -96,13 +99,31 @@ class Notifier:
         if uid is None or uid == os.getuid():
             return self.private.address
         if self.shared is None:
-            self.shared = NotifySocket(None, self.on_ready)
+            self.shared = NotifySocket(None, self.on_message)
         return self.shared.address
 
     def close(self) -> None:
         self.private.close()
         if self.shared is not None:
             self.shared.close()
+
+
+MAX_FIELDS = 32  # per datagram: sd_notify sends a handful
+
+
+def parse(data: bytes) -> dict[str, str]:
+    """``b"READY=1\nSTATUS=up"`` -> ``{"READY": "1", "STATUS": "up"}``: sd_notify's
+    newline-separated assignments; a line without ``=`` or not UTF-8 is skipped."""
+    fields: dict[str, str] = {}
+    for line in data.split(b"\n")[:MAX_FIELDS]:
+        key, sep, value = line.partition(b"=")
+        if not sep or not key:
+            continue
+        try:
+            fields[key.decode("ascii")] = value.decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+    return fields
 
 
 def _sender(ancillary: list[tuple[int, int, bytes]]) -> int | None:

@@ -24,6 +24,7 @@ from corral.supervisor.cluster_share import on_listen as share_listen
 from corral.supervisor.fdreserve import fd_limit, out_of_fds
 from corral.supervisor.lifecycle import Event, ProcessState
 from corral.supervisor.monitor import boot_ticks, start_time
+from corral.supervisor.notify import parse as parse_notify
 from corral.supervisor.process import TIMED_OUT, Child, now_ms
 from corral.supervisor.readygate import all_open, ready_words
 from corral.supervisor.reaper import Reaper
@@ -301,6 +302,15 @@ class Slot(Reaper, Stopper):
         if proc.state is ProcessState.LAUNCHING:
             self.kernel.change_state(proc, Event.READY, emit="online", reason=how)
 
+    def on_notify(self, child: Child, fields: dict[str, str]) -> None:
+        """An sd_notify datagram from ``child``'s tree: ``READY=1`` makes it ready; every
+        datagram goes to the plugins (``corral_notify``: the watchdog's ``WATCHDOG=1``)."""
+        if fields.get("READY") == "1":
+            self.mark_ready(child, "sd_notify READY=1")
+        self.kernel.manager.call(
+            "corral_notify", daemon=self.kernel.api, app=self.proc, pid=child.pid, fields=fields
+        )
+
     def on_message(self, child: Child, message: Any) -> None:
         proc = self.proc
         if message == "ready":
@@ -309,6 +319,10 @@ class Slot(Reaper, Stopper):
         if isinstance(message, dict):
             if str(message.get("cmd", "")).startswith("NODE_"):
                 return  # node's own IPC traffic
+            if message.get("type") == "corral:notify" and isinstance(message.get("data"), str):
+                # sd_notify's assignments over the channel (node has no unix datagrams)
+                self.on_notify(child, parse_notify(message["data"].encode()))
+                return
             if message.get("type") == "corral:listen" and proc.cluster:
                 share_listen(self.kernel, proc, child, message.get("data"))
                 return

@@ -60,6 +60,8 @@ class HealthMonitor:
         self.daemon = daemon
         self.runner = Runner(self._from_thread)
         self.watches: dict[int, list[Watch]] = {}  # pm_id -> checks of its children
+        self._by_probe: dict[int, Watch] = {}  # id(probe) -> its watch, while it runs
+        self._shown: dict[int, tuple[Any, dict[str, Any]]] = {}  # pm_id -> (app, shown dict)
         self.stopped = False
 
     # -- spawns ------------------------------------------------------------------
@@ -130,6 +132,7 @@ class HealthMonitor:
         ]
         self.watches.setdefault(app.pm_id, []).extend(new)
         for watch in new:
+            self._by_probe[id(watch.probe)] = watch
             self.runner.start(watch.probe)
         self._show(app, self._summary(new))
 
@@ -138,13 +141,17 @@ class HealthMonitor:
 
     # -- results -----------------------------------------------------------------
 
-    def _from_thread(self, probe: Probe, ok: bool, seen: str) -> None:
+    def _from_thread(self, results: list[tuple[Probe, bool, str]]) -> None:
         with contextlib.suppress(RuntimeError):  # the daemon's loop is closed: nobody to tell
-            self.daemon.loop.call_soon_threadsafe(self._result, probe, ok, seen)
+            self.daemon.loop.call_soon_threadsafe(self._results, results)
+
+    def _results(self, results: list[tuple[Probe, bool, str]]) -> None:
+        for probe, ok, seen in results:
+            self._result(probe, ok, seen)
 
     def _result(self, probe: Probe, ok: bool, seen: str) -> None:
-        watch = next((w for ws in self.watches.values() for w in ws if w.probe is probe), None)
-        if watch is None or self.stopped:
+        watch = self._by_probe.get(id(probe))
+        if watch is None or watch.probe is not probe or self.stopped:
             return  # stopped meanwhile
         app = self.daemon.process(watch.pm_id)
         if app is None or app.pid != probe.pid:
@@ -201,6 +208,7 @@ class HealthMonitor:
             if app is not None and _alive(pid):
                 keep.append(watch)
             else:
+                self._by_probe.pop(id(watch.probe), None)
                 self.runner.stop(watch.probe)
         if keep:
             self.watches[pm_id] = keep
@@ -208,6 +216,7 @@ class HealthMonitor:
             del self.watches[pm_id]
             if app is not None:
                 self._show(app, None)
+            self._shown.pop(pm_id, None)
 
     def _current(self, app: Any) -> list[Watch]:
         return [w for w in self.watches.get(app.pm_id, ()) if w.probe.pid == app.pid]
@@ -229,8 +238,20 @@ class HealthMonitor:
         return shown_fields
 
     def _show(self, app: Any, value: dict[str, Any] | None) -> None:
-        if self.daemon.process(app.pm_id) is app:
-            self.daemon.show(app, SHOWN_KEY, value)
+        """Set what pm2_env shows; a summary shown already is updated in place (pm2_env
+        encodes it at each read), so a probe's result costs no new field."""
+        if self.daemon.process(app.pm_id) is not app:
+            return
+        shown_now = self._shown.get(app.pm_id)
+        if value is not None and shown_now is not None and shown_now[0] is app:
+            shown_now[1].clear()
+            shown_now[1].update(value)
+            return
+        self.daemon.show(app, SHOWN_KEY, value)
+        if value is None:
+            self._shown.pop(app.pm_id, None)
+        else:
+            self._shown[app.pm_id] = (app, value)
 
     def stats(self) -> dict[str, Any]:
         """For the ``health`` RPC: each app's checks, as ``describe`` shows the worst."""
@@ -257,6 +278,7 @@ class HealthMonitor:
             for watch in watches:
                 self.runner.stop(watch.probe)
         self.watches.clear()
+        self._by_probe.clear()
         self.runner.close()
 
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import os
+import socket
 import subprocess
 from typing import Any
 
@@ -20,27 +22,43 @@ class ProbeFailed(Exception):
     """The probe ran and the app failed it: a refused connection, a 500, an exit 1."""
 
 
-async def http(url: str) -> str:
-    """GET ``url`` over HTTP/1.1 (Connection: close); a status of 200-399 passes."""
+def http_request(url: str) -> tuple[str, int, bytes]:
+    """(host, port, the request's bytes) of an http check: made once per check."""
     host, port, path = target("http", url)
-    reader, writer = await _connect(host, port)
+    name = f"[{host}]" if ":" in host else host
+    request = (
+        f"GET {path} HTTP/1.1\r\nHost: {name}:{port}\r\nUser-Agent: corral-health\r\n"
+        "Accept: */*\r\nConnection: close\r\n\r\n"
+    )
+    return host, port, request.encode("latin-1")
+
+
+async def http(host: str, port: int, request: bytes) -> str:
+    """Send ``request`` (:func:`http_request`) and read the status line; a status of
+    200-399 passes. On a bare non-blocking socket: a stream's transport and protocol
+    objects cost the thread more than the probe itself."""
+    loop = asyncio.get_running_loop()
+    sock = await _connect(loop, host, port)
     try:
-        name = f"[{host}]" if ":" in host else host
-        request = (
-            f"GET {path} HTTP/1.1\r\nHost: {name}:{port}\r\nUser-Agent: corral-health\r\n"
-            "Accept: */*\r\nConnection: close\r\n\r\n"
-        )
-        writer.write(request.encode("latin-1"))
-        try:
-            line = await reader.readuntil(b"\r\n")
-        except asyncio.LimitOverrunError:
-            raise ProbeFailed("the response's first line is too long") from None
-        except asyncio.IncompleteReadError:
-            raise ProbeFailed("the connection closed before a status line") from None
+        try:  # a few hundred bytes into an empty socket buffer: sent at once
+            sent = sock.send(request)
+        except BlockingIOError:
+            sent = 0
+        if sent < len(request):
+            await loop.sock_sendall(sock, request[sent:])
+        head = b""
+        while b"\r\n" not in head:
+            data = await loop.sock_recv(sock, HEAD_LIMIT)
+            if not data:
+                raise ProbeFailed("the connection closed before a status line")
+            head += data
+            if len(head) > HEAD_LIMIT and b"\r\n" not in head:
+                raise ProbeFailed("the response's first line is too long")
     except OSError as exc:
         raise ProbeFailed(exc.strerror or str(exc)) from None
     finally:
-        writer.close()
+        sock.close()
+    line = head.split(b"\r\n", 1)[0]
     parts = line.decode("latin-1").split(None, 2)
     if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
         raise ProbeFailed(f"not an HTTP response: {line[:80]!r}")
@@ -50,18 +68,34 @@ async def http(url: str) -> str:
     return status
 
 
-async def tcp(address: str) -> str:
-    host, port, _ = target("tcp", address)
-    _, writer = await _connect(host, port)
-    writer.close()
+async def tcp(host: str, port: int) -> str:
+    (await _connect(asyncio.get_running_loop(), host, port)).close()
     return "connected"
 
 
-async def _connect(host: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+async def _connect(loop: asyncio.AbstractEventLoop, host: str, port: int) -> socket.socket:
+    """A connected non-blocking socket (a name, not an address, is resolved on the
+    loop's executor)."""
     try:
-        return await asyncio.open_connection(host, port, limit=HEAD_LIMIT)
+        family = socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
+        address: Any = (host, port)
+    except ValueError:
+        try:
+            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except OSError as exc:
+            raise ProbeFailed(f"cannot resolve {host}: {exc.strerror or exc}") from None
+        family, _, _, _, address = infos[0]
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setblocking(False)
+    try:
+        await loop.sock_connect(sock, address)
     except OSError as exc:
+        sock.close()
         raise ProbeFailed(f"cannot connect to {host}:{port}: {exc.strerror or exc}") from None
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 async def run_command(argv: list[str], env: dict[str, str], cwd: str, account: Any) -> str:

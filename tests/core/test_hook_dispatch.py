@@ -178,7 +178,7 @@ def test_plugins_denied_by_name_are_left_out(corral_home, monkeypatch, app_path)
         names = {r["name"] for r in client.plugins()}
         assert "watch" not in names and "cron" not in names and "memory" in names
         listed = run_cli("plugins").stdout
-        assert "watch" not in listed and "memory" in listed
+        assert "│ watch " not in listed and "│ memory " in listed and "│ watchdog " in listed
         with pytest.raises(corral.CorralError, match="needs the plugin 'watch'"):
             client.start(app_path("sleeper.py"), {"watch": True})
         assert client.list() == []

@@ -128,7 +128,13 @@ def test_a_check_that_never_passes_holds_readiness_to_its_bound(pm, tmp_path):
 
 def test_failing_liveness_ends_the_child_and_the_policy_restarts_it(pm, tmp_path):
     port, sick = free_port(), tmp_path / "sick"
-    check = {"http": f"http://127.0.0.1:{port}/healthz", **FAST, "failure_threshold": 2}
+    # initial_delay: a liveness check must not fail a child still starting
+    check = {
+        "http": f"http://127.0.0.1:{port}/healthz",
+        **FAST,
+        "failure_threshold": 2,
+        "initial_delay": 500,
+    }
     (info,) = pm.start(web(tmp_path, "flaky", port, check, SICK_FILE=str(sick)))
     wait_for(lambda: status_of(pm, "flaky").get("status") == "healthy", what="healthy")
     sick.touch()
@@ -154,6 +160,7 @@ def test_failing_liveness_with_autorestart_off_stops_the_app(pm, tmp_path):
     port, sick = free_port(), tmp_path / "sick"
     sick.touch()
     check = {"http": f"http://127.0.0.1:{port}/", **FAST, "failure_threshold": 2}
+    check["initial_delay"] = 500
     app = web(tmp_path, "once", port, check, SICK_FILE=str(sick))
     pm.start({**app, "autorestart": False})
     wait_for_event(pm, "exit", "once", reason="health check failed")
@@ -339,3 +346,27 @@ def test_ls_and_describe_show_the_health(pm, tmp_path):
     described = run_cli("describe", "shown").stdout.splitlines()
     row = next(line for line in described if line.startswith("│ health "))
     assert f" healthy (http http://127.0.0.1:{port}/: 200 OK, " in row
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="runs an app as another user: root only")
+def test_an_exec_check_runs_as_the_app_user(app_user, pm, shared_dir):
+    import pwd
+
+    uid = pwd.getpwnam(app_user).pw_uid
+    os.chown(shared_dir, uid, -1)
+    app = {
+        "name": "asuser",
+        "script": "/bin/sleep",
+        "args": ["3600"],
+        "exec_interpreter": "none",
+        "uid": app_user,
+        "cwd": str(shared_dir),
+        "health": {"exec": "id -u >> seen; id -G >> seen", **FAST},
+    }
+    pm.start(app)
+    seen = shared_dir / "seen"
+    wait_for(lambda: seen.exists() and len(seen.read_text().split("\n")) > 4, what="two checks")
+    lines = seen.read_text().splitlines()
+    assert set(lines[0::2]) == {str(uid)}
+    assert "0" not in " ".join(lines[1::2]).split()  # not root's group either
+    assert seen.stat().st_uid == uid
