@@ -229,6 +229,29 @@ class DaemonAPI:
         ``restart`` event. Does nothing once the slot is deleted."""
         await _managed(proc).slot.restart_process(reason=reason)
 
+    async def start_process(self, proc: Process, *, reason: str = "") -> bool:
+        """Start ``proc`` if it is stopped or errored (an app a plugin held back, see
+        ``corral_hold_launch``), as ``corral start`` of it does; a ``start`` event carries
+        ``reason``. False if it was not stopped (a user started or deleted it meanwhile),
+        or its spawn failed (it is ``errored`` then, and says why)."""
+        from corral.errors import CorralError
+        from corral.supervisor import lifecycle
+        from corral.supervisor.process import now_ms
+
+        managed = _managed(proc)
+        async with self._daemon.lock(managed):
+            if self._daemon.procs.get(managed.pm_id) is not managed:
+                return False
+            if managed.state not in lifecycle.STOPPED_STATES:
+                return False
+            managed.history = lifecycle.on_start(managed.history, now_ms())
+            try:
+                managed.slot.spawn(is_restart=False)
+            except CorralError:
+                return False
+            self._daemon.emit(managed, "start", reason=reason)
+            return True
+
     async def stop_process(self, proc: Process, *, reason: str = "") -> None:
         """Stop ``proc`` as ``corral stop`` does (it stays in the list, stopped)."""
         if reason:

@@ -280,3 +280,57 @@ def corral_notify(daemon: DaemonAPI, app: Process, pid: int, fields: dict[str, s
 
     .. versionadded:: 0.2
     """
+
+
+@hookspec
+def corral_validate_start(daemon: DaemonAPI, apps: list[dict[str, Any]]) -> None:
+    """Refuse a start whose apps, together, do not fit (a dependency cycle, say).
+
+    Runs in the daemon once per ``start`` (a script, a command or a config file's
+    apps), after each app's options were validated and before anything is
+    registered or started. ``apps`` holds one ``{"name", "options"}`` per app of the
+    start (``options`` canonical, read-only); ``daemon.processes()`` are the apps
+    there already. Raise :class:`corral.OptionError` naming the field and the apps:
+    the start fails with it and nothing changes.
+
+    Example::
+
+        import corral
+
+
+        @corral.hookimpl
+        def corral_validate_start(daemon, apps):
+            teams = {app["options"].get("team") for app in apps}
+            if len(teams) > 1:
+                raise corral.OptionError("one start, one team", field="team")
+
+    .. versionadded:: 0.2
+    """
+
+
+@hookspec(firstresult=True)
+def corral_hold_launch(daemon: DaemonAPI, app: Process) -> str | None:
+    """An app of a start (or a resurrect) is about to be launched for the first time:
+    return a reason to hold it back instead (``"waiting for db (healthy)"``).
+
+    Runs in the daemon, on the loop, once per new process, and for a stopped app a
+    ``restart`` (``start NAME``, ``start all``) starts; the first plugin that returns
+    a string wins. A held process stays ``stopped``, registered, its reason in
+    ``describe``; the plugin launches it later with ``await
+    daemon.start_process(app, reason=...)``. Must not block.
+
+    .. versionadded:: 0.2
+    """
+
+
+@hookspec(firstresult=True)
+def corral_stop_order(daemon: DaemonAPI, apps: list[Process]) -> list[list[Process]] | None:
+    """The order a ``stop`` of several processes takes: waves, each stopped together,
+    one wave after the other (the depends plugin: an app before the apps it needs).
+
+    Runs in the daemon, on the loop, once per ``stop``; the first plugin that answers
+    wins. Return every process of ``apps`` once, or None for the default, one wave.
+    A list that drops or repeats a process is ignored. Must not block.
+
+    .. versionadded:: 0.2
+    """

@@ -35,6 +35,7 @@ from corral.options.table import CORE_OPTIONS
 # among the settings that differ from their default.
 SHOWN_ABOVE = frozenset(
     {"name", "namespace", "script", "args", "node_args", "exec_interpreter", "cwd", "env"}
+    | {"depends_on"}
 )
 # Option values that say "not set" when an option has no declared default.
 UNSET = (None, False, "", [], {})
@@ -101,6 +102,7 @@ def describe_rows(
             if env.get("health_status")
             else ()
         ),
+        *((("depends on", depends_text(opts, env)),) if opts.get("depends_on") else ()),
         ("name", info.name),
         ("namespace", info.namespace),
         ("id", str(info.pm_id)),
@@ -140,6 +142,18 @@ def health_text(health: dict[str, Any], now: int) -> str:
     if health.get("checked_at"):
         seen.append(f"{human_duration(max(0, now - health['checked_at']))} ago")
     return f"{status} ({', '.join(s for s in seen if s)})"
+
+
+def depends_text(options: dict[str, Any], env: dict[str, Any]) -> str:
+    """The depends plugin's edges: ``db (healthy), cache (started)``, and what the app
+    still waits for: ``; waiting for db (healthy)``."""
+    needs = options.get("depends_on")
+    if isinstance(needs, dict):
+        words = ", ".join(f"{name} ({condition})" for name, condition in needs.items())
+    else:
+        words = _words(needs)
+    waiting = (env.get("depends_status") or {}).get("waiting_for")
+    return f"{words}; waiting for {', '.join(waiting)}" if waiting else words
 
 
 def ready_text(info: Any) -> str:

@@ -52,6 +52,7 @@ RUNTIME_FIELDS = frozenset(
         "ready_by",
         "ready_at",
         "health_status",  # the health plugin's (corral.plugins.health)
+        "depends_status",  # the depends plugin's (corral.plugins.depends)
     }
 )
 

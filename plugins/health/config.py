@@ -11,7 +11,8 @@ Each check has exactly one probe:
 
 and these settings (Kubernetes probe names, in corral's spelling; times in ms or
 ``"5s"``): ``role`` (``liveness``, ``readiness`` or ``both``, the default),
-``interval`` (10 s), ``timeout`` (1 s, at most the interval), ``initial_delay``
+``interval`` (10 s), ``timeout`` (1 s, or the interval if shorter; at most the
+interval), ``initial_delay``
 (0), ``failure_threshold`` (3), ``success_threshold`` (1). ``${VAR}`` in a probe
 is the child's environment variable (``PORT`` of a shared socket, say), read at
 each spawn. At most one check per role: ``both`` counts for both.
@@ -92,6 +93,8 @@ def _check(raw: Any, where: str) -> dict[str, Any]:
             raise _error(f"{where}.{key}", f"must be a whole number >= 1, got {count!r}")
     if check["interval"] < MIN_INTERVAL_MS:
         raise _error(f"{where}.interval", f"must be at least {MIN_INTERVAL_MS} ms")
+    if "timeout" not in raw:  # the default, 1 s, never longer than the interval given
+        check["timeout"] = min(check["timeout"], check["interval"])
     if not 0 < check["timeout"] <= check["interval"]:
         raise _error(f"{where}.timeout", "must be above 0 and at most the interval")
     return check

@@ -11,8 +11,9 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from corral.daemon.changes import changed_options, refuse_fixed, refuse_moving_socket, socket_moves
-from corral.daemon.commands.creation import check_logs_for, wait_ready
+from corral.daemon.commands.creation import check_logs_for, held, wait_ready
 from corral.errors import OptionError, StateError, shorten
+from corral.supervisor import lifecycle
 from corral.supervisor.lifecycle import ProcessState
 from corral.supervisor.rollout import reload_process
 from corral.supervisor.spawn import merge_env
@@ -33,7 +34,22 @@ async def cmd_stop(cmds: Commands, target: Any) -> list[dict[str, Any]]:
         async with cmds.daemon.lock(proc):
             await proc.slot.stop_process(manually=True)
 
-    return await _each(cmds, target, stop)
+    procs = cmds.select(target)
+    # a plugin may order the stop in waves (the depends plugin: dependents first)
+    waves = cmds.daemon.manager.call("corral_stop_order", daemon=cmds.daemon.api, apps=procs)
+    for wave in _waves_of(waves, procs):
+        await asyncio.gather(*(stop(p) for p in wave))
+    return cmds.describe_all(procs)
+
+
+def _waves_of(waves: Any, procs: list[ManagedProcess]) -> list[list[ManagedProcess]]:
+    """A plugin's waves, if they hold each process once; else one wave of all."""
+    if not isinstance(waves, list) or not all(isinstance(w, list) for w in waves):
+        return [procs]
+    ordered = [p for wave in waves for p in wave]
+    if len(ordered) != len(procs) or {id(p) for p in ordered} != {id(p) for p in procs}:
+        return [procs]
+    return waves
 
 
 async def cmd_restart(
@@ -51,6 +67,7 @@ async def cmd_restart(
         move = moves.get(proc.name)
         try:
             async with cmds.daemon.lock(proc):
+                was_running = proc.state in lifecycle.RUNNING_STATES
                 new_options = changed_options(cmds.daemon, proc, changes)  # before the stop
                 await proc.slot.stop_process(manually=True)
                 proc.options = new_options  # replaced, never changed in place
@@ -59,7 +76,8 @@ async def cmd_restart(
                 if move is not None:
                     move.arrive(proc)
                     await move.all_stopped.wait()  # the old socket is closed now
-                proc.slot.respawn()
+                if was_running or not held(cmds, proc):  # a stopped app may wait its turn
+                    proc.slot.respawn()
         finally:
             if move is not None:
                 move.arrive(proc)  # a failed instance holds no other up

@@ -137,6 +137,18 @@ def launch(proc: ManagedProcess, *, is_restart: bool = False) -> None:
     proc.slot.spawn(is_restart=is_restart)
 
 
+def held(cmds: Commands, proc: ManagedProcess) -> bool:
+    """Whether a plugin holds ``proc``'s first launch back (``corral_hold_launch``: the
+    depends plugin, until its dependencies are met); then it stays stopped, the
+    reason said, until the plugin starts it."""
+    reason = cmds.daemon.manager.call("corral_hold_launch", daemon=cmds.daemon.api, app=proc)
+    if not isinstance(reason, str) or not reason:
+        return False
+    proc.last_reason = reason
+    cmds.daemon.log.info("held", name=proc.name, pm_id=proc.pm_id, reason=reason)
+    return True
+
+
 def launch_soon(proc: ManagedProcess) -> Child | Callable[[], Child]:
     """:func:`launch`, begun: the child, or what finishes its spawn (Slot.spawn_soon)."""
     proc.history = lifecycle.on_start(proc.history, now_ms())
@@ -228,7 +240,7 @@ async def launch_all(
         for proc, lock in zip(created, locks, strict=True):
             if cmds.procs.get(proc.pm_id) is not proc:
                 continue  # deleted while the command awaited (a replaced app's stop)
-            if not proc.options.get("autostart", True):
+            if not proc.options.get("autostart", True) or held(cmds, proc):
                 lock.release()
                 taken.discard(lock)
                 continue

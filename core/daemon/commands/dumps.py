@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from corral import paths
 from corral.daemon import limits, state
-from corral.daemon.commands.creation import create, launch, prepare
+from corral.daemon.commands.creation import create, held, launch, prepare
 from corral.errors import OptionError, StateError
 from corral.supervisor import lifecycle
 
@@ -111,7 +111,7 @@ async def restore(
         try:
             if keep_ids:
                 proc.slot.spawn(is_restart=True)
-            else:
+            elif not held(cmds, proc):
                 launch(proc)
         except Exception as exc:
             cmds.daemon.log.error("cannot restart restored app", name=proc.name, error=str(exc))

@@ -63,6 +63,9 @@ async def cmd_start(
         check_name(app.name)  # here, not in prepare: a dump's old app still comes back
     if not dry_run:  # fds and pids for the whole batch, or none of it starts
         limits.check_start(prepared, cmds.procs.values())
+    # the batch as a whole, for the plugins (the depends plugin's graph)
+    batch = [{"name": app.name, "options": app.options} for app in prepared]
+    cmds.daemon.manager.call_checked("corral_validate_start", daemon=cmds.daemon.api, apps=batch)
     if (
         from_config
     ):  # a config file's apps: brought in line with it (corral.daemon.commands.reconcile)

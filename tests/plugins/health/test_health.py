@@ -260,6 +260,7 @@ def test_a_missing_variable_is_said_and_holds_readiness(pm, tmp_path):
         ({"http": "https://127.0.0.1/"}, "must be an http:// URL"),
         ({"tcp": "127.0.0.1:99999"}, "port from 1 to 65535"),
         ({"tcp": 80, "interval": "1s", "timeout": "2s"}, "at most the interval"),
+        ({"tcp": 80, "interval": 200, "timeout": 0}, "must be above 0"),
         ({"tcp": 80, "failure_threshold": 0}, "failure_threshold: must be a whole number"),
         ({"tcp": 80, "role": "startup"}, "role: must be one of both, liveness, readiness"),
         ({"tcp": 80, "period": 5}, "unknown key 'period'"),
