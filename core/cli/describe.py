@@ -103,6 +103,7 @@ def describe_rows(
             else ()
         ),
         *((("depends on", depends_text(opts, env)),) if opts.get("depends_on") else ()),
+        *((("limits", limits_text(env["cgroup_status"])),) if env.get("cgroup_status") else ()),
         ("name", info.name),
         ("namespace", info.namespace),
         ("id", str(info.pm_id)),
@@ -154,6 +155,14 @@ def depends_text(options: dict[str, Any], env: dict[str, Any]) -> str:
         words = _words(needs)
     waiting = (env.get("depends_status") or {}).get("waiting_for")
     return f"{words}; waiting for {', '.join(waiting)}" if waiting else words
+
+
+def limits_text(status: dict[str, Any]) -> str:
+    """The cgroups plugin's kernel limits: ``memory_max 52428800, pids_max 20``, and the
+    last OOM kill they made."""
+    limits = status.get("limits") or {}
+    words = ", ".join(f"{key} {value}" for key, value in limits.items())
+    return f"{words}; {status['last_oom']}" if status.get("last_oom") else words
 
 
 def ready_text(info: Any) -> str:

@@ -53,6 +53,7 @@ RUNTIME_FIELDS = frozenset(
         "ready_at",
         "health_status",  # the health plugin's (corral.plugins.health)
         "depends_status",  # the depends plugin's (corral.plugins.depends)
+        "cgroup_status",  # the cgroups plugin's (corral.plugins.cgroups)
     }
 )
 
