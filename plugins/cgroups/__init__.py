@@ -40,6 +40,7 @@ from corral.plugins.cgroups import v1
 corral_runs_on_loop = True
 
 STATE_KEY = "cgroups.groups"
+SWEEP_AFTER_S = 2.0
 SHOWN_KEY = "cgroup_status"
 _PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
 _NEEDS = {"memory_max": "memory", "cpu_max": "cpu", "pids_max": "pids"}
@@ -187,8 +188,8 @@ def corral_app_options() -> list[corral.Option]:
 def corral_daemon_start(daemon: Any) -> None:
     """What a daemon before this one left: its instances' cgroups, emptied by their
     exit (one that still holds a process, a child handed over by ``corral update``,
-    stays until the next start)."""
-    groups(daemon).sweep()
+    stays until the next start). Swept a moment after the start, not during it."""
+    daemon.loop.call_later(SWEEP_AFTER_S, lambda: groups(daemon).sweep())
 
 
 @corral.hookimpl

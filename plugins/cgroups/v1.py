@@ -11,7 +11,6 @@ hold from the app's first instruction. v1 has no delegation: only root makes the
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import itertools
 import os
 import shlex
@@ -88,6 +87,8 @@ class Hierarchies:
     """The home's parent cgroup in each v1 hierarchy, and the instances' cgroups in them."""
 
     def __init__(self, home: Path) -> None:
+        import hashlib  # here: the daemon's start does not pay for it (1.3 ms)
+
         digest = hashlib.sha256(str(home.resolve()).encode()).hexdigest()[:12]
         self.name = f"corral-{digest}"
         self.mounts = mounts()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import os
 import socket
 import subprocess
@@ -76,6 +75,8 @@ async def tcp(host: str, port: int) -> str:
 async def _connect(loop: asyncio.AbstractEventLoop, host: str, port: int) -> socket.socket:
     """A connected non-blocking socket (a name, not an address, is resolved on the
     loop's executor)."""
+    import ipaddress  # here, not at the daemon's start (1 ms); imported once
+
     try:
         family = socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
         address: Any = (host, port)

@@ -194,3 +194,14 @@ def test_an_escaped_grandchild_dies_with_the_app(pm, tmp_path):
         what="the grandchild gone",
     )
     time.sleep(0.1)
+
+
+@needs_limits
+def test_a_dead_daemons_empty_cgroups_are_swept(corral_daemon):
+    from corral.api import corral_home
+
+    left = v1.Hierarchies(corral_home()).parent("pids") / "1-0-1"
+    left.mkdir(parents=True)
+    pm = corral_daemon(plugins=[cgroups])
+    pm.list()
+    wait_for(lambda: not left.exists(), what="the leftover cgroup swept")
