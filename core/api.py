@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from corral.paths import dump_file, ensure_home, settings_file
     from corral.paths import home as corral_home
     from corral.rpc.aio import RPCServer
+    from corral.rpc.wire import pid_alive
     from corral.supervisor.asuser import on_this_thread as as_account
     from corral.supervisor.credentials import Credentials as Account
     from corral.supervisor.credentials import resolve as app_account
@@ -67,6 +68,7 @@ _HELPERS = {
     "settings_file": ("paths", "settings_file"),
     "read_settings": ("daemon.settings", "read"),
     "shorten": ("errors", "shorten"),
+    "pid_alive": ("rpc.wire", "pid_alive"),
     "fd_limit": ("supervisor.fdreserve", "fd_limit"),
     "FD_RESERVE": ("supervisor.fdreserve", "RESERVE"),
 }
@@ -89,6 +91,7 @@ __all__ = [
     "load_plugins",
     "parse_bytes",
     "parse_ms",
+    "pid_alive",
     "read_settings",
     "running_client",
     "settings_file",

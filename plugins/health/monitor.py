@@ -11,13 +11,12 @@ gone. Only the slot's current child is restarted for failing, and once.
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import corral
-from corral.api import app_account
+from corral.api import app_account, pid_alive
 from corral.plugins.health.config import bound_s, expand, kind_of, shown
 from corral.plugins.health.runner import Probe, Runner
 
@@ -205,7 +204,7 @@ class HealthMonitor:
         keep = []
         for watch in watches:
             pid = watch.probe.pid
-            if app is not None and _alive(pid):
+            if app is not None and pid_alive(pid):
                 keep.append(watch)
             else:
                 self._by_probe.pop(id(watch.probe), None)
@@ -280,13 +279,3 @@ class HealthMonitor:
         self.watches.clear()
         self._by_probe.clear()
         self.runner.close()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
