@@ -140,7 +140,12 @@ class Waiting:
         return f"waiting for {', '.join(waiting)}"
 
     def unmet(self, needs: Mapping[str, str]) -> list[str]:
-        return [f"{n} ({c})" for n, c in needs.items() if not met(self.daemon, n, c)]
+        names = {p.name for p in self.daemon.processes()}
+        return [
+            f"{n} ({c})" + ("" if n in names else ": no such app, start it or change depends_on")
+            for n, c in needs.items()
+            if not met(self.daemon, n, c)
+        ]
 
     def review(self) -> None:
         """Start each held app whose dependencies are met now; forget the deleted."""

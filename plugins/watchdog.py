@@ -31,6 +31,7 @@ import corral
 corral_runs_on_loop = True
 
 MIN_MS = 100
+MAX_MS = 7 * 86_400_000
 STATE_KEY = "watchdog.timers"
 _RUNNING = (corral.ProcessState.ONLINE, corral.ProcessState.LAUNCHING)
 # the child's own pid in WATCHDOG_PID: the shell execs the program, so the pid stays
@@ -38,8 +39,8 @@ _OWN_PID = 'WATCHDOG_PID=$$; export WATCHDOG_PID; exec "$0" "$@"'
 
 
 def check_timeout(value: int) -> int:
-    if 0 < value < MIN_MS:
-        raise ValueError(f"use 0 (off) or at least {MIN_MS} ms, got {value}")
+    if 0 < value < MIN_MS or value > MAX_MS:
+        raise ValueError(f"use 0 (off), or from {MIN_MS} ms to a week ({MAX_MS} ms), got {value}")
     return value
 
 

@@ -177,6 +177,8 @@ def ready_text(info: Any) -> str:
     if by == "spawned":
         return "yes (at spawn: no signal awaited)"
     if by == "listen_timeout":
+        if env.get("health_status"):  # the health plugin's readiness check held it
+            return "no: its readiness signal or health check did not come in time"
         return f"no: listen_timeout ({timeout}) passed without a signal"
     spawned = info.pm_uptime
     after = f", {_ms(at - spawned)} after spawn" if at and spawned else ""

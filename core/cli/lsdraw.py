@@ -50,7 +50,7 @@ COLUMNS = (
 )
 # Dropped first to last when the table is too wide; id, name and status never are.
 DROP_ORDER = (
-    "watching", "namespace", "user", "pid", "health", "uptime", "mode", "↺", "cpu", "mem"
+    "watching", "namespace", "user", "pid", "uptime", "mode", "↺", "health", "cpu", "mem"
 )  # fmt: skip
 OPTIONAL = ("health",)  # shown only when some row has a value (the health plugin's)
 HEALTH_STYLES = {"healthy": "green", "unhealthy": "red", "unknown": "bright_black"}

@@ -19,7 +19,7 @@ from corral.cli.base import parse_env, parse_opts, parse_target, stop_exit_codes
 from corral.cli.flags import json_flag
 from corral.cli.targets import is_config
 from corral.client.targets import parse_only
-from corral.errors import OptionError
+from corral.errors import OptionError, shorten
 
 # The core flags of `corral start`: (option name, flag declarations, kind). Help
 # text comes from CORE_OPTIONS. kind: "value", "flag" (sets True), "negate"
@@ -71,12 +71,31 @@ def start_options(values: dict[str, Any], kinds: dict[str, tuple[str, str]]) -> 
             options[name] = True if value == _NO_VALUE else value
         elif name == "stop_exit_codes":
             options[name] = stop_exit_codes(value)
+        elif kind == "structured":
+            options[name] = structured(value)
         else:
             options[name] = value
     return options
 
 
-METAVARS = {"int": "N", "ms": "MS", "bytes": "SIZE", "list": "ARGS", "int_list": "CODES"}
+def structured(text: str) -> Any:
+    """A flag's ``{...}`` or ``[...]`` value, as YAML (JSON is YAML): ``{tcp: 8000}``,
+    ``[db, cache]``; anything else stays the string the option's check reads."""
+    if text.strip()[:1] not in ("[", "{"):
+        return text
+    import yaml  # deferred: only such a flag pays for it
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        problem = str(getattr(exc, "problem", "") or exc).strip()
+        raise OptionError(f"cannot read {shorten(text)}: {problem}", field="value") from None
+
+
+METAVARS = {
+    "int": "N", "ms": "MS", "bytes": "SIZE", "list": "ARGS", "int_list": "CODES",
+    "any": "YAML", "dict": "YAML",
+}  # fmt: skip
 
 
 def sentence(text: str) -> str | None:
@@ -95,7 +114,10 @@ def _flag_kind(option: Any) -> str:
     if kind == "bool":
         return "flag"
     # `--watch` alone means true, `--watch src` a value (PM2's flags read the same way)
-    return "optional" if kind in ("bool_or_list", "bool_or_str") else "value"
+    if kind in ("bool_or_list", "bool_or_str"):
+        return "optional"
+    # a mapping or a list of anything (a plugin's `--health {tcp: 8000}`): parsed as YAML
+    return "structured" if kind in ("any", "dict") else "value"
 
 
 def _make_flag(decls: tuple[str, ...], param: str, kind: str, option: Any) -> Any:

@@ -13,7 +13,8 @@ An instance exited when its pid changed, its restart or unstable-restart
 count grew, or it is ``errored``/``waiting restart``/``stopped`` with an exit
 code. One that stopped with exit code 0 (``autorestart: false``) finished: it
 is named, but is no failure. Instances not started (``autostart: false``) are
-not watched.
+not watched; one the depends plugin holds until its dependencies are met is
+named in a note.
 """
 
 from __future__ import annotations
@@ -85,6 +86,7 @@ class StartVerdict:
     processes: list[ProcessInfo]  # the watched instances, as last seen
     exited: list[Exited] = field(default_factory=list)
     down: list[str] = field(default_factory=list)  # apps none of whose instances stayed up
+    held: list[ProcessInfo] = field(default_factory=list)  # waiting for their dependencies
 
     @property
     def ok(self) -> bool:
@@ -98,6 +100,7 @@ class StartVerdict:
             for e in self.exited
         ]
         texts = [(level, e.text()) for level, e in zip(levels, self.exited, strict=True)]
+        texts += [("note", _held_text(info)) for info in self.held]
         return texts + [("error", f"no instance of {name} stayed up") for name in self.down]
 
     def lines(self, *, failures_only: bool = False) -> list[str]:
@@ -114,7 +117,11 @@ class Watch:
         self.last: dict[int, ProcessInfo] = {}
         self.failed: dict[int, bool] = {}  # pm_id -> finished (exit 0) rather than failed
         wait_ms = 0.0
+        self.held: list[ProcessInfo] = []  # waiting for their dependencies (depends)
         for info in infos:
+            if not info.pid and info.status == "stopped" and _waits(info):
+                self.held.append(info)
+                continue
             if not info.pid and info.status == "stopped" and info.exit_code is None:
                 continue  # not started (autostart: false)
             self.base[info.pm_id] = self.last[info.pm_id] = info
@@ -167,7 +174,17 @@ class Watch:
             up = pm_id not in self.failed or self.failed[pm_id]
             apps[info.name] = apps.get(info.name, False) or up
         down = [name for name, up in apps.items() if not up]
-        return StartVerdict(list(self.last.values()), exited, down)
+        return StartVerdict(list(self.last.values()), exited, down, self.held)
+
+
+def _waits(info: ProcessInfo) -> bool:
+    """Held back by the depends plugin until its dependencies are met."""
+    return bool((info.field("depends_status") or {}).get("waiting_for"))
+
+
+def _held_text(info: ProcessInfo) -> str:
+    waiting = ", ".join((info.field("depends_status") or {}).get("waiting_for") or [])
+    return f"{info.name} (pm_id {info.pm_id}) waits for {waiting} (depends_on): it starts then"
 
 
 def wait_started(

@@ -41,6 +41,7 @@ corral_runs_on_loop = True
 
 STATE_KEY = "cgroups.groups"
 SWEEP_AFTER_S = 2.0
+MIN_MEMORY = 1024 * 1024
 SHOWN_KEY = "cgroup_status"
 _PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
 _NEEDS = {"memory_max": "memory", "cpu_max": "cpu", "pids_max": "pids"}
@@ -51,12 +52,19 @@ def parse_cpu(value: Any) -> str:
     match = _PERCENT.match(value) if isinstance(value, str) else None
     if match is None or not 0 < float(match[1]) <= 100_000:
         raise ValueError(f'give a percentage of one CPU, e.g. "50%" or "200%", got {value!r}')
+    v1.cpu_files(float(match[1]))  # below 0.1%: said now, not at the spawn
     return value.strip()
 
 
 def check_pids(value: int) -> int:
-    if value < 1:
-        raise ValueError(f"at least 1, got {value}")
+    if not 1 <= value <= v1.PIDS_LIMIT:
+        raise ValueError(f"from 1 to {v1.PIDS_LIMIT} (the kernel's PID_MAX_LIMIT), got {value}")
+    return value
+
+
+def check_memory(value: int) -> int:
+    if value and value < MIN_MEMORY:
+        raise ValueError(f"0 (no limit) or at least 1M, got {value} bytes")
     return value
 
 
@@ -86,6 +94,8 @@ class Groups:
         if not settings:
             return
         limits = {k: app.options[k] for k in _NEEDS if app.options.get(k)}
+        if "memory_max" in limits:
+            limits["memory_max"] = _mib(limits["memory_max"])  # as it is usually written
         try:
             made = self.hierarchies.make(app.pm_id, settings)
             paths = list(made.values())
@@ -118,7 +128,7 @@ class Groups:
             kills = v1.oom_kills(memory) if memory is not None else 0
             if kills and current is app:
                 reason = (
-                    f"memory_max {_mib(limits.get('memory_max'))} reached: the kernel's OOM killer "
+                    f"memory_max {limits.get('memory_max')} reached: the kernel's OOM killer "
                     f"ended pid {pid} ({kills} kill{'s' if kills > 1 else ''} in its cgroup)"
                 )
                 self.daemon.log.warning("oom", name=app.name, pid=pid, reason=reason)
@@ -167,7 +177,8 @@ def corral_app_options() -> list[corral.Option]:
             "memory_max",
             "bytes",
             help="a kernel memory limit (cgroup; systemd's MemoryMax=): 512M, 1G; past it "
-            "the OOM killer ends the app",
+            "the OOM killer ends the app; 0: none",
+            validate=check_memory,
         ),
         corral.Option(
             "cpu_max",
@@ -194,7 +205,10 @@ def corral_daemon_start(daemon: Any) -> None:
 
 @corral.hookimpl
 def corral_daemon_stop(daemon: Any) -> None:
-    groups(daemon).review()
+    held = groups(daemon)
+    held.review()
+    if not held.by_pid:
+        v1.remove_parents(held.hierarchies)  # none of its cgroups left: the home's go too
 
 
 @corral.hookimpl

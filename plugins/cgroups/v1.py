@@ -18,6 +18,9 @@ from pathlib import Path
 
 CONTROLLERS = ("memory", "pids", "cpu")
 CPU_PERIOD_US = 100_000
+LONG_PERIOD_US = 1_000_000  # the kernel's longest CFS period
+MIN_QUOTA_US = 1000  # and its shortest quota
+PIDS_LIMIT = 4_194_304  # PID_MAX_LIMIT: no pids.max above it means anything
 OPTIONAL_FILES = frozenset({"memory.memsw.limit_in_bytes"})
 
 
@@ -134,9 +137,13 @@ def memory_files(limit: int) -> dict[str, str]:
 
 
 def cpu_files(percent: float) -> dict[str, str]:
-    """``percent`` of one CPU (``150``: one and a half) as a CFS quota per period."""
-    quota = max(1000, round(CPU_PERIOD_US * percent / 100))
-    return {"cpu.cfs_period_us": str(CPU_PERIOD_US), "cpu.cfs_quota_us": str(quota)}
+    """``percent`` of one CPU (``150``: one and a half) as a CFS quota per period: 100 ms
+    periods, or 1 s ones below 1% (the kernel's smallest quota is 1 ms), down to 0.1%."""
+    period = CPU_PERIOD_US if percent >= 1 else LONG_PERIOD_US
+    quota = round(period * percent / 100)
+    if quota < MIN_QUOTA_US:
+        raise ValueError(f"{percent:g}% is below the smallest quota the kernel takes (0.1%)")
+    return {"cpu.cfs_period_us": str(period), "cpu.cfs_quota_us": str(quota)}
 
 
 def enter_script(paths: list[Path]) -> str:
@@ -155,6 +162,13 @@ def oom_kills(path: Path) -> int:
             if key == "oom_kill":
                 return int(value)
     return 0
+
+
+def remove_parents(hierarchies: Hierarchies) -> None:
+    """The home's parent cgroups, once empty (a stopped daemon's)."""
+    for controller in CONTROLLERS:
+        if hierarchies.why_not(controller) is None:
+            remove([hierarchies.parent(controller)])
 
 
 def remove(paths: list[Path]) -> list[Path]:

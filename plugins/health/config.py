@@ -42,6 +42,8 @@ _COUNTS = ("failure_threshold", "success_threshold")
 _KEYS = frozenset(PROBES) | frozenset(DEFAULTS)
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 MIN_INTERVAL_MS = 100
+MAX_TIME_MS = 86_400_000  # a day: longer is a typo, not a probe
+MAX_COUNT = 10_000
 MAX_CHECKS = len(ROLES) - 1
 
 
@@ -88,8 +90,12 @@ def _check(raw: Any, where: str) -> dict[str, Any]:
             raise corral.OptionError(str(exc), field="health") from None
     for key in _COUNTS:
         count = check[key]
-        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-            raise _error(f"{where}.{key}", f"must be a whole number >= 1, got {count!r}")
+        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_COUNT:
+            message = f"must be a whole number from 1 to {MAX_COUNT}, got {count!r}"
+            raise _error(f"{where}.{key}", message)
+    for key in _TIMES:
+        if check[key] > MAX_TIME_MS:
+            raise _error(f"{where}.{key}", f"must be at most a day ({MAX_TIME_MS} ms)")
     if check["interval"] < MIN_INTERVAL_MS:
         raise _error(f"{where}.interval", f"must be at least {MIN_INTERVAL_MS} ms")
     if "timeout" not in raw:  # the default, 1 s, never longer than the interval given
@@ -108,6 +114,8 @@ def _probe(kind: str, value: Any, where: str) -> Any:
         return value
     if kind == "tcp" and isinstance(value, int) and not isinstance(value, bool):
         value = f"127.0.0.1:{value}"
+    if kind == "tcp" and isinstance(value, str) and value.strip().isdigit():
+        value = f"127.0.0.1:{value.strip()}"  # a port alone, as a string
     if not isinstance(value, str) or not value.strip():
         raise _error(where, f"must be a string, got {value!r:.80}")
     if "${" not in value:  # with variables, checked again once they are known

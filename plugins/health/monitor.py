@@ -119,7 +119,7 @@ class HealthMonitor:
         self.prune(app.pm_id)
         if problem:  # nothing to probe: said, and the readiness it holds times out
             self.daemon.log.error("health check not started", name=app.name, error=problem)
-            self._show(app, {"status": "unknown", "last": problem})
+            self._show(app, {"status": "unknown", "check": problem})
             return
         try:
             account = app_account(app.options)

@@ -137,7 +137,10 @@ def test_limits_follow_each_restart_and_leave_nothing(pm, tmp_path):
     [
         ({"cpu_max": "50"}, 'give a percentage of one CPU, e.g. "50%"'),
         ({"cpu_max": "0%"}, "give a percentage"),
-        ({"pids_max": 0}, "at least 1"),
+        ({"pids_max": 0}, "from 1 to 4194304"),
+        ({"pids_max": 10**20}, "from 1 to 4194304"),
+        ({"cpu_max": "0.05%"}, "below the smallest quota"),
+        ({"memory_max": 4096}, "at least 1M"),
         ({"memory_max": "1.5G"}, "memory_max must be"),
     ],
 )
@@ -205,3 +208,22 @@ def test_a_dead_daemons_empty_cgroups_are_swept(corral_daemon):
     pm = corral_daemon(plugins=[cgroups])
     pm.list()
     wait_for(lambda: not left.exists(), what="the leftover cgroup swept")
+
+
+def test_a_small_cpu_share_takes_a_longer_period():
+    assert v1.cpu_files(0.5) == {"cpu.cfs_period_us": "1000000", "cpu.cfs_quota_us": "5000"}
+    assert v1.cpu_files(150) == {"cpu.cfs_period_us": "100000", "cpu.cfs_quota_us": "150000"}
+
+
+@needs_limits
+def test_memory_max_zero_is_no_limit_and_the_home_cgroups_go_with_the_daemon(pm, tmp_path):
+    from corral.api import corral_home
+
+    (info,) = pm.start(app(tmp_path, "nolimit", HOG, "1", memory_max=0))
+    assert "cgroup_status" not in info.pm2_env
+    pm.start(app(tmp_path, "limited", HOG, "1", pids_max=30))
+    parent = v1.Hierarchies(corral_home()).parent("pids")
+    assert parent.is_dir()
+    assert pm.describe("limited")[0].pm2_env["cgroup_status"]["limits"] == {"pids_max": 30}
+    pm.kill_daemon()
+    assert not parent.exists()

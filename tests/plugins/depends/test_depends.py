@@ -189,3 +189,21 @@ def test_a_stopped_held_app_stays_stopped(pm, tmp_path):
     wait_for(lambda: pm.describe("db")[0].status == "online", what="db online")
     time.sleep(0.3)
     assert pm.describe("web")[0].status == "stopped"
+
+
+def test_a_deleted_dependency_is_said(pm, tmp_path):
+    pm.start([app(tmp_path, "db", autostart=False), app(tmp_path, "web", depends_on=["db"])])
+    pm.delete("db")
+    pm.start(app(tmp_path, "other"))  # any event: the held app is looked at again
+    waiting = pm.describe("web")[0].pm2_env["depends_status"]["waiting_for"]
+    assert waiting == ["db (started): no such app, start it or change depends_on"]
+
+
+def test_the_cli_says_a_held_app_waits(pm, tmp_path):
+    pm.start([app(tmp_path, "db", autostart=False), app(tmp_path, "web", depends_on=["db"])])
+    pm.stop("web")
+    done = run_cli("start", "web")
+    assert "note: web (pm_id 1) waits for db (started) (depends_on): it starts then" in (
+        done.stdout + done.stderr
+    )
+    assert "finished" not in done.stdout + done.stderr

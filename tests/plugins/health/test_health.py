@@ -246,7 +246,7 @@ def test_a_missing_variable_is_said_and_holds_readiness(pm, tmp_path):
     assert not info.ready
     shown = status_of(pm, "novar")
     assert shown["status"] == "unknown"
-    assert "no variable NO_SUCH_PORT" in shown["last"]
+    assert "no variable NO_SUCH_PORT" in shown["check"]
 
 
 # -- the option ---------------------------------------------------------------------
@@ -269,6 +269,9 @@ def test_a_missing_variable_is_said_and_holds_readiness(pm, tmp_path):
         ("http://127.0.0.1/", "must be a mapping"),
         ({"exec": []}, "command line or a list of strings"),
         ({"exec": "  "}, "command line or a list of strings"),
+        ({"tcp": 80, "failure_threshold": 10**23}, "from 1 to 10000"),
+        ({"tcp": 80, "interval": "2d"}, "health.interval must be"),
+        ({"tcp": 80, "interval": 10 * 86_400_000}, "at most a day"),
     ],
 )
 def test_a_bad_check_is_refused_and_nothing_starts(pm, tmp_path, check, words):
@@ -371,3 +374,17 @@ def test_an_exec_check_runs_as_the_app_user(app_user, pm, shared_dir):
     assert set(lines[0::2]) == {str(uid)}
     assert "0" not in " ".join(lines[1::2]).split()  # not root's group either
     assert seen.stat().st_uid == uid
+
+
+def test_the_cli_reads_a_check_and_a_port_alone(pm, tmp_path, monkeypatch):
+    monkeypatch.setenv("CORRAL_PLUGINS", "health")  # the CLI's --health flag
+    port = free_port()
+    script = python_app(tmp_path, "cliweb.py", HEALTH_APP)
+    flags = ["--interpreter", PY, "--no-wait", "--env", f"HEALTH_PORT={port}"]
+    run_cli(
+        "start", script, "--name", "cliweb", *flags, "--health", f'{{tcp: "{port}", interval: 100}}'
+    )
+    wait_for(lambda: status_of(pm, "cliweb").get("status") == "healthy", what="healthy")
+    assert status_of(pm, "cliweb")["check"] == f"tcp 127.0.0.1:{port}"
+    refused = run_cli("start", script, "--name", "x", "--health", "{tcp: ", check=False)
+    assert refused.returncode != 0 and "cannot read '{tcp: '" in refused.stderr
