@@ -237,9 +237,10 @@ class DaemonAPI:
         ``corral_hold_launch``), as ``corral start`` of it does; a ``start`` event carries
         ``reason``. False if it was not stopped (a user started or deleted it meanwhile),
         or its spawn failed (it is ``errored`` then, and says why)."""
-        from corral.errors import CorralError
-        from corral.supervisor import lifecycle
-        from corral.supervisor.process import now_ms
+        # deferred: the daemon's modules, loaded here only when a plugin calls this
+        from corral.errors import CorralError  # deferred: as the line above says
+        from corral.supervisor import lifecycle  # deferred: as above
+        from corral.supervisor.process import now_ms  # deferred: as above
 
         managed = _managed(proc)
         async with self._daemon.lock(managed):

@@ -319,6 +319,24 @@ def corral_hold_launch(daemon: DaemonAPI, app: Process) -> str | None:
     ``describe``; the plugin launches it later with ``await
     daemon.start_process(app, reason=...)``. Must not block.
 
+    Example::
+
+        import corral
+
+        held = {}  # pm_id -> the app held until night comes
+
+
+        @corral.hookimpl
+        def corral_hold_launch(daemon, app):
+            if app.options.get("night_only"):
+                held[app.pm_id] = app
+                return "waiting for the night"
+
+
+        async def at_night(daemon):  # a timer of the plugin's, on the loop
+            for app in held.values():
+                await daemon.start_process(app, reason="night came")
+
     .. versionadded:: 0.2
     """
 
@@ -331,6 +349,17 @@ def corral_stop_order(daemon: DaemonAPI, apps: list[Process]) -> list[list[Proce
     Runs in the daemon, on the loop, once per ``stop``; the first plugin that answers
     wins. Return every process of ``apps`` once, or None for the default, one wave.
     A list that drops or repeats a process is ignored. Must not block.
+
+    Example::
+
+        import corral
+
+
+        @corral.hookimpl
+        def corral_stop_order(apps):
+            # the workers first, so the queue they read is still there as they finish
+            workers = [a for a in apps if a.name.startswith("worker")]
+            return [workers, [a for a in apps if a not in workers]]
 
     .. versionadded:: 0.2
     """
