@@ -131,7 +131,10 @@ class Waiting:
         self.starting: set[int] = set()
 
     def hold(self, app: Any) -> str | None:
-        needs = normalize(app.options.get("depends_on") or {})
+        raw = app.options.get("depends_on")
+        if not raw:
+            return None  # the common case, once per app of a start: nothing to look at
+        needs = normalize(raw)
         waiting = self.unmet(needs)
         if not waiting:
             return None
@@ -140,12 +143,12 @@ class Waiting:
         return f"waiting for {', '.join(waiting)}"
 
     def unmet(self, needs: Mapping[str, str]) -> list[str]:
+        waiting = [(n, c) for n, c in needs.items() if not met(self.daemon, n, c)]
+        if not waiting:
+            return []
         names = {p.name for p in self.daemon.processes()}
-        return [
-            f"{n} ({c})" + ("" if n in names else ": no such app, start it or change depends_on")
-            for n, c in needs.items()
-            if not met(self.daemon, n, c)
-        ]
+        gone = ": no such app, start it or change depends_on"
+        return [f"{n} ({c})" + ("" if n in names else gone) for n, c in waiting]
 
     def review(self) -> None:
         """Start each held app whose dependencies are met now; forget the deleted."""
