@@ -288,7 +288,7 @@ class DaemonAPI:
     def show(self, proc: Process, key: str, value: Any) -> None:
         """Show ``value`` (JSON) as ``pm2_env[key]`` of ``proc`` in ``jlist``, ``describe``,
         ``list()`` and the events, until set again; None takes it away. Name the key
-        after the plugin (the health plugin shows ``health``); a key the core has
+        after the plugin (the health plugin shows ``health_status``); a key the core has
         (an option, a field, a variable of the app's env) is refused with ValueError.
         Call on the loop. Not kept in the state file: a new daemon starts without it.
         ``value`` is encoded at each read: a dict shown may be updated in place (on the
@@ -398,12 +398,9 @@ class DaemonAPI:
 
 
 def _core_fields(proc: ManagedProcess) -> set[str]:
-    """The keys of ``proc``'s pm2_env that are the core's, with no plugin's shown."""
-    shown, proc.plugin_fields = proc.plugin_fields, None
-    try:
-        return set(proc.pm2_env(with_env=False))
-    finally:
-        proc.plugin_fields = shown
+    """The keys of ``proc``'s pm2_env that are the core's: the plugins' shown keys are
+    never one of them (:meth:`DaemonAPI.show` refuses those)."""
+    return set(proc.pm2_env(with_env=False)) - set(proc.plugin_fields or ())
 
 
 def __getattr__(name: str) -> Any:

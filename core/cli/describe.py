@@ -28,6 +28,7 @@ from corral.cli.render import (
     status_text,
     uptime_of,
 )
+from corral.cli.words import health_word
 from corral.options.secrets import mask, mask_args, mask_data, secret_values
 from corral.options.table import CORE_OPTIONS
 
@@ -134,9 +135,7 @@ def describe_rows(
 def health_text(health: dict[str, Any], now: int) -> str:
     """The health plugin's ``health_status``: ``healthy (http http://...: 200 OK, 2s
     ago)``, ``unhealthy 2/3 (...)``, ``unknown (...)``."""
-    status = str(health.get("status") or "unknown")
-    if status == "unhealthy":
-        status = f"unhealthy {health.get('failures', 0)}/{health.get('threshold', '?')}"
+    status = health_word(health)
     seen = [str(health.get("check") or "")]
     if health.get("last"):
         seen[0] += f": {health['last']}"

@@ -18,6 +18,7 @@ import sys
 
 from corral.cli.words import (
     STATUS_STYLES,
+    health_word,
     human_bytes,
     human_cpu,
     mode_word,
@@ -108,12 +109,7 @@ def health_of(info: Any) -> str:
     """The health plugin's word: ``healthy``, ``unhealthy 2/3``, ``unknown``; empty
     for an app it does not check."""
     health = field_of(info, "health_status")
-    if not isinstance(health, dict):
-        return ""
-    status = str(health.get("status") or "unknown")
-    if status == "unhealthy":
-        return f"unhealthy {health.get('failures', 0)}/{health.get('threshold', '?')}"
-    return status
+    return health_word(health) if isinstance(health, dict) else ""
 
 
 def parse_sort(text: str | None) -> tuple[str, bool]:

@@ -54,6 +54,15 @@ def human_cpu(cpu: float) -> str:
     return f"{round(float(cpu or 0), 1):g}%"
 
 
+def health_word(health: dict[str, Any]) -> str:
+    """The health plugin's ``health_status`` in a word: ``healthy``, ``unhealthy 2/3``
+    (failures in a row / threshold), ``unknown``."""
+    status = str(health.get("status") or "unknown")
+    if status == "unhealthy":
+        return f"unhealthy {health.get('failures', 0)}/{health.get('threshold', '?')}"
+    return status
+
+
 def mode_word(exec_mode: str) -> str:
     """``fork_mode`` -> ``fork``, ``cluster_mode`` -> ``cluster``."""
     return (exec_mode or "fork_mode").removesuffix("_mode")

@@ -119,7 +119,7 @@ class Watch:
         wait_ms = 0.0
         self.held: list[ProcessInfo] = []  # waiting for their dependencies (depends)
         for info in infos:
-            if not info.pid and info.status == "stopped" and _waits(info):
+            if not info.pid and info.status == "stopped" and _waiting_for(info):
                 self.held.append(info)
                 continue
             if not info.pid and info.status == "stopped" and info.exit_code is None:
@@ -177,13 +177,13 @@ class Watch:
         return StartVerdict(list(self.last.values()), exited, down, self.held)
 
 
-def _waits(info: ProcessInfo) -> bool:
-    """Held back by the depends plugin until its dependencies are met."""
-    return bool((info.field("depends_status") or {}).get("waiting_for"))
+def _waiting_for(info: ProcessInfo) -> list[str]:
+    """What the depends plugin holds it back for, until met; empty when not held."""
+    return (info.field("depends_status") or {}).get("waiting_for") or []
 
 
 def _held_text(info: ProcessInfo) -> str:
-    waiting = ", ".join((info.field("depends_status") or {}).get("waiting_for") or [])
+    waiting = ", ".join(_waiting_for(info))
     return f"{info.name} (pm_id {info.pm_id}) waits for {waiting} (depends_on): it starts then"
 
 

@@ -124,7 +124,8 @@ class ManagedProcess:
     # set by the watch plugin: pm2_env.watch while this instance is not watched as its
     # option says (stopped by a user: false, as PM2), or watched without it (true)
     watch_shown: Any = None
-    # what plugins show in pm2_env, by key (DaemonAPI.show): the health plugin's "health"
+    # what plugins show in pm2_env, by key (DaemonAPI.show): the health plugin's
+    # "health_status"
     plugin_fields: dict[str, Any] | None = None
     slot: Slot = field(init=False, repr=False)  # what acts on this record (corral.supervisor.slot)
     _json_cache: tuple[tuple, str, bool] | None = field(default=None, repr=False)

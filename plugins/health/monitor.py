@@ -59,7 +59,7 @@ class HealthMonitor:
         self.daemon = daemon
         self.runner = Runner(self._from_thread)
         self.watches: dict[int, list[Watch]] = {}  # pm_id -> checks of its children
-        self._by_probe: dict[int, Watch] = {}  # id(probe) -> its watch, while it runs
+        self._by_probe: dict[Probe, Watch] = {}  # each running probe's watch
         self._shown: dict[int, tuple[Any, dict[str, Any]]] = {}  # pm_id -> (app, shown dict)
         self.stopped = False
 
@@ -131,7 +131,7 @@ class HealthMonitor:
         ]
         self.watches.setdefault(app.pm_id, []).extend(new)
         for watch in new:
-            self._by_probe[id(watch.probe)] = watch
+            self._by_probe[watch.probe] = watch
             self.runner.start(watch.probe)
         self._show(app, self._summary(new))
 
@@ -149,8 +149,8 @@ class HealthMonitor:
             self._result(probe, ok, seen)
 
     def _result(self, probe: Probe, ok: bool, seen: str) -> None:
-        watch = self._by_probe.get(id(probe))
-        if watch is None or watch.probe is not probe or self.stopped:
+        watch = self._by_probe.get(probe)
+        if watch is None or self.stopped:
             return  # stopped meanwhile
         app = self.daemon.process(watch.pm_id)
         if app is None or app.pid != probe.pid:
@@ -169,7 +169,7 @@ class HealthMonitor:
             watch.successes, watch.failures = 0, watch.failures + 1
             watch.status = "unhealthy"
         self._show(app, self._summary(self._current(app)))
-        if watch.status != before and watch.status != "unknown":
+        if watch.status != before:  # a result makes it healthy or unhealthy, never unknown
             reason = f"{shown(check)}: {seen}"
             self.daemon.emit(app, watch.status, reason=reason)
         if not ok and watch.liveness and watch.failures >= check["failure_threshold"]:
@@ -207,7 +207,7 @@ class HealthMonitor:
             if app is not None and pid_alive(pid):
                 keep.append(watch)
             else:
-                self._by_probe.pop(id(watch.probe), None)
+                self._by_probe.pop(watch.probe, None)
                 self.runner.stop(watch.probe)
         if keep:
             self.watches[pm_id] = keep
