@@ -142,6 +142,7 @@ class EntryCache:
                 proc.instance,
                 proc.unique_id,
                 proc.config_file,
+                proc.held_by,
                 child.pid if child is not None else None,
                 child.started if child is not None else None,
                 proc.history,

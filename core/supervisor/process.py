@@ -107,6 +107,9 @@ class ManagedProcess:
     pid_path: Path | None = None
     log_files: list[LogFile] = field(default_factory=list)
     last_reason: str = ""
+    # a plugin's hold on its launch (corral_hold_launch), kept in the state file so the
+    # daemon after an update or a crash asks the plugin again; a spawn or a stop ends it
+    held_by: str = ""
     monit: tuple[int, float] = (0, 0.0)
     instances_of_app: int = 1  # how many processes share this name, for pm2_env.instances
     listen_port: int | None = None  # the port of the shared socket, once bound

@@ -86,6 +86,7 @@ class Slot(Reaper, Stopper):
                 f"the daemon is shutting down: {proc.name} (pm_id {proc.pm_id}) is not started"
             )
         if not reload:
+            proc.held_by = ""
             self.kernel.change_state(proc, Event.SPAWN)
         elif proc.waits_for_ready:
             self.kernel.change_state(proc, Event.RELOAD)  # launching until the new child is ready

@@ -38,6 +38,7 @@ class Stopper:
         """PM2's stop: SIGINT (or the 'shutdown' message), SIGKILL after ``kill_timeout``."""
         proc = self.proc
         proc.ran_before_stop = proc.state in lifecycle.RUNNING_STATES  # for respawn
+        proc.held_by = ""  # a stop ends a plugin's hold on its launch
         self.next_spec, self.restarting = None, False  # a start after this makes its own
         if self.kernel.shutting_down:
             prepared.close_spares(self.kernel)

@@ -144,7 +144,7 @@ def held(cmds: Commands, proc: ManagedProcess) -> bool:
     reason = cmds.daemon.manager.call("corral_hold_launch", daemon=cmds.daemon.api, app=proc)
     if not isinstance(reason, str) or not reason:
         return False
-    proc.last_reason = reason
+    proc.last_reason = proc.held_by = reason
     cmds.daemon.log.info("held", name=proc.name, pm_id=proc.pm_id, reason=reason)
     return True
 

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 def saved_entry(proc: ManagedProcess) -> dict[str, Any]:
     """What a dump (and the state file) keeps of a process."""
-    return {
+    entry = {
         "name": proc.name,
         "options": proc.options,
         "env": proc.env,
@@ -31,6 +31,9 @@ def saved_entry(proc: ManagedProcess) -> dict[str, Any]:
         "unique_id": proc.unique_id,
         "config_file": proc.config_file,
     }
+    if proc.held_by:  # stopped only until a plugin's condition holds: restore asks again
+        entry["held"] = proc.held_by
+    return entry
 
 
 def save_dump(cmds: Commands, force: bool) -> dict[str, Any]:
@@ -106,10 +109,12 @@ async def restore(
             proc.history = lifecycle.RestartHistory(**entry["history"])
         restored.append(proc)
         status = entry.get("status")
-        if status == "stopped" or (keep_ids and status == "errored"):
+        if status == "stopped" and not entry.get("held"):
+            continue  # stopped by a user; a held app's plugin is asked again
+        if keep_ids and status == "errored":
             continue
         try:
-            if keep_ids:
+            if keep_ids and status != "stopped":  # it ran under the daemon before
                 proc.slot.spawn(is_restart=True)
             elif not held(cmds, proc):
                 launch(proc)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 
@@ -207,3 +208,28 @@ def test_the_cli_says_a_held_app_waits(pm, tmp_path):
         done.stdout + done.stderr
     )
     assert "finished" not in done.stdout + done.stderr
+
+
+def test_an_update_keeps_a_held_app_waiting(corral_home, tmp_path, monkeypatch):
+    """The daemon after ``corral update`` asks the plugin again: a held app is still
+    held, then started once its dependency is up; one its user stopped stays stopped."""
+    monkeypatch.setenv("CORRAL_PLUGINS", "depends,health")
+    flag = tmp_path / "db.up"
+    check = {"exec": f"test -e {flag}", "interval": 100, "role": "readiness"}
+    db = app(tmp_path, "db", 0, health={**check, "failure_threshold": 1000})
+    config = tmp_path / "apps.json"
+    web, admin = (app(tmp_path, n, depends_on={"db": "healthy"}) for n in ("web", "admin"))
+    config.write_text(json.dumps({"apps": [db, web, admin]}))
+    assert run_cli("start", str(config)).returncode == 0
+    assert run_cli("stop", "admin").returncode == 0
+    done = run_cli("update", "--json")
+    assert done.returncode == 0, done.stderr
+    with corral.connect() as pm:
+        wait_for(lambda: pm.describe("db")[0].status == "online", what="db back")
+        (web_now,) = pm.describe("web")
+        assert web_now.status == "stopped"
+        assert web_now.pm2_env["depends_status"] == {"waiting_for": ["db (healthy)"]}
+        flag.touch()
+        wait_for(lambda: pm.describe("web")[0].status == "online", what="web started")
+        assert pm.describe("admin")[0].status == "stopped"
+        assert pm.call("depends") == {}
