@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from corral.errors import shorten
     from corral.hooks import load_plugins
     from corral.options.convert import parse_bytes, parse_ms
+    from corral.options.portable import read_portable
+    from corral.options.secrets import is_secret
     from corral.paths import dump_file, ensure_home, settings_file
     from corral.paths import home as corral_home
     from corral.rpc.aio import RPCServer
@@ -70,6 +72,8 @@ _HELPERS = {
     "shorten": ("errors", "shorten"),
     "pid_alive": ("rpc.wire", "pid_alive"),
     "fd_limit": ("supervisor.fdreserve", "fd_limit"),
+    "read_portable": ("options.portable", "read_portable"),
+    "is_secret": ("options.secrets", "is_secret"),
     "FD_RESERVE": ("supervisor.fdreserve", "RESERVE"),
 }
 
@@ -88,10 +92,12 @@ __all__ = [
     "ensure_home",
     "fd_limit",
     "is_node",
+    "is_secret",
     "load_plugins",
     "parse_bytes",
     "parse_ms",
     "pid_alive",
+    "read_portable",
     "read_settings",
     "running_client",
     "settings_file",

@@ -18,9 +18,11 @@ if TYPE_CHECKING:
 PLUGIN_TYPES = {
     "StartupContext": "corral.plugins.startup.StartupContext",
     "StartupScript": "corral.plugins.startup.StartupScript",
+    "Exporter": "corral.plugins.export.Exporter",
 }
 StartupContext = Any
 StartupScript = Any
+Exporter = Any
 
 
 @hookspec(firstresult=True)
@@ -179,4 +181,46 @@ def corral_startup_script(init_system: str, context: StartupContext) -> StartupS
             )
 
     .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def corral_exporters() -> list[Exporter]:
+    """The targets this plugin exports an app file to: ``corral export TARGET CONFIG``.
+
+    Called by the ``export`` plugin, in the client process, to build its
+    subcommands. Return a list of :class:`corral.plugins.export.Exporter`: each
+    has a ``name`` (the TARGET word), a one-line ``help``, its own click
+    ``params`` (``--image``), and ``render(request)``, which gets an
+    :class:`corral.plugins.export.ExportRequest` (the file read for another
+    machine by ``corral.api.read_portable``, the env name, the values of the
+    params) and returns an :class:`corral.plugins.export.ExportResult`: the files
+    to write, by relative name, and a warning per option it could not map, so
+    nothing is dropped silently. ``render`` must not write files: the ``export``
+    plugin writes them to ``-o DIR`` or prints them. Two exporters with one name
+    is an error naming both plugins.
+
+    Example::
+
+        import json
+
+        import corral
+        from corral.plugins.export import Exporter, ExportResult
+
+
+        def render(request):
+            jobs, warnings = {}, []
+            for app in request.config.apps:
+                jobs[app.name] = {"Job": {"ID": app.name, "Count": app.instances}}
+                if app.options.get("watch"):
+                    warnings.append(f"{app.name}: watch has no Nomad equivalent")
+            files = {f"{name}.nomad.json": json.dumps(job) for name, job in jobs.items()}
+            return ExportResult(files=files, warnings=warnings)
+
+
+        @corral.hookimpl
+        def corral_exporters():
+            return [Exporter(name="nomad", help="Nomad jobs, one per app.", render=render)]
+
+    .. versionadded:: 0.2
     """

@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from corral.errors import ConfigError
+from corral.errors import ConfigError, shorten
 from corral.options.config_paths import resolve_app_paths as resolve_app_paths  # public here too
 from corral.options.formats import PARSERS, check_depth, parse_json, read_js, too_deep
 from corral.options.typos import app_label
@@ -107,14 +107,39 @@ def read_apps(path: str | os.PathLike) -> list[dict[str, Any]]:
     Raises ConfigError as :func:`load_config` does.
     """
     path = Path(path)
+    if path.suffix.lower() not in CONFIG_SUFFIXES and _is_ini_config(path):
+        from corral.options.imports import read_apps as read_ini_apps  # supervisord's or circus's
+
+        return read_ini_apps(path)
+    return _apps_of(path, read_data(path))
+
+
+def read_sections(path: str | os.PathLike) -> tuple[list[dict[str, Any]], Any]:
+    """The apps (as written; none is no error) and the ``deploy`` section (as written,
+    None when absent) of a config file, for a command that reads both (``corral
+    deploy``, an export). Raises ConfigError as :func:`load_config` does."""
+    path = Path(path)
+    if path.suffix.lower() not in CONFIG_SUFFIXES and _is_ini_config(path):
+        return read_apps(path), None
+    data = read_data(path)
+    deploy = data.get("deploy") if isinstance(data, dict) else None
+    apps = _apps_of(path, data) if _declares_apps(data) else []
+    return apps, deploy
+
+
+def _declares_apps(data: Any) -> bool:
+    """Whether a parsed file has apps at all (a deploy-only file has none)."""
+    if isinstance(data, dict):
+        return any(k in data for k in ("apps", "pm2", *_SCRIPT_KEYS))
+    return isinstance(data, list)
+
+
+def read_data(path: Path) -> Any:
+    """A JSON, YAML, TOML or JavaScript config file, parsed (ConfigError naming it)."""
     if not path.is_file():
         what = "is not a file" if path.exists() else "does not exist"
         raise ConfigError(f"config file {path} {what}")
     suffix = path.suffix.lower()
-    if suffix not in CONFIG_SUFFIXES and _is_ini_config(path):
-        from corral.options.imports import read_apps as read_ini_apps  # supervisord's or circus's
-
-        return read_ini_apps(path)
     if suffix in _JS_SUFFIXES:
         data = read_js(path)
     elif suffix in CONFIG_SUFFIXES:
@@ -130,7 +155,7 @@ def read_apps(path: str | os.PathLike) -> list[dict[str, Any]]:
             f"use one of {', '.join(CONFIG_SUFFIXES)}"
         )
     check_depth(data, path)
-    return _apps_of(path, data)
+    return data
 
 
 def _read_text(path: Path) -> str:
@@ -162,6 +187,12 @@ def _apps_of(path: Path, data: Any) -> list[dict[str, Any]]:
             else []
         )
         hint = f" (the file has {near[0]!r}: rename it 'apps')" if near else ""
+        if isinstance(data, dict) and isinstance(data.get("deploy"), dict) and not near:
+            envs = ", ".join(sorted(map(str, data["deploy"])))
+            hint = (
+                f" (the file has only a deploy section, for {shorten(envs)}: "
+                f"run 'corral deploy {path} ENV setup|update', or add 'apps')"
+            )
         raise ConfigError(
             f'{path}: no apps found: expected {{"apps": [...]}}, a list of apps, '
             f"or one app with a 'script'{hint}"

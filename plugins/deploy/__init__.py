@@ -1,0 +1,1 @@
+"""The ``deploy`` plugin (being written)."""

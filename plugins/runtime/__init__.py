@@ -1,0 +1,1 @@
+"""The ``runtime`` plugin (being written)."""
