@@ -128,7 +128,7 @@ def test_a_symlink_in_the_output_is_not_followed(tmp_path):
 
 def test_a_file_as_output_directory_is_refused(tmp_path):
     (tmp_path / "file").write_text("")
-    with pytest.raises(OptionError, match="-o .*file"):
+    with pytest.raises(OptionError, match=r"-o .*file"):
         write_files({"a.txt": "x"}, str(tmp_path / "file"))
 
 
