@@ -26,8 +26,9 @@ if TYPE_CHECKING:
     from corral.datefmt import date_formatter
     from corral.errors import shorten
     from corral.hooks import load_plugins
+    from corral.options.config import is_config_file, load_config
     from corral.options.convert import parse_bytes, parse_ms
-    from corral.options.portable import read_portable
+    from corral.options.portable import ConfigFile
     from corral.options.secrets import is_secret
     from corral.paths import dump_file, ensure_home, settings_file
     from corral.paths import home as corral_home
@@ -72,7 +73,8 @@ _HELPERS = {
     "shorten": ("errors", "shorten"),
     "pid_alive": ("rpc.wire", "pid_alive"),
     "fd_limit": ("supervisor.fdreserve", "fd_limit"),
-    "read_portable": ("options.portable", "read_portable"),
+    "load_config": ("options.config", "load_config"),
+    "is_config_file": ("options.config", "is_config_file"),
     "is_secret": ("options.secrets", "is_secret"),
     "FD_RESERVE": ("supervisor.fdreserve", "RESERVE"),
 }
@@ -91,8 +93,10 @@ __all__ = [
     "dump_file",
     "ensure_home",
     "fd_limit",
+    "is_config_file",
     "is_node",
     "is_secret",
+    "load_config",
     "load_plugins",
     "parse_bytes",
     "parse_ms",
@@ -401,6 +405,18 @@ class DaemonAPI:
 
     def __repr__(self) -> str:
         return f"<DaemonAPI home={str(self.home)!r}>"
+
+
+def read_portable(
+    path: str | Path, *, env_name: str | None = None, manager: Any = None
+) -> ConfigFile:
+    """An app file read for another machine (:mod:`corral.options.portable`): its apps
+    validated by the options of ``manager``'s plugins (default: this environment's),
+    nothing of this machine checked, and its deploy section."""
+    from corral.hooks import load_plugins  # deferred: only a command that reads a file
+    from corral.options.portable import read_portable as read  # deferred: as above
+
+    return read(path, env_name=env_name, manager=manager or load_plugins())
 
 
 def _core_fields(proc: ManagedProcess) -> set[str]:

@@ -33,7 +33,7 @@ class PortableApp:
     name: str
     options: dict[str, Any]  # canonical, validated, defaults filled in
     env: dict[str, str]  # the app's env, with env_<name> over it; nothing of this machine's
-    instances: int | str  # a count, or "max" (-1, 0 and "max" stay as PM2 reads them: per CPU)
+    instances: int  # as written: 0 ("max") is one per CPU, -1 one less, as PM2 reads them
     exec_mode: str  # "fork" or "cluster"
     warnings: list[str] = field(default_factory=list)  # what the schema said of the options
 
@@ -47,21 +47,14 @@ class ConfigFile:
     deploy: Any  # PM2's deploy section as written (environment name -> settings), or None
 
 
-def read_portable(
-    path: str | os.PathLike, *, env_name: str | None = None, manager: Any = None
-) -> ConfigFile:
+def read_portable(path: str | os.PathLike, *, env_name: str | None, manager: Any) -> ConfigFile:
     """Read ``path``'s apps and deploy section for another machine.
 
     ``env_name`` picks each app's ``env_<name>`` (PM2's ``--env``); ``manager`` is the
-    plugin manager whose options validate the apps (default: the plugins of this
-    environment). Raises ConfigError naming the file and the app, at the first bad
-    option.
+    plugin manager whose options validate the apps (``corral.api.read_portable``
+    gives this environment's). Raises ConfigError naming the file and the app, at
+    the first bad option.
     """
-    if manager is None:
-        # deferred: the plugin loader, only once a file is read
-        from corral.hooks import load_plugins
-
-        manager = load_plugins()
     schema = OptionSchema(manager.app_options())
     raw_apps, deploy = read_sections(path)
     apps = []
@@ -81,7 +74,7 @@ def _portable(schema: OptionSchema, raw: dict[str, Any], env_name: str | None) -
         name = f"{name}-{env_name}"  # PM2's append_env_to_name
     options["name"] = name
     instances = options.get("instances")
-    count: int | str = 1 if instances is None else instances
+    count = 1 if instances is None else int(instances)
     exec_mode = options.get("exec_mode") or (
         "cluster" if any(k in raw for k in ("instances", "i")) and _is_node(options) else "fork"
     )

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +70,8 @@ def check_memory(value: int) -> int:
 
 
 def settings_of(options: Any) -> dict[str, dict[str, str]]:
-    """The cgroup files each controller gets for these options (empty: no limit)."""
+    """The cgroup files each controller gets for these options (empty: no limit); under
+    ``corral runtime``, a limit this machine cannot set is the container's."""
     settings: dict[str, dict[str, str]] = {}
     if options.get("memory_max"):
         settings["memory"] = v1.memory_files(int(options["memory_max"]))
@@ -77,7 +79,24 @@ def settings_of(options: Any) -> dict[str, dict[str, str]]:
         settings["pids"] = {"pids.max": str(int(options["pids_max"]))}
     if options.get("cpu_max"):
         settings["cpu"] = v1.cpu_files(float(str(options["cpu_max"]).strip().rstrip("%")))
+    if in_container():
+        return {c: files for c, files in settings.items() if v1.why_not(c) is None}
     return settings
+
+
+def in_container() -> bool:
+    """Under ``corral runtime`` (it sets CORRAL_RUNTIME=1): the container's own limits,
+    which ``corral export`` maps, stand for those this plugin cannot set."""
+    return os.environ.get("CORRAL_RUNTIME") == "1"
+
+
+_noted: set[str] = set()  # the limits said to be the container's, each said once
+
+
+def _leave_to_container(option: str, why: str) -> None:
+    if option not in _noted:
+        _noted.add(option)
+        sys.stderr.write(f"corral runtime: note: {option} is left to the container ({why})\n")
 
 
 class Groups:
@@ -93,7 +112,7 @@ class Groups:
         settings = settings_of(app.options)
         if not settings:
             return
-        limits = {k: app.options[k] for k in _NEEDS if app.options.get(k)}
+        limits = {k: app.options[k] for k in _NEEDS if _NEEDS[k] in settings}
         if "memory_max" in limits:
             limits["memory_max"] = _mib(limits["memory_max"])  # as it is usually written
         try:
@@ -217,7 +236,9 @@ def corral_validate_app(options: Any) -> None:
     for option, controller in _NEEDS.items():
         if options.get(option):
             why = v1.why_not(controller)
-            if why is not None:
+            if why is not None and in_container():
+                _leave_to_container(option, why)
+            elif why is not None:
                 raise corral.OptionError(f"{option} cannot be set: {why}", field=option)
 
 

@@ -1,0 +1,332 @@
+"""``corral runtime`` as a container runs it: PID 1 of its own pid namespace
+(``unshare --pid --fork --mount-proc``), its output read from its stdout and stderr,
+stopped by the signals ``docker stop`` sends."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from corral.testing import wait_for
+from tests.conftest import python_app, run_cli
+
+pytestmark = pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("unshare") is None,
+    reason="a pid namespace needs root and unshare",
+)
+
+# the apps these tests run: the ones that stay up say goodbye on their stop signal
+SERVER = """\
+import os, signal, sys, time
+def bye(*_):
+    print(f"bye {os.environ.get('NODE_APP_INSTANCE')}", flush=True)
+    sys.exit(0)
+signal.signal(signal.SIGINT, bye)
+print(f"hello {os.environ.get('NODE_APP_INSTANCE')}", flush=True)
+print("a warning", file=sys.stderr, flush=True)
+while True:
+    time.sleep(1)
+"""
+# forks a grandchild that outlives its parent (an orphan, PID 1's to reap): it says
+# so in a file, lives a second more, then exits
+ORPHANS = """\
+import os, sys, time
+if os.fork() == 0:
+    if os.fork() == 0:
+        time.sleep(0.3)
+        open(sys.argv[1], "w").write("orphaned")
+        time.sleep(1)
+        os._exit(0)
+    os._exit(0)
+while True:
+    time.sleep(1)
+"""
+# many lines as fast as it can, then more on its stop signal
+CHATTY = """\
+import signal, sys, time
+def bye(*_):
+    for n in range(1000):
+        print(f"late {n}")
+    sys.stdout.flush()
+    sys.exit(0)
+signal.signal(signal.SIGINT, bye)
+for n in range(20000):
+    print(f"line {n}")
+sys.stdout.flush()
+print("all written", flush=True)
+while True:
+    time.sleep(1)
+"""
+
+
+class Container:
+    """``corral runtime ARGS`` as PID 1 of a new pid namespace."""
+
+    def __init__(
+        self, tmp_path: Path, *args: str, plugins: str = "runtime", bare: bool = False
+    ) -> None:
+        """``bare``: no cgroupfs in the container (the host's unmounted in its namespace)."""
+        self.out_path, self.err_path = tmp_path / "stdout", tmp_path / "stderr"
+        env = {**os.environ, "CORRAL_PLUGINS": plugins}
+        command = [sys.executable, "-m", "corral", "runtime", *args]
+        if bare:
+            hide = 'umount -R -l /sys/fs/cgroup && exec "$@"'
+            command = ["sh", "-c", hide, "sh", *command]
+        with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:
+            self.unshare = subprocess.Popen(
+                ["unshare", "--pid", "--fork", "--mount", "--mount-proc", *command],
+                stdout=out,
+                stderr=err,
+                env=env,
+                cwd=tmp_path,
+            )
+        self.init = wait_for(self._init, what="the namespace's PID 1")
+
+    def _init(self) -> psutil.Process | None:
+        children = psutil.Process(self.unshare.pid).children()
+        return children[0] if children else None
+
+    def signal(self, sig: int) -> None:
+        self.init.send_signal(sig)  # what `docker stop` and `docker kill -s` do
+
+    def wait(self, timeout: float = 30) -> int:
+        return self.unshare.wait(timeout)
+
+    def out(self) -> str:
+        return self.out_path.read_text()
+
+    def err(self) -> str:
+        return self.err_path.read_text()
+
+    def descendants(self) -> list[psutil.Process]:
+        try:
+            return self.init.children(recursive=True)
+        except psutil.NoSuchProcess:
+            return []
+
+
+def config(tmp_path: Path, *apps: dict) -> str:
+    path = tmp_path / "apps.json"
+    path.write_text(json.dumps({"apps": list(apps)}))
+    return str(path)
+
+
+def app(tmp_path: Path, name: str, body: str, **options: object) -> dict:
+    return {
+        "name": name,
+        "script": python_app(tmp_path, f"{name}.py", body),
+        "exec_interpreter": sys.executable,
+        **options,
+    }
+
+
+def test_sigterm_stops_every_app_and_exits_0(corral_home, tmp_path):
+    box = Container(tmp_path, config(tmp_path, app(tmp_path, "web", SERVER, instances=2)))
+    wait_for(lambda: box.out().count("hello") == 2, what="both instances up")
+    assert box.init.pid != box.unshare.pid
+    box.signal(signal.SIGTERM)
+    assert box.wait() == 0
+    out = box.out().splitlines()
+    assert sorted(line for line in out if "bye" in line) == ["web-0 | bye 0", "web-1 | bye 1"]
+    assert sorted(line for line in box.err().splitlines() if "warning" in line) == [
+        "web-0 | a warning",
+        "web-1 | a warning",
+    ]
+    assert "SIGTERM: stopping every app" in box.err()
+    assert not list((corral_home / "logs").iterdir())  # no log file unless asked
+
+
+def test_an_orphaned_grandchild_is_reaped(corral_home, tmp_path):
+    marker = tmp_path / "orphan"
+    orphans = app(tmp_path, "orphans", ORPHANS, args=[str(marker)])
+    box = Container(tmp_path, config(tmp_path, orphans))
+    wait_for(marker.exists, what="the orphan's word")
+    # PID 1's children: the manager and the orphan (the app is the spawner's child)
+    (orphan,) = [p for p in box.init.children() if "orphans.py" in " ".join(p.cmdline())]
+
+    def reaped() -> bool:
+        try:
+            return orphan.status() == "never"  # a zombie stays until it is reaped
+        except psutil.NoSuchProcess:
+            return True
+
+    wait_for(reaped, what=f"orphan {orphan.pid} reaped", timeout=10)
+    box.signal(signal.SIGTERM)
+    assert box.wait() == 0
+
+
+def test_docker_stop_an_app_that_ignores_its_signal_is_killed_in_its_kill_timeout(
+    corral_home, tmp_path
+):
+    stubborn = app(
+        tmp_path,
+        "stubborn",
+        "import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+        "print('up', flush=True)\nwhile True: time.sleep(1)\n",
+        kill_timeout=800,
+    )
+    box = Container(tmp_path, config(tmp_path, stubborn))
+    wait_for(lambda: "up" in box.out(), what="the app up")
+    pids = [p.pid for p in box.descendants()]
+    began = time.monotonic()
+    box.signal(signal.SIGTERM)
+    assert box.wait(timeout=10) == 0  # docker's grace (10 s) never ran out
+    assert time.monotonic() - began < 8
+    assert not [pid for pid in pids if psutil.pid_exists(pid)]
+
+
+def test_sigkill_after_the_grace_leaves_nothing_running(corral_home, tmp_path):
+    slow = app(
+        tmp_path,
+        "slow",
+        "import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+        "print('up', flush=True)\nwhile True: time.sleep(1)\n",
+        kill_timeout=60000,
+    )
+    box = Container(tmp_path, config(tmp_path, slow))
+    wait_for(lambda: "up" in box.out(), what="the app up")
+    pids = [p.pid for p in box.descendants()]
+    box.signal(signal.SIGTERM)
+    time.sleep(0.5)  # docker stop's grace, shortened
+    box.signal(signal.SIGKILL)
+    box.wait()
+    wait_for(lambda: not [pid for pid in pids if psutil.pid_exists(pid)], what="all gone")
+
+
+def test_no_line_of_output_is_lost(corral_home, tmp_path):
+    box = Container(tmp_path, config(tmp_path, app(tmp_path, "chatty", CHATTY)))
+    wait_for(lambda: "all written" in box.out(), what="the lines written", timeout=30)
+    box.signal(signal.SIGTERM)
+    assert box.wait() == 0
+    lines = box.out().splitlines()
+    expected = [f"line {n}" for n in range(20000)] + ["all written"]
+    expected += [f"late {n}" for n in range(1000)]
+    assert [line.removeprefix("chatty | ") for line in lines] == expected
+
+
+def test_json_lines(corral_home, tmp_path):
+    box = Container(tmp_path, "--json", config(tmp_path, app(tmp_path, "web", SERVER)))
+    wait_for(lambda: "hello" in box.out(), what="the app up")
+    box.signal(signal.SIGINT)
+    assert box.wait() == 0
+    records = [json.loads(line) for line in box.out().splitlines()]
+    assert [(r["app"], r["stream"], r["message"]) for r in records] == [
+        ("web", "out", "hello 0"),
+        ("web", "out", "bye 0"),
+    ]
+    assert json.loads(box.err().splitlines()[0])["message"] == "a warning"
+
+
+def test_an_app_that_cannot_be_restarted_exits_1(corral_home, tmp_path):
+    crash = app(tmp_path, "crash", "import sys\nsys.exit(3)\n", max_restarts=2, min_uptime=5000)
+    web = app(tmp_path, "web", SERVER)
+    box = Container(tmp_path, config(tmp_path, crash, web))
+    assert box.wait() == 1
+    assert "crash (pm_id 0) errored: corral will not restart it" in box.err()
+    assert "web | bye 0" in box.out()  # the others were stopped first
+
+
+def test_jobs_that_all_end_well_exit_0_and_one_that_fails_exits_1(corral_home, tmp_path):
+    def job(name: str, code: int) -> dict:
+        return app(
+            tmp_path, name, f"print('{name} ran')\nraise SystemExit({code})\n", autorestart=False
+        )
+
+    box = Container(tmp_path, config(tmp_path, job("a", 0), job("b", 0)))
+    assert box.wait() == 0
+    assert {"a | a ran", "b | b ran"} <= set(box.out().splitlines())
+    box = Container(tmp_path, config(tmp_path, job("a", 0), job("c", 4)))
+    assert box.wait() == 1
+    assert "c (pm_id 1) exited with 4" in box.err()
+
+
+def test_sighup_reloads_every_app(corral_home, tmp_path):
+    box = Container(tmp_path, config(tmp_path, app(tmp_path, "web", SERVER)))
+    wait_for(lambda: "hello" in box.out(), what="the app up")
+    first = [p.pid for p in box.descendants() if "web.py" in " ".join(p.cmdline())]
+    box.signal(signal.SIGHUP)
+    wait_for(lambda: box.out().count("hello") == 2, what="the reloaded app up")
+    wait_for(lambda: "bye 0" in box.out(), what="the old one gone")
+    assert not [pid for pid in first if psutil.pid_exists(pid)]
+    box.signal(signal.SIGTERM)
+    assert box.wait() == 0
+
+
+@pytest.fixture
+def with_runtime(monkeypatch):
+    """The CLI of the tests below has the runtime plugin (corral_home loads none)."""
+    monkeypatch.setenv("CORRAL_PLUGINS", "runtime")
+
+
+def test_only_and_instances_and_a_bad_name(corral_home, with_runtime, tmp_path):
+    path = config(
+        tmp_path, app(tmp_path, "web", SERVER, instances=4), app(tmp_path, "other", SERVER)
+    )
+    box = Container(tmp_path, path, "--only", "web", "--instances", "1")
+    wait_for(lambda: "web | hello 0" in box.out(), what="one instance of web")
+    box.signal(signal.SIGTERM)
+    assert box.wait() == 0
+    assert "other" not in box.out() and "hello 1" not in box.out()
+    done = run_cli("runtime", path, "--only", "nope", check=False)
+    assert done.returncode == 2
+    assert "--only nope: no app of" in done.stderr
+
+
+def test_a_bad_config_exits_2_and_starts_nothing(corral_home, with_runtime, tmp_path):
+    path = config(tmp_path, {"name": "x", "script": "x.py", "instances": "lots"})
+    done = run_cli("runtime", path, check=False)
+    assert done.returncode == 2
+    assert "instances" in done.stderr
+
+
+def test_corral_ready_says_when_the_apps_are_ready(corral_home, with_runtime, tmp_path):
+    waits = app(
+        tmp_path,
+        "web",
+        "import time, corral.child\ntime.sleep(1.0)\ncorral.child.ready()\n"
+        "print('ready', flush=True)\nwhile True: time.sleep(1)\n",
+        wait_ready=True,
+        listen_timeout=20000,
+    )
+    with open(tmp_path / "out", "wb") as out:
+        runtime = subprocess.Popen(
+            [sys.executable, "-m", "corral", "runtime", config(tmp_path, waits)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "CORRAL_PLUGINS": "runtime"},
+        )
+    try:
+        wait_for(lambda: (corral_home / "rpc.sock").exists() or list(corral_home.glob("*.sock")))
+        early = run_cli("ready", "web", check=False)
+        wait_for(lambda: b"ready" in (tmp_path / "out").read_bytes(), what="the app ready")
+        assert early.returncode == 1, early.stderr
+        wait_for(lambda: run_cli("ready", "web", check=False).returncode == 0, what="ready")
+        assert run_cli("ready", "nope", check=False).returncode == 1
+    finally:
+        runtime.send_signal(signal.SIGTERM)
+        assert runtime.wait(30) == 0
+
+
+def test_a_limit_it_cannot_set_is_left_to_the_container(corral_home, tmp_path):
+    """A container without cgroupfs (unmounted in its mount namespace, as some runtimes
+    give): memory_max is the container's limit (corral export maps it there), said
+    once, and the apps run."""
+    web = app(tmp_path, "web", SERVER, memory_max="64M", instances=2)
+    box = Container(tmp_path, config(tmp_path, web), plugins="runtime,cgroups", bare=True)
+    wait_for(lambda: box.out().count("hello") == 2, what="both instances up")
+    box.signal(signal.SIGTERM)
+    assert box.wait() == 0
+    notes = [line for line in box.err().splitlines() if "note:" in line]
+    assert notes == [
+        "corral runtime: note: memory_max is left to the container "
+        "(no cgroup memory controller is mounted on this machine)"
+    ]
