@@ -1,0 +1,397 @@
+"""corral export kubernetes: manifests checked against the Kubernetes OpenAPI schemas
+(kubernetes-validate, strict: an unknown field is refused) of three minor versions,
+golden files for the shapes, a warning per option that does not map, bad input refused.
+
+Regenerate the golden files with ``CORRAL_GOLDEN=1`` after a change that is meant.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+from corral import ConfigError, OptionError
+from corral.api import load_plugins
+from corral.plugins.export import export
+from corral.plugins.export.kubernetes import kubernetes_name
+from tests.conftest import run_cli
+from tests.core.test_corpus import CORPUS, FILES
+
+kubernetes_validate = pytest.importorskip("kubernetes_validate")
+
+# the oldest, a middle and the newest minor version kubernetes-validate 1.37 ships
+VERSIONS = ("1.25", "1.31", "1.37")
+ROOT = Path(__file__).resolve().parents[3]
+GOLDEN = Path(__file__).parent / "golden" / "kubernetes"
+IMAGE = "registry.example.com/shop:1.2.3"
+
+
+@pytest.fixture(scope="module")
+def manager():
+    """Every installed plugin: their options (health, cgroups, cron...) are what is mapped."""
+    return load_plugins()
+
+
+def write(tmp_path: Path, data: dict, name: str = "ecosystem.json") -> Path:
+    path = tmp_path / name
+    path.write_text(json.dumps(data))
+    return path
+
+
+def render(path: Path, manager, env_name: str | None = None, **params):
+    params.setdefault("image", IMAGE)
+    return export("kubernetes", path, env_name=env_name, params=params, manager=manager)
+
+
+def documents(result) -> list[dict]:
+    return [doc for text in result.files.values() for doc in yaml.safe_load_all(text)]
+
+
+def by_kind(result, kind: str) -> list[dict]:
+    return [doc for doc in documents(result) if doc["kind"] == kind]
+
+
+def validate(result) -> int:
+    """Each document against each version's strict schema; how many documents."""
+    docs = documents(result)
+    for doc in docs:
+        for version in VERSIONS:
+            try:
+                kubernetes_validate.validate(doc, version, strict=True)
+            except kubernetes_validate.ValidationError as exc:
+                where = "/".join(map(str, exc.absolute_path))
+                pytest.fail(f"{doc['kind']} {doc['metadata']['name']} ({version}) {where}: {exc}")
+    return len(docs)
+
+
+def shown(result) -> str:
+    """A result as one text: its warnings, then each file under its name."""
+    lines = [f"# warning: {w}" for w in result.warnings]
+    for name, text in result.files.items():
+        lines += [f"# file: {name}", text.rstrip("\n")]
+    return "\n".join(lines) + "\n"
+
+
+def check_golden(name: str, text: str) -> None:
+    path = GOLDEN / name
+    if os.environ.get("CORRAL_GOLDEN") == "1":
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    assert path.exists(), f"no golden file {path}: run with CORRAL_GOLDEN=1 to write it"
+    assert text == path.read_text(), (
+        f"{path} differs from the output: if the change is meant, run with CORRAL_GOLDEN=1 "
+        "to regenerate it, and review the diff"
+    )
+
+
+# -- the schemas ------------------------------------------------------------------
+
+
+def test_the_validator_is_strict():
+    """A field no schema knows is refused: what the other tests rely on."""
+    config_map = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}}
+    for version in VERSIONS:
+        kubernetes_validate.validate(config_map, version, strict=True)
+        with pytest.raises(kubernetes_validate.ValidationError, match="bogus"):
+            kubernetes_validate.validate({**config_map, "bogus": 1}, version, strict=True)
+
+
+def corpus_files() -> list[Path]:
+    return [CORPUS / name for name in FILES]
+
+
+@pytest.mark.parametrize("path", corpus_files(), ids=lambda p: p.name)
+def test_real_pm2_files_make_valid_manifests(path, manager):
+    try:
+        result = render(path, manager, include_secrets=True)
+    except ConfigError as exc:  # a file corral refuses (bad option, no apps, needs a module)
+        pytest.skip(f"refused: {str(exc).splitlines()[0]}")
+    assert validate(result) >= len(result.files)
+
+
+@pytest.mark.parametrize("include_secrets", [False, True])
+@pytest.mark.parametrize("example", ["container.json", "ecosystem.json"])
+def test_the_examples_make_valid_manifests(example, include_secrets, manager):
+    result = render(ROOT / "examples" / example, manager, include_secrets=include_secrets)
+    assert validate(result) >= len(result.files)
+
+
+# -- the shapes (golden files) ----------------------------------------------------
+
+CLUSTER_WEB = {
+    "apps": [
+        {
+            "name": "web",
+            "script": "server.js",
+            "cwd": "/srv/web",
+            "instances": 4,
+            "exec_mode": "cluster",
+            "listen": ":3000",
+            "kill_timeout": 8000,
+            "max_memory_restart": "300M",
+            "memory_max": "512M",
+            "cpu_max": "150%",
+            "health": {
+                "http": "http://127.0.0.1:${PORT}/healthz",
+                "interval": "5s",
+                "initial_delay": "2s",
+                "success_threshold": 2,
+            },
+            "env": {"NODE_ENV": "development", "LOG_LEVEL": "info"},
+            "env_production": {"NODE_ENV": "production"},
+        }
+    ]
+}
+CRON_JOB = {
+    "apps": [
+        {
+            "name": "Nightly_Report",
+            "script": "report.py",
+            "args": ["--all"],
+            "autorestart": False,
+            "cron_restart": "0 0 3 * * *",
+            "cron_tz": "Europe/Paris",
+            "uid": "1000",
+        }
+    ]
+}
+SECRET_ENV = {
+    "apps": [
+        {
+            "name": "api",
+            "script": "api.py",
+            "port": 8080,
+            "wait_ready": True,
+            "env": {
+                "LOG_LEVEL": "info",
+                "API_KEY": "k-123",
+                "DATABASE_URL": "postgres://app:hunter2@db/app",
+            },
+        }
+    ]
+}
+
+
+def test_golden_cluster_web_app(tmp_path, manager):
+    """listen + health + memory and CPU limits, 4 instances, --env and --namespace."""
+    path = write(tmp_path, CLUSTER_WEB)
+    result = render(path, manager, env_name="production", namespace="shop")
+    validate(result)
+    check_golden("cluster-web.yaml", shown(result))
+    (deployment,) = by_kind(result, "Deployment")
+    assert deployment["spec"]["replicas"] == 4
+    (pod,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert pod["args"] == [
+        "/app/ecosystem.json",
+        *("--only", "web", "--instances", "1", "--env", "production"),
+    ]
+    assert deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 13
+    assert pod["resources"]["limits"] == {"memory": "512Mi", "cpu": "1500m"}
+    assert pod["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": 3000}
+    assert pod["readinessProbe"]["successThreshold"] == 2
+    (env,) = by_kind(result, "ConfigMap")
+    assert env["data"] == {"NODE_ENV": "production", "LOG_LEVEL": "info"}
+
+
+def test_golden_cron_job(tmp_path, manager):
+    """autorestart false + cron_restart: a CronJob (the seconds field 0 dropped)."""
+    result = render(write(tmp_path, CRON_JOB), manager, config_path="/srv/jobs/apps.json")
+    validate(result)
+    check_golden("cron-job.yaml", shown(result))
+    (cron,) = by_kind(result, "CronJob")
+    assert cron["metadata"]["name"] == "nightly-report"
+    assert (cron["spec"]["schedule"], cron["spec"]["timeZone"]) == ("0 3 * * *", "Europe/Paris")
+    pod = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert pod["restartPolicy"] == "Never"
+    assert pod["securityContext"] == {"runAsUser": 1000}
+    assert pod["containers"][0]["workingDir"] == "/srv/jobs"
+
+
+def test_golden_secret_env(tmp_path, manager):
+    """Secret-looking values go to a Secret, written only with --include-secrets."""
+    path = write(tmp_path, SECRET_ENV)
+    result = render(path, manager, include_secrets=True)
+    validate(result)
+    check_golden("secret-env.yaml", shown(result))
+    (secret,) = by_kind(result, "Secret")
+    assert secret["stringData"] == {
+        "API_KEY": "k-123",
+        "DATABASE_URL": "postgres://app:hunter2@db/app",
+    }
+
+
+def test_golden_examples_container(manager):
+    result = render(ROOT / "examples" / "container.json", manager)
+    check_golden("examples-container.yaml", shown(result))
+
+
+def test_golden_a_deploy_only_file_is_refused(tmp_path, manager):
+    path = write(tmp_path, {"deploy": {"production": {"host": "h"}}})
+    with pytest.raises(ConfigError) as refused:
+        render(path, manager)
+    check_golden("deploy-only.txt", str(refused.value).replace(str(tmp_path), "<tmp>") + "\n")
+
+
+# -- what each option becomes -----------------------------------------------------
+
+
+def test_secrets_are_referenced_not_written(tmp_path, manager):
+    result = render(write(tmp_path, SECRET_ENV), manager)
+    text = "".join(result.files.values())
+    assert "hunter2" not in text and "k-123" not in text
+    assert by_kind(result, "Secret") == []
+    (warning,) = [w for w in result.warnings if "secret" in w]
+    assert warning.startswith("api: env API_KEY, DATABASE_URL look secret: not written")
+    assert "kubectl create secret generic api-secrets" in warning
+    (container,) = by_kind(result, "Deployment")[0]["spec"]["template"]["spec"]["containers"]
+    assert container["env"][0] == {
+        "name": "API_KEY",
+        "valueFrom": {"secretKeyRef": {"name": "api-secrets", "key": "API_KEY"}},
+    }
+    assert container["readinessProbe"]["exec"]["command"] == ["corral", "ready", "api"]
+
+
+def test_a_one_shot_app_is_a_job_and_instances_max_is_one_replica(tmp_path, manager):
+    data = {
+        "apps": [
+            {"name": "migrate", "script": "migrate.py", "autorestart": False},
+            {"name": "web", "script": "web.js", "instances": "max"},
+            {"name": "idle", "script": "idle.py", "autostart": False},
+        ]
+    }
+    result = render(write(tmp_path, data), manager)
+    validate(result)
+    (job,) = by_kind(result, "Job")
+    assert job["spec"]["backoffLimit"] == 0
+    web, idle = by_kind(result, "Deployment")
+    assert (web["spec"]["replicas"], idle["spec"]["replicas"]) == (1, 0)
+    assert any(w.startswith("web: instances 0 or max (one per CPU)") for w in result.warnings)
+
+
+def test_probes_map_each_kind_and_say_what_they_cannot(tmp_path, manager):
+    data = {
+        "apps": [
+            {
+                "name": "tcp",
+                "script": "a.py",
+                "health": [
+                    {"tcp": 6379, "role": "liveness", "interval": 1500, "success_threshold": 2},
+                    {"exec": "test -e /tmp/ok", "role": "readiness", "timeout": "2s"},
+                ],
+            },
+            {
+                "name": "unknown",
+                "script": "b.py",
+                "health": {"http": "http://127.0.0.1:${ADMIN_PORT}/ping"},
+            },
+        ]
+    }
+    result = render(write(tmp_path, data), manager)
+    validate(result)
+    tcp, unknown = (
+        d["spec"]["template"]["spec"]["containers"][0] for d in by_kind(result, "Deployment")
+    )
+    assert tcp["livenessProbe"]["tcpSocket"] == {"port": 6379}
+    assert tcp["livenessProbe"]["periodSeconds"] == 2  # 1.5 s, rounded up
+    assert tcp["livenessProbe"]["successThreshold"] == 1
+    assert tcp["readinessProbe"]["exec"]["command"] == ["/bin/sh", "-c", "test -e /tmp/ok"]
+    assert "livenessProbe" not in unknown
+    assert unknown["readinessProbe"]["exec"]["command"] == ["corral", "ready", "unknown"]
+    notes = "\n".join(result.warnings)
+    assert "tcp: health (liveness) tcp '127.0.0.1:6379': interval rounded up" in notes
+    assert "success_threshold 2: a livenessProbe takes 1 only" in notes
+    assert "unknown: health (both) http" in notes and "${ADMIN_PORT} is not known" in notes
+
+
+def test_each_unmapped_option_is_one_warning_naming_the_app(tmp_path, manager):
+    data = {
+        "apps": [
+            {
+                "name": "busy",
+                "script": "busy.py",
+                "watch": True,
+                "cron_restart": "0 * * * *",
+                "depends_on": ["db"],
+                "pids_max": 64,
+                "uid": "www-data",
+                "stop_exit_codes": [3],
+                "listen": "unix:/run/busy.sock",
+            },
+            {"name": "db", "script": "db.py", "listen": "127.0.0.1:5432"},
+        ]
+    }
+    result = render(write(tmp_path, data), manager)
+    validate(result)
+    for option in (
+        "watch",
+        "cron_restart",
+        "depends_on",
+        "pids_max",
+        "uid",
+        "stop_exit_codes",
+        "listen",
+    ):
+        lines = [w for w in result.warnings if w.startswith(f"busy: {option} ")]
+        assert len(lines) == 1, (option, result.warnings)
+    assert "db: listen '127.0.0.1:5432' is loopback only" in "\n".join(result.warnings)
+    assert all(w.startswith(("busy: ", "db: ")) for w in result.warnings)
+    assert by_kind(result, "Service")[0]["metadata"]["name"] == "db"  # no Service for unix:
+
+
+# -- bad input --------------------------------------------------------------------
+
+
+def test_names_are_made_kubernetes_names():
+    assert kubernetes_name("My_App.v2") == "my-app-v2"
+    assert kubernetes_name("1ibrary") == "app-1ibrary"
+    assert len(kubernetes_name("x" * 80)) == 52
+    with pytest.raises(ConfigError, match=r"app '日本': its name has no letter or digit"):
+        kubernetes_name("日本")
+
+
+def test_an_app_name_with_nothing_to_keep_is_refused(tmp_path, manager):
+    path = write(tmp_path, {"apps": [{"name": "__", "script": "a.py"}]})
+    with pytest.raises(ConfigError, match=r"^app '__': its name has no letter or digit"):
+        render(path, manager)
+
+
+def test_two_apps_of_one_kubernetes_name_are_refused(tmp_path, manager):
+    data = {"apps": [{"name": n, "script": "a.py"} for n in ("web_api", "Web-API")]}
+    path = write(tmp_path, data)
+    with pytest.raises(ConfigError, match=r"apps 'web_api' and 'Web-API' both make .* 'web-api'"):
+        render(path, manager)
+
+
+def test_a_comma_in_a_name_is_refused(tmp_path, manager):
+    """corral runtime --only takes a comma-separated list: 'a,b' would be two apps."""
+    path = write(tmp_path, {"apps": [{"name": "a,b", "script": "a.py"}]})
+    with pytest.raises(ConfigError, match=r"app 'a,b': a ',' in the name cannot be given"):
+        render(path, manager)
+
+
+def test_bad_params_are_refused(tmp_path, manager):
+    path = write(tmp_path, {"apps": [{"name": "web", "script": "a.py"}]})
+    with pytest.raises(OptionError, match="--image is required"):
+        export("kubernetes", path, params={}, manager=manager)
+    with pytest.raises(OptionError, match="--namespace 'Shop_1' is not a Kubernetes name"):
+        render(path, manager, namespace="Shop_1")
+    with pytest.raises(OptionError, match=r"--config-path 'apps\.json' must be absolute"):
+        render(path, manager, config_path="apps.json")
+
+
+def test_the_cli_writes_a_file_per_app_and_the_warnings(tmp_path):
+    path = write(tmp_path, {"apps": [{"name": "web", "script": "a.py", "watch": True}]})
+    missing = run_cli("export", "kubernetes", str(path), check=False)
+    assert missing.returncode == 2 and "Missing option '--image'" in missing.stderr
+    out = tmp_path / "k8s"
+    done = run_cli("export", "kubernetes", str(path), "--image", IMAGE, "-o", str(out))
+    assert sorted(p.name for p in out.iterdir()) == ["web.yaml"]
+    assert "warning: web: watch has no Kubernetes equivalent" in done.stderr
+    example = str(ROOT / "examples" / "container.json")
+    printed = run_cli("export", "kubernetes", example, "--image", IMAGE)
+    kinds = [doc["kind"] for doc in yaml.safe_load_all(printed.stdout)]
+    assert kinds.count("Deployment") == 2 and kinds.count("CronJob") == 1
