@@ -11,9 +11,8 @@ signal or for the apps' end:
 - SIGTERM, SIGINT, SIGQUIT: every app is stopped at once, each with its own
   ``kill_signal`` and ``kill_timeout`` (SIGKILL after it), then exit 0.
 - SIGHUP: a graceful reload of every app (0-downtime in cluster mode).
-- An app errored (corral will not restart it: ``max_restarts`` reached, or its
-  script cannot run): the others are stopped, exit 1, so the orchestrator
-  restarts the container.
+- An app errored (corral will not restart it: ``max_restarts`` reached): the
+  others are stopped, exit 1, so the orchestrator restarts the container.
 - Every app ended and none will restart (jobs, ``autorestart: false``): exit 0
   when each last exit code was 0, else 1.
 
@@ -106,7 +105,11 @@ def run(apps: list[dict[str, Any]], *, env_name: str | None = None, as_json: boo
     signals.install()  # before the daemon: a SIGTERM during the start is not lost
     os.environ["CORRAL_RUNTIME"] = "1"  # plugins leave what they cannot do to the container
     names = list(api.load_plugins().records)
-    pm = corral.connect(no_daemon=True, plugins=[*names, Output(as_json=as_json)])
+    try:
+        pm = corral.connect(no_daemon=True, plugins=[*names, Output(as_json=as_json)])
+    except corral.CorralError as exc:  # a daemon serves this home already
+        say(str(exc))
+        return EXIT_USAGE
     try:
         try:
             pm.start(apps, env_name=env_name)

@@ -8,9 +8,12 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import psutil
@@ -330,3 +333,73 @@ def test_a_limit_it_cannot_set_is_left_to_the_container(corral_home, tmp_path):
         "corral runtime: note: memory_max is left to the container "
         "(no cgroup memory controller is mounted on this machine)"
     ]
+
+
+def test_a_home_a_daemon_serves_already_is_refused(corral_home, with_runtime, tmp_path):
+    run_cli("ping")  # a detached daemon in this home
+    path = config(tmp_path, app(tmp_path, "web", SERVER))
+    done = run_cli("runtime", path, check=False)
+    assert done.returncode == 2
+    assert "a daemon already serves" in done.stderr and "CORRAL_HOME" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def get(port: int) -> str | None:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as answer:
+            return answer.read().decode().split()[0]
+    except OSError:
+        return None
+
+
+def test_cluster_mode_on_one_port_reloads_on_sighup_without_a_failed_request(
+    corral_home, tmp_path, app_path
+):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    web = {
+        "name": "web",
+        "script": app_path("web.py"),
+        "exec_interpreter": sys.executable,
+        "listen": f"127.0.0.1:{port}",
+        "instances": 2,
+        "exec_mode": "cluster",
+    }
+    box = Container(tmp_path, config(tmp_path, web))
+    first = wait_for(lambda: {get(port) for _ in range(20)} - {None}, what="served")
+    wait_for(lambda: len(first | {get(port) for _ in range(20)} - {None}) == 2, what="2 pids")
+    answers: list[str | None] = []
+    stop = threading.Event()
+
+    def ask() -> None:
+        while not stop.is_set():
+            answers.append(get(port))
+
+    asker = threading.Thread(target=ask)
+    asker.start()
+    try:
+        box.signal(signal.SIGHUP)
+        wait_for(lambda: "SIGHUP: reloading" in box.err(), what="the reload begun")
+        wait_for(lambda: answers[-1] is not None and answers[-1] not in first, what="new pids")
+        wait_for(
+            lambda: not {a for a in answers[-10:] if a} & first and len(answers) > 10,
+            what="only new instances answer",
+        )
+    finally:
+        stop.set()
+        asker.join()
+    assert None not in answers
+    box.signal(signal.SIGTERM)
+    assert box.wait() == 0
+
+
+def test_a_failing_liveness_check_restarts_the_app(corral_home, tmp_path):
+    flag = tmp_path / "healthy"
+    check = {"exec": f"test -e {flag}", "interval": 200, "failure_threshold": 2}
+    web = app(tmp_path, "web", SERVER, health=check)
+    box = Container(tmp_path, config(tmp_path, web), plugins="runtime,health")
+    wait_for(lambda: box.out().count("hello") >= 2, what="restarted by its check")
+    flag.touch()
+    box.signal(signal.SIGTERM)
+    assert box.wait() == 0
