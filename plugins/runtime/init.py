@@ -9,8 +9,8 @@ exit statuses its own children's waits expect. The signals a container gets
 are passed to the manager; PID 1 has no default action for them, so one not caught
 would be lost. The parent exits with the manager's code, or 128 + its signal.
 
-Stdlib only, and run before the heavy imports, so the parent stays small: it shares
-its pages with the manager and holds little of its own.
+Stdlib only: after the fork the parent execs this file alone (``python -I -S``), so
+PID 1 holds a bare interpreter (about 9 MiB), not a copy of the CLI's.
 """
 
 from __future__ import annotations
@@ -30,15 +30,31 @@ FORWARDED = (
 
 
 def become_init() -> None:
-    """As PID 1, fork: the child returns (the manager), the parent reaps until the
-    manager exits, then exits with its code. Anywhere else, nothing happens."""
+    """As PID 1, fork: the child returns (the manager); the parent becomes this module
+    run alone (a fresh Python without site-packages: the CLI's imports, which the
+    manager's writes would copy page by page, are not kept twice), reaps until the
+    manager exits, then exits with its code. Anywhere else, nothing happens.
+
+    The forwarded signals are blocked from before the fork until each side has its
+    handlers: one sent in between is delivered then, never lost."""
     if os.getpid() != 1:
         return
+    signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)
     manager = os.fork()
     if manager == 0:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)
         return
+    try:  # the mask and the children survive the exec
+        os.execv(sys.executable, [sys.executable, "-I", "-S", __file__, str(manager)])
+    except OSError:
+        serve(manager)  # no interpreter to exec: this process reaps, as it is
+
+
+def serve(manager: int) -> None:
+    """Pass the signals on to ``manager`` and reap until it exits; exit as it did."""
     for sig in FORWARDED:
         signal.signal(sig, lambda sig, _frame: _pass_on(manager, sig))
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)
     sys.exit(reap_until(manager))
 
 
@@ -60,3 +76,7 @@ def reap_until(manager: int) -> int:
         if pid == manager:
             code = os.waitstatus_to_exitcode(status)
             return 128 - code if code < 0 else code
+
+
+if __name__ == "__main__":  # the parent of become_init, after its exec
+    serve(int(sys.argv[1]))
