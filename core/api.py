@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from corral.datefmt import date_formatter
     from corral.errors import shorten
     from corral.hooks import load_plugins
-    from corral.options.config import is_config_file, load_config
+    from corral.options.config import is_config_file, load_config, read_deploy
     from corral.options.convert import parse_bytes, parse_ms
     from corral.options.portable import ConfigFile
     from corral.options.secrets import is_secret
@@ -74,6 +74,7 @@ _HELPERS = {
     "pid_alive": ("rpc.wire", "pid_alive"),
     "fd_limit": ("supervisor.fdreserve", "fd_limit"),
     "load_config": ("options.config", "load_config"),
+    "read_deploy": ("options.config", "read_deploy"),
     "is_config_file": ("options.config", "is_config_file"),
     "is_secret": ("options.secrets", "is_secret"),
     "FD_RESERVE": ("supervisor.fdreserve", "RESERVE"),
@@ -101,6 +102,7 @@ __all__ = [
     "parse_bytes",
     "parse_ms",
     "pid_alive",
+    "read_deploy",
     "read_portable",
     "read_settings",
     "running_client",

@@ -127,6 +127,12 @@ def read_sections(path: str | os.PathLike) -> tuple[list[dict[str, Any]], Any]:
     return apps, deploy
 
 
+def read_deploy(path: str | os.PathLike) -> Any:
+    """The ``deploy`` section of a config file as written (None without one), for
+    ``corral deploy``: the apps' options are the target's to check, not this machine's."""
+    return read_sections(path)[1]
+
+
 def _declares_apps(data: Any) -> bool:
     """Whether a parsed file has apps at all (a deploy-only file has none)."""
     if isinstance(data, dict):
