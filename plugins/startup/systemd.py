@@ -58,9 +58,13 @@ WantedBy={wanted_by}
 """
 
 
-def quote(value: str) -> str:
-    """One word of a unit file: specifiers (%) and variables ($) escaped, quoted if needed."""
-    value = value.replace("%", "%%").replace("$", "$$")
+def quote(value: str, *, command: bool = False) -> str:
+    """One word of a unit file: specifiers (%) escaped, quoted if needed; in a command
+    (``command``: ExecStart= and the like, the only lines systemd expands variables in)
+    ``$`` too. Elsewhere ``$$`` would stay two dollars."""
+    value = value.replace("%", "%%")
+    if command:
+        value = value.replace("$", "$$")
     if any(c.isspace() or c in "\"'\\;" for c in value):
         value = '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
     return value
@@ -75,7 +79,7 @@ def unit(context: StartupContext) -> str:
         env_path=quote(f"PATH={context.path_env}"),
         env_home=quote(f"CORRAL_HOME={context.home}"),
         pid_file=quote(str(context.home / "corral.pid")),
-        corral=quote(context.corral_bin),
+        corral=quote(context.corral_bin, command=True),
         wanted_by="default.target" if context.user_mode else "multi-user.target",
     )
 

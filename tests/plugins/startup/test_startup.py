@@ -254,7 +254,15 @@ def test_systemd_quotes_what_needs_it(manager, tmp_path, no_corral_home):
     context = StartupContext.build(user="alice", hp=tmp_path / "my home%1")
     unit = render("systemd", context, manager).content
     assert f'Environment="CORRAL_HOME={tmp_path}/my home%%1/.corral"' in unit
-    assert startup_systemd.quote("/a/$HOME b") == '"/a/$$HOME b"'
+    assert startup_systemd.quote("/a/$HOME b", command=True) == '"/a/$$HOME b"'
+
+
+def test_systemd_keeps_a_dollar_of_a_home_as_it_is(manager, tmp_path, no_corral_home):
+    """systemd expands $ in Exec lines only: Environment= and PIDFile= take it as is."""
+    context = StartupContext.build(user="alice", hp=tmp_path / "a$b")
+    unit = render("systemd", context, manager).content
+    assert f"Environment=CORRAL_HOME={tmp_path}/a$b/.corral\n" in unit
+    assert f"PIDFile={tmp_path}/a$b/.corral/corral.pid\n" in unit
 
 
 def test_service_name_and_the_rcd_variable_rule(manager, tmp_path, no_corral_home):
