@@ -17,7 +17,7 @@ import yaml
 from corral import ConfigError, OptionError
 from corral.api import load_plugins
 from corral.plugins.export import export
-from corral.plugins.export.kubernetes import kubernetes_name
+from corral.plugins.export.kubernetes_names import kubernetes_name
 from tests.conftest import run_cli
 from tests.core.test_corpus import CORPUS, FILES
 

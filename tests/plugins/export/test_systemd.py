@@ -16,7 +16,10 @@ import pytest
 from corral import ConfigError, OptionError
 from corral.api import read_portable
 from corral.plugins.export import export, write_files
-from corral.plugins.export.systemd import exec_word, listen_stream, on_calendar, unit_base
+from corral.plugins.export.systemd_calendar import on_calendar
+from corral.plugins.export.systemd_listen import listen_stream
+from corral.plugins.export.systemd_plan import unit_base
+from corral.plugins.export.systemd_quoting import exec_word
 from tests.conftest import run_cli
 from tests.core.test_corpus import CORPUS, FILES
 

@@ -1,0 +1,107 @@
+"""The Kubernetes exporter's probes: liveness and readiness from the health checks
+and ``wait_ready``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+from urllib.parse import urlsplit
+
+from .kubernetes_service import LOOPBACK
+
+# `corral ready NAME` starts a Python CLI: the kubelet's default 1 s may not cover it
+READY_PROBE = {"periodSeconds": 5, "timeoutSeconds": 5}
+_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")  # the health plugin's ${VAR}
+
+
+def probes(app: Any, port: int | None, notes: list[str]) -> tuple[dict | None, dict | None]:
+    """(livenessProbe, readinessProbe) from the health checks and ``wait_ready``."""
+    options = app.options
+    known = dict(app.env)
+    if port is not None:
+        known["PORT"] = str(port)  # corral sets PORT from listen/port over the env
+    liveness = readiness = None
+    for check in options.get("health") or []:
+        kind = next(k for k in ("http", "tcp", "exec") if k in check)
+        shown = f"health ({check['role']}) {kind} {check[kind]!r}"
+        action, why = probe_action(kind, check[kind], known)
+        timing = probe_timing(check, shown, notes) if action is not None else {}
+        if check["role"] in ("liveness", "both"):
+            if action is None:
+                notes.append(f"{shown}: {why}: no livenessProbe")
+            else:
+                liveness = {**action, **timing, "successThreshold": 1}
+                if check["success_threshold"] != 1:
+                    notes.append(
+                        f"{shown}: success_threshold {check['success_threshold']}: a "
+                        "livenessProbe takes 1 only: 1 exported"
+                    )
+        if check["role"] in ("readiness", "both"):
+            if action is None:
+                notes.append(f"{shown}: {why}: the readinessProbe runs `corral ready` instead")
+                readiness = ready_probe(app.name)
+            else:
+                readiness = {**action, **timing, "successThreshold": check["success_threshold"]}
+    if options.get("wait_ready"):
+        # one readinessProbe only: `corral ready` says ready once the app sent its
+        # signal and its readiness check, if any, passed in the pod
+        readiness = ready_probe(app.name)
+    return liveness, readiness
+
+
+def ready_probe(app_name: str) -> dict[str, Any]:
+    return {"exec": {"command": ["corral", "ready", app_name]}, **READY_PROBE}
+
+
+def probe_action(kind: str, value: Any, known: dict[str, str]) -> tuple[dict | None, str]:
+    """The probe's handler (httpGet, tcpSocket, exec), or None and why not."""
+    missing = sorted({m for m in _VARIABLE.findall(str(value)) if m not in known})
+    if missing:
+        return None, f"${{{missing[0]}}} is not known before the pod runs"
+    value = _expand(value, known)
+    if kind == "exec":
+        command = ["/bin/sh", "-c", value] if isinstance(value, str) else list(value)
+        return {"exec": {"command": command}}, ""
+    if kind == "http":
+        parts = urlsplit(value)
+        try:
+            target_port = parts.port or 80
+        except ValueError:
+            return None, "its port is not a number"
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        action: dict[str, Any] = {"path": path, "port": target_port}
+        return {"httpGet": _with_host(action, parts.hostname)}, ""
+    host, _, port_text = value.strip().rpartition(":")
+    if not port_text.isdigit():
+        return None, "its port is not a number"
+    return {"tcpSocket": _with_host({"port": int(port_text)}, host.strip("[]"))}, ""
+
+
+def _with_host(action: dict[str, Any], host: str | None) -> dict[str, Any]:
+    """The kubelet probes the pod's IP: a loopback host means that one."""
+    if host and host not in LOOPBACK:
+        return {"host": host, **action}
+    return action
+
+
+def _expand(value: Any, known: dict[str, str]) -> Any:
+    if isinstance(value, list):
+        return [_expand(item, known) for item in value]
+    return _VARIABLE.sub(lambda m: known[m[1]], str(value))
+
+
+def probe_timing(check: dict[str, Any], shown: str, notes: list[str]) -> dict[str, int]:
+    """The check's times in whole seconds (Kubernetes' unit), rounded up; a note
+    when that changed one."""
+    timing = {}
+    if check["initial_delay"]:
+        timing["initialDelaySeconds"] = math.ceil(check["initial_delay"] / 1000)
+    timing["periodSeconds"] = max(1, math.ceil(check["interval"] / 1000))
+    timing["timeoutSeconds"] = max(1, math.ceil(check["timeout"] / 1000))
+    timing["failureThreshold"] = check["failure_threshold"]
+    rounded = [key for key in ("initial_delay", "interval", "timeout") if check[key] % 1000]
+    if rounded:
+        notes.append(f"{shown}: {', '.join(rounded)} rounded up to whole seconds")
+    return timing

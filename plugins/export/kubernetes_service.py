@@ -1,0 +1,52 @@
+"""The Kubernetes exporter's Service: the TCP port of ``listen`` or ``port``, exposed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .kubernetes_names import NAME_LABEL, metadata
+from .kubernetes_settings import Settings
+
+# addresses of the pod itself
+LOOPBACK = frozenset(("127.0.0.1", "localhost", "::1", "0:0:0:0:0:0:0:1"))
+
+
+def service_port(options: dict[str, Any], notes: list[str]) -> int | None:
+    """The TCP port of ``listen`` (else ``port``) that a Service exposes, or None."""
+    listen = options.get("listen")
+    if listen:
+        text = str(listen).strip()
+        if text.startswith("unix:"):
+            notes.append(f"listen {text!r} is a unix socket: no Service (a Service is TCP)")
+            return None
+        host, sep, port = text.rpartition(":")
+        if not sep:
+            host, port = "", text
+        if host.strip("[]") in LOOPBACK:
+            notes.append(
+                f"listen {text!r} is loopback only: the Service cannot reach it; "
+                f"listen on ':{port}'"
+            )
+        return checked_port("listen", port, notes)
+    if options.get("port") is not None:
+        return checked_port("port", str(options["port"]), notes)
+    return None
+
+
+def checked_port(option: str, port: str, notes: list[str]) -> int | None:
+    if port.isdigit() and 0 < int(port) < 65536:
+        return int(port)
+    notes.append(f"{option} port {port!r} is no fixed port (1-65535): no Service")
+    return None
+
+
+def service(name: str, labels: dict, settings: Settings, port: int) -> dict:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata(name, labels, settings),
+        "spec": {
+            "selector": {NAME_LABEL: name},
+            "ports": [{"port": port, "targetPort": port, "protocol": "TCP"}],
+        },
+    }

@@ -1,0 +1,36 @@
+"""The systemd exporter's ``listen``: the address of an app's .socket unit, and its PORT."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .systemd_command import absolute, is_node_app
+from .systemd_quoting import plain_value
+
+
+def listen_stream(options: dict[str, Any]) -> str | None:
+    """The ``listen`` address as ``ListenStream=`` takes it (``8080``, ``host:8080``, a
+    socket path), or None: no listen, or one systemd cannot hold for the app. A node app
+    binds its own port under systemd (corral's listen shim is not there), so it gets no
+    socket unit: its warning says so."""
+    listen = str(options.get("listen") or "").strip()
+    if not listen or is_node_app(options):
+        return None
+    if listen.startswith("unix:"):
+        path = listen[5:]
+        return plain_value(absolute(path, "/", "listen"), "listen") if path[:1] == "/" else None
+    host, _, port = listen.rpartition(":")
+    if not port.isdigit() or int(port) == 0:
+        return None
+    host = host.strip("[]")
+    if not host:
+        return port
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def listen_port(options: dict[str, Any]) -> str | None:
+    """The port corral puts in PORT for a tcp ``listen``."""
+    stream = listen_stream(options)
+    if stream is None or stream.startswith("/"):
+        return None
+    return stream.rpartition(":")[2]

@@ -1,0 +1,109 @@
+"""The systemd exporter's warnings: each option set that no unit line maps, and each
+mapping whose semantics differ from corral's.
+
+The option by option mapping, and why, is in docs/plugins/export-systemd.md.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .systemd_command import is_bare_command, is_node_app
+from .systemd_plan import AppUnits, depends_on
+
+# options this exporter maps (or that only mean something through one it maps)
+MAPPED = frozenset(
+    (
+        "script name cwd args node_args exec_interpreter exec_mode instances env filter_env "
+        "autorestart autostart stop_exit_codes restart_delay exp_backoff_restart_delay "
+        "max_restarts min_uptime kill_signal kill_timeout treekill wait_ready listen_timeout "
+        "on_listen_timeout uid gid port instance_var increment_var out_file error_file "
+        "log_file disable_logs merge_logs watchdog max_memory_restart memory_interval "
+        "memory_max cpu_max pids_max depends_on cron_restart cron_tz watch ignore_watch listen "
+        "watch_delay watch_options"
+    ).split()
+)
+# an unmapped option at one of these values is not set (other options: None, False, empty)
+DEFAULTS: dict[str, Any] = {"namespace": "default"}
+
+
+def app_warnings(app: Any, by_name: dict[str, AppUnits]) -> list[str]:
+    """One warning per option set that no line maps, per mapping that differs, and per
+    ``depends_on`` that cannot be exported as it is; each names the app."""
+    warnings = []
+    options = app.options
+    for key in sorted(options):
+        value = options[key]
+        if key in MAPPED or key.startswith("env_") or not _is_set(key, value):
+            continue
+        warnings.append(f"{app.name}: {key} has no systemd equivalent: not exported")
+    for message in _approximations(app, by_name[app.name]):
+        warnings.append(f"{app.name}: {message}")
+    for name, condition in depends_on(app).items():
+        other = by_name.get(name)
+        if other is None:
+            warnings.append(f"{app.name}: depends_on {name}: not an app of this file: not exported")
+        elif condition == "healthy" and not other.app.options.get("wait_ready"):
+            warnings.append(
+                f"{app.name}: depends_on {name}: healthy is exported as started "
+                f"({name} has no wait_ready, and health checks have no systemd equivalent)"
+            )
+    return warnings
+
+
+def _is_set(key: str, value: Any) -> bool:
+    if key in DEFAULTS:
+        return value != DEFAULTS[key]
+    return value not in (None, False, "", 0, [], (), {})
+
+
+def _approximations(app: Any, units: AppUnits) -> list[str]:
+    """What is exported with other semantics than corral's, or not at all, said once."""
+    options = app.options
+    notes = []
+    if options.get("watch"):
+        notes.append("watch has no systemd equivalent (.path units do not recurse): not exported")
+    if options.get("listen") and not units.socket:
+        notes.append(
+            f"listen {options['listen']}: no socket unit (a node app binds its own port "
+            "under systemd, without corral's shim; a port 0 or a relative path cannot be "
+            "one): not exported"
+        )
+    if options.get("exec_mode") == "cluster" and units.count > 1:
+        notes.append(
+            "cluster mode's shared port has no systemd equivalent: each instance binds its "
+            "own; give them distinct ports (increment_var: PORT) or SO_REUSEPORT"
+        )
+    if options.get("max_memory_restart") and (
+        not options.get("memory_max") or options["max_memory_restart"] < options["memory_max"]
+    ):
+        notes.append(
+            "max_memory_restart is exported as MemoryMax=: past it the kernel kills the app "
+            "(SIGKILL, no graceful stop) and Restart= starts it again"
+        )
+    if options.get("exp_backoff_restart_delay") and not options.get("restart_delay"):
+        notes.append(
+            "exp_backoff_restart_delay: systemd < 254 has no backoff: exported as a fixed "
+            "RestartSec= of its first delay"
+        )
+    if options.get("wait_ready") and is_node_app(options):
+        notes.append(
+            "wait_ready: under systemd a node app says ready with sd_notify READY=1 "
+            "(process.send('ready') needs corral's channel)"
+        )
+    if options.get("watchdog") and is_node_app(options):
+        notes.append(
+            "watchdog: under systemd a node app beats with sd_notify WATCHDOG=1 "
+            "(process.send({type: 'corral:notify'}) needs corral's channel)"
+        )
+    if is_bare_command(options):
+        notes.append(
+            f"script {options['script']} is taken as a command on systemd's search path "
+            "(/usr/local/bin, /usr/bin, ...): write ./" + str(options["script"]) + " for a file "
+            "of the cwd"
+        )
+    if options.get("on_listen_timeout") not in (None, "rollback") and options.get("wait_ready"):
+        notes.append("on_listen_timeout has no systemd equivalent: not exported")
+    if units.cron and not options.get("autorestart") and units.oneshot:
+        notes.append("cron_restart of a job another app waits for: restarted by its timer")
+    return notes
