@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast, runtime_checkable
 
 if TYPE_CHECKING:
+    from corral.cli.logtail import time_reader as log_time_reader
     from corral.client.connection import running_client
     from corral.daemon.kernel import Daemon
     from corral.daemon.settings import read as read_settings
@@ -75,6 +76,7 @@ _HELPERS = {
     "fd_limit": ("supervisor.fdreserve", "fd_limit"),
     "load_config": ("options.config", "load_config"),
     "read_deploy": ("options.config", "read_deploy"),
+    "log_time_reader": ("cli.logtail", "time_reader"),
     "is_config_file": ("options.config", "is_config_file"),
     "is_secret": ("options.secrets", "is_secret"),
     "FD_RESERVE": ("supervisor.fdreserve", "RESERVE"),
@@ -99,6 +101,7 @@ __all__ = [
     "is_secret",
     "load_config",
     "load_plugins",
+    "log_time_reader",
     "parse_bytes",
     "parse_ms",
     "pid_alive",

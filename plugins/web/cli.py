@@ -1,0 +1,146 @@
+"""``corral web start|stop|url``: the dashboard as an app the daemon supervises."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import sys
+import time
+from typing import Any
+
+import click
+
+import corral
+from corral import api
+
+from .tokens import api_token, new_login_token
+
+APP = "corral-web"  # the dashboard's name in `corral ls`
+EXTRA = "pip install 'corral[web]'"
+START_WAIT = 15.0  # seconds `web start` waits for the port to answer
+
+
+@click.group("web")
+def web_group() -> None:
+    """The dashboard: the process list, logs, charts and actions, in a browser."""
+
+
+@web_group.command("start")
+@click.option("--port", type=click.IntRange(1, 65535), default=9615, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True, help="The address to bind.")
+@click.option("--readonly", is_flag=True, help="No action: look, never touch.")
+def start_command(port: int, host: str, readonly: bool) -> None:
+    """Start the dashboard (the app corral-web) and print a login URL."""
+    _check_extra()
+    _check_host(host)
+    client = corral.connect()
+    _check_bus(client)
+    if any(info.name == APP for info in client.list()):
+        raise click.ClickException(
+            f"{APP} runs already: `corral web stop` first, or `corral web url`"
+        )
+    api_token(api.corral_home())  # made now, so a script finds it at once
+    args = ["-m", "corral.plugins.web.server", "--host", host, "--port", str(port)]
+    client.start(
+        {
+            "name": APP,
+            "script": sys.executable,
+            "interpreter": "none",
+            "args": [*args, "--readonly"] if readonly else args,
+            "max_restarts": 5,
+        }
+    )
+    _wait_serving(client, host, port)
+    if not _loopback(host):
+        click.echo(
+            f"warning: the dashboard listens on {host}: anyone who can reach it "
+            "and holds a login URL or the API token can act on your apps",
+            err=True,
+        )
+    click.echo(_login_url(host, port))
+
+
+@web_group.command("stop")
+def stop_command() -> None:
+    """Stop the dashboard and remove it from the list."""
+    client = corral.connect()
+    if not any(info.name == APP for info in client.list()):
+        raise click.ClickException(f"{APP} does not run")
+    client.delete(APP)
+    click.echo(f"stopped {APP}")
+
+
+@web_group.command("url")
+def url_command() -> None:
+    """Print a login URL for the running dashboard (its token works once, for 5 minutes)."""
+    client = corral.connect()
+    host, port = _address(client)
+    click.echo(_login_url(host, port))
+
+
+def _check_extra() -> None:
+    try:
+        import starlette  # noqa: F401  (deferred: only to see that the extra is installed)
+        import uvicorn  # noqa: F401  (deferred: as above)
+    except ImportError as exc:
+        raise click.ClickException(
+            f"corral web needs {exc.name}: install it with {EXTRA}"
+        ) from None
+
+
+def _check_host(host: str) -> None:
+    try:
+        socket.getaddrinfo(host, None)
+    except OSError:
+        raise click.ClickException(f"--host {host!r} is no address of this machine") from None
+
+
+def _check_bus(client: Any) -> None:
+    names = {p.get("name") for p in client.plugins()}
+    if "bus" not in names:
+        raise click.ClickException(
+            "the daemon runs without the bus plugin, which the dashboard reads: "
+            "restart it with the bus (`corral kill`, then unset CORRAL_PLUGINS or add bus)"
+        )
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _address(client: Any) -> tuple[str, int]:
+    """The host and port the running dashboard serves, from its arguments."""
+    info = next((i for i in client.list() if i.name == APP), None)
+    if info is None or info.status != "online":
+        raise click.ClickException(f"{APP} does not run: start it with `corral web start`")
+    args = list(info.pm2_env.get("args") or [])
+    host = args[args.index("--host") + 1] if "--host" in args else "127.0.0.1"
+    port = int(args[args.index("--port") + 1]) if "--port" in args else 9615
+    return host, port
+
+
+def _login_url(host: str, port: int) -> str:
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    shown = f"[{shown}]" if ":" in shown else shown
+    return f"http://{shown}:{port}/login?token={new_login_token(api.corral_home())}"
+
+
+def _wait_serving(client: Any, host: str, port: int) -> None:
+    target = "127.0.0.1" if host in ("0.0.0.0", "") else ("::1" if host == "::" else host)
+    deadline = time.monotonic() + START_WAIT
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((target, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    client.delete(APP)
+    raise click.ClickException(
+        f"{APP} did not serve {host}:{port} within {START_WAIT:g} s (is the port taken?); "
+        "its log: corral logs corral-web --lines 50"
+    )
