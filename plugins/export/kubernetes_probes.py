@@ -23,12 +23,31 @@ def probes(app: Any, port: int | None, notes: list[str]) -> tuple[dict | None, d
     if port is not None:
         known["PORT"] = str(port)  # corral sets PORT from listen/port over the env
     liveness = readiness = None
+    # a pod has one probe of each kind: the first check of a role gives it, each other
+    # one is said (the health plugin refuses two of one role in a file; an API caller
+    # may not). With wait_ready, `corral ready` covers every readiness check.
+    first: dict[str, str] = {}
     for check in options.get("health") or []:
         kind = next(k for k in ("http", "tcp", "exec") if k in check)
         shown = f"health ({check['role']}) {kind} {check[kind]!r}"
+        roles = []
+        for role in ("liveness", "readiness"):
+            if check["role"] not in (role, "both"):
+                continue
+            if role == "readiness" and options.get("wait_ready"):
+                continue
+            if role in first:
+                notes.append(
+                    f"{shown}: a pod has one {role}Probe, from {first[role]}: not exported as one"
+                )
+            else:
+                first[role] = shown
+                roles.append(role)
+        if not roles:
+            continue
         action, why = probe_action(kind, check[kind], known)
         timing = probe_timing(check, shown, notes) if action is not None else {}
-        if check["role"] in ("liveness", "both"):
+        if "liveness" in roles:
             if action is None:
                 notes.append(f"{shown}: {why}: no livenessProbe")
             else:
@@ -38,7 +57,7 @@ def probes(app: Any, port: int | None, notes: list[str]) -> tuple[dict | None, d
                         f"{shown}: success_threshold {check['success_threshold']}: a "
                         "livenessProbe takes 1 only: 1 exported"
                     )
-        if check["role"] in ("readiness", "both"):
+        if "readiness" in roles:
             if action is None:
                 notes.append(f"{shown}: {why}: the readinessProbe runs `corral ready` instead")
                 readiness = ready_probe(app.name)
@@ -66,12 +85,15 @@ def probe_action(kind: str, value: Any, known: dict[str, str]) -> tuple[dict | N
         return {"exec": {"command": command}}, ""
     if kind == "http":
         parts = urlsplit(value)
+        https = parts.scheme.lower() == "https"
         try:
-            target_port = parts.port or 80
+            target_port = parts.port or (443 if https else 80)
         except ValueError:
             return None, "its port is not a number"
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         action: dict[str, Any] = {"path": path, "port": target_port}
+        if https:
+            action["scheme"] = "HTTPS"  # the kubelet does not verify the certificate
         return {"httpGet": _with_host(action, parts.hostname)}, ""
     host, _, port_text = value.strip().rpartition(":")
     if not port_text.isdigit():

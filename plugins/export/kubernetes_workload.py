@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .kubernetes_cron import cron_of, cron_schedule
+from .kubernetes_cron import cron_of, schedule_of
 from .kubernetes_names import NAME_LABEL, metadata
 from .kubernetes_settings import Settings
 
@@ -24,11 +24,11 @@ def workload(
                 "(a CronJob runs a job: autorestart false): not exported"
             )
         return deployment(app, name, labels, settings, pod, replicas)
-    schedule = cron_schedule(cron) if cron else None
+    schedule, why = schedule_of(cron) if cron else (None, "")
     if cron and schedule is None:
         notes.append(
-            f"cron_restart {cron!r} has no CronJob schedule (5 fields, no seconds, or "
-            "@hourly...): exported as a Job that runs once"
+            f"cron_restart {cron!r}: {why} has no CronJob schedule (5 fields, no seconds, "
+            "names, or @hourly...): exported as a Job that runs once"
         )
     job = job_spec(labels, pod, replicas)
     if schedule is None:
@@ -40,6 +40,9 @@ def workload(
             "metadata": metadata(name, labels, settings),
             "spec": job,
         }
+    # autostart false: corral's cron still arms the job, and each tick starts the app
+    # (plugins/cron: corral_process_added), as a CronJob runs it at its ticks: not
+    # suspended. autostart true: corral also runs it once at start, which a CronJob does not
     if options.get("autostart", True):
         notes.append(
             "autostart: corral also runs the job once when it starts; a CronJob runs it "
@@ -97,7 +100,10 @@ def replicas_of(app: Any, notes: list[str]) -> int:
     """``instances``: one pod each, so never instances x instances processes."""
     count = app.instances
     if not isinstance(count, int) or count < 1:
-        per_cpu = "-1 (one per CPU but one)" if count == -1 else f"{count} or max (one per CPU)"
+        if isinstance(count, int) and count < 0:
+            per_cpu = f"{count} (one per CPU but {-count}: CPUs - {-count})"
+        else:
+            per_cpu = f"{count} or max (one per CPU)"
         notes.append(
             f"instances {per_cpu} has no Kubernetes equivalent (a pod does not know the "
             "node's CPUs): replicas 1; set the replicas, or add a HorizontalPodAutoscaler"

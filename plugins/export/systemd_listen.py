@@ -29,8 +29,16 @@ def listen_stream(options: dict[str, Any]) -> str | None:
 
 
 def listen_port(options: dict[str, Any]) -> str | None:
-    """The port corral puts in PORT for a tcp ``listen``."""
-    stream = listen_stream(options)
-    if stream is None or stream.startswith("/"):
+    """The port corral puts in PORT for a tcp ``listen`` (ManagedProcess.child_env), for
+    every app: a node app without its socket unit binds this port itself. None for a
+    unix socket, or port 0 (corral's PORT is then the port the kernel picked)."""
+    listen = str(options.get("listen") or "").strip()
+    if not listen or listen.startswith("unix:"):
         return None
-    return stream.rpartition(":")[2]
+    port = listen.rpartition(":")[2]
+    return port if port.isdigit() and int(port) != 0 else None
+
+
+def listen_host(options: dict[str, Any]) -> str:
+    """The host of a tcp ``listen`` (``127.0.0.1``), or "" for all addresses."""
+    return str(options.get("listen") or "").strip().rpartition(":")[0].strip("[]")

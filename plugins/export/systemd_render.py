@@ -25,6 +25,11 @@ _ACCOUNT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,30}$")
 # -- durations, signals, accounts, as the unit lines take them -----------------
 
 
+def _is_null(path: str) -> bool:
+    """A log option that means "no file", as corral reads it: ``NULL`` or ``/dev/null``."""
+    return path in ("NULL", "/dev/null")
+
+
 def seconds(ms: int) -> str:
     """A duration in ms as systemd reads it: ``5s``, ``1600ms``."""
     ms = int(ms)
@@ -93,16 +98,24 @@ class Renderer:
             for message in app.warnings:
                 self.warnings.append(f"{app.name}: {message}")
             self.warnings.extend(app_warnings(app, self.by_name))
-            for index, name in enumerate(units.services):
-                files[name] = self.service(units, index)
-            if units.group:
-                files[units.group] = self.group(units)
-            if units.cron:
-                files[f"{units.cron}.service"] = self.cron_service(units)
-                files[f"{units.cron}.timer"] = self.cron_timer(units)
-            if units.socket:
-                files[units.socket] = self.socket(units)
+            try:
+                files.update(self.app_files(units))
+            except OptionError as exc:  # one line naming the app and its option
+                raise OptionError(f"{app.name}: {exc}", field=exc.field) from None
         files[f"{self.top}.target"] = self.top_target()
+        return files
+
+    def app_files(self, units: AppUnits) -> dict[str, str]:
+        files = {}
+        for index, name in enumerate(units.services):
+            files[name] = self.service(units, index)
+        if units.group:
+            files[units.group] = self.group(units)
+        if units.cron:
+            files[f"{units.cron}.service"] = self.cron_service(units)
+            files[f"{units.cron}.timer"] = self.cron_timer(units)
+        if units.socket:
+            files[units.socket] = self.socket(units)
         return files
 
     # -- one service -------------------------------------------------------------
@@ -136,7 +149,7 @@ class Renderer:
             f"TimeoutStopSec={seconds(options.get('kill_timeout') or 1600)}",
             *([] if options.get("treekill", True) else ["KillMode=process"]),
             *self._limits(units),
-            *self._logs(units),
+            *self._logs(units, say=index == 0),
         ]
         return "\n".join(head) + "\n"
 
@@ -226,26 +239,50 @@ class Renderer:
             lines.append(f"TasksMax={options['pids_max']}")
         return lines
 
-    def _logs(self, units: AppUnits) -> list[str]:
-        """The journal, unless the app names its log files (appended to, as corral does)."""
+    def _logs(self, units: AppUnits, say: bool) -> list[str]:
+        """The journal, unless the app names its log files (appended to, as corral does).
+
+        corral writes each stream to its own file (``out_file``, ``error_file``) and
+        both to ``log_file``, the combined log, if given; systemd writes a stream to one
+        place. A stream goes to its own file if it has one, else to the combined log, else
+        to the journal (which takes the place of corral's default files). A stream whose
+        own file is ``NULL`` still reaches the combined log, as under corral; one that
+        has a file of its own is missing from the combined log: said if ``say`` (once
+        per app, not per instance)."""
         options = units.app.options
         if options.get("disable_logs"):
             return ["StandardOutput=null", "StandardError=null"]
         cwd = working_directory(units.app, self.root)
         combined = options.get("log_file")
-        out, err = options.get("out_file"), options.get("error_file")
-        if isinstance(combined, str):
-            out = err = combined
-        return [
-            f"{key}={self._log_target(path, cwd)}"
-            for key, path in (("StandardOutput", out), ("StandardError", err))
-            if path
-        ]
+        if not isinstance(combined, str) or _is_null(combined):
+            combined = None  # true: corral's own file, which the journal replaces
+        lines = []
+        for key, option, stream in (
+            ("StandardOutput", "out_file", "stdout"),
+            ("StandardError", "error_file", "stderr"),
+        ):
+            own = options.get(option)
+            own = str(own) if own else None
+            if own and not _is_null(own):
+                target = self._log_target(own, cwd, option)
+                if say and combined and target != self._log_target(combined, cwd, "log_file"):
+                    self.warnings.append(
+                        f"{units.app.name}: log_file {combined}: systemd writes a stream to "
+                        f"one place: {stream} goes to {option} {own} only, not to the combined log"
+                    )
+            elif combined:
+                target = self._log_target(combined, cwd, "log_file")
+            elif own:
+                target = "null"
+            else:
+                continue  # the journal
+            lines.append(f"{key}={target}")
+        return lines
 
-    def _log_target(self, path: str, cwd: str) -> str:
-        if path in ("NULL", "/dev/null"):
+    def _log_target(self, path: str, cwd: str, option: str) -> str:
+        if _is_null(path):
             return "null"
-        return "append:" + plain_value(absolute(path, cwd, "out_file"), "out_file")
+        return "append:" + plain_value(absolute(path, cwd, option), option)
 
     # -- the other units ---------------------------------------------------------
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from .systemd_command import is_bare_command, is_node_app
+from .systemd_listen import listen_host, listen_port
 from .systemd_plan import AppUnits, depends_on
 
 # options this exporter maps (or that only mean something through one it maps)
@@ -57,6 +58,29 @@ def _is_set(key: str, value: Any) -> bool:
     return value not in (None, False, "", 0, [], (), {})
 
 
+def _listen_note(options: dict[str, Any], units: AppUnits) -> str:
+    """Why a ``listen`` has no socket unit, and what the app gets instead: a node app
+    (corral passes it the socket through its shim, which systemd has not) binds the
+    port of PORT itself, as corral sets PORT from listen for every app."""
+    listen = options["listen"]
+    if not is_node_app(options):
+        return (
+            f"listen {listen}: no socket unit (a port 0 or a relative path cannot be one): "
+            "not exported"
+        )
+    head = f"listen {listen}: no socket unit (corral's node shim is not there under systemd)"
+    port = listen_port(options)
+    if port is None:
+        return f"{head}: not exported; the app must listen on it itself"
+    note = f"{head}: PORT={port} is set, the app must listen on it itself"
+    host = listen_host(options)
+    if host:
+        note += f", on {host}"
+    if units.count > 1:
+        note += f"; its {units.count} instances each bind it: use SO_REUSEPORT, or one instance"
+    return note
+
+
 def _approximations(app: Any, units: AppUnits) -> list[str]:
     """What is exported with other semantics than corral's, or not at all, said once."""
     options = app.options
@@ -64,11 +88,7 @@ def _approximations(app: Any, units: AppUnits) -> list[str]:
     if options.get("watch"):
         notes.append("watch has no systemd equivalent (.path units do not recurse): not exported")
     if options.get("listen") and not units.socket:
-        notes.append(
-            f"listen {options['listen']}: no socket unit (a node app binds its own port "
-            "under systemd, without corral's shim; a port 0 or a relative path cannot be "
-            "one): not exported"
-        )
+        notes.append(_listen_note(options, units))
     if options.get("exec_mode") == "cluster" and units.count > 1:
         notes.append(
             "cluster mode's shared port has no systemd equivalent: each instance binds its "

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -17,7 +18,9 @@ import yaml
 from corral import ConfigError, OptionError
 from corral.api import load_plugins
 from corral.plugins.export import export
+from corral.plugins.export.kubernetes_cron import cron_schedule
 from corral.plugins.export.kubernetes_names import kubernetes_name
+from corral.plugins.export.kubernetes_probes import probe_action, probes
 from tests.conftest import run_cli
 from tests.core.test_corpus import CORPUS, FILES
 
@@ -395,3 +398,156 @@ def test_the_cli_writes_a_file_per_app_and_the_warnings(tmp_path):
     printed = run_cli("export", "kubernetes", example, "--image", IMAGE)
     kinds = [doc["kind"] for doc in yaml.safe_load_all(printed.stdout)]
     assert kinds.count("Deployment") == 2 and kinds.count("CronJob") == 1
+
+
+# -- reviewed bugs: one test each -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("cron", "schedule"),
+    [
+        ("0 0 * * WED", "0 0 * * WED"),
+        ("0 0 * JUL *", "0 0 * JUL *"),
+        ("0 9 * jan,jul sun", "0 9 * jan,jul sun"),
+        ("0 0 * * MON-FRI", "0 0 * * MON-FRI"),
+        ("0 0 ? * SAT", "0 0 ? * SAT"),
+        ("0 0 0 * * WED", "0 0 * * WED"),
+        # Kubernetes' parser (robfig/cron) takes 0-6 for the days: croner's 7 (Sunday) is 0
+        ("0 12 * * 0,6,7", "0 12 * * 0,6,0"),
+        ("0 12 * * 5-7", "0 12 * * 5,6,0"),
+    ],
+)
+def test_cron_names_make_a_cronjob_schedule(cron, schedule):
+    assert cron_schedule(cron) == schedule
+
+
+@pytest.mark.parametrize(
+    "cron", ["0 0 L * *", "0 0 1,L * *", "0 0 15W * *", "0 0 * * 5#2", "0 0 * * L5", "0 0 * * 5L"]
+)
+def test_only_crons_l_w_and_hash_have_no_cronjob_schedule(cron):
+    assert cron_schedule(cron) is None
+
+
+def test_a_cron_with_a_day_name_is_a_cronjob_and_l_is_one_warning(tmp_path, manager):
+    data = {
+        "apps": [
+            {"name": "wed", "script": "a.py", "autorestart": False, "cron_restart": "0 0 * * WED"},
+            {"name": "jul", "script": "a.py", "autorestart": False, "cron_restart": "0 0 * JUL *"},
+            {"name": "last", "script": "a.py", "autorestart": False, "cron_restart": "0 0 L * *"},
+        ]
+    }
+    result = render(write(tmp_path, data), manager)
+    validate(result)
+    wed, jul = by_kind(result, "CronJob")
+    assert (wed["spec"]["schedule"], jul["spec"]["schedule"]) == ("0 0 * * WED", "0 0 * JUL *")
+    (job,) = by_kind(result, "Job")
+    assert job["metadata"]["name"] == "last"
+    (note,) = [w for w in result.warnings if "cron_restart" in w]
+    assert note.startswith("last: cron_restart '0 0 L * *': L (the last day, or weekday,")
+    assert "exported as a Job that runs once" in note
+
+
+def test_a_croner_last_weekday_is_refused_naming_the_app_and_option(tmp_path, manager):
+    """croner's 5L is not croniter's: refused as the file is read, naming both."""
+    data = {"apps": [{"name": "j", "script": "a.py", "autorestart": False, "cron": "0 0 * * 5L"}]}
+    with pytest.raises(ConfigError, match=r"\(j\): cron_restart: '0 0 \* \* 5L' is not a valid"):
+        render(write(tmp_path, data), manager)
+
+
+def test_an_https_check_is_an_https_probe_on_443(tmp_path, manager):
+    """The health plugin takes http:// only (a file with https:// is refused, naming the
+    app); a check handed to the exporter by an API caller is still probed over HTTPS."""
+    assert probe_action("http", "https://127.0.0.1/healthz", {}) == (
+        {"httpGet": {"path": "/healthz", "port": 443, "scheme": "HTTPS"}},
+        "",
+    )
+    assert probe_action("http", "HTTPS://db.internal:8443/ready?x=1", {}) == (
+        {"httpGet": {"host": "db.internal", "path": "/ready?x=1", "port": 8443, "scheme": "HTTPS"}},
+        "",
+    )
+    assert probe_action("http", "http://127.0.0.1/", {}) == (
+        {"httpGet": {"path": "/", "port": 80}},
+        "",
+    )
+    data = {"apps": [{"name": "tls", "script": "a.py", "health": {"http": "https://h/x"}}]}
+    with pytest.raises(ConfigError, match=r"\(tls\): health.http: must be an http:// URL"):
+        render(write(tmp_path, data), manager)
+
+
+def test_instances_below_zero_say_cpus_minus_n(tmp_path, manager):
+    data = {"apps": [{"name": "w", "script": "a.py", "instances": -2}]}
+    result = render(write(tmp_path, data), manager)
+    (note,) = [w for w in result.warnings if "instances" in w]
+    assert note.startswith("w: instances -2 (one per CPU but 2: CPUs - 2) has no Kubernetes")
+    assert "max" not in note
+
+
+def checked(*checks: dict) -> list[dict]:
+    """Health checks as the health plugin completes them, one at a time (it refuses two
+    of one role in a file: an API caller can still hand the exporter such a list)."""
+    from corral.plugins.health.config import validate as health_checks
+
+    return [health_checks(check)[0] for check in checks]
+
+
+def test_one_probe_per_kind_the_first_and_a_warning_for_each_other():
+    checks = checked(
+        {"http": "http://127.0.0.1:8000/live", "role": "liveness"},
+        {"tcp": 8000, "role": "both"},
+        {"exec": "test -e /tmp/ok", "role": "readiness"},
+        {"http": "http://127.0.0.1:8000/deep", "role": "liveness"},
+    )
+    app = SimpleNamespace(name="many", env={}, options={"health": checks})
+    notes: list[str] = []
+    liveness, readiness = probes(app, 8000, notes)
+    assert liveness["httpGet"] == {"path": "/live", "port": 8000}
+    assert readiness["tcpSocket"] == {"port": 8000}
+    assert notes == [
+        "health (both) tcp '127.0.0.1:8000': a pod has one livenessProbe, from health "
+        "(liveness) http 'http://127.0.0.1:8000/live': not exported as one",
+        "health (readiness) exec 'test -e /tmp/ok': a pod has one readinessProbe, from "
+        "health (both) tcp '127.0.0.1:8000': not exported as one",
+        "health (liveness) http 'http://127.0.0.1:8000/deep': a pod has one "
+        "livenessProbe, from health (liveness) http 'http://127.0.0.1:8000/live': not "
+        "exported as one",
+    ]
+
+
+def test_wait_ready_covers_every_readiness_check_without_a_warning():
+    checks = checked({"tcp": 8000, "role": "readiness"}, {"exec": "true", "role": "readiness"})
+    app = SimpleNamespace(name="r", env={}, options={"health": checks, "wait_ready": True})
+    notes: list[str] = []
+    liveness, readiness = probes(app, 8000, notes)
+    assert liveness is None
+    assert readiness["exec"]["command"] == ["corral", "ready", "r"]
+    assert notes == []
+
+
+def test_two_checks_of_one_role_in_a_file_are_refused_naming_the_app(tmp_path, manager):
+    checks = [{"tcp": 8000, "role": "liveness"}, {"exec": "true", "role": "both"}]
+    data = {"apps": [{"name": "two", "script": "a.py", "health": checks}]}
+    with pytest.raises(ConfigError, match=r"\(two\): health: two checks have the role liveness"):
+        render(write(tmp_path, data), manager)
+
+
+def test_autostart_false_cronjob_runs_at_its_ticks_as_corral_does(tmp_path, manager):
+    """corral's cron arms the job of an app added stopped and its tick starts it
+    (plugins/cron: corral_process_added): a CronJob that runs at the ticks, not suspended,
+    and no warning about a run at start."""
+    data = {
+        "apps": [
+            {
+                "name": "later",
+                "script": "a.py",
+                "autorestart": False,
+                "autostart": False,
+                "cron_restart": "0 4 * * *",
+            }
+        ]
+    }
+    result = render(write(tmp_path, data), manager)
+    validate(result)
+    (cron,) = by_kind(result, "CronJob")
+    assert "suspend" not in cron["spec"]
+    assert "suspend" not in cron["spec"]["jobTemplate"]["spec"]
+    assert result.warnings == []

@@ -15,7 +15,8 @@ import pytest
 
 from corral import ConfigError, OptionError
 from corral.api import read_portable
-from corral.plugins.export import export, write_files
+from corral.plugins.export import ExportRequest, export, write_files
+from corral.plugins.export.systemd import render as render_systemd
 from corral.plugins.export.systemd_calendar import on_calendar
 from corral.plugins.export.systemd_listen import listen_stream
 from corral.plugins.export.systemd_plan import unit_base
@@ -732,3 +733,156 @@ def test_python_is_unbuffered_only_when_corral_picks_it(tmp_path):
     files, _ = render(tmp_path, apps)
     assert 'Environment="PYTHONUNBUFFERED=1"' in files["a.service"]
     assert "PYTHONUNBUFFERED" not in files["b.service"]
+
+
+# -- reviewed bugs: one test each ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("cron", "calendars"),
+    [
+        ("0 0 1,L * *", ["*-*-01 00:00:00", "*-*~01 00:00:00"]),
+        ("0 0 1,15,L * 5", ["*-*-01,15 00:00:00", "*-*~01 00:00:00", "Fri *-*-* 00:00:00"]),
+    ],
+)
+def test_a_list_of_days_and_l_keeps_both(cron, calendars):
+    assert on_calendar(cron, None) == calendars
+    if ANALYZE:
+        for calendar in calendars:
+            done = subprocess.run([ANALYZE, "calendar", calendar], capture_output=True, text=True)
+            assert done.returncode == 0, done.stderr
+
+
+def render_unchecked(folder: Path, **options):
+    """The export of an app given ``options`` past the file's checks (the cron plugin
+    refuses them as the file is read), as an API caller may hand them."""
+    config = read_portable(write(folder, [{"name": "job", "script": "j.py", "cron": "1 * * * *"}]))
+    config.apps[0].options.update(options)
+    return render_systemd(ExportRequest(config=config, env_name=None))
+
+
+@pytest.mark.parametrize(
+    ("cron", "why"),
+    [
+        ("0 0 * * 5L", r"not a valid cron expression"),
+        ("0 0 15W * *", r"the weekday nearest a day \(W\)"),
+        ("0 0 * * L5", r"weekday of the month"),
+    ],
+)
+def test_a_cron_no_calendar_holds_is_an_option_error_naming_the_app(tmp_path, cron, why):
+    """croner's 5L reaches the exporter only past the cron plugin's check (an API caller,
+    or a file read without it): never croniter's own error, always the app and option."""
+    with pytest.raises(OptionError, match=rf"cron_restart '{re.escape(cron)}'.*{why}"):
+        on_calendar(cron, None)
+    with pytest.raises(OptionError, match=rf"^job: cron_restart '{re.escape(cron)}'.*{why}"):
+        render_unchecked(tmp_path, cron_restart=cron)
+
+
+@pytest.mark.parametrize(
+    "tz", ["Mars/Olympus", "Europe/Paris\nOnCalendar=*-*-* *:*:00", "../../etc/passwd", " UTC"]
+)
+def test_a_bad_cron_tz_is_refused_not_written(tmp_path, tz):
+    with pytest.raises(OptionError, match=r"cron_tz .* IANA time zone"):
+        on_calendar("0 4 * * *", tz)
+    with pytest.raises(OptionError, match=r"^job: cron_tz"):
+        render_unchecked(tmp_path, cron_tz=tz)
+
+
+def test_a_good_cron_tz_is_written():
+    assert on_calendar("0 4 * * *", "America/Argentina/Buenos_Aires") == [
+        "*-*-* 04:00:00 America/Argentina/Buenos_Aires"
+    ]
+    assert on_calendar("0 4 * * *", "Etc/GMT+5") == ["*-*-* 04:00:00 Etc/GMT+5"]
+
+
+def test_a_node_app_with_listen_gets_port_and_is_told_to_bind_it(tmp_path):
+    """corral sets PORT to the listen port for every app (ManagedProcess.child_env); a node
+    app gets no socket unit, so it binds PORT itself: the env and the warning say so."""
+    apps = [
+        {"name": "node", "script": "server.js", "listen": ":3000"},
+        {"name": "pair", "script": "server.js", "listen": "127.0.0.1:3001", "instances": 2},
+        {"name": "sock", "script": "server.js", "listen": "unix:/run/sock.sock"},
+    ]
+    files, warnings = render(tmp_path, apps)
+    assert "node.socket" not in files
+    assert 'Environment="PORT=3000"' in files["node.service"].splitlines()
+    for name in ("pair-0.service", "pair-1.service"):
+        assert 'Environment="PORT=3001"' in files[name].splitlines()
+    assert "PORT" not in files["sock.service"]
+    assert warnings == [
+        "node: listen :3000: no socket unit (corral's node shim is not there under "
+        "systemd): PORT=3000 is set, the app must listen on it itself",
+        "pair: listen 127.0.0.1:3001: no socket unit (corral's node shim is not there under "
+        "systemd): PORT=3001 is set, the app must listen on it itself, on 127.0.0.1; its 2 "
+        "instances each bind it: use SO_REUSEPORT, or one instance",
+        "sock: listen unix:/run/sock.sock: no socket unit (corral's node shim is not there "
+        "under systemd): not exported; the app must listen on it itself",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("options", "out", "err", "said"),
+    [
+        # log_file alone: both streams, the combined log kept
+        ({"log_file": "/var/log/a.log"}, "append:/var/log/a.log", "append:/var/log/a.log", []),
+        # NULL for a stream: corral still writes it to the combined log
+        (
+            {"log_file": "/var/log/a.log", "out_file": "/dev/null"},
+            "append:/var/log/a.log",
+            "append:/var/log/a.log",
+            [],
+        ),
+        # the same file twice: corral writes it once
+        (
+            {"log_file": "/var/log/a.log", "out_file": "/var/log/a.log"},
+            "append:/var/log/a.log",
+            "append:/var/log/a.log",
+            [],
+        ),
+        # a stream with its own file keeps it: the combined log loses that stream, said
+        (
+            {"log_file": "/var/log/a.log", "out_file": "/var/log/out.log"},
+            "append:/var/log/out.log",
+            "append:/var/log/a.log",
+            [
+                "a: log_file /var/log/a.log: systemd writes a stream to one place: stdout "
+                "goes to out_file /var/log/out.log only, not to the combined log"
+            ],
+        ),
+        (
+            {
+                "log_file": "/var/log/a.log",
+                "out_file": "/var/log/out.log",
+                "error_file": "/var/log/err.log",
+            },
+            "append:/var/log/out.log",
+            "append:/var/log/err.log",
+            [
+                "a: log_file /var/log/a.log: systemd writes a stream to one place: stdout "
+                "goes to out_file /var/log/out.log only, not to the combined log",
+                "a: log_file /var/log/a.log: systemd writes a stream to one place: stderr "
+                "goes to error_file /var/log/err.log only, not to the combined log",
+            ],
+        ),
+        # log_file NULL: no combined log; the streams go to the journal, not to null
+        ({"log_file": "NULL"}, None, None, []),
+        ({"error_file": "NULL"}, None, "null", []),
+    ],
+)
+def test_log_file_is_the_combined_log_of_the_streams_without_their_own(
+    tmp_path, options, out, err, said
+):
+    files, warnings = render(tmp_path, [{"name": "a", "script": "a.py", **options}])
+    lines = files["a.service"].splitlines()
+    for key, want in (("StandardOutput", out), ("StandardError", err)):
+        got = [line.partition("=")[2] for line in lines if line.startswith(key + "=")]
+        assert got == ([want] if want else []), key
+    assert warnings == said
+
+
+@pytest.mark.parametrize(
+    ("option", "bad"), [("out_file", "out"), ("error_file", "err"), ("log_file", "all")]
+)
+def test_a_bad_log_path_names_its_own_option(tmp_path, option, bad):
+    with pytest.raises(OptionError, match=rf"^a: {option} '/var/log/{bad}\\n.log' has a control"):
+        render(tmp_path, [{"name": "a", "script": "a.py", option: f"/var/log/{bad}\n.log"}])
