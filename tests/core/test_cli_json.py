@@ -29,6 +29,13 @@ NO_JSON = {
     "watch start": "a plugin's command",
     "watch stop": "a plugin's command",
     "cron": "a plugin's command",
+    "deploy": "each host's output as it comes, then a line per host",
+    "export kubernetes": "prints the manifests, YAML",
+    "export systemd": "prints the unit files",
+    "ready": "its answer is its exit code (a readiness probe)",
+    "web start": "prints a login URL",
+    "web stop": "a plugin's command",
+    "web url": "prints a login URL",
 }
 
 

@@ -13,9 +13,12 @@ from pathlib import Path
 
 import pytest
 
+import corral
 from corral import ConfigError, OptionError
-from corral.api import read_portable
+from corral.api import load_plugins, read_portable
+from corral.plugins import export as export_plugin
 from corral.plugins.export import ExportRequest, export, write_files
+from corral.plugins.export import systemd as systemd_exporter
 from corral.plugins.export.systemd import render as render_systemd
 from corral.plugins.export.systemd_calendar import on_calendar
 from corral.plugins.export.systemd_listen import listen_stream
@@ -409,8 +412,18 @@ def test_each_unmapped_option_is_warned_once_per_app(tmp_path):
         assert joined.count(said) == 1, said  # once per app, not per instance
 
 
+class Notifier:
+    """A third party's plugin with an option of its own."""
+
+    @corral.hookimpl
+    def corral_app_options(self):
+        return [corral.Option("notify_url", "str", help="where to post events")]
+
+
 def test_an_option_of_another_plugin_is_warned(tmp_path):
-    _, warnings = render(tmp_path, [{"name": "w", "script": "w.py", "notify_url": "http://x/"}])
+    path = write(tmp_path, [{"name": "w", "script": "w.py", "notify_url": "http://x/"}])
+    manager = load_plugins([export_plugin, systemd_exporter, Notifier()])
+    warnings = export("systemd", path, manager=manager).warnings
     assert warnings == ["w: notify_url has no systemd equivalent: not exported"]
 
 
