@@ -18,6 +18,16 @@ from corral import ConfigError
 HOOKS = ("pre-setup", "post-setup", "pre-deploy-local", "pre-deploy", "post-deploy")
 ECHO_LIMIT = 80  # characters of a value an error message repeats
 ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")  # what a shell can export
+DEPLOY_NAME = re.compile(r"^[A-Za-z0-9_.][A-Za-z0-9_.-]*$")  # an environment: one plain word
+# the deploy script's own variables are named so; no env entry may be (script.py)
+RESERVED_PREFIX = "__CORRAL_DEPLOY_"
+# names that change how bash runs the script itself, or that it cannot set (readonly)
+BASH_NAMES = frozenset(
+    (
+        "IFS BASH_ENV ENV SHELLOPTS BASHOPTS CDPATH GLOBIGNORE PS4 BASH_XTRACEFD "
+        "POSIXLY_CORRECT UID EUID PPID BASH_VERSINFO"
+    ).split()
+)
 
 
 @dataclass(frozen=True)
@@ -58,6 +68,11 @@ def select_target(deploy: Any, env_name: str, source: str = "the config") -> Tar
             f"{source}: deploy is {kind}: write it as a mapping of environment names "
             f"to settings (deploy: {{production: {{host: ..., repo: ...}}}})"
         )
+    if not DEPLOY_NAME.match(env_name):
+        raise ConfigError(
+            f"deploy environment {_show(env_name)} is not one word: "
+            "name it with letters, digits, _, . and -"
+        )
     if env_name not in deploy:
         known = ", ".join(sorted(str(k) for k in deploy)) or "none"
         raise ConfigError(f"{source}: no deploy environment {env_name!r}: known: {known}")
@@ -71,7 +86,7 @@ def select_target(deploy: Any, env_name: str, source: str = "the config") -> Tar
         env_name=env_name,
         hosts=_hosts(settings.get("host"), where),
         repo=_required(settings, "repo", where, "the git URL the hosts clone"),
-        path=_required(settings, "path", where, "the directory on the hosts"),
+        path=_path(settings, where),
         ref=_ref(settings.get("ref"), where),
         user=_user(settings, where),
         port=_port(settings.get("port"), where),
@@ -95,6 +110,16 @@ def _required(settings: Mapping[str, Any], name: str, where: str, what: str) -> 
     if not isinstance(value, str):
         raise ConfigError(f"{where}.{name} is {_show(value)}: give {what} as a string")
     return value
+
+
+def _path(settings: Mapping[str, Any], where: str) -> str:
+    path = _required(settings, "path", where, "the directory on the hosts")
+    if any(c in path for c in "\n\r\0"):
+        raise ConfigError(
+            f"{where}.path has a line break (or a NUL) in {_show(path)}: "
+            "write the directory on one line"
+        )
+    return path
 
 
 def _optional(settings: Mapping[str, Any], name: str, where: str) -> str | None:
@@ -143,6 +168,11 @@ def _ref(value: Any, where: str) -> str:
         raise ConfigError(f"{where}.ref is missing: give the remote branch, as origin/main")
     if not isinstance(value, str):
         raise ConfigError(f"{where}.ref is {_show(value)}: give the remote branch, as origin/main")
+    if value.startswith("-"):
+        raise ConfigError(
+            f"{where}.ref is {_show(value)}: a ref does not start with -: "
+            "give the remote branch, as origin/main"
+        )
     remote, _, branch = value.partition("/")
     if not remote or not branch:
         raise ConfigError(
@@ -194,10 +224,25 @@ def _env(value: Any, where: str) -> dict[str, str]:
         key = str(name).upper()
         if not ENV_NAME.match(key):
             raise ConfigError(f"{where}.env has {_show(name)}: names are letters, digits and _")
+        if key.startswith(RESERVED_PREFIX):
+            raise ConfigError(
+                f"{where}.env has {_show(name)}: names starting with {RESERVED_PREFIX} "
+                "are the deploy script's own: rename it"
+            )
+        if key == "SHARED":
+            raise ConfigError(
+                f"{where}.env has {_show(name)}: SHARED is set by the deploy (path/shared): "
+                "rename it"
+            )
+        if key in BASH_NAMES:
+            raise ConfigError(
+                f"{where}.env has {_show(name)}: {key} is bash's own, it would change how "
+                "the deploy script runs: set it in the hook itself"
+            )
         if isinstance(item, (dict, list)) or item is None:
             raise ConfigError(f"{where}.env.{name} is {_show(item)}: give a string or a number")
         env[key] = ("true" if item else "false") if isinstance(item, bool) else str(item)
     return env
 
 
-__all__ = ["HOOKS", "Target", "select_target"]
+__all__ = ["DEPLOY_NAME", "HOOKS", "RESERVED_PREFIX", "Target", "select_target"]

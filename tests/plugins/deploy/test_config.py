@@ -97,7 +97,8 @@ def test_the_ssh_command_carries_port_key_options_and_user() -> None:
     got = target(port=2222, key="~/.ssh/deploy", ssh_options=["A=1", "B=2"])
     argv = ssh_argv(got, "web1")
     key = str(Path("~/.ssh/deploy").expanduser())
-    options = ["-o", "A=1", "-o", "B=2"]
+    options = ["-o", "A=1", "-o", "B=2", "-o", "ConnectTimeout=10"]
+    options += ["-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=4"]
     assert argv == ["ssh", "-p", "2222", "-i", key, *options, "deploy@web1", "bash", "-s"]
     assert ssh_argv(target(user=None), "web1")[-3:] == ["web1", "bash", "-s"]
     assert ssh_argv(got, "localhost") == ["bash", "-s"]  # PM2 runs localhost here
@@ -234,3 +235,88 @@ def test_apps_with_options_this_machine_does_not_know_still_deploy(tmp_path):
     path.write_text(json.dumps({"apps": apps, "deploy": section}))
     target = load_target(path, "production")
     assert target.hosts == ("h",)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"env": {"__corral_deploy_p": "/x"}}, "env has '__corral_deploy_p': names starting"),
+        ({"env": {"shared": "/x"}}, "env has 'shared': SHARED is set by the deploy"),
+        ({"env": {"ifs": "x"}}, "env has 'ifs': IFS is bash's own"),
+        ({"path": "/srv/a\nb"}, "eco.json: deploy.production.path has a line break"),
+        ({"ref": "-q/x"}, "eco.json: deploy.production.ref is '-q/x': a ref does not start"),
+    ],
+)
+def test_what_would_change_the_script_is_refused(changes: dict, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        target(**changes)
+    assert message in str(caught.value), caught.value
+    assert "\n" not in str(caught.value)
+
+
+def test_the_scripts_own_variables_are_out_of_envs_reach() -> None:
+    script = build(target(env={"ref": "x", "p": "/elsewhere", "depth": "x"}, fetch="fast"), "setup")
+    for line in script.splitlines():
+        if "=" in line and not line.startswith(("export ", " ", "\t", "#")):
+            assert line.startswith(("set ", "__CORRAL_DEPLOY_")), line
+    assert "$DEPTH" not in script and "__CORRAL_DEPLOY_DEPTH=(--depth=5)" in script
+    assert "export REF=x\n" in script  # env still reaches the hooks
+
+
+def test_ssh_gets_timeouts_unless_the_options_set_them() -> None:
+    argv = ssh_argv(target(), "web1")
+    defaults = ["ConnectTimeout=10", "ServerAliveInterval=15", "ServerAliveCountMax=4"]
+    for option in defaults:
+        assert argv[argv.index(option) - 1] == "-o", argv
+    argv = ssh_argv(target(ssh_options=["connecttimeout=3", "ServerAliveInterval 5"]), "web1")
+    assert "ConnectTimeout=10" not in argv and "ServerAliveInterval=15" not in argv
+    assert "ServerAliveCountMax=4" in argv
+
+
+def test_the_same_host_twice_is_refused(tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    for hosts in (["localhost", "127.0.0.1"], ["web1", "deploy@web1"]):
+        settings = {**GOOD, "host": hosts, "pre-deploy-local": f"touch {marker}"}
+        (tmp_path / "eco.json").write_text(json.dumps({"deploy": {"production": settings}}))
+        done = deploy_cli(tmp_path, "eco.json", "production")
+        assert done.returncode == 1
+        assert "are the same host" in done.stderr, done.stderr
+        assert done.stderr.count("\n") == 1
+        assert not marker.exists()
+
+
+def test_the_default_post_deploy_quotes_its_words(tmp_path: Path) -> None:
+    (tmp_path / "my eco.json").write_text(json.dumps({"deploy": {"prod-1.x": GOOD}}))
+    got = load_target(tmp_path / "my eco.json", "prod-1.x")
+    words = ["corral", "startOrRestart", "my eco.json", "--env", "prod-1.x"]
+    assert shlex.split(got.hooks["post-deploy"]) == words
+    bad = "prod;touch /tmp/PWN2;x"
+    (tmp_path / "eco.json").write_text(json.dumps({"deploy": {bad: GOOD}}))
+    with pytest.raises(ConfigError, match=r"^deploy environment 'prod;touch /tmp/PWN2;x' is not"):
+        load_target(tmp_path / "eco.json", bad)
+
+
+def test_a_file_named_like_the_environment_is_not_the_config(tmp_path: Path) -> None:
+    (tmp_path / "production").write_text("")
+    (tmp_path / "ecosystem.json").write_text(json.dumps({"deploy": {"staging": GOOD}}))
+    done = deploy_cli(tmp_path, "production", "list")
+    assert done.stderr == (
+        "error: ecosystem.json: no deploy environment 'production': known: staging\n"
+    )
+
+
+@pytest.mark.parametrize("ref", ["-q", "--hard"])
+def test_a_ref_that_is_an_option_is_refused(ref: str) -> None:
+    with pytest.raises(ConfigError, match=f"^deploy ref takes a git ref, got '{ref}'"):
+        parse_request(["ref", ref])
+
+
+def test_force_is_accepted_and_does_nothing() -> None:
+    assert parse_request(["update", "--force"]) == ("update", {})
+    assert parse_request(["--force"]) == ("update", {})
+    assert parse_request(["--force", "ref", "origin/v2"]) == ("ref", {"ref": "origin/v2"})
+    # in exec, the command's own
+    assert parse_request(["exec", "rm", "--force", "x"]) == (
+        "exec",
+        {"exec_command": "rm --force x"},
+    )

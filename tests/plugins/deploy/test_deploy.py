@@ -205,9 +205,11 @@ def served(port: int) -> str | None:
 def summary(hosts: Hosts, done: subprocess.CompletedProcess) -> dict[str, str]:
     """The command succeeded; each host's summary line, after the host name."""
     assert done.returncode == 0, done.stdout + done.stderr
-    lines = done.stdout.splitlines()[-len(hosts.names) :]
+    lines = done.stdout.splitlines()
+    assert lines[-1] == f"done: {len(hosts.names)} host(s) ok", done.stdout
     result = {}
-    for name, line in zip(hosts.names, lines, strict=True):
+    for name in hosts.names:  # in the order the hosts finished: any
+        (line,) = [line for line in lines if line.startswith(f"{name}: ")]
         assert line.startswith(f"{name}: ok"), done.stdout
         result[name] = line[len(name) + 2 :]
     return result
@@ -280,7 +282,10 @@ def test_a_dead_host_fails_the_command_and_is_named(hosts: Hosts) -> None:
     assert_released(hosts, corral_deploy(hosts, "production", "setup"), v1)
     done = corral_deploy(hosts, "broken", "curr")
     assert done.returncode == 1, done.stdout + done.stderr
-    lines = done.stdout.splitlines()[-3:]
-    assert lines[:2] == [f"{name}: ok (release {v1})" for name in hosts.names], done.stdout
-    assert lines[2].startswith(f"{DEAD_HOST}: failed: "), done.stdout
-    assert "refused" in lines[2] or "port" in lines[2], done.stdout  # ssh's own reason
+    lines = done.stdout.splitlines()
+    assert lines[-1] == f"done: 2 host(s) ok, 1 failed: {DEAD_HOST}", done.stdout
+    for name in hosts.names:
+        assert f"{name}: ok (release {v1})" in lines, done.stdout
+    (dead,) = [line for line in lines if line.startswith(f"{DEAD_HOST}: ")]
+    assert dead.startswith(f"{DEAD_HOST}: failed: "), done.stdout
+    assert "refused" in dead or "port" in dead, done.stdout  # ssh's own reason
