@@ -15,10 +15,10 @@ from typing import Any
 from corral.daemon import limits
 from corral.datefmt import date_formatter
 from corral.errors import OptionError, shorten
+from corral.options.address import parse_address
 from corral.options.schema import OptionSchema
 from corral.options.secrets import mask
 from corral.supervisor import credentials
-from corral.supervisor.listen import parse_address
 from corral.supervisor.spawn import (
     check_executable,
     filter_environment,

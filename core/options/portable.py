@@ -3,11 +3,12 @@ a systemd host.
 
 :func:`read_portable` validates each app with the options of the installed
 plugins (canonical names, every default filled in, a bad value refused with the
-error ``corral start`` gives), and resolves what does not depend on the machine:
-the name, the instance count, the exec mode and the env of ``--env NAME``. It
-checks nothing of this machine: the script, the cwd, the accounts and the
-interpreter are the target's, and the caller's environment is not mixed in.
-Exporters (``corral export``) and ``corral deploy`` read files through it.
+error ``corral start`` gives, a ``listen`` that is no address too), and resolves
+what does not depend on the machine: the name, the instance count, the exec mode
+and the env of ``--env NAME``. It checks nothing of this machine: the script,
+the cwd, the accounts and the interpreter are the target's, and the caller's
+environment is not mixed in. Exporters (``corral export``) and ``corral deploy``
+read files through it.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from corral.errors import ConfigError, OptionError, PluginError
+from corral.options.address import parse_address
 from corral.options.config import read_sections
 from corral.options.schema import OptionSchema
 from corral.options.typos import app_label
@@ -68,6 +70,8 @@ def read_portable(path: str | os.PathLike, *, env_name: str | None, manager: Any
 
 def _portable(schema: OptionSchema, raw: dict[str, Any], env_name: str | None) -> PortableApp:
     options, warnings = schema.normalize(raw)
+    if options.get("listen"):
+        check_listen(options["listen"])  # as corral start refuses it, before anything
     script = str(options["script"])
     name = options.get("name") or (script.split()[0] if " " in script else Path(script).stem)
     if env_name and raw.get("append_env_to_name", raw.get("appendEnvToName")) in (True, "true"):
@@ -95,6 +99,11 @@ def _portable(schema: OptionSchema, raw: dict[str, Any], env_name: str | None) -
     )
 
 
+def check_listen(value: str | int) -> None:
+    """OptionError when corral start would refuse ``value`` as a ``listen`` address."""
+    parse_address(value)
+
+
 def _text(value: Any) -> str:
     """An env value as the child sees it (PM2 passes true as "true")."""
     if isinstance(value, bool):
@@ -114,4 +123,4 @@ def env_options(options: dict[str, Any]) -> list[str]:
     return sorted(k for k in options if _ENV_OPTION.match(k))
 
 
-__all__ = ["ConfigFile", "PortableApp", "env_options", "read_portable"]
+__all__ = ["ConfigFile", "PortableApp", "check_listen", "env_options", "read_portable"]

@@ -10,22 +10,43 @@ A variable is secret when its name, upper-cased and cut into words at ``_``,
 - is ``PASS`` or ``PWD``, except the shell's own ``PWD`` and ``OLDPWD``
   (``SMTP_PASS``, ``MYSQL_PWD``);
 - is ``APIKEY``, or ``KEY`` as the last word (``API_KEY``, ``STRIPE_KEY``,
-  ``AWS_SECRET_ACCESS_KEY``; not ``AWS_ACCESS_KEY_ID``, ``KEYBOARD``).
+  ``AWS_SECRET_ACCESS_KEY``; not ``AWS_ACCESS_KEY_ID``, ``KEYBOARD``);
+- ends in ``CREDENTIAL`` or ``CREDENTIALS`` (``DB_CREDENTIALS``,
+  ``CREDENTIALS_JSON``), or is ``PRIVATEKEY``, or is ``PRIVATE`` followed by
+  ``KEY`` (``JWT_PRIVATE_KEY_PEM``), unless the name ends in ``FILE``, ``PATH``
+  or ``DIR``: that names where they are (``AWS_SHARED_CREDENTIALS_FILE``,
+  ``PRIVATE_KEY_PATH``), as does ``GOOGLE_APPLICATION_CREDENTIALS`` by Google's
+  convention;
+- is ``PAT`` (a personal access token) in a name of several words
+  (``GITHUB_PAT``, ``GH_PAT``; not ``PAT`` alone, ``PATH``, ``PATCH_LEVEL``,
+  nor ``GITHUB_PAT_FILE``: the rule above);
+- is ``AUTH`` as the whole name or its last word (``AUTH``, ``BASIC_AUTH``),
+  except a switch (``ENABLE_AUTH``, ``DISABLE_AUTH``, ``USE_AUTH``,
+  ``SKIP_AUTH``...); ``AUTHOR``, ``AUTH_URL``, ``OAUTH_CLIENT_ID`` and
+  ``OAUTH_CALLBACK_URL`` say how to authenticate, not with what.
 
 Whatever its name, a value holding a URL with a password shows the URL with
 the password masked (``postgres://u:****@h/db``), and so does a
-``password=...``-like pair in a query string or a connection string.
+``password=...``-like pair in a query string or a connection string. So are,
+wherever they appear: an HTTP credential (``Bearer <token>`` of 16 characters
+or more with a digit, ``Basic <base64 of user:password>``: ``Bearer ****``), and
+a token of a known form (``ghp_``, ``gho_``, ``ghu_``, ``ghs_``, ``ghr_`` or
+``github_pat_`` then 20 or more characters; ``xoxb-``, ``xoxp-`` then 10 or more;
+``sk-`` then 20 or more with a digit; ``glpat-`` then 20 or more; ``AKIA`` then 16
+upper-case letters or digits): a value holding one is secret whatever its name.
 
 :func:`mask_env` masks an env mapping (``describe``, a future ``env``
 command, any export); :func:`mask_text` masks free text (error messages,
-records of corral.log): URL passwords, ``NAME=value`` and ``'NAME': 'value'``
-pairs whose name is secret, and any value given in ``known``. ``jlist`` and
-``prettylist`` print PM2's shape untouched, for tools; the files that hold
-values (state, dump, corral.log) are 0600.
+records of corral.log): URL passwords, credentials and tokens, ``NAME=value``
+and ``'NAME': 'value'`` pairs whose name is secret, and any value given in
+``known``. ``jlist`` and ``prettylist`` print PM2's shape untouched, for tools;
+the files that hold values (state, dump, corral.log) are 0600.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -35,7 +56,28 @@ MASK = "****"
 MIN_KNOWN = 4  # a shorter secret value is not searched for in free text ("1" is everywhere)
 
 _WORDS = re.compile(r"[_.\-]+")
-_NOT_SECRET = frozenset(("PWD", "OLDPWD"))
+_NOT_SECRET = frozenset(("PWD", "OLDPWD", "GOOGLE_APPLICATION_CREDENTIALS"))
+_WHERE = frozenset(("FILE", "PATH", "DIR"))  # a name ending so holds where a secret is
+# AUTH as the last word of these names turns authentication on or off: it holds no secret
+_SWITCHES = frozenset(
+    ("ENABLE", "ENABLED", "DISABLE", "DISABLED", "USE", "SKIP", "NO", "REQUIRE", "REQUIRED")
+)
+# a token of a known form, where it starts a word: each run of token characters is tried
+# from its start only (the look-behind), so the search stays linear
+_TOKEN = re.compile(
+    r"(?<![A-Za-z0-9_\-])(?:"
+    r"gh[pousr]_[A-Za-z0-9]{20,}"
+    r"|github_pat_[A-Za-z0-9_]{20,}"
+    r"|xox[bp]-[A-Za-z0-9\-]{10,}"
+    r"|sk-(?=[A-Za-z_\-]*[0-9])[A-Za-z0-9_\-]{20,}"
+    r"|glpat-[A-Za-z0-9_\-]{20,}"
+    r"|AKIA[A-Z0-9]{16}(?![A-Za-z0-9])"
+    r")"
+)
+# an HTTP credential: Bearer <token68>, Basic <base64>; the callback keeps what is none
+_HTTP_CREDENTIAL = re.compile(
+    r"(?i)(?<![A-Za-z0-9])(bearer|basic)([ \t]+)([A-Za-z0-9\-._~+/]+=*)(?![A-Za-z0-9\-._~+/=])"
+)
 # where a URL's authority ends (its password is found by hand: a regex would backtrack)
 _AUTHORITY_END = re.compile(r"[\s/?#'\"]")
 _SCHEME_CHAR = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+.-")
@@ -66,7 +108,22 @@ def is_secret_name(name: str) -> bool:
             return True
         if word.endswith("TOKEN") or word in ("PASS", "PWD", "APIKEY"):
             return True
-    return bool(words) and words[-1] == "KEY" and len(words) > 1
+    if not words:
+        return False
+    if words[-1] == "KEY" and len(words) > 1:
+        return True
+    if words[-1] == "AUTH" and (len(words) == 1 or words[-2] not in _SWITCHES):
+        return True
+    if words[-1] in _WHERE:
+        return False
+    if "PAT" in words and len(words) > 1:
+        return True
+    for index, word in enumerate(words):
+        if word.endswith(("CREDENTIAL", "CREDENTIALS")) or word == "PRIVATEKEY":
+            return True
+        if word == "PRIVATE" and "KEY" in words[index + 1 :]:
+            return True
+    return False
 
 
 def is_secret(name: str, value: Any = None) -> bool:
@@ -96,13 +153,46 @@ def _url_passwords(text: str) -> list[tuple[int, int]]:
 
 
 def mask_value(value: str) -> str:
-    """``value`` with the passwords of its URLs and ``password=`` pairs masked."""
+    """``value`` with the passwords of its URLs and ``password=`` pairs masked, and its
+    HTTP credentials and known tokens."""
     if "://" in value:
         for start, end in reversed(_url_passwords(value)):
             value = value[:start] + MASK + value[end:]
     if "=" in value:
         value = _PAIR_PASSWORD.sub(lambda m: m[1] + MASK, value)
-    return value
+    return _mask_tokens(value)
+
+
+def _mask_tokens(text: str) -> str:
+    """``text`` with its known tokens and HTTP credentials masked."""
+    text = _TOKEN.sub(MASK, text)
+    return _HTTP_CREDENTIAL.sub(_mask_credential, text)
+
+
+def _is_credential(scheme: str, credential: str) -> bool:
+    """Whether ``credential`` after ``Bearer``/``Basic`` is one: a Bearer token of 16
+    characters or more with a digit, or the base64 of ``user:password``."""
+    if scheme.lower() == "bearer":
+        return len(credential) >= 16 and any(c.isdigit() for c in credential)
+    if len(credential) < 8 or len(credential) % 4 or len(credential) > 4096:
+        return False
+    try:
+        return b":" in base64.b64decode(credential, validate=True)
+    except (binascii.Error, ValueError):
+        return False
+
+
+def _mask_credential(match: re.Match[str]) -> str:
+    if not _is_credential(match[1], match[3]):
+        return match[0]
+    return match[1] + match[2] + MASK
+
+
+def _token_spans(value: str) -> list[tuple[int, int]]:
+    """The (start, end) of each known token and HTTP credential in ``value``."""
+    spans = [m.span() for m in _TOKEN.finditer(value)]
+    spans += [m.span(3) for m in _HTTP_CREDENTIAL.finditer(value) if _is_credential(m[1], m[3])]
+    return spans
 
 
 def mask(name: str, value: Any) -> Any:
@@ -128,7 +218,8 @@ def secret_values(env: Mapping[str, Any]) -> set[str]:
             continue
         if is_secret_name(name) and len(value) >= MIN_KNOWN:
             found.add(value)
-        for start, end in _url_passwords(value) if "://" in value else ():
+        spans = _url_passwords(value) if "://" in value else []
+        for start, end in spans + _token_spans(value):
             if end - start >= MIN_KNOWN:
                 found.add(value[start:end])
     return found
@@ -141,7 +232,7 @@ def mask_text(text: str, known: Iterable[str] = ()) -> str:
         if len(value) >= MIN_KNOWN and value in text:
             text = text.replace(value, MASK)
     if "=" not in text and ":" not in text:
-        return text
+        return _mask_tokens(text)
     text = mask_value(text)
     return _NAMED.sub(_mask_named, text)
 

@@ -14,7 +14,7 @@ import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from corral.errors import OptionError, shorten
+from corral.options.address import parse_address as parse_address  # public here too
 from corral.supervisor import asuser
 from corral.supervisor.channel import high_fd
 from corral.supervisor.credentials import Credentials
@@ -36,27 +36,6 @@ class Listener:
     @property
     def fd(self) -> int:
         return self.sock.fileno()
-
-
-def parse_address(value: str | int) -> tuple[str, str | int]:
-    """``("unix", path)`` or ``("tcp", (host, port))`` parts, or OptionError naming ``listen``."""
-    text = str(value).strip()
-    if text.startswith("unix:"):
-        path = text[5:]
-        if not path:
-            raise OptionError(
-                "listen 'unix:' needs a path, e.g. unix:/run/app.sock", field="listen"
-            )
-        return "unix", path
-    host, sep, port = text.rpartition(":")
-    if not sep:
-        host, port = "", text
-    if not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise OptionError(
-            f"listen {shorten(value)} is not an address: use host:port, :port or unix:/path",
-            field="listen",
-        )
-    return "tcp", f"{host.strip('[]')}:{port}"
 
 
 def bind(address: str, creds: Credentials | None = None) -> tuple[socket.socket, int | None]:

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from .write import export, exporters, write_files
+from .write import export, exporters, output
 
 
 def export_group() -> click.Group:
@@ -23,19 +23,19 @@ def export_group() -> click.Group:
 
 
 def _command(exporter: Any) -> click.Command:
-    def run(config: str, env_name: str | None, output: str, **params: Any) -> None:
+    def run(config: str, env_name: str | None, output_to: str, **params: Any) -> None:
         result = export(exporter.name, config, env_name=env_name, params=params)
-        written = write_files(result.files, output, separator=exporter.stdout_separator)
+        written = output(result.files, output_to, separator=exporter.stdout_separator)
         for line in result.warnings:
             sys.stderr.write(f"warning: {line}\n")
-        for path in written:
-            sys.stderr.write(f"wrote {path}\n")
+        for path, replaced in written:
+            sys.stderr.write(f"{'replaced' if replaced else 'wrote'} {path}\n")
 
     params = [
         click.Argument(["config"]),
         click.Option(["--env", "env_name"], metavar="NAME", help="Use each app's env_NAME."),
         click.Option(
-            ["-o", "--output"],
+            ["-o", "--output", "output_to"],
             default="-",
             show_default=True,
             metavar="DIR|-",

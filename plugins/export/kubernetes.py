@@ -84,13 +84,19 @@ def render(request: ExportRequest) -> ExportResult:
 
 def dump(documents: list[dict]) -> str:
     """The documents as YAML, in the order written, a dict used twice written twice
-    (an ``&id001`` anchor is valid YAML that people and some tools trip on)."""
+    (an ``&id001`` anchor is valid YAML that people and some tools trip on), a string
+    of several lines as a ``|`` block (a probe's python3 code reads as code)."""
     import yaml  # deferred: only an export writes YAML
 
     class Dumper(yaml.SafeDumper):
         def ignore_aliases(self, data: Any) -> bool:
             return True
 
+    def text(dumper: yaml.SafeDumper, data: str) -> Any:
+        style = "|" if "\n" in data.rstrip("\n") else None  # PyYAML falls back if it must
+        return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
+
+    Dumper.add_representer(str, text)
     return yaml.dump_all(documents, Dumper=Dumper, sort_keys=False, width=4096)
 
 

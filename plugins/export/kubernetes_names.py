@@ -45,6 +45,11 @@ def kubernetes_names(config: Any) -> list[str]:
                 f"{config.path}: app {app.name!r}: a ',' in the name cannot be given to "
                 "corral runtime --only: rename it"
             )
+        if app.name != app.name.strip():  # and corral runtime strips each name of --only
+            raise ConfigError(
+                f"{config.path}: app {app.name!r}: blanks at the start or end of the name are "
+                "dropped by corral runtime --only, which would find no app: rename it"
+            )
         name = kubernetes_name(app.name)
         if name in taken:
             raise ConfigError(

@@ -1,5 +1,13 @@
 """The Kubernetes exporter's probes: liveness and readiness from the health checks
 and ``wait_ready``.
+
+The kubelet runs an ``httpGet`` or ``tcpSocket`` probe against the pod's IP: an app
+whose ``listen`` is on loopback (``127.0.0.1:8000``) never answers it, and a liveness
+probe would restart the pod forever. Such an app's http and tcp checks on loopback are
+``exec`` probes instead, run inside the container by the image's ``python3`` (corral
+runs on it): :data:`HTTP_PROBE` and :data:`TCP_PROBE`, the standard library only, exit 0
+when the check passes as the health plugin says (a status 200-399, a connection), 1
+with why on stderr otherwise.
 """
 
 from __future__ import annotations
@@ -9,11 +17,42 @@ import re
 from typing import Any
 from urllib.parse import urlsplit
 
-from .kubernetes_service import LOOPBACK
+from .kubernetes_service import is_loopback, listen_host
 
 # `corral ready NAME` starts a Python CLI: the kubelet's default 1 s may not cover it
 READY_PROBE = {"periodSeconds": 5, "timeoutSeconds": 5}
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")  # the health plugin's ${VAR}
+
+# python3 -c HTTP_PROBE URL TIMEOUT_S: a GET; a status of 200-399 passes (no redirect is
+# followed, as the health plugin's); https is not verified, as the kubelet's httpGet
+HTTP_PROBE = """\
+import http.client, ssl, sys, urllib.parse
+url, timeout = urllib.parse.urlsplit(sys.argv[1]), float(sys.argv[2])
+if url.scheme == "https":
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    conn = http.client.HTTPSConnection(
+        url.hostname, url.port or 443, timeout=timeout, context=context
+    )
+else:
+    conn = http.client.HTTPConnection(url.hostname, url.port or 80, timeout=timeout)
+path = (url.path or "/") + ("?" + url.query if url.query else "")
+try:
+    conn.request("GET", path, headers={"User-Agent": "corral-probe"})
+    status = conn.getresponse().status
+except (OSError, http.client.HTTPException) as exc:
+    sys.exit(f"{sys.argv[1]}: {exc or type(exc).__name__}")
+if not 200 <= status < 400:
+    sys.exit(f"{sys.argv[1]}: status {status}")
+"""
+# python3 -c TCP_PROBE HOST PORT TIMEOUT_S: a connection accepted passes
+TCP_PROBE = """\
+import socket, sys
+try:
+    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=float(sys.argv[3])).close()
+except OSError as exc:
+    sys.exit(f"{sys.argv[1]}:{sys.argv[2]}: {exc or type(exc).__name__}")
+"""
 
 
 def probes(app: Any, port: int | None, notes: list[str]) -> tuple[dict | None, dict | None]:
@@ -23,6 +62,8 @@ def probes(app: Any, port: int | None, notes: list[str]) -> tuple[dict | None, d
     if port is not None:
         known["PORT"] = str(port)  # corral sets PORT from listen/port over the env
     liveness = readiness = None
+    host = listen_host(options)
+    in_pod = bool(host) and is_loopback(str(host))  # the kubelet cannot reach the app
     # a pod has one probe of each kind: the first check of a role gives it, each other
     # one is said (the health plugin refuses two of one role in a file; an API caller
     # may not). With wait_ready, `corral ready` covers every readiness check.
@@ -45,7 +86,15 @@ def probes(app: Any, port: int | None, notes: list[str]) -> tuple[dict | None, d
                 roles.append(role)
         if not roles:
             continue
-        action, why = probe_action(kind, check[kind], known)
+        action, why = probe_action(
+            kind, check[kind], known, in_pod=in_pod, timeout_ms=check.get("timeout") or 1000
+        )
+        if action is not None and kind != "exec" and "exec" in action:
+            notes.append(
+                f"{shown}: the app listens on loopback only (listen {options['listen']!r}), "
+                "which the kubelet's probe of the pod's IP cannot reach: exported as an exec "
+                "probe running python3 in the container"
+            )
         timing = probe_timing(check, shown, notes) if action is not None else {}
         if "liveness" in roles:
             if action is None:
@@ -74,12 +123,22 @@ def ready_probe(app_name: str) -> dict[str, Any]:
     return {"exec": {"command": ["corral", "ready", app_name]}, **READY_PROBE}
 
 
-def probe_action(kind: str, value: Any, known: dict[str, str]) -> tuple[dict | None, str]:
-    """The probe's handler (httpGet, tcpSocket, exec), or None and why not."""
+def probe_action(
+    kind: str,
+    value: Any,
+    known: dict[str, str],
+    *,
+    in_pod: bool = False,
+    timeout_ms: int = 1000,
+) -> tuple[dict | None, str]:
+    """The probe's handler (httpGet, tcpSocket, exec), or None and why not. With
+    ``in_pod`` (the app listens on loopback only), an http or tcp check on loopback is an
+    exec probe run in the container, bounded by ``timeout_ms``."""
     missing = sorted({m for m in _VARIABLE.findall(str(value)) if m not in known})
     if missing:
         return None, f"${{{missing[0]}}} is not known before the pod runs"
     value = _expand(value, known)
+    timeout = f"{int(timeout_ms) / 1000:g}"
     if kind == "exec":
         command = ["/bin/sh", "-c", value] if isinstance(value, str) else list(value)
         return {"exec": {"command": command}}, ""
@@ -90,6 +149,8 @@ def probe_action(kind: str, value: Any, known: dict[str, str]) -> tuple[dict | N
             target_port = parts.port or (443 if https else 80)
         except ValueError:
             return None, "its port is not a number"
+        if in_pod and _on_loopback(parts.hostname):
+            return {"exec": {"command": ["python3", "-c", HTTP_PROBE, value, timeout]}}, ""
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         action: dict[str, Any] = {"path": path, "port": target_port}
         if https:
@@ -98,12 +159,21 @@ def probe_action(kind: str, value: Any, known: dict[str, str]) -> tuple[dict | N
     host, _, port_text = value.strip().rpartition(":")
     if not port_text.isdigit():
         return None, "its port is not a number"
-    return {"tcpSocket": _with_host({"port": int(port_text)}, host.strip("[]"))}, ""
+    host = host.strip("[]")
+    if in_pod and _on_loopback(host):
+        command = ["python3", "-c", TCP_PROBE, host or "127.0.0.1", port_text, timeout]
+        return {"exec": {"command": command}}, ""
+    return {"tcpSocket": _with_host({"port": int(port_text)}, host)}, ""
+
+
+def _on_loopback(host: str | None) -> bool:
+    """Whether a check's host is the pod itself (none: 127.0.0.1, as the health plugin)."""
+    return not host or is_loopback(host)
 
 
 def _with_host(action: dict[str, Any], host: str | None) -> dict[str, Any]:
     """The kubelet probes the pod's IP: a loopback host means that one."""
-    if host and host not in LOOPBACK:
+    if host and not is_loopback(host):
         return {"host": host, **action}
     return action
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 
 from .kubernetes_names import NAME_LABEL, metadata
@@ -9,6 +10,25 @@ from .kubernetes_settings import Settings
 
 # addresses of the pod itself
 LOOPBACK = frozenset(("127.0.0.1", "localhost", "::1", "0:0:0:0:0:0:0:1"))
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is the pod itself: ``localhost``, 127.0.0.0/8, ``::1``."""
+    if host.lower() in LOOPBACK:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def listen_host(options: dict[str, Any]) -> str | None:
+    """The host of a tcp ``listen`` (``""``: every address), None for none or unix:."""
+    listen = options.get("listen")
+    if not listen or str(listen).strip().startswith("unix:"):
+        return None
+    host, sep, _port = str(listen).strip().rpartition(":")
+    return host.strip("[]") if sep else ""
 
 
 def service_port(options: dict[str, Any], notes: list[str]) -> int | None:
@@ -22,7 +42,7 @@ def service_port(options: dict[str, Any], notes: list[str]) -> int | None:
         host, sep, port = text.rpartition(":")
         if not sep:
             host, port = "", text
-        if host.strip("[]") in LOOPBACK:
+        if is_loopback(host.strip("[]")):
             notes.append(
                 f"listen {text!r} is loopback only: the Service cannot reach it; "
                 f"listen on ':{port}'"

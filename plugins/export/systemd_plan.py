@@ -73,8 +73,9 @@ def instance_count(app: Any, cpus: int | None, warnings: list[str]) -> int:
         return count
     if cpus is None:
         cpus = os.cpu_count() or 1
+        shown = "max" if count == 0 else count  # read_portable gives max as 0, as PM2 does
         warnings.append(
-            f"{app.name}: instances {value} is per CPU of the target: exported {cpus} "
+            f"{app.name}: instances {shown} is per CPU of the target: exported {cpus} "
             "for this machine's CPUs; give --cpus N for the target's"
         )
     return max(cpus + count if count < 0 else cpus, 1)
@@ -96,8 +97,11 @@ def plan(apps: list[Any], params: dict[str, Any], warnings: list[str]) -> list[A
             units.group = f"{base}.target"
         if cron_expression(app.options):
             units.cron = f"{base}-cron"
-        if listen_stream(app.options):
-            units.socket = f"{base}.socket"
+        try:
+            if listen_stream(app.options):
+                units.socket = f"{base}.socket"
+        except OptionError as exc:  # one line naming the app and its option
+            raise OptionError(f"{app.name}: {exc}", field=exc.field) from None
         plans.append(units)
     return plans
 

@@ -80,3 +80,9 @@ def exec_start(argv: list[str]) -> str:
             field="script",
         )
     return " ".join(exec_word(word) for word in argv)
+
+
+def seconds(ms: int) -> str:
+    """A duration in ms as systemd reads it: ``5s``, ``1600ms``."""
+    ms = int(ms)
+    return f"{ms // 1000}s" if ms % 1000 == 0 else f"{ms}ms"

@@ -15,8 +15,8 @@ from .systemd_command import absolute, command, interpreter_pairs, working_direc
 from .systemd_env import environment_lines, instance_env
 from .systemd_listen import listen_stream
 from .systemd_plan import AppUnits, depends_on, group_name, plan, refuse_collisions
-from .systemd_quoting import description, exec_start, plain_value
-from .systemd_warnings import app_warnings
+from .systemd_quoting import description, exec_start, plain_value, seconds
+from .systemd_warnings import app_warnings, restart_sec_ms
 
 # systemd's user and group names (valid_user_group_name, relaxed), or an id
 _ACCOUNT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,30}$")
@@ -28,12 +28,6 @@ _ACCOUNT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,30}$")
 def _is_null(path: str) -> bool:
     """A log option that means "no file", as corral reads it: ``NULL`` or ``/dev/null``."""
     return path in ("NULL", "/dev/null")
-
-
-def seconds(ms: int) -> str:
-    """A duration in ms as systemd reads it: ``5s``, ``1600ms``."""
-    ms = int(ms)
-    return f"{ms // 1000}s" if ms % 1000 == 0 else f"{ms}ms"
 
 
 def signal_name(value: Any) -> str:
@@ -185,7 +179,7 @@ class Renderer:
         if not options.get("autorestart") or units.oneshot:
             return []
         burst = int(options.get("max_restarts") or 0) + 1
-        cycle = int(options.get("min_uptime") or 0) + int(options.get("restart_delay") or 0)
+        cycle = int(options.get("min_uptime") or 0) + restart_sec_ms(options)
         return [f"StartLimitIntervalSec={seconds(burst * cycle)}", f"StartLimitBurst={burst}"]
 
     def _type(self, units: AppUnits) -> list[str]:
@@ -220,8 +214,7 @@ class Renderer:
         options = units.app.options
         if not options.get("autorestart") or units.oneshot:
             return ["Restart=no"]
-        delay = options.get("restart_delay") or options.get("exp_backoff_restart_delay") or 0
-        lines = ["Restart=always", f"RestartSec={seconds(delay)}"]
+        lines = ["Restart=always", f"RestartSec={seconds(restart_sec_ms(options))}"]
         codes = options.get("stop_exit_codes") or ()
         if codes:
             lines.append(f"RestartPreventExitStatus={' '.join(str(c) for c in codes)}")

@@ -11,6 +11,7 @@ from typing import Any
 from .systemd_command import is_bare_command, is_node_app
 from .systemd_listen import listen_host, listen_port
 from .systemd_plan import AppUnits, depends_on
+from .systemd_quoting import seconds
 
 # options this exporter maps (or that only mean something through one it maps)
 MAPPED = frozenset(
@@ -81,6 +82,39 @@ def _listen_note(options: dict[str, Any], units: AppUnits) -> str:
     return note
 
 
+def restart_sec_ms(options: dict[str, Any]) -> int:
+    """The delay before a restart, as RestartSec= holds it: the backoff's first delay when
+    there is one (corral's backoff wins over ``restart_delay``), else ``restart_delay``."""
+    return int(options.get("exp_backoff_restart_delay") or options.get("restart_delay") or 0)
+
+
+def _cluster_note(options: dict[str, Any]) -> str:
+    """Cluster mode's shared port, and what gives each instance a port of its own: the
+    advice of increment_var only to an app that has none."""
+    head = "cluster mode's shared port has no systemd equivalent: each instance binds its own"
+    var = options.get("increment_var")
+    if not var:
+        return f"{head}; give them distinct ports (increment_var: PORT) or SO_REUSEPORT"
+    fixed = listen_port(options)
+    which = "listen's port"
+    if fixed is None and options.get("port") is not None:
+        fixed, which = options["port"], "the port option's"
+    if var == "PORT" and fixed is not None:  # corral sets PORT after increment_var
+        return (
+            f"{head}; PORT is {which} ({fixed}) in every instance, over increment_var PORT, "
+            "as under corral: give them distinct ports or SO_REUSEPORT"
+        )
+    if var == "PORT":
+        return (
+            f"{head}; increment_var PORT gives each its own PORT: a port fixed in the code "
+            "needs SO_REUSEPORT"
+        )
+    return (
+        f"{head}; give them distinct ports (increment_var {var} gives each its own {var}, "
+        "if that is the port) or SO_REUSEPORT"
+    )
+
+
 def _approximations(app: Any, units: AppUnits) -> list[str]:
     """What is exported with other semantics than corral's, or not at all, said once."""
     options = app.options
@@ -90,10 +124,7 @@ def _approximations(app: Any, units: AppUnits) -> list[str]:
     if options.get("listen") and not units.socket:
         notes.append(_listen_note(options, units))
     if options.get("exec_mode") == "cluster" and units.count > 1:
-        notes.append(
-            "cluster mode's shared port has no systemd equivalent: each instance binds its "
-            "own; give them distinct ports (increment_var: PORT) or SO_REUSEPORT"
-        )
+        notes.append(_cluster_note(options))
     if options.get("max_memory_restart") and (
         not options.get("memory_max") or options["max_memory_restart"] < options["memory_max"]
     ):
@@ -101,11 +132,17 @@ def _approximations(app: Any, units: AppUnits) -> list[str]:
             "max_memory_restart is exported as MemoryMax=: past it the kernel kills the app "
             "(SIGKILL, no graceful stop) and Restart= starts it again"
         )
-    if options.get("exp_backoff_restart_delay") and not options.get("restart_delay"):
-        notes.append(
+    if options.get("exp_backoff_restart_delay"):
+        note = (
             "exp_backoff_restart_delay: systemd < 254 has no backoff: exported as a fixed "
-            "RestartSec= of its first delay"
+            f"RestartSec= of its first delay ({seconds(options['exp_backoff_restart_delay'])})"
         )
+        if options.get("restart_delay"):
+            note += (
+                f"; restart_delay {seconds(options['restart_delay'])} is not used, as under "
+                "corral, where the backoff wins over it"
+            )
+        notes.append(note)
     if options.get("wait_ready") and is_node_app(options):
         notes.append(
             "wait_ready: under systemd a node app says ready with sd_notify READY=1 "

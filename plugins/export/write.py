@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import secrets
+import stat
 import sys
 from pathlib import Path
 from typing import Any
@@ -65,36 +68,119 @@ def export(
 
 
 def write_files(files: dict[str, str], dest: str, *, separator: str = "") -> list[Path]:
-    """Write ``files`` into the directory ``dest`` (made if missing; a file of the same
-    name is replaced, a symlink in its place is refused), or print them all when
-    ``dest`` is ``-``. Returns the paths written."""
+    """Write ``files`` into the directory ``dest`` (made if missing), or print them all
+    when ``dest`` is ``-``, each after a ``# file: NAME`` line. Returns the paths written
+    (:func:`output` also tells which replaced a file)."""
+    return [path for path, _ in output(files, dest, separator=separator)]
+
+
+def output(files: dict[str, str], dest: str, *, separator: str = "") -> list[tuple[Path, bool]]:
+    """:func:`write_files`, each path with whether it replaced a file of its name.
+
+    On stdout each file comes after a ``# file: NAME`` line (a comment in a unit file and
+    in YAML), so the output splits back into the files; ``separator`` (YAML's ``---``)
+    comes after that line, between two files. In a directory, every target is checked
+    before any is written: a symlink or anything but a regular file in a file's place is
+    refused, naming it, and nothing is written. A regular file is replaced (what an
+    export does), each through a temporary file of the directory renamed over it: a
+    reader sees the old file or the new one, never half of one."""
     if dest == "-":
-        texts = list(files.values())
-        for index, text in enumerate(texts):
+        for index, (name, text) in enumerate(files.items()):
+            sys.stdout.write(f"# file: {name}\n")
             if index and separator:
                 sys.stdout.write(separator)
             sys.stdout.write(text if text.endswith("\n") else text + "\n")
         return []
+    folder = _directory(dest)
+    plan = [(name, folder / name, _existing(folder, name, dest)) for name in files]
+    done = []
+    for name, target, replaced in plan:
+        _replace(target, files[name])
+        done.append((target, replaced))
+    return done
+
+
+def _refused(message: str) -> OptionError:
+    return OptionError(message, field="-o")
+
+
+def _directory(dest: str) -> Path:
+    """``dest`` as a directory, made if missing; OptionError saying what it is if it is
+    not one (a file, a symlink to nowhere)."""
     folder = Path(dest)
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        st = os.lstat(folder)
+    except FileNotFoundError:
+        st = None
     except OSError as exc:
-        raise OptionError(
-            f"-o {dest}: cannot make the directory: {exc.strerror}", field="-o"
-        ) from None
-    if not folder.is_dir():
-        raise OptionError(
-            f"-o {dest} is not a directory: give a directory, or - for stdout", field="-o"
+        raise _refused(f"-o {dest}: {exc.strerror}") from None
+    if st is not None and stat.S_ISLNK(st.st_mode) and not folder.exists():
+        where = os.readlink(folder)
+        raise _refused(
+            f"-o {dest} is a symlink to nowhere ({where}): give a directory, or - for stdout"
         )
-    written = []
-    for name, text in files.items():
-        target = folder / name
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
+    if st is None:
         try:
-            fd = os.open(target, flags, 0o644)
+            folder.mkdir(parents=True)
+        except FileExistsError:
+            pass  # made meanwhile: checked below
         except OSError as exc:
-            raise OptionError(f"cannot write {target}: {exc.strerror}", field="-o") from None
+            raise _refused(f"-o {dest}: cannot make the directory: {exc.strerror}") from None
+    if folder.is_dir():
+        return folder
+    if folder.is_file():
+        raise _refused(f"-o {dest} is a file: give a directory, or - for stdout")
+    raise _refused(f"-o {dest} is not a directory: give a directory, or - for stdout")
+
+
+def _existing(folder: Path, name: str, dest: str) -> bool:
+    """Whether ``name`` in ``folder`` is a regular file the export replaces (False: there
+    is none); OptionError for anything else there."""
+    try:
+        st = os.lstat(folder / name)
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        raise _refused(f"-o {dest}: {name}: {exc.strerror} (nothing was written)") from None
+    if stat.S_ISREG(st.st_mode):
+        return True
+    if stat.S_ISLNK(st.st_mode):
+        raise _refused(
+            f"-o {dest}: {name} is a symlink: not written through; remove it, or give "
+            "another directory (nothing was written)"
+        )
+    kind = "a directory" if stat.S_ISDIR(st.st_mode) else "a special file"
+    raise _refused(
+        f"-o {dest}: {name} is not a regular file ({kind}): remove it, or give another "
+        "directory (nothing was written)"
+    )
+
+
+def _replace(target: Path, text: str) -> None:
+    """Write ``text`` to a new temporary file beside ``target`` (mode 0644 less the umask,
+    as open() makes a file) and rename it over ``target``: a symlink put there since is
+    replaced, never followed."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    for _ in range(100):
+        temp = target.parent / f".{target.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            fd = os.open(temp, flags, 0o644)
+            break
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise _refused(f"cannot write {target}: {exc.strerror}") from None
+    else:
+        raise _refused(f"cannot write {target}: no free temporary name beside it")
+    try:
         with os.fdopen(fd, "w", encoding="utf-8") as out:
             out.write(text)
-        written.append(target)
-    return written
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temp, target)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        if isinstance(exc, OSError):
+            raise _refused(f"cannot write {target}: {exc.strerror}") from None
+        raise

@@ -216,3 +216,139 @@ def test_known_secrets_read_the_envs_again_only_when_their_version_moves() -> No
     envs.append({"DB_PASSWORD": "second-secret-value"})
     version[0] += 1  # an env set: read again
     assert known() == {"first-secret-value", "second-secret-value"} and len(reads) == 2
+
+
+# -- names and values that PM2 apps hold tokens in (a tester found them in clear) -----
+
+NEW_SECRET_NAMES = [
+    "CREDENTIALS",
+    "DB_CREDENTIALS",
+    "CREDENTIAL",
+    "SERVICE_CREDENTIALS_JSON",
+    "dbCredentials",
+    "GITHUB_PAT",
+    "GH_PAT",
+    "PAT_GITHUB",
+    "AUTH",
+    "BASIC_AUTH",
+    "PROXY_AUTH",
+    "http.auth",
+    "PRIVATE_KEY",
+    "JWT_PRIVATE_KEY_PEM",
+    "PRIVATEKEY",
+]
+NEW_PLAIN_NAMES = [
+    "AUTHOR",
+    "AUTHOR_EMAIL",
+    "AUTH_URL",
+    "AUTH_MODE",
+    "OAUTH_CLIENT_ID",
+    "OAUTH_CALLBACK_URL",
+    "ENABLE_AUTH",
+    "DISABLE_AUTH",
+    "USE_AUTH",
+    "SKIP_AUTH",
+    "PATH",
+    "PAT",  # alone: too short a name to tell
+    "PATCH_LEVEL",
+    "SPATIAL",
+    "PATTERN",
+    "GOOGLE_APPLICATION_CREDENTIALS",  # the path of a key file, by Google's convention
+    "AWS_SHARED_CREDENTIALS_FILE",
+    "PRIVATE_KEY_PATH",
+    "PRIVATE_REGISTRY",
+    "CREDENTIALS_DIR",
+    "GITHUB_PAT_FILE",
+]
+
+
+@pytest.mark.parametrize("name", NEW_SECRET_NAMES)
+def test_credential_pat_auth_and_private_key_names_are_secret(name):
+    assert is_secret_name(name) and is_secret(name, "x")
+    assert mask_env({name: "x"}) == {name: MASK}
+
+
+@pytest.mark.parametrize("name", NEW_PLAIN_NAMES)
+def test_names_near_the_new_rules_stay_plain(name):
+    assert not is_secret_name(name) and not is_secret(name, "plain value")
+    assert mask_text(f"{name}=v1") == f"{name}=v1"
+
+
+GH = "ghp_" + "a1B2c3D4e5" * 4  # 40 characters, as GitHub's
+TOKENS = [
+    GH,
+    "gho_" + "Z9y8X7w6V5u4T3s2R1q0" * 2,
+    "github_pat_11ABCDEFG0" + "x" * 40,
+    "xoxb-1234567890-abcdefghij",
+    "xoxp-1234567890-1234567890-abcdef",
+    "sk-" + "a1" * 12,
+    "sk-proj-" + "Ab3" * 10,
+    "AKIAIOSFODNN7EXAMPLE",
+    "glpat-" + "x1y2z3" * 4,
+]
+
+
+@pytest.mark.parametrize("token", TOKENS)
+def test_a_known_token_is_secret_whatever_its_name(token):
+    assert is_secret("SETTING", token)
+    assert mask("SETTING", token) == MASK
+    assert mask_env({"SETTING": token}) == {"SETTING": MASK}
+    assert mask_text(f"cannot clone with {token}: denied") == "cannot clone with ****: denied"
+    assert token in secret_values({"SETTING": token})
+
+
+@pytest.mark.parametrize(
+    "value, shown",
+    [
+        ("Bearer eyJhbGciOiJIUzI1NiJ9.e30.abc123", "Bearer ****"),
+        ("bearer 0123456789abcdef0123", "bearer ****"),
+        ("Basic dXNlcjpodW50ZXIy", "Basic ****"),  # user:hunter2
+        ("Authorization: Bearer 0123456789abcdefXYZ", "Authorization: Bearer ****"),
+    ],
+)
+def test_a_bearer_or_basic_credential_is_secret_whatever_its_name(value, shown):
+    assert is_secret("HEADER", value)
+    assert mask("HEADER", value) == shown
+    assert mask_text(f"sent {value}") == f"sent {shown}"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "Basic settings",  # no base64 of user:password
+        "Basic plan",
+        "Bearer of bad news",
+        "Bearer token",
+        "task-0123456789abcdefghij",  # sk- inside a word
+        "disk-sk-abcdefghijklmnopqrstuvwxyz",  # no digit: a name, not a key
+        "sk-learn-extras-and-more-words",
+        "ghp_short",
+        "AKIA",
+        "AKIAIOSFODNN7EXAMPLEX",  # 17 after AKIA: not an access key id
+        "xoxb-",
+        "https://github.com/org/repo",
+        "/srv/app/keys/github_pat.txt",
+    ],
+)
+def test_values_near_the_token_rules_stay_plain(value):
+    assert not is_secret("SETTING", value)
+    assert mask("SETTING", value) == value
+    assert mask_text(value) == value
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "ghp_" * 50_000,
+        "sk-" * 70_000,
+        "sk-a" + "1" * 200_000,
+        "Bearer " * 30_000,
+        "Basic a" * 30_000,
+        "Basic " + "QUJD" * 50_000,
+    ],
+)
+def test_token_masking_is_linear_on_hostile_text(text):
+    began = time.perf_counter()
+    mask_text(text)
+    secret_values({"ANY": text})
+    assert time.perf_counter() - began < 2.0

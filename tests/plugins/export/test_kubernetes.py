@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -551,3 +554,164 @@ def test_autostart_false_cronjob_runs_at_its_ticks_as_corral_does(tmp_path, mana
     assert "suspend" not in cron["spec"]
     assert "suspend" not in cron["spec"]["jobTemplate"]["spec"]
     assert result.warnings == []
+
+
+# -- a loopback app: its probes run inside the container ----------------------------
+
+
+def loopback_app(listen: str = "127.0.0.1:8000", timeout: str = "1s") -> dict:
+    return {
+        "name": "db",
+        "script": "db.py",
+        "listen": listen,
+        "health": [
+            {"http": "http://127.0.0.1:8000/healthz", "role": "liveness", "timeout": timeout},
+            {"tcp": "localhost:8000", "role": "readiness", "timeout": timeout},
+        ],
+    }
+
+
+def test_a_loopback_app_gets_exec_probes_that_run_in_the_container(tmp_path, manager):
+    """The kubelet probes the pod's IP: an app bound on 127.0.0.1 never answers it, and
+    its httpGet liveness probe restarted the pod forever."""
+    result = render(write(tmp_path, {"apps": [loopback_app()]}), manager)
+    validate(result)
+    (deployment,) = by_kind(result, "Deployment")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    liveness = container["livenessProbe"]["exec"]["command"]
+    readiness = container["readinessProbe"]["exec"]["command"]
+    assert liveness[:2] == ["python3", "-c"] and liveness[3:] == [
+        "http://127.0.0.1:8000/healthz",
+        "1",
+    ]
+    assert readiness[:2] == ["python3", "-c"] and readiness[3:] == ["localhost", "8000", "1"]
+    assert "httpGet" not in container["livenessProbe"]
+    assert container["livenessProbe"]["timeoutSeconds"] == 1
+    notes = [w for w in result.warnings if "exec probe" in w]
+    assert notes == [
+        f"db: health ({role}) {kind} {value!r}: the app listens on loopback only (listen "
+        "'127.0.0.1:8000'), which the kubelet's probe of the pod's IP cannot reach: exported "
+        "as an exec probe running python3 in the container"
+        for role, kind, value in (
+            ("liveness", "http", "http://127.0.0.1:8000/healthz"),
+            ("readiness", "tcp", "localhost:8000"),
+        )
+    ]
+
+
+def test_an_app_listening_on_every_address_keeps_native_probes(tmp_path, manager):
+    result = render(write(tmp_path, {"apps": [loopback_app(":8000")]}), manager)
+    (deployment,) = by_kind(result, "Deployment")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": 8000}
+    assert container["readinessProbe"]["tcpSocket"] == {"port": 8000}
+    assert not any("exec probe" in w for w in result.warnings)
+
+
+def run_probe(command: list[str]) -> subprocess.CompletedProcess:
+    """A probe's command as the kubelet runs it in the container, with this python."""
+    assert command[0] == "python3"
+    return subprocess.run(
+        [sys.executable, *command[1:]], capture_output=True, text=True, timeout=30
+    )
+
+
+def test_the_in_container_probes_really_probe(tmp_path, manager):
+    import http.server
+    import socket
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            status = {"/healthz": 200, "/moved": 302, "/bad": 500}.get(self.path, 404)
+            self.send_response(status)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    silent = socket.socket()  # accepts connections (the backlog) and never answers
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    free = closed.getsockname()[1]
+    closed.close()
+    try:
+        port = server.server_address[1]
+
+        def commands(url: str, tcp: str) -> tuple[list[str], list[str]]:
+            app = {
+                "name": "db",
+                "script": "db.py",
+                "listen": f"127.0.0.1:{port}",
+                "health": [
+                    {"http": url, "role": "liveness", "timeout": 500},
+                    {"tcp": tcp, "role": "readiness", "timeout": 500},
+                ],
+            }
+            result = render(write(tmp_path, {"apps": [app]}), manager)
+            (deployment,) = by_kind(result, "Deployment")
+            container = deployment["spec"]["template"]["spec"]["containers"][0]
+            return (
+                container["livenessProbe"]["exec"]["command"],
+                container["readinessProbe"]["exec"]["command"],
+            )
+
+        http_ok, tcp_ok = commands(f"http://127.0.0.1:{port}/healthz", f"127.0.0.1:{port}")
+        assert run_probe(http_ok).returncode == 0
+        assert run_probe(tcp_ok).returncode == 0
+        moved, _ = commands(f"http://localhost:{port}/moved", f"127.0.0.1:{port}")
+        assert run_probe(moved).returncode == 0  # 200-399 passes, as the health plugin says
+        for path in ("/bad", "/missing"):
+            failed, _ = commands(f"http://127.0.0.1:{port}{path}", f"127.0.0.1:{port}")
+            done = run_probe(failed)
+            assert done.returncode == 1 and "status" in done.stderr, done.stderr
+        http_down, tcp_down = commands(f"http://127.0.0.1:{free}/healthz", f"127.0.0.1:{free}")
+        for command in (http_down, tcp_down):
+            done = run_probe(command)
+            assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+        hung, _ = commands(
+            f"http://127.0.0.1:{silent.getsockname()[1]}/healthz", f"127.0.0.1:{port}"
+        )
+        began = time.monotonic()
+        done = run_probe(hung)
+        assert done.returncode == 1 and time.monotonic() - began < 10  # its own timeout, 0.5 s
+    finally:
+        server.shutdown()
+        server.server_close()
+        silent.close()
+
+
+# -- names corral runtime --only would not find ----------------------------------------
+
+
+@pytest.mark.parametrize("name", [" web ", "web ", "\tweb"])
+def test_a_name_with_blanks_around_it_is_refused(tmp_path, manager, name):
+    """corral runtime strips each name of --only: the pod found no app and exited 2."""
+    path = write(tmp_path, {"apps": [{"name": name, "script": "a.py"}]})
+    with pytest.raises(ConfigError) as caught:
+        render(path, manager)
+    assert str(caught.value) == (
+        f"{path}: app {name!r}: blanks at the start or end of the name are dropped by "
+        "corral runtime --only, which would find no app: rename it"
+    )
+
+
+@pytest.mark.parametrize("text", ["a\nb", "a\nb\n", "trail \nx", " lead\nx", "x\n\n", "one", ""])
+def test_a_string_of_several_lines_is_a_block_that_reads_back(text):
+    from corral.plugins.export.kubernetes import dump
+
+    assert yaml.safe_load(dump([{"k": text}])) == {"k": text}
+
+
+def test_a_listen_corral_refuses_is_refused_not_warned(tmp_path, manager):
+    """It was exported with a warning ("no fixed port") while corral runtime refuses it."""
+    path = write(
+        tmp_path, {"apps": [{"name": "web", "script": "a.py", "listen": "localhost:99999"}]}
+    )
+    with pytest.raises(ConfigError, match=r"\(web\): listen 'localhost:99999' is not an address"):
+        render(path, manager)

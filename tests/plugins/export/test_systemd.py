@@ -727,6 +727,9 @@ def test_listen_is_a_socket_unit_every_instance_gets(tmp_path):
         ("[::1]:80", "[::1]:80"),
         ("80", "80"),
         ("unix:x.sock", None),
+        ("localhost:80", "127.0.0.1:80"),  # where corral binds it (AF_INET)
+        ("LocalHost:80", "127.0.0.1:80"),
+        ("0.0.0.0:80", "0.0.0.0:80"),
     ],
 )
 def test_listen_addresses_as_systemd_reads_them(listen, stream):
@@ -899,3 +902,106 @@ def test_log_file_is_the_combined_log_of_the_streams_without_their_own(
 def test_a_bad_log_path_names_its_own_option(tmp_path, option, bad):
     with pytest.raises(OptionError, match=rf"^a: {option} '/var/log/{bad}\\n.log' has a control"):
         render(tmp_path, [{"name": "a", "script": "a.py", option: f"/var/log/{bad}\n.log"}])
+
+
+# -- listen: only what ListenStream= parses ------------------------------------------
+
+
+@needs_analyze
+def test_listen_on_localhost_is_127_0_0_1_and_verifies(tmp_path):
+    """systemd's ListenStream= takes no host name: 'localhost:8000' failed verify, and the
+    service that Requires= the socket never started."""
+    scripts(tmp_path, "web.py")
+    files, warnings = render(
+        tmp_path, [{"name": "web", "script": "web.py", "listen": "localhost:8000"}]
+    )
+    assert "ListenStream=127.0.0.1:8000" in files["web.socket"].splitlines()
+    assert warnings == []
+    verify(files, tmp_path)
+
+
+@pytest.mark.parametrize("listen", ["myhost.example:8003", "db:5432", "*:80"])
+def test_listen_on_a_host_name_is_refused_naming_the_app(tmp_path, listen):
+    with pytest.raises(OptionError) as caught:
+        render(tmp_path, [{"name": "web", "script": "web.py", "listen": listen}])
+    message = str(caught.value)
+    assert message.startswith(f"web: listen {listen!r}: ")
+    assert "give its IP address" in message and "\n" not in message
+
+
+def test_a_node_app_listening_on_a_host_name_binds_it_itself(tmp_path):
+    """No socket unit for a node app: the name is the app's to resolve, on the target."""
+    files, warnings = render(tmp_path, [{"name": "n", "script": "n.js", "listen": "db:3000"}])
+    assert "n.socket" not in files
+    assert warnings[0].endswith("the app must listen on it itself, on db")
+
+
+def test_a_listen_corral_refuses_is_refused_by_the_export(tmp_path):
+    with pytest.raises(ConfigError, match=r"apps\[0\] \(web\): listen 'localhost:99999' is not an"):
+        render(tmp_path, [{"name": "web", "script": "web.py", "listen": "localhost:99999"}])
+
+
+# -- restarts, instances, cluster mode: what the warnings say ---------------------------
+
+
+def test_exp_backoff_wins_over_restart_delay_and_is_said(tmp_path):
+    """corral's backoff wins over restart_delay (lifecycle.restart_delay): it vanished."""
+    files, warnings = render(
+        tmp_path,
+        [{"name": "w", "script": "w.py", "restart_delay": 5000, "exp_backoff_restart_delay": 200}],
+    )
+    lines = files["w.service"].splitlines()
+    assert "RestartSec=200ms" in lines
+    assert warnings == [
+        "w: exp_backoff_restart_delay: systemd < 254 has no backoff: exported as a fixed "
+        "RestartSec= of its first delay (200ms); restart_delay 5s is not used, as under "
+        "corral, where the backoff wins over it"
+    ]
+
+
+def test_instances_max_is_said_max(tmp_path):
+    _, warnings = render(tmp_path, [{"name": "w", "script": "w.py", "instances": "max"}])
+    (said,) = [w for w in warnings if "--cpus" in w]
+    assert said.startswith("w: instances max is per CPU of the target: exported ")
+    _, warnings = render(tmp_path, [{"name": "w", "script": "w.py", "instances": -1}])
+    (said,) = [w for w in warnings if "--cpus" in w]
+    assert said.startswith("w: instances -1 is per CPU of the target: exported ")
+
+
+def test_cluster_mode_advises_increment_var_only_to_an_app_without_it(tmp_path):
+    base = {"script": "s.js", "instances": 2, "exec_mode": "cluster"}
+    apps = [
+        {"name": "bare", **base},
+        {"name": "inc", **base, "increment_var": "PORT", "env": {"PORT": 3000}},
+    ]
+    _, warnings = render(tmp_path, apps)
+    (bare,) = [w for w in warnings if w.startswith("bare: cluster mode")]
+    (inc,) = [w for w in warnings if w.startswith("inc: cluster mode")]
+    assert "increment_var: PORT" in bare
+    assert "give them distinct ports" not in inc
+    assert inc == (
+        "inc: cluster mode's shared port has no systemd equivalent: each instance binds its "
+        "own; increment_var PORT gives each its own PORT: a port fixed in the code needs "
+        "SO_REUSEPORT"
+    )
+    other = {"name": "other", **base, "increment_var": "HTTP_PORT", "env": {"HTTP_PORT": 80}}
+    _, warnings = render(tmp_path, [other])
+    (said,) = [w for w in warnings if w.startswith("other: cluster mode")]
+    assert "(increment_var: PORT)" not in said
+    assert said.endswith(
+        "give them distinct ports (increment_var HTTP_PORT gives each its own HTTP_PORT, if "
+        "that is the port) or SO_REUSEPORT"
+    )
+    # PORT from the port option wins over increment_var's, as under corral: the same for all
+    _, warnings = render(tmp_path, [{"name": "fixed", **base, "increment_var": "PORT", "port": 80}])
+    (fixed,) = [w for w in warnings if w.startswith("fixed: cluster mode")]
+    assert fixed.endswith(
+        "each instance binds its own; PORT is the port option's (80) in every instance, over "
+        "increment_var PORT, as under corral: give them distinct ports or SO_REUSEPORT"
+    )
+
+
+def test_listen_on_a_scoped_ipv6_address_is_refused(tmp_path):
+    """systemd-analyze verify: "Failed to parse address value in '[fe80::1%eth0]:80'"."""
+    with pytest.raises(OptionError, match=r"^web: listen '\[fe80::1%eth0\]:80': .* no IPv6 zone"):
+        render(tmp_path, [{"name": "web", "script": "web.py", "listen": "[fe80::1%eth0]:80"}])
