@@ -151,6 +151,10 @@ class Process(Protocol):
         """Its state (:class:`corral.ProcessState`); ``.value`` is PM2's status word."""
 
     @property
+    def instances_of_app(self) -> int:
+        """How many processes share its name now (``corral scale`` changes it)."""
+
+    @property
     def pid(self) -> int | None:
         """The pid of its running program, None while none runs."""
 

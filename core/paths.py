@@ -30,6 +30,16 @@ def ensure_home(path: Path | None = None) -> Path:
     and never again.
     """
     given = path or home()
+    try:
+        return _checked_home(given)
+    except OSError as exc:  # a read-only or full file system, a missing permission
+        raise DaemonError(
+            f"CORRAL_HOME {given} cannot be made or used: {exc.strerror or exc}: set "
+            "CORRAL_HOME to a writable directory of your own"
+        ) from None
+
+
+def _checked_home(given: Path) -> Path:
     root = _resolve(given)
     mode = root.stat()
     shown = str(given) if str(given) == str(root) else f"{given} (really {root})"

@@ -18,6 +18,14 @@ from __future__ import annotations
 
 import sys
 
+if sys.argv[1:2] == ["runtime"]:  # before any other import
+    import os
+    import signal
+
+    if os.getpid() == 1:  # a container's PID 1 has no default action for these: block them,
+        # so one sent while the imports run waits for `corral runtime`'s handlers
+        signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+
 import corral
 from corral.cli.base import handle_errors, print_jlist, print_ping, print_pong
 from corral.cli.base import parse_env as parse_env  # the parsing helpers, where they always were

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import click
 
@@ -10,7 +11,7 @@ import corral
 from corral import api
 
 from .init import become_init
-from .run import EXIT_FAILED, EXIT_USAGE, run, runtime_apps, say
+from .run import EXIT_FAILED, EXIT_USAGE, ended_well, run, runtime_apps, say
 
 
 @click.command("runtime", context_settings={"ignore_unknown_options": False})
@@ -59,10 +60,18 @@ def ready_command(name: str | None) -> None:
         sys.exit(EXIT_FAILED)
     with client:
         infos = [i for i in client.list() if name is None or i.name == name]
-    waiting = [i for i in infos if i.status != "online" or not i.pm2_env.get("ready")]
+    waiting = [i for i in infos if not _ready(i)]
     if not infos:
         click.echo(f"no app named {name}" if name else "no app", err=True)
         sys.exit(EXIT_FAILED)
     for info in waiting:
         click.echo(f"{info.name} (pm_id {info.pm_id}) is {info.status}, not ready", err=True)
     sys.exit(EXIT_FAILED if waiting else 0)
+
+
+def _ready(info: Any) -> bool:
+    """Online and ready; or a job (``autorestart: false``) that ended well."""
+    if info.status == "online":
+        return bool(info.pm2_env.get("ready"))
+    job = info.pm2_env.get("autorestart") is False
+    return job and info.status == "stopped" and ended_well(info)

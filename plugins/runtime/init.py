@@ -39,11 +39,10 @@ def become_init() -> None:
     handlers: one sent in between is delivered then, never lost."""
     if os.getpid() != 1:
         return
-    signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)
+    signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)  # the CLI blocked them already
     manager = os.fork()
     if manager == 0:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)
-        return
+        return  # they stay blocked until the manager's handlers are in place (run.Signals)
     try:  # the mask and the children survive the exec
         os.execv(sys.executable, [sys.executable, "-I", "-S", __file__, str(manager)])
     except OSError:
@@ -54,7 +53,7 @@ def serve(manager: int) -> None:
     """Pass the signals on to ``manager`` and reap until it exits; exit as it did."""
     for sig in FORWARDED:
         signal.signal(sig, lambda sig, _frame: _pass_on(manager, sig))
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, signal.valid_signals())
     sys.exit(reap_until(manager))
 
 
