@@ -200,17 +200,24 @@ function chart(canvas, points, format) {
   ctx.strokeStyle = "#d0d7de";
   ctx.strokeRect(0.5, 0.5, w - 1, h - 1);
   if (points.length < 2) return;
-  const end = points[points.length - 1][0], start = end - 3600;
+  // the last hour, or since the first sample when there is less (at least a minute):
+  // a fresh app's few samples get the width, not one pixel at the right edge
+  const end = points[points.length - 1][0];
+  const span = Math.min(3600, Math.max(60, end - points[0][0]));
+  const start = end - span;
   const top = Math.max(...points.map((p) => p[1]), 1e-9) * 1.1;
   ctx.beginPath();
   points.forEach(([t, v], i) => {
-    const x = ((t - start) / 3600) * w, y = h - (v / top) * (h - 4) - 2;
+    const x = ((t - start) / span) * w, y = h - (v / top) * (h - 4) - 2;
     if (i) ctx.lineTo(x, y); else ctx.moveTo(x, y);
   });
   ctx.strokeStyle = "#0969da";
   ctx.stroke();
   ctx.fillStyle = "#57606a";
+  ctx.textAlign = "left";
   ctx.fillText(format(top / 1.1), 4, 12);
+  ctx.textAlign = "right";
+  ctx.fillText(span < 3600 ? `last ${duration(span * 1000)}` : "last hour", w - 4, h - 4);
 }
 
 function drawCharts() {
