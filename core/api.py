@@ -105,6 +105,7 @@ __all__ = [
     "parse_bytes",
     "parse_ms",
     "pid_alive",
+    "plugin_names",
     "read_deploy",
     "read_portable",
     "read_settings",
@@ -414,6 +415,15 @@ class DaemonAPI:
 
     def __repr__(self) -> str:
         return f"<DaemonAPI home={str(self.home)!r}>"
+
+
+def plugin_names() -> list[str]:
+    """The plugins a daemon started now would load (``CORRAL_PLUGINS``, else every
+    installed one), read from the entry points' cache: nothing is imported."""
+    from corral.hooks import requested_plugins  # deferred: only a command that asks
+    from corral.paths import plugins_cache  # deferred: as above
+
+    return requested_plugins(plugins_cache())
 
 
 def read_portable(

@@ -60,6 +60,19 @@ def _entry_points(cache: Path | None = None) -> dict[str, Any]:
     return entrypoints.entry_points(GROUP, cache)
 
 
+def requested_plugins(
+    cache: Path | None = None, available: dict[str, Any] | None = None
+) -> list[str]:
+    """The names ``load_plugins()`` loads: ``CORRAL_PLUGINS``'s list, or every installed
+    plugin but the ones it leaves out (PluginError naming one that is not installed)."""
+    available = _entry_points(cache) if available is None else available
+    wanted, denied = _requested_names()
+    for name in denied:
+        if name not in available:
+            raise _unknown(name, available)
+    return [n for n in available if n not in denied] if wanted is None else wanted
+
+
 def _requested_names() -> tuple[list[str] | None, list[str]]:
     """``CORRAL_PLUGINS`` as (the names to load or None for all, the names left out)."""
     value = os.environ.get("CORRAL_PLUGINS")
@@ -107,13 +120,9 @@ class PluginManager:
         (read from ``cache`` while it is fresh: corral.entrypoints)."""
         available = _entry_points(cache)
         if plugins is None:
-            wanted, denied = _requested_names()
-            for name in denied:
-                if name not in available:
-                    raise _unknown(name, available)
+            for name in _requested_names()[1]:
                 self.pm.set_blocked(name)
-            plugins = [name for name in available if name not in denied]
-            plugins = plugins if wanted is None else wanted
+            plugins = requested_plugins(cache, available)
         for plugin in plugins:
             if isinstance(plugin, str):
                 self._load_name(plugin, available)

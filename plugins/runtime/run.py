@@ -171,7 +171,8 @@ def run(apps: list[dict[str, Any]], *, env_name: str | None = None, as_json: boo
     signals = Signals()
     signals.install()  # before the daemon: a SIGTERM during the start is not lost
     os.environ["CORRAL_RUNTIME"] = "1"  # plugins leave what they cannot do to the container
-    names = list(api.load_plugins().records)
+    names = api.plugin_names()
+    sys.modules.setdefault("rich", None)  # type: ignore[arg-type]  # as the daemon's own main
     output = Output(as_json=as_json)
     try:
         pm = corral.connect(no_daemon=True, plugins=[*names, output])

@@ -131,11 +131,11 @@ class Hub:
     def _follow_bus(self) -> None:
         while not self._stop.is_set():
             try:
-                bus = self._connect().launch_bus(["process:*", "log:*"])
-                for event in bus:
-                    self.on_bus(event.topic, event.payload)
-                    if self._stop.is_set():
-                        return
+                with self._connect() as client:  # closed at each reconnect, not leaked
+                    for event in client.launch_bus(["process:*", "log:*"]):
+                        self.on_bus(event.topic, event.payload)
+                        if self._stop.is_set():
+                            return
             except corral.CorralError as exc:
                 self.error = f"bus: {exc}"
             self._stop.wait(1.0)  # the daemon restarted, or was updated: again

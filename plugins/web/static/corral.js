@@ -59,7 +59,12 @@ function stream(onMessage, logsOf) {
   const url = logsOf === undefined ? "/api/stream" : `/api/stream?logs=${logsOf}`;
   const source = new EventSource(url);
   source.onopen = () => { state.textContent = "live"; state.className = "live"; };
-  source.onerror = () => { state.textContent = "reconnecting"; state.className = "dim"; };
+  source.onerror = () => {
+    // a closed stream is not retried by the browser: the session ended (401)
+    const closed = source.readyState === EventSource.CLOSED;
+    state.textContent = closed ? "logged out: open a new `corral web url`" : "reconnecting";
+    state.className = "dim";
+  };
   source.onmessage = (event) => onMessage(JSON.parse(event.data));
   return source;
 }
