@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from corral.options.config import is_config_file, load_config, read_deploy
     from corral.options.convert import parse_bytes, parse_ms
     from corral.options.portable import ConfigFile
-    from corral.options.secrets import is_secret
+    from corral.options.secrets import is_secret, mask_data, secret_values
     from corral.paths import dump_file, ensure_home, settings_file
     from corral.paths import home as corral_home
     from corral.rpc.aio import RPCServer
@@ -79,6 +79,8 @@ _HELPERS = {
     "log_time_reader": ("cli.logtail", "time_reader"),
     "is_config_file": ("options.config", "is_config_file"),
     "is_secret": ("options.secrets", "is_secret"),
+    "mask_data": ("options.secrets", "mask_data"),
+    "secret_values": ("options.secrets", "secret_values"),
     "FD_RESERVE": ("supervisor.fdreserve", "RESERVE"),
 }
 
@@ -102,6 +104,7 @@ __all__ = [
     "load_config",
     "load_plugins",
     "log_time_reader",
+    "mask_data",
     "parse_bytes",
     "parse_ms",
     "pid_alive",
@@ -110,6 +113,7 @@ __all__ = [
     "read_portable",
     "read_settings",
     "running_client",
+    "secret_values",
     "settings_file",
     "shorten",
 ]
