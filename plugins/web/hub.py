@@ -202,6 +202,20 @@ class Hub:
             app = self.history.get(pm_id)
             return list(app.events) if app else []
 
+    def knows(self, pm_id: int) -> bool:
+        """Whether ``pm_id`` is an app of the last list, or one the bus told of since."""
+        with self._lock:
+            return pm_id in self.history or any(p.get("pm_id") == pm_id for p in self.procs)
+
+    def namespaces_of(self, name: Any) -> set[str]:
+        """The namespaces of the apps of the last list named ``name``."""
+        with self._lock:
+            return {
+                str((p.get("pm2_env") or {}).get("namespace", "default"))
+                for p in self.procs
+                if p.get("name") == name
+            }
+
     def process(self, pm_id: int) -> dict[str, Any] | None:
         with self._lock:
             return next((p for p in self.procs if p.get("pm_id") == pm_id), None)

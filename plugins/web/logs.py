@@ -17,6 +17,7 @@ from typing import Any
 from corral import api
 
 BLOCK = 64 * 1024
+PAGE_BYTES = 4 * 1024 * 1024  # bytes one page reads in each file, at most
 SEARCH_BYTES = 16 * 1024 * 1024  # how far back a search reads in each file
 SEARCH_HITS = 500
 LINE_MAX = 16 * 1024  # characters of one line sent to a browser
@@ -24,7 +25,11 @@ LINE_MAX = 16 * 1024  # characters of one line sent to a browser
 
 def lines_before(path: str, end: int | None, count: int) -> tuple[list[str], int]:
     """The last ``count`` lines of ``path`` before byte ``end`` (None: its end), and the
-    offset where the first of them starts. A missing file has none."""
+    offset where the first of them starts. A missing file has none.
+
+    At most :data:`PAGE_BYTES` are read for one page: a line longer than that (a file
+    of 150 MB without a newline) comes cut, its last :data:`PAGE_BYTES` only, marked
+    ``[cut]``, and the cursor points where the read began, so the next page goes on."""
     try:
         handle = open(path, "rb")
     except OSError:
@@ -32,20 +37,33 @@ def lines_before(path: str, end: int | None, count: int) -> tuple[list[str], int
     with handle:
         size = os.fstat(handle.fileno()).st_size
         end = size if end is None else max(0, min(end, size))
-        data, start = b"", end
-        while start > 0 and data.count(b"\n") <= count:
-            step = min(BLOCK, start)
+        blocks: list[bytes] = []  # read backwards, joined once
+        start, newlines = end, 0
+        while start > 0 and newlines <= count and end - start < PAGE_BYTES:
+            step = min(BLOCK, start, PAGE_BYTES - (end - start))
             start -= step
             handle.seek(start)
-            data = handle.read(step) + data
+            block = handle.read(step)
+            newlines += block.count(b"\n")
+            blocks.append(block)
+        if start > 0:  # did the read stop inside a line?
+            handle.seek(start - 1)
+            inside = handle.read(1) != b"\n"
+        else:
+            inside = False
+    data = b"".join(reversed(blocks))
     parts = data.split(b"\n")
     if parts and parts[-1] == b"":
         parts.pop()  # the file ends with a newline
+    cut_first = inside and len(parts) <= count  # the first line's start was not read
     if len(parts) > count:  # the first is cut, or older than the page
         cut = len(parts) - count
         start += sum(len(p) + 1 for p in parts[:cut])
         parts = parts[cut:]
-    return [_text(p) for p in parts], start
+    lines = [_text(p) for p in parts]
+    if cut_first and lines:
+        lines[0] = "[cut] " + lines[0]
+    return lines, start
 
 
 def _text(line: bytes) -> str:

@@ -32,10 +32,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse(argv)
     home = api.corral_home()
-    sweep_login_tokens(home)
+    sweep_login_tokens(home)  # and at each login attempt
     hub = Hub()
     hub.start()
-    app = Dashboard(hub, Gate(home), readonly=args.readonly).app()
+    gate = Gate(home)
+    app = Dashboard(hub, gate, readonly=args.readonly, port=args.port, host=args.host).app()
     mode = " (read-only)" if args.readonly else ""
     print(f"corral web: serving http://{args.host}:{args.port}/{mode}", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)

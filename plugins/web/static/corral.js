@@ -2,7 +2,10 @@
 // No framework, no build step: the DOM, fetch and EventSource.
 "use strict";
 
-const CSRF = document.querySelector('meta[name="csrf-token"]').content;
+// The session's key, kept by the login page: every API call sends it (the cookie alone,
+// which a browser also sends to other ports of this host, opens nothing).
+const KEY = localStorage.getItem("corral-key");
+const LOGGED_OUT = "logged out: log in with `corral web url`";
 const READONLY = document.querySelector('meta[name="readonly"]').content === "true";
 const PAGE = document.body.dataset.page;
 const MAX_LOG_LINES = 5000; // lines the log pane keeps
@@ -38,17 +41,42 @@ function clock(ms) {
   return new Date(ms).toLocaleTimeString();
 }
 
+function loggedOut() {
+  const state = document.getElementById("connection");
+  state.textContent = LOGGED_OUT;
+  state.className = "dim";
+  if (window.corralSource) window.corralSource.close();
+}
+
+// fetch with the session's key; a 401 shows the page logged out
+async function call(url, init = {}) {
+  const answer = await fetch(url, {...init, headers: {...(init.headers || {}), "X-Corral-Key": KEY || ""},
+    credentials: "same-origin"});
+  if (answer.status === 401) loggedOut();
+  return answer;
+}
+
+async function getJSON(url, otherwise) {
+  const answer = await call(url);
+  return answer.ok ? answer.json() : otherwise;
+}
+
+async function logout() {
+  await call("/api/logout", {method: "POST"});
+  localStorage.removeItem("corral-key");
+  loggedOut();
+}
+
 async function act(action, pmId, name, body) {
   if (READONLY) return;
   const words = action === "scale" ? `scale ${name} to ${body.instances}` : `${action} ${name} (pm_id ${pmId})`;
   if (!window.confirm(`${words}?`)) return;
-  const answer = await fetch(`/api/processes/${pmId}/${action}`, {
+  const answer = await call(`/api/processes/${pmId}/${action}`, {
     method: "POST",
-    headers: {"X-CSRF-Token": CSRF, "Content-Type": "application/json"},
+    headers: {"Content-Type": "application/json"},
     body: JSON.stringify(body || {}),
-    credentials: "same-origin",
   });
-  if (!answer.ok) {
+  if (!answer.ok && answer.status !== 401) {
     const reply = await answer.json().catch(() => ({error: answer.statusText}));
     window.alert(`${words}: ${reply.error}`);
   }
@@ -56,13 +84,15 @@ async function act(action, pmId, name, body) {
 
 function stream(onMessage, logsOf) {
   const state = document.getElementById("connection");
-  const url = logsOf === undefined ? "/api/stream" : `/api/stream?logs=${logsOf}`;
-  const source = new EventSource(url);
+  const query = new URLSearchParams({key: KEY});  // an EventSource sends no header
+  if (logsOf !== undefined) query.set("logs", logsOf);
+  const source = new EventSource(`/api/stream?${query}`);
+  window.corralSource = source;
   source.onopen = () => { state.textContent = "live"; state.className = "live"; };
   source.onerror = () => {
     // a closed stream is not retried by the browser: the session ended (401)
     const closed = source.readyState === EventSource.CLOSED;
-    state.textContent = closed ? "logged out: open a new `corral web url`" : "reconnecting";
+    state.textContent = closed ? LOGGED_OUT : "reconnecting";
     state.className = "dim";
   };
   source.onmessage = (event) => onMessage(JSON.parse(event.data));
@@ -151,8 +181,7 @@ function appendLog(entries) {
 }
 
 async function loadLog(query) {
-  const answer = await fetch(`/api/processes/${app.pmId}/logs?${query}`, {credentials: "same-origin"});
-  return answer.ok ? answer.json() : {lines: [], cursor: {}};
+  return getJSON(`/api/processes/${app.pmId}/logs?${query}`, {lines: [], cursor: {}});
 }
 
 async function olderLines() {
@@ -239,17 +268,21 @@ function addEvent(event) {
 }
 
 async function loadSettings() {
-  const answer = await fetch(`/api/processes/${app.pmId}`, {credentials: "same-origin"});
-  if (!answer.ok) return;
-  const proc = await answer.json();
+  const proc = await getJSON(`/api/processes/${app.pmId}`, null);
+  if (!proc) return;
   const env = proc.pm2_env || {};
   const shown = ["name", "namespace", "status", "exec_mode", "instances", "pm_exec_path", "exec_interpreter",
     "args", "pm_cwd", "autorestart", "max_restarts", "min_uptime", "kill_timeout", "restart_delay",
     "max_memory_restart", "watch", "cron_restart", "listen", "wait_ready", "pm_out_log_path", "pm_err_log_path",
     "created_at", "unstable_restarts", "exit_code"];
   const table = document.getElementById("settings");
-  table.replaceChildren(...shown.filter((k) => env[k] !== undefined && env[k] !== null && env[k] !== "").map((k) =>
-    el("tr", {}, el("th", {}, k), el("td", {}, typeof env[k] === "object" ? JSON.stringify(env[k]) : String(env[k])))));
+  const rows = shown.filter((k) => env[k] !== undefined && env[k] !== null && env[k] !== "")
+    .map((k) => [k, env[k]]);
+  // the app's own variables, masked by the server as `corral describe` masks them
+  const vars = env.env && typeof env.env === "object" ? env.env : {};
+  for (const name of Object.keys(vars).sort()) rows.push([`env ${name}`, vars[name]]);
+  table.replaceChildren(...rows.map(([k, v]) =>
+    el("tr", {"data-key": k}, el("th", {}, k), el("td", {}, typeof v === "object" ? JSON.stringify(v) : String(v)))));
 }
 
 async function startApp() {
@@ -268,9 +301,9 @@ async function startApp() {
     clearTimeout(typing);
     typing = setTimeout(() => searchLog(e.target.value.trim()), 250);
   };
-  const history = await (await fetch(`/api/processes/${app.pmId}/history`, {credentials: "same-origin"})).json();
+  const history = await getJSON(`/api/processes/${app.pmId}/history`, {samples: []});
   app.samples = history.samples || [];
-  const events = await (await fetch(`/api/processes/${app.pmId}/events`, {credentials: "same-origin"})).json();
+  const events = await getJSON(`/api/processes/${app.pmId}/events`, {events: []});
   (events.events || []).forEach(addEvent);
   loadSettings();
   await firstLines();
@@ -292,5 +325,7 @@ async function startApp() {
   }, app.pmId);
 }
 
-if (PAGE === "list") startList();
+document.getElementById("logout").onclick = logout;
+if (!KEY) loggedOut();
+else if (PAGE === "list") startList();
 else startApp();

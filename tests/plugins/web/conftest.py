@@ -67,16 +67,24 @@ def request(
 
 @dataclass
 class Session:
-    """A logged-in browser, as far as the server can tell: its cookie and CSRF token."""
+    """A logged-in browser, as far as the server can tell: its cookie and the key its
+    login page kept in ``localStorage``."""
 
-    cookie: str  # "corral_session=..."
-    csrf: str
+    cookie: str  # "corral_session_<port>=..."
+    key: str
 
-    def headers(self, csrf: bool = True) -> dict[str, str]:
+    def headers(self, key: bool = True) -> dict[str, str]:
         chosen = {"Cookie": self.cookie}
-        if csrf:
-            chosen["X-CSRF-Token"] = self.csrf
+        if key:
+            chosen["X-Corral-Key"] = self.key
         return chosen
+
+
+def login_key(page: str) -> str:
+    """The key a login page hands its script."""
+    found = re.search(r'<meta name="corral-key" content="([^"]+)">', page)
+    assert found, page
+    return found.group(1)
 
 
 @dataclass
@@ -122,13 +130,10 @@ class Dashboard:
         """Open a session with a login URL (a fresh one by default), as a browser does."""
         url = url or self.new_login_url()
         reply = request("GET", url)
-        assert reply.status == 303, (reply.status, reply.text)
+        assert reply.status == 200, (reply.status, reply.text)
         cookie = reply.headers["set-cookie"].split(";")[0]
-        page = self.get("/", headers={"Cookie": cookie})
-        assert page.status == 200, page.text
-        found = re.search(r'<meta name="csrf-token" content="([^"]+)">', page.text)
-        assert found, page.text
-        return Session(cookie, found.group(1))
+        assert cookie.startswith(f"corral_session_{self.port}="), cookie
+        return Session(cookie, login_key(reply.text))
 
 
 @pytest.fixture

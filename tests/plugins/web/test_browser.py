@@ -15,11 +15,14 @@ import importlib.util
 import json
 import os
 import shutil
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
@@ -27,7 +30,7 @@ import corral
 from corral.testing import wait_for
 from tests.conftest import PY, python_app, run_cli
 
-from .conftest import APP, Dashboard
+from .conftest import APP, Dashboard, free_port, request
 from .test_api import start_talker
 
 DEADLINE = 10.0  # seconds: the issue's deadline for anything the page shows
@@ -154,8 +157,8 @@ def count_posts(driver: Any) -> None:
 
 
 def open_list(driver: Any, dash: Dashboard, name: str) -> dict[str, str]:
-    driver.get(dash.new_login_url())  # the login redirects to the list
-    assert driver.current_url == f"{dash.base}/"
+    driver.get(dash.new_login_url())  # the login page keeps the key, then opens the list
+    wait_for(lambda: driver.current_url == f"{dash.base}/", timeout=DEADLINE, what="the list")
     return wait_for(lambda: row(driver, name), timeout=DEADLINE, what=f"the row of {name}")
 
 
@@ -228,6 +231,7 @@ def test_a_line_the_app_prints_appears_in_the_log_pane(web_pm, start_dashboard, 
     app = start_talker(web_pm, tmp_path)
     dash = start_dashboard()
     driver.get(dash.new_login_url())
+    wait_for(lambda: driver.current_url == f"{dash.base}/", timeout=DEADLINE, what="the list")
     driver.get(f"{dash.base}/app/{app['pm_id']}")
     log = driver.find_element("id", "log")
     wait_for(lambda: "ready" in log.text, timeout=DEADLINE, what="the log's first lines")
@@ -256,20 +260,21 @@ def test_read_only_hides_the_buttons_and_its_api_refuses(web_pm, start_dashboard
     dash = start_dashboard("--readonly")
     first = open_list(driver, dash, "talker")
     assert first["buttons"] == 0
-    assert driver.execute_script("return document.querySelectorAll('button').length") == 0
+    buttons = "return [...document.querySelectorAll('button')].map((b) => b.id)"
+    assert driver.execute_script(buttons) == ["logout"]  # no action: logging out only
     assert not driver.find_element("css selector", "th.actions-head").is_displayed()
     assert driver.find_element("id", "readonly-note").is_displayed()
 
     driver.get(f"{dash.base}/app/{app['pm_id']}")
     wait_for(lambda: "ready" in driver.find_element("id", "log").text, timeout=DEADLINE)
     assert not driver.find_element("id", "actions").is_displayed()
-    # what a button would have sent, sent by hand from the page with its CSRF token
+    # what a button would have sent, sent by hand from the page with its key
     answer = driver.execute_async_script(
         """
         const done = arguments[arguments.length - 1];
-        const csrf = document.querySelector('meta[name="csrf-token"]').content;
+        const key = localStorage.getItem("corral-key");
         fetch(`/api/processes/${arguments[0]}/restart`, {method: "POST",
-              headers: {"X-CSRF-Token": csrf}, credentials: "same-origin"})
+              headers: {"X-Corral-Key": key}, credentials: "same-origin"})
           .then(async (r) => done([r.status, await r.text()]));
         """,
         app["pm_id"],
@@ -277,6 +282,105 @@ def test_read_only_hides_the_buttons_and_its_api_refuses(web_pm, start_dashboard
     assert answer[0] == 403 and json.loads(answer[1]) == {"error": "the dashboard is read-only"}
     (info,) = web_pm.describe("talker")
     assert (info.pid, info.restart_time) == (app["pid"], 0)
+
+
+def login(driver: Any, url: str, base: str) -> None:
+    """Open a login URL; wait for the list it goes on to."""
+    driver.get(url)
+    wait_for(lambda: driver.current_url == f"{base}/", timeout=DEADLINE, what="the list")
+
+
+def live(driver: Any) -> bool:
+    return driver.find_element("id", "connection").text == "live"
+
+
+def test_two_dashboards_on_two_ports_stay_logged_in_side_by_side(
+    web_pm, start_dashboard, driver, tmp_path
+):
+    start_talker(web_pm, tmp_path)
+    dash = start_dashboard()
+    # a second dashboard of the same home on another port (its own process, ours to stop)
+    port = free_port()
+    second = subprocess.Popen(
+        [sys.executable, "-m", "corral.plugins.web.server", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        other = f"http://127.0.0.1:{port}"
+        wait_for(lambda: _answers(other), timeout=DEADLINE, what="the second dashboard serving")
+        login(driver, dash.new_login_url(), dash.base)
+        login(driver, dash.new_login_url().replace(dash.base, other), other)
+        for base in (dash.base, other, dash.base):  # each still logged in, in one browser
+            driver.get(f"{base}/")
+            wait_for(lambda: row(driver, "talker"), timeout=DEADLINE, what=f"the list of {base}")
+            wait_for(lambda: live(driver), timeout=DEADLINE, what=f"the stream of {base}")
+        cookies = sorted(c["name"] for c in driver.get_cookies())
+        assert cookies == sorted([f"corral_session_{dash.port}", f"corral_session_{port}"])
+    finally:
+        second.terminate()  # uvicorn waits for open streams to end: then a kill
+        try:
+            second.wait(5)
+        except subprocess.TimeoutExpired:
+            second.kill()
+            second.wait(5)
+
+
+def _answers(base: str) -> bool:
+    try:
+        return request("GET", f"{base}/favicon.ico", timeout=1).status == 204
+    except OSError:
+        return False
+
+
+def test_a_login_link_opened_from_another_site_lands_on_the_list(
+    web_pm, start_dashboard, driver, tmp_path
+):
+    start_talker(web_pm, tmp_path)
+    dash = start_dashboard()
+    url = dash.new_login_url()
+    # a page of another site (here: an opaque data: origin) with the link, clicked
+    driver.get("data:text/html," + quote(f'<a id="go" href="{url}">log in</a>'))
+    driver.find_element("id", "go").click()
+    wait_for(lambda: driver.current_url == f"{dash.base}/", timeout=DEADLINE, what="the list")
+    wait_for(lambda: row(driver, "talker"), timeout=DEADLINE, what="the row of talker")
+
+
+def test_log_out_and_the_app_page_shows_masked_variables(web_pm, start_dashboard, driver, tmp_path):
+    app = start_talker(
+        web_pm,
+        tmp_path,
+        env={"SAY": str(tmp_path / "talker.say"), "DB_PASSWORD": "hunter2-db-pass"},
+    )
+    dash = start_dashboard()
+    login(driver, dash.new_login_url(), dash.base)
+    driver.get(f"{dash.base}/app/{app['pm_id']}")
+    shown = wait_for(
+        lambda: driver.execute_script(
+            "const tr = document.querySelector('#settings tr[data-key=\"env DB_PASSWORD\"]');"
+            "return tr && tr.querySelector('td').textContent"
+        ),
+        timeout=DEADLINE,
+        what="the app's variables in the settings",
+    )
+    assert shown == "****"
+    assert "hunter2-db-pass" not in driver.page_source
+    wait_for(lambda: live(driver), timeout=DEADLINE, what="the stream")
+    key = driver.execute_script("return localStorage.getItem('corral-key')")
+    cookie = next(c for c in driver.get_cookies() if c["name"] == f"corral_session_{dash.port}")
+    driver.find_element("id", "logout").click()
+    wait_for(
+        lambda: driver.find_element("id", "connection").text.startswith("logged out"),
+        timeout=DEADLINE,
+        what="the page logged out",
+    )
+    assert driver.execute_script("return localStorage.getItem('corral-key')") is None
+    # the session is over on the server too: the old cookie and key open nothing
+    replay = {"Cookie": f"{cookie['name']}={cookie['value']}", "X-Corral-Key": key}
+    assert request("GET", f"{dash.base}/api/processes", headers=replay).status == 401
+    # a page without the key says how to log in, and asks nothing of the API
+    driver.get(f"{dash.base}/")
+    assert driver.current_url == f"{dash.base}/"
 
 
 # -- the screenshots of the docs (CORRAL_SCREENSHOTS=1) --------------------------------------
@@ -334,8 +438,6 @@ sys.exit(1)
 )
 @pytest.mark.parametrize("web_plugins", ["bus,web,health"])
 def test_screenshots(web_pm, start_dashboard, tmp_path):
-    from .conftest import free_port, request
-
     if _missing():
         pytest.fail("the screenshots need " + ", ".join(_missing()))
     timed = {"log_date_format": "YYYY-MM-DD HH:mm:ss", "exec_interpreter": PY}
