@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import socket
 import sys
 import time
@@ -14,6 +13,7 @@ import psutil
 import corral
 from corral import OptionError, PluginError, StateError, api
 
+from .loopback import is_loopback
 from .tokens import api_token, new_login_token
 
 APP = "corral-web"  # the dashboard's name in `corral ls`
@@ -54,7 +54,7 @@ def start_command(port: int, host: str, readonly: bool) -> None:
         }
     )
     _wait_serving(client, host, port)
-    if not _loopback(host):
+    if not is_loopback(host):
         click.echo(
             f"warning: the dashboard listens on {host}: anyone who can reach it "
             "and holds a login URL or the API token can act on your apps",
@@ -103,15 +103,6 @@ def _check_bus(client: Any) -> None:
             "the daemon runs without the bus plugin, which the dashboard reads: "
             "restart it with the bus (`corral kill`, then unset CORRAL_PLUGINS or add bus)"
         )
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _address(client: Any) -> tuple[str, int]:

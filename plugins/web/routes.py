@@ -48,6 +48,7 @@ from corral import api
 
 from . import logs
 from .auth import KEY_HEADER, Gate, Session, cookie_name
+from .loopback import is_loopback
 
 STATIC = Path(__file__).parent / "static"
 ASSETS = {"corral.js": "text/javascript", "corral.css": "text/css", "login.js": "text/javascript"}
@@ -191,7 +192,7 @@ class Dashboard:
     async def history(self, request: Request) -> Response:
         if self.who(request) is None:
             return _unauthorized()
-        if not self.hub.knows(request.path_params["pm_id"]):
+        if not await self._exists(request.path_params["pm_id"]):
             return _no_such(request)
         samples = self.hub.samples(request.path_params["pm_id"])
         return JSONResponse({"samples": samples})
@@ -199,9 +200,20 @@ class Dashboard:
     async def events(self, request: Request) -> Response:
         if self.who(request) is None:
             return _unauthorized()
-        if not self.hub.knows(request.path_params["pm_id"]):
+        if not await self._exists(request.path_params["pm_id"]):
             return _no_such(request)
         return JSONResponse({"events": self.hub.events(request.path_params["pm_id"])})
+
+    async def _exists(self, pm_id: int) -> bool:
+        """Whether the daemon has ``pm_id``: the hub's last word, else the daemon's own
+        (an app started since the last sample is no 404)."""
+        if self.hub.knows(pm_id):
+            return True
+        try:
+            await run_in_threadpool(self._call, lambda client: client.describe(pm_id))
+        except corral.NotFoundError:
+            return False
+        return True
 
     async def logs(self, request: Request) -> Response:
         if self.who(request) is None:
@@ -364,21 +376,10 @@ def _number(text: str) -> int:
 def _allowed_hosts(host: str, port: int) -> frozenset[bytes] | None:
     """The Host headers a dashboard bound to loopback answers (a DNS-rebinding
     defence); None (any) when bound to another address."""
-    if not _is_loopback(host):
+    if not is_loopback(host):
         return None
     names = [*LOOPBACK_HOSTS]
     return frozenset(n.encode() for n in names + [f"{n}:{port}" for n in names])
-
-
-def _is_loopback(host: str) -> bool:
-    import ipaddress  # deferred: the server's start only
-
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class Guard:
