@@ -2,19 +2,20 @@
 signals acted on, and an exit code the orchestrator can read.
 
 The daemon runs on a thread of this process (``corral.connect(no_daemon=True)``)
-with every installed plugin and :class:`~corral.plugins.runtime.output.Output`,
-and serves its home as any daemon does, so ``corral ls``, ``corral reload`` and
-``corral logs`` work from ``docker exec``. The apps write no log file unless their
-options name one; their output is the runtime's. The main thread waits for a
-signal or for the apps' end:
+with the installed plugins and :class:`~corral.plugins.runtime.output.Output`, and
+serves its home as any daemon does, so ``corral ls``, ``corral reload`` and
+``corral ready`` work from ``docker exec``. The apps write no log file unless their
+options name one: their output is the runtime's. The start and the reloads run on
+threads of their own (:class:`Job`), so the main thread always answers a signal:
 
 - SIGTERM, SIGINT, SIGQUIT: every app is stopped at once, each with its own
   ``kill_signal`` and ``kill_timeout`` (SIGKILL after it), then exit 0.
-- SIGHUP: a graceful reload of every app (0-downtime in cluster mode).
+- SIGHUP: a graceful reload of every app that runs (0-downtime in cluster mode).
+- SIGUSR1, SIGUSR2: ignored, and said.
 - An app errored (corral will not restart it: ``max_restarts`` reached): the
   others are stopped, exit 1, so the orchestrator restarts the container.
-- Every app ended and none will restart (jobs, ``autorestart: false``): exit 0
-  when each last exit code was 0, else 1.
+- Every app ended and none waits (for a restart, a dependency or a cron tick):
+  exit 0 when each ended well (0, or one of its ``stop_exit_codes``), else 1.
 
 Exit 2: the command line or the file is wrong, and nothing was started.
 """
