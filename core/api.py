@@ -20,7 +20,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast, runtime_checkable
 
 if TYPE_CHECKING:
+    from corral.cli.logtail import order_keys as log_order_keys
     from corral.cli.logtail import time_reader as log_time_reader
+    from corral.cli.words import health_word
     from corral.client.connection import running_client
     from corral.daemon.kernel import Daemon
     from corral.daemon.settings import read as read_settings
@@ -77,6 +79,8 @@ _HELPERS = {
     "load_config": ("options.config", "load_config"),
     "read_deploy": ("options.config", "read_deploy"),
     "log_time_reader": ("cli.logtail", "time_reader"),
+    "log_order_keys": ("cli.logtail", "order_keys"),
+    "health_word": ("cli.words", "health_word"),
     "is_config_file": ("options.config", "is_config_file"),
     "is_secret": ("options.secrets", "is_secret"),
     "mask_data": ("options.secrets", "mask_data"),
@@ -98,11 +102,13 @@ __all__ = [
     "dump_file",
     "ensure_home",
     "fd_limit",
+    "health_word",
     "is_config_file",
     "is_node",
     "is_secret",
     "load_config",
     "load_plugins",
+    "log_order_keys",
     "log_time_reader",
     "mask_data",
     "parse_bytes",

@@ -14,7 +14,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from corral.cli.logtail import FollowedFile, iso_time, last_lines, open_log, time_reader
+from corral.cli.logtail import (
+    FollowedFile,
+    iso_time,
+    last_lines,
+    open_log,
+    order_keys,
+    time_reader,
+)
 
 DAEMON = "corral"  # the TARGET, app and stream name of the daemon's own log
 
@@ -93,15 +100,9 @@ def backlog(sources: list[Source], count: int) -> list[Entry]:
         mtime = os.fstat(handle.fileno()).st_mtime
         lines, stop = last_lines(handle, size, count)
         source.follower.start_at(stop, handle)
-        known = None
         timed = [Entry(source, line, source.read_time(line)) for line in lines]
-        for entry in timed:
-            known = entry.time if entry.time is not None else known
-        first = next((e.time for e in timed if e.time is not None), mtime)
-        known = first
-        for entry in timed:
-            known = entry.time if entry.time is not None else known
-            entry.key = known
+        for entry, key in zip(timed, order_keys([e.time for e in timed], mtime), strict=True):
+            entry.key = key
         entries.extend(timed)
     entries.sort(key=lambda e: e.key)  # stable: each file keeps its order
     return entries

@@ -204,6 +204,18 @@ def iso_time(value: Any) -> float | None:
         return None
 
 
+def order_keys(times: list[float | None], mtime: float) -> list[float]:
+    """The time each line of a file is ordered by, from the times written in them
+    (None: none): a line without one takes the time of the line before it, and the
+    lines before the first timed one take the file's modification time ``mtime``."""
+    known = next((t for t in times if t is not None), mtime)
+    keys = []
+    for written in times:
+        known = written if written is not None else known
+        keys.append(known)
+    return keys
+
+
 def time_reader(options: dict[str, Any]) -> Callable[[str], float | None]:
     """A function from one of the app's log lines to the time it was written (or None),
     from the app's ``log_date_format`` / ``time`` / ``log_type`` options."""

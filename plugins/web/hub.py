@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import corral
+from corral import api
 
 HISTORY = 3600  # samples kept per app: an hour at one a second
 EVENTS = 200  # events kept per app
@@ -67,12 +68,7 @@ def row(proc: dict[str, Any]) -> dict[str, Any]:
 
 def _health(health: Any) -> str | None:
     """The health plugin's ``health_status`` in a word, as ``corral ls`` shows it."""
-    if not isinstance(health, dict):
-        return None
-    status = str(health.get("status") or "unknown")
-    if status == "unhealthy":
-        return f"unhealthy {health.get('failures', 0)}/{health.get('threshold', '?')}"
-    return status
+    return api.health_word(health) if isinstance(health, dict) else None
 
 
 class Hub:

@@ -97,13 +97,8 @@ def page(proc: dict[str, Any], count: int, before: dict[str, int | None]) -> dic
 
 
 def _timed(lines: list[str], stream: str, read_time: Any, mtime: float) -> list[dict]:
-    times = [read_time(line) for line in lines]
-    known = next((t for t in times if t is not None), mtime)
-    entries = []
-    for line, written in zip(lines, times, strict=True):
-        known = written if written is not None else known
-        entries.append({"stream": stream, "text": line, "time": known})
-    return entries
+    keys = api.log_order_keys([read_time(line) for line in lines], mtime)
+    return [{"stream": stream, "text": t, "time": k} for t, k in zip(lines, keys, strict=True)]
 
 
 def _mtime(path: str) -> float:
